@@ -1,0 +1,66 @@
+namespace Stcache.Raft;
+
+/// <summary>Immutable configuration of one Raft node. Validated once by <see cref="Validate"/>.</summary>
+public sealed record RaftConfig
+{
+    public required NodeId Id { get; init; }
+
+    /// <summary>Ticks a follower waits without hearing a leader before it campaigns. The actual timeout is
+    /// randomized in [ElectionTimeoutTicks, 2 * ElectionTimeoutTicks).</summary>
+    public int ElectionTimeoutTicks { get; init; } = 10;
+
+    public int HeartbeatIntervalTicks { get; init; } = 1;
+
+    /// <summary>Seed for the election-timeout randomization. The core has no other randomness.</summary>
+    public ulong RandomSeed { get; init; } = 1;
+
+    public bool PreVote { get; init; } = true;
+
+    public bool CheckQuorum { get; init; } = true;
+
+    /// <summary>Ticks subtracted from the lease to cover clock drift between nodes; lease reads need it.</summary>
+    public int LeaseDriftMarginTicks { get; init; } = 2;
+
+    /// <summary>Upper bound of entry bytes in one Append message (one entry may exceed it alone).</summary>
+    public long AppendBytesMax { get; init; } = 1 << 20;
+
+    /// <summary>Append messages in flight to one follower in Replicate state.</summary>
+    public int InflightMessagesMax { get; init; } = 256;
+
+    /// <summary>Entry bytes proposed but not committed beyond which the leader refuses proposals (0 = no limit).</summary>
+    public long UncommittedBytesMax { get; init; } = 64L << 20;
+
+    /// <summary>Committed entry bytes handed to the host in one Ready.</summary>
+    public long CommittedBytesPerReadyMax { get; init; } = 16L << 20;
+
+    /// <summary>Pending ReadIndex requests beyond which new ones are refused.</summary>
+    public int PendingReadsMax { get; init; } = 100_000;
+
+    public void Validate()
+    {
+        if (Id.IsNone)
+        {
+            throw new ArgumentException("node id must be non-zero", nameof(Id));
+        }
+
+        if (HeartbeatIntervalTicks <= 0)
+        {
+            throw new ArgumentException("heartbeat interval must be positive", nameof(HeartbeatIntervalTicks));
+        }
+
+        if (ElectionTimeoutTicks <= HeartbeatIntervalTicks)
+        {
+            throw new ArgumentException("election timeout must exceed the heartbeat interval", nameof(ElectionTimeoutTicks));
+        }
+
+        if (LeaseDriftMarginTicks < 0 || LeaseDriftMarginTicks >= ElectionTimeoutTicks)
+        {
+            throw new ArgumentException("lease drift margin must be in [0, election timeout)", nameof(LeaseDriftMarginTicks));
+        }
+
+        if (AppendBytesMax <= 0 || InflightMessagesMax <= 0 || CommittedBytesPerReadyMax <= 0 || PendingReadsMax <= 0)
+        {
+            throw new ArgumentException("limits must be positive");
+        }
+    }
+}

@@ -550,6 +550,11 @@ public sealed class RaftNode
             return;
         }
 
+        if (message.Index > _log.LastIndex)
+        {
+            return; // Acknowledges entries we never sent: not from a sane peer.
+        }
+
         bool wasPaused = progress.IsPaused;
         if (!progress.MaybeUpdate(message.Index))
         {

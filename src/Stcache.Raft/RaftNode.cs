@@ -237,7 +237,7 @@ public sealed class RaftNode
     public void Step(Message message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        if (message.To != Id || message.From == Id)
+        if (message.To != Id || message.Validate() is not null)
         {
             return;
         }

@@ -7,7 +7,7 @@ namespace Stcache.Raft;
 internal sealed class RaftLog
 {
     // Entries (_offset, LastIndex] are in _entries; _entries[i].Index == _offset + 1 + i.
-    private readonly List<Entry> _entries = [];
+    private readonly EntryBuffer _entries = new();
 
     // Index and term of the entry just before _entries[0]: the compaction point, whose term is still known.
     private LogIndex _offset;
@@ -64,7 +64,7 @@ internal sealed class RaftLog
 
     public LogIndex LastIndex => _offset + (ulong)_entries.Count;
 
-    public Term LastTerm => _entries.Count > 0 ? _entries[^1].Term : _offsetTerm;
+    public Term LastTerm => _entries.Count > 0 ? _entries[_entries.Count - 1].Term : _offsetTerm;
 
     public bool TryTerm(LogIndex index, out Term term)
     {
@@ -118,6 +118,14 @@ internal sealed class RaftLog
             return true;
         }
 
+        var (start, count) = Range(from, to, bytesMax);
+        entries = _entries.Copy(start, count);
+        return true;
+    }
+
+    private (int Start, int Count) Range(LogIndex from, LogIndex to, long bytesMax)
+    {
+        to = LogIndex.Min(to, LastIndex);
         int start = (int)(from.Value - _offset.Value - 1);
         int count = 0;
         long bytes = 0;
@@ -133,11 +141,11 @@ internal sealed class RaftLog
             count++;
         }
 
-        entries = _entries.GetRange(start, count).ToArray();
-        return true;
+        return (start, count);
     }
 
-    public Entry[] Unstable()
+    /// <summary>Entries not yet on stable storage, as a view that stays valid until the log next changes.</summary>
+    public IReadOnlyList<Entry> Unstable()
     {
         if (Stable >= LastIndex)
         {
@@ -145,7 +153,19 @@ internal sealed class RaftLog
         }
 
         int start = (int)(Stable.Value - _offset.Value);
-        return _entries.GetRange(start, _entries.Count - start).ToArray();
+        return _entries.View(start, _entries.Count - start);
+    }
+
+    /// <summary>Like <see cref="TrySlice"/>, but a view that stays valid until the log next changes.</summary>
+    public IReadOnlyList<Entry> CommittedView(LogIndex from, LogIndex to, long bytesMax)
+    {
+        if (from <= _offset || from > to)
+        {
+            return [];
+        }
+
+        var (start, count) = Range(from, to, bytesMax);
+        return _entries.View(start, count);
     }
 
     public void Append(Entry entry)
@@ -206,7 +226,7 @@ internal sealed class RaftLog
         }
 
         int keep = (int)(first.Value - _offset.Value - 1);
-        _entries.RemoveRange(keep, _entries.Count - keep);
+        _entries.TruncateTo(keep);
         if (Stable >= first)
         {
             Stable = first.Previous;
@@ -292,7 +312,7 @@ internal sealed class RaftLog
 
         int drop = (int)(dropUpTo.Value - _offset.Value);
         _offsetTerm = _entries[drop - 1].Term;
-        _entries.RemoveRange(0, drop);
+        _entries.DropFront(drop);
         _offset = dropUpTo;
     }
 
@@ -322,4 +342,70 @@ internal sealed class RaftLog
             previousTerm = _entries[i].Term;
         }
     }
+}
+
+/// <summary>
+/// A growable array of entries that hands out views without copying. A view is valid until the buffer next
+/// changes; the core guarantees that by refusing input between GetReady and Advance.
+/// </summary>
+internal sealed class EntryBuffer
+{
+    private Entry[] _items = new Entry[64];
+    private int _start;
+
+    public int Count { get; private set; }
+
+    public Entry this[int i] => _items[_start + i];
+
+    public void Add(Entry entry)
+    {
+        if (_start + Count == _items.Length)
+        {
+            if (Count <= _items.Length / 2)
+            {
+                Array.Copy(_items, _start, _items, 0, Count); // Reuse the space compaction freed.
+            }
+            else
+            {
+                var bigger = new Entry[_items.Length * 2];
+                Array.Copy(_items, _start, bigger, 0, Count);
+                _items = bigger;
+            }
+
+            Array.Clear(_items, Count, _items.Length - Count);
+            _start = 0;
+        }
+
+        _items[_start + Count] = entry;
+        Count++;
+    }
+
+    public void Clear()
+    {
+        Array.Clear(_items);
+        _start = 0;
+        Count = 0;
+    }
+
+    public void TruncateTo(int count)
+    {
+        Array.Clear(_items, _start + count, Count - count);
+        Count = count;
+    }
+
+    public void DropFront(int count)
+    {
+        Array.Clear(_items, _start, count); // Release payloads to the GC.
+        _start += count;
+        Count -= count;
+    }
+
+    public Entry[] Copy(int start, int count)
+    {
+        var copy = new Entry[count];
+        Array.Copy(_items, _start + start, copy, 0, count);
+        return copy;
+    }
+
+    public IReadOnlyList<Entry> View(int start, int count) => new ArraySegment<Entry>(_items, _start + start, count);
 }

@@ -103,6 +103,7 @@ public sealed class RaftNode
     /// <summary>Advances logical time by one tick (elections, heartbeats, check-quorum, lease expiry).</summary>
     public void Tick()
     {
+        EnsureNoReadyInProgress();
         _ticks++;
         _electionElapsed++;
         if (_role == RaftRole.Leader)
@@ -154,6 +155,7 @@ public sealed class RaftNode
     /// voters' leases (tests, tools, manual failover).</summary>
     public void Campaign()
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader && IsPromotable)
         {
             StartElection(transfer: true);
@@ -236,6 +238,7 @@ public sealed class RaftNode
     /// <summary>Handles a message from a peer. Never throws on stale or nonsensical input; such messages are dropped.</summary>
     public void Step(Message message)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(message);
         if (message.To != Id || message.Validate() is not null)
         {
@@ -747,6 +750,7 @@ public sealed class RaftNode
 
     public ProposeResult Propose(IReadOnlyList<ReadOnlyMemory<byte>> commands)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(commands);
         var refusal = CheckCanPropose();
         if (refusal != ProposeStatus.Accepted)
@@ -755,9 +759,9 @@ public sealed class RaftNode
         }
 
         long bytes = 0;
-        foreach (var command in commands)
+        for (int i = 0; i < commands.Count; i++)
         {
-            bytes += command.Length + 24;
+            bytes += commands[i].Length + 24;
         }
 
         if (_config.UncommittedBytesMax > 0 && _uncommittedBytes > 0 && _uncommittedBytes + bytes > _config.UncommittedBytesMax)
@@ -766,9 +770,9 @@ public sealed class RaftNode
         }
 
         var first = _log.LastIndex.Next;
-        foreach (var command in commands)
+        for (int i = 0; i < commands.Count; i++)
         {
-            _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, command));
+            _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, commands[i]));
         }
 
         _uncommittedBytes += bytes;
@@ -778,6 +782,7 @@ public sealed class RaftNode
 
     public ProposeResult ProposeConfChange(ConfChange change)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(change);
         var refusal = CheckCanPropose();
         if (refusal != ProposeStatus.Accepted)
@@ -833,6 +838,7 @@ public sealed class RaftNode
     /// With <paramref name="lease"/> a leader holding a valid lease answers without a heartbeat round.</summary>
     public ReadStatus ReadIndex(ulong requestId, bool lease = false)
     {
+        EnsureNoReadyInProgress();
         if (_role == RaftRole.Leader)
         {
             return LeaderRead(requestId, Id, lease) ? ReadStatus.Accepted : ReadStatus.Overloaded;
@@ -930,6 +936,7 @@ public sealed class RaftNode
     /// <summary>Starts moving leadership to <paramref name="target"/> (thesis §3.10). Only on the leader.</summary>
     public ProposeStatus TransferLeadership(NodeId target)
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader)
         {
             return ProposeStatus.NotLeader;
@@ -964,6 +971,7 @@ public sealed class RaftNode
 
     public void ReportUnreachable(NodeId peer)
     {
+        EnsureNoReadyInProgress();
         if (_role == RaftRole.Leader && _progress.TryGetValue(peer, out var progress) && progress.State == ProgressState.Replicate)
         {
             progress.BecomeProbe();
@@ -972,6 +980,7 @@ public sealed class RaftNode
 
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader || !_progress.TryGetValue(peer, out var progress) || progress.State != ProgressState.Snapshot)
         {
             return;
@@ -991,6 +1000,7 @@ public sealed class RaftNode
     /// <paramref name="trailingEntries"/> so a slightly slow follower needs no snapshot.</summary>
     public void SnapshotTaken(SnapshotMetadata metadata, ulong trailingEntries)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(metadata);
         if (metadata.Index > _log.Applied)
         {
@@ -1009,6 +1019,15 @@ public sealed class RaftNode
     }
 
     private SoftState CurrentSoftState => new(_leader, _role, _term);
+
+    private void EnsureNoReadyInProgress()
+    {
+        if (_readyInProgress)
+        {
+            // Ready's lists are views of the log; input now could change what the host is persisting.
+            throw new InvalidOperationException("the node takes no input between GetReady and Advance");
+        }
+    }
 
     public Ready GetReady()
     {
@@ -1051,9 +1070,9 @@ public sealed class RaftNode
             _readStates = [];
         }
 
-        if (_log.Applied < _log.Committed && _log.TrySlice(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax, out var committed))
+        if (_log.Applied < _log.Committed)
         {
-            ready.CommittedEntries = committed;
+            ready.CommittedEntries = _log.CommittedView(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax);
         }
 
         return ready;

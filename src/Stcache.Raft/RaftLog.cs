@@ -346,7 +346,8 @@ internal sealed class RaftLog
 
 /// <summary>
 /// A growable array of entries that hands out views without copying. A view is valid until the buffer next
-/// changes; the core guarantees that by refusing input between GetReady and Advance.
+/// moves or drops entries; using it after that throws, so a host that forgot to copy fails loudly instead of
+/// reading entries that changed under it.
 /// </summary>
 internal sealed class EntryBuffer
 {
@@ -354,6 +355,9 @@ internal sealed class EntryBuffer
     private int _start;
 
     public int Count { get; private set; }
+
+    /// <summary>Bumped by every change that moves or drops entries, invalidating outstanding views.</summary>
+    public int Version { get; private set; }
 
     public Entry this[int i] => _items[_start + i];
 
@@ -374,6 +378,7 @@ internal sealed class EntryBuffer
 
             Array.Clear(_items, Count, _items.Length - Count);
             _start = 0;
+            Version++;
         }
 
         _items[_start + Count] = entry;
@@ -385,12 +390,14 @@ internal sealed class EntryBuffer
         Array.Clear(_items);
         _start = 0;
         Count = 0;
+        Version++;
     }
 
     public void TruncateTo(int count)
     {
         Array.Clear(_items, _start + count, Count - count);
         Count = count;
+        Version++;
     }
 
     public void DropFront(int count)
@@ -398,6 +405,7 @@ internal sealed class EntryBuffer
         Array.Clear(_items, _start, count); // Release payloads to the GC.
         _start += count;
         Count -= count;
+        Version++;
     }
 
     public Entry[] Copy(int start, int count)
@@ -407,5 +415,37 @@ internal sealed class EntryBuffer
         return copy;
     }
 
-    public IReadOnlyList<Entry> View(int start, int count) => new ArraySegment<Entry>(_items, _start + start, count);
+    public IReadOnlyList<Entry> View(int start, int count) => new EntryView(this, _items, _start + start, count);
+
+    private sealed class EntryView(EntryBuffer owner, Entry[] items, int start, int count) : IReadOnlyList<Entry>
+    {
+        private readonly int _version = owner.Version;
+
+        public int Count => count;
+
+        public Entry this[int index]
+        {
+            get
+            {
+                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)count, nameof(index));
+                var entry = items[start + index];
+                if (owner.Version != _version)
+                {
+                    throw new InvalidOperationException("Ready entries used after the log changed: copy them before Advance to keep them");
+                }
+
+                return entry;
+            }
+        }
+
+        public IEnumerator<Entry> GetEnumerator()
+        {
+            for (int i = 0; i < count; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
 }

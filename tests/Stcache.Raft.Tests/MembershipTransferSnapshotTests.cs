@@ -158,3 +158,34 @@ public sealed class MembershipTransferSnapshotTests
         Assert.Contains(cluster.Reads, r => r.Node == 1 && r.Read.RequestId == 5);
     }
 }
+
+public sealed class ReadyContractTests
+{
+    [Fact]
+    public void InputBetweenGetReadyAndAdvanceIsRefused()
+    {
+        var cluster = new MiniCluster(1);
+        var node = cluster[1];
+        var ready = node.GetReady();
+        Assert.Throws<InvalidOperationException>(() => node.Tick());
+        node.Advance(ready);
+        node.Tick();
+    }
+
+    [Fact]
+    public void StaleEntryViewThrowsInsteadOfReadingChangedEntries()
+    {
+        var cluster = new MiniCluster(1);
+        cluster[1].Campaign();
+        cluster.Stabilize();
+        var node = cluster[1];
+        node.Propose(new byte[] { 1 });
+        var ready = node.GetReady();
+        var kept = ready.Entries;
+        Assert.Single(kept);
+        node.Advance(ready);
+        cluster.Stabilize();
+        node.SnapshotTaken(new SnapshotMetadata(node.AppliedIndex, node.Term, node.ConfState), trailingEntries: 0);
+        Assert.Throws<InvalidOperationException>(() => kept[0]);
+    }
+}

@@ -10,6 +10,9 @@ public sealed class RaftNode
     /// <summary>Context of a Vote/PreVote that was caused by a leadership transfer: it ignores leases.</summary>
     private const ulong TransferCampaignContext = 1;
 
+    /// <summary>Election timeouts a follower may stay in Snapshot state with no news before it is probed again.</summary>
+    private const int SnapshotStaleRoundsMax = 5;
+
     private readonly RaftConfig _config;
     private readonly SplitMix64 _random;
     private readonly RaftLog _log;
@@ -142,6 +145,16 @@ public sealed class RaftNode
 
             // A transfer that did not finish within an election timeout is abandoned (thesis §3.10).
             _transferTarget = NodeId.None;
+
+            // A snapshot whose outcome the host never reported (lost with its connection, say) is retried
+            // rather than leaving the follower stranded.
+            foreach (var (_, progress) in _progress)
+            {
+                if (progress.State == ProgressState.Snapshot && ++progress.SnapshotStaleRounds > SnapshotStaleRoundsMax)
+                {
+                    progress.BecomeProbe();
+                }
+            }
         }
 
         if (_heartbeatElapsed >= _config.HeartbeatIntervalTicks)

@@ -110,6 +110,27 @@ public sealed class MembershipTransferSnapshotTests
     }
 
     [Fact]
+    public void LostSnapshotWithoutReportIsRetried()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(3);
+        for (int i = 0; i < 5; i++)
+        {
+            cluster[1].Propose(Bytes($"v{i}"));
+            cluster.Stabilize();
+        }
+
+        var leader = cluster[1];
+        leader.SnapshotTaken(new SnapshotMetadata(leader.AppliedIndex, leader.Term, leader.ConfState), trailingEntries: 0);
+        cluster.Heal();
+        int dropped = 0;
+        cluster.Drop = m => m.Type == MessageType.Snapshot && dropped++ == 0;
+        cluster.TickAll(80);
+        Assert.True(dropped >= 2);
+        Assert.Equal(leader.LastIndex, cluster[3].LastIndex);
+    }
+
+    [Fact]
     public void CheckQuorumLeaderStepsDownWhenIsolated()
     {
         var cluster = ElectedCluster(3);

@@ -328,7 +328,9 @@ public sealed class WriteAheadLogTests : IDisposable
     public void DiskFullFailsTheBatchKeepsTheStoreConsistentAndLaterSavesWork()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+
+        // No background zero-fill: its writes would take the injected faults meant for the log.
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false };
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {
             wal.Save(Hard(1, 1, 2), Range(1, 1, 5));
@@ -361,7 +363,9 @@ public sealed class WriteAheadLogTests : IDisposable
     public void FailedSyncFailsTheBatchAndTheNextSaveWorks()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+
+        // No background zero-fill: its writes would take the injected faults meant for the log.
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false };
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {
             wal.Save(null, Range(1, 1, 3));
@@ -380,7 +384,7 @@ public sealed class WriteAheadLogTests : IDisposable
     public void DiskFullWhileCuttingASegmentLeavesTheLogUsable()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        var options = new WalOptions { SegmentSizeBytes = 4096, PrepareSegmentsAhead = false };
         var written = new List<Entry>();
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {

@@ -427,6 +427,44 @@ public sealed class WriteAheadLogTests : IDisposable
         Assert.Contains("unexpected file name", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void TornTailInAFreshlyCutSegmentKeepsEveryOlderSegment()
+    {
+        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        var written = new List<Entry>();
+        string segment;
+        long goodEnd;
+        using (WriteAheadLog wal = Open(options))
+        {
+            ulong index = 1;
+            while (wal.SegmentCount < 3)
+            {
+                Entry entry = Make(1, index++, new string('q', 300));
+                wal.Save(Hard(1, 1, index - 1), [entry]);
+                written.Add(entry);
+            }
+
+            segment = wal.ActiveSegmentPath;
+            goodEnd = wal.ActiveOffset;
+        }
+
+        // The first record of the new segment is torn: its second half never reached the disk.
+        byte[] bytes = File.ReadAllBytes(segment);
+        long recordStart = goodEnd - WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes) - WalFormat.AlignedRecordBytes(WalFormat.EntryPayloadHeaderBytes + 300);
+        bytes.AsSpan((int)(recordStart + 100), (int)(goodEnd - recordStart - 100)).Clear();
+        File.WriteAllBytes(segment, bytes);
+
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = Open(options, logger))
+        {
+            PersistentState state = wal.Load();
+            AssertSame(written[..^1], state.Entries);
+            Assert.Equal(Hard(1, 1, (ulong)written.Count - 1), state.HardState);
+            Assert.Contains(logger.Lines, l => l.Contains("cut 100 bytes", StringComparison.Ordinal));
+            Assert.Equal(3, wal.SegmentCount);
+        }
+    }
+
     internal static void FlipBit(string path, long offset, int bit)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);

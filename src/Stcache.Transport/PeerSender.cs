@@ -92,8 +92,13 @@ internal sealed class PeerSender
                 {
                     connection = await ConnectAsync(address, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (!token.IsCancellationRequested && IsConnectionError(exception))
+                catch (Exception exception) when (IsConnectionError(exception))
                 {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
                     failures++;
                     _transport.CountConnectionFailure();
                     if (failures == 1)
@@ -117,8 +122,13 @@ internal sealed class PeerSender
                     _connected = true;
                     await RunSessionAsync(connection, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (!token.IsCancellationRequested && IsConnectionError(exception))
+                catch (Exception exception) when (IsConnectionError(exception))
                 {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
                     failures = 1;
                     _transport.CountConnectionFailure();
                     Log.ConnectionLost(_transport.Logger, Id, exception);

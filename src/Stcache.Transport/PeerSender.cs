@@ -92,11 +92,16 @@ internal sealed class PeerSender
                 {
                     connection = await ConnectAsync(address, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (IsConnectionError(exception))
+                catch (Exception exception)
                 {
                     if (token.IsCancellationRequested)
                     {
                         return;
+                    }
+
+                    if (!IsConnectionError(exception))
+                    {
+                        Log.Unexpected(_transport.Logger, Id, exception);
                     }
 
                     failures++;
@@ -122,11 +127,16 @@ internal sealed class PeerSender
                     _connected = true;
                     await RunSessionAsync(connection, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (IsConnectionError(exception))
+                catch (Exception exception)
                 {
                     if (token.IsCancellationRequested)
                     {
                         return;
+                    }
+
+                    if (!IsConnectionError(exception))
+                    {
+                        Log.Unexpected(_transport.Logger, Id, exception);
                     }
 
                     failures = 1;
@@ -178,7 +188,7 @@ internal sealed class PeerSender
 
     private static bool IsConnectionError(Exception exception) =>
         exception is IOException or SocketException or HandshakeException or OperationCanceledException
-            or ObjectDisposedException or InvalidOperationException;
+            or ObjectDisposedException;
 
     private async Task RunSessionAsync(Connection connection, CancellationToken token)
     {
@@ -196,7 +206,7 @@ internal sealed class PeerSender
         }
         catch (OperationCanceledException) when (!token.IsCancellationRequested)
         {
-            throw new IOException("connection closed by the peer or its address changed");
+            throw new IOException("connection closed by the peer, its address changed, or a write timed out");
         }
         finally
         {
@@ -245,6 +255,10 @@ internal sealed class PeerSender
     private async Task WriteLoopAsync(PipeWriter writer, CancellationToken token)
     {
         var reader = _queue.Reader;
+
+        // Bounds each flush: a peer that stops reading (host gone, no RST) would otherwise hold the connection
+        // until the kernel gives up. Armed around each flush and disarmed after, so no allocation per write.
+        using var flushTimeout = CancellationTokenSource.CreateLinkedTokenSource(token);
         while (true)
         {
             if (_currentSnapshot is null && _pendingSnapshots.Count == 0)
@@ -301,7 +315,9 @@ internal sealed class PeerSender
                 continue;
             }
 
-            var flush = await writer.FlushAsync(token).ConfigureAwait(false);
+            flushTimeout.CancelAfter(_options.WriteTimeout);
+            var flush = await writer.FlushAsync(flushTimeout.Token).ConfigureAwait(false);
+            flushTimeout.CancelAfter(Timeout.InfiniteTimeSpan);
             if (flush.IsCompleted || flush.IsCanceled)
             {
                 throw new IOException("connection closed while writing");
@@ -420,7 +436,7 @@ internal sealed class PeerSender
         Stream? stream = null;
         try
         {
-            socket.NoDelay = true;
+            PeerTransport.ConfigureSocket(socket);
             using (var timeout = new CancellationTokenSource(_options.ConnectTimeout, _transport.TimeProvider))
             using (var linked = CancellationTokenSource.CreateLinkedTokenSource(token, timeout.Token))
             {

@@ -325,6 +325,69 @@ public sealed class PeerTransportTests
     }
 
     [Fact]
+    public async Task APeerThatStopsReadingTimesOutAndTheSnapshotFails()
+    {
+        // A fake listener that completes the handshake, then never reads again.
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        await using var a = await Node.StartAsync(1, o => o.WriteTimeout = TimeSpan.FromMilliseconds(300));
+        var completed = new TaskCompletionSource<(NodeId, bool)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Transport.SnapshotSendCompleted += (id, ok) => completed.TrySetResult((id, ok));
+        a.Transport.SetPeer(new NodeId(2), listener.LocalEndPoint!.ToString()!);
+        a.Transport.Send(TestMessages.Snapshot(1, 2, new byte[64 * 1024 * 1024]));
+
+        using var accepted = await listener.AcceptAsync();
+        await using var stream = new NetworkStream(accepted);
+        var reader = System.IO.Pipelines.PipeReader.Create(stream);
+        var writer = System.IO.Pipelines.PipeWriter.Create(stream);
+        Assert.True(Handshake.TryDecodeHello(await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Hello, CancellationToken.None), out var hello));
+        byte[] nonce = Handshake.NewNonce();
+        await PeerTransport.WriteFrameAsync(writer, FrameType.Challenge, Handshake.EncodeChallenge(new Handshake.Challenge(new NodeId(2), new NodeId(1), nonce, [])), CancellationToken.None);
+        await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Proof, CancellationToken.None);
+        await PeerTransport.WriteFrameAsync(writer, FrameType.Accepted, [], CancellationToken.None);
+
+        Assert.Equal((new NodeId(2), false), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the stalled connection counts as failed");
+        _ = hello;
+    }
+
+    [Fact]
+    public async Task FollowsAddressChangesAndForgetsRemovedPeers()
+    {
+        using var nowhere = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        nowhere.Bind(new IPEndPoint(IPAddress.Loopback, 0)); // bound, not listening: connects are refused
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2);
+        a.Transport.SetPeer(new NodeId(2), nowhere.LocalEndPoint!.ToString()!);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
+        await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the wrong address fails");
+
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            a.Transport.Send(TestMessages.Heartbeat(1, 2, 2));
+            using var attempt = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+            try
+            {
+                Assert.Equal(2UL, (await b.Received.Reader.ReadAsync(attempt.Token)).Context);
+                break;
+            }
+            catch (OperationCanceledException) when (deadline.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                // Still in back-off from the wrong address.
+            }
+        }
+
+        a.Transport.RemovePeer(new NodeId(2));
+        long dropped = a.Transport.MessagesDropped;
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 3));
+        Assert.Equal(dropped + 1, a.Transport.MessagesDropped);
+        Assert.False(a.Transport.IsConnected(new NodeId(2)));
+    }
+
+    [Fact]
     public void InvalidOptionsAreRejected()
     {
         Assert.Throws<OptionsValidationException>(() => new PeerTransport(new TransportOptions { ClusterId = "c" }, _ => { }, new ListLogger<PeerTransport>()));
@@ -360,7 +423,7 @@ public sealed class PeerTransportTests
         a.Transport.Send(TestMessages.Heartbeat(1, 2));
         await b.ReceiveAsync();
 
-        const int count = 300_000;
+        const int count = 100_000;
         var append = new Message
         {
             Type = MessageType.Append,

@@ -30,6 +30,9 @@ internal sealed class PeerSender
 
     // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
     private Message? _currentSnapshot;
+
+    // A message read from the queue that did not fit the last batch; it goes first in the next one.
+    private Message? _carried;
     private int _snapshotOffset;
 
     public PeerSender(PeerTransport transport, NodeId id, string address)
@@ -81,7 +84,7 @@ internal sealed class PeerSender
         {
             while (!token.IsCancellationRequested)
             {
-                if (!await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+                if (_carried is null && !await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -261,7 +264,7 @@ internal sealed class PeerSender
         using var flushTimeout = CancellationTokenSource.CreateLinkedTokenSource(token);
         while (true)
         {
-            if (_currentSnapshot is null && _pendingSnapshots.Count == 0)
+            if (_currentSnapshot is null && _pendingSnapshots.Count == 0 && _carried is null)
             {
                 if (!await reader.WaitToReadAsync(token).ConfigureAwait(false))
                 {
@@ -341,11 +344,17 @@ internal sealed class PeerSender
     {
         var reader = _queue.Reader;
         long bodyBytes = CountBytes;
-        while (reader.TryPeek(out var message))
+        while (true)
         {
+            Message? message = _carried;
+            _carried = null;
+            if (message is null && !reader.TryRead(out message))
+            {
+                break;
+            }
+
             if (message.Type == MessageType.Snapshot)
             {
-                reader.TryRead(out _);
                 _pendingSnapshots.Enqueue(message);
                 continue;
             }
@@ -353,17 +362,17 @@ internal sealed class PeerSender
             long length = MessageCodec.GetEncodedLength(message);
             if (CountBytes + length > _options.FrameBytesMax)
             {
-                reader.TryRead(out _);
                 _transport.Drop(message, "message larger than FrameBytesMax", logWarning: true);
                 continue;
             }
 
             if (_batch.Count > 0 && bodyBytes + length > _options.BatchBytesTarget)
             {
+                // Opens the next frame; keeps order without peeking (one channel lock per message).
+                _carried = message;
                 break;
             }
 
-            reader.TryRead(out _);
             _batch.Add(message);
             bodyBytes += length;
         }
@@ -396,6 +405,13 @@ internal sealed class PeerSender
     private void DropQueued(string reason)
     {
         bool any = false;
+        if (_carried is not null)
+        {
+            any = true;
+            _transport.Drop(_carried, reason, logWarning: false);
+            _carried = null;
+        }
+
         while (_queue.Reader.TryRead(out var message))
         {
             any = true;

@@ -80,6 +80,24 @@ public sealed class PeerTransportTests
     }
 
     [Fact]
+    public async Task SplitsBatchesAtTheTargetAndKeepsOrder()
+    {
+        await using var a = await Node.StartAsync(1, o => o.BatchBytesTarget = 1000);
+        await using var b = await Node.StartAsync(2);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        const int count = 2000;
+        for (int i = 0; i < count; i++)
+        {
+            a.Transport.Send(TestMessages.Heartbeat(1, 2, (ulong)i));
+        }
+
+        var received = await b.ReceiveAsync(count);
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Context));
+        await Wait.UntilAsync(() => a.Transport.MessagesSent == count, "all sends are counted");
+        Assert.True(a.Transport.FramesSent >= count * 74 / 1000, $"{a.Transport.FramesSent} frames");
+    }
+
+    [Fact]
     public async Task QueueOverflowDropsAndCounts()
     {
         // A listener that accepts and never answers keeps the writer stuck in the handshake.

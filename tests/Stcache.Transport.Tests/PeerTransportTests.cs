@@ -367,7 +367,10 @@ public sealed class PeerTransportTests
 
         Assert.Equal((new NodeId(2), false), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the stalled connection counts as failed");
-        _ = hello;
+        Assert.Equal(new NodeId(1), hello.From);
+
+        // Stopping must not wait for the stalled peer, which still holds its end open here.
+        await a.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
     }
 
     [Fact]
@@ -403,6 +406,28 @@ public sealed class PeerTransportTests
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 3));
         Assert.Equal(dropped + 1, a.Transport.MessagesDropped);
         Assert.False(a.Transport.IsConnected(new NodeId(2)));
+    }
+
+    [Fact]
+    public void BackoffGrowsWithJitterWithinBounds()
+    {
+        var options = new TransportOptions
+        {
+            NodeId = new NodeId(1),
+            ClusterId = "c",
+            ReconnectBackoffMin = TimeSpan.FromMilliseconds(50),
+            ReconnectBackoffMax = TimeSpan.FromSeconds(2),
+        };
+        var transport = new PeerTransport(options, _ => { }, new ListLogger<PeerTransport>());
+        var sender = new PeerSender(transport, new NodeId(2), "127.0.0.1:1");
+        for (int failures = 1; failures < 100; failures++)
+        {
+            var delay = sender.Backoff(failures);
+            Assert.InRange(delay, options.ReconnectBackoffMin, options.ReconnectBackoffMax);
+        }
+
+        Assert.True(sender.Backoff(10) >= TimeSpan.FromSeconds(1));
+        Assert.True(sender.Backoff(1) <= TimeSpan.FromMilliseconds(50));
     }
 
     [Fact]

@@ -264,11 +264,7 @@ public sealed class PeerTransportTests
         var reader = System.IO.Pipelines.PipeReader.Create(stream);
         var writer = System.IO.Pipelines.PipeWriter.Create(stream);
 
-        var hello = new Handshake.Hello("test-cluster", new NodeId(1), new NodeId(2), Handshake.NewNonce());
-        await PeerTransport.WriteFrameAsync(writer, FrameType.Hello, Handshake.EncodeHello(hello), CancellationToken.None);
-        Assert.True(Handshake.TryDecodeChallenge(await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Challenge, CancellationToken.None), out var challenge));
-        await PeerTransport.WriteFrameAsync(writer, FrameType.Proof, Handshake.EncodeProof(Handshake.DialerMac(null, hello, challenge.Nonce)), CancellationToken.None);
-        await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Accepted, CancellationToken.None);
+        await DialAsync(reader, writer, null, new NodeId(1), new NodeId(2));
 
         // A valid heartbeat followed, in the same frame, by one claiming to come from node 3.
         var good = MessageCodec.Encode(TestMessages.Heartbeat(1, 2, 1));
@@ -518,6 +514,87 @@ public sealed class PeerTransportTests
         _output.WriteLine(
             $"{count} appends (64 B entry) in {stopwatch.Elapsed.TotalMilliseconds:F0} ms: {count / stopwatch.Elapsed.TotalSeconds:F0} msg/s, " +
             $"{a.FramesSent} frames, {a.BytesSent / stopwatch.Elapsed.TotalSeconds / 1e6:F1} MB/s, {a.MessagesDropped} full-queue retries");
+    }
+
+    [Fact]
+    public async Task RandomFramesFromAnAuthenticatedPeerNeverCrashTheListener()
+    {
+        int seed = Random.Shared.Next();
+        _output.WriteLine($"seed {seed}");
+        var random = new Random(seed);
+        byte[] secret = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
+        await using var b = await Node.StartAsync(2, o => o.ClusterSecret = secret);
+        const int rounds = 25;
+        for (int round = 0; round < rounds; round++)
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(b.Transport.ListenEndPoint!);
+            await using var stream = new NetworkStream(socket);
+            var reader = System.IO.Pipelines.PipeReader.Create(stream);
+            var writer = System.IO.Pipelines.PipeWriter.Create(stream);
+            await DialAsync(reader, writer, secret, new NodeId(1), new NodeId(2));
+
+            // A valid frame with random bit flips, or random bytes behind a plausible header.
+            byte[] frame;
+            if (random.Next(2) == 0)
+            {
+                var body = new byte[4 + MessageCodec.GetEncodedLength(TestMessages.Heartbeat(1, 2))];
+                BinaryPrimitives.WriteUInt32LittleEndian(body, 1);
+                MessageCodec.Encode(TestMessages.Heartbeat(1, 2), body.AsSpan(4));
+                var buffer = new ArrayBufferWriter<byte>();
+                FrameCodec.WriteFrame(buffer, FrameType.Messages, body);
+                frame = buffer.WrittenSpan.ToArray();
+                int flips = random.Next(1, 4);
+                for (int i = 0; i < flips; i++)
+                {
+                    int bit = random.Next(FrameCodec.HeaderBytes * 8, frame.Length * 8);
+                    frame[bit / 8] ^= (byte)(1 << (bit % 8));
+                }
+            }
+            else
+            {
+                var body = new byte[random.Next(0, 300)];
+                random.NextBytes(body);
+                var buffer = new ArrayBufferWriter<byte>();
+                FrameCodec.WriteFrame(buffer, (FrameType)random.Next(1, 8), body);
+                frame = buffer.WrittenSpan.ToArray();
+            }
+
+            try
+            {
+                await socket.SendAsync(frame);
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (SocketException)
+            {
+                // Reset by the listener: refused.
+            }
+
+            await AssertClosedByPeerAsync(socket);
+        }
+
+        // Whatever was delivered passed validation and came from node 1; the listener still serves peers.
+        while (b.Received.Reader.TryRead(out var message))
+        {
+            Assert.Null(message.Validate());
+            Assert.Equal(new NodeId(1), message.From);
+        }
+
+        await using var a = await Node.StartAsync(1, o => o.ClusterSecret = secret);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 77));
+        Assert.Equal(77UL, (await b.ReceiveAsync()).Context);
+    }
+
+    private static async Task DialAsync(
+        System.IO.Pipelines.PipeReader reader, System.IO.Pipelines.PipeWriter writer, byte[]? secret, NodeId from, NodeId to)
+    {
+        var hello = new Handshake.Hello("test-cluster", from, to, Handshake.NewNonce());
+        await PeerTransport.WriteFrameAsync(writer, FrameType.Hello, Handshake.EncodeHello(hello), CancellationToken.None);
+        Assert.True(Handshake.TryDecodeChallenge(await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Challenge, CancellationToken.None), out var challenge));
+        Assert.True(Handshake.Verify(Handshake.ListenerMac(secret, hello, challenge.Nonce), challenge.Mac));
+        await PeerTransport.WriteFrameAsync(writer, FrameType.Proof, Handshake.EncodeProof(Handshake.DialerMac(secret, hello, challenge.Nonce)), CancellationToken.None);
+        await PeerTransport.ReadHandshakeFrameAsync(reader, FrameType.Accepted, CancellationToken.None);
     }
 
     private static async Task SendAndCloseAsync(Socket socket, byte[] bytes)

@@ -48,10 +48,11 @@ try
     Console.WriteLine($"    raw 4 KiB write + fsync (Flush(true)): {interleaved.RawFsync,10:F0} ops/s");
     Console.WriteLine($"    per-chunk WAL/raw ratio, median      : {100 * interleaved.MedianChunkRatio:F1}% (4096 B data), {100 * interleaved.MedianPageChunkRatio:F1}% (4096 B record)");
 
-    (double rawMiBps, double walMiBps, double walBatchMiBps) = Unsynced(runDirectory, unsyncedMiB);
+    (double rawMiBps, double walMiBps, double walBatchMiBps, double walPlainMiBps) = Unsynced(runDirectory, unsyncedMiB);
     Console.WriteLine($"(c) unsynced raw append (4 KiB writes)   : {rawMiBps,10:F0} MiB/s");
     Console.WriteLine($"    unsynced WAL append, 1 x 4 KiB/Save  : {walMiBps,10:F0} MiB/s (includes cutting and zero-filling 64 MiB segments)");
     Console.WriteLine($"    unsynced WAL append, 64 x 4 KiB/Save : {walBatchMiBps,10:F0} MiB/s");
+    Console.WriteLine($"    unsynced WAL append, 1 x 4 KiB/Save, no preallocation: {walPlainMiBps,10:F0} MiB/s");
 }
 finally
 {
@@ -149,7 +150,7 @@ static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesP
         total / 4 / fsyncTime.TotalSeconds, walFull.SyncedBytes / walFull.SyncCount, Median(ratios), Median(pageRatios));
 }
 
-static (double Raw, double Wal, double WalBatched) Unsynced(string directory, int mebibytes)
+static (double Raw, double Wal, double WalBatched, double WalNoPreallocation) Unsynced(string directory, int mebibytes)
 {
     const int BlockBytes = 4096;
     long total = (long)mebibytes * 1024 * 1024;
@@ -170,16 +171,17 @@ static (double Raw, double Wal, double WalBatched) Unsynced(string directory, in
     }
 
     File.Delete(path);
-    double single = WalUnsynced(directory, total, block, 1);
-    double batched = WalUnsynced(directory, total, block, 64);
-    return (raw, single, batched);
+    double single = WalUnsynced(directory, total, block, 1, preallocate: true);
+    double batched = WalUnsynced(directory, total, block, 64, preallocate: true);
+    double unallocated = WalUnsynced(directory, total, block, 1, preallocate: false);
+    return (raw, single, batched, unallocated);
 }
 
-static double WalUnsynced(string directory, long total, byte[] block, int batchSize)
+static double WalUnsynced(string directory, long total, byte[] block, int batchSize, bool preallocate)
 {
     string walDirectory = Path.Combine(directory, "wal-unsynced-" + Guid.NewGuid().ToString("N"));
     double rate;
-    using (WriteAheadLog wal = WriteAheadLog.Open(walDirectory, new WalOptions { SkipSync = true }))
+    using (WriteAheadLog wal = WriteAheadLog.Open(walDirectory, new WalOptions { SkipSync = true, Preallocate = preallocate }))
     {
         var batch = new Entry[batchSize];
         ulong index = 1;

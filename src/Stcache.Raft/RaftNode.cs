@@ -50,6 +50,10 @@ public sealed class RaftNode
     private long _leaseUntilTick;
 
     private Snapshot? _pendingSnapshot;
+
+    // The last entry array sent in an Append, shared with the next follower at the same position.
+    private Entry[]? _lastSlice;
+    private bool _lastSliceFull;
     private SoftState _previousSoftState;
     private HardState _previousHardState;
     private bool _readyInProgress;
@@ -623,8 +627,7 @@ public sealed class RaftNode
         }
 
         var previous = progress.Next.Previous;
-        if (!_log.TryTerm(previous, out var previousTerm) ||
-            !_log.TrySlice(progress.Next, _log.LastIndex, _config.AppendBytesMax, out var entries))
+        if (!_log.TryTerm(previous, out var previousTerm) || !TrySliceForAppend(progress.Next, out var entries))
         {
             return SendSnapshot(to, progress);
         }
@@ -652,6 +655,29 @@ public sealed class RaftNode
             Commit = _log.Committed,
         });
         progress.SentEntries(entries.Length, previous + (ulong)entries.Length, bytes);
+        return true;
+    }
+
+    /// <summary>
+    /// Entries from <paramref name="from"/> for an Append. Followers at the same position share one array: by log
+    /// matching, an equal first index and an equal (index, term) of the last entry mean equal entries.
+    /// </summary>
+    private bool TrySliceForAppend(LogIndex from, out Entry[] entries)
+    {
+        if (_lastSlice is { Length: > 0 } cached && cached[0].Index == from &&
+            _log.MatchTerm(cached[^1].Index, cached[^1].Term) && (cached[^1].Index == _log.LastIndex || _lastSliceFull))
+        {
+            entries = cached;
+            return true;
+        }
+
+        if (!_log.TrySlice(from, _log.LastIndex, _config.AppendBytesMax, out entries))
+        {
+            return false;
+        }
+
+        _lastSlice = entries;
+        _lastSliceFull = entries.Length > 0 && entries[^1].Index < _log.LastIndex;
         return true;
     }
 

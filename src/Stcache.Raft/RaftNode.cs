@@ -507,6 +507,11 @@ public sealed class RaftNode
                     ReleaseConfirmedReads();
                 }
 
+                if (progress.State == ProgressState.Replicate && progress.Inflights.IsFull)
+                {
+                    progress.Inflights.FreeFirstOne();
+                }
+
                 if (progress.Match < _log.LastIndex)
                 {
                     // Even an empty append probes: a follower that lost in-flight appends rejects it and is repaired.

@@ -32,6 +32,7 @@ public sealed class SimulationTests
         var failures = new ConcurrentBag<SimulationResult>();
         long events = 0;
         long unknownLinearizability = 0;
+        var stats = new SimulationStats();
         var clock = Stopwatch.StartNew();
         Parallel.For(start, start + count, new ParallelOptions { MaxDegreeOfParallelism = workers }, seed =>
         {
@@ -42,6 +43,11 @@ public sealed class SimulationTests
                 Interlocked.Increment(ref unknownLinearizability);
             }
 
+            lock (stats)
+            {
+                stats.Add(result.Stats);
+            }
+
             if (!result.Passed)
             {
                 failures.Add(result);
@@ -50,6 +56,7 @@ public sealed class SimulationTests
 
         _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{count} seeds from {start}: {failures.Count} failed, {events} events, {unknownLinearizability} undecided histories, {clock.Elapsed.TotalSeconds:F1}s"));
+        _output.WriteLine(stats.ToString());
         var sorted = failures.OrderBy(f => f.Seed).ToList();
         foreach (var failure in sorted.Take(20))
         {
@@ -84,6 +91,27 @@ public sealed class SimulationTests
 
         _output.WriteLine(result.ToString());
         Assert.True(result.Passed, result.ToString());
+    }
+
+    /// <summary>The checkers must catch a host that breaks the Ready contract; otherwise green runs mean nothing.</summary>
+    [Theory]
+    [InlineData(InjectedBug.ServeReadsBeforeApplied)]
+    [InlineData(InjectedBug.AcknowledgeBeforePersist)]
+    [InlineData(InjectedBug.ForgetVoteOnCrash)]
+    public void InjectedHostBugsAreCaught(InjectedBug bug)
+    {
+        for (int seed = 0; seed < 2000; seed++)
+        {
+            var options = SimulationOptions.FromSeed(seed) with { Bug = bug };
+            var result = new Simulator(options).Run();
+            if (!result.Passed)
+            {
+                _output.WriteLine($"{bug} caught by seed {seed}: {result.Failure}");
+                return;
+            }
+        }
+
+        Assert.Fail($"{bug} was not caught by 2000 seeds");
     }
 
     [Fact]

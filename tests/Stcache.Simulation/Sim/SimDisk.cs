@@ -43,6 +43,9 @@ public sealed class SimDisk : IRaftLogStore, ISnapshotStore
         _entries.AddRange(state.Entries);
     }
 
+    /// <summary>Bug injection only: loses the vote, as a store that did not sync it would.</summary>
+    public void ForgetVote() => HardState = HardState with { Vote = NodeId.None };
+
     public PersistentState Load()
     {
         var snapshot = SnapshotMetadata;

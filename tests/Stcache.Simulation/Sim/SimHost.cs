@@ -17,6 +17,21 @@ public enum CrashPoint : byte
     AfterSave = 3,
 }
 
+/// <summary>Deliberate host bugs, to prove the checkers catch what they claim to catch.</summary>
+public enum InjectedBug : byte
+{
+    None = 0,
+
+    /// <summary>Serves a ReadState at once, without waiting until the state machine has applied its index.</summary>
+    ServeReadsBeforeApplied = 1,
+
+    /// <summary>Sends MessagesAfterPersist (votes, append acks) before the batch is durable.</summary>
+    AcknowledgeBeforePersist = 2,
+
+    /// <summary>The disk forgets the vote when the node crashes.</summary>
+    ForgetVoteOnCrash = 3,
+}
+
 public enum WriteOutcome : byte
 {
     /// <summary>The entry was applied at the proposal's index with the proposal's term.</summary>
@@ -90,6 +105,12 @@ public sealed class SimHost
 
     public Action<string>? Trace { get; set; }
 
+    public InjectedBug Bug { get; set; }
+
+    public int SnapshotsTaken { get; private set; }
+
+    public int SnapshotsInstalled { get; private set; }
+
     public void Start()
     {
         if (IsUp || IsStopped)
@@ -134,6 +155,11 @@ public sealed class SimHost
 
         Trace?.Invoke($"n{Id} crash");
         Node = null;
+        if (Bug == InjectedBug.ForgetVoteOnCrash)
+        {
+            Disk.ForgetVote();
+        }
+
         PendingCrash = null;
         FailPending();
     }
@@ -216,6 +242,14 @@ public sealed class SimHost
                 Send(node, message);
             }
 
+            if (Bug == InjectedBug.AcknowledgeBeforePersist)
+            {
+                foreach (var message in ready.MessagesAfterPersist)
+                {
+                    Send(node, message);
+                }
+            }
+
             if (ready.MustSync && PendingCrash is { } crash && crash != CrashPoint.AfterSave)
             {
                 if (crash == CrashPoint.TornSave && ready.Entries.Count > 0 && ready.Snapshot is null)
@@ -245,6 +279,7 @@ public sealed class SimHost
                 Applied = snapshot.Metadata.Index;
                 _appliedTerm = snapshot.Metadata.Term;
                 _lastSnapshotIndex = Applied;
+                SnapshotsInstalled++;
                 Trace?.Invoke($"n{Id} installed snapshot {snapshot.Metadata.Index}/{snapshot.Metadata.Term} {snapshot.Metadata.ConfState}");
             }
 
@@ -264,9 +299,12 @@ public sealed class SimHost
                 return;
             }
 
-            foreach (var message in ready.MessagesAfterPersist)
+            if (Bug != InjectedBug.AcknowledgeBeforePersist)
             {
-                Send(node, message);
+                foreach (var message in ready.MessagesAfterPersist)
+                {
+                    Send(node, message);
+                }
             }
 
             foreach (var entry in ready.CommittedEntries)
@@ -355,7 +393,7 @@ public sealed class SimHost
         for (int i = 0; i < _readStates.Count; i++)
         {
             var state = _readStates[i];
-            if (state.Index > Applied)
+            if (state.Index > Applied && Bug != InjectedBug.ServeReadsBeforeApplied)
             {
                 continue;
             }
@@ -381,6 +419,7 @@ public sealed class SimHost
         node.SnapshotTaken(metadata, SnapshotTrailingEntries);
         Disk.Compact(Applied.Value > SnapshotTrailingEntries ? Applied - SnapshotTrailingEntries : LogIndex.Zero);
         _lastSnapshotIndex = Applied;
+        SnapshotsTaken++;
         Trace?.Invoke($"n{Id} snapshot at {Applied}/{_appliedTerm} {ConfState}");
     }
 

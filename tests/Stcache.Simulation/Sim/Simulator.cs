@@ -53,6 +53,11 @@ public sealed record SimulationOptions
 
     public int InflightMessagesMax { get; init; } = 256;
 
+    /// <summary>Maximum relative tick-rate difference of a node's clock, in parts per million (within the lease margin).</summary>
+    public int ClockDriftPerMillion { get; init; }
+
+    public InjectedBug Bug { get; init; }
+
     /// <summary>Draws a random configuration from the seed: node count, Raft options, network and fault mix.</summary>
     public static SimulationOptions FromSeed(int seed)
     {
@@ -78,13 +83,14 @@ public sealed record SimulationOptions
             TornSavePerMillion = random.Chance(1, 2) ? 0 : 200_000,
             AppendBytesMax = random.Chance(1, 2) ? 200 : 1 << 20,
             InflightMessagesMax = random.Chance(1, 3) ? 1 : random.Between(2, 64),
+            ClockDriftPerMillion = random.Chance(1, 2) ? 0 : random.Between(0, 50_000),
         };
     }
 
     public override string ToString() =>
         $"seed={Seed} nodes={NodeCount} preVote={PreVote} checkQuorum={CheckQuorum} safety={SafetyPhaseMs}ms clients={ClientCount} keys={KeyCount} " +
         $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} " +
-        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} torn={TornSavePerMillion} appendMax={AppendBytesMax} inflight={InflightMessagesMax} " +
+        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} torn={TornSavePerMillion} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
         $"net={Network}";
 }
 
@@ -98,6 +104,7 @@ public sealed record SimulationResult(
     int OperationsAcknowledged,
     int OperationsUnknown,
     LinearizabilityVerdict Linearizability,
+    SimulationStats Stats,
     string Options)
 {
     public bool Passed => Failure is null;
@@ -109,6 +116,52 @@ public sealed record SimulationResult(
         $"seed {Seed}: {(Passed ? "ok" : "FAILED")} t={VirtualTimeMs}ms events={Events} leaderTerms={LeaderTerms} committed={CommittedMax} " +
         $"acked={OperationsAcknowledged} unknown={OperationsUnknown} lin={Linearizability}" +
         (Failure is null ? string.Empty : $"\n  {Failure}\n  options: {Options}\n  replay: {ReplayCommand}");
+}
+
+/// <summary>What a run exercised, so a green run can be told from an idle one.</summary>
+public sealed class SimulationStats
+{
+    public long Crashes { get; set; }
+
+    public long Partitions { get; set; }
+
+    public long ConfChangesApplied { get; set; }
+
+    public long Transfers { get; set; }
+
+    public long SnapshotsTaken { get; set; }
+
+    public long SnapshotsInstalled { get; set; }
+
+    public long WritesAcknowledged { get; set; }
+
+    public long WritesLost { get; set; }
+
+    public long ReadIndexReads { get; set; }
+
+    public long LeaseReads { get; set; }
+
+    public long LeaderTerms { get; set; }
+
+    public void Add(SimulationStats other)
+    {
+        Crashes += other.Crashes;
+        Partitions += other.Partitions;
+        ConfChangesApplied += other.ConfChangesApplied;
+        Transfers += other.Transfers;
+        SnapshotsTaken += other.SnapshotsTaken;
+        SnapshotsInstalled += other.SnapshotsInstalled;
+        WritesAcknowledged += other.WritesAcknowledged;
+        WritesLost += other.WritesLost;
+        ReadIndexReads += other.ReadIndexReads;
+        LeaseReads += other.LeaseReads;
+        LeaderTerms += other.LeaderTerms;
+    }
+
+    public override string ToString() =>
+        $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} snapshotsTaken={SnapshotsTaken} " +
+        $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
+        $"leaseReads={LeaseReads} leaderTerms={LeaderTerms}";
 }
 
 /// <summary>
@@ -131,6 +184,7 @@ public sealed class Simulator
     private readonly SimPartitions _partitions = new();
     private readonly List<ClientOperation> _operations = [];
     private readonly Action<string>? _trace;
+    private readonly SimulationStats _stats = new();
     private NetworkOptions _network;
     private long _now;
     private long _sequence;
@@ -139,6 +193,7 @@ public sealed class Simulator
     private ulong _nextRequestId = 1;
     private ulong _nextNodeId;
     private bool _livenessPhase;
+    private readonly HashSet<LogIndex> _confChangesSeen = [];
 
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
@@ -198,6 +253,7 @@ public sealed class Simulator
             _operations.Count(o => o.CompleteTime is not null),
             _operations.Count(o => o.CompleteTime is null && !o.Discarded),
             linearizability,
+            CollectStats(),
             _options.ToString());
     }
 
@@ -251,14 +307,19 @@ public sealed class Simulator
             SnapshotTrailingEntries = (ulong)_options.SnapshotTrailingEntries,
             ConfChangeApplied = OnConfChangeApplied,
             Trace = _trace is null ? null : Trace,
+            Bug = _options.Bug,
         };
         _hosts.Add(id.Value, host);
         long phase = _random.Between(0, _options.TickMs - 1);
-        Schedule(phase, () => TickLoop(host));
+        int drift = _options.ClockDriftPerMillion == 0 ? 0 : _random.Between(-_options.ClockDriftPerMillion / 2, _options.ClockDriftPerMillion / 2);
+        long periodMicros = (_options.TickMs * 1000L) + (_options.TickMs * 1000L * drift / 1_000_000);
+        long start = _now + phase;
+        Schedule(phase, () => TickLoop(host, start, periodMicros, 1));
         return host;
     }
 
-    private void TickLoop(SimHost host)
+    /// <summary>Ticks a node on its own clock: tick k happens at start + k * period (period in microseconds).</summary>
+    private void TickLoop(SimHost host, long start, long periodMicros, long count)
     {
         if (host.IsStopped)
         {
@@ -266,7 +327,8 @@ public sealed class Simulator
         }
 
         host.Tick();
-        Schedule(_options.TickMs, () => TickLoop(host));
+        long next = start + (count * periodMicros / 1000);
+        Schedule(Math.Max(1, next - _now), () => TickLoop(host, start, periodMicros, count + 1));
     }
 
     // ---------------------------------------------------------------- event loop
@@ -460,10 +522,12 @@ public sealed class Simulator
                 case WriteOutcome.Committed:
                     operation.CompleteTime = _now;
                     operation.Succeeded = effect;
+                    _stats.WritesAcknowledged++;
                     Trace($"client {client} #{operation.Id} {operation.Kind} {operation.Key} committed (effect={effect})");
                     break;
                 case WriteOutcome.Lost:
                     operation.Discarded = true;
+                    _stats.WritesLost++;
                     Trace($"client {client} #{operation.Id} lost");
                     break;
                 default:
@@ -511,6 +575,14 @@ public sealed class Simulator
 
             operation.CompleteTime = _now;
             operation.Result = value;
+            if (lease)
+            {
+                _stats.LeaseReads++;
+            }
+            else
+            {
+                _stats.ReadIndexReads++;
+            }
             Trace($"client {client} #{operation.Id} read {key} at n{target.Id} lease={lease} -> {value ?? "absent"}");
             NextClientStep(client);
         });
@@ -652,6 +724,7 @@ public sealed class Simulator
             point = CrashPoint.AfterMessages;
         }
 
+        _stats.Crashes++;
         if (point == CrashPoint.Clean)
         {
             victim.Crash();
@@ -722,6 +795,7 @@ public sealed class Simulator
         }
 
         Trace($"partition #{handle}: {what}");
+        _stats.Partitions++;
         Schedule(_random.Between(50, 2_000), () =>
         {
             _partitions.Heal(handle);
@@ -779,6 +853,11 @@ public sealed class Simulator
 
     private void OnConfChangeApplied(SimHost host, ConfChange change)
     {
+        if (host.Applied.Value > (ulong)_options.NodeCount && _confChangesSeen.Add(host.Applied))
+        {
+            _stats.ConfChangesApplied++;
+        }
+
         if (change.Type != ConfChangeType.RemoveNode || !_hosts.TryGetValue(change.NodeId.Value, out var removed) || removed.IsStopped)
         {
             return;
@@ -811,6 +890,11 @@ public sealed class Simulator
         var target = _random.Pick(others);
         var status = node.TransferLeadership(target);
         Trace($"n{leader.Id} transfer leadership to {target}: {status}");
+        if (status == ProposeStatus.Accepted)
+        {
+            _stats.Transfers++;
+        }
+
         leader.Process();
     }
 
@@ -888,6 +972,14 @@ public sealed class Simulator
         }
 
         return true;
+    }
+
+    private SimulationStats CollectStats()
+    {
+        _stats.SnapshotsTaken = _hosts.Values.Sum(h => (long)h.SnapshotsTaken);
+        _stats.SnapshotsInstalled = _hosts.Values.Sum(h => (long)h.SnapshotsInstalled);
+        _stats.LeaderTerms = _oracle.LeaderTermCount;
+        return _stats;
     }
 
     private string DescribeNodes() =>

@@ -43,6 +43,10 @@ public sealed record SimulationOptions
 
     public int TransferWeight { get; init; } = 1;
 
+    /// <summary>Process pauses (GC, VM stall): the node neither ticks nor receives; on resume it first catches up
+    /// the missed ticks (as a host counting ticks from a monotonic clock must), then handles queued messages.</summary>
+    public int PauseWeight { get; init; }
+
     public int SnapshotIntervalEntries { get; init; } = 20;
 
     public int SnapshotTrailingEntries { get; init; } = 5;
@@ -78,6 +82,7 @@ public sealed record SimulationOptions
             PartitionWeight = random.Between(0, 4),
             MembershipWeight = random.Between(0, 3),
             TransferWeight = random.Between(0, 2),
+            PauseWeight = random.Between(0, 2),
             SnapshotIntervalEntries = random.Chance(1, 5) ? 0 : random.Between(3, 40),
             SnapshotTrailingEntries = random.Between(0, 8),
             TornSavePerMillion = random.Chance(1, 2) ? 0 : 200_000,
@@ -89,7 +94,7 @@ public sealed record SimulationOptions
 
     public override string ToString() =>
         $"seed={Seed} nodes={NodeCount} preVote={PreVote} checkQuorum={CheckQuorum} safety={SafetyPhaseMs}ms clients={ClientCount} keys={KeyCount} " +
-        $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} " +
+        $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} pause={PauseWeight} " +
         $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} torn={TornSavePerMillion} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
         $"net={Network}";
 }
@@ -129,6 +134,8 @@ public sealed class SimulationStats
 
     public long Transfers { get; set; }
 
+    public long Pauses { get; set; }
+
     public long SnapshotsTaken { get; set; }
 
     public long SnapshotsInstalled { get; set; }
@@ -149,6 +156,7 @@ public sealed class SimulationStats
         Partitions += other.Partitions;
         ConfChangesApplied += other.ConfChangesApplied;
         Transfers += other.Transfers;
+        Pauses += other.Pauses;
         SnapshotsTaken += other.SnapshotsTaken;
         SnapshotsInstalled += other.SnapshotsInstalled;
         WritesAcknowledged += other.WritesAcknowledged;
@@ -159,7 +167,7 @@ public sealed class SimulationStats
     }
 
     public override string ToString() =>
-        $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} snapshotsTaken={SnapshotsTaken} " +
+        $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} pauses={Pauses} snapshotsTaken={SnapshotsTaken} " +
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
         $"leaseReads={LeaseReads} leaderTerms={LeaderTerms}";
 }
@@ -194,6 +202,7 @@ public sealed class Simulator
     private ulong _nextNodeId;
     private bool _livenessPhase;
     private readonly HashSet<LogIndex> _confChangesSeen = [];
+    private readonly Dictionary<ulong, Pause> _paused = [];
 
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
@@ -326,7 +335,15 @@ public sealed class Simulator
             return;
         }
 
-        host.Tick();
+        if (_paused.TryGetValue(host.Id.Value, out var pause))
+        {
+            _paused[host.Id.Value] = pause with { MissedTicks = pause.MissedTicks + 1 };
+        }
+        else
+        {
+            host.Tick();
+        }
+
         long next = start + (count * periodMicros / 1000);
         Schedule(Math.Max(1, next - _now), () => TickLoop(host, start, periodMicros, count + 1));
     }
@@ -411,6 +428,13 @@ public sealed class Simulator
 
     private void Deliver(Message message)
     {
+        if (_paused.TryGetValue(message.To.Value, out var pause))
+        {
+            // A paused process does not read its socket: the message waits (and then follows the resume).
+            Schedule(pause.Until - _now, () => Deliver(message));
+            return;
+        }
+
         if (!_hosts.TryGetValue(message.To.Value, out var host) || !host.IsUp || _partitions.IsBlocked(message.From, message.To))
         {
             if (message.Type == MessageType.Snapshot)
@@ -431,6 +455,12 @@ public sealed class Simulator
 
     private void Report(NodeId from, NodeId to, bool snapshot, bool unreachable)
     {
+        if (_paused.TryGetValue(from.Value, out var pause))
+        {
+            Schedule(pause.Until - _now, () => Report(from, to, snapshot, unreachable));
+            return;
+        }
+
         if (!_hosts.TryGetValue(from.Value, out var sender) || sender.Node is not { } node)
         {
             return;
@@ -676,7 +706,7 @@ public sealed class Simulator
         }
 
         Schedule(_random.Between(1, _options.FaultIntervalMs * 2), FaultStep);
-        int total = _options.CrashWeight + _options.PartitionWeight + _options.MembershipWeight + _options.TransferWeight;
+        int total = _options.CrashWeight + _options.PartitionWeight + _options.MembershipWeight + _options.TransferWeight + _options.PauseWeight;
         if (total == 0)
         {
             return;
@@ -694,6 +724,10 @@ public sealed class Simulator
         else if ((pick -= _options.MembershipWeight) < 0)
         {
             ChangeMembership();
+        }
+        else if ((pick -= _options.PauseWeight) < 0)
+        {
+            PauseSomeone();
         }
         else
         {
@@ -989,7 +1023,36 @@ public sealed class Simulator
 
     // ---------------------------------------------------------------- helpers
 
-    private IEnumerable<SimHost> UpHosts() => _hosts.Values.Where(h => h.IsUp);
+    private IEnumerable<SimHost> UpHosts() => _hosts.Values.Where(h => h.IsUp && !_paused.ContainsKey(h.Id.Value));
+
+    private void PauseSomeone()
+    {
+        var candidates = UpHosts().ToList();
+        if (candidates.Count == 0)
+        {
+            return;
+        }
+
+        var leader = CurrentLeader();
+        var victim = leader is not null && _random.Chance(1, 2) ? leader : _random.Pick(candidates);
+        long until = _now + _random.Between(20, 600);
+        _paused[victim.Id.Value] = new Pause(until, 0);
+        _stats.Pauses++;
+        Trace($"n{victim.Id} paused until {until}");
+        Schedule(until - _now, () =>
+        {
+            if (_paused.Remove(victim.Id.Value, out var pause))
+            {
+                Trace($"n{victim.Id} resumes, catching up {pause.MissedTicks} ticks");
+                for (int i = 0; i < pause.MissedTicks; i++)
+                {
+                    victim.Tick();
+                }
+            }
+        });
+    }
+
+    private readonly record struct Pause(long Until, int MissedTicks);
 
     /// <summary>The leader with the highest term among the nodes that are up (what a client's discovery would find).</summary>
     private SimHost? CurrentLeader()

@@ -102,7 +102,13 @@ public sealed class SimulationTests
     {
         for (int seed = 0; seed < 2000; seed++)
         {
-            var options = SimulationOptions.FromSeed(seed) with { Bug = bug };
+            var drawn = SimulationOptions.FromSeed(seed);
+            var options = drawn with
+            {
+                Bug = bug,
+                FaultIntervalMs = drawn.FaultIntervalMs == 0 ? 100 : Math.Min(drawn.FaultIntervalMs, 150),
+                CrashWeight = drawn.CrashWeight + 3,
+            };
             var result = new Simulator(options).Run();
             if (!result.Passed)
             {

@@ -20,6 +20,7 @@ internal sealed class ScenarioCluster
     public ScenarioCluster(int size, bool preVote = true, bool checkQuorum = true, Func<RaftConfig, RaftConfig>? configure = null, int snapshotIntervalEntries = 0, ulong snapshotTrailingEntries = 0)
     {
         _configure = configure;
+        Oracle.DiskOf = id => Hosts.TryGetValue((int)id.Value, out var host) ? host.Disk : null;
         SnapshotIntervalEntries = snapshotIntervalEntries;
         SnapshotTrailingEntries = snapshotTrailingEntries;
         PreVote = preVote;

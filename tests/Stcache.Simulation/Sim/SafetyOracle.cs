@@ -121,8 +121,13 @@ public sealed class SafetyOracle
         }
     }
 
-    /// <summary>State machine safety: every node applies the same entry at each index; committed never changes.</summary>
-    public void ObserveApplied(NodeId node, Entry entry, long time)
+    /// <summary>Finds a node's disk, to check that what is committed is durable on a majority.</summary>
+    public Func<NodeId, SimDisk?>? DiskOf { get; set; }
+
+    /// <summary>State machine safety: every node applies the same entry at each index; committed never changes.
+    /// The first time an entry is applied anywhere, it must be durable on a majority of the voters that could
+    /// have committed it (the applying node's configuration, or the one before its last change).</summary>
+    public void ObserveApplied(NodeId node, Entry entry, long time, ConfState? voters = null, ConfState? previousVoters = null)
     {
         int index = checked((int)entry.Index.Value);
         while (_committed.Count <= index)
@@ -141,12 +146,42 @@ public sealed class SafetyOracle
             return;
         }
 
+        if (DiskOf is not null && voters is not null && !DurableOnMajority(entry, voters) &&
+            (previousVoters is null || !DurableOnMajority(entry, previousVoters)))
+        {
+            // previousVoters is null only after a restart or snapshot, where the history is not known: then the
+            // current configuration must hold it.
+            throw new SimulationFailureException(
+                $"durability: node {node} applied {entry} but it is on the disks of fewer than a majority of {voters}" +
+                (previousVoters is null ? string.Empty : $" or of {previousVoters}"));
+        }
+
         _committed[index] = entry with { Data = entry.Data.ToArray() };
         if (entry.Type == EntryType.Normal && !entry.Data.IsEmpty)
         {
             var command = KvCommand.Decode(entry.Data);
             _operationsCommitted.TryAdd(command.OperationId, (entry.Index, time));
         }
+    }
+
+    private bool DurableOnMajority(Entry entry, ConfState conf)
+    {
+        if (conf.Voters.Count == 0)
+        {
+            return true;
+        }
+
+        int holders = 0;
+        foreach (var voter in conf.Voters)
+        {
+            if (DiskOf!(voter) is { } disk &&
+                (disk.TermAt(entry.Index) == entry.Term || disk.SnapshotMetadata.Index >= entry.Index))
+            {
+                holders++;
+            }
+        }
+
+        return holders * 2 > conf.Voters.Count;
     }
 
     /// <summary>A snapshot installed or loaded covers committed entries: its (index, term) must match them.</summary>

@@ -91,6 +91,10 @@ public sealed class SimHost
 
     public LogIndex Applied { get; private set; }
 
+    /// <summary>The configuration before the last change this host applied; null when unknown (after a restart
+    /// or a snapshot).</summary>
+    public ConfState? PreviousConfState { get; private set; }
+
     /// <summary>Take a snapshot after this many applied entries (0 = never).</summary>
     public int SnapshotIntervalEntries { get; set; }
 
@@ -123,6 +127,7 @@ public sealed class SimHost
         _restarts++;
         Machine.Restore(ReadOnlyMemory<byte>.Empty);
         ConfState = ConfState.Empty;
+        PreviousConfState = null;
         Applied = LogIndex.Zero;
         _appliedTerm = Term.Zero;
         var snapshot = Disk.LoadNewest();
@@ -275,6 +280,7 @@ public sealed class SimHost
                 Disk.ApplySnapshot(snapshot.Metadata);
                 Machine.Restore(snapshot.Data);
                 ConfState = snapshot.Metadata.ConfState;
+                PreviousConfState = null;
                 FailPendingUpTo(snapshot.Metadata.Index);
                 Applied = snapshot.Metadata.Index;
                 _appliedTerm = snapshot.Metadata.Term;
@@ -360,7 +366,7 @@ public sealed class SimHost
             throw new SimulationFailureException($"node {Id}: applied {entry.Index} after {Applied} (not contiguous)");
         }
 
-        _oracle.ObserveApplied(Id, entry, _clock());
+        _oracle.ObserveApplied(Id, entry, _clock(), ConfState, PreviousConfState);
         Applied = entry.Index;
         _appliedTerm = entry.Term;
         bool effect = true;
@@ -371,6 +377,7 @@ public sealed class SimHost
                 throw new SimulationFailureException($"node {Id}: undecodable conf change at {entry.Index}");
             }
 
+            PreviousConfState = ConfState;
             ConfState = ConfState.Apply(change);
             ConfChangeApplied?.Invoke(this, change);
         }

@@ -269,6 +269,7 @@ public sealed class Simulator
     private void Setup()
     {
         Trace($"options: {_options}");
+        _oracle.DiskOf = id => _hosts.TryGetValue(id.Value, out var host) ? host.Disk : null;
         var founders = new List<ConfChange>();
         for (int i = 1; i <= _options.NodeCount; i++)
         {

@@ -47,4 +47,26 @@ public sealed class CoreBugReproductionTests
         Assert.True(c.Leader() is not null, "no leader within 100 election timeouts: " + c.Describe());
         Assert.Equal(4, c.Leader());
     }
+
+    /// <summary>
+    /// Found by the first 200 sim seeds (0, 10, 16, 28, 44, ... all with InflightMessagesMax = 1). In Replicate
+    /// state with a full in-flight window, a lost Append was never sent again: heartbeat responses tried to send,
+    /// but the progress counted as paused, so the follower stayed behind forever.
+    /// </summary>
+    [Fact]
+    public void LostAppendWithFullInflightWindowIsResent()
+    {
+        var c = new ScenarioCluster(3, configure: config => config with { InflightMessagesMax = 1 });
+        c.Elect(1);
+        c.TickAll(2);
+        var write = c.Set(1, "k", "v");
+
+        // The append carrying the write to node 3 is lost; node 2 acknowledges, so the write commits.
+        c.Stabilize(m => !(m.Type == MessageType.Append && m.To == new NodeId(3) && m.Entries.Length > 0));
+        Assert.Equal(WriteOutcome.Committed, write.Outcome);
+        Assert.Null(c[3].Machine.Get("k"));
+
+        c.TickAll(20);
+        Assert.Equal("v", c[3].Machine.Get("k"));
+    }
 }

@@ -189,6 +189,17 @@ internal sealed class Inflights
         }
     }
 
+    /// <summary>Frees the oldest in-flight append. A heartbeat response proves the follower is reachable, so a
+    /// full window whose appends were lost must not stall replication forever (etcd-io/raft does the same).</summary>
+    public void FreeFirstOne()
+    {
+        if (Count > 0)
+        {
+            _start = (_start + 1) % _last.Length;
+            Count--;
+        }
+    }
+
     public void Reset()
     {
         Count = 0;

@@ -303,6 +303,13 @@ public sealed class RaftNode
             {
                 Send(new Message { Type = MessageType.PreVoteResponse, From = Id, To = message.From, Term = _term, Reject = true });
             }
+            else if (message.Type == MessageType.Vote)
+            {
+                // Raft Figure 2: a stale RequestVote is answered with our term so the candidate catches up. Without
+                // it, a candidate that needs our vote but never receives our own requests (we campaign in an older
+                // configuration that does not contain it) stays below our term forever (livelock, sim seed 12320).
+                Send(new Message { Type = MessageType.VoteResponse, From = Id, To = message.From, Term = _term, Reject = true });
+            }
 
             return;
         }
@@ -525,6 +532,11 @@ public sealed class RaftNode
                 {
                     progress.AckedRound = message.Context;
                     ReleaseConfirmedReads();
+                }
+
+                if (progress.State == ProgressState.Replicate && progress.Inflights.IsFull)
+                {
+                    progress.Inflights.FreeFirstOne();
                 }
 
                 if (progress.Match < _log.LastIndex)

@@ -1,0 +1,1 @@
+namespace Stcache.Server; internal static class Program { public static int Main() => 0; }

@@ -5,59 +5,1342 @@ namespace Stcache.Raft;
 /// Drive it with <see cref="Tick"/>, <see cref="Step"/> and the request methods; collect work with
 /// <see cref="GetReady"/>, handle it (see <see cref="Ready"/>), then call <see cref="Advance"/>. Not thread-safe.
 /// </summary>
-public sealed partial class RaftNode
+public sealed class RaftNode
 {
+    /// <summary>Context of a Vote/PreVote that was caused by a leadership transfer: it ignores leases.</summary>
+    private const ulong TransferCampaignContext = 1;
+
+    private readonly RaftConfig _config;
+    private readonly SplitMix64 _random;
+    private readonly RaftLog _log;
+    private readonly Dictionary<NodeId, Progress> _progress = [];
+    private readonly Dictionary<NodeId, bool> _votes = [];
+
+    private List<Message> _messages = [];
+    private List<Message> _messagesAfterPersist = [];
+    private List<ReadState> _readStates = [];
+    private readonly ReadTracker _reads = new();
+
+    private Term _term;
+    private NodeId _vote;
+    private NodeId _leader;
+    private RaftRole _role;
+
+    private ConfState _conf;
+
+    // Index of the last conf change folded into _conf.
+    private LogIndex _confIndex;
+
+    // Leader: index of the latest conf change proposed; a new one waits until it is applied.
+    private LogIndex _pendingConfIndex;
+
+    private long _uncommittedBytes;
+    private NodeId _transferTarget;
+
+    // Monotonic tick counter: the core's only notion of time (leases).
+    private long _ticks;
+    private int _electionElapsed;
+    private int _heartbeatElapsed;
+    private int _randomizedElectionTimeout;
+
+    // Leader: until this tick the lease holds (a quorum acknowledged a round sent at least this recently).
+    private long _leaseUntilTick;
+
+    private Snapshot? _pendingSnapshot;
+    private SoftState _previousSoftState;
+    private HardState _previousHardState;
+    private bool _readyInProgress;
+
     public RaftNode(RaftConfig config, PersistentState state)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(state);
         config.Validate();
-        throw new NotImplementedException();
+        _config = config;
+        _random = new SplitMix64(config.RandomSeed ^ (config.Id.Value * 0x9E3779B97F4A7C15UL));
+        _log = new RaftLog(state.Snapshot, state.Entries, state.HardState.Commit);
+        _term = state.HardState.Term;
+        _vote = state.HardState.Vote;
+        _conf = state.Snapshot.ConfState;
+        _confIndex = state.Snapshot.Index;
+
+        // Conf changes that are committed take effect at once on restart; uncommitted ones wait for commit.
+        for (var i = _log.FirstIndex; i <= _log.Committed; i = i.Next)
+        {
+            var entry = _log.EntryAt(i);
+            if (entry.Type == EntryType.ConfChange && ConfChange.TryDecode(entry.Data.Span, out var change))
+            {
+                _conf = _conf.Apply(change!);
+                _confIndex = i;
+            }
+        }
+
+        _previousHardState = CurrentHardState;
+        BecomeFollower(_term, NodeId.None);
+        _previousSoftState = new SoftState(NodeId.None, RaftRole.Follower, _term);
     }
 
-    public NodeId Id => throw new NotImplementedException();
-    public RaftRole Role => throw new NotImplementedException();
-    public Term Term => throw new NotImplementedException();
-    public NodeId Leader => throw new NotImplementedException();
-    public LogIndex CommitIndex => throw new NotImplementedException();
-    public ConfState ConfState => throw new NotImplementedException();
+    public NodeId Id => _config.Id;
+
+    public RaftRole Role => _role;
+
+    public Term Term => _term;
+
+    public NodeId Leader => _leader;
+
+    public LogIndex CommitIndex => _log.Committed;
+
+    public LogIndex AppliedIndex => _log.Applied;
+
+    public LogIndex LastIndex => _log.LastIndex;
+
+    public ConfState ConfState => _conf;
+
+    private HardState CurrentHardState => new(_term, _vote, _log.Committed);
+
+    private bool IsPromotable => _conf.IsVoter(Id);
 
     /// <summary>Advances logical time by one tick (elections, heartbeats, check-quorum, lease expiry).</summary>
-    public void Tick() => throw new NotImplementedException();
+    public void Tick()
+    {
+        _ticks++;
+        _electionElapsed++;
+        if (_role == RaftRole.Leader)
+        {
+            TickLeader();
+        }
+        else if (_electionElapsed >= _randomizedElectionTimeout)
+        {
+            _electionElapsed = 0;
+            if (IsPromotable)
+            {
+                StartElection(transfer: false);
+            }
+        }
+    }
+
+    private void TickLeader()
+    {
+        _heartbeatElapsed++;
+        if (_electionElapsed >= _config.ElectionTimeoutTicks)
+        {
+            _electionElapsed = 0;
+            if (_config.CheckQuorum)
+            {
+                if (!QuorumRecentlyActive())
+                {
+                    BecomeFollower(_term, NodeId.None);
+                    return;
+                }
+
+                foreach (var (id, progress) in _progress)
+                {
+                    progress.RecentActive = id == Id;
+                }
+            }
+
+            // A transfer that did not finish within an election timeout is abandoned (thesis §3.10).
+            _transferTarget = NodeId.None;
+        }
+
+        if (_heartbeatElapsed >= _config.HeartbeatIntervalTicks)
+        {
+            _heartbeatElapsed = 0;
+            BroadcastHeartbeat(_reads.StartRound(_ticks));
+        }
+    }
+
+    /// <summary>Starts an election now, as a leadership transfer would: skipping pre-vote and overriding the
+    /// voters' leases (tests, tools, manual failover).</summary>
+    public void Campaign()
+    {
+        if (_role != RaftRole.Leader && IsPromotable)
+        {
+            StartElection(transfer: true);
+        }
+    }
+
+    private void StartElection(bool transfer)
+    {
+        // A node must not campaign while committed conf changes are unapplied: it could count votes against a
+        // configuration that is no longer current.
+        if (HasUnappliedConfChange())
+        {
+            return;
+        }
+
+        if (_config.PreVote && !transfer)
+        {
+            BecomePreCandidate();
+            RequestVotes(MessageType.PreVote, _term.Next, transfer);
+        }
+        else
+        {
+            BecomeCandidate();
+            RequestVotes(MessageType.Vote, _term, transfer);
+        }
+    }
+
+    private bool HasUnappliedConfChange()
+    {
+        // Changes up to _confIndex are already folded in (at restart, every committed one is).
+        for (var i = LogIndex.Max(LogIndex.Max(_log.Applied, _confIndex).Next, _log.FirstIndex); i <= _log.Committed; i = i.Next)
+        {
+            if (_log.EntryAt(i).Type == EntryType.ConfChange)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void RequestVotes(MessageType type, Term term, bool transfer)
+    {
+        // Our own vote counts first; a single-voter cluster wins at once.
+        if (Poll(Id, granted: true) == VoteOutcome.Won)
+        {
+            if (type == MessageType.PreVote)
+            {
+                BecomeCandidate();
+                RequestVotes(MessageType.Vote, _term, transfer);
+            }
+            else
+            {
+                BecomeLeader();
+            }
+
+            return;
+        }
+
+        foreach (var voter in _conf.Voters)
+        {
+            if (voter == Id)
+            {
+                continue;
+            }
+
+            Send(new Message
+            {
+                Type = type,
+                From = Id,
+                To = voter,
+                Term = term,
+                LogTerm = _log.LastTerm,
+                Index = _log.LastIndex,
+                Context = transfer ? TransferCampaignContext : 0,
+            });
+        }
+    }
 
     /// <summary>Handles a message from a peer. Never throws on stale or nonsensical input; such messages are dropped.</summary>
-    public void Step(Message message) => throw new NotImplementedException();
+    public void Step(Message message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.To != Id || message.From == Id)
+        {
+            return;
+        }
 
-    public ProposeResult Propose(ReadOnlyMemory<byte> command) => throw new NotImplementedException();
+        if (message.Term > _term)
+        {
+            if (message.Type is MessageType.Vote or MessageType.PreVote)
+            {
+                // Check-quorum lease (thesis §4.2.3): while we hear from a leader, ignore candidates, so a node that
+                // was partitioned away cannot depose a healthy leader. A transfer's campaign overrides this.
+                // A node that just restarted may have acknowledged a leader's lease before it crashed, so it also
+                // stays quiet for one election timeout after start.
+                bool inLease = _config.CheckQuorum &&
+                    ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks) || _ticks < _config.ElectionTimeoutTicks);
+                if (inLease && message.Context != TransferCampaignContext)
+                {
+                    return;
+                }
+            }
 
-    public ProposeResult Propose(IReadOnlyList<ReadOnlyMemory<byte>> commands) => throw new NotImplementedException();
+            if (message.Type == MessageType.PreVote || (message.Type == MessageType.PreVoteResponse && !message.Reject))
+            {
+                // Pre-votes are for a term nobody has entered yet; they never change ours.
+            }
+            else if (message.Type is MessageType.Append or MessageType.Heartbeat or MessageType.Snapshot)
+            {
+                BecomeFollower(message.Term, message.From);
+            }
+            else
+            {
+                BecomeFollower(message.Term, NodeId.None);
+            }
+        }
+        else if (message.Term < _term)
+        {
+            if (message.Type is MessageType.Append or MessageType.Heartbeat)
+            {
+                // A stale leader is told our term so it steps down; without this, with pre-vote or check-quorum,
+                // a node with a higher term could be stuck ignoring the old leader forever.
+                Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term });
+            }
+            else if (message.Type == MessageType.PreVote)
+            {
+                Send(new Message { Type = MessageType.PreVoteResponse, From = Id, To = message.From, Term = _term, Reject = true });
+            }
 
-    public ProposeResult ProposeConfChange(ConfChange change) => throw new NotImplementedException();
+            return;
+        }
+
+        switch (message.Type)
+        {
+            case MessageType.Vote:
+            case MessageType.PreVote:
+                HandleVoteRequest(message);
+                return;
+            default:
+                break;
+        }
+
+        switch (_role)
+        {
+            case RaftRole.Leader:
+                StepLeader(message);
+                break;
+            case RaftRole.Candidate:
+            case RaftRole.PreCandidate:
+                StepCandidate(message);
+                break;
+            default:
+                StepFollower(message);
+                break;
+        }
+    }
+
+    private void HandleVoteRequest(Message message)
+    {
+        bool canVote =
+            _vote == message.From ||
+            (_vote.IsNone && _leader.IsNone) ||
+            (message.Type == MessageType.PreVote && message.Term > _term);
+        var responseType = message.Type == MessageType.Vote ? MessageType.VoteResponse : MessageType.PreVoteResponse;
+        if (canVote && _log.IsUpToDate(message.LogTerm, message.Index))
+        {
+            // A granted pre-vote answers in the candidate's future term so it can be counted there.
+            Send(new Message { Type = responseType, From = Id, To = message.From, Term = message.Term });
+            if (message.Type == MessageType.Vote)
+            {
+                _electionElapsed = 0;
+                _vote = message.From;
+            }
+        }
+        else
+        {
+            Send(new Message { Type = responseType, From = Id, To = message.From, Term = _term, Reject = true });
+        }
+    }
+
+    private void StepFollower(Message message)
+    {
+        switch (message.Type)
+        {
+            case MessageType.Append:
+                _electionElapsed = 0;
+                _leader = message.From;
+                HandleAppend(message);
+                break;
+            case MessageType.Heartbeat:
+                _electionElapsed = 0;
+                _leader = message.From;
+                HandleHeartbeat(message);
+                break;
+            case MessageType.Snapshot:
+                _electionElapsed = 0;
+                _leader = message.From;
+                HandleSnapshot(message);
+                break;
+            case MessageType.TimeoutNow:
+                if (IsPromotable)
+                {
+                    StartElection(transfer: true);
+                }
+
+                break;
+            case MessageType.ReadIndexResponse:
+                if (!message.Reject)
+                {
+                    _readStates.Add(new ReadState(message.Context, message.Index));
+                }
+
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void StepCandidate(Message message)
+    {
+        var myResponse = _role == RaftRole.PreCandidate ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+        switch (message.Type)
+        {
+            case MessageType.Append:
+                BecomeFollower(message.Term, message.From);
+                HandleAppend(message);
+                break;
+            case MessageType.Heartbeat:
+                BecomeFollower(message.Term, message.From);
+                HandleHeartbeat(message);
+                break;
+            case MessageType.Snapshot:
+                BecomeFollower(message.Term, message.From);
+                HandleSnapshot(message);
+                break;
+            case MessageType.VoteResponse:
+            case MessageType.PreVoteResponse:
+                if (message.Type != myResponse)
+                {
+                    break;
+                }
+
+                switch (Poll(message.From, !message.Reject))
+                {
+                    case VoteOutcome.Won when _role == RaftRole.PreCandidate:
+                        StartElectionAfterPreVote();
+                        break;
+                    case VoteOutcome.Won:
+                        BecomeLeader();
+                        break;
+                    case VoteOutcome.Lost:
+                        BecomeFollower(_term, NodeId.None);
+                        break;
+                    default:
+                        break;
+                }
+
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void StartElectionAfterPreVote()
+    {
+        BecomeCandidate();
+        RequestVotes(MessageType.Vote, _term, transfer: false);
+    }
+
+    private void HandleAppend(Message message)
+    {
+        if (message.Index < _log.Committed)
+        {
+            Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.Committed });
+            return;
+        }
+
+        if (_log.TryAppend(message.Index, message.LogTerm, message.Commit, message.Entries, out var lastNew))
+        {
+            Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = lastNew });
+            return;
+        }
+
+        // Conflict hint (thesis §5.3 optimisation, in etcd's form): the last index at or before the probe whose
+        // term is at most the leader's term there. The leader jumps past whole conflicting terms.
+        var (hintIndex, hintTerm) = _log.FindConflictByTerm(LogIndex.Min(message.Index, _log.LastIndex), message.LogTerm);
+        Send(new Message
+        {
+            Type = MessageType.AppendResponse,
+            From = Id,
+            To = message.From,
+            Term = _term,
+            Index = message.Index,
+            Reject = true,
+            RejectHint = hintIndex,
+            LogTerm = hintTerm,
+        });
+    }
+
+    private void HandleHeartbeat(Message message)
+    {
+        // The leader sends min(match, commit), so this never exceeds what we hold in common with it.
+        _log.CommitTo(LogIndex.Min(message.Commit, _log.LastIndex));
+        Send(new Message { Type = MessageType.HeartbeatResponse, From = Id, To = message.From, Term = _term, Context = message.Context });
+    }
+
+    private void HandleSnapshot(Message message)
+    {
+        var metadata = message.Snapshot!.Metadata;
+        if (metadata.Index <= _log.Committed)
+        {
+            Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.Committed });
+            return;
+        }
+
+        if (_log.MatchTerm(metadata.Index, metadata.Term))
+        {
+            // We already have the entries; the snapshot only tells us they are committed.
+            _log.CommitTo(metadata.Index);
+            Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.Committed });
+            return;
+        }
+
+        _log.Restore(metadata);
+        _conf = metadata.ConfState;
+        _confIndex = metadata.Index;
+        _pendingSnapshot = message.Snapshot;
+        Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.LastIndex });
+    }
+
+    private void StepLeader(Message message)
+    {
+        if (!_progress.TryGetValue(message.From, out var progress))
+        {
+            return;
+        }
+
+        switch (message.Type)
+        {
+            case MessageType.AppendResponse:
+                progress.RecentActive = true;
+                HandleAppendResponse(message, progress);
+                break;
+            case MessageType.HeartbeatResponse:
+                progress.RecentActive = true;
+                progress.ProbeSent = false;
+                if (message.Context > progress.AckedRound)
+                {
+                    progress.AckedRound = message.Context;
+                    ReleaseConfirmedReads();
+                }
+
+                if (progress.Match < _log.LastIndex)
+                {
+                    // Even an empty append probes: a follower that lost in-flight appends rejects it and is repaired.
+                    SendAppend(message.From, progress, sendIfEmpty: true);
+                }
+
+                break;
+            case MessageType.ReadIndex:
+                progress.RecentActive = true;
+                if (!LeaderRead(message.Context, message.From, lease: false))
+                {
+                    Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = message.From, Term = _term, Context = message.Context, Reject = true });
+                }
+
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void HandleAppendResponse(Message message, Progress progress)
+    {
+        if (message.Reject)
+        {
+            var hint = message.RejectHint;
+            if (message.LogTerm > Term.Zero)
+            {
+                hint = _log.FindConflictByTerm(message.RejectHint, message.LogTerm).Index;
+            }
+
+            if (progress.MaybeDecreaseTo(message.Index, hint))
+            {
+                if (progress.State == ProgressState.Replicate)
+                {
+                    progress.BecomeProbe();
+                }
+
+                SendAppend(message.From, progress, sendIfEmpty: true);
+            }
+
+            return;
+        }
+
+        bool wasPaused = progress.IsPaused;
+        if (!progress.MaybeUpdate(message.Index))
+        {
+            return;
+        }
+
+        switch (progress.State)
+        {
+            case ProgressState.Probe:
+                progress.BecomeReplicate();
+                break;
+            case ProgressState.Snapshot when progress.Match >= progress.PendingSnapshot:
+                progress.BecomeProbe();
+                progress.BecomeReplicate();
+                break;
+            case ProgressState.Replicate:
+                progress.Inflights.FreeUpTo(message.Index);
+                break;
+            default:
+                break;
+        }
+
+        if (MaybeCommit())
+        {
+            BroadcastAppend();
+        }
+        else if (wasPaused)
+        {
+            // It may have missed commit updates while paused.
+            SendAppend(message.From, progress, sendIfEmpty: true);
+        }
+
+        // Keep the pipeline full while there is more to send.
+        while (SendAppend(message.From, progress, sendIfEmpty: false))
+        {
+        }
+
+        if (message.From == _transferTarget && progress.Match == _log.LastIndex)
+        {
+            Send(new Message { Type = MessageType.TimeoutNow, From = Id, To = message.From, Term = _term });
+        }
+    }
+
+    /// <summary>Sends the follower what it lacks; returns true if a message was sent.</summary>
+    private bool SendAppend(NodeId to, Progress progress, bool sendIfEmpty)
+    {
+        if (progress.IsPaused)
+        {
+            return false;
+        }
+
+        var previous = progress.Next.Previous;
+        if (!_log.TryTerm(previous, out var previousTerm) ||
+            !_log.TrySlice(progress.Next, _log.LastIndex, _config.AppendBytesMax, out var entries))
+        {
+            return SendSnapshot(to, progress);
+        }
+
+        if (entries.Length == 0 && !sendIfEmpty)
+        {
+            return false;
+        }
+
+        long bytes = 0;
+        foreach (var entry in entries)
+        {
+            bytes += entry.SizeBytes;
+        }
+
+        Send(new Message
+        {
+            Type = MessageType.Append,
+            From = Id,
+            To = to,
+            Term = _term,
+            Index = previous,
+            LogTerm = previousTerm,
+            Entries = entries,
+            Commit = _log.Committed,
+        });
+        progress.SentEntries(entries.Length, previous + (ulong)entries.Length, bytes);
+        return true;
+    }
+
+    private bool SendSnapshot(NodeId to, Progress progress)
+    {
+        if (!progress.RecentActive)
+        {
+            return false;
+        }
+
+        var snapshot = _log.Snapshot;
+        Invariant.Check(!snapshot.Index.Equals(LogIndex.Zero), "log compacted without a snapshot");
+        Send(new Message
+        {
+            Type = MessageType.Snapshot,
+            From = Id,
+            To = to,
+            Term = _term,
+            Snapshot = new Snapshot(snapshot, ReadOnlyMemory<byte>.Empty),
+        });
+        progress.BecomeSnapshot(snapshot.Index);
+        return true;
+    }
+
+    private void BroadcastAppend()
+    {
+        foreach (var (id, progress) in _progress)
+        {
+            if (id != Id)
+            {
+                SendAppend(id, progress, sendIfEmpty: true);
+            }
+        }
+    }
+
+    private void BroadcastHeartbeat(ulong round)
+    {
+        foreach (var (id, progress) in _progress)
+        {
+            if (id == Id)
+            {
+                continue;
+            }
+
+            Send(new Message
+            {
+                Type = MessageType.Heartbeat,
+                From = Id,
+                To = id,
+                Term = _term,
+                Commit = LogIndex.Min(progress.Match, _log.Committed),
+                Context = round,
+            });
+        }
+    }
+
+    /// <summary>Advances the commit index to the highest index a quorum of voters holds, if it is of our term
+    /// (thesis §3.6.2: entries of older terms commit only indirectly; the Figure 8 case).</summary>
+    private bool MaybeCommit()
+    {
+        var quorumIndex = QuorumMatch();
+        if (quorumIndex <= _log.Committed || _log.TermOrZero(quorumIndex) != _term)
+        {
+            return false;
+        }
+
+        var before = _log.Committed;
+        _log.CommitTo(quorumIndex);
+        _uncommittedBytes = Math.Max(0, _uncommittedBytes - _log.BytesBetween(before, quorumIndex));
+        _reads.LeaderCommittedInTerm = true;
+        ReleaseConfirmedReads();
+        return true;
+    }
+
+    private LogIndex QuorumMatch()
+    {
+        Span<ulong> matches = stackalloc ulong[_conf.Voters.Count];
+        int n = 0;
+        foreach (var voter in _conf.Voters)
+        {
+            matches[n++] = _progress.TryGetValue(voter, out var p) ? p.Match.Value : 0;
+        }
+
+        if (n == 0)
+        {
+            return LogIndex.Zero;
+        }
+
+        matches.Sort();
+        // Sorted ascending: the value at n - (n/2 + 1) is held by at least a majority.
+        return new LogIndex(matches[n - (n / 2 + 1)]);
+    }
+
+    private bool QuorumRecentlyActive()
+    {
+        int active = 0;
+        foreach (var voter in _conf.Voters)
+        {
+            if (voter == Id || (_progress.TryGetValue(voter, out var p) && p.RecentActive))
+            {
+                active++;
+            }
+        }
+
+        return active >= (_conf.Voters.Count / 2) + 1;
+    }
+
+    public ProposeResult Propose(ReadOnlyMemory<byte> command) => Propose([command]);
+
+    public ProposeResult Propose(IReadOnlyList<ReadOnlyMemory<byte>> commands)
+    {
+        ArgumentNullException.ThrowIfNull(commands);
+        var refusal = CheckCanPropose();
+        if (refusal != ProposeStatus.Accepted)
+        {
+            return Refused(refusal);
+        }
+
+        long bytes = 0;
+        foreach (var command in commands)
+        {
+            bytes += command.Length + 24;
+        }
+
+        if (_config.UncommittedBytesMax > 0 && _uncommittedBytes > 0 && _uncommittedBytes + bytes > _config.UncommittedBytesMax)
+        {
+            return Refused(ProposeStatus.Overloaded);
+        }
+
+        var first = _log.LastIndex.Next;
+        foreach (var command in commands)
+        {
+            _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, command));
+        }
+
+        _uncommittedBytes += bytes;
+        AfterLeaderAppend();
+        return new ProposeResult(ProposeStatus.Accepted, _term, first, _log.LastIndex, Id);
+    }
+
+    public ProposeResult ProposeConfChange(ConfChange change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        var refusal = CheckCanPropose();
+        if (refusal != ProposeStatus.Accepted)
+        {
+            return Refused(refusal);
+        }
+
+        // One change at a time, and only once this leader has committed an entry of its own term: otherwise two
+        // single-server changes could overlap and allow disjoint majorities (Ongaro's 2015 raft-dev fix).
+        if (_pendingConfIndex > _log.Applied || !_reads.LeaderCommittedInTerm)
+        {
+            return Refused(ProposeStatus.ConfChangeInProgress);
+        }
+
+        bool valid = change.Type switch
+        {
+            ConfChangeType.AddVoter => !_conf.IsVoter(change.NodeId),
+            ConfChangeType.AddLearner => !_conf.IsMember(change.NodeId),
+            ConfChangeType.RemoveNode => _conf.IsMember(change.NodeId) && !(_conf.IsVoter(change.NodeId) && _conf.Voters.Count == 1),
+            _ => false,
+        };
+        if (!valid)
+        {
+            return Refused(ProposeStatus.InvalidConfChange);
+        }
+
+        var index = _log.LastIndex.Next;
+        _log.Append(new Entry(_term, index, EntryType.ConfChange, change.Encode()));
+        _pendingConfIndex = index;
+        AfterLeaderAppend();
+        return new ProposeResult(ProposeStatus.Accepted, _term, index, index, Id);
+    }
+
+    private ProposeStatus CheckCanPropose()
+    {
+        if (_role != RaftRole.Leader)
+        {
+            return ProposeStatus.NotLeader;
+        }
+
+        return _transferTarget.IsNone ? ProposeStatus.Accepted : ProposeStatus.TransferInProgress;
+    }
+
+    private ProposeResult Refused(ProposeStatus status) => new(status, _term, LogIndex.Zero, LogIndex.Zero, _leader);
+
+    private void AfterLeaderAppend()
+    {
+        // A lone voter commits on its own persist (see Advance); others need the followers.
+        BroadcastAppend();
+    }
 
     /// <summary>Requests a linearizable read (ReadIndex, thesis §6.4); the answer comes as a <see cref="ReadState"/>.
     /// With <paramref name="lease"/> a leader holding a valid lease answers without a heartbeat round.</summary>
-    public ReadStatus ReadIndex(ulong requestId, bool lease = false) => throw new NotImplementedException();
+    public ReadStatus ReadIndex(ulong requestId, bool lease = false)
+    {
+        if (_role == RaftRole.Leader)
+        {
+            return LeaderRead(requestId, Id, lease) ? ReadStatus.Accepted : ReadStatus.Overloaded;
+        }
+
+        if (_leader.IsNone)
+        {
+            return ReadStatus.NoLeader;
+        }
+
+        Send(new Message { Type = MessageType.ReadIndex, From = Id, To = _leader, Term = _term, Context = requestId });
+        return ReadStatus.Accepted;
+    }
+
+    private bool LeaderRead(ulong requestId, NodeId origin, bool lease)
+    {
+        if (_reads.PendingCount >= _config.PendingReadsMax)
+        {
+            return false;
+        }
+
+        bool single = _conf.Voters.Count == 1 && _conf.IsVoter(Id);
+        bool leaseValid = lease && _config.CheckQuorum && _transferTarget.IsNone && _ticks < _leaseUntilTick;
+        if (_reads.LeaderCommittedInTerm && (single || leaseValid))
+        {
+            CompleteRead(requestId, origin, _log.Committed);
+            return true;
+        }
+
+        // The read index is our commit index once we know it is current (a no-op of our term committed) and we
+        // know we are still leader (a heartbeat round sent after the read arrived is acknowledged by a quorum).
+        bool needRound = _reads.Enqueue(requestId, origin);
+        if (needRound && _reads.LeaderCommittedInTerm)
+        {
+            BroadcastHeartbeat(_reads.StartRound(_ticks));
+        }
+
+        return true;
+    }
+
+    private void ReleaseConfirmedReads()
+    {
+        if (!_reads.LeaderCommittedInTerm)
+        {
+            return;
+        }
+
+        var acked = QuorumAckedRound();
+        if (acked > 0)
+        {
+            long sentTick = _reads.SentTickOf(acked);
+            if (sentTick >= 0)
+            {
+                _leaseUntilTick = Math.Max(_leaseUntilTick, sentTick + _config.ElectionTimeoutTicks - _config.LeaseDriftMarginTicks);
+            }
+        }
+
+        bool startRound = _reads.Release(acked, _log.Committed, CompleteRead);
+        if (startRound)
+        {
+            BroadcastHeartbeat(_reads.StartRound(_ticks));
+        }
+    }
+
+    private ulong QuorumAckedRound()
+    {
+        Span<ulong> acks = stackalloc ulong[_conf.Voters.Count];
+        int n = 0;
+        foreach (var voter in _conf.Voters)
+        {
+            acks[n++] = voter == Id ? _reads.LastRound : (_progress.TryGetValue(voter, out var p) ? p.AckedRound : 0);
+        }
+
+        if (n == 0)
+        {
+            return 0;
+        }
+
+        acks.Sort();
+        return acks[n - (n / 2 + 1)];
+    }
+
+    private void CompleteRead(ulong requestId, NodeId origin, LogIndex index)
+    {
+        if (origin == Id)
+        {
+            _readStates.Add(new ReadState(requestId, index));
+        }
+        else
+        {
+            Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = origin, Term = _term, Index = index, Context = requestId });
+        }
+    }
 
     /// <summary>Starts moving leadership to <paramref name="target"/> (thesis §3.10). Only on the leader.</summary>
-    public ProposeStatus TransferLeadership(NodeId target) => throw new NotImplementedException();
+    public ProposeStatus TransferLeadership(NodeId target)
+    {
+        if (_role != RaftRole.Leader)
+        {
+            return ProposeStatus.NotLeader;
+        }
 
-    /// <summary>Starts an election now (tests, tools).</summary>
-    public void Campaign() => throw new NotImplementedException();
+        if (target == Id || !_conf.IsVoter(target) || !_progress.TryGetValue(target, out var progress))
+        {
+            return ProposeStatus.Rejected;
+        }
 
-    public void ReportUnreachable(NodeId peer) => throw new NotImplementedException();
+        if (_transferTarget == target)
+        {
+            return ProposeStatus.Accepted;
+        }
 
-    public void ReportSnapshot(NodeId peer, bool succeeded) => throw new NotImplementedException();
+        _transferTarget = target;
+        _electionElapsed = 0;
+
+        // The target will campaign ignoring leases, so ours ends now.
+        _leaseUntilTick = 0;
+        if (progress.Match == _log.LastIndex)
+        {
+            Send(new Message { Type = MessageType.TimeoutNow, From = Id, To = target, Term = _term });
+        }
+        else
+        {
+            SendAppend(target, progress, sendIfEmpty: true);
+        }
+
+        return ProposeStatus.Accepted;
+    }
+
+    public void ReportUnreachable(NodeId peer)
+    {
+        if (_role == RaftRole.Leader && _progress.TryGetValue(peer, out var progress) && progress.State == ProgressState.Replicate)
+        {
+            progress.BecomeProbe();
+        }
+    }
+
+    public void ReportSnapshot(NodeId peer, bool succeeded)
+    {
+        if (_role != RaftRole.Leader || !_progress.TryGetValue(peer, out var progress) || progress.State != ProgressState.Snapshot)
+        {
+            return;
+        }
+
+        if (!succeeded)
+        {
+            progress.BecomeSnapshot(LogIndex.Zero);
+        }
+
+        // Wait for the follower's answer (or the next heartbeat) before probing again.
+        progress.BecomeProbe();
+        progress.ProbeSent = true;
+    }
 
     /// <summary>Tells the core that the host saved a snapshot; entries up to its index may be dropped, keeping
     /// <paramref name="trailingEntries"/> so a slightly slow follower needs no snapshot.</summary>
-    public void SnapshotTaken(SnapshotMetadata metadata, ulong trailingEntries) => throw new NotImplementedException();
+    public void SnapshotTaken(SnapshotMetadata metadata, ulong trailingEntries)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        if (metadata.Index > _log.Applied)
+        {
+            throw new ArgumentException($"snapshot index {metadata.Index} is beyond the applied index {_log.Applied}", nameof(metadata));
+        }
 
-    public bool HasReady() => throw new NotImplementedException();
+        var dropUpTo = metadata.Index.Value > trailingEntries ? metadata.Index - trailingEntries : LogIndex.Zero;
+        _log.Compact(metadata, dropUpTo);
+    }
 
-    public Ready GetReady() => throw new NotImplementedException();
+    public bool HasReady()
+    {
+        return _messages.Count > 0 || _messagesAfterPersist.Count > 0 || _readStates.Count > 0 ||
+            _pendingSnapshot is not null || _log.Stable < _log.LastIndex || _log.Applied < _log.Committed ||
+            CurrentHardState != _previousHardState || CurrentSoftState != _previousSoftState;
+    }
 
-    public void Advance(Ready ready) => throw new NotImplementedException();
+    private SoftState CurrentSoftState => new(_leader, _role, _term);
 
-    public RaftStatus GetStatus() => throw new NotImplementedException();
+    public Ready GetReady()
+    {
+        if (_readyInProgress)
+        {
+            throw new InvalidOperationException("GetReady called again before Advance");
+        }
+
+        _readyInProgress = true;
+        var ready = new Ready();
+        var soft = CurrentSoftState;
+        if (soft != _previousSoftState)
+        {
+            ready.SoftState = soft;
+        }
+
+        var hard = CurrentHardState;
+        if (hard != _previousHardState)
+        {
+            ready.HardState = hard;
+        }
+
+        ready.Snapshot = _pendingSnapshot;
+        ready.Entries = _log.Unstable();
+        if (_messages.Count > 0)
+        {
+            ready.Messages = _messages;
+            _messages = [];
+        }
+
+        if (_messagesAfterPersist.Count > 0)
+        {
+            ready.MessagesAfterPersist = _messagesAfterPersist;
+            _messagesAfterPersist = [];
+        }
+
+        if (_readStates.Count > 0)
+        {
+            ready.ReadStates = _readStates;
+            _readStates = [];
+        }
+
+        if (_log.Applied < _log.Committed && _log.TrySlice(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax, out var committed))
+        {
+            ready.CommittedEntries = committed;
+        }
+
+        return ready;
+    }
+
+    public void Advance(Ready ready)
+    {
+        ArgumentNullException.ThrowIfNull(ready);
+        if (!_readyInProgress)
+        {
+            throw new InvalidOperationException("Advance called without GetReady");
+        }
+
+        _readyInProgress = false;
+        if (ready.SoftState is { } soft)
+        {
+            _previousSoftState = soft;
+        }
+
+        if (ready.HardState is { } hard)
+        {
+            _previousHardState = hard;
+        }
+
+        if (ready.Snapshot is not null && ReferenceEquals(ready.Snapshot, _pendingSnapshot))
+        {
+            _pendingSnapshot = null;
+        }
+
+        if (ready.Entries.Count > 0)
+        {
+            var last = ready.Entries[^1];
+            _log.StableTo(last.Index, last.Term);
+            if (_role == RaftRole.Leader && _progress.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
+            {
+                BroadcastAppend();
+            }
+        }
+
+        if (ready.CommittedEntries.Count > 0)
+        {
+            var lastApplied = ready.CommittedEntries[^1].Index;
+            foreach (var entry in ready.CommittedEntries)
+            {
+                if (entry.Type == EntryType.ConfChange && entry.Index > _confIndex)
+                {
+                    ApplyConfChange(entry);
+                }
+            }
+
+            if (lastApplied > _log.Applied && lastApplied <= _log.Committed)
+            {
+                _log.AppliedTo(lastApplied);
+            }
+        }
+    }
+
+    private void ApplyConfChange(Entry entry)
+    {
+        _confIndex = entry.Index;
+        if (!ConfChange.TryDecode(entry.Data.Span, out var change))
+        {
+            // Only a leader's own encoder writes these; a malformed one in a committed log is a bug upstream.
+            throw new InvariantViolationException($"undecodable conf change at index {entry.Index}");
+        }
+
+        _conf = _conf.Apply(change!);
+        if (_role != RaftRole.Leader)
+        {
+            return;
+        }
+
+        if (change!.Type == ConfChangeType.RemoveNode)
+        {
+            _progress.Remove(change.NodeId);
+            if (change.NodeId == _transferTarget)
+            {
+                _transferTarget = NodeId.None;
+            }
+
+            if (change.NodeId == Id)
+            {
+                // A removed leader steps down once the change commits (thesis §4.2.2).
+                BecomeFollower(_term, NodeId.None);
+                return;
+            }
+        }
+        else if (_progress.TryGetValue(change.NodeId, out var existing))
+        {
+            existing.IsLearner = change.Type == ConfChangeType.AddLearner;
+        }
+        else
+        {
+            _progress[change.NodeId] = new Progress(_log.LastIndex.Next, _config.InflightMessagesMax, change.Type == ConfChangeType.AddLearner)
+            {
+                RecentActive = true,
+            };
+        }
+
+        // The quorum changed: more may be committed, and new members need the log.
+        if (MaybeCommit())
+        {
+            BroadcastAppend();
+        }
+        else
+        {
+            ReleaseConfirmedReads();
+        }
+
+        foreach (var (id, progress) in _progress)
+        {
+            if (id != Id && progress.Match == LogIndex.Zero)
+            {
+                SendAppend(id, progress, sendIfEmpty: true);
+            }
+        }
+    }
+
+    private void Reset(Term term)
+    {
+        if (term != _term)
+        {
+            _term = term;
+            _vote = NodeId.None;
+        }
+
+        _leader = NodeId.None;
+        _electionElapsed = 0;
+        _heartbeatElapsed = 0;
+        _randomizedElectionTimeout = _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
+        _transferTarget = NodeId.None;
+        _votes.Clear();
+        _pendingConfIndex = LogIndex.Zero;
+        _uncommittedBytes = 0;
+        _leaseUntilTick = 0;
+        _reads.Reset();
+        _progress.Clear();
+        foreach (var id in _conf.Voters.Concat(_conf.Learners))
+        {
+            var progress = new Progress(_log.LastIndex.Next, _config.InflightMessagesMax, _conf.IsLearner(id));
+            if (id == Id)
+            {
+                progress.MaybeUpdate(_log.Stable);
+            }
+
+            _progress[id] = progress;
+        }
+    }
+
+    private void BecomeFollower(Term term, NodeId leader)
+    {
+        Reset(term);
+        _role = RaftRole.Follower;
+        _leader = leader;
+    }
+
+    private void BecomePreCandidate()
+    {
+        Invariant.Check(_role != RaftRole.Leader, "a leader cannot become a pre-candidate");
+        _votes.Clear();
+        _leader = NodeId.None;
+        _role = RaftRole.PreCandidate;
+    }
+
+    private void BecomeCandidate()
+    {
+        Invariant.Check(_role != RaftRole.Leader, "a leader cannot become a candidate");
+        Reset(_term.Next);
+        _vote = Id;
+        _role = RaftRole.Candidate;
+    }
+
+    private void BecomeLeader()
+    {
+        Invariant.Check(_role == RaftRole.Candidate, "only a candidate becomes leader");
+        Reset(_term);
+        _role = RaftRole.Leader;
+        _leader = Id;
+        foreach (var (id, progress) in _progress)
+        {
+            progress.RecentActive = true;
+            if (id == Id)
+            {
+                progress.BecomeReplicate();
+            }
+        }
+
+        // Conf changes already in the log may be uncommitted: no new change until they are applied.
+        _pendingConfIndex = _log.LastIndex;
+
+        // The no-op commits everything before it and tells us the commit index is current (thesis §6.4).
+        _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, ReadOnlyMemory<byte>.Empty));
+        AfterLeaderAppend();
+    }
+
+    private enum VoteOutcome
+    {
+        Pending,
+        Won,
+        Lost,
+    }
+
+    private VoteOutcome Poll(NodeId from, bool granted)
+    {
+        if (!_conf.IsVoter(from))
+        {
+            return VoteOutcome.Pending;
+        }
+
+        _votes.TryAdd(from, granted);
+        int yes = 0;
+        int no = 0;
+        foreach (var (_, vote) in _votes)
+        {
+            if (vote)
+            {
+                yes++;
+            }
+            else
+            {
+                no++;
+            }
+        }
+
+        int quorum = (_conf.Voters.Count / 2) + 1;
+        if (yes >= quorum)
+        {
+            return VoteOutcome.Won;
+        }
+
+        return no > _conf.Voters.Count - quorum ? VoteOutcome.Lost : VoteOutcome.Pending;
+    }
+
+    private void Send(Message message)
+    {
+        // Anything that vouches for our term, vote or log leaves only after that state is durable (thesis §3.8).
+        if (message.Type is MessageType.Vote or MessageType.VoteResponse or MessageType.AppendResponse)
+        {
+            _messagesAfterPersist.Add(message);
+        }
+        else
+        {
+            _messages.Add(message);
+        }
+    }
+
+    public RaftStatus GetStatus()
+    {
+        var progress = new List<ProgressStatus>();
+        if (_role == RaftRole.Leader)
+        {
+            foreach (var (id, p) in _progress.OrderBy(p => p.Key))
+            {
+                progress.Add(new ProgressStatus(id, p.IsLearner, p.Match, p.Next, p.State.ToString(), p.RecentActive));
+            }
+        }
+
+        return new RaftStatus(Id, _role, _term, _vote, _leader, _log.Committed, _log.Applied, _log.FirstIndex, _log.LastIndex, _conf, _transferTarget, progress);
+    }
 
     /// <summary>Checks the expensive invariants; the simulator calls it after every step.</summary>
-    public void AssertInvariants() => throw new NotImplementedException();
+    public void AssertInvariants()
+    {
+        _log.AssertInvariants();
+        Invariant.Check(_log.LastTerm <= _term, "last log term beyond current term");
+        Invariant.Check((_role == RaftRole.Leader) == (_leader == Id), "leader field disagrees with role");
+        Invariant.Check(_role != RaftRole.Candidate || _vote == Id, "candidate has not voted for itself");
+        if (_role == RaftRole.Leader)
+        {
+            foreach (var (id, p) in _progress)
+            {
+                Invariant.Check(p.Match < p.Next, $"progress of {id}: match {p.Match} not below next {p.Next}");
+                Invariant.Check(p.Match <= _log.LastIndex, $"progress of {id}: match beyond the leader's log");
+            }
+        }
+    }
+}
+
+/// <summary>Deterministic PRNG (SplitMix64): the core's only source of randomness, seeded from config.</summary>
+internal sealed class SplitMix64
+{
+    private ulong _state;
+
+    public SplitMix64(ulong seed) => _state = seed;
+
+    public ulong Next()
+    {
+        ulong z = _state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    public ulong NextBelow(ulong bound) => bound == 0 ? 0 : Next() % bound;
 }

@@ -1,0 +1,325 @@
+namespace Stcache.Raft;
+
+/// <summary>
+/// The in-memory view of one node's log: every entry after the compaction point, plus what has reached stable
+/// storage, what is committed and what has been handed to the state machine.
+/// </summary>
+internal sealed class RaftLog
+{
+    // Entries (_offset, LastIndex] are in _entries; _entries[i].Index == _offset + 1 + i.
+    private readonly List<Entry> _entries = [];
+
+    // Index and term of the entry just before _entries[0]: the compaction point, whose term is still known.
+    private LogIndex _offset;
+    private Term _offsetTerm;
+
+    public RaftLog(SnapshotMetadata snapshot, IReadOnlyList<Entry> entries, LogIndex commit)
+    {
+        Snapshot = snapshot;
+        _offset = snapshot.Index;
+        _offsetTerm = snapshot.Term;
+        foreach (var entry in entries)
+        {
+            if (entry.Index <= _offset)
+            {
+                continue; // Covered by the snapshot.
+            }
+
+            if (entry.Index != LastIndex.Next)
+            {
+                throw new InvalidDataException($"stored log is not contiguous: expected index {LastIndex.Next}, found {entry.Index}");
+            }
+
+            if (entry.Term < LastTerm)
+            {
+                throw new InvalidDataException($"stored log terms decrease at index {entry.Index}");
+            }
+
+            _entries.Add(entry);
+        }
+
+        if (commit > LastIndex)
+        {
+            throw new InvalidDataException($"stored commit index {commit} is beyond the stored log's last index {LastIndex}: committed entries are missing");
+        }
+
+        Committed = LogIndex.Max(commit, snapshot.Index);
+        Applied = snapshot.Index;
+        Stable = LastIndex;
+    }
+
+    /// <summary>The newest snapshot the host has taken or installed; followers behind it are sent this.</summary>
+    public SnapshotMetadata Snapshot { get; private set; }
+
+    /// <summary>Invariant: Applied &lt;= Committed &lt;= LastIndex.</summary>
+    public LogIndex Committed { get; private set; }
+
+    /// <summary>Highest index handed to the host as committed and acknowledged with Advance.</summary>
+    public LogIndex Applied { get; private set; }
+
+    /// <summary>Highest index known to be on stable storage. Invariant: Stable &lt;= LastIndex.</summary>
+    public LogIndex Stable { get; private set; }
+
+    public LogIndex FirstIndex => _offset.Next;
+
+    public LogIndex LastIndex => _offset + (ulong)_entries.Count;
+
+    public Term LastTerm => _entries.Count > 0 ? _entries[^1].Term : _offsetTerm;
+
+    public bool TryTerm(LogIndex index, out Term term)
+    {
+        if (index == _offset)
+        {
+            term = _offsetTerm;
+            return true;
+        }
+
+        if (index > _offset && index <= LastIndex)
+        {
+            term = _entries[(int)(index.Value - _offset.Value - 1)].Term;
+            return true;
+        }
+
+        if (index == Snapshot.Index)
+        {
+            term = Snapshot.Term;
+            return true;
+        }
+
+        term = Term.Zero;
+        return false;
+    }
+
+    /// <summary>Term at <paramref name="index"/>, or zero if unknown (compacted or beyond the log).</summary>
+    public Term TermOrZero(LogIndex index) => TryTerm(index, out var term) ? term : Term.Zero;
+
+    public bool MatchTerm(LogIndex index, Term term) => TryTerm(index, out var t) && t == term;
+
+    public Entry EntryAt(LogIndex index) => _entries[(int)(index.Value - _offset.Value - 1)];
+
+    /// <summary>Thesis §3.6.1: a candidate's log is at least as up to date as ours.</summary>
+    public bool IsUpToDate(Term lastTerm, LogIndex lastIndex) =>
+        lastTerm > LastTerm || (lastTerm == LastTerm && lastIndex >= LastIndex);
+
+    /// <summary>Copies entries [from, LastIndex] up to <paramref name="bytesMax"/> (at least one entry).
+    /// Returns false when <paramref name="from"/> was compacted away.</summary>
+    public bool TrySlice(LogIndex from, LogIndex to, long bytesMax, out Entry[] entries)
+    {
+        if (from <= _offset)
+        {
+            entries = [];
+            return false;
+        }
+
+        to = LogIndex.Min(to, LastIndex);
+        if (from > to)
+        {
+            entries = [];
+            return true;
+        }
+
+        int start = (int)(from.Value - _offset.Value - 1);
+        int count = 0;
+        long bytes = 0;
+        int available = (int)(to.Value - from.Value + 1);
+        while (count < available)
+        {
+            bytes += _entries[start + count].SizeBytes;
+            if (count > 0 && bytes > bytesMax)
+            {
+                break;
+            }
+
+            count++;
+        }
+
+        entries = _entries.GetRange(start, count).ToArray();
+        return true;
+    }
+
+    public Entry[] Unstable()
+    {
+        if (Stable >= LastIndex)
+        {
+            return [];
+        }
+
+        int start = (int)(Stable.Value - _offset.Value);
+        return _entries.GetRange(start, _entries.Count - start).ToArray();
+    }
+
+    public void Append(Entry entry)
+    {
+        Invariant.Check(entry.Index == LastIndex.Next, "appended entry must follow the last index");
+        Invariant.Check(entry.Term >= LastTerm, "appended entry must not lower the last term");
+        _entries.Add(entry);
+    }
+
+    /// <summary>
+    /// The follower side of AppendEntries (thesis §3.5): if our entry at <paramref name="index"/> has
+    /// <paramref name="logTerm"/>, adopt <paramref name="entries"/>, overwriting a conflicting suffix, and advance
+    /// the commit index no further than what the message proves matches. Returns the last index the message covers.
+    /// </summary>
+    public bool TryAppend(LogIndex index, Term logTerm, LogIndex leaderCommit, Entry[] entries, out LogIndex lastNew)
+    {
+        lastNew = index + (ulong)entries.Length;
+        if (!MatchTerm(index, logTerm))
+        {
+            return false;
+        }
+
+        int conflict = FindConflict(entries);
+        if (conflict >= 0)
+        {
+            var first = entries[conflict].Index;
+            Invariant.Check(first > Committed, $"conflicting entry {first} at or below commit {Committed}");
+            TruncateFrom(first);
+            for (int i = conflict; i < entries.Length; i++)
+            {
+                _entries.Add(entries[i]);
+            }
+        }
+
+        CommitTo(LogIndex.Min(leaderCommit, lastNew));
+        return true;
+    }
+
+    /// <summary>Position in <paramref name="entries"/> of the first entry that is new or conflicts; -1 if none.</summary>
+    private int FindConflict(Entry[] entries)
+    {
+        for (int i = 0; i < entries.Length; i++)
+        {
+            if (!MatchTerm(entries[i].Index, entries[i].Term))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private void TruncateFrom(LogIndex first)
+    {
+        if (first > LastIndex)
+        {
+            return;
+        }
+
+        int keep = (int)(first.Value - _offset.Value - 1);
+        _entries.RemoveRange(keep, _entries.Count - keep);
+        if (Stable >= first)
+        {
+            Stable = first.Previous;
+        }
+    }
+
+    /// <summary>
+    /// The largest index &lt;= <paramref name="index"/> whose term is &lt;= <paramref name="term"/>, with its term: the
+    /// rejection hint that lets a leader skip a whole conflicting term per round trip.
+    /// </summary>
+    public (LogIndex Index, Term Term) FindConflictByTerm(LogIndex index, Term term)
+    {
+        index = LogIndex.Min(index, LastIndex);
+        while (true)
+        {
+            if (!TryTerm(index, out var t))
+            {
+                return (index, Term.Zero);
+            }
+
+            if (t <= term || index == LogIndex.Zero)
+            {
+                return (index, t);
+            }
+
+            index = index.Previous;
+        }
+    }
+
+    public void CommitTo(LogIndex index)
+    {
+        if (index > Committed)
+        {
+            Invariant.Check(index <= LastIndex, $"commit {index} beyond last index {LastIndex}");
+            Committed = index;
+        }
+    }
+
+    public void StableTo(LogIndex index, Term term)
+    {
+        // The entry may have been overwritten after the Ready was handed out; only a matching (index, term)
+        // proves the stored prefix equals ours (log matching).
+        if (index > Stable && MatchTerm(index, term))
+        {
+            Stable = index;
+        }
+    }
+
+    public void AppliedTo(LogIndex index)
+    {
+        Invariant.Check(index <= Committed, $"applied {index} beyond commit {Committed}");
+        Invariant.Check(index >= Applied, $"applied index moved back from {Applied} to {index}");
+        Applied = index;
+    }
+
+    /// <summary>Replaces the whole log with <paramref name="snapshot"/> (a follower installing the leader's image).</summary>
+    public void Restore(SnapshotMetadata snapshot)
+    {
+        _entries.Clear();
+        _offset = snapshot.Index;
+        _offsetTerm = snapshot.Term;
+        Snapshot = snapshot;
+        Committed = snapshot.Index;
+        Applied = snapshot.Index;
+        Stable = snapshot.Index;
+    }
+
+    /// <summary>Records a snapshot the host took and drops entries up to <paramref name="dropUpTo"/>.</summary>
+    public void Compact(SnapshotMetadata snapshot, LogIndex dropUpTo)
+    {
+        if (snapshot.Index > Snapshot.Index)
+        {
+            Invariant.Check(snapshot.Index <= Applied, $"snapshot {snapshot.Index} beyond applied {Applied}");
+            Invariant.Check(MatchTerm(snapshot.Index, snapshot.Term) || snapshot.Index <= _offset, "snapshot term differs from the log");
+            Snapshot = snapshot;
+        }
+
+        dropUpTo = LogIndex.Min(dropUpTo, LogIndex.Min(Snapshot.Index, Stable));
+        if (dropUpTo <= _offset)
+        {
+            return;
+        }
+
+        int drop = (int)(dropUpTo.Value - _offset.Value);
+        _offsetTerm = _entries[drop - 1].Term;
+        _entries.RemoveRange(0, drop);
+        _offset = dropUpTo;
+    }
+
+    public long BytesBetween(LogIndex after, LogIndex upTo)
+    {
+        long total = 0;
+        var from = LogIndex.Max(after.Next, FirstIndex);
+        for (var i = from; i <= upTo && i <= LastIndex; i = i.Next)
+        {
+            total += EntryAt(i).SizeBytes;
+        }
+
+        return total;
+    }
+
+    public void AssertInvariants()
+    {
+        Invariant.Check(Applied <= Committed, "applied beyond commit");
+        Invariant.Check(Committed <= LastIndex, "commit beyond last index");
+        Invariant.Check(Stable <= LastIndex, "stable beyond last index");
+        Invariant.Check(Snapshot.Index <= LastIndex || _entries.Count == 0, "snapshot beyond the log");
+        var previousTerm = _offsetTerm;
+        for (int i = 0; i < _entries.Count; i++)
+        {
+            Invariant.Check(_entries[i].Index == _offset + (ulong)i + 1, "log not contiguous");
+            Invariant.Check(_entries[i].Term >= previousTerm, "log terms decrease");
+            previousTerm = _entries[i].Term;
+        }
+    }
+}

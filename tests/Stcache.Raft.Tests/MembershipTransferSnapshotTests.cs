@@ -1,0 +1,160 @@
+using System.Text;
+using Stcache.Raft;
+
+namespace Stcache.Raft.Tests;
+
+public sealed class MembershipTransferSnapshotTests
+{
+    private static ReadOnlyMemory<byte> Bytes(string s) => Encoding.UTF8.GetBytes(s);
+
+    private static MiniCluster ElectedCluster(int size)
+    {
+        var cluster = new MiniCluster(size);
+        cluster[1].Campaign();
+        cluster.Stabilize();
+        Assert.Equal(1, cluster.Leader());
+        return cluster;
+    }
+
+    [Fact]
+    public void TransferMovesLeadershipToCaughtUpTarget()
+    {
+        var cluster = ElectedCluster(3);
+        Assert.Equal(ProposeStatus.Accepted, cluster[1].TransferLeadership(new NodeId(3)));
+        cluster.Stabilize();
+        Assert.Equal(3, cluster.Leader());
+        Assert.Equal(RaftRole.Follower, cluster[1].Role);
+    }
+
+    [Fact]
+    public void TransferToLaggingTargetCatchesItUpFirst()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(3);
+        cluster[1].Propose(Bytes("a"));
+        cluster.Stabilize();
+        cluster.Heal();
+        Assert.Equal(ProposeStatus.Accepted, cluster[1].TransferLeadership(new NodeId(3)));
+        Assert.Equal(ProposeStatus.TransferInProgress, cluster[1].Propose(Bytes("refused")).Status);
+        cluster.TickAll(2);
+        Assert.Equal(3, cluster.Leader());
+        Assert.Equal(cluster[3].LastIndex, cluster[1].LastIndex);
+    }
+
+    [Fact]
+    public void RemovedLeaderStepsDownOnceChangeCommits()
+    {
+        var cluster = ElectedCluster(3);
+        var result = cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.RemoveNode, new NodeId(1), ReadOnlyMemory<byte>.Empty));
+        Assert.True(result.IsAccepted);
+        cluster.Stabilize();
+        Assert.NotEqual(RaftRole.Leader, cluster[1].Role);
+        Assert.False(cluster[2].ConfState.IsVoter(new NodeId(1)));
+        cluster.Nodes.Remove(1);
+        cluster.TickAll(40);
+        Assert.Contains(cluster.Leader(), new[] { 2, 3 });
+    }
+
+    [Fact]
+    public void OneConfChangeAtATime()
+    {
+        var cluster = ElectedCluster(3);
+        var first = cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.AddLearner, new NodeId(4), ReadOnlyMemory<byte>.Empty));
+        Assert.True(first.IsAccepted);
+        var second = cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.AddLearner, new NodeId(5), ReadOnlyMemory<byte>.Empty));
+        Assert.Equal(ProposeStatus.ConfChangeInProgress, second.Status);
+    }
+
+    [Fact]
+    public void LearnerJoinsFromEmptyStateThenIsPromoted()
+    {
+        var cluster = ElectedCluster(3);
+        cluster[1].Propose(Bytes("before-join"));
+        cluster.Stabilize();
+        var learner = new RaftConfig { Id = new NodeId(4), RandomSeed = 42 };
+        cluster.Configs[4] = learner;
+        cluster.Stored[4] = PersistentState.Empty;
+        cluster.Nodes[4] = new RaftNode(learner, PersistentState.Empty);
+        cluster.Applied[4] = [];
+        Assert.True(cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.AddLearner, new NodeId(4), ReadOnlyMemory<byte>.Empty)).IsAccepted);
+        cluster.Stabilize();
+        cluster.TickAll(2);
+        Assert.Equal(cluster[1].LastIndex, cluster[4].LastIndex);
+        Assert.True(cluster[4].ConfState.IsLearner(new NodeId(4)));
+        Assert.True(cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, new NodeId(4), ReadOnlyMemory<byte>.Empty)).IsAccepted);
+        cluster.TickAll(2);
+        Assert.True(cluster[4].ConfState.IsVoter(new NodeId(4)));
+        Assert.Equal(4, cluster[1].ConfState.Voters.Count);
+        Assert.Contains(cluster.Applied[4], e => e.Data.Span.SequenceEqual(Bytes("before-join").Span));
+    }
+
+    [Fact]
+    public void FollowerBehindCompactionIsSentSnapshot()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(3);
+        for (int i = 0; i < 20; i++)
+        {
+            cluster[1].Propose(Bytes($"v{i}"));
+            cluster.Stabilize();
+        }
+
+        var leader = cluster[1];
+        var meta = new SnapshotMetadata(leader.AppliedIndex, leader.Term, leader.ConfState);
+        leader.SnapshotTaken(meta, trailingEntries: 0);
+        cluster.Heal();
+        cluster.TickAll(3);
+        Assert.Equal(RaftRole.Follower, cluster[3].Role);
+        Assert.True(cluster[3].CommitIndex >= meta.Index);
+        Assert.Equal(leader.LastIndex, cluster[3].LastIndex);
+    }
+
+    [Fact]
+    public void CheckQuorumLeaderStepsDownWhenIsolated()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(1);
+        cluster.TickAll(25);
+        Assert.NotEqual(RaftRole.Leader, cluster[1].Role);
+        Assert.Equal(1, cluster.Nodes.Count(n => n.Value.Role == RaftRole.Leader));
+    }
+
+    [Fact]
+    public void PreVoteKeepsPartitionedNodeFromRaisingTerm()
+    {
+        var cluster = ElectedCluster(3);
+        var term = cluster[1].Term;
+        cluster.Isolate(3);
+        cluster.TickAll(60);
+        Assert.Equal(term, cluster[3].Term);
+        cluster.Heal();
+        cluster.TickAll(5);
+        Assert.Equal(1, cluster.Leader());
+        Assert.Equal(term, cluster[1].Term);
+    }
+
+    [Fact]
+    public void LeaseReadOnLeaderNeedsNoRound()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.TickAll(2);
+        Assert.Equal(ReadStatus.Accepted, cluster[1].ReadIndex(9, lease: true));
+        var ready = cluster[1].GetReady();
+        Assert.Contains(ready.ReadStates, r => r.RequestId == 9);
+        Assert.DoesNotContain(ready.Messages, m => m.Type == MessageType.Heartbeat);
+        cluster[1].Advance(ready);
+    }
+
+    [Fact]
+    public void ReadIndexIsNotServedWithoutQuorumRound()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(1);
+        Assert.Equal(ReadStatus.Accepted, cluster[1].ReadIndex(5));
+        cluster.Stabilize();
+        Assert.DoesNotContain(cluster.Reads, r => r.Read.RequestId == 5);
+        cluster.Heal();
+        cluster.TickAll(1);
+        Assert.Contains(cluster.Reads, r => r.Node == 1 && r.Read.RequestId == 5);
+    }
+}

@@ -34,8 +34,10 @@ public static class Program
 
         // Baseline: the longest single apply while nothing else runs.
         var random = new Random(7);
-        double baselineMax = Measure(cache, encoded, random, ref index, TimeSpan.FromSeconds(2), out long baselineCount);
-        Console.WriteLine($"baseline: {baselineCount:N0} applies, longest {baselineMax:F3} ms");
+        var pauseBefore = GC.GetTotalPauseDuration();
+        var baseline = new List<double>();
+        Measure(cache, encoded, random, ref index, TimeSpan.FromSeconds(5), baseline);
+        Console.WriteLine($"baseline (5 s, no snapshot): {Describe(baseline)}; GC pause total {(GC.GetTotalPauseDuration() - pauseBefore).TotalMilliseconds:F0} ms");
 
         // Snapshot to a temp file on another thread while the applier keeps going.
         string path = Path.GetTempFileName();
@@ -43,9 +45,6 @@ public static class Program
         double beginMs = 0;
         double writeMs = 0;
         var snapshotDone = new ManualResetEventSlim();
-        var applier = new Thread(() => { });
-        double duringMax = 0;
-        long duringCount = 0;
         var begin = Stopwatch.StartNew();
         var snapshot = cache.BeginSnapshot();
         beginMs = begin.Elapsed.TotalMilliseconds;
@@ -63,42 +62,42 @@ public static class Program
             snapshotDone.Set();
         });
         int gcBefore = GC.CollectionCount(2);
+        pauseBefore = GC.GetTotalPauseDuration();
+        var during = new List<double>();
         writer.Start();
-        duringMax = MeasureUntil(cache, encoded, random, ref index, snapshotDone, out duringCount);
+        MeasureUntil(cache, encoded, random, ref index, snapshotDone, during);
+        var gcPause = GC.GetTotalPauseDuration() - pauseBefore;
         writer.Join();
         int gen2 = GC.CollectionCount(2) - gcBefore;
         long fileBytes = new FileInfo(path).Length;
         File.Delete(path);
         Console.WriteLine($"snapshot: BeginSnapshot {beginMs:F3} ms (the only step that excludes the applier), " +
             $"written {written:N0} entries / {fileBytes / (1024.0 * 1024):F1} MiB in {writeMs:F0} ms");
-        Console.WriteLine($"during snapshot: {duringCount:N0} applies, longest apply pause {duringMax:F3} ms (gen2 GCs: {gen2})");
+        Console.WriteLine($"during snapshot: {Describe(during)}; gen2 GCs {gen2}, GC pause total {gcPause.TotalMilliseconds:F0} ms");
     }
 
-    private static double Measure(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, TimeSpan duration, out long count)
+    private static void Measure(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, TimeSpan duration, List<double> latencies)
     {
         var until = Stopwatch.StartNew();
-        double max = 0;
-        count = 0;
         while (until.Elapsed < duration)
         {
-            max = Math.Max(max, ApplyOne(cache, encoded, random, ref index));
-            count++;
+            latencies.Add(ApplyOne(cache, encoded, random, ref index));
         }
-
-        return max;
     }
 
-    private static double MeasureUntil(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, ManualResetEventSlim done, out long count)
+    private static void MeasureUntil(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, ManualResetEventSlim done, List<double> latencies)
     {
-        double max = 0;
-        count = 0;
         while (!done.IsSet)
         {
-            max = Math.Max(max, ApplyOne(cache, encoded, random, ref index));
-            count++;
+            latencies.Add(ApplyOne(cache, encoded, random, ref index));
         }
+    }
 
-        return max;
+    private static string Describe(List<double> latencies)
+    {
+        var sorted = latencies.Order().ToArray();
+        double At(double q) => sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
+        return $"{sorted.Length:N0} applies, p50 {At(0.5) * 1000:F1} us, p99 {At(0.99) * 1000:F1} us, p99.9 {At(0.999) * 1000:F1} us, max {sorted[^1]:F1} ms";
     }
 
     private static double ApplyOne(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index)

@@ -113,8 +113,6 @@ public static class CommandLine
     {
         var options = new ServerOptions();
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        bool httpSet = false;
-        bool raftSet = false;
         for (int i = 0; i < args.Count; i++)
         {
             string arg = args[i];
@@ -156,8 +154,6 @@ public static class CommandLine
                 throw new UsageException($"flag '-{body}' given twice");
             }
 
-            httpSet |= canonical == "http";
-            raftSet |= canonical == "raft";
             options = flag.Set(options, value);
             options = options with { Dialect = DialectOf(body, options.Dialect) };
         }
@@ -167,7 +163,7 @@ public static class CommandLine
             return options;
         }
 
-        return Validate(options, httpSet, raftSet);
+        return Validate(options);
     }
 
     public static string Usage()
@@ -200,10 +196,18 @@ public static class CommandLine
         _ => current,
     };
 
-    private static ServerOptions Validate(ServerOptions options, bool httpSet, bool raftSet)
+    private static ServerOptions Validate(ServerOptions options)
     {
-        _ = httpSet;
-        _ = raftSet;
+        if (options.ClusterSecret is { } secret && Encoding.UTF8.GetByteCount(secret) < 16)
+        {
+            throw new UsageException("--cluster-secret must be at least 16 bytes");
+        }
+
+        if (options.ClusterId.Length is 0 or > 64)
+        {
+            throw new UsageException("--cluster-id must be 1..64 characters");
+        }
+
         CheckAddress("http", options.HttpAddress);
         CheckAddress("raft", options.RaftAddress);
         if (string.Equals(NormalizeAddress(options.HttpAddress), NormalizeAddress(options.RaftAddress), StringComparison.Ordinal))

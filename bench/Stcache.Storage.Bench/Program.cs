@@ -46,12 +46,13 @@ try
     Console.WriteLine($"(b) WAL Save, 1 entry of 4096 B data     : {interleaved.WalFull,10:F0} ops/s = {100 * interleaved.WalFull / interleaved.Raw:F1}% of raw ({interleaved.BytesPerSync} bytes per sync)");
     Console.WriteLine($"    WAL Save, 1 entry, record = 4096 B   : {interleaved.WalPage,10:F0} ops/s = {100 * interleaved.WalPage / interleaved.Raw:F1}% of raw");
     Console.WriteLine($"    raw 4 KiB write + fsync (Flush(true)): {interleaved.RawFsync,10:F0} ops/s");
-    Console.WriteLine($"    per-chunk WAL/raw ratio, median      : {100 * interleaved.MedianChunkRatio:F1}%");
+    Console.WriteLine($"    per-chunk WAL/raw ratio, median      : {100 * interleaved.MedianChunkRatio:F1}% (4096 B data), {100 * interleaved.MedianPageChunkRatio:F1}% (4096 B record)");
 
-    (double rawMiBps, double walMiBps, double walBatchMiBps) = Unsynced(runDirectory, unsyncedMiB);
+    (double rawMiBps, double walMiBps, double walBatchMiBps, double walPlainMiBps) = Unsynced(runDirectory, unsyncedMiB);
     Console.WriteLine($"(c) unsynced raw append (4 KiB writes)   : {rawMiBps,10:F0} MiB/s");
     Console.WriteLine($"    unsynced WAL append, 1 x 4 KiB/Save  : {walMiBps,10:F0} MiB/s (includes cutting and zero-filling 64 MiB segments)");
     Console.WriteLine($"    unsynced WAL append, 64 x 4 KiB/Save : {walBatchMiBps,10:F0} MiB/s");
+    Console.WriteLine($"    unsynced WAL append, 1 x 4 KiB/Save, no preallocation: {walPlainMiBps,10:F0} MiB/s");
 }
 finally
 {
@@ -60,7 +61,7 @@ finally
 
 return 0;
 
-static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesPerSync, double MedianChunkRatio) SyncedInterleaved(string directory, int chunk, int rounds)
+static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesPerSync, double MedianChunkRatio, double MedianPageChunkRatio) SyncedInterleaved(string directory, int chunk, int rounds)
 {
     const int BlockBytes = 4096;
     long total = (long)chunk * rounds;
@@ -91,6 +92,7 @@ static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesP
     var batch = new Entry[1];
     TimeSpan rawTime = TimeSpan.Zero, fullTime = TimeSpan.Zero, pageTime = TimeSpan.Zero, fsyncTime = TimeSpan.Zero;
     var ratios = new List<double>();
+    var pageRatios = new List<double>();
     long rawOffset = 0;
     ulong fullIndex = 1, pageIndex = 1;
     for (int round = 0; round < rounds; round++)
@@ -123,7 +125,9 @@ static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesP
             walPage.Save(null, batch);
         }
 
-        pageTime += Stopwatch.GetElapsedTime(start);
+        TimeSpan pageChunk = Stopwatch.GetElapsedTime(start);
+        pageTime += pageChunk;
+        pageRatios.Add(rawChunk / pageChunk);
 
         start = Stopwatch.GetTimestamp();
         for (int i = 0; i < chunk / 4; i++, rawOffset += BlockBytes)
@@ -143,10 +147,10 @@ static (double Raw, double WalFull, double WalPage, double RawFsync, long BytesP
     stream.Dispose();
     File.Delete(path);
     return (total / rawTime.TotalSeconds, total / fullTime.TotalSeconds, total / pageTime.TotalSeconds,
-        total / 4 / fsyncTime.TotalSeconds, walFull.SyncedBytes / walFull.SyncCount, Median(ratios));
+        total / 4 / fsyncTime.TotalSeconds, walFull.SyncedBytes / walFull.SyncCount, Median(ratios), Median(pageRatios));
 }
 
-static (double Raw, double Wal, double WalBatched) Unsynced(string directory, int mebibytes)
+static (double Raw, double Wal, double WalBatched, double WalNoPreallocation) Unsynced(string directory, int mebibytes)
 {
     const int BlockBytes = 4096;
     long total = (long)mebibytes * 1024 * 1024;
@@ -167,16 +171,17 @@ static (double Raw, double Wal, double WalBatched) Unsynced(string directory, in
     }
 
     File.Delete(path);
-    double single = WalUnsynced(directory, total, block, 1);
-    double batched = WalUnsynced(directory, total, block, 64);
-    return (raw, single, batched);
+    double single = WalUnsynced(directory, total, block, 1, preallocate: true);
+    double batched = WalUnsynced(directory, total, block, 64, preallocate: true);
+    double unallocated = WalUnsynced(directory, total, block, 1, preallocate: false);
+    return (raw, single, batched, unallocated);
 }
 
-static double WalUnsynced(string directory, long total, byte[] block, int batchSize)
+static double WalUnsynced(string directory, long total, byte[] block, int batchSize, bool preallocate)
 {
     string walDirectory = Path.Combine(directory, "wal-unsynced-" + Guid.NewGuid().ToString("N"));
     double rate;
-    using (WriteAheadLog wal = WriteAheadLog.Open(walDirectory, new WalOptions { SkipSync = true }))
+    using (WriteAheadLog wal = WriteAheadLog.Open(walDirectory, new WalOptions { SkipSync = true, Preallocate = preallocate }))
     {
         var batch = new Entry[batchSize];
         ulong index = 1;

@@ -147,18 +147,22 @@ public sealed class FileSnapshotStore : ISnapshotStore
     /// </summary>
     public Snapshot? LoadNewest()
     {
-        foreach (SnapshotFileInfo candidate in ListNewestFirst())
+        // Under the gate so a concurrent Save's pruning cannot delete a file halfway through reading it.
+        lock (_gate)
         {
-            Snapshot? snapshot = TryRead(candidate.Path, out string? error);
-            if (snapshot is not null)
+            foreach (SnapshotFileInfo candidate in ListNewestFirst())
             {
-                return snapshot;
+                Snapshot? snapshot = TryRead(candidate.Path, out string? error);
+                if (snapshot is not null)
+                {
+                    return snapshot;
+                }
+
+                Log.SnapshotCorrupt(_logger, candidate.Path, error!);
             }
 
-            Log.SnapshotCorrupt(_logger, candidate.Path, error!);
+            return null;
         }
-
-        return null;
     }
 
     /// <summary>Snapshot files by name, newest (highest index, then term) first. Does not read them.</summary>

@@ -64,6 +64,7 @@ internal sealed class PhysicalFileSystem : IFileSystem
 internal sealed class PhysicalFile : IStorageFile
 {
     private readonly SafeFileHandle _handle;
+    private FileStream? _flushStream;
 
     public PhysicalFile(string path, SafeFileHandle handle)
     {
@@ -96,9 +97,25 @@ internal sealed class PhysicalFile : IStorageFile
 
     public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_handle, data, offset);
 
-    public void Sync() => NativeSync.SyncData(_handle);
+    public void Sync()
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            NativeSync.SyncData(_handle);
+            return;
+        }
 
-    public void Dispose() => _handle.Dispose();
+        // Elsewhere the framework's full flush (FlushFileBuffers / F_FULLFSYNC); the stream owns the handle from
+        // now on, so it is created once and disposed with the file.
+        _flushStream ??= new FileStream(_handle, FileAccess.ReadWrite, 0, false);
+        _flushStream.Flush(flushToDisk: true);
+    }
+
+    public void Dispose()
+    {
+        _flushStream?.Dispose();
+        _handle.Dispose();
+    }
 }
 
 /// <summary>
@@ -107,32 +124,30 @@ internal sealed class PhysicalFile : IStorageFile
 /// </summary>
 internal static partial class NativeSync
 {
+    // O_RDONLY opens a directory too; O_DIRECTORY would only add a check and its value differs by architecture.
     private const int OpenReadOnly = 0;
-    private const int OpenDirectory = 0x10000; // O_DIRECTORY on Linux (x64 and arm64).
 
+    /// <summary>fdatasync on Linux. Other systems go through <see cref="PhysicalFile.Sync"/>.</summary>
     public static void SyncData(SafeFileHandle handle)
     {
-        if (OperatingSystem.IsLinux())
+        if (!OperatingSystem.IsLinux())
         {
-            while (true)
-            {
-                int result = Fdatasync(handle);
-                if (result == 0)
-                {
-                    return;
-                }
-
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno != Errno.Interrupted)
-                {
-                    throw Errno.ToException(errno, "fdatasync");
-                }
-            }
+            throw new PlatformNotSupportedException("fdatasync is used on Linux only");
         }
 
-        // Elsewhere fall back to the framework's full flush (FlushFileBuffers / fsync / F_FULLFSYNC).
-        using var stream = new FileStream(handle, FileAccess.ReadWrite, 0, false);
-        stream.Flush(flushToDisk: true);
+        while (true)
+        {
+            if (Fdatasync(handle) == 0)
+            {
+                return;
+            }
+
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != Errno.Interrupted)
+            {
+                throw Errno.ToException(errno, "fdatasync");
+            }
+        }
     }
 
     public static void SyncDirectory(string directory)
@@ -143,8 +158,7 @@ internal static partial class NativeSync
             return;
         }
 
-        int flags = OperatingSystem.IsLinux() ? OpenReadOnly | OpenDirectory : OpenReadOnly;
-        int fd = Open(directory, flags);
+        int fd = Open(directory, OpenReadOnly);
         if (fd < 0)
         {
             throw Errno.ToException(Marshal.GetLastPInvokeError(), $"open directory {directory}");

@@ -40,4 +40,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 3009, Level = LogLevel.Warning,
         Message = "WAL cleanup after a failed write did not succeed yet; will retry before the next write")]
     public static partial void CleanupPending(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Warning,
+        Message = "Preparing the next WAL segment in the background failed; it will be created when needed")]
+    public static partial void PrepareFailed(ILogger logger, Exception exception);
 }

@@ -256,67 +256,67 @@ internal static class WalRecordDecoder
         switch (type)
         {
             case WalRecordType.Entry:
-            {
-                if (payload.Length < WalFormat.EntryPayloadHeaderBytes)
                 {
-                    error = "entry record too short";
-                    return false;
-                }
+                    if (payload.Length < WalFormat.EntryPayloadHeaderBytes)
+                    {
+                        error = "entry record too short";
+                        return false;
+                    }
 
-                ulong term = BinaryPrimitives.ReadUInt64LittleEndian(payload);
-                ulong index = BinaryPrimitives.ReadUInt64LittleEndian(payload[8..]);
-                var entryType = (EntryType)payload[16];
-                if (index == 0)
-                {
-                    error = "entry with index 0";
-                    return false;
-                }
+                    ulong term = BinaryPrimitives.ReadUInt64LittleEndian(payload);
+                    ulong index = BinaryPrimitives.ReadUInt64LittleEndian(payload[8..]);
+                    var entryType = (EntryType)payload[16];
+                    if (index == 0)
+                    {
+                        error = "entry with index 0";
+                        return false;
+                    }
 
-                if (entryType is not (EntryType.Normal or EntryType.ConfChange))
-                {
-                    error = $"unknown entry type {(byte)entryType}";
-                    return false;
-                }
+                    if (entryType is not (EntryType.Normal or EntryType.ConfChange))
+                    {
+                        error = $"unknown entry type {(byte)entryType}";
+                        return false;
+                    }
 
-                byte[] data = payload[WalFormat.EntryPayloadHeaderBytes..].ToArray();
-                record = new WalRecord(type, new Entry(new Term(term), new LogIndex(index), entryType, data), default, null);
-                return true;
-            }
+                    byte[] data = payload[WalFormat.EntryPayloadHeaderBytes..].ToArray();
+                    record = new WalRecord(type, new Entry(new Term(term), new LogIndex(index), entryType, data), default, null);
+                    return true;
+                }
 
             case WalRecordType.HardState:
-            {
-                if (payload.Length != WalFormat.HardStatePayloadBytes)
                 {
-                    error = $"hard state record has {payload.Length} bytes, expected {WalFormat.HardStatePayloadBytes}";
-                    return false;
-                }
+                    if (payload.Length != WalFormat.HardStatePayloadBytes)
+                    {
+                        error = $"hard state record has {payload.Length} bytes, expected {WalFormat.HardStatePayloadBytes}";
+                        return false;
+                    }
 
-                var hardState = new HardState(
-                    new Term(BinaryPrimitives.ReadUInt64LittleEndian(payload)),
-                    new NodeId(BinaryPrimitives.ReadUInt64LittleEndian(payload[8..])),
-                    new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(payload[16..])));
-                record = new WalRecord(type, default, hardState, null);
-                return true;
-            }
+                    var hardState = new HardState(
+                        new Term(BinaryPrimitives.ReadUInt64LittleEndian(payload)),
+                        new NodeId(BinaryPrimitives.ReadUInt64LittleEndian(payload[8..])),
+                        new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(payload[16..])));
+                    record = new WalRecord(type, default, hardState, null);
+                    return true;
+                }
 
             case WalRecordType.Snapshot:
             case WalRecordType.SnapshotReset:
-            {
-                SnapshotMetadata? metadata = WalFormat.TryReadMetadata(payload, out int read, out error);
-                if (metadata is null)
                 {
-                    return false;
-                }
+                    SnapshotMetadata? metadata = WalFormat.TryReadMetadata(payload, out int read, out error);
+                    if (metadata is null)
+                    {
+                        return false;
+                    }
 
-                if (read != payload.Length)
-                {
-                    error = "snapshot record has trailing bytes";
-                    return false;
-                }
+                    if (read != payload.Length)
+                    {
+                        error = "snapshot record has trailing bytes";
+                        return false;
+                    }
 
-                record = new WalRecord(type, default, default, metadata);
-                return true;
-            }
+                    record = new WalRecord(type, default, default, metadata);
+                    return true;
+                }
 
             default:
                 error = $"unknown record type {(byte)type}";

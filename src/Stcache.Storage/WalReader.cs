@@ -219,24 +219,24 @@ internal sealed class WalReader
                 break;
 
             case WalRecordType.Snapshot:
-            {
-                // Restatements repeat an older snapshot; only a newer one moves the start of the log.
-                SnapshotMetadata snapshot = record.Snapshot!;
-                if (snapshot.Index <= _snapshot.Index)
                 {
+                    // Restatements repeat an older snapshot; only a newer one moves the start of the log.
+                    SnapshotMetadata snapshot = record.Snapshot!;
+                    if (snapshot.Index <= _snapshot.Index)
+                    {
+                        break;
+                    }
+
+                    if (_entries.Count > 0 && snapshot.Index.Value >= _entriesStart)
+                    {
+                        ulong drop = Math.Min((ulong)_entries.Count, snapshot.Index.Value - _entriesStart + 1);
+                        _entries.RemoveRange(0, (int)drop);
+                        _entriesStart += drop;
+                    }
+
+                    _snapshot = snapshot;
                     break;
                 }
-
-                if (_entries.Count > 0 && snapshot.Index.Value >= _entriesStart)
-                {
-                    ulong drop = Math.Min((ulong)_entries.Count, snapshot.Index.Value - _entriesStart + 1);
-                    _entries.RemoveRange(0, (int)drop);
-                    _entriesStart += drop;
-                }
-
-                _snapshot = snapshot;
-                break;
-            }
 
             case WalRecordType.SnapshotReset:
                 _entries.Clear();
@@ -244,53 +244,53 @@ internal sealed class WalReader
                 break;
 
             case WalRecordType.Entry:
-            {
-                ulong index = record.Entry.Index.Value;
-                if (index <= _snapshot.Index.Value)
                 {
-                    throw new StorageCorruptionException(path, offset,
-                        $"entry {index} is covered by the snapshot at {_snapshot.Index} recorded before it");
-                }
+                    ulong index = record.Entry.Index.Value;
+                    if (index <= _snapshot.Index.Value)
+                    {
+                        throw new StorageCorruptionException(path, offset,
+                            $"entry {index} is covered by the snapshot at {_snapshot.Index} recorded before it");
+                    }
 
-                if (_entries.Count == 0)
-                {
-                    _entriesStart = index;
+                    if (_entries.Count == 0)
+                    {
+                        _entriesStart = index;
+                        _entries.Add(record.Entry);
+                        break;
+                    }
+
+                    ulong next = _entriesStart + (ulong)_entries.Count;
+                    if (index > next)
+                    {
+                        throw new StorageCorruptionException(path, offset, $"entry {index} leaves a gap after entry {next - 1}");
+                    }
+
+                    if (index < _entriesStart)
+                    {
+                        throw new StorageCorruptionException(path, offset,
+                            $"entry {index} overwrites entries before {_entriesStart}, which are no longer in the WAL");
+                    }
+
+                    if (index < next)
+                    {
+                        // Overwrite: the new entry replaces this index and everything after it.
+                        _entries.RemoveRange((int)(index - _entriesStart), (int)(next - index));
+                    }
+
+                    if (_entries.Count > 0 && record.Entry.Term < _entries[^1].Term)
+                    {
+                        throw new StorageCorruptionException(path, offset,
+                            $"entry {index} has term {record.Entry.Term}, lower than the previous entry's {_entries[^1].Term}");
+                    }
+
+                    if (_entries.Count == 0)
+                    {
+                        _entriesStart = index;
+                    }
+
                     _entries.Add(record.Entry);
                     break;
                 }
-
-                ulong next = _entriesStart + (ulong)_entries.Count;
-                if (index > next)
-                {
-                    throw new StorageCorruptionException(path, offset, $"entry {index} leaves a gap after entry {next - 1}");
-                }
-
-                if (index < _entriesStart)
-                {
-                    throw new StorageCorruptionException(path, offset,
-                        $"entry {index} overwrites entries before {_entriesStart}, which are no longer in the WAL");
-                }
-
-                if (index < next)
-                {
-                    // Overwrite: the new entry replaces this index and everything after it.
-                    _entries.RemoveRange((int)(index - _entriesStart), (int)(next - index));
-                }
-
-                if (_entries.Count > 0 && record.Entry.Term < _entries[^1].Term)
-                {
-                    throw new StorageCorruptionException(path, offset,
-                        $"entry {index} has term {record.Entry.Term}, lower than the previous entry's {_entries[^1].Term}");
-                }
-
-                if (_entries.Count == 0)
-                {
-                    _entriesStart = index;
-                }
-
-                _entries.Add(record.Entry);
-                break;
-            }
 
             default:
                 throw new StorageCorruptionException(path, offset, $"unexpected record type {record.Type}");

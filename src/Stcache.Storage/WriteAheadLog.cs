@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Stcache.Raft;
@@ -42,6 +43,9 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     // Invariant: _lastIndex >= _snapshot.Index.
     private ulong _lastIndex;
     private PersistentState? _recovered;
+
+    // A zero-filled, synced temporary file being prepared to become the next segment; null when none.
+    private Task<string>? _nextSegment;
     private long _syncCount;
     private long _syncedBytes;
     private long _lastSyncBytes;
@@ -156,6 +160,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
                 _recovered = state,
             };
             wal.ResetTermRuns(state);
+            wal.PrepareNextSegment();
             Log.WalOpened(logger, directory, segments.Count, state.HardState.ToString(), state.Snapshot.Index.Value,
                 state.Entries.Count > 0 ? state.Entries[0].Index.Value : 0, wal._lastIndex);
             return wal;
@@ -292,6 +297,10 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
         _disposed = true;
         _active.Dispose();
+        if (TakePreparedSegment() is { } prepared)
+        {
+            TryDelete(prepared);
+        }
     }
 
     private void Append(ReadOnlySpan<byte> records, ulong nextIndex)
@@ -364,7 +373,8 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     private void CutSegment(ulong nextIndex)
     {
         ulong sequence = _segments[^1].Sequence + 1;
-        WalSegment segment = CreateSegment(_fileSystem, _directory, _options, sequence, nextIndex, _hardState, _snapshot);
+        string? prepared = TakePreparedSegment();
+        WalSegment segment = CreateSegment(_fileSystem, _directory, _options, sequence, nextIndex, _hardState, _snapshot, prepared);
         IStorageFile file;
         try
         {
@@ -383,6 +393,57 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         _activeDataStart = PreambleBytes(_hardState, _snapshot);
         _activeOffset = _activeDataStart;
         Log.SegmentCut(_logger, segment.Path);
+        PrepareNextSegment();
+    }
+
+    private void PrepareNextSegment()
+    {
+        if (!_options.Preallocate || !_options.PrepareSegmentsAhead || _nextSegment is not null)
+        {
+            return;
+        }
+
+        string temp = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"next-{_segments[^1].Sequence + 1:x16}.tmp"));
+        IFileSystem fileSystem = _fileSystem;
+        long size = _options.SegmentSizeBytes;
+        _nextSegment = Task.Run(() =>
+        {
+            try
+            {
+                using IStorageFile file = fileSystem.Open(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+                ZeroRange(file, 0, size);
+                file.Sync();
+                return temp;
+            }
+            catch
+            {
+                TryDelete(fileSystem, temp);
+                throw;
+            }
+        });
+    }
+
+    /// <summary>The prepared file's path, or null when preparation failed (the caller then zero-fills inline).</summary>
+    private string? TakePreparedSegment()
+    {
+        Task<string>? task = _nextSegment;
+        _nextSegment = null;
+        if (task is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            // Normally long finished: a segment takes far longer to fill than to zero. Blocking here is the rare
+            // case of a burst that fills a whole segment while the previous zero-fill still runs.
+            return task.GetAwaiter().GetResult();
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            Log.PrepareFailed(_logger, exception);
+            return null;
+        }
     }
 
     private static int PreambleBytes(HardState hardState, SnapshotMetadata snapshot)
@@ -405,10 +466,10 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     /// Writes a new segment under a temporary name (header, the snapshot and hard state in force, zeros), syncs
     /// it, renames it into place and syncs the directory: a crash leaves either no segment or a complete one.
     /// </summary>
-    private static WalSegment CreateSegment(IFileSystem fileSystem, string directory, WalOptions options, ulong sequence, ulong firstIndex, HardState hardState, SnapshotMetadata snapshot)
+    private static WalSegment CreateSegment(IFileSystem fileSystem, string directory, WalOptions options, ulong sequence, ulong firstIndex, HardState hardState, SnapshotMetadata snapshot, string? prepared = null)
     {
         string path = Path.Combine(directory, WalSegment.FileName(sequence, firstIndex));
-        string temp = path + ".tmp";
+        string temp = prepared ?? path + ".tmp";
         var preamble = new ArrayBufferWriter<byte>(256);
         WalFormat.WriteSegmentHeader(preamble.GetSpan(WalFormat.SegmentHeaderBytes), firstIndex);
         preamble.Advance(WalFormat.SegmentHeaderBytes);
@@ -424,10 +485,10 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
         try
         {
-            using (IStorageFile file = fileSystem.Open(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
+            using (IStorageFile file = fileSystem.Open(temp, prepared is null ? FileMode.CreateNew : FileMode.Open, FileAccess.ReadWrite, FileShare.None))
             {
                 file.Write(0, preamble.WrittenSpan);
-                if (options.Preallocate)
+                if (options.Preallocate && prepared is null)
                 {
                     ZeroRange(file, preamble.WrittenCount, options.SegmentSizeBytes);
                 }

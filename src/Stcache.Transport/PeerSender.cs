@@ -185,8 +185,9 @@ internal sealed class PeerSender
         double max = _options.ReconnectBackoffMax.TotalMilliseconds;
         double cap = Math.Min(max, min * Math.Pow(2, Math.Min(failures - 1, 30)));
 
-        // "Equal jitter": at least half the exponential step, so peers that failed together spread out.
-        return TimeSpan.FromMilliseconds((cap / 2) + (Random.Shared.NextDouble() * cap / 2));
+        // "Equal jitter": at least half the exponential step, so peers that failed together spread out;
+        // never below the configured minimum.
+        return TimeSpan.FromMilliseconds(Math.Max(min, (cap / 2) + (Random.Shared.NextDouble() * cap / 2)));
     }
 
     private static bool IsConnectionError(Exception exception) =>
@@ -535,9 +536,23 @@ internal sealed class PeerSender
 
         public async ValueTask DisposeAsync()
         {
-            await Reader.CompleteAsync().ConfigureAwait(false);
-            await Writer.CompleteAsync().ConfigureAwait(false);
+            // Close the socket first: completing a writer flushes what it still buffers, which would block on
+            // a peer that stopped reading. With the stream closed that flush fails at once instead.
             await _stream.DisposeAsync().ConfigureAwait(false);
+            await CompleteQuietlyAsync(Reader.CompleteAsync()).ConfigureAwait(false);
+            await CompleteQuietlyAsync(Writer.CompleteAsync()).ConfigureAwait(false);
+        }
+
+        private static async ValueTask CompleteQuietlyAsync(ValueTask completion)
+        {
+            try
+            {
+                await completion.ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+            {
+                // The connection is already gone.
+            }
         }
     }
 }

@@ -99,4 +99,22 @@ public sealed class DataDirectoryTests : IDisposable
         using DataDirectory directory = DataDirectory.Open(path);
         Assert.True(DataDirectory.IsDataDirectory(path, out _));
     }
+
+    [Fact]
+    public void ADirectoryLeftByAnInterruptedFirstOpenIsStillFresh()
+    {
+        string path = _temp.Combine("node0");
+        Directory.CreateDirectory(path);
+        File.WriteAllText(Path.Combine(path, DataDirectory.LockFileName), string.Empty);
+        using DataDirectory directory = DataDirectory.Open(path);
+        Assert.True(DataDirectory.IsDataDirectory(path, out _));
+    }
+
+    [Fact]
+    public void RefusesAFilePath()
+    {
+        string path = _temp.Combine("file");
+        File.WriteAllText(path, "x");
+        Assert.Throws<DataDirectoryException>(() => DataDirectory.Open(path));
+    }
 }

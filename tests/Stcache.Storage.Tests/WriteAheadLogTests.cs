@@ -328,7 +328,9 @@ public sealed class WriteAheadLogTests : IDisposable
     public void DiskFullFailsTheBatchKeepsTheStoreConsistentAndLaterSavesWork()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+
+        // No background zero-fill: its writes would take the injected faults meant for the log.
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false };
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {
             wal.Save(Hard(1, 1, 2), Range(1, 1, 5));
@@ -361,7 +363,9 @@ public sealed class WriteAheadLogTests : IDisposable
     public void FailedSyncFailsTheBatchAndTheNextSaveWorks()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+
+        // No background zero-fill: its writes would take the injected faults meant for the log.
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false };
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {
             wal.Save(null, Range(1, 1, 3));
@@ -380,7 +384,7 @@ public sealed class WriteAheadLogTests : IDisposable
     public void DiskFullWhileCuttingASegmentLeavesTheLogUsable()
     {
         var fileSystem = new FaultyFileSystem();
-        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        var options = new WalOptions { SegmentSizeBytes = 4096, PrepareSegmentsAhead = false };
         var written = new List<Entry>();
         using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
         {
@@ -421,6 +425,44 @@ public sealed class WriteAheadLogTests : IDisposable
         File.WriteAllText(Path.Combine(WalPath, "notes.wal"), "hello");
         var error = Assert.Throws<StorageCorruptionException>(() => Open());
         Assert.Contains("unexpected file name", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TornTailInAFreshlyCutSegmentKeepsEveryOlderSegment()
+    {
+        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        var written = new List<Entry>();
+        string segment;
+        long goodEnd;
+        using (WriteAheadLog wal = Open(options))
+        {
+            ulong index = 1;
+            while (wal.SegmentCount < 3)
+            {
+                Entry entry = Make(1, index++, new string('q', 300));
+                wal.Save(Hard(1, 1, index - 1), [entry]);
+                written.Add(entry);
+            }
+
+            segment = wal.ActiveSegmentPath;
+            goodEnd = wal.ActiveOffset;
+        }
+
+        // The first record of the new segment is torn: its second half never reached the disk.
+        byte[] bytes = File.ReadAllBytes(segment);
+        long recordStart = goodEnd - WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes) - WalFormat.AlignedRecordBytes(WalFormat.EntryPayloadHeaderBytes + 300);
+        bytes.AsSpan((int)(recordStart + 100), (int)(goodEnd - recordStart - 100)).Clear();
+        File.WriteAllBytes(segment, bytes);
+
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = Open(options, logger))
+        {
+            PersistentState state = wal.Load();
+            AssertSame(written[..^1], state.Entries);
+            Assert.Equal(Hard(1, 1, (ulong)written.Count - 1), state.HardState);
+            Assert.Contains(logger.Lines, l => l.Contains("cut 100 bytes", StringComparison.Ordinal));
+            Assert.Equal(3, wal.SegmentCount);
+        }
     }
 
     internal static void FlipBit(string path, long offset, int bit)

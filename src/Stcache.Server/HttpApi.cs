@@ -123,6 +123,9 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         v1.MapPost("/snapshot", (Delegate)Snapshot);
 
         app.MapGet("/{key}", SeedGetPath);
+
+        // The shaj13 walkthrough removes a node with "curl -X DELETE http://host:api/<ID>".
+        app.MapDelete("/{id}", RemoveMember);
     }
 
     private IResult Ready()

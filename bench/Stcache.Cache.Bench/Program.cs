@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Globalization;
+using Stcache.Cache;
+using Stcache.Raft;
+
+namespace Stcache.Cache.Bench;
+
+/// <summary>
+/// Measures the longest pause the applier sees while a snapshot of N keys is written on another thread.
+/// Usage: dotnet run -c Release --project bench/Stcache.Cache.Bench -- [keys=1000000] [valueBytes=100]
+/// </summary>
+public static class Program
+{
+    public static void Main(string[] args)
+    {
+        int keys = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 1_000_000;
+        int valueBytes = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 100;
+        var cache = new CacheStateMachine();
+        var value = new byte[valueBytes];
+        ulong index = 0;
+        var encoded = new byte[keys][];
+        for (int i = 0; i < keys; i++)
+        {
+            encoded[i] = CacheCommand.Set("key" + i.ToString(CultureInfo.InvariantCulture), value).Encode();
+        }
+
+        var fill = Stopwatch.StartNew();
+        for (int i = 0; i < keys; i++)
+        {
+            cache.Apply(new LogIndex(++index), encoded[i]);
+        }
+
+        Console.WriteLine($"filled {keys:N0} keys of {valueBytes} B in {fill.ElapsedMilliseconds} ms");
+
+        // Baseline: the longest single apply while nothing else runs.
+        var random = new Random(7);
+        var pauseBefore = GC.GetTotalPauseDuration();
+        var baseline = new List<double>();
+        Measure(cache, encoded, random, ref index, TimeSpan.FromSeconds(5), baseline);
+        Console.WriteLine($"baseline (5 s, no snapshot): {Describe(baseline)}; GC pause total {(GC.GetTotalPauseDuration() - pauseBefore).TotalMilliseconds:F0} ms");
+
+        // Snapshot to a temp file on another thread while the applier keeps going.
+        string path = Path.GetTempFileName();
+        long written = 0;
+        double beginMs = 0;
+        double writeMs = 0;
+        var snapshotDone = new ManualResetEventSlim();
+        var begin = Stopwatch.StartNew();
+        var snapshot = cache.BeginSnapshot();
+        beginMs = begin.Elapsed.TotalMilliseconds;
+        var writer = new Thread(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                written = snapshot.WriteTo(file);
+                file.Flush(true);
+            }
+
+            writeMs = sw.Elapsed.TotalMilliseconds;
+            snapshot.Dispose();
+            snapshotDone.Set();
+        });
+        int gcBefore = GC.CollectionCount(2);
+        pauseBefore = GC.GetTotalPauseDuration();
+        var during = new List<double>();
+        writer.Start();
+        MeasureUntil(cache, encoded, random, ref index, snapshotDone, during);
+        var gcPause = GC.GetTotalPauseDuration() - pauseBefore;
+        writer.Join();
+        int gen2 = GC.CollectionCount(2) - gcBefore;
+        long fileBytes = new FileInfo(path).Length;
+        File.Delete(path);
+        Console.WriteLine($"snapshot: BeginSnapshot {beginMs:F3} ms (the only step that excludes the applier), " +
+            $"written {written:N0} entries / {fileBytes / (1024.0 * 1024):F1} MiB in {writeMs:F0} ms");
+        Console.WriteLine($"during snapshot: {Describe(during)}; gen2 GCs {gen2}, GC pause total {gcPause.TotalMilliseconds:F0} ms");
+    }
+
+    private static void Measure(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, TimeSpan duration, List<double> latencies)
+    {
+        var until = Stopwatch.StartNew();
+        while (until.Elapsed < duration)
+        {
+            latencies.Add(ApplyOne(cache, encoded, random, ref index));
+        }
+    }
+
+    private static void MeasureUntil(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index, ManualResetEventSlim done, List<double> latencies)
+    {
+        while (!done.IsSet)
+        {
+            latencies.Add(ApplyOne(cache, encoded, random, ref index));
+        }
+    }
+
+    private static string Describe(List<double> latencies)
+    {
+        var sorted = latencies.Order().ToArray();
+        double At(double q) => sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
+        return $"{sorted.Length:N0} applies, p50 {At(0.5) * 1000:F1} us, p99 {At(0.99) * 1000:F1} us, p99.9 {At(0.999) * 1000:F1} us, max {sorted[^1]:F1} ms";
+    }
+
+    private static double ApplyOne(CacheStateMachine cache, byte[][] encoded, Random random, ref ulong index)
+    {
+        var command = encoded[random.Next(encoded.Length)];
+        long start = Stopwatch.GetTimestamp();
+        cache.Apply(new LogIndex(++index), command);
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+}

@@ -48,8 +48,9 @@ public static class CertificateFiles
         {
             ephemeral = X509Certificate2.CreateFromPem(certificatePem, keyPem);
         }
-        catch (CryptographicException exception)
+        catch (Exception exception) when (exception is CryptographicException or ArgumentException)
         {
+            // A key of another certificate is an ArgumentException; a damaged block is a CryptographicException.
             throw new CertificateFileException(
                 certificatePemPath, $"cannot be loaded with the key in '{keyPemPath}': {exception.Message}", exception);
         }

@@ -52,8 +52,10 @@ public sealed class PeerTlsTests : IDisposable
         // A valid certificate does not replace the secret: the HMAC handshake inside TLS still refuses.
         wrongSecret.Transport.SetPeer(new NodeId(2), b.Address);
         wrongSecret.Transport.Send(TestMessages.Heartbeat(3, 2));
+        // The dialer refuses the listener's proof first and hangs up, so the listener sees a closed handshake.
         await Wait.UntilAsync(() => b.Transport.InboundConnectionsRefused >= 1, "the listener refuses the wrong secret");
-        Assert.Contains(b.Logger.Records, r => r.EventId.Id == InboundRefusedEvent && r.Text.Contains("failed authentication", StringComparison.Ordinal));
+        await Wait.UntilAsync(() => wrongSecret.Transport.ConnectionFailures >= 1, "the dialer with the wrong secret fails");
+        Assert.False(wrongSecret.Transport.IsConnected(new NodeId(2)));
 
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, context: 7));
@@ -241,7 +243,7 @@ public sealed class PeerTlsTests : IDisposable
         AssertProblem(() => CertificateFiles.LoadPfx(empty, null), empty, "is not a PKCS#12 file");
 
         // One file holding both the certificate and the key also works.
-        string combined = _pki.Write("node1.pem", File.ReadAllText(node1.CertificatePath) + File.ReadAllText(node1.KeyPath));
+        string combined = _pki.Write("node1.pem", File.ReadAllText(node1.CertificatePath) + "\n" + File.ReadAllText(node1.KeyPath));
         using var certificate = CertificateFiles.Load(combined, combined);
         Assert.True(certificate.HasPrivateKey);
     }
@@ -332,7 +334,7 @@ public sealed class PeerTlsTests : IDisposable
     /// <summary>A node certificate from <paramref name="rogueCa"/> that trusts both CAs, so it accepts the cluster's nodes.</summary>
     private TestNodeFiles RogueFiles(TestCa rogueCa, TestCa clusterCa)
     {
-        string bundle = _pki.Write("rogue-bundle.crt", File.ReadAllText(rogueCa.CertificatePath) + File.ReadAllText(clusterCa.CertificatePath));
+        string bundle = _pki.Write("rogue-bundle.crt", File.ReadAllText(rogueCa.CertificatePath) + "\n" + File.ReadAllText(clusterCa.CertificatePath));
         return _pki.Issue(rogueCa, "rogue") with { CaPath = bundle };
     }
 }

@@ -54,4 +54,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 3015, Level = LogLevel.Error, Message = "Unexpected failure in the transport (peer {PeerId})")]
     public static partial void Unexpected(ILogger logger, NodeId peerId, Exception exception);
+
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Information, Message = "Peer TLS on: certificate {Subject} ({Thumbprint}, expires {NotAfter}), trusting {Trust}, client certificates required: {ClientCertificateRequired}")]
+    public static partial void TlsEnabled(ILogger logger, string subject, string thumbprint, DateTime notAfter, string trust, bool clientCertificateRequired);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Information, Message = "Peer TLS off for node {NodeId}: peer links are plaintext")]
+    public static partial void TlsDisabled(ILogger logger, NodeId nodeId);
 }

@@ -192,7 +192,7 @@ internal sealed class PeerSender
 
     private static bool IsConnectionError(Exception exception) =>
         exception is IOException or SocketException or HandshakeException or OperationCanceledException
-            or ObjectDisposedException;
+            or ObjectDisposedException or System.Security.Authentication.AuthenticationException;
 
     private async Task RunSessionAsync(Connection connection, CancellationToken token)
     {
@@ -460,8 +460,8 @@ internal sealed class PeerSender
                 await socket.ConnectAsync(endPoint, linked.Token).ConfigureAwait(false);
             }
 
-            stream = await PeerTransport.WrapStreamAsync(new NetworkStream(socket, ownsSocket: true), isDialer: true, token)
-                .ConfigureAwait(false);
+            string targetHost = endPoint is DnsEndPoint dns ? dns.Host : ((IPEndPoint)endPoint).Address.ToString();
+            stream = await _transport.WrapStreamAsync(socket, isDialer: true, targetHost, token).ConfigureAwait(false);
             var connection = new Connection(
                 stream,
                 PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true)),

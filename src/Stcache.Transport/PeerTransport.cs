@@ -26,6 +26,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     private readonly Action<Message> _onMessage;
     private readonly ILogger<PeerTransport> _logger;
     private readonly TimeProvider _timeProvider;
+    private readonly PeerTls? _tls;
     private readonly ConcurrentDictionary<NodeId, PeerSender> _peers = new();
     private readonly ConcurrentDictionary<long, Task> _background = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -57,6 +58,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         _onMessage = onMessage;
         _logger = logger;
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _tls = options.TlsEnabled ? new PeerTls(options, _timeProvider) : null;
     }
 
     /// <summary>Raised when a message to a peer was dropped or its connection failed, so the host can call
@@ -126,6 +128,16 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             _boundEndPoint = (IPEndPoint)listener.LocalEndPoint!;
             _started = true;
             Log.Listening(_logger, _options.NodeId, _boundEndPoint);
+            if (_options.TlsCertificate is { } certificate)
+            {
+                string trust = _options.TlsCaCertificates is { Count: > 0 } roots ? $"{roots.Count} configured CA certificate(s)" : "the system trust store";
+                Log.TlsEnabled(_logger, certificate.Subject, certificate.Thumbprint, certificate.NotAfter, trust, _options.TlsClientCertificateRequired);
+            }
+            else
+            {
+                Log.TlsDisabled(_logger, _options.NodeId);
+            }
+
             Track(AcceptLoopAsync(listener, _stopping.Token));
         }
 
@@ -301,12 +313,59 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         }
     }
 
-    /// <summary>Where a TLS <c>SslStream</c> will wrap the socket stream; identity for now.</summary>
-    internal static ValueTask<Stream> WrapStreamAsync(Stream stream, bool isDialer, CancellationToken cancellationToken)
+    /// <summary>
+    /// Turns a connected socket into the stream the handshake runs on: the socket itself without TLS, or an
+    /// authenticated <see cref="System.Net.Security.SslStream"/> with it (see <see cref="PeerTls"/> for what is
+    /// checked). The listener looks at the first byte first, so a plaintext peer of a TLS node, or a TLS peer of
+    /// a plaintext node, is refused with a clear reason instead of a garbled frame or TLS alert. Throws
+    /// <see cref="HandshakeException"/> on refusal; on failure the caller still owns <paramref name="socket"/>.
+    /// </summary>
+    internal async ValueTask<Stream> WrapStreamAsync(Socket socket, bool isDialer, string? targetHost, CancellationToken cancellationToken)
     {
-        _ = isDialer;
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(stream);
+        if (isDialer)
+        {
+            ArgumentNullException.ThrowIfNull(targetHost);
+            var plain = new NetworkStream(socket, ownsSocket: true);
+            return _tls is null ? plain : await _tls.AuthenticateAsDialerAsync(plain, targetHost, cancellationToken).ConfigureAwait(false);
+        }
+
+        byte first;
+        using (var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _timeProvider))
+        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
+        {
+            first = await PeekFirstByteAsync(socket, linked.Token).ConfigureAwait(false);
+        }
+
+        bool peerUsesTls = first == PeerTls.HandshakeRecordType;
+        if (_tls is null)
+        {
+            if (peerUsesTls)
+            {
+                throw new HandshakeException("TLS connection refused: the peer uses TLS but peer TLS is not configured on this node");
+            }
+
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+
+        if (!peerUsesTls)
+        {
+            throw new HandshakeException("plaintext connection refused: this node requires TLS on peer links");
+        }
+
+        return await _tls.AuthenticateAsListenerAsync(new NetworkStream(socket, ownsSocket: true), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask<byte> PeekFirstByteAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var first = new byte[1];
+        int received = await socket.ReceiveAsync(first, SocketFlags.Peek, cancellationToken).ConfigureAwait(false);
+        if (received == 0)
+        {
+            throw new HandshakeException("connection closed");
+        }
+
+        return first[0];
     }
 
     /// <summary>No Nagle delay (Raft messages are latency-bound); keep-alive so a vanished peer is noticed.</summary>
@@ -454,15 +513,15 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         try
         {
             ConfigureSocket(socket);
-            stream = await WrapStreamAsync(new NetworkStream(socket, ownsSocket: true), isDialer: false, cancellationToken)
-                .ConfigureAwait(false);
-            reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
-            writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
             try
             {
+                stream = await WrapStreamAsync(socket, isDialer: false, targetHost: null, cancellationToken).ConfigureAwait(false);
+                reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
+                writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
                 peer = await AcceptHandshakeAsync(reader, writer, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception exception) when (exception is HandshakeException or OperationCanceledException or IOException or SocketException)
+            catch (Exception exception) when (exception is HandshakeException or OperationCanceledException or IOException or SocketException
+                or System.Security.Authentication.AuthenticationException)
             {
                 if (cancellationToken.IsCancellationRequested)
                 {

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Microsoft.Extensions.Options;
 using Stcache.Raft;
@@ -22,6 +23,29 @@ public sealed class TransportOptions
     /// only check the cluster and node ids.
     /// </summary>
     public byte[]? ClusterSecret { get; set; }
+
+    /// <summary>
+    /// This node's certificate with its private key (see <see cref="CertificateFiles"/>), or null for plaintext
+    /// peer links. When set, every peer connection runs TLS 1.2 or 1.3 under the handshake, this certificate
+    /// serves both as the listener's server certificate and the dialer's client certificate, and plaintext
+    /// peers are refused (as a plaintext node refuses TLS peers). The transport does not dispose it.
+    /// </summary>
+    public X509Certificate2? TlsCertificate { get; set; }
+
+    /// <summary>
+    /// Certificates trusted as roots for peer certificates (a private CA), or null/empty to use the system
+    /// trust store. With a CA, a peer's chain must end at one of these; the system store is not consulted.
+    /// </summary>
+    public X509Certificate2Collection? TlsCaCertificates { get; set; }
+
+    /// <summary>
+    /// With TLS, the listener requires dialers to present a certificate that chains to the trusted roots
+    /// (mutual TLS). On by default; turning it off leaves only the cluster secret to authenticate dialers.
+    /// </summary>
+    public bool TlsClientCertificateRequired { get; set; } = true;
+
+    /// <summary>True when <see cref="TlsCertificate"/> is set.</summary>
+    public bool TlsEnabled => TlsCertificate is not null;
 
     /// <summary>Messages queued per peer before new ones are dropped.</summary>
     public int PeerQueueCapacity { get; set; } = 4096;
@@ -91,6 +115,8 @@ public sealed class TransportOptionsValidator : IValidateOptions<TransportOption
             failures.Add("ClusterSecret must have at least 16 bytes when set.");
         }
 
+        ValidateTls(options, failures);
+
         if (options.PeerQueueCapacity is < 1 or > 1_000_000)
         {
             failures.Add("PeerQueueCapacity must be in 1..1000000.");
@@ -142,5 +168,57 @@ public sealed class TransportOptionsValidator : IValidateOptions<TransportOption
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateTls(TransportOptions options, List<string> failures)
+    {
+        var certificate = options.TlsCertificate;
+        bool hasCa = options.TlsCaCertificates is { Count: > 0 };
+        if (certificate is null)
+        {
+            if (hasCa)
+            {
+                failures.Add("TlsCaCertificates is set but TlsCertificate is not: peer TLS is half-configured (set --peer-tls-cert and --peer-tls-key too).");
+            }
+
+            return;
+        }
+
+        if (!certificate.HasPrivateKey)
+        {
+            failures.Add($"TlsCertificate '{certificate.Subject}' has no private key: load it with CertificateFiles.Load(certificate, key) or from a PFX that includes the key.");
+            return;
+        }
+
+        if (!PeerTls.HasUsage(certificate, PeerTls.ServerAuthenticationOid))
+        {
+            failures.Add($"TlsCertificate '{certificate.Subject}' has an extended key usage without serverAuth; peers could not accept it from this listener.");
+        }
+
+        if (!PeerTls.HasUsage(certificate, PeerTls.ClientAuthenticationOid))
+        {
+            failures.Add($"TlsCertificate '{certificate.Subject}' has an extended key usage without clientAuth; peers could not accept it from this dialer.");
+        }
+
+        if (!hasCa)
+        {
+            return;
+        }
+
+        foreach (var ca in options.TlsCaCertificates!)
+        {
+            if (ca.HasPrivateKey)
+            {
+                failures.Add($"TlsCaCertificates holds '{ca.Subject}' with its private key; give only the CA certificate.");
+            }
+        }
+
+        // A node whose own certificate does not chain to the CA it trusts is almost surely misconfigured
+        // (wrong file or wrong CA), and its peers, configured alike, would refuse it. Say so at start.
+        string? chainProblem = PeerTls.CheckChain(certificate, options.TlsCaCertificates!, PeerTls.ClientAuthenticationOid);
+        if (chainProblem is not null)
+        {
+            failures.Add($"TlsCertificate '{certificate.Subject}' does not chain to TlsCaCertificates: {chainProblem}.");
+        }
     }
 }

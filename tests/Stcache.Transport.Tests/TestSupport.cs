@@ -6,7 +6,7 @@ using Stcache.Raft;
 
 namespace Stcache.Transport.Tests;
 
-/// <summary>Captures log records so tests can assert on warnings.</summary>
+/// <summary>Captures log records (with the exception's message after a '|') so tests can assert on warnings.</summary>
 internal sealed class ListLogger<T> : ILogger<T>
 {
     public ConcurrentQueue<(LogLevel Level, EventId EventId, string Text)> Records { get; } = new();
@@ -17,7 +17,7 @@ internal sealed class ListLogger<T> : ILogger<T>
     public bool IsEnabled(LogLevel logLevel) => true;
 
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-        Records.Enqueue((logLevel, eventId, formatter(state, exception)));
+        Records.Enqueue((logLevel, eventId, exception is null ? formatter(state, exception) : $"{formatter(state, exception)} | {exception.Message}"));
 
     public bool Has(LogLevel level, int eventId) => Records.Any(r => r.Level == level && r.EventId.Id == eventId);
 }

@@ -16,7 +16,7 @@ public static class Program
     private const int ExitUnavailable = 3;
 
     private const string Usage = """
-        usage: stcachectl [--endpoints host:port[,host:port...]] [--timeout seconds] <command> [args]
+        usage: stcachectl [--endpoints [https://]host:port[,...]] [--token T] [--timeout seconds] <command> [args]
 
         commands:
           get <key> [--consistency linearizable|lease|stale]   print the value (raw bytes)
@@ -63,7 +63,7 @@ public static class Program
                     value = args[++i];
                 }
 
-                if (value is null || name is not ("endpoints" or "timeout" or "consistency" or "prev-version" or "from" or "to" or "limit"))
+                if (value is null || name is not ("endpoints" or "token" or "timeout" or "consistency" or "prev-version" or "from" or "to" or "limit"))
                 {
                     return Fail(ExitUsage, $"unknown or incomplete flag '{arg}'\n\n{Usage}");
                 }
@@ -89,6 +89,11 @@ public static class Program
         var endpoints = endpointList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         double timeoutSeconds = flags.TryGetValue("timeout", out string? t) && double.TryParse(t, CultureInfo.InvariantCulture, out double parsed) ? parsed : 10;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(timeoutSeconds) };
+        if ((flags.GetValueOrDefault("token") ?? Environment.GetEnvironmentVariable("STCACHE_AUTH_TOKEN")) is { Length: > 0 } token)
+        {
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
+
         var client = new Client(http, endpoints);
         try
         {
@@ -249,7 +254,7 @@ internal sealed class Client(HttpClient http, IReadOnlyList<string> endpoints)
         var failures = new List<string>();
         foreach (string endpoint in endpoints)
         {
-            using var request = new HttpRequestMessage(method, $"http://{endpoint}{pathAndQuery}");
+            using var request = new HttpRequestMessage(method, $"{(endpoint.Contains("://", StringComparison.Ordinal) ? endpoint : "http://" + endpoint)}{pathAndQuery}");
             if (body is not null)
             {
                 request.Content = new ByteArrayContent(body);

@@ -54,7 +54,9 @@ public sealed record ServerOptions
 
     public string? ClusterSecret { get; init; }
 
-    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>50 ms ticks with a 10-tick election timeout: a dead leader is replaced within 0.5-1 s (the timeout is
+    /// randomized in [10, 20) ticks) while heartbeats still arrive ten times per timeout.</summary>
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(50);
 
     public int ElectionTicks { get; init; } = 10;
 
@@ -71,6 +73,31 @@ public sealed record ServerOptions
     public int ValueBytesMax { get; init; } = 1 << 20;
 
     public string LogLevel { get; init; } = "Information";
+
+    public string? ClusterSecretFile { get; init; }
+
+    /// <summary>Peer TLS: this node's certificate (PEM or PFX), its key (PEM) and the CA that signs every peer.</summary>
+    public string? PeerTlsCert { get; init; }
+
+    public string? PeerTlsKey { get; init; }
+
+    public string? PeerTlsCa { get; init; }
+
+    /// <summary>HTTPS for the API: certificate (PEM or PFX) and key (PEM); forwarded writes trust <see cref="TlsCa"/>.</summary>
+    public string? TlsCert { get; init; }
+
+    public string? TlsKey { get; init; }
+
+    public string? TlsCa { get; init; }
+
+    /// <summary>Bearer token every API call must present (health checks excepted).</summary>
+    public string? AuthToken { get; init; }
+
+    public string? AuthTokenFile { get; init; }
+
+    public int ConnectionsMax { get; init; } = 1024;
+
+    public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
 }
@@ -97,7 +124,7 @@ public static class CommandLine
         new(["forward-writes"], true, "forward writes received by a follower to the leader (default true)", (o, v) => o with { ForwardWrites = ParseBool("forward-writes", v) }),
         new(["cluster-id"], false, "cluster id checked in the peer handshake (default stcache)", (o, v) => o with { ClusterId = v }),
         new(["cluster-secret"], false, "shared secret authenticating peers", (o, v) => o with { ClusterSecret = v }),
-        new(["tick-ms"], false, "Raft tick in milliseconds (default 100)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt("tick-ms", v, 1, 60_000)) }),
+        new(["tick-ms"], false, "Raft tick in milliseconds (default 50)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt("tick-ms", v, 1, 60_000)) }),
         new(["election-ticks"], false, "election timeout in ticks (default 10)", (o, v) => o with { ElectionTicks = ParseInt("election-ticks", v, 2, 10_000) }),
         new(["heartbeat-ticks"], false, "heartbeat interval in ticks (default 1)", (o, v) => o with { HeartbeatTicks = ParseInt("heartbeat-ticks", v, 1, 10_000) }),
         new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt("request-timeout-ms", v, 1, 3_600_000)) }),
@@ -105,6 +132,16 @@ public static class CommandLine
         new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt("snapshot-threshold", v, 1, int.MaxValue) }),
         new(["snapshot-trailing"], false, "log entries kept behind a snapshot (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt("snapshot-trailing", v, 0, int.MaxValue) }),
         new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt("max-value-bytes", v, 1, 64 << 20) }),
+        new(["cluster-secret-file"], false, "file holding the cluster secret (or set STCACHE_CLUSTER_SECRET)", (o, v) => o with { ClusterSecretFile = v }),
+        new(["peer-tls-cert"], false, "TLS on peer links: this node's certificate (PEM, or .pfx)", (o, v) => o with { PeerTlsCert = v }),
+        new(["peer-tls-key"], false, "TLS on peer links: this node's private key (PEM)", (o, v) => o with { PeerTlsKey = v }),
+        new(["peer-tls-ca"], false, "TLS on peer links: CA certificate(s) every peer's certificate must chain to (PEM)", (o, v) => o with { PeerTlsCa = v }),
+        new(["tls-cert"], false, "HTTPS for the API: certificate (PEM, or .pfx)", (o, v) => o with { TlsCert = v }),
+        new(["tls-key"], false, "HTTPS for the API: private key (PEM)", (o, v) => o with { TlsKey = v }),
+        new(["tls-ca"], false, "HTTPS: CA that signs the other members' API certificates (for forwarded requests)", (o, v) => o with { TlsCa = v }),
+        new(["auth-token"], false, "require 'Authorization: Bearer <token>' on every API call but /healthz and /readyz (or set STCACHE_AUTH_TOKEN)", (o, v) => o with { AuthToken = v }),
+        new(["auth-token-file"], false, "file holding the API token", (o, v) => o with { AuthTokenFile = v }),
+        new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt("max-connections", v, 1, 1_000_000) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -198,6 +235,18 @@ public static class CommandLine
 
     private static ServerOptions Validate(ServerOptions options)
     {
+        options = options with
+        {
+            ClusterSecret = SecretFrom("cluster-secret", options.ClusterSecret, options.ClusterSecretFile, "STCACHE_CLUSTER_SECRET"),
+            AuthToken = SecretFrom("auth-token", options.AuthToken, options.AuthTokenFile, "STCACHE_AUTH_TOKEN"),
+        };
+        CheckTlsFlags("peer-tls", options.PeerTlsCert, options.PeerTlsKey, options.PeerTlsCa);
+        CheckTlsFlags("tls", options.TlsCert, options.TlsKey, options.TlsCa);
+        if (options.AuthToken is { Length: < 16 })
+        {
+            throw new UsageException("--auth-token must be at least 16 characters");
+        }
+
         if (options.ClusterSecret is { } secret && Encoding.UTF8.GetByteCount(secret) < 16)
         {
             throw new UsageException("--cluster-secret must be at least 16 bytes");
@@ -364,5 +413,47 @@ public static class CommandLine
         }
 
         return members;
+    }
+
+    /// <summary>A secret from its flag, its file flag or the environment, in that order; both flags is an error.</summary>
+    private static string? SecretFrom(string flag, string? value, string? file, string environmentVariable)
+    {
+        if (value is not null && file is not null)
+        {
+            throw new UsageException($"--{flag} and --{flag}-file contradict each other");
+        }
+
+        if (file is not null)
+        {
+            try
+            {
+                return File.ReadAllText(file).TrimEnd('\r', '\n');
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UsageException($"--{flag}-file: cannot read '{file}': {e.Message}");
+            }
+        }
+
+        return value ?? (Environment.GetEnvironmentVariable(environmentVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : null);
+    }
+
+    private static void CheckTlsFlags(string prefix, string? cert, string? key, string? ca)
+    {
+        bool pfx = cert is not null && (cert.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || cert.EndsWith(".p12", StringComparison.OrdinalIgnoreCase));
+        if (cert is not null && key is null && !pfx)
+        {
+            throw new UsageException($"--{prefix}-cert needs --{prefix}-key (or a .pfx certificate)");
+        }
+
+        if (cert is null && key is not null)
+        {
+            throw new UsageException($"--{prefix}-key needs --{prefix}-cert");
+        }
+
+        if (prefix == "peer-tls" && cert is null && ca is not null)
+        {
+            throw new UsageException($"--{prefix}-ca needs --{prefix}-cert");
+        }
     }
 }

@@ -497,7 +497,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
             try
             {
-                using var response = await client.GetAsync($"http://{member.ApiAddress}/v1/status", context.RequestAborted);
+                using var response = await client.GetAsync($"{options.HttpScheme}://{member.ApiAddress}/v1/status", context.RequestAborted);
                 response.EnsureSuccessStatusCode();
                 var remote = JsonSerializer.Deserialize(await response.Content.ReadAsByteArrayAsync(context.RequestAborted), ApiJson.Default.StatusView);
                 return new ClusterMemberView(member, remote, null);
@@ -601,7 +601,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     private async Task<IResult> ForwardAsync(HttpContext context, string leaderAddress, byte[]? body)
     {
         var request = context.Request;
-        using var message = new HttpRequestMessage(new HttpMethod(request.Method), $"http://{leaderAddress}{request.PathBase}{request.Path}{request.QueryString}");
+        using var message = new HttpRequestMessage(new HttpMethod(request.Method), $"{options.HttpScheme}://{leaderAddress}{request.PathBase}{request.Path}{request.QueryString}");
         message.Headers.TryAddWithoutValidation(ForwardedHeader, host.Id.ToString());
         if (body is not null)
         {

@@ -22,7 +22,7 @@ internal sealed class Joiner(IHttpClientFactory clients, ILogger logger)
             try
             {
                 using var response = await client.PostAsJsonAsync(
-                    $"http://{target}/v1/cluster/members", self, MembershipJson.Default.MemberInfo, cancellationToken);
+                    $"{options.HttpScheme}://{target}/v1/cluster/members", self, MembershipJson.Default.MemberInfo, cancellationToken);
                 if (response.IsSuccessStatusCode)
                 {
                     try

@@ -82,6 +82,12 @@ internal static partial class ServerLog
     [LoggerMessage(1106, LogLevel.Warning, "Forwarding to leader {LeaderAddress} failed: {Reason}")]
     public static partial void ForwardFailed(ILogger logger, string leaderAddress, string reason);
 
+    [LoggerMessage(1108, LogLevel.Warning, "SECURITY: raft address {RaftAddress} is not loopback and no cluster secret is set: any process that reaches it can join or inject Raft messages. Set --cluster-secret (or --cluster-secret-file, STCACHE_CLUSTER_SECRET)")]
+    public static partial void PeersUnauthenticated(ILogger logger, string raftAddress);
+
+    [LoggerMessage(1109, LogLevel.Warning, "SECURITY: HTTP address {HttpAddress} is not loopback and no API token is set: anyone who reaches it can read and write. Set --auth-token")]
+    public static partial void ApiUnauthenticated(ILogger logger, string httpAddress);
+
     [LoggerMessage(1107, LogLevel.Warning, "No transport available: running without peers")]
     public static partial void NoTransport(ILogger logger);
 }

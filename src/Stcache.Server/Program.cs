@@ -42,7 +42,7 @@ public static class Program
         {
             return await RunAsync(options);
         }
-        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException or CertificateFileException)
         {
             await Console.Error.WriteLineAsync("stcached: " + e.Message);
             return 1;
@@ -62,24 +62,46 @@ public static class Program
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        var apiCertificate = Security.LoadApiCertificate(options);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);
+
+            // Bounded: connections beyond the limit are refused while the node stays responsive; slow clients
+            // that trickle headers or bodies are cut off rather than holding a connection forever.
+            kestrel.Limits.MaxConcurrentConnections = options.ConnectionsMax;
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(10);
+            kestrel.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(120);
+            kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 1024, gracePeriod: TimeSpan.FromSeconds(5));
+            kestrel.AddServerHeader = false;
             int port = CommandLine.PortOf(options.HttpAddress);
+            Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> https = listen =>
+            {
+                if (apiCertificate is not null)
+                {
+                    listen.UseHttps(apiCertificate);
+                }
+            };
             if (CommandLine.IsAnyHost(options.HttpAddress))
             {
-                kestrel.ListenAnyIP(port);
+                kestrel.ListenAnyIP(port, https);
             }
             else
             {
-                kestrel.Listen(ResolveEndPoint(options.HttpAddress));
+                kestrel.Listen(ResolveEndPoint(options.HttpAddress), https);
             }
         });
-        builder.Services.AddHttpClient();
+        Security.ConfigureMemberClients(builder.Services, options);
 
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger("stcached");
+
+        Security.WarnIfExposed(logger, options);
+        if (options.AuthToken is { } token)
+        {
+            Security.UseTokenAuthentication(app, token);
+        }
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
@@ -226,6 +248,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ListenEndPoint = Program.ResolveEndPoint(options.RaftAddress),
                 ClusterSecret = options.ClusterSecret is null ? null : Encoding.UTF8.GetBytes(options.ClusterSecret),
             };
+            Security.ConfigurePeerTls(transportOptions, options);
             var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
             var network = new TransportNetwork(transport);
             host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
@@ -298,7 +321,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                     using var client = clients.CreateClient();
                     client.Timeout = _options.RequestTimeout + TimeSpan.FromSeconds(2);
                     string self = CommandLine.NormalizeAddress(_options.HttpAddress);
-                    using var response = await client.PostAsync($"http://{self}/v1/cluster/members",
+                    using var response = await client.PostAsync($"{_options.HttpScheme}://{self}/v1/cluster/members",
                         JsonContent.Create(joiner, MembershipJson.Default.MemberInfo), cancellationToken);
                     if (response.IsSuccessStatusCode)
                     {

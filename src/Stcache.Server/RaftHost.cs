@@ -42,6 +42,8 @@ public sealed class RaftHost : IAsyncDisposable
     private Snapshot? _outgoingSnapshot;
     private bool _announceAddress;
 
+    private long _tickEpoch;
+    private long _ticksDone;
     private Task? _loop;
     private Task? _ticker;
     private volatile HostStatus _status;
@@ -118,6 +120,7 @@ public sealed class RaftHost : IAsyncDisposable
         _members.Changed += OnMemberChanged;
         _members.Removed += OnMemberRemoved;
         _lastSnapshotTimestamp = _time.GetTimestamp();
+        _tickEpoch = _lastSnapshotTimestamp;
         Log.HostStarted(_logger, Id, _initialState.HardState.Term, _initialState.HardState.Commit, _lastSnapshot.Index, _initialState.Entries.Count);
         _loop = Task.Run(RunLoopAsync);
         _ticker = Task.Run(RunTickerAsync);
@@ -286,6 +289,21 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Ticks by the monotonic clock, not by timer callbacks: after a pause (a long GC, SIGSTOP, a stalled VM) every
+    /// missed tick is delivered before any queued input is handled, so a paused leader sees its lease and its
+    /// check-quorum window expire before it serves another read.
+    /// </summary>
+    private void CatchUpTicks(RaftNode node)
+    {
+        long due = (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
+        while (_ticksDone < due)
+        {
+            node.Tick();
+            _ticksDone++;
+        }
+    }
+
     private async Task RunLoopAsync()
     {
         var node = _node!;
@@ -294,6 +312,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
+                CatchUpTicks(node);
                 int handled = 0;
                 while (handled < _options.InputBatchMax && reader.TryRead(out var input))
                 {
@@ -336,7 +355,7 @@ public sealed class RaftHost : IAsyncDisposable
         switch (input)
         {
             case TickInput:
-                node.Tick();
+                CatchUpTicks(node);
                 MaybeSnapshot(force: false);
                 break;
             case PeerMessageInput peer:
@@ -752,6 +771,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         _snapshotTask = null;
         _lastSnapshotTimestamp = _time.GetTimestamp();
+        _tickEpoch = _lastSnapshotTimestamp;
         if (saved.Error is not null)
         {
             Log.SnapshotFailed(_logger, saved.Metadata.Index, saved.Error);

@@ -1,0 +1,178 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>
+/// A static cluster with every protection on: peer TLS from a private CA, a cluster secret, HTTPS for the API and
+/// an API token. Writes sent to a follower must still be forwarded (the token and the CA travel with them).
+/// </summary>
+public sealed class SecurityTests : IAsyncLifetime
+{
+    private const string Token = "integration-test-token-0123456789";
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(40);
+    private readonly TempDirectory _directory = new();
+    private readonly List<Node> _nodes = [];
+    private HttpClient? _client;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var node in _nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        _client?.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task SecuredClusterServesOnlyAuthenticatedClientsAndForwardsWrites()
+    {
+        var (ca, caPath) = WriteCertificateAuthority();
+        string secretPath = Path.Combine(_directory.Path, "secret");
+        await File.WriteAllTextAsync(secretPath, "a-cluster-secret-of-enough-bytes\n");
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToList();
+        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
+        for (int i = 0; i < 3; i++)
+        {
+            var (cert, key) = WriteNodeCertificate(ca, $"node{i + 1}");
+            int id = i + 1;
+            var node = new Node($"n{id}", _directory.Path, ports[i].Http, ports[i].Raft, n =>
+            [
+                $"--http_addr=127.0.0.1:{n.HttpPort}", $"--raft_addr=127.0.0.1:{n.RaftPort}", $"--raft_id={id}",
+                $"--raft_cluster={cluster}", $"--node={Path.Combine(_directory.Path, $"data{id}")}",
+                $"--cluster-secret-file={secretPath}", $"--peer-tls-cert={cert}", $"--peer-tls-key={key}", $"--peer-tls-ca={caPath}",
+                $"--tls-cert={cert}", $"--tls-key={key}", $"--tls-ca={caPath}", $"--auth-token={Token}",
+            ]);
+            _nodes.Add(node);
+            node.Start();
+        }
+
+        _client = TrustingClient(ca);
+        Node leader = await WaitForLeaderAsync();
+        Node follower = _nodes.First(n => n != leader);
+
+        // Health checks need no token; everything else does.
+        Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"https://{follower.Http}/healthz")).StatusCode);
+        using (var anonymous = await _client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"https://{follower.Http}/v1/status")))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        }
+
+        using (var wrongToken = Request(HttpMethod.Put, $"https://{follower.Http}/v1/kv/k", "nope", "wrong-token-wrong-token"))
+        {
+            using var refused = await _client.SendAsync(wrongToken);
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        }
+
+        // A write to a follower is forwarded to the leader over HTTPS with the token, and is then read everywhere.
+        using (var put = await _client.SendAsync(Request(HttpMethod.Put, $"https://{follower.Http}/v1/kv/secure", "value", Token)))
+        {
+            Assert.True(put.IsSuccessStatusCode, $"{(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
+        }
+
+        foreach (var node in _nodes)
+        {
+            using var get = await _client.SendAsync(Request(HttpMethod.Get, $"https://{node.Http}/v1/kv/secure", null, Token));
+            Assert.Equal("value", await get.Content.ReadAsStringAsync());
+        }
+
+        // Plain HTTP is not served on an HTTPS port.
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => Api.Client.GetAsync($"http://{leader.Http}/healthz"));
+    }
+
+    private async Task<Node> WaitForLeaderAsync()
+    {
+        Node? leader = null;
+        await Api.WaitUntilAsync("a leader over HTTPS with the token", async () =>
+        {
+            foreach (var node in _nodes)
+            {
+                using var response = await _client!.SendAsync(Request(HttpMethod.Get, $"https://{node.Http}/v1/status", null, Token));
+                if (!response.IsSuccessStatusCode)
+                {
+                    return false;
+                }
+
+                var status = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+                if (status.GetProperty("role").GetString() == "leader")
+                {
+                    leader = node;
+                }
+            }
+
+            return leader is not null;
+        }, s_wait, [.. _nodes]);
+        return leader!;
+    }
+
+    private static HttpRequestMessage Request(HttpMethod method, string url, string? body, string token)
+    {
+        var request = new HttpRequestMessage(method, url);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        if (body is not null)
+        {
+            request.Content = new ByteArrayContent(Encoding.UTF8.GetBytes(body));
+        }
+
+        return request;
+    }
+
+    private static HttpClient TrustingClient(X509Certificate2 ca)
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            if (certificate is null)
+            {
+                return false;
+            }
+
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            using var leaf = new X509Certificate2(certificate);
+            return chain.Build(leaf);
+        };
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(15) };
+    }
+
+    private (X509Certificate2 Ca, string Path) WriteCertificateAuthority()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=stcache test CA", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        var ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        string path = Path.Combine(_directory.Path, "ca.pem");
+        File.WriteAllText(path, ca.ExportCertificatePem());
+        return (ca, path);
+    }
+
+    private (string Cert, string Key) WriteNodeCertificate(X509Certificate2 ca, string name)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        names.AddDnsName("localhost");
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
+            [new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
+        byte[] serial = RandomNumberGenerator.GetBytes(8);
+        using var certificate = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), serial);
+        string certPath = Path.Combine(_directory.Path, $"{name}.pem");
+        string keyPath = Path.Combine(_directory.Path, $"{name}.key");
+        File.WriteAllText(certPath, certificate.ExportCertificatePem());
+        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
+        return (certPath, keyPath);
+    }
+}

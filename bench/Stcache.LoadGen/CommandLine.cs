@@ -18,18 +18,26 @@ public static class CommandLine
           --consistency=C          linearizable | lease | stale | none (default linearizable)
           --cas-ratio=F            share of writes done as compare-and-set, 0..1 (default 0)
           --timeout=T              per-operation timeout (default 5s)
-          --api=v1|seed            /v1/kv/{key} or the seeds' /set and /get (default v1)
+          --api=v1|seed|etcd       /v1/kv/{key}, the seeds' /set and /get, or etcd's v3 JSON gateway (default v1)
           --preload                write every key once before the run
+          --preload-only           write every key once, print how many were acknowledged, and exit
           --seed=N                 random seed (default 1)
           --json                   print the report as JSON instead of a table
         """;
 
     public static (LoadOptions Options, bool Json, bool Preload) Parse(IReadOnlyList<string> args)
     {
+        var (options, json, preload, _) = ParseAll(args);
+        return (options, json, preload);
+    }
+
+    public static (LoadOptions Options, bool Json, bool Preload, bool PreloadOnly) ParseAll(IReadOnlyList<string> args)
+    {
         ArgumentNullException.ThrowIfNull(args);
         var options = new LoadOptions();
         bool json = false;
         bool preload = false;
+        bool preloadOnly = false;
         for (int i = 0; i < args.Count; i++)
         {
             string arg = args[i];
@@ -49,7 +57,7 @@ public static class CommandLine
             else
             {
                 name = arg[2..];
-                value = name is "json" or "preload" ? null : i + 1 < args.Count ? args[++i] : throw new FormatException($"--{name} needs a value");
+                value = name is "json" or "preload" or "preload-only" ? null : i + 1 < args.Count ? args[++i] : throw new FormatException($"--{name} needs a value");
             }
 
             options = name switch
@@ -64,16 +72,17 @@ public static class CommandLine
                 "consistency" => options with { Consistency = Required(name, value) is "none" ? string.Empty : value! },
                 "cas-ratio" => options with { CasRatio = ParseDouble(name, value) },
                 "timeout" => options with { RequestTimeout = ParseTime(name, value) },
-                "api" => options with { Api = Required(name, value) switch { "v1" => ApiStyle.V1, "seed" => ApiStyle.Seed, _ => throw new FormatException("--api must be v1 or seed") } },
+                "api" => options with { Api = Required(name, value) switch { "v1" => ApiStyle.V1, "seed" => ApiStyle.Seed, "etcd" => ApiStyle.Etcd, _ => throw new FormatException("--api must be v1, seed or etcd") } },
                 "seed" => options with { RandomSeed = ParseInt(name, value) },
                 "json" => SetFlag(ref json, options),
                 "preload" => SetFlag(ref preload, options),
+                "preload-only" => SetFlag(ref preloadOnly, options),
                 _ => throw new FormatException($"unknown option --{name}"),
             };
         }
 
         options.Validate();
-        return (options, json, preload);
+        return (options, json, preload, preloadOnly);
     }
 
     /// <summary>Parses 250ms, 10s, 2m, or a bare number of seconds.</summary>

@@ -20,6 +20,7 @@ public sealed class LoadGenerator : IDisposable
     private readonly byte[] _value;
     private readonly string _valueText;
     private readonly string _consistencyQuery;
+    private readonly string _valueBase64;
 
     public LoadGenerator(LoadOptions options)
     {
@@ -54,12 +55,17 @@ public sealed class LoadGenerator : IDisposable
         }
 
         _valueText = System.Text.Encoding.ASCII.GetString(_value);
+        _valueBase64 = Convert.ToBase64String(_value);
         _consistencyQuery = options.Consistency.Length == 0 ? string.Empty : "?consistency=" + options.Consistency;
     }
 
-    /// <summary>Writes every key once (with the configured connections) so that reads find values.</summary>
-    public async Task PreloadAsync(CancellationToken cancellationToken = default)
+    /// <summary>Writes every key once (with the configured connections) so that reads find values. etcd gets
+    /// transactions of <see cref="LoadOptions.PreloadBatchSize"/> puts. Returns the number of keys acknowledged.</summary>
+    public async Task<long> PreloadAsync(CancellationToken cancellationToken = default)
     {
+        int batch = _options.Api == ApiStyle.Etcd ? _options.PreloadBatchSize : 1;
+        int batches = (_keys.Length + batch - 1) / batch;
+        long acknowledged = 0;
         int next = -1;
         var workers = new Task[_options.Connections];
         for (int w = 0; w < workers.Length; w++)
@@ -68,18 +74,26 @@ public sealed class LoadGenerator : IDisposable
             workers[w] = Task.Run(
                 async () =>
                 {
-                    int i;
-                    while ((i = Interlocked.Increment(ref next)) < _keys.Length)
+                    int b;
+                    while ((b = Interlocked.Increment(ref next)) < batches)
                     {
+                        int first = b * batch;
+                        int count = Math.Min(batch, _keys.Length - first);
                         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                         timeout.CancelAfter(_options.RequestTimeout);
-                        using var response = await client.SendAsync(WriteRequest(_keys[i]), timeout.Token).ConfigureAwait(false);
+                        using var request = batch == 1 ? WriteRequest(_keys[first]) : EtcdTransaction(first, count);
+                        using var response = await client.SendAsync(request, timeout.Token).ConfigureAwait(false);
+                        if (response.IsSuccessStatusCode)
+                        {
+                            Interlocked.Add(ref acknowledged, count);
+                        }
                     }
                 },
                 cancellationToken);
         }
 
         await Task.WhenAll(workers).ConfigureAwait(false);
+        return acknowledged;
     }
 
     public async Task<LoadReport> RunAsync(CancellationToken cancellationToken = default)
@@ -136,18 +150,36 @@ public sealed class LoadGenerator : IDisposable
 
     private HttpRequestMessage WriteRequest(string key) => _options.Api switch
     {
+        ApiStyle.Etcd => EtcdRequest("/v3/kv/put", "{\"key\":\"" + Base64(key) + "\",\"value\":\"" + _valueBase64 + "\"}"),
         ApiStyle.Seed => new HttpRequestMessage(HttpMethod.Get, "/set?key=" + key + "&value=" + _valueText),
         _ => new HttpRequestMessage(HttpMethod.Put, "/v1/kv/" + key) { Content = new ByteArrayContent(_value) },
     };
 
     private HttpRequestMessage ReadRequest(string key) => _options.Api switch
     {
+        ApiStyle.Etcd => EtcdRequest("/v3/kv/range", "{\"key\":\"" + Base64(key) + (_options.Consistency == "stale" ? "\",\"serializable\":true}" : "\"}")),
         ApiStyle.Seed => new HttpRequestMessage(HttpMethod.Get, "/get?key=" + key),
         _ => new HttpRequestMessage(HttpMethod.Get, "/v1/kv/" + key + _consistencyQuery),
     };
 
+    private static string Base64(string text) => Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(text));
+
+    private static HttpRequestMessage EtcdRequest(string path, string json) =>
+        new(HttpMethod.Post, path) { Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json") };
+
+    private HttpRequestMessage EtcdTransaction(int first, int count)
+    {
+        var body = new System.Text.StringBuilder("{\"success\":[");
+        for (int i = first; i < first + count; i++)
+        {
+            body.Append(i == first ? string.Empty : ",").Append("{\"requestPut\":{\"key\":\"").Append(Base64(_keys[i])).Append("\",\"value\":\"").Append(_valueBase64).Append("\"}}");
+        }
+
+        return EtcdRequest("/v3/kv/txn", body.Append("]}").ToString());
+    }
+
     private HttpRequestMessage CasRequest(string key, string version) =>
-        new(HttpMethod.Put, "/v1/kv/" + key + "?cas=" + version) { Content = new ByteArrayContent(_value) };
+        new(HttpMethod.Put, "/v1/kv/" + key + "?prevVersion=" + version) { Content = new ByteArrayContent(_value) };
 
     private enum OpKind
     {

@@ -8,6 +8,10 @@ public enum ApiStyle
 
     /// <summary>The seeds' <c>/set?key=&amp;value=</c> and <c>/get?key=</c>.</summary>
     Seed = 2,
+
+    /// <summary>etcd v3's JSON gateway: POST /v3/kv/put and /v3/kv/range with base64 keys and values
+    /// (stale reads map to "serializable"); preloading uses transactions of many puts.</summary>
+    Etcd = 3,
 }
 
 /// <summary>Settings of one closed-loop run. Immutable; validate with <see cref="Validate"/>.</summary>
@@ -31,7 +35,7 @@ public sealed record LoadOptions
     /// <summary>Share of operations that are reads, 0..1.</summary>
     public double ReadRatio { get; init; }
 
-    /// <summary>Share of the writes that are compare-and-set (read version, then conditional put), 0..1.</summary>
+    /// <summary>Share of the writes that are compare-and-set (read the X-Stcache-Version header, then PUT ?prevVersion=; 412 is a conflict), 0..1.</summary>
     public double CasRatio { get; init; }
 
     /// <summary>linearizable, lease or stale; empty sends no consistency parameter.</summary>
@@ -44,6 +48,9 @@ public sealed record LoadOptions
     public string KeyPrefix { get; init; } = "k";
 
     public int RandomSeed { get; init; } = 1;
+
+    /// <summary>etcd preload: puts per transaction (etcd's --max-txn-ops defaults to 128).</summary>
+    public int PreloadBatchSize { get; init; } = 128;
 
     public void Validate()
     {

@@ -9,9 +9,10 @@ if (args.Length > 0 && args[0] is "-h" or "--help")
 LoadOptions options;
 bool json;
 bool preload;
+bool preloadOnly;
 try
 {
-    (options, json, preload) = CommandLine.Parse(args);
+    (options, json, preload, preloadOnly) = CommandLine.ParseAll(args);
 }
 catch (Exception exception) when (exception is FormatException or ArgumentException)
 {
@@ -28,9 +29,16 @@ Console.CancelKeyPress += (_, e) =>
 };
 
 using var generator = new LoadGenerator(options);
-if (preload)
+if (preload || preloadOnly)
 {
-    await generator.PreloadAsync(cancel.Token);
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    long loaded = await generator.PreloadAsync(cancel.Token);
+    Console.Error.WriteLine($"preloaded {loaded} of {options.KeyCount} keys in {clock.Elapsed.TotalSeconds:0.0} s");
+    if (preloadOnly)
+    {
+        Console.WriteLine(loaded);
+        return loaded == options.KeyCount ? 0 : 1;
+    }
 }
 
 var report = await generator.RunAsync(cancel.Token);

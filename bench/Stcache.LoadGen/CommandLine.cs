@@ -22,6 +22,7 @@ public static class CommandLine
           --preload                write every key once before the run
           --preload-only           write every key once, print how many were acknowledged, and exit
           --seed=N                 random seed (default 1)
+          --key-prefix=P           keys are P0..P{keys-1} (default k)
           --json                   print the report as JSON instead of a table
         """;
 
@@ -74,6 +75,7 @@ public static class CommandLine
                 "timeout" => options with { RequestTimeout = ParseTime(name, value) },
                 "api" => options with { Api = Required(name, value) switch { "v1" => ApiStyle.V1, "seed" => ApiStyle.Seed, "etcd" => ApiStyle.Etcd, _ => throw new FormatException("--api must be v1, seed or etcd") } },
                 "seed" => options with { RandomSeed = ParseInt(name, value) },
+                "key-prefix" => options with { KeyPrefix = Required(name, value) },
                 "json" => SetFlag(ref json, options),
                 "preload" => SetFlag(ref preload, options),
                 "preload-only" => SetFlag(ref preloadOnly, options),

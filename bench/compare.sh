@@ -18,6 +18,7 @@
 #   MEMORY_KEYS        keys of 100 B loaded before measuring RSS (default 1000000; QUICK 100000)
 #   OUT                results directory (default bench/results/<UTC time>)
 #   STCACHE_FLAGS      extra flags for every stcached node
+#   STCACHED           use this stcached binary instead of building with ./build.sh
 #   KEEP=1             keep the temporary directory (logs, data) for inspection
 set -euo pipefail
 
@@ -203,8 +204,12 @@ etcd_pids() { local i; for i in 1 2 3; do echo "${PIDS[etcd$i]:-}"; done; }
 # ---- stcache ----------------------------------------------------------------------------------------------------
 
 declare -a ST_HTTP=() ST_RAFT=()
-STCACHED=""
+STCACHED=${STCACHED:-}
 stcache_build() {
+  if [[ -n "$STCACHED" ]]; then
+    [[ -x "$STCACHED" ]] || die "STCACHED=$STCACHED is not executable"
+    return 0
+  fi
   [[ -x "$ROOT/build.sh" ]] || return 1
   log "building stcache (./build.sh)"
   (cd "$ROOT" && ./build.sh) >"$WORK/build.log" 2>&1 || die "./build.sh failed (see $WORK/build.log)"

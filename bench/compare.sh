@@ -7,9 +7,9 @@
 # Everything it starts is stopped on exit. See docs/PERFORMANCE.md.
 #
 # Settings (environment):
-#   QUICK=1            ~2-minute smoke run (short runs, 3 failovers, 100,000 keys for memory)
+#   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
 #   SYSTEMS            which systems to run (default "etcd stcache baseline"; stcache is skipped without ./build.sh)
-#   DURATION           seconds per measured wrk run (default 8; QUICK 3)
+#   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
 #   CONNECTIONS        connections for the other workloads (default 64)
@@ -26,10 +26,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 QUICK=${QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
-  DURATION=${DURATION:-3}
+  DURATION=${DURATION:-2}
   WARMUP=${WARMUP:-1}
   FAILOVER_REPS=${FAILOVER_REPS:-3}
-  MEMORY_KEYS=${MEMORY_KEYS:-100000}
+  MEMORY_KEYS=${MEMORY_KEYS:-50000}
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
 else
   DURATION=${DURATION:-8}

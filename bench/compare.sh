@@ -15,7 +15,7 @@
 #   CONNECTIONS        connections for the other workloads (default 64)
 #   WRK_THREADS        wrk threads (default 2)
 #   FAILOVER_REPS      leader kills per system (default 10; QUICK 3)
-#   MEMORY_KEYS        keys of 100 B loaded before measuring RSS (default 1000000; QUICK 100000)
+#   MEMORY_KEYS        keys of 100 B loaded before measuring RSS (default 1000000; QUICK 50000)
 #   OUT                results directory (default bench/results/<UTC time>)
 #   STCACHE_FLAGS      extra flags for every stcached node
 #   STCACHED           use this stcached binary instead of building with ./build.sh

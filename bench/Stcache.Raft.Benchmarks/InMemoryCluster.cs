@@ -40,6 +40,17 @@ public sealed class InMemoryCluster
 
     public RaftNode Leader => _nodes[0];
 
+    /// <summary>Readies handled so far (all nodes); for the profile printed by --quick.</summary>
+    public long ReadyCount { get; private set; }
+
+    /// <summary>Messages delivered so far.</summary>
+    public long MessageCount { get; private set; }
+
+    /// <summary>Entries handed to the host to persist, and committed entries handed to it to apply (all nodes).</summary>
+    public long EntriesToPersist { get; private set; }
+
+    public long EntriesToApply { get; private set; }
+
     /// <summary>Proposes one batch on the leader and runs the cluster until it is quiet (the batch committed and
     /// applied everywhere). Returns the number of proposals committed.</summary>
     public int ProposeAndCommit(IReadOnlyList<ReadOnlyMemory<byte>> batch)
@@ -71,6 +82,9 @@ public sealed class InMemoryCluster
                 {
                     any = true;
                     var ready = node.GetReady();
+                    ReadyCount++;
+                    EntriesToPersist += ready.Entries.Count;
+                    EntriesToApply += ready.CommittedEntries.Count;
                     foreach (var message in ready.Messages)
                     {
                         _inFlight.Enqueue(message);
@@ -88,6 +102,7 @@ public sealed class InMemoryCluster
             while (_inFlight.TryDequeue(out var message))
             {
                 any = true;
+                MessageCount++;
                 _nodes[message.To.Value - 1].Step(message);
             }
 

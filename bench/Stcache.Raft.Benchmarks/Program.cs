@@ -16,6 +16,8 @@ if (args.Length > 0 && args[0] == "--quick")
     }
 
     long proposals = 0;
+    long readies = benchmark.Cluster.ReadyCount;
+    long messages = benchmark.Cluster.MessageCount;
     long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
     int gen0Before = GC.CollectionCount(0);
     var clock = Stopwatch.StartNew();
@@ -28,6 +30,9 @@ if (args.Length > 0 && args[0] == "--quick")
     long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"{proposals} proposals in {clock.Elapsed.TotalSeconds:0.00} s: {proposals / clock.Elapsed.TotalSeconds:0} committed proposals/s, {(double)allocated / proposals:0.0} allocated B/proposal, {GC.CollectionCount(0) - gen0Before} gen0 GCs"));
+    double batches = proposals / (double)RaftCoreBenchmarks.BatchSize;
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"per batch of {RaftCoreBenchmarks.BatchSize}: {(benchmark.Cluster.ReadyCount - readies) / batches:0.0} Readies, {(benchmark.Cluster.MessageCount - messages) / batches:0.0} messages"));
     return;
 }
 

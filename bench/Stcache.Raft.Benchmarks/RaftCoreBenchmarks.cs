@@ -16,6 +16,8 @@ public class RaftCoreBenchmarks
     public const int BatchesPerInvoke = 32;
 
     private InMemoryCluster _cluster = null!;
+
+    public InMemoryCluster Cluster => _cluster;
     private ReadOnlyMemory<byte>[] _batch = null!;
 
     [GlobalSetup]

@@ -88,7 +88,7 @@ public sealed record Message
     /// </summary>
     public string? Validate()
     {
-        if (!Enum.IsDefined(Type))
+        if (Type is < MessageType.Append or > MessageType.TimeoutNow)
         {
             return "unknown message type";
         }
@@ -122,7 +122,7 @@ public sealed record Message
                 return "entry terms out of order";
             }
 
-            if (!Enum.IsDefined(entry.Type))
+            if (entry.Type is not (EntryType.Normal or EntryType.ConfChange))
             {
                 return "unknown entry type";
             }

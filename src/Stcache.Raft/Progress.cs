@@ -45,6 +45,9 @@ internal sealed class Progress
 
     public Inflights Inflights { get; }
 
+    /// <summary>Check-quorum rounds this follower has spent in Snapshot state without an answer.</summary>
+    public int SnapshotStaleRounds { get; set; }
+
     /// <summary>Highest heartbeat round this follower acknowledged (read confirmation, leases).</summary>
     public ulong AckedRound { get; set; }
 
@@ -148,6 +151,7 @@ internal sealed class Progress
     private void Reset(ProgressState state)
     {
         State = state;
+        SnapshotStaleRounds = 0;
         ProbeSent = false;
         PendingSnapshot = LogIndex.Zero;
         Inflights.Reset();

@@ -7,7 +7,7 @@ namespace Stcache.Raft;
 internal sealed class RaftLog
 {
     // Entries (_offset, LastIndex] are in _entries; _entries[i].Index == _offset + 1 + i.
-    private readonly List<Entry> _entries = [];
+    private readonly EntryBuffer _entries = new();
 
     // Index and term of the entry just before _entries[0]: the compaction point, whose term is still known.
     private LogIndex _offset;
@@ -64,7 +64,7 @@ internal sealed class RaftLog
 
     public LogIndex LastIndex => _offset + (ulong)_entries.Count;
 
-    public Term LastTerm => _entries.Count > 0 ? _entries[^1].Term : _offsetTerm;
+    public Term LastTerm => _entries.Count > 0 ? _entries[_entries.Count - 1].Term : _offsetTerm;
 
     public bool TryTerm(LogIndex index, out Term term)
     {
@@ -118,6 +118,14 @@ internal sealed class RaftLog
             return true;
         }
 
+        var (start, count) = Range(from, to, bytesMax);
+        entries = _entries.Copy(start, count);
+        return true;
+    }
+
+    private (int Start, int Count) Range(LogIndex from, LogIndex to, long bytesMax)
+    {
+        to = LogIndex.Min(to, LastIndex);
         int start = (int)(from.Value - _offset.Value - 1);
         int count = 0;
         long bytes = 0;
@@ -133,11 +141,11 @@ internal sealed class RaftLog
             count++;
         }
 
-        entries = _entries.GetRange(start, count).ToArray();
-        return true;
+        return (start, count);
     }
 
-    public Entry[] Unstable()
+    /// <summary>Entries not yet on stable storage, as a view that stays valid until the log next changes.</summary>
+    public IReadOnlyList<Entry> Unstable()
     {
         if (Stable >= LastIndex)
         {
@@ -145,7 +153,19 @@ internal sealed class RaftLog
         }
 
         int start = (int)(Stable.Value - _offset.Value);
-        return _entries.GetRange(start, _entries.Count - start).ToArray();
+        return _entries.View(start, _entries.Count - start);
+    }
+
+    /// <summary>Like <see cref="TrySlice"/>, but a view that stays valid until the log next changes.</summary>
+    public IReadOnlyList<Entry> CommittedView(LogIndex from, LogIndex to, long bytesMax)
+    {
+        if (from <= _offset || from > to)
+        {
+            return [];
+        }
+
+        var (start, count) = Range(from, to, bytesMax);
+        return _entries.View(start, count);
     }
 
     public void Append(Entry entry)
@@ -206,7 +226,7 @@ internal sealed class RaftLog
         }
 
         int keep = (int)(first.Value - _offset.Value - 1);
-        _entries.RemoveRange(keep, _entries.Count - keep);
+        _entries.TruncateTo(keep);
         if (Stable >= first)
         {
             Stable = first.Previous;
@@ -292,7 +312,7 @@ internal sealed class RaftLog
 
         int drop = (int)(dropUpTo.Value - _offset.Value);
         _offsetTerm = _entries[drop - 1].Term;
-        _entries.RemoveRange(0, drop);
+        _entries.DropFront(drop);
         _offset = dropUpTo;
     }
 
@@ -321,5 +341,111 @@ internal sealed class RaftLog
             Invariant.Check(_entries[i].Term >= previousTerm, "log terms decrease");
             previousTerm = _entries[i].Term;
         }
+    }
+}
+
+/// <summary>
+/// A growable array of entries that hands out views without copying. A view is valid until the buffer next
+/// moves or drops entries; using it after that throws, so a host that forgot to copy fails loudly instead of
+/// reading entries that changed under it.
+/// </summary>
+internal sealed class EntryBuffer
+{
+    private Entry[] _items = new Entry[64];
+    private int _start;
+
+    public int Count { get; private set; }
+
+    /// <summary>Bumped by every change that moves or drops entries, invalidating outstanding views.</summary>
+    public int Version { get; private set; }
+
+    public Entry this[int i] => _items[_start + i];
+
+    public void Add(Entry entry)
+    {
+        if (_start + Count == _items.Length)
+        {
+            if (Count <= _items.Length / 2)
+            {
+                Array.Copy(_items, _start, _items, 0, Count); // Reuse the space compaction freed.
+            }
+            else
+            {
+                var bigger = new Entry[_items.Length * 2];
+                Array.Copy(_items, _start, bigger, 0, Count);
+                _items = bigger;
+            }
+
+            Array.Clear(_items, Count, _items.Length - Count);
+            _start = 0;
+            Version++;
+        }
+
+        _items[_start + Count] = entry;
+        Count++;
+    }
+
+    public void Clear()
+    {
+        Array.Clear(_items);
+        _start = 0;
+        Count = 0;
+        Version++;
+    }
+
+    public void TruncateTo(int count)
+    {
+        Array.Clear(_items, _start + count, Count - count);
+        Count = count;
+        Version++;
+    }
+
+    public void DropFront(int count)
+    {
+        Array.Clear(_items, _start, count); // Release payloads to the GC.
+        _start += count;
+        Count -= count;
+        Version++;
+    }
+
+    public Entry[] Copy(int start, int count)
+    {
+        var copy = new Entry[count];
+        Array.Copy(_items, _start + start, copy, 0, count);
+        return copy;
+    }
+
+    public IReadOnlyList<Entry> View(int start, int count) => new EntryView(this, _items, _start + start, count);
+
+    private sealed class EntryView(EntryBuffer owner, Entry[] items, int start, int count) : IReadOnlyList<Entry>
+    {
+        private readonly int _version = owner.Version;
+
+        public int Count => count;
+
+        public Entry this[int index]
+        {
+            get
+            {
+                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)count, nameof(index));
+                var entry = items[start + index];
+                if (owner.Version != _version)
+                {
+                    throw new InvalidOperationException("Ready entries used after the log changed: copy them before Advance to keep them");
+                }
+
+                return entry;
+            }
+        }
+
+        public IEnumerator<Entry> GetEnumerator()
+        {
+            for (int i = 0; i < count; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 }

@@ -10,6 +10,9 @@ public sealed class RaftNode
     /// <summary>Context of a Vote/PreVote that was caused by a leadership transfer: it ignores leases.</summary>
     private const ulong TransferCampaignContext = 1;
 
+    /// <summary>Election timeouts a follower may stay in Snapshot state with no news before it is probed again.</summary>
+    private const int SnapshotStaleRoundsMax = 5;
+
     private readonly RaftConfig _config;
     private readonly SplitMix64 _random;
     private readonly RaftLog _log;
@@ -103,6 +106,7 @@ public sealed class RaftNode
     /// <summary>Advances logical time by one tick (elections, heartbeats, check-quorum, lease expiry).</summary>
     public void Tick()
     {
+        EnsureNoReadyInProgress();
         _ticks++;
         _electionElapsed++;
         if (_role == RaftRole.Leader)
@@ -141,6 +145,16 @@ public sealed class RaftNode
 
             // A transfer that did not finish within an election timeout is abandoned (thesis §3.10).
             _transferTarget = NodeId.None;
+
+            // A snapshot whose outcome the host never reported (lost with its connection, say) is retried
+            // rather than leaving the follower stranded.
+            foreach (var (_, progress) in _progress)
+            {
+                if (progress.State == ProgressState.Snapshot && ++progress.SnapshotStaleRounds > SnapshotStaleRoundsMax)
+                {
+                    progress.BecomeProbe();
+                }
+            }
         }
 
         if (_heartbeatElapsed >= _config.HeartbeatIntervalTicks)
@@ -154,6 +168,7 @@ public sealed class RaftNode
     /// voters' leases (tests, tools, manual failover).</summary>
     public void Campaign()
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader && IsPromotable)
         {
             StartElection(transfer: true);
@@ -236,8 +251,9 @@ public sealed class RaftNode
     /// <summary>Handles a message from a peer. Never throws on stale or nonsensical input; such messages are dropped.</summary>
     public void Step(Message message)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(message);
-        if (message.To != Id || message.From == Id)
+        if (message.To != Id || message.Validate() is not null)
         {
             return;
         }
@@ -550,6 +566,11 @@ public sealed class RaftNode
             return;
         }
 
+        if (message.Index > _log.LastIndex)
+        {
+            return; // Acknowledges entries we never sent: not from a sane peer.
+        }
+
         bool wasPaused = progress.IsPaused;
         if (!progress.MaybeUpdate(message.Index))
         {
@@ -742,6 +763,7 @@ public sealed class RaftNode
 
     public ProposeResult Propose(IReadOnlyList<ReadOnlyMemory<byte>> commands)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(commands);
         var refusal = CheckCanPropose();
         if (refusal != ProposeStatus.Accepted)
@@ -750,9 +772,9 @@ public sealed class RaftNode
         }
 
         long bytes = 0;
-        foreach (var command in commands)
+        for (int i = 0; i < commands.Count; i++)
         {
-            bytes += command.Length + 24;
+            bytes += commands[i].Length + 24;
         }
 
         if (_config.UncommittedBytesMax > 0 && _uncommittedBytes > 0 && _uncommittedBytes + bytes > _config.UncommittedBytesMax)
@@ -761,9 +783,9 @@ public sealed class RaftNode
         }
 
         var first = _log.LastIndex.Next;
-        foreach (var command in commands)
+        for (int i = 0; i < commands.Count; i++)
         {
-            _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, command));
+            _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, commands[i]));
         }
 
         _uncommittedBytes += bytes;
@@ -773,6 +795,7 @@ public sealed class RaftNode
 
     public ProposeResult ProposeConfChange(ConfChange change)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(change);
         var refusal = CheckCanPropose();
         if (refusal != ProposeStatus.Accepted)
@@ -828,6 +851,7 @@ public sealed class RaftNode
     /// With <paramref name="lease"/> a leader holding a valid lease answers without a heartbeat round.</summary>
     public ReadStatus ReadIndex(ulong requestId, bool lease = false)
     {
+        EnsureNoReadyInProgress();
         if (_role == RaftRole.Leader)
         {
             return LeaderRead(requestId, Id, lease) ? ReadStatus.Accepted : ReadStatus.Overloaded;
@@ -925,6 +949,7 @@ public sealed class RaftNode
     /// <summary>Starts moving leadership to <paramref name="target"/> (thesis §3.10). Only on the leader.</summary>
     public ProposeStatus TransferLeadership(NodeId target)
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader)
         {
             return ProposeStatus.NotLeader;
@@ -959,6 +984,7 @@ public sealed class RaftNode
 
     public void ReportUnreachable(NodeId peer)
     {
+        EnsureNoReadyInProgress();
         if (_role == RaftRole.Leader && _progress.TryGetValue(peer, out var progress) && progress.State == ProgressState.Replicate)
         {
             progress.BecomeProbe();
@@ -967,6 +993,7 @@ public sealed class RaftNode
 
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {
+        EnsureNoReadyInProgress();
         if (_role != RaftRole.Leader || !_progress.TryGetValue(peer, out var progress) || progress.State != ProgressState.Snapshot)
         {
             return;
@@ -986,6 +1013,7 @@ public sealed class RaftNode
     /// <paramref name="trailingEntries"/> so a slightly slow follower needs no snapshot.</summary>
     public void SnapshotTaken(SnapshotMetadata metadata, ulong trailingEntries)
     {
+        EnsureNoReadyInProgress();
         ArgumentNullException.ThrowIfNull(metadata);
         if (metadata.Index > _log.Applied)
         {
@@ -1004,6 +1032,15 @@ public sealed class RaftNode
     }
 
     private SoftState CurrentSoftState => new(_leader, _role, _term);
+
+    private void EnsureNoReadyInProgress()
+    {
+        if (_readyInProgress)
+        {
+            // Ready's lists are views of the log; input now could change what the host is persisting.
+            throw new InvalidOperationException("the node takes no input between GetReady and Advance");
+        }
+    }
 
     public Ready GetReady()
     {
@@ -1046,9 +1083,9 @@ public sealed class RaftNode
             _readStates = [];
         }
 
-        if (_log.Applied < _log.Committed && _log.TrySlice(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax, out var committed))
+        if (_log.Applied < _log.Committed)
         {
-            ready.CommittedEntries = committed;
+            ready.CommittedEntries = _log.CommittedView(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax);
         }
 
         return ready;

@@ -12,6 +12,9 @@ namespace Stcache.Raft;
 /// <item><see cref="CommittedEntries"/> are applied in order (they may be applied off the host's loop, in order).</item>
 /// <item><see cref="ReadStates"/> are served once the state machine has applied up to their index.</item>
 /// </list>
+/// The lists of entries are views of the node's log, valid until <see cref="RaftNode.Advance"/>: a host that
+/// keeps entries longer (say, to apply them on another thread) copies them. Between GetReady and Advance the node
+/// takes no input (Step, Tick, proposals throw InvalidOperationException).
 /// </summary>
 public sealed class Ready
 {

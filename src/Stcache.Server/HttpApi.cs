@@ -755,8 +755,11 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         public async Task ExecuteAsync(HttpContext httpContext)
         {
             httpContext.Response.StatusCode = statusCode;
-            httpContext.Response.ContentType = contentType;
-            await httpContext.Response.Body.WriteAsync(body, httpContext.RequestAborted);
+            if (body.Length > 0 && statusCode is not (StatusCodes.Status204NoContent or StatusCodes.Status304NotModified))
+            {
+                httpContext.Response.ContentType = contentType;
+                await httpContext.Response.Body.WriteAsync(body, httpContext.RequestAborted);
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -99,6 +100,7 @@ public static class Program
         await node.StartAsync(lifetime.ApplicationStopping);
         await app.StartAsync();
         ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
+        node.ServeRaftChannelJoins(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
         node.StartJoining(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
 
         var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -255,8 +257,10 @@ internal sealed class NodeRuntime : IAsyncDisposable
         _joining = Task.Run(async () =>
         {
             var joiner = new Joiner(clients, _logger);
-            var self = Host.Members.Find(Host.Id) ?? new MemberInfo(Identity.Id, Identity.Name, CommandLine.NormalizeAddress(_options.RaftAddress), CommandLine.NormalizeAddress(_options.HttpAddress));
-            bool joined = await joiner.JoinAsync(_options, self, Host.Members, cancellationToken);
+            var self = new MemberInfo(Identity.Id, Identity.Name, CommandLine.NormalizeAddress(_options.RaftAddress), CommandLine.NormalizeAddress(_options.HttpAddress));
+            bool joined = _options.Dialect == FlagDialect.Shaj13
+                ? await JoinThroughRaftAddressAsync(self, cancellationToken)
+                : await joiner.JoinAsync(_options, self, Host.Members, cancellationToken);
             if (joined)
             {
                 _joinPending = false;
@@ -264,6 +268,82 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 Identity.Save(_directory.Path);
             }
         }, CancellationToken.None);
+    }
+
+    /// <summary>Serves join requests that arrive on the raft port: adds the joiner through this node's own API
+    /// (which forwards to the leader) and answers with the member list.</summary>
+    public void ServeRaftChannelJoins(IHttpClientFactory clients, CancellationToken cancellationToken)
+    {
+        Host.JoinMessageReceived += message =>
+        {
+            if (RaftChannelJoin.ParseAnswer(message) is { } members)
+            {
+                foreach (var member in members)
+                {
+                    Host.Members.Merge(member);
+                }
+
+                return;
+            }
+
+            if (RaftChannelJoin.ParseRequest(message) is not { } joiner || joiner.Id != message.From.Value || joiner.RaftAddress.Length == 0)
+            {
+                return;
+            }
+
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    using var client = clients.CreateClient();
+                    client.Timeout = _options.RequestTimeout + TimeSpan.FromSeconds(2);
+                    string self = CommandLine.NormalizeAddress(_options.HttpAddress);
+                    using var response = await client.PostAsync($"http://{self}/v1/cluster/members",
+                        JsonContent.Create(joiner, MembershipJson.Default.MemberInfo), cancellationToken);
+                    if (response.IsSuccessStatusCode)
+                    {
+                        _transport.SetPeer(message.From, joiner.RaftAddress);
+                        _transport.Send(RaftChannelJoin.Answer(Host.Id, message.From, Host.Members.All));
+                    }
+                    else
+                    {
+                        ServerLog.JoinRetry(_logger, joiner.RaftAddress, $"adding it failed: {(int)response.StatusCode}");
+                    }
+                }
+                catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+                {
+                    ServerLog.JoinRetry(_logger, joiner.RaftAddress, e.Message);
+                }
+            }, CancellationToken.None);
+        };
+    }
+
+    private async Task<bool> JoinThroughRaftAddressAsync(MemberInfo self, CancellationToken cancellationToken)
+    {
+        string target = CommandLine.NormalizeAddress(_options.Join!);
+        var member = new NodeId(MemberInfo.IdFromName(target));
+        ServerLog.Joining(_logger, target);
+        _transport.SetPeer(member, target);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            if (Host.Status.ConfState.IsMember(Host.Id))
+            {
+                ServerLog.Joined(_logger, target);
+                return true;
+            }
+
+            _transport.Send(RaftChannelJoin.Request(Host.Id, member, self));
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
+        return false;
     }
 
     public async ValueTask DisposeAsync()
@@ -311,7 +391,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
             return PersistentState.Bootstrap(founders);
         }
 
-        if (options.Bootstrap)
+        // The shaj13 seed starts a single-member cluster when no -join is given.
+        if (options.Bootstrap || (options.Dialect == FlagDialect.Shaj13 && options.Join is null))
         {
             var self = new MemberInfo(identity.Id, identity.Name, identity.RaftAddress, identity.HttpAddress);
             return PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, new NodeId(identity.Id), self.ToContext())]);

@@ -79,6 +79,11 @@ internal static class WalFormat
             return "segment header checksum mismatch";
         }
 
+        if (BinaryPrimitives.ReadUInt32LittleEndian(header[28..]) != 0)
+        {
+            return "segment header padding is not zero";
+        }
+
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
         if (version != FormatVersion)
         {

@@ -80,6 +80,11 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
     public HardState HardState => _hardState;
 
+    /// <summary>Where the next record goes; for tests.</summary>
+    internal string ActiveSegmentPath => _active.Path;
+
+    internal long ActiveOffset => _activeOffset;
+
     /// <summary>The newest snapshot recorded in the WAL.</summary>
     public SnapshotMetadata Snapshot => _snapshot;
 

@@ -140,32 +140,58 @@ public static class FrameCodec
             return DecodeStatus.Malformed;
         }
 
-        Span<byte> countBytes = stackalloc byte[4];
-        body.Slice(0, 4).CopyTo(countBytes);
-        uint count = BinaryPrimitives.ReadUInt32LittleEndian(countBytes);
-        var rest = body.Slice(4);
-        if (count > (ulong)rest.Length / (MessageCodec.LengthPrefixBytes + MessageCodec.FixedBodyBytes))
+        var reader = new SequenceReader<byte>(body);
+        reader.TryReadLittleEndian(out int signedCount);
+        uint count = (uint)signedCount;
+        if (count > (ulong)reader.Remaining / (MessageCodec.LengthPrefixBytes + MessageCodec.FixedBodyBytes))
         {
             error = "message count exceeds the frame length";
             return DecodeStatus.Malformed;
         }
 
-        int bodyBytesMax = (int)Math.Min(int.MaxValue, rest.Length);
         for (uint i = 0; i < count; i++)
         {
-            var status = MessageCodec.TryDecode(rest, bodyBytesMax, out var message, out long consumed, out error);
+            if (!reader.TryReadLittleEndian(out int signedLength) || (uint)signedLength > (ulong)reader.Remaining)
+            {
+                messages.Clear();
+                error = "truncated message inside a frame";
+                return DecodeStatus.Malformed;
+            }
+
+            int length = signedLength;
+            DecodeStatus status;
+            Raft.Message? message;
+            if (reader.UnreadSpan.Length >= length)
+            {
+                // The common case: the message lies in one buffer segment; decode in place.
+                status = MessageCodec.TryDecodeBody(reader.UnreadSpan[..length], out message, out error);
+            }
+            else
+            {
+                byte[] rented = ArrayPool<byte>.Shared.Rent(length);
+                try
+                {
+                    reader.UnreadSequence.Slice(0, length).CopyTo(rented);
+                    status = MessageCodec.TryDecodeBody(rented.AsSpan(0, length), out message, out error);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+            }
+
             if (status != DecodeStatus.Complete)
             {
                 messages.Clear();
-                error ??= "truncated message inside a frame";
+                error ??= "malformed message inside a frame";
                 return DecodeStatus.Malformed;
             }
 
             messages.Add(message!);
-            rest = rest.Slice(consumed);
+            reader.Advance(length);
         }
 
-        if (!rest.IsEmpty)
+        if (!reader.End)
         {
             messages.Clear();
             error = "trailing bytes after the messages";

@@ -51,4 +51,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 3014, Level = LogLevel.Error, Message = "Event handler {Event} failed")]
     public static partial void EventHandlerFailed(ILogger logger, string @event, Exception exception);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Error, Message = "Unexpected failure in the transport (peer {PeerId})")]
+    public static partial void Unexpected(ILogger logger, NodeId peerId, Exception exception);
 }

@@ -30,6 +30,9 @@ internal sealed class PeerSender
 
     // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
     private Message? _currentSnapshot;
+
+    // A message read from the queue that did not fit the last batch; it goes first in the next one.
+    private Message? _carried;
     private int _snapshotOffset;
 
     public PeerSender(PeerTransport transport, NodeId id, string address)
@@ -81,7 +84,7 @@ internal sealed class PeerSender
         {
             while (!token.IsCancellationRequested)
             {
-                if (!await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+                if (_carried is null && !await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -92,8 +95,18 @@ internal sealed class PeerSender
                 {
                     connection = await ConnectAsync(address, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (!token.IsCancellationRequested && IsConnectionError(exception))
+                catch (Exception exception)
                 {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
+                    if (!IsConnectionError(exception))
+                    {
+                        Log.Unexpected(_transport.Logger, Id, exception);
+                    }
+
                     failures++;
                     _transport.CountConnectionFailure();
                     if (failures == 1)
@@ -117,8 +130,18 @@ internal sealed class PeerSender
                     _connected = true;
                     await RunSessionAsync(connection, token).ConfigureAwait(false);
                 }
-                catch (Exception exception) when (!token.IsCancellationRequested && IsConnectionError(exception))
+                catch (Exception exception)
                 {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
+                    if (!IsConnectionError(exception))
+                    {
+                        Log.Unexpected(_transport.Logger, Id, exception);
+                    }
+
                     failures = 1;
                     _transport.CountConnectionFailure();
                     Log.ConnectionLost(_transport.Logger, Id, exception);
@@ -168,7 +191,7 @@ internal sealed class PeerSender
 
     private static bool IsConnectionError(Exception exception) =>
         exception is IOException or SocketException or HandshakeException or OperationCanceledException
-            or ObjectDisposedException or InvalidOperationException;
+            or ObjectDisposedException;
 
     private async Task RunSessionAsync(Connection connection, CancellationToken token)
     {
@@ -186,7 +209,7 @@ internal sealed class PeerSender
         }
         catch (OperationCanceledException) when (!token.IsCancellationRequested)
         {
-            throw new IOException("connection closed by the peer or its address changed");
+            throw new IOException("connection closed by the peer, its address changed, or a write timed out");
         }
         finally
         {
@@ -235,9 +258,13 @@ internal sealed class PeerSender
     private async Task WriteLoopAsync(PipeWriter writer, CancellationToken token)
     {
         var reader = _queue.Reader;
+
+        // Bounds each flush: a peer that stops reading (host gone, no RST) would otherwise hold the connection
+        // until the kernel gives up. Armed around each flush and disarmed after, so no allocation per write.
+        using var flushTimeout = CancellationTokenSource.CreateLinkedTokenSource(token);
         while (true)
         {
-            if (_currentSnapshot is null && _pendingSnapshots.Count == 0)
+            if (_currentSnapshot is null && _pendingSnapshots.Count == 0 && _carried is null)
             {
                 if (!await reader.WaitToReadAsync(token).ConfigureAwait(false))
                 {
@@ -291,7 +318,9 @@ internal sealed class PeerSender
                 continue;
             }
 
-            var flush = await writer.FlushAsync(token).ConfigureAwait(false);
+            flushTimeout.CancelAfter(_options.WriteTimeout);
+            var flush = await writer.FlushAsync(flushTimeout.Token).ConfigureAwait(false);
+            flushTimeout.CancelAfter(Timeout.InfiniteTimeSpan);
             if (flush.IsCompleted || flush.IsCanceled)
             {
                 throw new IOException("connection closed while writing");
@@ -315,11 +344,17 @@ internal sealed class PeerSender
     {
         var reader = _queue.Reader;
         long bodyBytes = CountBytes;
-        while (reader.TryPeek(out var message))
+        while (true)
         {
+            Message? message = _carried;
+            _carried = null;
+            if (message is null && !reader.TryRead(out message))
+            {
+                break;
+            }
+
             if (message.Type == MessageType.Snapshot)
             {
-                reader.TryRead(out _);
                 _pendingSnapshots.Enqueue(message);
                 continue;
             }
@@ -327,17 +362,17 @@ internal sealed class PeerSender
             long length = MessageCodec.GetEncodedLength(message);
             if (CountBytes + length > _options.FrameBytesMax)
             {
-                reader.TryRead(out _);
                 _transport.Drop(message, "message larger than FrameBytesMax", logWarning: true);
                 continue;
             }
 
             if (_batch.Count > 0 && bodyBytes + length > _options.BatchBytesTarget)
             {
+                // Opens the next frame; keeps order without peeking (one channel lock per message).
+                _carried = message;
                 break;
             }
 
-            reader.TryRead(out _);
             _batch.Add(message);
             bodyBytes += length;
         }
@@ -370,6 +405,13 @@ internal sealed class PeerSender
     private void DropQueued(string reason)
     {
         bool any = false;
+        if (_carried is not null)
+        {
+            any = true;
+            _transport.Drop(_carried, reason, logWarning: false);
+            _carried = null;
+        }
+
         while (_queue.Reader.TryRead(out var message))
         {
             any = true;
@@ -410,7 +452,7 @@ internal sealed class PeerSender
         Stream? stream = null;
         try
         {
-            socket.NoDelay = true;
+            PeerTransport.ConfigureSocket(socket);
             using (var timeout = new CancellationTokenSource(_options.ConnectTimeout, _transport.TimeProvider))
             using (var linked = CancellationTokenSource.CreateLinkedTokenSource(token, timeout.Token))
             {

@@ -242,6 +242,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             {
                 // Expected while stopping.
             }
+            catch (Exception exception)
+            {
+                // Background loops log their own failures; stopping must still complete.
+                Log.Unexpected(_logger, NodeId.None, exception);
+            }
         }
 
         _stopping.Dispose();
@@ -302,6 +307,23 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         _ = isDialer;
         cancellationToken.ThrowIfCancellationRequested();
         return ValueTask.FromResult(stream);
+    }
+
+    /// <summary>No Nagle delay (Raft messages are latency-bound); keep-alive so a vanished peer is noticed.</summary>
+    internal static void ConfigureSocket(Socket socket)
+    {
+        socket.NoDelay = true;
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, 10);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 2);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 3);
+        }
+        catch (Exception exception) when (exception is SocketException or PlatformNotSupportedException)
+        {
+            // Keep-alive tuning is best effort; write timeouts still bound a dead outbound connection.
+        }
     }
 
     internal static bool TryParseAddress(string hostPort, out EndPoint endPoint)
@@ -431,7 +453,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         PipeWriter? writer = null;
         try
         {
-            socket.NoDelay = true;
+            ConfigureSocket(socket);
             stream = await WrapStreamAsync(new NetworkStream(socket, ownsSocket: true), isDialer: false, cancellationToken)
                 .ConfigureAwait(false);
             reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
@@ -472,6 +494,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             {
                 Log.InboundClosed(_logger, peer, remote, exception.Message);
             }
+        }
+        catch (Exception exception)
+        {
+            // A bug, not bad input: log loudly, close this connection, keep the node running.
+            Log.Unexpected(_logger, peer, exception);
         }
         finally
         {

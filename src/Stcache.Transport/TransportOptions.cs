@@ -45,6 +45,9 @@ public sealed class TransportOptions
 
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>A flush to a peer taking longer than this ends the connection (the peer stopped reading).</summary>
+    public TimeSpan WriteTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>First reconnect delay; doubles per failure up to <see cref="ReconnectBackoffMax"/>, with jitter.</summary>
     public TimeSpan ReconnectBackoffMin { get; set; } = TimeSpan.FromMilliseconds(50);
 
@@ -126,6 +129,11 @@ public sealed class TransportOptionsValidator : IValidateOptions<TransportOption
         if (options.HandshakeTimeout <= TimeSpan.Zero)
         {
             failures.Add("HandshakeTimeout must be positive.");
+        }
+
+        if (options.WriteTimeout <= TimeSpan.Zero)
+        {
+            failures.Add("WriteTimeout must be positive.");
         }
 
         if (options.ReconnectBackoffMin <= TimeSpan.Zero || options.ReconnectBackoffMax < options.ReconnectBackoffMin)

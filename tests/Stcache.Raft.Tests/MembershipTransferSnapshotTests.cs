@@ -110,6 +110,27 @@ public sealed class MembershipTransferSnapshotTests
     }
 
     [Fact]
+    public void LostSnapshotWithoutReportIsRetried()
+    {
+        var cluster = ElectedCluster(3);
+        cluster.Isolate(3);
+        for (int i = 0; i < 5; i++)
+        {
+            cluster[1].Propose(Bytes($"v{i}"));
+            cluster.Stabilize();
+        }
+
+        var leader = cluster[1];
+        leader.SnapshotTaken(new SnapshotMetadata(leader.AppliedIndex, leader.Term, leader.ConfState), trailingEntries: 0);
+        cluster.Heal();
+        int dropped = 0;
+        cluster.Drop = m => m.Type == MessageType.Snapshot && dropped++ == 0;
+        cluster.TickAll(80);
+        Assert.True(dropped >= 2);
+        Assert.Equal(leader.LastIndex, cluster[3].LastIndex);
+    }
+
+    [Fact]
     public void CheckQuorumLeaderStepsDownWhenIsolated()
     {
         var cluster = ElectedCluster(3);
@@ -156,5 +177,36 @@ public sealed class MembershipTransferSnapshotTests
         cluster.Heal();
         cluster.TickAll(1);
         Assert.Contains(cluster.Reads, r => r.Node == 1 && r.Read.RequestId == 5);
+    }
+}
+
+public sealed class ReadyContractTests
+{
+    [Fact]
+    public void InputBetweenGetReadyAndAdvanceIsRefused()
+    {
+        var cluster = new MiniCluster(1);
+        var node = cluster[1];
+        var ready = node.GetReady();
+        Assert.Throws<InvalidOperationException>(() => node.Tick());
+        node.Advance(ready);
+        node.Tick();
+    }
+
+    [Fact]
+    public void StaleEntryViewThrowsInsteadOfReadingChangedEntries()
+    {
+        var cluster = new MiniCluster(1);
+        cluster[1].Campaign();
+        cluster.Stabilize();
+        var node = cluster[1];
+        node.Propose(new byte[] { 1 });
+        var ready = node.GetReady();
+        var kept = ready.Entries;
+        Assert.Single(kept);
+        node.Advance(ready);
+        cluster.Stabilize();
+        node.SnapshotTaken(new SnapshotMetadata(node.AppliedIndex, node.Term, node.ConfState), trailingEntries: 0);
+        Assert.Throws<InvalidOperationException>(() => kept[0]);
     }
 }

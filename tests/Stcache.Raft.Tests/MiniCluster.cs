@@ -37,6 +37,9 @@ internal sealed class MiniCluster
     /// <summary>Links (from, to) whose messages are dropped.</summary>
     public HashSet<(int From, int To)> Cut { get; } = [];
 
+    /// <summary>Drops any message for which this returns true (after the link cuts).</summary>
+    public Func<Message, bool>? Drop { get; set; }
+
     public RaftNode this[int id] => Nodes[id];
 
     public void Isolate(int id)
@@ -70,7 +73,7 @@ internal sealed class MiniCluster
                 any = true;
                 var message = _inFlight.Dequeue();
                 var to = (int)message.To.Value;
-                if (Nodes.TryGetValue(to, out var target) && !Cut.Contains(((int)message.From.Value, to)))
+                if (Nodes.TryGetValue(to, out var target) && !Cut.Contains(((int)message.From.Value, to)) && Drop?.Invoke(message) != true)
                 {
                     target.Step(message);
                 }

@@ -99,6 +99,18 @@ public sealed class CodecTests
         {
             TestMessages.AssertSame(messages[i], decoded[i]);
         }
+
+        // The same frame split across buffer segments at random points decodes the same.
+        for (int round = 0; round < 200; round++)
+        {
+            var segmented = Segmented(frame, random);
+            Assert.Equal(DecodeStatus.Complete, FrameCodec.TryReadFrame(ref segmented, FrameMax, out _, out var segmentedBody, out _));
+            Assert.Equal(DecodeStatus.Complete, FrameCodec.TryDecodeMessages(segmentedBody, decoded, out _));
+            for (int i = 0; i < messages.Count; i++)
+            {
+                TestMessages.AssertSame(messages[i], decoded[i]);
+            }
+        }
     }
 
     [Fact]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what builds and tests need on a fresh machine of this project's kind. Idempotent and quiet when
+# everything is present. The .NET SDK itself comes with the machine image; NuGet packages restore on build.
+set -euo pipefail
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "error: the .NET SDK (dotnet) is not on PATH; stcache needs .NET 10 (see global.json)" >&2
+  exit 1
+fi
+
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v pkill >/dev/null 2>&1 || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>One real stcached process on loopback. Always killed on dispose.</summary>
+public sealed class Node : IAsyncDisposable
+{
+    private static readonly string s_serverDll = Path.Combine(AppContext.BaseDirectory, "stcached.dll");
+    private readonly StringBuilder _output = new();
+    private Process? _process;
+
+    public Node(string name, string workDirectory, int httpPort, int raftPort, Func<Node, string[]> arguments)
+    {
+        Name = name;
+        WorkDirectory = workDirectory;
+        HttpPort = httpPort;
+        RaftPort = raftPort;
+        Arguments = arguments;
+    }
+
+    public string Name { get; }
+
+    public string WorkDirectory { get; }
+
+    public int HttpPort { get; }
+
+    public int RaftPort { get; }
+
+    public string Http => $"127.0.0.1:{HttpPort}";
+
+    public string Raft => $"127.0.0.1:{RaftPort}";
+
+    public Func<Node, string[]> Arguments { get; set; }
+
+    public bool IsRunning => _process is { HasExited: false };
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public int? ExitCode => _process is { HasExited: true } p ? p.ExitCode : null;
+
+    public void Start(params string[] extra)
+    {
+        if (IsRunning)
+        {
+            throw new InvalidOperationException($"{Name} is already running");
+        }
+
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = WorkDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(s_serverDll);
+        foreach (string arg in Arguments(this).Concat(extra))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        Directory.CreateDirectory(WorkDirectory);
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+    }
+
+    /// <summary>kill -9.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>SIGTERM and wait for a clean exit (bounded), then kill.</summary>
+    public async Task StopAsync()
+    {
+        if (_process is not { HasExited: false } p)
+        {
+            return;
+        }
+
+        using (var term = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await term!.WaitForExitAsync();
+        }
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            await p.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+        }
+    }
+
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        await _process!.WaitForExitAsync(cancel.Token);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process?.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>HTTP helpers and bounded waits.</summary>
+public static class Api
+{
+    public static readonly HttpClient Client = new() { Timeout = TimeSpan.FromSeconds(15) };
+
+    public static async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> SendAsync(HttpMethod method, string url, byte[]? body = null)
+    {
+        using var request = new HttpRequestMessage(method, url);
+        if (body is not null)
+        {
+            request.Content = new ByteArrayContent(body);
+        }
+
+        var response = await Client.SendAsync(request);
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text, response);
+    }
+
+    public static async Task<string> GetStringAsync(string url)
+    {
+        var (status, body, _) = await SendAsync(HttpMethod.Get, url);
+        Assert.True(status == HttpStatusCode.OK, $"GET {url}: {(int)status} {body}");
+        return body;
+    }
+
+    public static async Task<JsonElement?> StatusAsync(Node node)
+    {
+        if (!node.IsRunning)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var response = await Client.GetAsync($"http://{node.Http}/v1/status");
+            if (!response.IsSuccessStatusCode)
+            {
+                return null;
+            }
+
+            return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Polls until the condition holds; fails with the nodes' output after the deadline. No fixed sleeps.</summary>
+    public static async Task WaitUntilAsync(string what, Func<Task<bool>> condition, TimeSpan timeout, params Node[] nodes)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+
+            await Task.Delay(50);
+        }
+
+        var logs = string.Join("\n", nodes.Select(n => $"---- {n.Name} (running={n.IsRunning}) ----\n{Tail(n.Output, 40)}"));
+        Assert.Fail($"timed out after {timeout.TotalSeconds}s waiting for: {what}\n{logs}");
+    }
+
+    /// <summary>Waits until every running node in <paramref name="nodes"/> agrees on one leader; returns it.</summary>
+    public static async Task<Node> WaitForLeaderAsync(IReadOnlyList<Node> nodes, TimeSpan timeout, Node? notThis = null)
+    {
+        Node? leader = null;
+        await WaitUntilAsync("one leader that every running node knows", async () =>
+        {
+            var running = nodes.Where(n => n.IsRunning && n != notThis).ToList();
+            var statuses = await Task.WhenAll(running.Select(StatusAsync));
+            if (statuses.Any(s => s is null))
+            {
+                return false;
+            }
+
+            var leaders = statuses.Select(s => s!.Value.GetProperty("leader").GetString()).Distinct().ToList();
+            if (leaders.Count != 1 || leaders[0] == "0")
+            {
+                return false;
+            }
+
+            int index = Array.FindIndex(statuses, s => s!.Value.GetProperty("role").GetString() == "leader");
+            leader = index >= 0 ? running[index] : null;
+            return leader is not null;
+        }, timeout, [.. nodes]);
+        return leader!;
+    }
+
+    public static string Tail(string text, int lines)
+    {
+        var all = text.Split('\n');
+        return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
+    }
+}
+
+/// <summary>A temporary directory for one test's nodes; removed at the end.</summary>
+public sealed class TempDirectory : IDisposable
+{
+    public TempDirectory()
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "stcache-it-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(Path);
+    }
+
+    public string Path { get; }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

@@ -1,0 +1,434 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Stcache.Raft;
+using static Stcache.Storage.Tests.Entries;
+
+namespace Stcache.Storage.Tests;
+
+public sealed class WriteAheadLogTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    private string WalPath => _temp.Combine("wal");
+
+    private WriteAheadLog Open(WalOptions? options = null, ListLogger? logger = null) =>
+        WriteAheadLog.Open(PhysicalFileSystem.Instance, WalPath, options ?? new WalOptions { SegmentSizeBytes = 64 * 1024 }, (Microsoft.Extensions.Logging.ILogger?)logger ?? NullLogger.Instance);
+
+    [Fact]
+    public void EmptyDirectoryLoadsEmptyState()
+    {
+        using WriteAheadLog wal = Open();
+        PersistentState state = wal.Load();
+        Assert.Equal(HardState.Empty, state.HardState);
+        Assert.Equal(SnapshotMetadata.Empty.Index, state.Snapshot.Index);
+        Assert.Empty(state.Entries);
+        Assert.Single(Directory.GetFiles(WalPath, "*.wal"));
+    }
+
+    [Fact]
+    public void SavedEntriesAndHardStateSurviveReopen()
+    {
+        Entry[] entries = Range(1, 1, 20);
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(1, 2, 0), entries[..10]);
+            wal.Save(Hard(1, 2, 10), entries[10..]);
+            Assert.Equal(2, wal.SyncCount);
+            Assert.True(wal.SyncedBytes > 0);
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(Hard(1, 2, 10), state.HardState);
+            AssertSame(entries, state.Entries);
+
+            // Load after Open's cached state re-reads the files and agrees.
+            PersistentState again = wal.Load();
+            AssertSame(entries, again.Entries);
+            Assert.Equal(new LogIndex(20), wal.LastIndex);
+        }
+    }
+
+    [Fact]
+    public void EachSaveIsOneSyncAndUnchangedHardStateWritesNothing()
+    {
+        using WriteAheadLog wal = Open();
+        wal.Save(Hard(1, 0, 0), Range(1, 1, 3));
+        Assert.Equal(1, wal.SyncCount);
+        wal.Save(Hard(1, 0, 0), []);
+        wal.Save(null, []);
+        Assert.Equal(1, wal.SyncCount);
+        wal.Save(Hard(1, 0, 3), []);
+        Assert.Equal(2, wal.SyncCount);
+        Assert.Equal(wal.SyncedBytes, wal.LastSyncBytes + (wal.SyncedBytes - wal.LastSyncBytes));
+    }
+
+    [Fact]
+    public void OverwriteReplacesTheSuffix()
+    {
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(1, 1, 0), Range(1, 1, 10));
+            wal.Save(Hard(2, 0, 3), Range(2, 6, 8, "new"));
+            PersistentState live = wal.Load();
+            Assert.Equal(8, live.Entries.Count);
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            AssertSame([.. Range(1, 1, 5), .. Range(2, 6, 8, "new")], state.Entries);
+            Assert.Equal(Hard(2, 0, 3), state.HardState);
+
+            // Appending after the overwrite continues from the new last index.
+            wal.Save(null, Range(2, 9, 9, "more"));
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            AssertSame([.. Range(1, 1, 5), .. Range(2, 6, 8, "new"), .. Range(2, 9, 9, "more")], wal.Load().Entries);
+        }
+    }
+
+    [Fact]
+    public void InvalidBatchesAreRejectedBeforeWriting()
+    {
+        using WriteAheadLog wal = Open();
+        wal.Save(null, Range(2, 1, 5));
+        Assert.Throws<ArgumentException>(() => wal.Save(null, Range(2, 7, 8)));
+        Assert.Throws<ArgumentException>(() => wal.Save(null, [Make(2, 6, "a"), Make(2, 8, "b")]));
+        Assert.Throws<ArgumentException>(() => wal.Save(null, [Make(1, 6, "lower term")]));
+        Assert.Equal(1, wal.SyncCount);
+    }
+
+    [Fact]
+    public void SegmentsAreCutAndAllRecoveredInOrder()
+    {
+        var all = new List<Entry>();
+        using (WriteAheadLog wal = Open(new WalOptions { SegmentSizeBytes = 4096 }))
+        {
+            for (ulong i = 1; i <= 300; i++)
+            {
+                Entry entry = Make(1 + (i / 100), i, new string('x', (int)(i % 50)));
+                all.Add(entry);
+                wal.Save(Hard(1 + (i / 100), 1, i - 1), [entry]);
+            }
+
+            Assert.True(wal.SegmentCount > 3, $"expected several segments, got {wal.SegmentCount}");
+        }
+
+        string[] files = Directory.GetFiles(WalPath, "*.wal").Order(StringComparer.Ordinal).ToArray();
+        Assert.All(files, f => Assert.Equal(4096, new FileInfo(f).Length));
+        Assert.Empty(Directory.GetFiles(WalPath, "*.tmp"));
+        for (int i = 0; i < files.Length; i++)
+        {
+            Assert.StartsWith(i.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) + "-", Path.GetFileName(files[i]), StringComparison.Ordinal);
+        }
+
+        using (WriteAheadLog wal = Open(new WalOptions { SegmentSizeBytes = 4096 }))
+        {
+            PersistentState state = wal.Load();
+            AssertSame(all, state.Entries);
+            Assert.Equal(Hard(4, 1, 299), state.HardState);
+        }
+    }
+
+    [Fact]
+    public void CompactionDeletesWholeSegmentsBeforeSnapshotMinusTrailingEntries()
+    {
+        var options = new WalOptions { SegmentSizeBytes = 4096, TrailingEntries = 20 };
+        Entry[] entries = Range(1, 1, 400, "entry-with-some-padding-");
+        using (WriteAheadLog wal = Open(options))
+        {
+            foreach (Entry[] chunk in entries.Chunk(10))
+            {
+                wal.Save(Hard(1, 1, chunk[^1].Index.Value), chunk);
+            }
+
+            int before = wal.SegmentCount;
+
+            // Without a recorded snapshot nothing may go: recovery would find a gap.
+            wal.Compact(new LogIndex(300));
+            Assert.Equal(before, wal.SegmentCount);
+
+            var snapshot = new SnapshotMetadata(new LogIndex(300), new Term(1), new ConfState([new NodeId(1)], []));
+            wal.ApplySnapshot(snapshot);
+            wal.Compact(new LogIndex(300));
+            Assert.True(wal.SegmentCount < before, "compaction deleted no segment");
+
+            string first = Directory.GetFiles(WalPath, "*.wal").Order(StringComparer.Ordinal).First();
+            Assert.True(WalSegment.TryParse(first, out WalSegment? oldest));
+
+            // Entries 281..300 (the trailing ones) must still be on disk: the oldest segment starts at or before 281.
+            Assert.True(oldest!.FirstIndex <= 281, $"oldest segment starts at {oldest.FirstIndex}");
+
+            wal.Save(Hard(1, 1, 401), [Make(1, 401, "after")]);
+        }
+
+        using (WriteAheadLog wal = Open(options))
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(new LogIndex(300), state.Snapshot.Index);
+            Assert.Equal([new NodeId(1)], state.Snapshot.ConfState.Voters);
+            AssertSame([.. entries[300..], Make(1, 401, "after")], state.Entries);
+        }
+    }
+
+    [Fact]
+    public void SnapshotMatchingTheLogKeepsLaterEntries()
+    {
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(2, 1, 5), [.. Range(1, 1, 5), .. Range(2, 6, 10)]);
+            wal.ApplySnapshot(new SnapshotMetadata(new LogIndex(7), new Term(2), ConfState.Empty));
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(new LogIndex(7), state.Snapshot.Index);
+            AssertSame(Range(2, 8, 10), state.Entries);
+        }
+    }
+
+    [Fact]
+    public void SnapshotNotInTheLogDiscardsEveryEntry()
+    {
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(2, 1, 5), Range(1, 1, 10));
+            wal.ApplySnapshot(new SnapshotMetadata(new LogIndex(8), new Term(3), ConfState.Empty));
+            Assert.Equal(new LogIndex(8), wal.LastIndex);
+            Assert.Throws<ArgumentException>(() => wal.Save(null, Range(3, 8, 9)));
+            wal.Save(Hard(3, 0, 8), Range(3, 9, 12));
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(new LogIndex(8), state.Snapshot.Index);
+            Assert.Equal(new Term(3), state.Snapshot.Term);
+            AssertSame(Range(3, 9, 12), state.Entries);
+        }
+    }
+
+    [Fact]
+    public void TornTailIsCutAndLogged()
+    {
+        string segment;
+        long goodEnd;
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(1, 1, 0), Range(1, 1, 5));
+            segment = wal.ActiveSegmentPath;
+            goodEnd = wal.ActiveOffset;
+        }
+
+        // Half a record, as a crash mid-write leaves it.
+        using (var stream = new FileStream(segment, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = goodEnd;
+            stream.Write([40, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9]);
+        }
+
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = Open(logger: logger))
+        {
+            AssertSame(Range(1, 1, 5), wal.Load().Entries);
+            Assert.Contains(logger.Lines, l => l.Contains("torn tail", StringComparison.Ordinal) && l.Contains("cut 11 bytes", StringComparison.Ordinal));
+            Assert.Equal(goodEnd, wal.ActiveOffset);
+            wal.Save(null, Range(1, 6, 6));
+        }
+
+        using (WriteAheadLog wal = Open(logger: logger))
+        {
+            AssertSame(Range(1, 1, 6), wal.Load().Entries);
+        }
+    }
+
+    [Fact]
+    public void BadRecordBeforeTheTailRefusesToOpenNamingFileAndOffset()
+    {
+        string segment;
+        using (WriteAheadLog wal = Open())
+        {
+            for (ulong i = 1; i <= 10; i++)
+            {
+                wal.Save(null, [Make(1, i, "payload-" + i)]);
+            }
+
+            segment = wal.ActiveSegmentPath;
+        }
+
+        long offset = WalFormat.SegmentHeaderBytes + 8 + 1 + 17 + 2; // inside the first entry's data
+        FlipBit(segment, offset, 3);
+        var error = Assert.Throws<StorageCorruptionException>(() => Open());
+        Assert.Equal(segment, error.FilePath);
+        Assert.Equal(WalFormat.SegmentHeaderBytes, error.Offset);
+        Assert.Contains(Path.GetFileName(segment), error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CorruptionInAnOlderSegmentRefusesToOpen()
+    {
+        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        using (WriteAheadLog wal = Open(options))
+        {
+            for (ulong i = 1; i <= 200; i++)
+            {
+                wal.Save(null, [Make(1, i, new string('y', 40))]);
+            }
+        }
+
+        string first = Directory.GetFiles(WalPath, "*.wal").Order(StringComparer.Ordinal).First();
+        FlipBit(first, 200, 0);
+        var error = Assert.Throws<StorageCorruptionException>(() => Open(options));
+        Assert.Equal(first, error.FilePath);
+    }
+
+    [Fact]
+    public void RepairOptionTruncatesAtTheFirstBadRecordAndKeepsABackup()
+    {
+        string segment;
+        using (WriteAheadLog wal = Open())
+        {
+            for (ulong i = 1; i <= 10; i++)
+            {
+                wal.Save(null, [Make(1, i, "payload-" + i)]);
+            }
+
+            segment = wal.ActiveSegmentPath;
+        }
+
+        // Corrupt the 4th record (each is 8 + 1 + 17 + 9 or 10 bytes, aligned to 48).
+        var records = new WalReader(PhysicalFileSystem.Instance, keepRecords: true);
+        records.ReadAll(WalSegment.List(PhysicalFileSystem.Instance, WalPath));
+        long fourth = records.Records[3].Offset;
+        FlipBit(segment, fourth + 20, 1);
+
+        Assert.Throws<StorageCorruptionException>(() => Open());
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = Open(new WalOptions { SegmentSizeBytes = 64 * 1024, RepairCorruption = true }, logger))
+        {
+            AssertSame(Range(1, 1, 3, "payload-"), wal.Load().Entries);
+            wal.Save(null, [Make(1, 4, "again")]);
+        }
+
+        Assert.True(File.Exists(segment + ".bak"));
+        Assert.Contains(logger.Lines, l => l.StartsWith("Critical", StringComparison.Ordinal));
+        using (WriteAheadLog wal = Open())
+        {
+            AssertSame([.. Range(1, 1, 3, "payload-"), Make(1, 4, "again")], wal.Load().Entries);
+        }
+    }
+
+    [Fact]
+    public void DiskFullFailsTheBatchKeepsTheStoreConsistentAndLaterSavesWork()
+    {
+        var fileSystem = new FaultyFileSystem();
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
+        {
+            wal.Save(Hard(1, 1, 2), Range(1, 1, 5));
+
+            // Half the batch reaches the file, then the disk is full.
+            fileSystem.FailNextWriteAfterBytes = 100;
+            Assert.Throws<IOException>(() => wal.Save(Hard(1, 1, 5), Range(1, 6, 10, "lost")));
+            Assert.Equal(new LogIndex(5), wal.LastIndex);
+            Assert.Equal(Hard(1, 1, 2), wal.HardState);
+
+            // Still full: the cleanup itself fails too; the next batch must fail, not write after garbage.
+            fileSystem.FailNextWriteAfterBytes = 50;
+            fileSystem.FailWrites = 1;
+            Assert.Throws<IOException>(() => wal.Save(null, Range(1, 6, 10, "lost")));
+
+            // Space is back: a shorter batch than the failed one.
+            wal.Save(Hard(1, 1, 6), Range(1, 6, 6, "kept"));
+            Assert.Equal(new LogIndex(6), wal.LastIndex);
+        }
+
+        using (WriteAheadLog wal = Open(options))
+        {
+            PersistentState state = wal.Load();
+            AssertSame([.. Range(1, 1, 5), .. Range(1, 6, 6, "kept")], state.Entries);
+            Assert.Equal(Hard(1, 1, 6), state.HardState);
+        }
+    }
+
+    [Fact]
+    public void FailedSyncFailsTheBatchAndTheNextSaveWorks()
+    {
+        var fileSystem = new FaultyFileSystem();
+        var options = new WalOptions { SegmentSizeBytes = 64 * 1024 };
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
+        {
+            wal.Save(null, Range(1, 1, 3));
+            fileSystem.FailSyncs = 1;
+            Assert.Throws<IOException>(() => wal.Save(null, Range(1, 4, 9, "unsynced")));
+            wal.Save(null, Range(2, 4, 4));
+        }
+
+        using (WriteAheadLog wal = Open(options))
+        {
+            AssertSame([.. Range(1, 1, 3), .. Range(2, 4, 4)], wal.Load().Entries);
+        }
+    }
+
+    [Fact]
+    public void DiskFullWhileCuttingASegmentLeavesTheLogUsable()
+    {
+        var fileSystem = new FaultyFileSystem();
+        var options = new WalOptions { SegmentSizeBytes = 4096 };
+        var written = new List<Entry>();
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, options, NullLogger.Instance))
+        {
+            ulong index = 1;
+            while (wal.SegmentCount == 1)
+            {
+                Entry entry = Make(1, index++, new string('z', 100));
+                try
+                {
+                    if (wal.ActiveOffset + 200 > options.SegmentSizeBytes)
+                    {
+                        // The next save must cut; make the new segment's creation fail.
+                        fileSystem.FailWrites = 1;
+                        Assert.Throws<IOException>(() => wal.Save(null, [entry]));
+                        Assert.Empty(Directory.GetFiles(WalPath, "*.tmp"));
+                    }
+
+                    wal.Save(null, [entry]);
+                    written.Add(entry);
+                }
+                finally
+                {
+                    fileSystem.FailWrites = 0;
+                }
+            }
+        }
+
+        using (WriteAheadLog wal = Open(options))
+        {
+            AssertSame(written, wal.Load().Entries);
+        }
+    }
+
+    [Fact]
+    public void ForeignFileInTheWalDirectoryIsReported()
+    {
+        Directory.CreateDirectory(WalPath);
+        File.WriteAllText(Path.Combine(WalPath, "notes.wal"), "hello");
+        var error = Assert.Throws<StorageCorruptionException>(() => Open());
+        Assert.Contains("unexpected file name", error.Message, StringComparison.Ordinal);
+    }
+
+    internal static void FlipBit(string path, long offset, int bit)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        stream.Position = offset;
+        int value = stream.ReadByte();
+        stream.Position = offset;
+        stream.WriteByte((byte)(value ^ (1 << bit)));
+    }
+}

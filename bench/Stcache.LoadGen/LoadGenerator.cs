@@ -82,10 +82,17 @@ public sealed class LoadGenerator : IDisposable
                         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                         timeout.CancelAfter(_options.RequestTimeout);
                         using var request = batch == 1 ? WriteRequest(_keys[first]) : EtcdTransaction(first, count);
-                        using var response = await client.SendAsync(request, timeout.Token).ConfigureAwait(false);
-                        if (response.IsSuccessStatusCode)
+                        try
                         {
-                            Interlocked.Add(ref acknowledged, count);
+                            using var response = await client.SendAsync(request, timeout.Token).ConfigureAwait(false);
+                            if (response.IsSuccessStatusCode)
+                            {
+                                Interlocked.Add(ref acknowledged, count);
+                            }
+                        }
+                        catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                        {
+                            // Counted as not acknowledged; the caller compares the total with the key count.
                         }
                     }
                 },

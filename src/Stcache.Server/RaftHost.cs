@@ -40,6 +40,7 @@ public sealed class RaftHost : IAsyncDisposable
     private long _lastSnapshotTimestamp;
     private Task? _snapshotTask;
     private Snapshot? _outgoingSnapshot;
+    private bool _announceAddress;
 
     private Task? _loop;
     private Task? _ticker;
@@ -305,6 +306,11 @@ public sealed class RaftHost : IAsyncDisposable
                     var ready = node.GetReady();
                     await HandleReadyAsync(node, ready).ConfigureAwait(false);
                     node.Advance(ready);
+                    if (_announceAddress)
+                    {
+                        _announceAddress = false;
+                        node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
+                    }
                 }
 
                 PublishStatus(node);
@@ -420,7 +426,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         if (ready.SoftState is { } soft)
         {
-            OnSoftState(node, soft);
+            OnSoftState(soft);
         }
 
         SendAll(ready.Messages);
@@ -460,7 +466,7 @@ public sealed class RaftHost : IAsyncDisposable
         CompleteReadsUpTo(_cache.AppliedIndex);
     }
 
-    private void OnSoftState(RaftNode node, SoftState soft)
+    private void OnSoftState(SoftState soft)
     {
         var previous = _softState;
         _softState = soft;
@@ -470,8 +476,9 @@ public sealed class RaftHost : IAsyncDisposable
             var self = _members.Find(Id);
             if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
             {
-                // Tell every replica where this leader answers HTTP (static clusters start without it).
-                node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
+                // Tell every replica where this leader answers HTTP (static clusters start without it). Proposed
+                // after Advance: the core takes no input while a Ready is being handled.
+                _announceAddress = true;
             }
         }
         else if (soft.Role == RaftRole.Follower && (previous.Role != RaftRole.Follower || previous.Leader != soft.Leader))

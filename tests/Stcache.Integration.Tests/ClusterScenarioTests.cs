@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>Seed 004 (shaj13), raft-demo's static cluster, full restarts and exact value round-trips.</summary>
+public sealed class ClusterScenarioTests : IAsyncLifetime
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
+    private readonly TempDirectory _directory = new();
+    private readonly List<Node> _nodes = [];
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var node in _nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        _directory.Dispose();
+    }
+
+    private Node NewNode(string name, Func<Node, string[]> arguments)
+    {
+        var node = new Node(name, _directory.Path, Node.FreePort(), Node.FreePort(), arguments);
+        _nodes.Add(node);
+        return node;
+    }
+
+    [Fact]
+    public async Task Shaj13WalkthroughJoinByRaftAddressCatchUpAndRemoval()
+    {
+        var first = NewNode("n1", n => ["-state_dir=" + Path.Combine(_directory.Path, "1"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}"]);
+        first.Start();
+        await Api.WaitForLeaderAsync([first], s_wait);
+        var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"hello\", \"Value\":\"medium\"}"));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
+        Assert.Equal("medium", await Api.GetStringAsync($"http://{first.Http}/hello"));
+
+        var second = NewNode("n2", n => ["-state_dir", Path.Combine(_directory.Path, "2"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
+        var third = NewNode("n3", n => ["-state_dir", Path.Combine(_directory.Path, "3"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
+        second.Start();
+        third.Start();
+        await Api.WaitUntilAsync("three members", async () =>
+            JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength() == 3, s_wait, [.. _nodes]);
+        await Api.WaitForLeaderAsync(_nodes, s_wait);
+
+        // Writes are accepted by any member.
+        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
+        Assert.Equal("foo", await Api.GetStringAsync($"http://{second.Http}/foo"));
+
+        // Stop one node, overwrite, restart it: it has caught up.
+        await third.StopAsync();
+        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"bar\"}"));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
+        Assert.Equal("bar", await Api.GetStringAsync($"http://{first.Http}/foo"));
+        third.Start();
+        await Api.WaitUntilAsync("restarted node caught up", async () =>
+            (await Api.SendAsync(HttpMethod.Get, $"http://{third.Http}/foo?consistency=stale")).Body == "bar", s_wait, [.. _nodes]);
+
+        // List members, delete one: it shuts itself down.
+        var members = JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement;
+        string thirdId = members.EnumerateArray().Single(m => m.GetProperty("apiAddress").GetString() == third.Http).GetProperty("id").GetString()!;
+        (status, _, _) = await Api.SendAsync(HttpMethod.Delete, $"http://{first.Http}/mgmt/nodes/{thirdId}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        await third.WaitForExitAsync(s_wait);
+        Assert.Equal(2, JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength());
+    }
+
+    [Fact]
+    public async Task RaftDemoStaticClusterFailsFastWithoutMajorityAndRestartsFromSnapshotPlusLog()
+    {
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();
+        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
+        var nodes = ports.Select((p, i) =>
+        {
+            var node = new Node($"demo{i + 1}", _directory.Path, p.Http, p.Raft, n =>
+                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", "--request-timeout-ms=2000"]);
+            _nodes.Add(node);
+            return node;
+        }).ToArray();
+        foreach (var node in nodes)
+        {
+            node.Start();
+        }
+
+        var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        Assert.True(Directory.Exists(Path.Combine(_directory.Path, "node-1")), "data directory defaults to one per node id");
+
+        // Values with commas, spaces, newlines, unicode and arbitrary bytes round-trip exactly.
+        string tricky = "a,b c\nd é 🙂 \"q\" & = %";
+        var follower = nodes.First(n => n != leader);
+        Assert.Equal("ok\n", await Api.GetStringAsync($"http://{follower.Http}/set?key={Uri.EscapeDataString("k,1 ü")}&value={Uri.EscapeDataString(tricky)}"));
+        Assert.Equal(tricky, await Api.GetStringAsync($"http://{leader.Http}/get?key={Uri.EscapeDataString("k,1 ü")}"));
+        byte[] binary = [.. Enumerable.Range(0, 256).Select(i => (byte)i), 0, 0, 255];
+        var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/bin", binary);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var bytesBack = await Api.Client.GetByteArrayAsync($"http://{follower.Http}/v1/kv/bin");
+        Assert.Equal(binary, bytesBack);
+        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{leader.Http}/", Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { Key = "json", Value = tricky })));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent);
+        Assert.Equal(tricky, await Api.GetStringAsync($"http://{follower.Http}/json"));
+
+        // Keys only a snapshot will hold: written, snapshotted on every node, then the log moves on.
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal("ok\n", await Api.GetStringAsync($"http://{leader.Http}/set?key=snap{i}&value=v{i}"));
+        }
+
+        await Api.WaitUntilAsync("all nodes applied", async () =>
+        {
+            var statuses = await Task.WhenAll(nodes.Select(Api.StatusAsync));
+            return statuses.Select(s => s!.Value.GetProperty("applied").GetUInt64()).Distinct().Count() == 1;
+        }, s_wait, nodes);
+        foreach (var node in nodes)
+        {
+            (status, var body, _) = await Api.SendAsync(HttpMethod.Post, $"http://{node.Http}/v1/snapshot");
+            Assert.True(status == HttpStatusCode.OK, body);
+        }
+
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal("ok\n", await Api.GetStringAsync($"http://{leader.Http}/set?key=log{i}&value=w{i}"));
+        }
+
+        // Two of three down: a write fails fast with 503 instead of succeeding.
+        var currentLeader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        var survivor = nodes.First(n => n != currentLeader);
+        foreach (var node in nodes.Where(n => n != survivor))
+        {
+            await node.KillAsync();
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        (status, var answer, var response) = await Api.SendAsync(HttpMethod.Get, $"http://{survivor.Http}/set?key=lost&value=x");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        string outcome = response.Headers.GetValues("X-Stcache-Outcome").Single();
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), $"took {stopwatch.Elapsed}: {answer}");
+
+        // Full-cluster restart: every key comes back from snapshot plus log.
+        await survivor.StopAsync();
+        foreach (var node in nodes)
+        {
+            node.Start();
+        }
+
+        var newLeader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        foreach (var node in nodes)
+        {
+            await Api.WaitUntilAsync($"{node.Name} restored", async () =>
+                (await Api.SendAsync(HttpMethod.Get, $"http://{node.Http}/get?key=log4&consistency=stale")).Body == "w4", s_wait, nodes);
+            for (int i = 0; i < 20; i++)
+            {
+                Assert.Equal($"v{i}", await Api.GetStringAsync($"http://{node.Http}/get?key=snap{i}"));
+            }
+
+            Assert.Equal(tricky, await Api.GetStringAsync($"http://{node.Http}/get?key={Uri.EscapeDataString("k,1 ü")}"));
+            Assert.Equal(binary, await Api.Client.GetByteArrayAsync($"http://{node.Http}/v1/kv/bin"));
+            if (outcome == "not-applied")
+            {
+                // A 503 that says "not applied" is a promise.
+                Assert.Equal(string.Empty, await Api.GetStringAsync($"http://{node.Http}/get?key=lost"));
+            }
+            var nodeStatus = await Api.StatusAsync(node);
+            Assert.True(nodeStatus!.Value.GetProperty("snapshotIndex").GetUInt64() > 0, "restarted from a snapshot");
+        }
+
+        Assert.NotNull(newLeader);
+    }
+}

@@ -226,8 +226,18 @@ public sealed class LoadGenerator : IDisposable
         {
             var options = _owner._options;
             var timeoutTicks = ToTicks(options.RequestTimeout);
-            using var timeout = new CancellationTokenSource();
-            var timeoutSource = timeout;
+            var timeoutSource = new CancellationTokenSource();
+            try
+            {
+                await LoopAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                timeoutSource.Dispose();
+            }
+
+            async Task LoopAsync()
+            {
             while (!cancellationToken.IsCancellationRequested)
             {
                 long begin = Stopwatch.GetTimestamp();
@@ -302,8 +312,7 @@ public sealed class LoadGenerator : IDisposable
                     await Task.Delay(10, cancellationToken).ConfigureAwait(false);
                 }
             }
-
-            timeoutSource.Dispose();
+            }
         }
 
         private async Task<ErrorKind?> SendAsync(HttpRequestMessage request, bool read, CancellationToken cancellationToken)

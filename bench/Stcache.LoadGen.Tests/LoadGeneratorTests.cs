@@ -17,26 +17,35 @@ public sealed class LoadGeneratorTests
         var server = ServeAsync(listener, stop.Token);
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
 
-        using var generator = new LoadGenerator(new LoadOptions
+        var options = new LoadOptions
         {
             Targets = [new Uri($"http://127.0.0.1:{port}")],
             Connections = 4,
-            Duration = TimeSpan.FromMilliseconds(500),
-            Warmup = TimeSpan.FromMilliseconds(100),
+            Duration = TimeSpan.FromSeconds(1),
+            Warmup = TimeSpan.FromMilliseconds(200),
             KeyCount = 10,
             ReadRatio = 0.5,
-        });
+        };
+
+        // A first, discarded run compiles the HTTP stack: on a loaded machine the first request alone can take
+        // longer than a short measured window.
+        using (var first = new LoadGenerator(options with { Duration = TimeSpan.FromSeconds(1), Warmup = TimeSpan.Zero }))
+        {
+            await first.RunAsync();
+        }
+
+        using var generator = new LoadGenerator(options);
         var report = await generator.RunAsync();
         await stop.CancelAsync();
         listener.Stop();
 
-        Assert.True(report.Succeeded > 0);
-        Assert.True(report.Reads.Count > 0);
+        Assert.True(report.Succeeded > 0, report.ToTable());
+        Assert.True(report.Reads.Count > 0, report.ToTable());
 
         // The responder answers 503 to every key ending in 7: about a tenth of operations.
         Assert.True(report.Errors[ErrorKind.Status5xx] > 0);
         Assert.Equal(0, report.Errors[ErrorKind.Connection]);
-        Assert.InRange(report.Measured.TotalMilliseconds, 400, 700);
+        Assert.InRange(report.Measured.TotalMilliseconds, 900, 1_300);
         Assert.Contains("\"opsPerSecond\"", report.ToJson(), StringComparison.Ordinal);
         Assert.Contains("throughput", report.ToTable(), StringComparison.Ordinal);
         _ = server;

@@ -238,80 +238,80 @@ public sealed class LoadGenerator : IDisposable
 
             async Task LoopAsync()
             {
-            while (!cancellationToken.IsCancellationRequested)
-            {
-                long begin = Stopwatch.GetTimestamp();
-                if (begin >= _end)
+                while (!cancellationToken.IsCancellationRequested)
                 {
-                    return;
-                }
-
-                // Stop the request at the end of the run or at its own timeout, whichever comes first.
-                long remaining = Math.Min(timeoutTicks, _end - begin);
-                if (!timeoutSource.TryReset())
-                {
-                    timeoutSource.Dispose();
-                    timeoutSource = new CancellationTokenSource();
-                }
-
-                timeoutSource.CancelAfter(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
-                string key = _owner._keys[_random.Next(_owner._keys.Length)];
-                var kind = _random.NextDouble() < options.ReadRatio ? OpKind.Read
-                    : options.CasRatio > 0 && _random.NextDouble() < options.CasRatio ? OpKind.Cas
-                    : OpKind.Write;
-                ErrorKind? error;
-                bool connectionFailed = false;
-                try
-                {
-                    error = kind switch
+                    long begin = Stopwatch.GetTimestamp();
+                    if (begin >= _end)
                     {
-                        OpKind.Read => await SendAsync(_owner.ReadRequest(key), read: true, timeoutSource.Token).ConfigureAwait(false),
-                        OpKind.Write => await SendAsync(_owner.WriteRequest(key), read: false, timeoutSource.Token).ConfigureAwait(false),
-                        _ => await CompareAndSetAsync(key, timeoutSource.Token).ConfigureAwait(false),
-                    };
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    if (Stopwatch.GetTimestamp() >= _end)
-                    {
-                        return; // Cut off by the end of the run: neither a success nor an error.
+                        return;
                     }
 
-                    error = ErrorKind.Timeout;
-                }
-                catch (HttpRequestException exception) when (exception.InnerException is not OperationCanceledException)
-                {
-                    error = ErrorKind.Connection;
-                    connectionFailed = true;
-                }
-
-                long finish = Stopwatch.GetTimestamp();
-                if (finish > _end)
-                {
-                    return;
-                }
-
-                if (begin >= _measureFrom)
-                {
-                    if (error is { } failed)
+                    // Stop the request at the end of the run or at its own timeout, whichever comes first.
+                    long remaining = Math.Min(timeoutTicks, _end - begin);
+                    if (!timeoutSource.TryReset())
                     {
-                        Errors[(int)failed]++;
+                        timeoutSource.Dispose();
+                        timeoutSource = new CancellationTokenSource();
                     }
-                    else
-                    {
-                        Succeeded++;
-                        long nanoseconds = (long)((finish - begin) * (1_000_000_000.0 / Stopwatch.Frequency));
-                        var histogram = kind switch { OpKind.Read => Reads, OpKind.Write => Writes, _ => Cas };
-                        histogram.Record(nanoseconds);
-                    }
-                }
 
-                if (connectionFailed)
-                {
-                    // A refused connection fails in microseconds; do not spin on a dead node.
-                    await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+                    timeoutSource.CancelAfter(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
+                    string key = _owner._keys[_random.Next(_owner._keys.Length)];
+                    var kind = _random.NextDouble() < options.ReadRatio ? OpKind.Read
+                        : options.CasRatio > 0 && _random.NextDouble() < options.CasRatio ? OpKind.Cas
+                        : OpKind.Write;
+                    ErrorKind? error;
+                    bool connectionFailed = false;
+                    try
+                    {
+                        error = kind switch
+                        {
+                            OpKind.Read => await SendAsync(_owner.ReadRequest(key), read: true, timeoutSource.Token).ConfigureAwait(false),
+                            OpKind.Write => await SendAsync(_owner.WriteRequest(key), read: false, timeoutSource.Token).ConfigureAwait(false),
+                            _ => await CompareAndSetAsync(key, timeoutSource.Token).ConfigureAwait(false),
+                        };
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        if (Stopwatch.GetTimestamp() >= _end)
+                        {
+                            return; // Cut off by the end of the run: neither a success nor an error.
+                        }
+
+                        error = ErrorKind.Timeout;
+                    }
+                    catch (HttpRequestException exception) when (exception.InnerException is not OperationCanceledException)
+                    {
+                        error = ErrorKind.Connection;
+                        connectionFailed = true;
+                    }
+
+                    long finish = Stopwatch.GetTimestamp();
+                    if (finish > _end)
+                    {
+                        return;
+                    }
+
+                    if (begin >= _measureFrom)
+                    {
+                        if (error is { } failed)
+                        {
+                            Errors[(int)failed]++;
+                        }
+                        else
+                        {
+                            Succeeded++;
+                            long nanoseconds = (long)((finish - begin) * (1_000_000_000.0 / Stopwatch.Frequency));
+                            var histogram = kind switch { OpKind.Read => Reads, OpKind.Write => Writes, _ => Cas };
+                            histogram.Record(nanoseconds);
+                        }
+                    }
+
+                    if (connectionFailed)
+                    {
+                        // A refused connection fails in microseconds; do not spin on a dead node.
+                        await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+                    }
                 }
-            }
             }
         }
 

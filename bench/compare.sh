@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# bench/compare.sh: etcd 3.4 vs stcache vs a bare Kestrel server, in one run on one machine.
+#
+# Starts a 3-node etcd cluster, a 3-node stcache cluster and the baseline server on free loopback ports with
+# temporary data directories, drives each with wrk and the same Lua scripts (bench/wrk), measures failover and
+# memory, prints a side-by-side table and writes CSV/JSON/SVG under bench/results/<UTC time>/.
+# Everything it starts is stopped on exit. See docs/PERFORMANCE.md.
+#
+# Settings (environment):
+#   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
+#   SYSTEMS            which systems to run (default "etcd stcache baseline"; stcache is skipped without ./build.sh)
+#   DURATION           seconds per measured wrk run (default 8; QUICK 2)
+#   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
+#   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
+#   CONNECTIONS        connections for the other workloads (default 64)
+#   WRK_THREADS        wrk threads (default 2)
+#   FAILOVER_REPS      leader kills per system (default 10; QUICK 3)
+#   MEMORY_KEYS        keys of 100 B loaded before measuring RSS (default 1000000; QUICK 50000)
+#   OUT                results directory (default bench/results/<UTC time>)
+#   STCACHE_FLAGS      extra flags for every stcached node
+#   STCACHED           use this stcached binary instead of building with ./build.sh
+#   KEEP=1             keep the temporary directory (logs, data) for inspection
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+QUICK=${QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then
+  DURATION=${DURATION:-2}
+  WARMUP=${WARMUP:-1}
+  FAILOVER_REPS=${FAILOVER_REPS:-3}
+  MEMORY_KEYS=${MEMORY_KEYS:-50000}
+  WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
+else
+  DURATION=${DURATION:-8}
+  WARMUP=${WARMUP:-2}
+  FAILOVER_REPS=${FAILOVER_REPS:-10}
+  MEMORY_KEYS=${MEMORY_KEYS:-1000000}
+  WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
+fi
+SYSTEMS=${SYSTEMS:-"etcd stcache baseline"}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+STCACHE_FLAGS=${STCACHE_FLAGS:-}
+KEEP=${KEEP:-0}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-"$BENCH/results/$STAMP"}
+
+log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# ---- prerequisites --------------------------------------------------------------------------------------------
+
+install_missing() {
+  local missing=()
+  command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  if (( ${#missing[@]} == 0 )); then
+    return
+  fi
+  [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+
+# ---- process bookkeeping ----------------------------------------------------------------------------------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stcache-compare.XXXXXX")
+declare -A PIDS=()     # name -> pid of every process we started
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for name in "${!PIDS[@]}"; do
+    kill -TERM "${PIDS[$name]}" 2>/dev/null || true
+  done
+  sleep 0.5
+  for name in "${!PIDS[@]}"; do
+    kill -KILL "${PIDS[$name]}" 2>/dev/null || true
+    wait "${PIDS[$name]}" 2>/dev/null || true
+  done
+  if [[ "$KEEP" == 1 ]]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_process() { # name logfile command...
+  local name=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 &
+  PIDS[$name]=$!
+}
+
+stop_process() { # name [signal]
+  local name=$1 signal=${2:-KILL}
+  local pid=${PIDS[$name]:-}
+  [[ -n "$pid" ]] || return 0
+  kill "-$signal" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PIDS[$name]"
+}
+
+# Free loopback ports: ask the kernel for an ephemeral port and remember it, so no port is handed out twice.
+declare -A USED_PORTS=()
+free_port() {
+  local port
+  while true; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    if [[ -z "${USED_PORTS[$port]:-}" ]]; then
+      USED_PORTS[$port]=1
+      echo "$port"
+      return
+    fi
+  done
+}
+
+wait_until() { # seconds command... : retries every 100 ms
+  local deadline=$(( $(now_ms) + $1 * 1000 ))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    (( $(now_ms) < deadline )) || return 1
+    sleep 0.1
+  done
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+json_field() { # field : reads JSON on stdin, prints a top-level (or header.) field
+  python3 -c 'import json,sys
+d = json.load(sys.stdin)
+f = sys.argv[1]
+v = d
+for part in f.split("."):
+    v = v.get(part, "") if isinstance(v, dict) else ""
+print(v)' "$1"
+}
+
+# ---- etcd -------------------------------------------------------------------------------------------------------
+
+declare -a ETCD_CLIENT=() ETCD_PEER=()
+etcd_start_node() { # index (1-based)
+  local i=$1 cluster="" j
+  for j in 1 2 3; do
+    cluster+="${cluster:+,}e$j=http://127.0.0.1:${ETCD_PEER[$j]}"
+  done
+  start_process "etcd$i" "$WORK/etcd$i.log" etcd --name "e$i" --data-dir "$WORK/etcd$i" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "compare-$STAMP" \
+    --logger zap --log-level warn
+}
+
+etcd_healthy() { curl -sf --max-time 1 "http://127.0.0.1:${ETCD_CLIENT[$1]}/health" | grep -q '"health":"true"'; }
+
+etcd_start() {
+  local i
+  for i in 1 2 3; do
+    ETCD_CLIENT[$i]=$(free_port)
+    ETCD_PEER[$i]=$(free_port)
+  done
+  for i in 1 2 3; do
+    etcd_start_node "$i"
+  done
+  for i in 1 2 3; do
+    wait_until 30 etcd_healthy "$i" || die "etcd node $i did not become healthy (see $WORK/etcd$i.log)"
+  done
+  log "etcd $(etcd --version | head -1 | awk '{print $3}') up on client ports ${ETCD_CLIENT[*]}"
+}
+
+etcd_leader() { # prints the 1-based index of the leader, or nothing
+  local i member leader
+  for i in 1 2 3; do
+    [[ -n "${PIDS[etcd$i]:-}" ]] || continue
+    local status
+    status=$(curl -sf --max-time 1 -X POST -d '{}' "http://127.0.0.1:${ETCD_CLIENT[$i]}/v3/maintenance/status") || continue
+    member=$(json_field header.member_id <<<"$status")
+    leader=$(json_field leader <<<"$status")
+    if [[ -n "$member" && "$member" == "$leader" ]]; then
+      echo "$i"
+      return
+    fi
+  done
+}
+
+etcd_put() { # index : one write with a short timeout; success only when acknowledged
+  curl -sf --max-time 0.5 -X POST -d '{"key":"ZmFpbG92ZXI=","value":"eA=="}' "http://127.0.0.1:${ETCD_CLIENT[$1]}/v3/kv/put" 2>/dev/null | grep -q '"revision"'
+}
+
+etcd_url() { echo "http://127.0.0.1:${ETCD_CLIENT[$1]}"; }
+
+etcd_pids() { local i; for i in 1 2 3; do echo "${PIDS[etcd$i]:-}"; done; }
+
+# ---- stcache ----------------------------------------------------------------------------------------------------
+
+declare -a ST_HTTP=() ST_RAFT=()
+STCACHED=${STCACHED:-}
+stcache_build() {
+  if [[ -n "$STCACHED" ]]; then
+    [[ -x "$STCACHED" ]] || die "STCACHED=$STCACHED is not executable"
+    return 0
+  fi
+  [[ -x "$ROOT/build.sh" ]] || return 1
+  log "building stcache (./build.sh)"
+  (cd "$ROOT" && ./build.sh) >"$WORK/build.log" 2>&1 || die "./build.sh failed (see $WORK/build.log)"
+  STCACHED="$ROOT/out/stcached"
+  [[ -x "$STCACHED" ]] || die "./build.sh did not produce out/stcached"
+}
+
+stcache_start_node() { # index (1-based): the raft-demo static form, so every node starts (and restarts) alike
+  local i=$1 cluster="" j
+  for j in 1 2 3; do
+    cluster+="${cluster:+,}$j/127.0.0.1:${ST_RAFT[$j]}"
+  done
+  # shellcheck disable=SC2086 # STCACHE_FLAGS is a list of flags
+  start_process "stcache$i" "$WORK/stcache$i.log" "$STCACHED" --http_addr="127.0.0.1:${ST_HTTP[$i]}" \
+    --raft_addr="127.0.0.1:${ST_RAFT[$i]}" --raft_id="$i" --raft_cluster="$cluster" --node="$WORK/stcache$i" \
+    --log-level=Warning $STCACHE_FLAGS
+}
+
+stcache_healthy() { curl -sf --max-time 1 "http://127.0.0.1:${ST_HTTP[$1]}/v1/status" | grep -q '"leader":"[1-9]'; }
+
+stcache_start() {
+  local i
+  for i in 1 2 3; do
+    ST_HTTP[$i]=$(free_port)
+    ST_RAFT[$i]=$(free_port)
+  done
+  for i in 1 2 3; do
+    stcache_start_node "$i"
+  done
+  for i in 1 2 3; do
+    wait_until 30 stcache_healthy "$i" || die "stcache node $i did not see a leader (see $WORK/stcache$i.log)"
+  done
+  wait_until 30 stcache_put 1 || die "stcache did not acknowledge a write"
+  log "stcache up on HTTP ports ${ST_HTTP[*]}"
+}
+
+stcache_leader() {
+  local i status role
+  for i in 1 2 3; do
+    [[ -n "${PIDS[stcache$i]:-}" ]] || continue
+    status=$(curl -sf --max-time 1 "http://127.0.0.1:${ST_HTTP[$i]}/v1/status") || continue
+    role=$(json_field role <<<"$status")
+    if [[ "${role,,}" == leader ]]; then
+      echo "$i"
+      return
+    fi
+  done
+}
+
+stcache_put() { curl -sf --max-time 0.5 -X PUT --data-binary x "http://127.0.0.1:${ST_HTTP[$1]}/v1/kv/failover" >/dev/null 2>&1; }
+
+stcache_url() { echo "http://127.0.0.1:${ST_HTTP[$1]}"; }
+
+stcache_pids() { local i; for i in 1 2 3; do echo "${PIDS[stcache$i]:-}"; done; }
+
+# ---- baseline ---------------------------------------------------------------------------------------------------
+
+BASELINE_PORT=""
+baseline_start() {
+  log "building the baseline server"
+  dotnet publish "$BENCH/baseline/Stcache.Baseline.csproj" -c Release -o "$WORK/baseline" --nologo -v quiet >"$WORK/baseline-build.log" 2>&1 ||
+    die "baseline build failed (see $WORK/baseline-build.log)"
+  BASELINE_PORT=$(free_port)
+  start_process baseline "$WORK/baseline.log" "$WORK/baseline/stcache-baseline" --urls "http://127.0.0.1:$BASELINE_PORT"
+  wait_until 30 curl -sf --max-time 1 "http://127.0.0.1:$BASELINE_PORT/health" || die "baseline did not start"
+  log "baseline up on port $BASELINE_PORT"
+}
+
+# ---- wrk --------------------------------------------------------------------------------------------------------
+
+RESULTS_CSV="$OUT/results.csv"
+run_wrk() { # system workload script connections url dialect [extra lua args...]
+  local system=$1 workload=$2 script=$3 connections=$4 url=$5 dialect=$6
+  shift 6
+  local threads=$(( connections < WRK_THREADS ? connections : WRK_THREADS ))
+  local raw="$OUT/raw/$system-$workload-c$connections.txt"
+  if (( WARMUP > 0 )); then
+    wrk -t"$threads" -c"$connections" -d"${WARMUP}s" --timeout 5s -s "$BENCH/wrk/$script" "$url" -- "dialect=$dialect" "$@" >/dev/null 2>&1 || true
+  fi
+  wrk -t"$threads" -c"$connections" -d"${DURATION}s" --timeout 5s -s "$BENCH/wrk/$script" "$url" -- "dialect=$dialect" "$@" >"$raw" 2>&1 ||
+    log "wrk failed for $system $workload (see $raw)"
+  local json
+  json=$(sed -n 's/^WRKJSON //p' "$raw" | tail -1)
+  if [[ -z "$json" ]]; then
+    log "no result for $system $workload c=$connections"
+    return
+  fi
+  python3 - "$system" "$workload" "$connections" "$json" >>"$RESULTS_CSV" <<'PY'
+import json, sys
+system, workload, connections, raw = sys.argv[1:5]
+d = json.loads(raw)
+errors = sum(d["errors"].values())
+ms = lambda us: f"{us / 1000:.3f}"
+print(",".join([system, workload, connections, f'{d["rps"]:.0f}', ms(d["p50_us"]), ms(d["p90_us"]), ms(d["p99_us"]),
+                ms(d["p999_us"]), ms(d["max_us"]), str(d["requests"]), str(errors)]))
+PY
+  log "$(printf '%-8s %-11s c=%-3s %s' "$system" "$workload" "$connections" "$(tail -1 "$RESULTS_CSV" | cut -d, -f4,7 | sed 's/,/ ops\/s, p99 /') ms")"
+}
+
+# Every workload, for a system reachable at url with the given Lua dialect.
+run_workloads() { # system url dialect loadgen-api
+  local system=$1 url=$2 dialect=$3 api=$4 c
+  # Write every key once first, so that no read meets a missing key (a 404 would count as an error).
+  "$WORK/loadgen/stcache-loadgen" --api="$api" --targets="$url" --connections=16 --keys=10000 --value-size=100 \
+    --preload-only --timeout=30s >/dev/null 2>>"$WORK/loadgen.log" || log "$system: preload of 10,000 keys incomplete"
+  for c in $WRITE_CONNECTIONS; do
+    run_wrk "$system" puts puts.lua "$c" "$url" "$dialect"
+  done
+  run_wrk "$system" gets gets.lua "$CONNECTIONS" "$url" "$dialect"
+  run_wrk "$system" mix-90-10 mix.lua "$CONNECTIONS" "$url" "$dialect"
+  run_wrk "$system" puts-1k puts-1k.lua "$CONNECTIONS" "$url" "$dialect"
+  run_wrk "$system" stale-gets stale-gets.lua "$CONNECTIONS" "$url" "$dialect"
+}
+
+# ---- failover and memory ------------------------------------------------------------------------------------------
+
+FAILOVER_CSV="$OUT/failover.csv"
+measure_failover() { # system start_node_fn leader_fn put_fn
+  local system=$1 start_fn=$2 leader_fn=$3 put_fn=$4 rep leader killed_at acked_at i ok
+  for (( rep = 1; rep <= FAILOVER_REPS; rep++ )); do
+    leader=$($leader_fn)
+    [[ -n "$leader" ]] || { wait_until 20 "$put_fn" 1; leader=$($leader_fn); }
+    [[ -n "$leader" ]] || die "$system: no leader before failover $rep"
+    killed_at=$(now_ms)
+    stop_process "$system$leader" KILL
+    ok=0
+    while (( $(now_ms) - killed_at < 30000 )); do
+      for i in 1 2 3; do
+        [[ $i == "$leader" ]] && continue
+        if $put_fn "$i"; then
+          ok=1
+          break 2
+        fi
+      done
+    done
+    acked_at=$(now_ms)
+    if (( ok == 1 )); then
+      echo "$system,$rep,$(( acked_at - killed_at ))" >>"$FAILOVER_CSV"
+      log "$system failover $rep: killed node $leader, next acknowledged write after $(( acked_at - killed_at )) ms"
+    else
+      echo "$system,$rep," >>"$FAILOVER_CSV"
+      log "$system failover $rep: no acknowledged write within 30 s"
+    fi
+    # Bring the old leader back as a follower and let it catch up before the next kill.
+    $start_fn "$leader"
+    wait_until 30 "${system}_healthy" "$leader" || die "$system node $leader did not come back (see $WORK/$system$leader.log)"
+    sleep 1
+  done
+}
+
+MEMORY_CSV="$OUT/memory.csv"
+measure_memory() { # system api url pids...
+  local system=$1 api=$2 url=$3 loaded pid node=0
+  shift 3
+  log "$system: loading $MEMORY_KEYS keys of 100 B for the memory figure"
+  loaded=$("$WORK/loadgen/stcache-loadgen" --api="$api" --targets="$url" --connections=64 --keys="$MEMORY_KEYS" \
+    --value-size=100 --key-prefix=m --preload-only --timeout=30s 2>>"$WORK/loadgen.log") || true
+  sleep 2
+  for pid in "$@"; do
+    node=$(( node + 1 ))
+    [[ -n "$pid" ]] || continue
+    echo "$system,$node,${loaded:-0},$(rss_kib "$pid")" >>"$MEMORY_CSV"
+    log "$system node $node: RSS $(rss_kib "$pid") KiB after ${loaded:-0} keys"
+  done
+}
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+install_missing
+mkdir -p "$OUT/raw"
+echo "system,workload,connections,ops_per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,requests,errors" >"$RESULTS_CSV"
+echo "system,rep,ms" >"$FAILOVER_CSV"
+echo "system,node,keys,rss_kib" >"$MEMORY_CSV"
+{
+  echo "date_utc=$STAMP"
+  echo "kernel=$(uname -sr)"
+  echo "cpus=$(nproc)"
+  echo "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "memory_mib=$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
+  echo "etcd=$(command -v etcd >/dev/null && etcd --version | head -1 | awk '{print $3}')"
+  echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+  echo "dotnet=$(dotnet --version)"
+  echo "stcache_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "stcache_flags=$STCACHE_FLAGS"
+  echo "duration_s=$DURATION warmup_s=$WARMUP connections=$CONNECTIONS write_connections=\"$WRITE_CONNECTIONS\" failover_reps=$FAILOVER_REPS memory_keys=$MEMORY_KEYS quick=$QUICK"
+  echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.txt"
+
+log "building the load generator (used to preload keys for the memory figure)"
+dotnet publish "$BENCH/Stcache.LoadGen/Stcache.LoadGen.csproj" -c Release -o "$WORK/loadgen" --nologo -v quiet >"$WORK/loadgen-build.log" 2>&1 ||
+  die "load generator build failed (see $WORK/loadgen-build.log)"
+
+if has_system stcache && ! stcache_build; then
+  log "no ./build.sh yet: skipping stcache"
+  SYSTEMS=${SYSTEMS//stcache/}
+fi
+
+# One system at a time on the machine, so none steals CPU from another's measurement.
+if has_system etcd; then
+  etcd_start
+  leader=$(etcd_leader)
+  run_workloads etcd "$(etcd_url "$leader")" etcd etcd
+  measure_failover etcd etcd_start_node etcd_leader etcd_put
+  leader=$(etcd_leader)
+  measure_memory etcd etcd "$(etcd_url "$leader")" $(etcd_pids)
+  for i in 1 2 3; do stop_process "etcd$i" TERM; done
+fi
+
+if has_system stcache; then
+  stcache_start
+  leader=$(stcache_leader)
+  run_workloads stcache "$(stcache_url "$leader")" stcache v1
+  measure_failover stcache stcache_start_node stcache_leader stcache_put
+  leader=$(stcache_leader)
+  measure_memory stcache v1 "$(stcache_url "$leader")" $(stcache_pids)
+  for i in 1 2 3; do stop_process "stcache$i" TERM; done
+fi
+
+if has_system baseline; then
+  baseline_start
+  run_workloads baseline "http://127.0.0.1:$BASELINE_PORT" stcache v1
+  measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"
+  stop_process baseline TERM
+fi
+
+echo "loadavg_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+python3 "$BENCH/report.py" "$OUT"
+log "results in $OUT"

@@ -1,0 +1,4 @@
+-- wrk -s gets.lua URL -- dialect=etcd|stcache|seed   (see kv.lua; arguments override these defaults)
+kv_defaults = { reads = 1, value = 100, keys = 10000 }
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "kv.lua")

@@ -346,7 +346,16 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
             return forward;
         }
 
-        return await ConfChangeAsync(new ConfChange(ConfChangeType.AddVoter, new NodeId(id), info.ToContext()), context.RequestAborted);
+        // A new member joins as a learner; the leader's host promotes it to voter once it has caught up
+        // (thesis §4.2.1, RaftHost.PromoteCaughtUpLearners). An empty voter would count towards the quorum at once,
+        // stalling commits, or blocking them for good if it never came up.
+        var nodeId = new NodeId(id);
+        if (host.Status.ConfState.IsMember(nodeId))
+        {
+            return null;
+        }
+
+        return await ConfChangeAsync(new ConfChange(ConfChangeType.AddLearner, nodeId, info.ToContext()), context.RequestAborted);
     }
 
     private async Task<IResult> RemoveMember(HttpContext context, string id)

@@ -6,6 +6,9 @@ namespace Stcache.Server;
 /// <summary>RaftHost events, ids 1000-1099.</summary>
 internal static partial class Log
 {
+    [LoggerMessage(1040, LogLevel.Information, "Learner {NodeId} has caught up (match {Match}); proposing it as a voter")]
+    public static partial void PromotingLearner(ILogger logger, NodeId nodeId, LogIndex match);
+
     [LoggerMessage(1000, LogLevel.Information, "Node {NodeId} starting: term {Term}, commit {Commit}, snapshot {SnapshotIndex}, {EntryCount} log entries")]
     public static partial void HostStarted(ILogger logger, NodeId nodeId, Term term, LogIndex commit, LogIndex snapshotIndex, int entryCount);
 

@@ -44,6 +44,7 @@ public sealed class RaftHost : IAsyncDisposable
 
     private long _tickEpoch;
     private long _ticksDone;
+    private long _lastPromotionTick = -1;
     private Task? _loop;
     private Task? _ticker;
     private volatile HostStatus _status;
@@ -304,6 +305,39 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// On the leader: a learner that holds everything committed is proposed as a voter. Joins add learners, so a
+    /// new member starts counting towards the quorum only once it can vote usefully (thesis §4.2.1). A change that
+    /// is refused because another is in flight is simply tried again after a later batch.
+    /// </summary>
+    private void PromoteCaughtUpLearners(RaftNode node)
+    {
+        if (node.Role != RaftRole.Leader || node.ConfState.Learners.Count == 0 || _ticksDone == _lastPromotionTick)
+        {
+            return;
+        }
+
+        _lastPromotionTick = _ticksDone;
+        var status = node.GetStatus();
+        foreach (var progress in status.Progress)
+        {
+            if (!progress.IsLearner || progress.Match < status.Commit || progress.Match == LogIndex.Zero)
+            {
+                continue;
+            }
+
+            var info = _members.Find(progress.Id);
+            var context = info?.ToContext() ?? ReadOnlyMemory<byte>.Empty;
+            var result = node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, progress.Id, context));
+            if (result.IsAccepted)
+            {
+                Log.PromotingLearner(_logger, progress.Id, progress.Match);
+            }
+
+            return; // One change at a time.
+        }
+    }
+
     private async Task RunLoopAsync()
     {
         var node = _node!;
@@ -332,6 +366,7 @@ public sealed class RaftHost : IAsyncDisposable
                     }
                 }
 
+                PromoteCaughtUpLearners(node);
                 PublishStatus(node);
                 if (Volatile.Read(ref _removed) == 1)
                 {

@@ -610,7 +610,12 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     private async Task<IResult> ForwardAsync(HttpContext context, string leaderAddress, byte[]? body)
     {
         var request = context.Request;
-        using var message = new HttpRequestMessage(new HttpMethod(request.Method), $"{options.HttpScheme}://{leaderAddress}{request.PathBase}{request.Path}{request.QueryString}");
+        // Forward the target exactly as the client sent it: re-encoding the decoded path would turn a key holding a
+        // literal escape such as "a%41b" into "aAb".
+        string target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw && raw[0] == '/'
+            ? raw
+            : $"{request.PathBase}{request.Path}{request.QueryString}";
+        using var message = new HttpRequestMessage(new HttpMethod(request.Method), new Uri($"{options.HttpScheme}://{leaderAddress}{target}", UriKind.Absolute));
         message.Headers.TryAddWithoutValidation(ForwardedHeader, host.Id.ToString());
         if (body is not null)
         {

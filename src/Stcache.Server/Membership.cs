@@ -148,18 +148,14 @@ public sealed class MemberBook
         }
     }
 
-    public void ReplaceAll(IEnumerable<MemberInfo> members)
+    /// <summary>
+    /// Adds or updates the members a snapshot names. Members it does not name are kept: the node may have learned
+    /// them after the snapshot was taken (the leader that sends it, say, from the join answer), and forgetting the
+    /// leader's address would leave the node unable to answer it. Removal happens only through RemoveNode entries.
+    /// </summary>
+    public void MergeAll(IEnumerable<MemberInfo> members)
     {
-        var incoming = members.ToDictionary(m => m.Id);
-        foreach (ulong id in _members.Keys)
-        {
-            if (!incoming.ContainsKey(id))
-            {
-                Remove(new NodeId(id));
-            }
-        }
-
-        foreach (var member in incoming.Values)
+        foreach (var member in members)
         {
             Set(member);
         }

@@ -42,7 +42,7 @@ public static class Program
         {
             return await RunAsync(options);
         }
-        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException or CertificateFileException)
+        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException or CertificateFileException or StorageCorruptionException)
         {
             await Console.Error.WriteLineAsync("stcached: " + e.Message);
             return 1;

@@ -633,7 +633,7 @@ public sealed class RaftHost : IAsyncDisposable
             throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {snapshot.Metadata.Index}");
         }
 
-        _members.ReplaceAll(members);
+        _members.MergeAll(members);
         _confState = snapshot.Metadata.ConfState;
         _appliedTerm = snapshot.Metadata.Term;
     }

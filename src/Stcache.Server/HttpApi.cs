@@ -131,6 +131,11 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     private IResult Ready()
     {
         var status = host.Status;
+        if (host.StorageFailing)
+        {
+            return Error(StatusCodes.Status503ServiceUnavailable, "the write-ahead log refuses writes (disk full or failing); see the node's log", "not-applied");
+        }
+
         return status.Leader.IsNone
             ? Error(StatusCodes.Status503ServiceUnavailable, "no leader known", "not-applied")
             : TypedResults.Text("ok\n");

@@ -6,6 +6,12 @@ namespace Stcache.Server;
 /// <summary>RaftHost events, ids 1000-1099.</summary>
 internal static partial class Log
 {
+    [LoggerMessage(1041, LogLevel.Error, "Write-ahead log refused a batch ({Reason}); nothing of it is acknowledged; retrying in {Delay}")]
+    public static partial void StorageSaveFailed(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(1042, LogLevel.Warning, "Write-ahead log accepts writes again")]
+    public static partial void StorageRecovered(ILogger logger);
+
     [LoggerMessage(1040, LogLevel.Information, "Learner {NodeId} has caught up (match {Match}); proposing it as a voter")]
     public static partial void PromotingLearner(ILogger logger, NodeId nodeId, LogIndex match);
 

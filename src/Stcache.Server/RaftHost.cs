@@ -44,6 +44,7 @@ public sealed class RaftHost : IAsyncDisposable
 
     private long _tickEpoch;
     private long _ticksDone;
+    private volatile bool _storageFailing;
     private long _lastPromotionTick = -1;
     private Task? _loop;
     private Task? _ticker;
@@ -338,6 +339,41 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Persists one batch, retrying with back-off while the disk refuses it (full, or failing). Nothing of the
+    /// batch is acknowledged meanwhile: its votes and append acknowledgements wait, clients' requests time out
+    /// with "outcome unknown", peers see a silent node and elect around it if it led. When space returns, the same
+    /// batch is written (the WAL cleared what the failed attempt left) and the node carries on.
+    /// </summary>
+    private async Task SaveDurablyAsync(HardState? hardState, IReadOnlyList<Entry> entries)
+    {
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            try
+            {
+                _logStore.Save(hardState, entries);
+                if (_storageFailing)
+                {
+                    _storageFailing = false;
+                    Log.StorageRecovered(_logger);
+                }
+
+                return;
+            }
+            catch (IOException e) when (!_stopping.IsCancellationRequested)
+            {
+                _storageFailing = true;
+                Log.StorageSaveFailed(_logger, e.Message, delay);
+                await Task.Delay(delay, _stopping.Token).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
+        }
+    }
+
+    /// <summary>True while the write-ahead log refuses writes; /readyz reports the node not ready.</summary>
+    public bool StorageFailing => _storageFailing;
+
     private async Task RunLoopAsync()
     {
         var node = _node!;
@@ -492,7 +528,7 @@ public sealed class RaftHost : IAsyncDisposable
 
         if (ready.HardState is not null || ready.Entries.Count > 0)
         {
-            _logStore.Save(ready.HardState, ready.Entries);
+            await SaveDurablyAsync(ready.HardState, ready.Entries).ConfigureAwait(false);
         }
 
         SendAll(ready.MessagesAfterPersist);
@@ -821,6 +857,9 @@ public sealed class RaftHost : IAsyncDisposable
 
         _lastSnapshot = saved.Metadata;
         node.SnapshotTaken(saved.Metadata, _options.SnapshotTrailingEntries);
+
+        // The WAL deletes segments only behind a snapshot it knows of; the snapshot file is durable by now.
+        _logStore.ApplySnapshot(saved.Metadata);
         if (saved.Metadata.Index.Value > _options.SnapshotTrailingEntries)
         {
             _logStore.Compact(saved.Metadata.Index - _options.SnapshotTrailingEntries);

@@ -35,7 +35,10 @@ public sealed class RaftHost : IAsyncDisposable
     private ConfState _confState = ConfState.Empty;
     private Term _appliedTerm;
     private SoftState _softState;
-    private ulong _nextReadId;
+    // Read request ids start at a random point in every process: a leader's answer to a read this node's previous
+    // incarnation asked for (before a kill -9) can still arrive, and must not complete a new read with an older
+    // read index.
+    private ulong _nextReadId = (ulong)Random.Shared.NextInt64();
     private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
     private long _lastSnapshotTimestamp;
     private Task? _snapshotTask;

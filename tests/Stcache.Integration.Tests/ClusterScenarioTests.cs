@@ -73,6 +73,61 @@ public sealed class ClusterScenarioTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FollowerFarBehindIsCaughtUpBySnapshot()
+    {
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();
+        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
+        var nodes = ports.Select((p, i) =>
+        {
+            // Snapshot every 50 entries and keep only 10 behind it, so a follower that misses 300 writes can only
+            // be repaired with a snapshot.
+            var node = new Node($"lag{i + 1}", _directory.Path, p.Http, p.Raft, n =>
+                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}",
+                 $"--node={Path.Combine(_directory.Path, $"lag-{i + 1}")}", "--snapshot-threshold=50", "--snapshot-trailing=10", "--snapshot-interval-s=0"]);
+            _nodes.Add(node);
+            return node;
+        }).ToArray();
+        foreach (var node in nodes)
+        {
+            node.Start();
+        }
+
+        var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        var lagging = nodes.First(n => n != leader);
+        await lagging.StopAsync();
+        for (int i = 0; i < 300; i++)
+        {
+            Assert.Equal("ok\n", await Api.GetStringAsync($"http://{leader.Http}/set?key=k{i}&value=v{i}"));
+        }
+
+        // Every running node has snapshotted (and so compacted) well past what the lagging one holds.
+        await Api.WaitUntilAsync("snapshots past index 250 on the running nodes", async () =>
+        {
+            foreach (var node in nodes.Where(n => n != lagging))
+            {
+                if ((await Api.StatusAsync(node))?.GetProperty("snapshotIndex").GetUInt64() is not >= 250)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }, s_wait, nodes);
+        lagging.Start();
+        await Api.WaitUntilAsync("the lagging follower installs a snapshot and serves the last write", async () =>
+        {
+            var (status, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{lagging.Http}/v1/kv/k299?consistency=stale");
+            return status == HttpStatusCode.OK && body == "v299";
+        }, s_wait, nodes);
+        Assert.True(lagging.Output.Contains("Snapshot from the leader installed", StringComparison.Ordinal),
+            "expected a snapshot install; lagging node:\n" + Api.Tail(lagging.Output, 30) + "\nleader:\n" + Api.Tail(leader.Output, 30));
+        for (int i = 0; i < 300; i += 37)
+        {
+            Assert.Equal($"v{i}", await Api.GetStringAsync($"http://{lagging.Http}/v1/kv/k{i}?consistency=stale"));
+        }
+    }
+
+    [Fact]
     public async Task RaftDemoStaticClusterFailsFastWithoutMajorityAndRestartsFromSnapshotPlusLog()
     {
         var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();

@@ -1,0 +1,160 @@
+using Stcache.Raft;
+
+namespace Stcache.Simulation.Sim;
+
+/// <summary>
+/// Cluster-wide safety checks fed by the hosts: election safety (one leader per term), log matching (same index
+/// and term means the same entry and the same term before it), leader completeness (a new leader holds every
+/// committed entry), state machine safety (every node applies the same entry at an index; committed entries never
+/// change). Committed entries are learned from what nodes apply.
+/// </summary>
+public sealed class SafetyOracle
+{
+    private readonly Dictionary<Term, NodeId> _leaders = [];
+    private readonly List<Entry?> _committed = [null];
+    private readonly Dictionary<(ulong Index, ulong Term), (byte[] Data, EntryType Type, Term? PreviousTerm)> _entries = [];
+    private readonly Dictionary<long, (LogIndex Index, long Time)> _operationsCommitted = [];
+
+    /// <summary>Highest index known committed (entries below it may be unknown when only snapshots carried them).</summary>
+    public LogIndex CommittedMax => new((ulong)_committed.Count - 1);
+
+    public int LeaderTermCount => _leaders.Count;
+
+    public IReadOnlyDictionary<Term, NodeId> Leaders => _leaders;
+
+    public bool TryGetCommitted(LogIndex index, out Entry entry)
+    {
+        entry = default;
+        if (index.Value >= (ulong)_committed.Count || _committed[(int)index.Value] is not { } e)
+        {
+            return false;
+        }
+
+        entry = e;
+        return true;
+    }
+
+    /// <summary>When the write with this operation id first became visible (applied anywhere), if it ever did.</summary>
+    public bool TryGetOperationCommit(long operationId, out LogIndex index, out long time)
+    {
+        bool found = _operationsCommitted.TryGetValue(operationId, out var at);
+        index = at.Index;
+        time = at.Time;
+        return found;
+    }
+
+    public void ObserveRole(NodeId node, RaftRole role, Term term)
+    {
+        if (role != RaftRole.Leader)
+        {
+            return;
+        }
+
+        if (_leaders.TryGetValue(term, out var existing))
+        {
+            if (existing != node)
+            {
+                throw new SimulationFailureException($"election safety: nodes {existing} and {node} are both leader of term {term}");
+            }
+
+            return;
+        }
+
+        _leaders.Add(term, node);
+    }
+
+    /// <summary>Leader completeness: a newly elected leader's durable log holds every committed entry.</summary>
+    public void CheckLeaderCompleteness(NodeId leader, Term term, SimDisk disk)
+    {
+        for (ulong i = disk.SnapshotMetadata.Index.Value + 1; i < (ulong)_committed.Count; i++)
+        {
+            if (_committed[(int)i] is not { } committed)
+            {
+                continue;
+            }
+
+            if (!disk.TryGetEntry(new LogIndex(i), out var entry) || entry.Term != committed.Term)
+            {
+                string has = disk.TryGetEntry(new LogIndex(i), out entry) ? $"term {entry.Term}" : "nothing";
+                throw new SimulationFailureException(
+                    $"leader completeness: node {leader} became leader of term {term} but holds {has} at index {i}, where term {committed.Term} is committed");
+            }
+        }
+
+        if (disk.SnapshotMetadata.Index.Value < (ulong)_committed.Count &&
+            _committed[(int)disk.SnapshotMetadata.Index.Value] is { } atSnapshot &&
+            atSnapshot.Term != disk.SnapshotMetadata.Term)
+        {
+            throw new SimulationFailureException($"leader completeness: node {leader}'s snapshot at {disk.SnapshotMetadata.Index} has term {disk.SnapshotMetadata.Term}, committed is {atSnapshot.Term}");
+        }
+    }
+
+    /// <summary>Log matching, checked incrementally as entries reach any node's disk.</summary>
+    public void ObserveSaved(SimDisk disk, IReadOnlyList<Entry> entries)
+    {
+        foreach (var entry in entries)
+        {
+            var previousTerm = disk.TermAt(entry.Index.Previous);
+            var key = (entry.Index.Value, entry.Term.Value);
+            if (_entries.TryGetValue(key, out var known))
+            {
+                if (known.Type != entry.Type || !known.Data.AsSpan().SequenceEqual(entry.Data.Span))
+                {
+                    throw new SimulationFailureException($"log matching: node {disk.Id} saved a different entry at index {entry.Index} term {entry.Term} than another node");
+                }
+
+                if (known.PreviousTerm is { } p && previousTerm is { } q && p != q)
+                {
+                    throw new SimulationFailureException(
+                        $"log matching: node {disk.Id} has term {q} before {entry.Term}/{entry.Index}, another node has term {p}");
+                }
+
+                if (known.PreviousTerm is null && previousTerm is not null)
+                {
+                    _entries[key] = known with { PreviousTerm = previousTerm };
+                }
+            }
+            else
+            {
+                _entries.Add(key, (entry.Data.ToArray(), entry.Type, previousTerm));
+            }
+        }
+    }
+
+    /// <summary>State machine safety: every node applies the same entry at each index; committed never changes.</summary>
+    public void ObserveApplied(NodeId node, Entry entry, long time)
+    {
+        int index = checked((int)entry.Index.Value);
+        while (_committed.Count <= index)
+        {
+            _committed.Add(null);
+        }
+
+        if (_committed[index] is { } known)
+        {
+            if (known.Term != entry.Term || known.Type != entry.Type || !known.Data.Span.SequenceEqual(entry.Data.Span))
+            {
+                throw new SimulationFailureException(
+                    $"state machine safety: node {node} applied {entry} at index {entry.Index}, but {known} was applied there before");
+            }
+
+            return;
+        }
+
+        _committed[index] = entry with { Data = entry.Data.ToArray() };
+        if (entry.Type == EntryType.Normal && !entry.Data.IsEmpty)
+        {
+            var command = KvCommand.Decode(entry.Data);
+            _operationsCommitted.TryAdd(command.OperationId, (entry.Index, time));
+        }
+    }
+
+    /// <summary>A snapshot installed or loaded covers committed entries: its (index, term) must match them.</summary>
+    public void ObserveSnapshot(NodeId node, SnapshotMetadata metadata)
+    {
+        if (TryGetCommitted(metadata.Index, out var entry) && entry.Term != metadata.Term)
+        {
+            throw new SimulationFailureException($"node {node} installed snapshot {metadata.Index}/{metadata.Term} but term {entry.Term} is committed there");
+        }
+    }
+}

@@ -1,0 +1,511 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Stcache.Raft;
+
+namespace Stcache.Transport;
+
+/// <summary>
+/// The outbound side for one peer: a bounded queue and a writer loop that connects lazily, handshakes,
+/// coalesces everything queued into one frame per write, streams snapshots in chunks between batches, and
+/// reconnects with exponential back-off and jitter.
+/// </summary>
+internal sealed class PeerSender
+{
+    private const int CountBytes = 4;
+
+    private readonly PeerTransport _transport;
+    private readonly TransportOptions _options;
+    private readonly Channel<Message> _queue;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Queue<Message> _pendingSnapshots = new();
+    private readonly List<Message> _batch = [];
+    private readonly object _sessionLock = new();
+    private CancellationTokenSource? _session;
+    private volatile string _address;
+    private volatile bool _connected;
+
+    // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
+    private Message? _currentSnapshot;
+    private int _snapshotOffset;
+
+    public PeerSender(PeerTransport transport, NodeId id, string address)
+    {
+        _transport = transport;
+        _options = transport.Options;
+        Id = id;
+        _address = address;
+        _queue = Channel.CreateBounded<Message>(new BoundedChannelOptions(_options.PeerQueueCapacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+            SingleWriter = false,
+        });
+    }
+
+    public NodeId Id { get; }
+
+    public bool IsConnected => _connected;
+
+    public bool TryEnqueue(Message message) => _queue.Writer.TryWrite(message);
+
+    public void SetAddress(string address)
+    {
+        if (string.Equals(address, _address, StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        _address = address;
+        lock (_sessionLock)
+        {
+            _session?.Cancel();
+        }
+    }
+
+    public void Stop()
+    {
+        _queue.Writer.TryComplete();
+        _stop.Cancel();
+    }
+
+    public async Task RunAsync(CancellationToken transportStopping)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(transportStopping, _stop.Token);
+        var token = linked.Token;
+        int failures = 0;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                if (!await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                string address = _address;
+                Connection connection;
+                try
+                {
+                    connection = await ConnectAsync(address, token).ConfigureAwait(false);
+                }
+                catch (Exception exception) when (IsConnectionError(exception))
+                {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
+                    failures++;
+                    _transport.CountConnectionFailure();
+                    if (failures == 1)
+                    {
+                        Log.ConnectFailed(_transport.Logger, Id, address, failures, exception);
+                    }
+                    else
+                    {
+                        Log.ConnectFailedAgain(_transport.Logger, Id, address, failures, exception.Message);
+                    }
+
+                    DropQueued("peer unreachable");
+                    await Task.Delay(Backoff(failures), _transport.TimeProvider, token).ConfigureAwait(false);
+                    continue;
+                }
+
+                failures = 0;
+                Log.Connected(_transport.Logger, Id, address);
+                try
+                {
+                    _connected = true;
+                    await RunSessionAsync(connection, token).ConfigureAwait(false);
+                }
+                catch (Exception exception) when (IsConnectionError(exception))
+                {
+                    if (token.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
+                    failures = 1;
+                    _transport.CountConnectionFailure();
+                    Log.ConnectionLost(_transport.Logger, Id, exception);
+                    _transport.RaisePeerUnreachable(Id);
+                }
+                finally
+                {
+                    _connected = false;
+                    FailSnapshots();
+                    _batch.Clear();
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                }
+
+                if (failures > 0)
+                {
+                    await Task.Delay(Backoff(failures), _transport.TimeProvider, token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Stopped: the peer was removed or the transport disposed.
+        }
+        finally
+        {
+            _queue.Writer.TryComplete();
+            FailSnapshots();
+            while (_queue.Reader.TryRead(out var message))
+            {
+                if (message.Type == MessageType.Snapshot)
+                {
+                    _transport.RaiseSnapshotSendCompleted(Id, ok: false);
+                }
+            }
+        }
+    }
+
+    internal TimeSpan Backoff(int failures)
+    {
+        double min = _options.ReconnectBackoffMin.TotalMilliseconds;
+        double max = _options.ReconnectBackoffMax.TotalMilliseconds;
+        double cap = Math.Min(max, min * Math.Pow(2, Math.Min(failures - 1, 30)));
+
+        // "Equal jitter": at least half the exponential step, so peers that failed together spread out.
+        return TimeSpan.FromMilliseconds((cap / 2) + (Random.Shared.NextDouble() * cap / 2));
+    }
+
+    private static bool IsConnectionError(Exception exception) =>
+        exception is IOException or SocketException or HandshakeException or OperationCanceledException
+            or ObjectDisposedException or InvalidOperationException;
+
+    private async Task RunSessionAsync(Connection connection, CancellationToken token)
+    {
+        using var session = CancellationTokenSource.CreateLinkedTokenSource(token);
+        lock (_sessionLock)
+        {
+            _session = session;
+        }
+
+        // Nothing is expected from the listener after Accepted; reading only notices when it closes.
+        var watch = WatchForCloseAsync(connection.Reader, session);
+        try
+        {
+            await WriteLoopAsync(connection.Writer, session.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!token.IsCancellationRequested)
+        {
+            throw new IOException("connection closed by the peer or its address changed");
+        }
+        finally
+        {
+            lock (_sessionLock)
+            {
+                _session = null;
+            }
+
+            await session.CancelAsync().ConfigureAwait(false);
+            await watch.ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WatchForCloseAsync(PipeReader reader, CancellationTokenSource session)
+    {
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync(session.Token).ConfigureAwait(false);
+                bool unexpected = !result.Buffer.IsEmpty;
+                reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled || unexpected)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            // Any error ends the session below.
+        }
+        finally
+        {
+            try
+            {
+                await session.CancelAsync().ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The session already ended.
+            }
+        }
+    }
+
+    private async Task WriteLoopAsync(PipeWriter writer, CancellationToken token)
+    {
+        var reader = _queue.Reader;
+        while (true)
+        {
+            if (_currentSnapshot is null && _pendingSnapshots.Count == 0)
+            {
+                if (!await reader.WaitToReadAsync(token).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+
+            long written = 0;
+            int frames = 0;
+            long batchBodyBytes = CollectBatch();
+            if (_batch.Count > 0)
+            {
+                FrameCodec.WriteHeader(writer, FrameType.Messages, (int)batchBodyBytes);
+                var countSpan = writer.GetSpan(CountBytes);
+                BinaryPrimitives.WriteUInt32LittleEndian(countSpan, (uint)_batch.Count);
+                writer.Advance(CountBytes);
+                foreach (var message in _batch)
+                {
+                    MessageCodec.Encode(message, writer);
+                }
+
+                written += FrameCodec.HeaderBytes + batchBodyBytes;
+                frames++;
+            }
+
+            bool snapshotDone = false;
+            if (_currentSnapshot is null)
+            {
+                if (_pendingSnapshots.TryDequeue(out var snapshotMessage))
+                {
+                    long beginBytes = WriteSnapshotBegin(writer, snapshotMessage);
+                    written += beginBytes;
+                    frames += beginBytes > 0 ? 1 : 0;
+                    snapshotDone = _currentSnapshot is not null && _currentSnapshot.Snapshot!.Data.IsEmpty;
+                }
+            }
+            else
+            {
+                var data = _currentSnapshot.Snapshot!.Data;
+                int length = Math.Min(_options.SnapshotChunkBytes, data.Length - _snapshotOffset);
+                FrameCodec.WriteHeader(writer, FrameType.SnapshotChunk, length);
+                writer.Write(data.Span.Slice(_snapshotOffset, length));
+                _snapshotOffset += length;
+                written += FrameCodec.HeaderBytes + length;
+                frames++;
+                snapshotDone = _snapshotOffset == data.Length;
+            }
+
+            if (written == 0)
+            {
+                continue;
+            }
+
+            var flush = await writer.FlushAsync(token).ConfigureAwait(false);
+            if (flush.IsCompleted || flush.IsCanceled)
+            {
+                throw new IOException("connection closed while writing");
+            }
+
+            _transport.CountSent(_batch.Count + (snapshotDone ? 1 : 0), written, frames);
+            _batch.Clear();
+            if (snapshotDone)
+            {
+                var done = _currentSnapshot!;
+                _currentSnapshot = null;
+                _snapshotOffset = 0;
+                Log.SnapshotSent(_transport.Logger, Id, done.Snapshot!.Metadata.Index, done.Snapshot.Data.Length);
+                _transport.RaiseSnapshotSendCompleted(Id, ok: true);
+            }
+        }
+    }
+
+    /// <summary>Moves queued messages into <see cref="_batch"/> up to the batch target; returns the frame body length.</summary>
+    private long CollectBatch()
+    {
+        var reader = _queue.Reader;
+        long bodyBytes = CountBytes;
+        while (reader.TryPeek(out var message))
+        {
+            if (message.Type == MessageType.Snapshot)
+            {
+                reader.TryRead(out _);
+                _pendingSnapshots.Enqueue(message);
+                continue;
+            }
+
+            long length = MessageCodec.GetEncodedLength(message);
+            if (CountBytes + length > _options.FrameBytesMax)
+            {
+                reader.TryRead(out _);
+                _transport.Drop(message, "message larger than FrameBytesMax", logWarning: true);
+                continue;
+            }
+
+            if (_batch.Count > 0 && bodyBytes + length > _options.BatchBytesTarget)
+            {
+                break;
+            }
+
+            reader.TryRead(out _);
+            _batch.Add(message);
+            bodyBytes += length;
+        }
+
+        return bodyBytes;
+    }
+
+    /// <summary>Writes the SnapshotBegin frame and makes the message current; returns the bytes written.</summary>
+    private long WriteSnapshotBegin(PipeWriter writer, Message message)
+    {
+        var snapshot = message.Snapshot!;
+        var header = message with { Snapshot = snapshot with { Data = ReadOnlyMemory<byte>.Empty } };
+        long bodyLength = 8 + MessageCodec.GetEncodedLength(header);
+        if (bodyLength > _options.FrameBytesMax)
+        {
+            _transport.Drop(message, "snapshot metadata larger than FrameBytesMax", logWarning: true);
+            return 0;
+        }
+
+        FrameCodec.WriteHeader(writer, FrameType.SnapshotBegin, (int)bodyLength);
+        var lengthSpan = writer.GetSpan(8);
+        BinaryPrimitives.WriteUInt64LittleEndian(lengthSpan, (ulong)snapshot.Data.Length);
+        writer.Advance(8);
+        MessageCodec.Encode(header, writer);
+        _currentSnapshot = message;
+        _snapshotOffset = 0;
+        return FrameCodec.HeaderBytes + bodyLength;
+    }
+
+    private void DropQueued(string reason)
+    {
+        bool any = false;
+        while (_queue.Reader.TryRead(out var message))
+        {
+            any = true;
+            _transport.Drop(message, reason, logWarning: false);
+        }
+
+        if (!any)
+        {
+            _transport.RaisePeerUnreachable(Id);
+        }
+    }
+
+    private void FailSnapshots()
+    {
+        if (_currentSnapshot is not null)
+        {
+            _currentSnapshot = null;
+            _snapshotOffset = 0;
+            _transport.RaiseSnapshotSendCompleted(Id, ok: false);
+        }
+
+        while (_pendingSnapshots.TryDequeue(out _))
+        {
+            _transport.RaiseSnapshotSendCompleted(Id, ok: false);
+        }
+    }
+
+    private async Task<Connection> ConnectAsync(string address, CancellationToken token)
+    {
+        if (!PeerTransport.TryParseAddress(address, out var endPoint))
+        {
+            throw new HandshakeException($"'{address}' is not host:port");
+        }
+
+        var socket = endPoint is IPEndPoint ip
+            ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
+            : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        Stream? stream = null;
+        try
+        {
+            socket.NoDelay = true;
+            using (var timeout = new CancellationTokenSource(_options.ConnectTimeout, _transport.TimeProvider))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(token, timeout.Token))
+            {
+                await socket.ConnectAsync(endPoint, linked.Token).ConfigureAwait(false);
+            }
+
+            stream = await PeerTransport.WrapStreamAsync(new NetworkStream(socket, ownsSocket: true), isDialer: true, token)
+                .ConfigureAwait(false);
+            var connection = new Connection(
+                stream,
+                PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true)),
+                PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true)));
+            try
+            {
+                using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _transport.TimeProvider);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(token, timeout.Token);
+                await DialHandshakeAsync(connection, linked.Token).ConfigureAwait(false);
+                return connection;
+            }
+            catch
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+        catch when (stream is null)
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private async Task DialHandshakeAsync(Connection connection, CancellationToken token)
+    {
+        var hello = new Handshake.Hello(_options.ClusterId, _options.NodeId, Id, Handshake.NewNonce());
+        await PeerTransport.WriteFrameAsync(connection.Writer, FrameType.Hello, Handshake.EncodeHello(hello), token)
+            .ConfigureAwait(false);
+        byte[] body = await PeerTransport.ReadHandshakeFrameAsync(connection.Reader, FrameType.Challenge, token)
+            .ConfigureAwait(false);
+        if (!Handshake.TryDecodeChallenge(body, out var challenge))
+        {
+            throw new HandshakeException("malformed challenge");
+        }
+
+        if (challenge.From != Id || challenge.To != _options.NodeId)
+        {
+            throw new HandshakeException($"the listener is node {challenge.From} answering {challenge.To}, expected {Id} answering {_options.NodeId}");
+        }
+
+        if (!Handshake.Verify(Handshake.ListenerMac(_options.ClusterSecret, hello, challenge.Nonce), challenge.Mac))
+        {
+            throw new HandshakeException("the listener failed authentication");
+        }
+
+        byte[] proof = Handshake.DialerMac(_options.ClusterSecret, hello, challenge.Nonce);
+        await PeerTransport.WriteFrameAsync(connection.Writer, FrameType.Proof, Handshake.EncodeProof(proof), token)
+            .ConfigureAwait(false);
+        byte[] accepted = await PeerTransport.ReadHandshakeFrameAsync(connection.Reader, FrameType.Accepted, token)
+            .ConfigureAwait(false);
+        if (accepted.Length != 0)
+        {
+            throw new HandshakeException("malformed accept");
+        }
+    }
+
+    private sealed class Connection : IAsyncDisposable
+    {
+        private readonly Stream _stream;
+
+        public Connection(Stream stream, PipeReader reader, PipeWriter writer)
+        {
+            _stream = stream;
+            Reader = reader;
+            Writer = writer;
+        }
+
+        public PipeReader Reader { get; }
+
+        public PipeWriter Writer { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Reader.CompleteAsync().ConfigureAwait(false);
+            await Writer.CompleteAsync().ConfigureAwait(false);
+            await _stream.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,582 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Stcache.Raft;
+
+namespace Stcache.Transport;
+
+/// <summary>
+/// TCP transport between Raft peers. Each node dials one outbound connection per peer and only writes on it;
+/// it accepts inbound connections from peers and only reads from them. So a pair of nodes uses two
+/// connections, one per direction, and nothing on a connection ever waits for the other direction.
+/// </summary>
+/// <remarks>
+/// <see cref="Send"/> never blocks: it puts the message on the peer's bounded queue (or drops it, counted, and
+/// raises <see cref="PeerUnreachable"/>). A writer loop per peer connects lazily, handshakes, and drains all
+/// queued messages into one frame and one socket write. Large snapshots are streamed in chunks interleaved
+/// with ordinary messages. The message handler runs on the receiving connection's loop and must be cheap.
+/// </remarks>
+public sealed class PeerTransport : IMessageSink, IAsyncDisposable
+{
+    private readonly TransportOptions _options;
+    private readonly Action<Message> _onMessage;
+    private readonly ILogger<PeerTransport> _logger;
+    private readonly TimeProvider _timeProvider;
+    private readonly ConcurrentDictionary<NodeId, PeerSender> _peers = new();
+    private readonly ConcurrentDictionary<long, Task> _background = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly object _lifecycleLock = new();
+    private Socket? _listener;
+    private IPEndPoint? _boundEndPoint;
+    private long _backgroundIds;
+    private int _inboundConnections;
+    private bool _started;
+    private bool _disposed;
+
+    private long _messagesSent;
+    private long _bytesSent;
+    private long _framesSent;
+    private long _messagesReceived;
+    private long _bytesReceived;
+    private long _messagesDropped;
+    private long _connectionFailures;
+    private long _inboundRefused;
+
+    public PeerTransport(
+        TransportOptions options, Action<Message> onMessage, ILogger<PeerTransport> logger, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(onMessage);
+        ArgumentNullException.ThrowIfNull(logger);
+        TransportOptionsValidator.ThrowIfInvalid(options);
+        _options = options;
+        _onMessage = onMessage;
+        _logger = logger;
+        _timeProvider = timeProvider ?? TimeProvider.System;
+    }
+
+    /// <summary>Raised when a message to a peer was dropped or its connection failed, so the host can call
+    /// <c>RaftNode.ReportUnreachable</c>. May be raised on any thread, also from inside <see cref="Send"/>.</summary>
+    public event Action<NodeId>? PeerUnreachable;
+
+    /// <summary>Raised once per snapshot message passed to <see cref="Send"/>: true when all of it was written to
+    /// the peer's socket, false when it was dropped or the connection failed (host calls <c>ReportSnapshot</c>).</summary>
+    public event Action<NodeId, bool>? SnapshotSendCompleted;
+
+    public NodeId NodeId => _options.NodeId;
+
+    /// <summary>The endpoint actually bound (the real port when the options asked for port 0); null before start.</summary>
+    public IPEndPoint? ListenEndPoint => _boundEndPoint;
+
+    public long MessagesSent => Interlocked.Read(ref _messagesSent);
+
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>Frames written; <see cref="MessagesSent"/> divided by this is the coalescing ratio.</summary>
+    public long FramesSent => Interlocked.Read(ref _framesSent);
+
+    public long MessagesReceived => Interlocked.Read(ref _messagesReceived);
+
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    /// <summary>Messages dropped before reaching a socket: queue full, unknown peer, peer unreachable, too large.</summary>
+    public long MessagesDropped => Interlocked.Read(ref _messagesDropped);
+
+    /// <summary>Outbound connects or handshakes that failed, plus established outbound connections that broke.</summary>
+    public long ConnectionFailures => Interlocked.Read(ref _connectionFailures);
+
+    /// <summary>Inbound connections refused or closed for a protocol violation (bad handshake, malformed frame).</summary>
+    public long InboundConnectionsRefused => Interlocked.Read(ref _inboundRefused);
+
+    internal TransportOptions Options => _options;
+
+    internal ILogger Logger => _logger;
+
+    internal TimeProvider TimeProvider => _timeProvider;
+
+    /// <summary>Binds <see cref="TransportOptions.ListenEndPoint"/> and starts accepting peers.</summary>
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_lifecycleLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_started)
+            {
+                throw new InvalidOperationException("The transport is already started.");
+            }
+
+            var listener = new Socket(_options.ListenEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                listener.Bind(_options.ListenEndPoint);
+                listener.Listen(512);
+            }
+            catch
+            {
+                listener.Dispose();
+                throw;
+            }
+
+            _listener = listener;
+            _boundEndPoint = (IPEndPoint)listener.LocalEndPoint!;
+            _started = true;
+            Log.Listening(_logger, _options.NodeId, _boundEndPoint);
+            Track(AcceptLoopAsync(listener, _stopping.Token));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Adds a peer or changes its address (<c>host:port</c>); a changed address reconnects.</summary>
+    public void SetPeer(NodeId id, string hostPort)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(hostPort);
+        if (id.IsNone || id == _options.NodeId)
+        {
+            throw new ArgumentException("A peer needs a non-zero id other than this node's.", nameof(id));
+        }
+
+        if (!TryParseAddress(hostPort, out _))
+        {
+            throw new ArgumentException($"'{hostPort}' is not host:port.", nameof(hostPort));
+        }
+
+        lock (_lifecycleLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_peers.TryGetValue(id, out var existing))
+            {
+                existing.SetAddress(hostPort);
+                return;
+            }
+
+            var sender = new PeerSender(this, id, hostPort);
+            _peers[id] = sender;
+            Track(sender.RunAsync(_stopping.Token));
+        }
+    }
+
+    /// <summary>Forgets a peer: its queue is dropped and its connection closed.</summary>
+    public void RemovePeer(NodeId id)
+    {
+        lock (_lifecycleLock)
+        {
+            if (_peers.TryRemove(id, out var sender))
+            {
+                sender.Stop();
+            }
+        }
+    }
+
+    /// <summary>True while an outbound connection to <paramref name="id"/> is established and handshaken.</summary>
+    public bool IsConnected(NodeId id) => _peers.TryGetValue(id, out var sender) && sender.IsConnected;
+
+    /// <summary>
+    /// Queues <paramref name="message"/> for its receiver without blocking. Drops it (counted, with
+    /// <see cref="PeerUnreachable"/>) when the receiver is unknown or its queue is full.
+    /// </summary>
+    public void Send(Message message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.From != _options.NodeId)
+        {
+            throw new ArgumentException($"Message from {message.From} sent through the transport of {_options.NodeId}.", nameof(message));
+        }
+
+        string? invalid = message.Validate();
+        if (invalid is not null)
+        {
+            throw new ArgumentException($"Invalid message {message}: {invalid}", nameof(message));
+        }
+
+        if (_disposed)
+        {
+            Drop(message, "transport stopped", logWarning: false);
+            return;
+        }
+
+        if (!_peers.TryGetValue(message.To, out var sender))
+        {
+            Drop(message, "unknown peer", logWarning: true);
+            return;
+        }
+
+        if (!sender.TryEnqueue(message))
+        {
+            Drop(message, "peer queue full", logWarning: false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        lock (_lifecycleLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            foreach (var sender in _peers.Values)
+            {
+                sender.Stop();
+            }
+
+            _peers.Clear();
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _listener?.Dispose();
+        foreach (var task in _background.Values)
+        {
+            try
+            {
+                await task.ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is OperationCanceledException or ObjectDisposedException)
+            {
+                // Expected while stopping.
+            }
+        }
+
+        _stopping.Dispose();
+    }
+
+    internal void Drop(Message message, string reason, bool logWarning)
+    {
+        Interlocked.Increment(ref _messagesDropped);
+        if (logWarning)
+        {
+            Log.MessageDropped(_logger, message.To, reason);
+        }
+
+        if (message.Type == MessageType.Snapshot)
+        {
+            RaiseSnapshotSendCompleted(message.To, ok: false);
+        }
+
+        RaisePeerUnreachable(message.To);
+    }
+
+    internal void CountSent(int messages, long bytes, int frames)
+    {
+        Interlocked.Add(ref _framesSent, frames);
+        Interlocked.Add(ref _messagesSent, messages);
+        Interlocked.Add(ref _bytesSent, bytes);
+    }
+
+    internal void CountConnectionFailure() => Interlocked.Increment(ref _connectionFailures);
+
+    internal void RaisePeerUnreachable(NodeId id)
+    {
+        try
+        {
+            PeerUnreachable?.Invoke(id);
+        }
+        catch (Exception exception)
+        {
+            Log.EventHandlerFailed(_logger, nameof(PeerUnreachable), exception);
+        }
+    }
+
+    internal void RaiseSnapshotSendCompleted(NodeId id, bool ok)
+    {
+        try
+        {
+            SnapshotSendCompleted?.Invoke(id, ok);
+        }
+        catch (Exception exception)
+        {
+            Log.EventHandlerFailed(_logger, nameof(SnapshotSendCompleted), exception);
+        }
+    }
+
+    /// <summary>Where a TLS <c>SslStream</c> will wrap the socket stream; identity for now.</summary>
+    internal static ValueTask<Stream> WrapStreamAsync(Stream stream, bool isDialer, CancellationToken cancellationToken)
+    {
+        _ = isDialer;
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(stream);
+    }
+
+    internal static bool TryParseAddress(string hostPort, out EndPoint endPoint)
+    {
+        endPoint = null!;
+        if (IPEndPoint.TryParse(hostPort, out var ip) && ip.Port != 0)
+        {
+            endPoint = ip;
+            return true;
+        }
+
+        int colon = hostPort.LastIndexOf(':');
+        if (colon <= 0 || colon == hostPort.Length - 1)
+        {
+            return false;
+        }
+
+        string host = hostPort[..colon];
+        if (!int.TryParse(hostPort.AsSpan(colon + 1), System.Globalization.NumberStyles.None, null, out int port)
+            || port is < 1 or > 65535
+            || Uri.CheckHostName(host) == UriHostNameType.Unknown)
+        {
+            return false;
+        }
+
+        endPoint = new DnsEndPoint(host, port);
+        return true;
+    }
+
+    /// <summary>Reads one handshake frame of <paramref name="expected"/> type and returns a copy of its body.</summary>
+    internal static async ValueTask<byte[]> ReadHandshakeFrameAsync(
+        PipeReader reader, FrameType expected, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var status = FrameCodec.TryReadFrame(ref buffer, Handshake.FrameBytesMax, out var type, out var body, out string? error);
+            if (status == DecodeStatus.Complete)
+            {
+                byte[] bytes = body.ToArray();
+                reader.AdvanceTo(buffer.Start);
+                if (type != expected)
+                {
+                    throw new HandshakeException($"expected a {expected} frame, got {type}");
+                }
+
+                return bytes;
+            }
+
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            if (status == DecodeStatus.Malformed)
+            {
+                throw new HandshakeException(error ?? "malformed frame");
+            }
+
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                throw new HandshakeException(result.Buffer.IsEmpty ? "connection closed" : "connection closed inside a frame");
+            }
+        }
+    }
+
+    internal static async ValueTask WriteFrameAsync(
+        PipeWriter writer, FrameType type, byte[] body, CancellationToken cancellationToken)
+    {
+        FrameCodec.WriteFrame(writer, type, body);
+        var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (flush.IsCompleted)
+        {
+            throw new HandshakeException("connection closed");
+        }
+    }
+
+    private void Track(Task task)
+    {
+        long id = Interlocked.Increment(ref _backgroundIds);
+        _background[id] = task;
+        _ = task.ContinueWith(
+            (_, state) => ((ConcurrentDictionary<long, Task>)state!).TryRemove(id, out Task? _),
+            _background,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (cancellationToken.IsCancellationRequested
+                && exception is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+            catch (SocketException exception)
+            {
+                // Transient accept errors (the client reset before accept) must not end the loop.
+                Log.AcceptFailed(_logger, exception);
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _inboundConnections) > _options.InboundConnectionsMax)
+            {
+                Interlocked.Decrement(ref _inboundConnections);
+                Interlocked.Increment(ref _inboundRefused);
+                Log.InboundRefused(_logger, SafeRemoteEndPoint(socket), "too many inbound connections");
+                socket.Dispose();
+                continue;
+            }
+
+            Track(ServeInboundAsync(socket, cancellationToken));
+        }
+    }
+
+    private async Task ServeInboundAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var remote = SafeRemoteEndPoint(socket);
+        var peer = NodeId.None;
+        Stream? stream = null;
+        PipeReader? reader = null;
+        PipeWriter? writer = null;
+        try
+        {
+            socket.NoDelay = true;
+            stream = await WrapStreamAsync(new NetworkStream(socket, ownsSocket: true), isDialer: false, cancellationToken)
+                .ConfigureAwait(false);
+            reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
+            writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+            try
+            {
+                peer = await AcceptHandshakeAsync(reader, writer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is HandshakeException or OperationCanceledException or IOException or SocketException)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                Interlocked.Increment(ref _inboundRefused);
+                string reason = exception is OperationCanceledException ? "handshake timed out" : exception.Message;
+                Log.InboundRefused(_logger, remote, reason);
+                return;
+            }
+
+            Log.InboundAccepted(_logger, peer, remote);
+            var inbound = new InboundSession(this, peer);
+            string? violation = await inbound.ReceiveAsync(reader, cancellationToken).ConfigureAwait(false);
+            if (violation is not null)
+            {
+                Interlocked.Increment(ref _inboundRefused);
+                Log.InboundClosed(_logger, peer, remote, violation);
+            }
+            else
+            {
+                Log.InboundEnded(_logger, peer);
+            }
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                Log.InboundClosed(_logger, peer, remote, exception.Message);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inboundConnections);
+            if (reader is not null)
+            {
+                await reader.CompleteAsync().ConfigureAwait(false);
+            }
+
+            if (writer is not null)
+            {
+                await writer.CompleteAsync().ConfigureAwait(false);
+            }
+
+            if (stream is not null)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    private async Task<NodeId> AcceptHandshakeAsync(PipeReader reader, PipeWriter writer, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var token = linked.Token;
+
+        byte[] helloBody = await ReadHandshakeFrameAsync(reader, FrameType.Hello, token).ConfigureAwait(false);
+        if (!Handshake.TryDecodeHello(helloBody, out var hello))
+        {
+            throw new HandshakeException("malformed hello");
+        }
+
+        if (!string.Equals(hello.ClusterId, _options.ClusterId, StringComparison.Ordinal))
+        {
+            throw new HandshakeException($"cluster id '{hello.ClusterId}' is not this cluster's");
+        }
+
+        if (hello.To != _options.NodeId)
+        {
+            throw new HandshakeException($"dialer {hello.From} wants node {hello.To}, this is node {_options.NodeId}");
+        }
+
+        if (hello.From.IsNone || hello.From == _options.NodeId)
+        {
+            throw new HandshakeException($"invalid dialer id {hello.From}");
+        }
+
+        byte[] nonce = Handshake.NewNonce();
+        var challenge = new Handshake.Challenge(
+            _options.NodeId, hello.From, nonce, Handshake.ListenerMac(_options.ClusterSecret, hello, nonce));
+        await WriteFrameAsync(writer, FrameType.Challenge, Handshake.EncodeChallenge(challenge), token).ConfigureAwait(false);
+
+        byte[] proofBody = await ReadHandshakeFrameAsync(reader, FrameType.Proof, token).ConfigureAwait(false);
+        if (!Handshake.TryDecodeProof(proofBody, out byte[] mac))
+        {
+            throw new HandshakeException("malformed proof");
+        }
+
+        if (!Handshake.Verify(Handshake.DialerMac(_options.ClusterSecret, hello, nonce), mac))
+        {
+            throw new HandshakeException($"dialer {hello.From} failed authentication");
+        }
+
+        await WriteFrameAsync(writer, FrameType.Accepted, [], token).ConfigureAwait(false);
+        return hello.From;
+    }
+
+    internal void Deliver(Message message, NodeId peer)
+    {
+        Interlocked.Increment(ref _messagesReceived);
+        try
+        {
+            _onMessage(message);
+        }
+        catch (Exception exception)
+        {
+            Log.HandlerFailed(_logger, peer, exception);
+        }
+    }
+
+    internal void CountReceivedBytes(long bytes) => Interlocked.Add(ref _bytesReceived, bytes);
+
+    private static EndPoint? SafeRemoteEndPoint(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint;
+        }
+        catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>A handshake step failed; the message says why (logged, never sent to the peer).</summary>
+internal sealed class HandshakeException : Exception
+{
+    public HandshakeException(string message)
+        : base(message)
+    {
+    }
+}

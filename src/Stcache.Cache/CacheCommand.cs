@@ -1,0 +1,311 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Stcache.Cache;
+
+public enum CommandKind : byte
+{
+    Set = 1,
+    Delete = 2,
+}
+
+/// <summary>What a command requires of the key's current state before it takes effect (etcd-style compare).</summary>
+public enum CompareKind : byte
+{
+    None = 0,
+
+    /// <summary>The key's version must equal <see cref="CacheCommand.ExpectedVersion"/>; version 0 means "the key must not exist".</summary>
+    Version = 1,
+
+    /// <summary>The key must exist and its value must equal <see cref="CacheCommand.ExpectedValue"/> byte for byte.</summary>
+    Value = 2,
+}
+
+/// <summary>
+/// One replicated cache command. Encoded in a versioned little-endian binary form that the leader writes into
+/// the log and every replica decodes (and validates) in <see cref="CacheStateMachine.Apply"/>.
+/// <para>Layout v1: [format u8 = 1][kind u8][compare u8][flags u8][key length u16][key utf-8]
+/// (Set: [value length u32][value]) (flags &amp; HasExpiry: [expiry unix ms i64])
+/// (compare Version: [expected version u64]) (compare Value: [expected length u32][expected value]).</para>
+/// </summary>
+public sealed record CacheCommand
+{
+    public const byte FormatVersion = 1;
+
+    /// <summary>Longest key in UTF-8 bytes.</summary>
+    public const int KeyBytesMax = 4096;
+
+    /// <summary>Hard ceiling on a value; the server's configured limit is usually far lower.</summary>
+    public const int ValueBytesMax = 64 << 20;
+
+    private const byte FlagHasExpiry = 1;
+
+    public required CommandKind Kind { get; init; }
+
+    public required string Key { get; init; }
+
+    public ReadOnlyMemory<byte> Value { get; init; }
+
+    /// <summary>Absolute expiry in Unix milliseconds, stamped by the leader; 0 means never. Apply never reads a clock.</summary>
+    public long ExpiresAtUnixMs { get; init; }
+
+    public CompareKind Compare { get; init; }
+
+    public ulong ExpectedVersion { get; init; }
+
+    public ReadOnlyMemory<byte> ExpectedValue { get; init; }
+
+    public static CacheCommand Set(string key, ReadOnlyMemory<byte> value) =>
+        new() { Kind = CommandKind.Set, Key = key, Value = value };
+
+    public static CacheCommand Delete(string key) => new() { Kind = CommandKind.Delete, Key = key };
+
+    public static CacheCommand SetIfVersion(string key, ReadOnlyMemory<byte> value, ulong expectedVersion) =>
+        new() { Kind = CommandKind.Set, Key = key, Value = value, Compare = CompareKind.Version, ExpectedVersion = expectedVersion };
+
+    public static CacheCommand SetIfValue(string key, ReadOnlyMemory<byte> value, ReadOnlyMemory<byte> expectedValue) =>
+        new() { Kind = CommandKind.Set, Key = key, Value = value, Compare = CompareKind.Value, ExpectedValue = expectedValue };
+
+    /// <summary>Checks the limits a command must respect before it is proposed. Returns null when valid.</summary>
+    public string? Validate()
+    {
+        if (Key.Length == 0)
+        {
+            return "key must not be empty";
+        }
+
+        if (Encoding.UTF8.GetByteCount(Key) > KeyBytesMax)
+        {
+            return "key too large";
+        }
+
+        if (Value.Length > ValueBytesMax || ExpectedValue.Length > ValueBytesMax)
+        {
+            return "value too large";
+        }
+
+        if (Kind == CommandKind.Delete && !Value.IsEmpty)
+        {
+            return "delete carries no value";
+        }
+
+        if (ExpiresAtUnixMs < 0)
+        {
+            return "expiry must not be negative";
+        }
+
+        return null;
+    }
+
+    public byte[] Encode()
+    {
+        string? error = Validate();
+        if (error is not null)
+        {
+            throw new ArgumentException(error);
+        }
+
+        int keyBytes = Encoding.UTF8.GetByteCount(Key);
+        int size = 4 + 2 + keyBytes;
+        if (Kind == CommandKind.Set)
+        {
+            size += 4 + Value.Length;
+        }
+
+        if (ExpiresAtUnixMs != 0)
+        {
+            size += 8;
+        }
+
+        size += Compare switch
+        {
+            CompareKind.Version => 8,
+            CompareKind.Value => 4 + ExpectedValue.Length,
+            _ => 0,
+        };
+
+        var buffer = new byte[size];
+        var span = buffer.AsSpan();
+        span[0] = FormatVersion;
+        span[1] = (byte)Kind;
+        span[2] = (byte)Compare;
+        span[3] = ExpiresAtUnixMs != 0 ? FlagHasExpiry : (byte)0;
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], (ushort)keyBytes);
+        int offset = 6;
+        offset += Encoding.UTF8.GetBytes(Key, span[offset..]);
+        if (Kind == CommandKind.Set)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(span[offset..], Value.Length);
+            offset += 4;
+            Value.Span.CopyTo(span[offset..]);
+            offset += Value.Length;
+        }
+
+        if (ExpiresAtUnixMs != 0)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], ExpiresAtUnixMs);
+            offset += 8;
+        }
+
+        switch (Compare)
+        {
+            case CompareKind.Version:
+                BinaryPrimitives.WriteUInt64LittleEndian(span[offset..], ExpectedVersion);
+                offset += 8;
+                break;
+            case CompareKind.Value:
+                BinaryPrimitives.WriteInt32LittleEndian(span[offset..], ExpectedValue.Length);
+                offset += 4;
+                ExpectedValue.Span.CopyTo(span[offset..]);
+                offset += ExpectedValue.Length;
+                break;
+        }
+
+        if (offset != buffer.Length)
+        {
+            throw new InvalidOperationException("command encoding size mismatch");
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Decodes and validates a command. Never throws on bad bytes; returns false with a reason instead.
+    /// The returned command's buffers alias <paramref name="data"/>, which must stay immutable.</summary>
+    public static bool TryDecode(ReadOnlyMemory<byte> data, out CacheCommand? command, out string? error)
+    {
+        command = null;
+        var span = data.Span;
+        if (span.Length < 6)
+        {
+            error = "command too short";
+            return false;
+        }
+
+        if (span[0] != FormatVersion)
+        {
+            error = "unknown command format version";
+            return false;
+        }
+
+        var kind = (CommandKind)span[1];
+        var compare = (CompareKind)span[2];
+        byte flags = span[3];
+        if (kind is not (CommandKind.Set or CommandKind.Delete))
+        {
+            error = "unknown command kind";
+            return false;
+        }
+
+        if (compare is not (CompareKind.None or CompareKind.Version or CompareKind.Value) || (flags & ~FlagHasExpiry) != 0)
+        {
+            error = "unknown compare or flags";
+            return false;
+        }
+
+        int keyBytes = BinaryPrimitives.ReadUInt16LittleEndian(span[4..]);
+        int offset = 6;
+        if (keyBytes == 0 || keyBytes > KeyBytesMax || span.Length - offset < keyBytes)
+        {
+            error = "bad key length";
+            return false;
+        }
+
+        string key;
+        try
+        {
+            key = new UTF8Encoding(false, true).GetString(span.Slice(offset, keyBytes));
+        }
+        catch (DecoderFallbackException)
+        {
+            error = "key is not valid utf-8";
+            return false;
+        }
+
+        offset += keyBytes;
+        ReadOnlyMemory<byte> value = ReadOnlyMemory<byte>.Empty;
+        if (kind == CommandKind.Set)
+        {
+            if (!TryReadBlob(data, ref offset, out value))
+            {
+                error = "bad value length";
+                return false;
+            }
+        }
+
+        long expires = 0;
+        if ((flags & FlagHasExpiry) != 0)
+        {
+            if (span.Length - offset < 8)
+            {
+                error = "truncated expiry";
+                return false;
+            }
+
+            expires = BinaryPrimitives.ReadInt64LittleEndian(span[offset..]);
+            offset += 8;
+            if (expires <= 0)
+            {
+                error = "bad expiry";
+                return false;
+            }
+        }
+
+        ulong expectedVersion = 0;
+        ReadOnlyMemory<byte> expectedValue = ReadOnlyMemory<byte>.Empty;
+        if (compare == CompareKind.Version)
+        {
+            if (span.Length - offset < 8)
+            {
+                error = "truncated expected version";
+                return false;
+            }
+
+            expectedVersion = BinaryPrimitives.ReadUInt64LittleEndian(span[offset..]);
+            offset += 8;
+        }
+        else if (compare == CompareKind.Value && !TryReadBlob(data, ref offset, out expectedValue))
+        {
+            error = "bad expected value length";
+            return false;
+        }
+
+        if (offset != span.Length)
+        {
+            error = "trailing bytes after command";
+            return false;
+        }
+
+        command = new CacheCommand
+        {
+            Kind = kind,
+            Key = key,
+            Value = value,
+            ExpiresAtUnixMs = expires,
+            Compare = compare,
+            ExpectedVersion = expectedVersion,
+            ExpectedValue = expectedValue,
+        };
+        error = null;
+        return true;
+    }
+
+    private static bool TryReadBlob(ReadOnlyMemory<byte> data, ref int offset, out ReadOnlyMemory<byte> blob)
+    {
+        blob = ReadOnlyMemory<byte>.Empty;
+        if (data.Length - offset < 4)
+        {
+            return false;
+        }
+
+        int length = BinaryPrimitives.ReadInt32LittleEndian(data.Span[offset..]);
+        offset += 4;
+        if (length < 0 || length > ValueBytesMax || data.Length - offset < length)
+        {
+            return false;
+        }
+
+        blob = data.Slice(offset, length);
+        offset += length;
+        return true;
+    }
+}

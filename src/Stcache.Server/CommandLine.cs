@@ -1,0 +1,364 @@
+using System.Globalization;
+using System.Text;
+
+namespace Stcache.Server;
+
+/// <summary>Thrown for unknown, malformed or contradictory flags; the process exits with code 2.</summary>
+public sealed class UsageException : Exception
+{
+    public UsageException(string message)
+        : base(message)
+    {
+    }
+}
+
+/// <summary>Which seed's command line the flags follow; decides what <c>-join</c> points at.</summary>
+public enum FlagDialect
+{
+    /// <summary>Our own flags (and the stcache seed's): <c>--join</c> is a member's HTTP address.</summary>
+    Stcache,
+
+    /// <summary>raft-demo: a static cluster from <c>--raft_cluster</c>.</summary>
+    RaftDemo,
+
+    /// <summary>shaj13: <c>-join</c> is a member's raft address.</summary>
+    Shaj13,
+}
+
+/// <summary>Everything stcached was asked to do, parsed from Go-style flags and validated once.</summary>
+public sealed record ServerOptions
+{
+    public string HttpAddress { get; init; } = "127.0.0.1:6000";
+
+    public string RaftAddress { get; init; } = "127.0.0.1:7000";
+
+    public string? DataDirectory { get; init; }
+
+    public bool Bootstrap { get; init; }
+
+    public string? Join { get; init; }
+
+    public FlagDialect Dialect { get; init; } = FlagDialect.Stcache;
+
+    /// <summary>Member name; defaults to the raft address (raft-demo: the raft id).</summary>
+    public string? Name { get; init; }
+
+    public ulong? RaftId { get; init; }
+
+    /// <summary>raft-demo static members: id and raft address, in the given order.</summary>
+    public IReadOnlyList<(ulong Id, string RaftAddress)> StaticCluster { get; init; } = [];
+
+    public bool ForwardWrites { get; init; } = true;
+
+    public string ClusterId { get; init; } = "stcache";
+
+    public string? ClusterSecret { get; init; }
+
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    public int ElectionTicks { get; init; } = 10;
+
+    public int HeartbeatTicks { get; init; } = 1;
+
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan SnapshotInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    public ulong SnapshotThreshold { get; init; } = 8192;
+
+    public ulong SnapshotTrailingEntries { get; init; } = 1024;
+
+    public int ValueBytesMax { get; init; } = 1 << 20;
+
+    public string LogLevel { get; init; } = "Information";
+
+    public bool Help { get; init; }
+}
+
+/// <summary>
+/// Parses the three seeds' command lines verbatim plus our own flags. Go's flag syntax: <c>-flag value</c>,
+/// <c>-flag=value</c>, <c>--flag=value</c>, <c>--flag value</c>; a boolean flag alone means true and takes a value
+/// only with <c>=</c> (<c>-bootstrap=true</c>).
+/// </summary>
+public static class CommandLine
+{
+    private sealed record Flag(string[] Names, bool IsBool, string Help, Func<ServerOptions, string, ServerOptions> Set);
+
+    private static readonly Flag[] s_flags =
+    [
+        new(["http", "http_addr", "api", "http-address"], false, "HTTP API listen address host:port (':9090' = all interfaces)", (o, v) => o with { HttpAddress = v }),
+        new(["raft", "raft_addr", "raft-address"], false, "Raft peer listen address host:port", (o, v) => o with { RaftAddress = v }),
+        new(["node", "state_dir", "data-dir"], false, "data directory (default: ./node-<id> under the working directory)", (o, v) => o with { DataDirectory = v }),
+        new(["bootstrap"], true, "start a new cluster with this node as its only member", (o, v) => o with { Bootstrap = ParseBool("bootstrap", v) }),
+        new(["join"], false, "join a running cluster: a member's HTTP address (with -raft/-api/-state_dir: its raft address)", (o, v) => o with { Join = v }),
+        new(["raft_id"], false, "raft-demo: this node's numeric id in --raft_cluster", (o, v) => o with { RaftId = ParseId(v) }),
+        new(["raft_cluster"], false, "raft-demo: static members id/host:port,id/host:port,...", (o, v) => o with { StaticCluster = ParseCluster(v) }),
+        new(["name"], false, "member name (default: the raft address)", (o, v) => o with { Name = v }),
+        new(["forward-writes"], true, "forward writes received by a follower to the leader (default true)", (o, v) => o with { ForwardWrites = ParseBool("forward-writes", v) }),
+        new(["cluster-id"], false, "cluster id checked in the peer handshake (default stcache)", (o, v) => o with { ClusterId = v }),
+        new(["cluster-secret"], false, "shared secret authenticating peers", (o, v) => o with { ClusterSecret = v }),
+        new(["tick-ms"], false, "Raft tick in milliseconds (default 100)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt("tick-ms", v, 1, 60_000)) }),
+        new(["election-ticks"], false, "election timeout in ticks (default 10)", (o, v) => o with { ElectionTicks = ParseInt("election-ticks", v, 2, 10_000) }),
+        new(["heartbeat-ticks"], false, "heartbeat interval in ticks (default 1)", (o, v) => o with { HeartbeatTicks = ParseInt("heartbeat-ticks", v, 1, 10_000) }),
+        new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt("request-timeout-ms", v, 1, 3_600_000)) }),
+        new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt("snapshot-interval-s", v, 0, 86_400)) }),
+        new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt("snapshot-threshold", v, 1, int.MaxValue) }),
+        new(["snapshot-trailing"], false, "log entries kept behind a snapshot (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt("snapshot-trailing", v, 0, int.MaxValue) }),
+        new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt("max-value-bytes", v, 1, 64 << 20) }),
+        new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
+        new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
+    ];
+
+    public static ServerOptions Parse(IReadOnlyList<string> args)
+    {
+        var options = new ServerOptions();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        bool httpSet = false;
+        bool raftSet = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg.Length < 2 || arg[0] != '-' || arg == "--")
+            {
+                throw new UsageException($"unexpected argument '{arg}'");
+            }
+
+            string body = arg.StartsWith("--", StringComparison.Ordinal) ? arg[2..] : arg[1..];
+            string? value = null;
+            int equals = body.IndexOf('=', StringComparison.Ordinal);
+            if (equals >= 0)
+            {
+                value = body[(equals + 1)..];
+                body = body[..equals];
+            }
+
+            var flag = Array.Find(s_flags, f => f.Names.Contains(body, StringComparer.Ordinal))
+                ?? throw new UsageException($"unknown flag '-{body}'");
+            if (value is null)
+            {
+                if (flag.IsBool)
+                {
+                    value = "true";
+                }
+                else if (i + 1 < args.Count)
+                {
+                    value = args[++i];
+                }
+                else
+                {
+                    throw new UsageException($"flag '-{body}' needs a value");
+                }
+            }
+
+            string canonical = flag.Names[0];
+            if (!seen.Add(canonical))
+            {
+                throw new UsageException($"flag '-{body}' given twice");
+            }
+
+            httpSet |= canonical == "http";
+            raftSet |= canonical == "raft";
+            options = flag.Set(options, value);
+            options = options with { Dialect = DialectOf(body, options.Dialect) };
+        }
+
+        if (options.Help)
+        {
+            return options;
+        }
+
+        return Validate(options, httpSet, raftSet);
+    }
+
+    public static string Usage()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("usage: stcached [flags]");
+        text.AppendLine();
+        text.AppendLine("Runs one node of an stcache cluster. Flags take Go syntax: -flag value, -flag=value, --flag=value.");
+        text.AppendLine();
+        foreach (var flag in s_flags)
+        {
+            string names = string.Join(", ", flag.Names.Select(n => "--" + n));
+            text.Append("  ").AppendLine(flag.IsBool ? names : names + " <value>");
+            text.Append("        ").AppendLine(flag.Help);
+        }
+
+        text.AppendLine();
+        text.AppendLine("examples:");
+        text.AppendLine("  stcached --http=127.0.0.1:6000 --raft=127.0.0.1:7000 --node=./node0 --bootstrap=true");
+        text.AppendLine("  stcached --http=127.0.0.1:6001 --raft=127.0.0.1:7001 --node=./node1 --join=127.0.0.1:6000");
+        text.AppendLine("  stcached --http_addr=127.0.0.1:7001 --raft_addr=127.0.0.1:7000 --raft_id=1 --raft_cluster=1/127.0.0.1:7000,2/127.0.0.1:8000,3/127.0.0.1:9000");
+        text.AppendLine("  stcached -state_dir /tmp/1 -raft :8080 -api :9090");
+        return text.ToString();
+    }
+
+    private static FlagDialect DialectOf(string name, FlagDialect current) => name switch
+    {
+        "raft_id" or "raft_cluster" or "http_addr" or "raft_addr" => FlagDialect.RaftDemo,
+        "api" or "state_dir" => FlagDialect.Shaj13,
+        _ => current,
+    };
+
+    private static ServerOptions Validate(ServerOptions options, bool httpSet, bool raftSet)
+    {
+        _ = httpSet;
+        _ = raftSet;
+        CheckAddress("http", options.HttpAddress);
+        CheckAddress("raft", options.RaftAddress);
+        if (string.Equals(NormalizeAddress(options.HttpAddress), NormalizeAddress(options.RaftAddress), StringComparison.Ordinal))
+        {
+            throw new UsageException("HTTP and raft addresses must differ");
+        }
+
+        if (options.Bootstrap && options.Join is not null)
+        {
+            throw new UsageException("--bootstrap and --join contradict each other");
+        }
+
+        if (options.StaticCluster.Count > 0)
+        {
+            if (options.Bootstrap || options.Join is not null)
+            {
+                throw new UsageException("--raft_cluster cannot be combined with --bootstrap or --join");
+            }
+
+            if (options.RaftId is not { } id)
+            {
+                throw new UsageException("--raft_cluster needs --raft_id");
+            }
+
+            var self = options.StaticCluster.Where(m => m.Id == id).ToList();
+            if (self.Count != 1)
+            {
+                throw new UsageException($"--raft_id {id} is not in --raft_cluster");
+            }
+
+            if (!string.Equals(NormalizeAddress(self[0].RaftAddress), NormalizeAddress(options.RaftAddress), StringComparison.Ordinal))
+            {
+                throw new UsageException($"--raft_addr {options.RaftAddress} differs from the address of {id} in --raft_cluster ({self[0].RaftAddress})");
+            }
+        }
+        else if (options.RaftId is not null)
+        {
+            throw new UsageException("--raft_id needs --raft_cluster");
+        }
+
+        if (options.Join is not null)
+        {
+            CheckAddress("join", options.Join);
+        }
+
+        if (options.ElectionTicks <= options.HeartbeatTicks)
+        {
+            throw new UsageException("--election-ticks must exceed --heartbeat-ticks");
+        }
+
+        if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(options.LogLevel, true, out _))
+        {
+            throw new UsageException($"unknown --log-level '{options.LogLevel}'");
+        }
+
+        return options;
+    }
+
+    /// <summary>":8080" and "0.0.0.0:8080" mean all interfaces; for comparison and advertising use loopback.</summary>
+    public static string NormalizeAddress(string address)
+    {
+        int colon = address.LastIndexOf(':');
+        string host = colon > 0 ? address[..colon] : string.Empty;
+        string port = address[(colon + 1)..];
+        if (host.Length == 0 || host is "0.0.0.0" or "*" or "[::]" or "+")
+        {
+            host = "127.0.0.1";
+        }
+        else if (host == "localhost")
+        {
+            host = "127.0.0.1";
+        }
+
+        return host + ":" + port;
+    }
+
+    /// <summary>Whether the address asks to listen on every interface.</summary>
+    public static bool IsAnyHost(string address)
+    {
+        int colon = address.LastIndexOf(':');
+        string host = colon > 0 ? address[..colon] : string.Empty;
+        return host.Length == 0 || host is "0.0.0.0" or "*" or "[::]" or "+";
+    }
+
+    public static int PortOf(string address) => int.Parse(address[(address.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture);
+
+    private static void CheckAddress(string flag, string address)
+    {
+        int colon = address.LastIndexOf(':');
+        if (colon < 0 || !int.TryParse(address.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port < 0 || port > 65535)
+        {
+            throw new UsageException($"--{flag}: '{address}' is not host:port");
+        }
+
+        string host = address[..colon];
+        if (host.Contains('/', StringComparison.Ordinal) || host.Contains(' ', StringComparison.Ordinal))
+        {
+            throw new UsageException($"--{flag}: '{address}' is not host:port");
+        }
+    }
+
+    private static bool ParseBool(string flag, string value) => value.ToLowerInvariant() switch
+    {
+        "true" or "1" or "t" or "yes" => true,
+        "false" or "0" or "f" or "no" => false,
+        _ => throw new UsageException($"--{flag}: '{value}' is not a boolean"),
+    };
+
+    private static int ParseInt(string flag, string value, int min, int max)
+    {
+        if (!int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int result) || result < min || result > max)
+        {
+            throw new UsageException($"--{flag}: '{value}' must be an integer in [{min}, {max}]");
+        }
+
+        return result;
+    }
+
+    private static ulong ParseId(string value)
+    {
+        if (!ulong.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out ulong id) || id == 0)
+        {
+            throw new UsageException($"--raft_id: '{value}' must be a positive integer");
+        }
+
+        return id;
+    }
+
+    private static List<(ulong Id, string RaftAddress)> ParseCluster(string value)
+    {
+        var members = new List<(ulong, string)>();
+        foreach (string part in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int slash = part.IndexOf('/', StringComparison.Ordinal);
+            if (slash <= 0)
+            {
+                throw new UsageException($"--raft_cluster: '{part}' is not id/host:port");
+            }
+
+            ulong id = ParseId(part[..slash]);
+            string address = part[(slash + 1)..];
+            CheckAddress("raft_cluster", address);
+            if (members.Any(m => m.Item1 == id))
+            {
+                throw new UsageException($"--raft_cluster: id {id} appears twice");
+            }
+
+            members.Add((id, address));
+        }
+
+        if (members.Count == 0)
+        {
+            throw new UsageException("--raft_cluster is empty");
+        }
+
+        return members;
+    }
+}

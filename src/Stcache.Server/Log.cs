@@ -1,0 +1,87 @@
+using Microsoft.Extensions.Logging;
+using Stcache.Raft;
+
+namespace Stcache.Server;
+
+/// <summary>RaftHost events, ids 1000-1099.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1000, LogLevel.Information, "Node {NodeId} starting: term {Term}, commit {Commit}, snapshot {SnapshotIndex}, {EntryCount} log entries")]
+    public static partial void HostStarted(ILogger logger, NodeId nodeId, Term term, LogIndex commit, LogIndex snapshotIndex, int entryCount);
+
+    [LoggerMessage(1001, LogLevel.Information, "Node {NodeId} became leader at term {Term}, enable write api")]
+    public static partial void BecameLeader(ILogger logger, NodeId nodeId, Term term);
+
+    [LoggerMessage(1002, LogLevel.Information, "Node {NodeId} became follower at term {Term}, leader {Leader}")]
+    public static partial void BecameFollower(ILogger logger, NodeId nodeId, Term term, NodeId leader);
+
+    [LoggerMessage(1003, LogLevel.Information, "Node {NodeId} started an election at term {Term} as {Role}")]
+    public static partial void BecameCandidate(ILogger logger, NodeId nodeId, Term term, RaftRole role);
+
+    [LoggerMessage(1004, LogLevel.Information, "Member {MemberId} added as {ChangeType} (raft {RaftAddress}, http {HttpAddress}) at index {Index}")]
+    public static partial void MemberAdded(ILogger logger, NodeId memberId, ConfChangeType changeType, string raftAddress, string httpAddress, LogIndex index);
+
+    [LoggerMessage(1005, LogLevel.Information, "Member {MemberId} removed at index {Index}")]
+    public static partial void MemberRemoved(ILogger logger, NodeId memberId, LogIndex index);
+
+    [LoggerMessage(1006, LogLevel.Information, "Snapshot started at index {Index}, term {Term}")]
+    public static partial void SnapshotStarted(ILogger logger, LogIndex index, Term term);
+
+    [LoggerMessage(1007, LogLevel.Information, "Snapshot taken at index {Index}, term {Term}")]
+    public static partial void SnapshotTaken(ILogger logger, LogIndex index, Term term);
+
+    [LoggerMessage(1008, LogLevel.Error, "Snapshot at index {Index} failed")]
+    public static partial void SnapshotFailed(ILogger logger, LogIndex index, Exception exception);
+
+    [LoggerMessage(1009, LogLevel.Information, "Snapshot from the leader installed at index {Index}, term {Term}: {KeyCount} keys")]
+    public static partial void SnapshotInstalled(ILogger logger, LogIndex index, Term term, int keyCount);
+
+    [LoggerMessage(1010, LogLevel.Information, "Restored snapshot at index {Index}: {KeyCount} keys")]
+    public static partial void SnapshotRestored(ILogger logger, LogIndex index, int keyCount);
+
+    [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
+    public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, int sizeBytes);
+
+    [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index} to send to {NodeId}")]
+    public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index);
+
+    [LoggerMessage(1013, LogLevel.Warning, "Dropped a message from {NodeId}: {Reason}")]
+    public static partial void DroppedMessage(ILogger logger, NodeId nodeId, string reason);
+
+    [LoggerMessage(1014, LogLevel.Error, "Malformed conf change entry at index {Index} ignored")]
+    public static partial void BadConfChange(ILogger logger, LogIndex index);
+
+    [LoggerMessage(1015, LogLevel.Critical, "Raft host loop failed; the node stops")]
+    public static partial void LoopFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1016, LogLevel.Warning, "Leadership change handler failed")]
+    public static partial void HandlerFailed(ILogger logger, Exception exception);
+}
+
+/// <summary>Node lifecycle and HTTP events, ids 1100-1199.</summary>
+internal static partial class ServerLog
+{
+    [LoggerMessage(1100, LogLevel.Information, "http server listen:{HttpAddress}, raft {RaftAddress}, node {NodeId} ({Name}), data {DataDirectory}")]
+    public static partial void Listening(ILogger logger, string httpAddress, string raftAddress, NodeId nodeId, string name, string dataDirectory);
+
+    [LoggerMessage(1101, LogLevel.Information, "Existing data directory found: resuming as node {NodeId} ({Name}); bootstrap/join flags are ignored")]
+    public static partial void Resuming(ILogger logger, NodeId nodeId, string name);
+
+    [LoggerMessage(1102, LogLevel.Information, "Asking {Address} to add this node to the cluster")]
+    public static partial void Joining(ILogger logger, string address);
+
+    [LoggerMessage(1103, LogLevel.Warning, "Join via {Address} failed, retrying: {Reason}")]
+    public static partial void JoinRetry(ILogger logger, string address, string reason);
+
+    [LoggerMessage(1104, LogLevel.Information, "Joined the cluster via {Address}")]
+    public static partial void Joined(ILogger logger, string address);
+
+    [LoggerMessage(1105, LogLevel.Warning, "This node was removed from the cluster; shutting down")]
+    public static partial void RemovedShuttingDown(ILogger logger);
+
+    [LoggerMessage(1106, LogLevel.Warning, "Forwarding to leader {LeaderAddress} failed: {Reason}")]
+    public static partial void ForwardFailed(ILogger logger, string leaderAddress, string reason);
+
+    [LoggerMessage(1107, LogLevel.Warning, "No transport available: running without peers")]
+    public static partial void NoTransport(ILogger logger);
+}

@@ -1,0 +1,332 @@
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Stcache.Cache;
+using Stcache.Raft;
+using Stcache.Storage;
+using Stcache.Transport;
+
+namespace Stcache.Server;
+
+public static class Program
+{
+    public const int ExitUsage = 2;
+
+    public static async Task<int> Main(string[] args)
+    {
+        ServerOptions options;
+        try
+        {
+            options = CommandLine.Parse(args);
+        }
+        catch (UsageException e)
+        {
+            await Console.Error.WriteLineAsync("stcached: " + e.Message);
+            await Console.Error.WriteLineAsync(CommandLine.Usage());
+            return ExitUsage;
+        }
+
+        if (options.Help)
+        {
+            Console.Write(CommandLine.Usage());
+            return 0;
+        }
+
+        try
+        {
+            return await RunAsync(options);
+        }
+        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync("stcached: " + e.Message);
+            return 1;
+        }
+    }
+
+    private static async Task<int> RunAsync(ServerOptions options)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+        });
+        builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, true));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);
+            int port = CommandLine.PortOf(options.HttpAddress);
+            if (CommandLine.IsAnyHost(options.HttpAddress))
+            {
+                kestrel.ListenAnyIP(port);
+            }
+            else
+            {
+                kestrel.Listen(ResolveEndPoint(options.HttpAddress));
+            }
+        });
+        builder.Services.AddHttpClient();
+
+        var app = builder.Build();
+        var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
+        var logger = loggerFactory.CreateLogger("stcached");
+
+        await using var node = NodeRuntime.Open(options, loggerFactory, logger);
+        var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
+        api.Map(app);
+
+        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        node.Host.RemovedFromCluster += () =>
+        {
+            ServerLog.RemovedShuttingDown(logger);
+            _ = Task.Run(async () =>
+            {
+                // Let the answer to the removal reach the client and the leader see the commit first.
+                await Task.Delay(TimeSpan.FromMilliseconds(500));
+                lifetime.StopApplication();
+            });
+        };
+
+        await node.StartAsync(lifetime.ApplicationStopping);
+        await app.StartAsync();
+        ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
+        node.StartJoining(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
+
+        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lifetime.ApplicationStopping.Register(() => stopped.TrySetResult());
+        var finished = await Task.WhenAny(stopped.Task, node.Host.Completion);
+        int exitCode = 0;
+        if (finished == node.Host.Completion && node.Host.Completion.IsFaulted)
+        {
+            exitCode = 1;
+        }
+
+        await app.StopAsync(CancellationToken.None);
+        return exitCode;
+    }
+
+    internal static IPEndPoint ResolveEndPoint(string address)
+    {
+        string normalized = CommandLine.NormalizeAddress(address);
+        int colon = normalized.LastIndexOf(':');
+        string host = normalized[..colon].Trim('[', ']');
+        int port = CommandLine.PortOf(normalized);
+        if (CommandLine.IsAnyHost(address))
+        {
+            return new IPEndPoint(IPAddress.Any, port);
+        }
+
+        if (IPAddress.TryParse(host, out var ip))
+        {
+            return new IPEndPoint(ip, port);
+        }
+
+        var resolved = Dns.GetHostAddresses(host);
+        return new IPEndPoint(resolved.First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork), port);
+    }
+}
+
+/// <summary>Everything one node owns: data directory, WAL, snapshots, transport, cache and the Raft host.</summary>
+internal sealed class NodeRuntime : IAsyncDisposable
+{
+    private readonly ServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly DataDirectory _directory;
+    private readonly WriteAheadLog _wal;
+    private readonly PeerTransport _transport;
+    private bool _joinPending;
+    private Task? _joining;
+
+    private NodeRuntime(ServerOptions options, ILogger logger, DataDirectory directory, WriteAheadLog wal, PeerTransport transport, RaftHost host, NodeIdentity identity, bool joinPending)
+    {
+        _options = options;
+        _logger = logger;
+        _directory = directory;
+        _wal = wal;
+        _transport = transport;
+        Host = host;
+        Identity = identity;
+        _joinPending = joinPending;
+    }
+
+    public RaftHost Host { get; }
+
+    public NodeIdentity Identity { get; private set; }
+
+    public string DataPath => _directory.Path;
+
+    public static NodeRuntime Open(ServerOptions options, ILoggerFactory loggerFactory, ILogger logger)
+    {
+        string path = options.DataDirectory ?? DefaultDataDirectory(options);
+        var directory = DataDirectory.Open(path, loggerFactory);
+        try
+        {
+            var wal = directory.OpenLog();
+            var snapshots = directory.OpenSnapshots();
+            var identity = NodeIdentity.Load(directory.Path);
+            bool joinPending = false;
+            string raftAddress = CommandLine.NormalizeAddress(options.RaftAddress);
+            string httpAddress = CommandLine.NormalizeAddress(options.HttpAddress);
+            if (identity is not null)
+            {
+                ServerLog.Resuming(logger, new NodeId(identity.Id), identity.Name);
+                joinPending = !identity.Joined && options.Join is not null;
+                identity = identity with { RaftAddress = raftAddress, HttpAddress = httpAddress };
+                identity.Save(directory.Path);
+            }
+            else
+            {
+                identity = CreateIdentity(options, raftAddress, httpAddress);
+                var state = InitialState(options, identity);
+                if (state is not null)
+                {
+                    wal.Save(state.HardState, state.Entries);
+                }
+
+                joinPending = options.Join is not null;
+                identity = identity with { Joined = !joinPending };
+                identity.Save(directory.Path);
+            }
+
+            var self = new MemberInfo(identity.Id, identity.Name, raftAddress, httpAddress);
+            var raftConfig = new RaftConfig
+            {
+                Id = new NodeId(identity.Id),
+                ElectionTimeoutTicks = options.ElectionTicks,
+                HeartbeatIntervalTicks = options.HeartbeatTicks,
+                RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
+            };
+            var hostOptions = new RaftHostOptions
+            {
+                Raft = raftConfig,
+                Self = self,
+                TickInterval = options.TickInterval,
+                RequestTimeout = options.RequestTimeout,
+                SnapshotInterval = options.SnapshotInterval,
+                SnapshotThreshold = options.SnapshotThreshold,
+                SnapshotTrailingEntries = options.SnapshotTrailingEntries,
+            };
+
+            RaftHost? host = null;
+            var transportOptions = new TransportOptions
+            {
+                NodeId = raftConfig.Id,
+                ClusterId = options.ClusterId,
+                ListenEndPoint = Program.ResolveEndPoint(options.RaftAddress),
+                ClusterSecret = options.ClusterSecret is null ? null : Encoding.UTF8.GetBytes(options.ClusterSecret),
+            };
+            var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
+            var network = new TransportNetwork(transport);
+            host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
+            transport.PeerUnreachable += host.ReportUnreachable;
+            transport.SnapshotSendCompleted += host.ReportSnapshot;
+            return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await _transport.StartAsync(cancellationToken);
+        Host.Start();
+    }
+
+    /// <summary>Asks a member to add this node, retrying until it succeeds or the node stops.</summary>
+    public void StartJoining(IHttpClientFactory clients, CancellationToken cancellationToken)
+    {
+        if (!_joinPending || _options.Join is null)
+        {
+            return;
+        }
+
+        _joining = Task.Run(async () =>
+        {
+            var joiner = new Joiner(clients, _logger);
+            var self = Host.Members.Find(Host.Id) ?? new MemberInfo(Identity.Id, Identity.Name, CommandLine.NormalizeAddress(_options.RaftAddress), CommandLine.NormalizeAddress(_options.HttpAddress));
+            bool joined = await joiner.JoinAsync(_options, self, Host.Members, cancellationToken);
+            if (joined)
+            {
+                _joinPending = false;
+                Identity = Identity with { Joined = true };
+                Identity.Save(_directory.Path);
+            }
+        }, CancellationToken.None);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_joining is not null)
+        {
+            await _joining.ConfigureAwait(false);
+        }
+
+        await Host.DisposeAsync();
+        await _transport.DisposeAsync();
+        _wal.Dispose();
+        _directory.Dispose();
+    }
+
+    private static string DefaultDataDirectory(ServerOptions options)
+    {
+        string suffix = options.RaftId is { } id
+            ? id.ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : CommandLine.NormalizeAddress(options.RaftAddress).Replace(':', '-');
+        return Path.Combine(Environment.CurrentDirectory, "node-" + suffix);
+    }
+
+    private static NodeIdentity CreateIdentity(ServerOptions options, string raftAddress, string httpAddress)
+    {
+        if (options.RaftId is { } raftId)
+        {
+            string name = options.Name ?? raftId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return new NodeIdentity(raftId, name, raftAddress, httpAddress, options.ClusterId, true);
+        }
+
+        string memberName = options.Name ?? raftAddress;
+        return new NodeIdentity(MemberInfo.IdFromName(memberName), memberName, raftAddress, httpAddress, options.ClusterId, true);
+    }
+
+    private static PersistentState? InitialState(ServerOptions options, NodeIdentity identity)
+    {
+        if (options.StaticCluster.Count > 0)
+        {
+            // Every founder must write byte-identical entries, so contexts carry only what all of them know.
+            var founders = options.StaticCluster
+                .Select(m => new ConfChange(ConfChangeType.AddVoter, new NodeId(m.Id),
+                    new MemberInfo(m.Id, m.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), CommandLine.NormalizeAddress(m.RaftAddress), string.Empty).ToContext()))
+                .ToList();
+            return PersistentState.Bootstrap(founders);
+        }
+
+        if (options.Bootstrap)
+        {
+            var self = new MemberInfo(identity.Id, identity.Name, identity.RaftAddress, identity.HttpAddress);
+            return PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, new NodeId(identity.Id), self.ToContext())]);
+        }
+
+        return null;
+    }
+}
+
+/// <summary>Adapts <see cref="PeerTransport"/> to the host's view of the network.</summary>
+internal sealed class TransportNetwork(PeerTransport transport) : IPeerNetwork
+{
+    public void Send(Message message) => transport.Send(message);
+
+    public void SetPeer(NodeId id, string address) => transport.SetPeer(id, address);
+
+    public void RemovePeer(NodeId id) => transport.RemovePeer(id);
+}

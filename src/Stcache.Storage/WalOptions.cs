@@ -1,0 +1,37 @@
+namespace Stcache.Storage;
+
+/// <summary>Write-ahead log settings.</summary>
+public sealed class WalOptions
+{
+    public const long SegmentSizeBytesDefault = 64L * 1024 * 1024;
+
+    /// <summary>A segment is cut when the next batch would grow it past this size. A single larger batch still
+    /// goes into one segment.</summary>
+    public long SegmentSizeBytes { get; init; } = SegmentSizeBytesDefault;
+
+    /// <summary>Entries kept before the snapshot when compacting, so a slightly lagging follower (or an operator
+    /// with the inspector) can still see them. Like hashicorp/raft's TrailingLogs.</summary>
+    public ulong TrailingEntries { get; init; } = 10_000;
+
+    /// <summary>Fill new segments with zeros up front, so that appends never change the file size and an
+    /// fdatasync need not commit file-system metadata on every batch.</summary>
+    public bool Preallocate { get; init; } = true;
+
+    /// <summary>
+    /// Off by default: a corrupt record refuses the open. When on, the WAL is cut at the first corrupt record
+    /// (the damaged segment is copied to <c>.bak</c> first, later segments are renamed to <c>.bak</c>), losing
+    /// everything after it. Only for an operator who knows the node can catch up from its peers.
+    /// </summary>
+    public bool RepairCorruption { get; init; }
+
+    /// <summary>Benchmarks only: skip the sync (durability is lost).</summary>
+    internal bool SkipSync { get; init; }
+
+    internal void Validate()
+    {
+        if (SegmentSizeBytes < 4096 || SegmentSizeBytes > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SegmentSizeBytes), SegmentSizeBytes, "must be between 4 KiB and 2 GiB");
+        }
+    }
+}

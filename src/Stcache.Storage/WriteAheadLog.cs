@@ -1,0 +1,630 @@
+using System.Buffers;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Stcache.Raft;
+
+namespace Stcache.Storage;
+
+/// <summary>
+/// The Raft log and hard state on disk: CRC-framed records in preallocated segment files
+/// (<c>{seq:x16}-{firstIndex:x16}.wal</c>). Every <see cref="Save"/> is one write and one fdatasync. Not
+/// thread-safe: the Raft host calls it from its loop only (the counters may be read from any thread).
+/// </summary>
+public sealed class WriteAheadLog : IRaftLogStore, IDisposable
+{
+    private const int ZeroChunkBytes = 1024 * 1024;
+
+    private readonly IFileSystem _fileSystem;
+    private readonly string _directory;
+    private readonly WalOptions _options;
+    private readonly ILogger _logger;
+    private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private readonly List<WalSegment> _segments;
+
+    // Terms of the entries after the snapshot, as runs: (first index of the run, term). Enough to answer
+    // "does the log hold this snapshot's index at its term?" without keeping the entries in memory.
+    private readonly List<(ulong StartIndex, Term Term)> _termRuns = [];
+
+    private IStorageFile _active;
+
+    // Invariant: _activeDataStart <= _activeOffset; records end at _activeOffset, zeros follow.
+    private long _activeOffset;
+    private long _activeDataStart;
+
+    // A failed write may have left bytes at [_dirtyStart, _dirtyEnd); they are zeroed before anything else is written.
+    private long _dirtyStart = -1;
+    private long _dirtyEnd = -1;
+
+    private HardState _hardState;
+    private SnapshotMetadata _snapshot;
+
+    // Invariant: _lastIndex >= _snapshot.Index.
+    private ulong _lastIndex;
+    private PersistentState? _recovered;
+    private long _syncCount;
+    private long _syncedBytes;
+    private long _lastSyncBytes;
+    private long _syncTicks;
+    private bool _disposed;
+
+    private WriteAheadLog(IFileSystem fileSystem, string directory, WalOptions options, ILogger logger, List<WalSegment> segments, IStorageFile active)
+    {
+        _fileSystem = fileSystem;
+        _directory = directory;
+        _options = options;
+        _logger = logger;
+        _segments = segments;
+        _active = active;
+        _hardState = HardState.Empty;
+        _snapshot = SnapshotMetadata.Empty;
+    }
+
+    /// <summary>Completed syncs (each covers one batch).</summary>
+    public long SyncCount => Interlocked.Read(ref _syncCount);
+
+    /// <summary>Bytes made durable by all syncs; divide by <see cref="SyncCount"/> for bytes per sync.</summary>
+    public long SyncedBytes => Interlocked.Read(ref _syncedBytes);
+
+    /// <summary>Bytes covered by the most recent sync.</summary>
+    public long LastSyncBytes => Interlocked.Read(ref _lastSyncBytes);
+
+    /// <summary>Time spent in write plus sync calls.</summary>
+    public TimeSpan SyncTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _syncTicks));
+
+    /// <summary>Number of segment files currently on disk.</summary>
+    public int SegmentCount => _segments.Count;
+
+    /// <summary>Index of the last entry in the log (or of the snapshot when the log after it is empty).</summary>
+    public LogIndex LastIndex => new(_lastIndex);
+
+    public HardState HardState => _hardState;
+
+    /// <summary>The newest snapshot recorded in the WAL.</summary>
+    public SnapshotMetadata Snapshot => _snapshot;
+
+    /// <summary>
+    /// Opens (or creates) the WAL in <paramref name="directory"/>, verifying every record. A torn tail in the last
+    /// segment is cut and logged; any other bad record throws <see cref="StorageCorruptionException"/> naming the
+    /// file and offset (unless <see cref="WalOptions.RepairCorruption"/>). The caller must hold the data
+    /// directory's lock (<see cref="DataDirectory"/>).
+    /// </summary>
+    public static WriteAheadLog Open(string directory, WalOptions? options = null, ILogger? logger = null) =>
+        Open(PhysicalFileSystem.Instance, directory, options ?? new WalOptions(), logger ?? NullLogger.Instance);
+
+    internal static WriteAheadLog Open(IFileSystem fileSystem, string directory, WalOptions options, ILogger logger)
+    {
+        options.Validate();
+        Directory.CreateDirectory(directory);
+        foreach (string temp in fileSystem.GetFiles(directory, "*.tmp"))
+        {
+            // A segment that never got renamed was never part of the log.
+            fileSystem.Delete(temp);
+            Log.TempRemoved(logger, temp);
+        }
+
+        while (true)
+        {
+            List<WalSegment> segments = WalSegment.List(fileSystem, directory);
+            if (segments.Count == 0)
+            {
+                WalSegment first = CreateSegment(fileSystem, directory, options, 0, 1, HardState.Empty, SnapshotMetadata.Empty);
+                segments.Add(first);
+            }
+
+            var reader = new WalReader(fileSystem);
+            try
+            {
+                reader.ReadAll(segments);
+            }
+            catch (StorageCorruptionException corruption) when (options.RepairCorruption)
+            {
+                Repair(fileSystem, directory, segments, corruption, logger);
+                continue;
+            }
+
+            PersistentState state = reader.Finish(segments);
+            SegmentScan last = reader.Scans[^1];
+            IStorageFile active = fileSystem.Open(last.Segment.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+            try
+            {
+                if (last.GarbageEnd > last.ValidEnd)
+                {
+                    // A torn tail: zero it so a later scan never mistakes leftovers for records.
+                    ZeroRange(active, last.ValidEnd, last.GarbageEnd);
+                    active.Sync();
+                    Log.TornTailCut(logger, last.Segment.Path, last.GarbageEnd - last.ValidEnd, last.ValidEnd);
+                }
+            }
+            catch
+            {
+                active.Dispose();
+                throw;
+            }
+
+            var wal = new WriteAheadLog(fileSystem, directory, options, logger, segments, active)
+            {
+                _activeOffset = last.ValidEnd,
+                _activeDataStart = last.Records == 0 ? last.ValidEnd : WalFormat.SegmentHeaderBytes,
+                _hardState = state.HardState,
+                _snapshot = state.Snapshot,
+                _recovered = state,
+            };
+            wal.ResetTermRuns(state);
+            Log.WalOpened(logger, directory, segments.Count, state.HardState.ToString(), state.Snapshot.Index.Value,
+                state.Entries.Count > 0 ? state.Entries[0].Index.Value : 0, wal._lastIndex);
+            return wal;
+        }
+    }
+
+    /// <summary>
+    /// The state recovered at open: hard state, the newest snapshot recorded in the WAL, and every entry after it.
+    /// Later calls re-read the files.
+    /// </summary>
+    public PersistentState Load()
+    {
+        ThrowIfDisposed();
+        PersistentState? recovered = _recovered;
+        _recovered = null;
+        if (recovered is not null)
+        {
+            return recovered;
+        }
+
+        var reader = new WalReader(_fileSystem);
+        reader.ReadAll(_segments);
+        return reader.Finish(_segments);
+    }
+
+    /// <inheritdoc />
+    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(entries);
+        bool writeHardState = hardState is { } state && state != _hardState;
+        if (!writeHardState && entries.Count == 0)
+        {
+            return;
+        }
+
+        ValidateEntries(entries);
+        _recovered = null;
+        _buffer.ResetWrittenCount();
+        for (int i = 0; i < entries.Count; i++)
+        {
+            WalFormat.AppendEntry(_buffer, entries[i]);
+        }
+
+        if (writeHardState)
+        {
+            WalFormat.AppendHardState(_buffer, hardState!.Value);
+        }
+
+        ulong nextIndex = entries.Count > 0 ? Math.Min(entries[0].Index.Value, _lastIndex + 1) : _lastIndex + 1;
+        Append(_buffer.WrittenSpan, nextIndex);
+
+        // Durable: now the in-memory view may move.
+        for (int i = 0; i < entries.Count; i++)
+        {
+            AppendTerm(entries[i].Index.Value, entries[i].Term);
+        }
+
+        if (entries.Count > 0)
+        {
+            _lastIndex = entries[^1].Index.Value;
+        }
+
+        if (writeHardState)
+        {
+            _hardState = hardState!.Value;
+        }
+    }
+
+    /// <inheritdoc />
+    public void ApplySnapshot(SnapshotMetadata snapshot)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (snapshot.Index <= _snapshot.Index)
+        {
+            return;
+        }
+
+        bool keepLog = snapshot.Index.Value <= _lastIndex && TermAt(snapshot.Index.Value) == snapshot.Term;
+        _recovered = null;
+        _buffer.ResetWrittenCount();
+        WalFormat.AppendSnapshot(_buffer, snapshot, resetLog: !keepLog);
+        Append(_buffer.WrittenSpan, keepLog ? _lastIndex + 1 : snapshot.Index.Value + 1);
+
+        _snapshot = snapshot;
+        if (keepLog)
+        {
+            DropTermsThrough(snapshot.Index.Value, snapshot.Term);
+        }
+        else
+        {
+            _termRuns.Clear();
+            _termRuns.Add((snapshot.Index.Value, snapshot.Term));
+            _lastIndex = snapshot.Index.Value;
+        }
+    }
+
+    /// <summary>
+    /// Deletes whole segments whose entries all lie at or before <paramref name="upTo"/> minus
+    /// <see cref="WalOptions.TrailingEntries"/>. Never goes past the newest snapshot recorded with
+    /// <see cref="ApplySnapshot"/>, so recovery always finds a snapshot covering the deleted entries; the host
+    /// records its own snapshots with ApplySnapshot before compacting.
+    /// </summary>
+    public void Compact(LogIndex upTo)
+    {
+        ThrowIfDisposed();
+        ulong limit = Math.Min(upTo.Value, _snapshot.Index.Value);
+        limit = limit > _options.TrailingEntries ? limit - _options.TrailingEntries : 0;
+        int deleted = 0;
+
+        // Segment i holds only entries below the next segment's first index; the active segment always stays.
+        while (deleted + 1 < _segments.Count && _segments[deleted + 1].FirstIndex - 1 <= limit)
+        {
+            // Oldest first, so a crash in between leaves a contiguous run of segments.
+            _fileSystem.Delete(_segments[deleted].Path);
+            Log.SegmentDeleted(_logger, _segments[deleted].Path);
+            deleted++;
+        }
+
+        if (deleted > 0)
+        {
+            _segments.RemoveRange(0, deleted);
+            _fileSystem.SyncDirectory(_directory);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _active.Dispose();
+    }
+
+    private void Append(ReadOnlySpan<byte> records, ulong nextIndex)
+    {
+        CleanDirtyRange();
+        if (_activeOffset > _activeDataStart && _activeOffset + records.Length > _options.SegmentSizeBytes)
+        {
+            CutSegment(nextIndex);
+        }
+
+        long start = Stopwatch.GetTimestamp();
+        long offset = _activeOffset;
+        try
+        {
+            _active.Write(offset, records);
+            if (!_options.SkipSync)
+            {
+                _active.Sync();
+            }
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            Log.WriteFailed(_logger, exception, _active.Path, offset);
+            _dirtyStart = offset;
+            _dirtyEnd = offset + records.Length;
+            try
+            {
+                CleanDirtyRange();
+            }
+            catch (IOException cleanup)
+            {
+                Log.CleanupPending(_logger, cleanup);
+            }
+
+            throw exception as IOException ?? new IOException($"WAL write to {_active.Path} failed", exception);
+        }
+
+        _activeOffset = offset + records.Length;
+        Interlocked.Add(ref _syncTicks, Stopwatch.GetTimestamp() - start);
+        Interlocked.Increment(ref _syncCount);
+        Interlocked.Add(ref _syncedBytes, records.Length);
+        Interlocked.Exchange(ref _lastSyncBytes, records.Length);
+    }
+
+    /// <summary>
+    /// Removes what a failed write may have left behind, so no stale record can ever be read after a shorter
+    /// successful batch. Zeros inside the preallocated size; shrinks what a failed append added beyond it.
+    /// </summary>
+    private void CleanDirtyRange()
+    {
+        if (_dirtyStart < 0)
+        {
+            return;
+        }
+
+        long length = _active.Length;
+        long preallocated = _options.Preallocate ? _options.SegmentSizeBytes : _activeOffset;
+        if (length > Math.Max(preallocated, _dirtyStart))
+        {
+            _active.SetLength(Math.Max(preallocated, _dirtyStart));
+            length = _active.Length;
+        }
+
+        ZeroRange(_active, _dirtyStart, Math.Min(_dirtyEnd, length));
+        _active.Sync();
+        _dirtyStart = -1;
+        _dirtyEnd = -1;
+    }
+
+    private void CutSegment(ulong nextIndex)
+    {
+        ulong sequence = _segments[^1].Sequence + 1;
+        WalSegment segment = CreateSegment(_fileSystem, _directory, _options, sequence, nextIndex, _hardState, _snapshot);
+        IStorageFile file;
+        try
+        {
+            file = _fileSystem.Open(segment.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        }
+        catch
+        {
+            // The new segment is empty apart from restated state; leaving it would be harmless but confusing.
+            TryDelete(segment.Path);
+            throw;
+        }
+
+        _active.Dispose();
+        _active = file;
+        _segments.Add(segment);
+        _activeDataStart = PreambleBytes(_hardState, _snapshot);
+        _activeOffset = _activeDataStart;
+        Log.SegmentCut(_logger, segment.Path);
+    }
+
+    private static int PreambleBytes(HardState hardState, SnapshotMetadata snapshot)
+    {
+        int bytes = WalFormat.SegmentHeaderBytes;
+        if (!snapshot.Index.Equals(LogIndex.Zero))
+        {
+            bytes += WalFormat.AlignedRecordBytes(WalFormat.MetadataBytes(snapshot));
+        }
+
+        if (!hardState.IsEmpty)
+        {
+            bytes += WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes);
+        }
+
+        return bytes;
+    }
+
+    /// <summary>
+    /// Writes a new segment under a temporary name (header, the snapshot and hard state in force, zeros), syncs
+    /// it, renames it into place and syncs the directory: a crash leaves either no segment or a complete one.
+    /// </summary>
+    private static WalSegment CreateSegment(IFileSystem fileSystem, string directory, WalOptions options, ulong sequence, ulong firstIndex, HardState hardState, SnapshotMetadata snapshot)
+    {
+        string path = Path.Combine(directory, WalSegment.FileName(sequence, firstIndex));
+        string temp = path + ".tmp";
+        var preamble = new ArrayBufferWriter<byte>(256);
+        WalFormat.WriteSegmentHeader(preamble.GetSpan(WalFormat.SegmentHeaderBytes), firstIndex);
+        preamble.Advance(WalFormat.SegmentHeaderBytes);
+        if (snapshot.Index != LogIndex.Zero)
+        {
+            WalFormat.AppendSnapshot(preamble, snapshot, resetLog: false);
+        }
+
+        if (!hardState.IsEmpty)
+        {
+            WalFormat.AppendHardState(preamble, hardState);
+        }
+
+        try
+        {
+            using (IStorageFile file = fileSystem.Open(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
+            {
+                file.Write(0, preamble.WrittenSpan);
+                if (options.Preallocate)
+                {
+                    ZeroRange(file, preamble.WrittenCount, options.SegmentSizeBytes);
+                }
+
+                file.Sync();
+            }
+
+            fileSystem.Move(temp, path, overwrite: false);
+            fileSystem.SyncDirectory(directory);
+        }
+        catch
+        {
+            TryDelete(fileSystem, temp);
+            throw;
+        }
+
+        return new WalSegment(sequence, firstIndex, path);
+    }
+
+    private static void ZeroRange(IStorageFile file, long start, long end)
+    {
+        if (end <= start)
+        {
+            return;
+        }
+
+        byte[] zeros = ArrayPool<byte>.Shared.Rent((int)Math.Min(ZeroChunkBytes, end - start));
+        try
+        {
+            Array.Clear(zeros);
+            for (long offset = start; offset < end;)
+            {
+                int count = (int)Math.Min(zeros.Length, end - offset);
+                file.Write(offset, zeros.AsSpan(0, count));
+                offset += count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(zeros);
+        }
+    }
+
+    /// <summary>
+    /// Rejects batches the core could never produce: they would corrupt the log on disk. A bug, not bad input.
+    /// </summary>
+    private void ValidateEntries(IReadOnlyList<Entry> entries)
+    {
+        if (entries.Count == 0)
+        {
+            return;
+        }
+
+        ulong first = entries[0].Index.Value;
+        if (first <= _snapshot.Index.Value)
+        {
+            throw new ArgumentException($"entry {first} is covered by the snapshot at {_snapshot.Index}", nameof(entries));
+        }
+
+        if (first > _lastIndex + 1)
+        {
+            throw new ArgumentException($"entry {first} would leave a gap after the last index {_lastIndex}", nameof(entries));
+        }
+
+        Term previousTerm = first - 1 == _snapshot.Index.Value ? _snapshot.Term : TermAt(first - 1);
+        for (int i = 0; i < entries.Count; i++)
+        {
+            Entry entry = entries[i];
+            if (entry.Index.Value != first + (ulong)i)
+            {
+                throw new ArgumentException($"entries are not contiguous at position {i} (index {entry.Index})", nameof(entries));
+            }
+
+            if (entry.Term < previousTerm)
+            {
+                throw new ArgumentException($"entry {entry.Index} has term {entry.Term}, lower than the previous {previousTerm}", nameof(entries));
+            }
+
+            if (entry.Type is not (EntryType.Normal or EntryType.ConfChange))
+            {
+                throw new ArgumentException($"entry {entry.Index} has unknown type {entry.Type}", nameof(entries));
+            }
+
+            if (entry.Data.Length > WalFormat.RecordLengthMax - WalFormat.EntryPayloadHeaderBytes - 1)
+            {
+                throw new ArgumentException($"entry {entry.Index} is {entry.Data.Length} bytes, above the record limit", nameof(entries));
+            }
+
+            previousTerm = entry.Term;
+        }
+    }
+
+    private void ResetTermRuns(PersistentState state)
+    {
+        _termRuns.Clear();
+        _termRuns.Add((state.Snapshot.Index.Value, state.Snapshot.Term));
+        _lastIndex = state.Snapshot.Index.Value;
+        foreach (Entry entry in state.Entries)
+        {
+            AppendTerm(entry.Index.Value, entry.Term);
+        }
+    }
+
+    private void AppendTerm(ulong index, Term term)
+    {
+        // An overwrite drops the runs from the overwritten index on.
+        while (_termRuns.Count > 0 && _termRuns[^1].StartIndex >= index)
+        {
+            _termRuns.RemoveAt(_termRuns.Count - 1);
+        }
+
+        if (_termRuns.Count == 0 || _termRuns[^1].Term != term)
+        {
+            _termRuns.Add((index, term));
+        }
+
+        _lastIndex = index;
+    }
+
+    private void DropTermsThrough(ulong index, Term term)
+    {
+        int keepFrom = 0;
+        while (keepFrom + 1 < _termRuns.Count && _termRuns[keepFrom + 1].StartIndex <= index)
+        {
+            keepFrom++;
+        }
+
+        _termRuns.RemoveRange(0, keepFrom);
+        _termRuns[0] = (index, term);
+    }
+
+    /// <summary>The term of the entry at <paramref name="index"/>, which must lie in [snapshot index, last index].</summary>
+    private Term TermAt(ulong index)
+    {
+        Debug.Assert(index >= _snapshot.Index.Value && index <= _lastIndex, "index outside the known log");
+        int low = 0;
+        int high = _termRuns.Count - 1;
+        while (low < high)
+        {
+            int middle = (low + high + 1) / 2;
+            if (_termRuns[middle].StartIndex <= index)
+            {
+                low = middle;
+            }
+            else
+            {
+                high = middle - 1;
+            }
+        }
+
+        return _termRuns[low].Term;
+    }
+
+    private static void Repair(IFileSystem fileSystem, string directory, List<WalSegment> segments, StorageCorruptionException corruption, ILogger logger)
+    {
+        int damaged = segments.FindIndex(s => s.Path == corruption.FilePath);
+        if (damaged < 0)
+        {
+            // Not a record inside a segment (e.g. a missing segment): nothing safe to cut.
+            throw corruption;
+        }
+
+        string backup = corruption.FilePath + ".bak";
+        File.Copy(corruption.FilePath, backup, overwrite: true);
+        using (IStorageFile file = fileSystem.Open(corruption.FilePath, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            // A corrupt header means the whole segment goes.
+            long cut = Math.Max(corruption.Offset, WalFormat.SegmentHeaderBytes);
+            if (corruption.Offset < WalFormat.SegmentHeaderBytes)
+            {
+                file.Dispose();
+                fileSystem.Move(corruption.FilePath, backup, overwrite: true);
+            }
+            else
+            {
+                file.SetLength(cut);
+                file.Sync();
+            }
+        }
+
+        for (int i = damaged + 1; i < segments.Count; i++)
+        {
+            fileSystem.Move(segments[i].Path, segments[i].Path + ".bak", overwrite: true);
+        }
+
+        fileSystem.SyncDirectory(directory);
+        Log.Repaired(logger, corruption.FilePath, corruption.Offset, corruption.Reason, backup);
+    }
+
+    private void TryDelete(string path) => TryDelete(_fileSystem, path);
+
+    private static void TryDelete(IFileSystem fileSystem, string path)
+    {
+        try
+        {
+            fileSystem.Delete(path);
+        }
+        catch (IOException)
+        {
+            // Best effort: a leftover .tmp is removed at the next open.
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+}

@@ -87,6 +87,8 @@ public sealed class RaftHost : IAsyncDisposable
     public HostStatus Status => _status;
 
     /// <summary>Raised on the loop when leader, role or term changes. Handlers must not block.</summary>
+    private bool _announceAddress;
+
     public event Action<LeadershipChange>? LeadershipChanged;
 
     /// <summary>Raised once when this node applies its own removal from the cluster.</summary>
@@ -292,6 +294,13 @@ public sealed class RaftHost : IAsyncDisposable
                     var ready = node.GetReady();
                     await HandleReadyAsync(node, ready).ConfigureAwait(false);
                     node.Advance(ready);
+
+                    // The core takes no input between GetReady and Advance, so the new leader announces itself here.
+                    if (_announceAddress)
+                    {
+                        _announceAddress = false;
+                        node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
+                    }
                 }
 
                 PublishStatus(node);
@@ -457,8 +466,8 @@ public sealed class RaftHost : IAsyncDisposable
             var self = _members.Find(Id);
             if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
             {
-                // Tell every replica where this leader answers HTTP (static clusters start without it).
-                node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
+                // Tell every replica where this leader answers HTTP (static clusters start without it), after Advance.
+                _announceAddress = true;
             }
         }
         else if (soft.Role == RaftRole.Follower && (previous.Role != RaftRole.Follower || previous.Leader != soft.Leader))

@@ -63,11 +63,13 @@ public static class HistoryCheck
                 $"  {kind}: {all.Count(o => o.Kind == kind)} sent, {all.Count(o => o.Kind == kind && o.Outcome == OpOutcome.Ok)} ok");
         }
 
-        foreach (var key in result.Keys)
+        foreach (var key in result.Keys.Where(k => !k.Key.StartsWith(KvWorkload.DurableKeyPrefix, StringComparison.Ordinal)))
         {
             report.AppendLine(System.Globalization.CultureInfo.InvariantCulture, $"  key {key.Key}: {key.OperationCount} ops, {key.Verdict}, {key.Steps} steps");
         }
 
+        report.AppendLine(System.Globalization.CultureInfo.InvariantCulture,
+            $"  write-once keys: {result.Keys.Count(k => k.Key.StartsWith(KvWorkload.DurableKeyPrefix, StringComparison.Ordinal))}");
         report.AppendLine("linearizability: " + result.Verdict);
         if (!result.IsLinearizable)
         {

@@ -140,7 +140,7 @@ public sealed class KvWorkload
             else
             {
                 string durableKey = DurableKeyPrefix + value;
-                op = await ExecuteAsync(client, node, KvOperationKind.Set, durableKey, value, null, null, record: false);
+                op = await ExecuteAsync(client, node, KvOperationKind.Set, durableKey, value, null, null, record: true);
                 if (op.Outcome == OpOutcome.Ok)
                 {
                     _durableAcknowledged[durableKey] = value;

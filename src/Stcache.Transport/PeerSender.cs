@@ -501,11 +501,30 @@ internal sealed class PeerSender
 
         public PipeWriter Writer { get; }
 
+        /// <summary>
+        /// Never throws a connection error: completing the writer flushes buffered bytes, which fails on a broken
+        /// socket, and an exception escaping the sender's finally block would end its reconnect loop for good.
+        /// </summary>
         public async ValueTask DisposeAsync()
         {
-            await Reader.CompleteAsync().ConfigureAwait(false);
-            await Writer.CompleteAsync().ConfigureAwait(false);
-            await _stream.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                await Reader.CompleteAsync().ConfigureAwait(false);
+                await Writer.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception exception) when (IsConnectionError(exception))
+            {
+            }
+            finally
+            {
+                try
+                {
+                    await _stream.DisposeAsync().ConfigureAwait(false);
+                }
+                catch (Exception exception) when (IsConnectionError(exception))
+                {
+                }
+            }
         }
     }
 }

@@ -86,7 +86,19 @@ public sealed class FaultProxy : IAsyncDisposable
         }
     }
 
-    public override string ToString() => $"{Name} :{Port} -> :{TargetPort} {Mode}{(Delay > TimeSpan.Zero ? $" +{Delay.TotalMilliseconds}ms" : string.Empty)}";
+    public int OpenConnections
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
+    public override string ToString() =>
+        $"{Name} :{Port} -> :{TargetPort} {Mode}{(Delay > TimeSpan.Zero ? $" +{Delay.TotalMilliseconds}ms" : string.Empty)} open {OpenConnections} accepted {ConnectionsAccepted} forwarded {BytesForwarded}B dropped {BytesDropped}B";
 
     public async ValueTask DisposeAsync()
     {

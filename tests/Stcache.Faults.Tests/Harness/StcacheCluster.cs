@@ -31,6 +31,9 @@ public sealed record ClusterOptions
 
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
+    /// <summary>Information shows elections and membership in the failure dump.</summary>
+    public string LogLevel { get; init; } = "Information";
+
     public TimeSpan ElectionTimeout => TimeSpan.FromMilliseconds(TickMilliseconds * ElectionTicks);
 }
 
@@ -273,7 +276,7 @@ public sealed class StcacheCluster : IAsyncDisposable
             text.AppendLine(status is null ? "no status" : $"{status.Role} term {status.Term} leader {status.Leader} commit {status.Commit} applied {status.Applied} keys {status.Keys} voters [{string.Join(',', status.Voters)}]");
         }
 
-        foreach (var link in _links.Values.Where(l => l.Mode != LinkMode.Pass || l.Delay > TimeSpan.Zero))
+        foreach (var link in _links.Values.Where(l => l.ConnectionsAccepted > 0))
         {
             text.Append("  link ").AppendLine(link.ToString());
         }
@@ -362,7 +365,7 @@ public sealed class StcacheCluster : IAsyncDisposable
             "--tick-ms=" + Options.TickMilliseconds.ToString(CultureInfo.InvariantCulture),
             "--election-ticks=" + Options.ElectionTicks.ToString(CultureInfo.InvariantCulture),
             "--request-timeout-ms=" + Options.RequestTimeoutMilliseconds.ToString(CultureInfo.InvariantCulture),
-            "--log-level=Warning",
+            "--log-level=" + Options.LogLevel,
             .. Options.ExtraArguments,
         ];
     }

@@ -36,8 +36,11 @@ public static class FaultRun
         var report = new StringBuilder();
         void Note(string line)
         {
-            report.AppendLine(line);
-            log(line);
+            lock (report)
+            {
+                report.AppendLine(line);
+                log(line);
+            }
         }
 
         Note(string.Create(CultureInfo.InvariantCulture,
@@ -46,8 +49,9 @@ public static class FaultRun
         var started = Stopwatch.StartNew();
         await using var cluster = await StcacheCluster.StartAsync(options.Cluster, log, TimeSpan.FromSeconds(30));
         Note(string.Create(CultureInfo.InvariantCulture, $"cluster up in {started.Elapsed.TotalSeconds:F1}s: {string.Join(", ", cluster.Founders)}"));
-        var nemesis = new Nemesis(cluster, random, log);
-        var workload = new KvWorkload(options.Workload with { Seed = options.Seed }, () => nemesis.Members);
+        KvWorkload? workload = null;
+        var nemesis = new Nemesis(cluster, random, log, () => workload!.NextEpoch());
+        workload = new KvWorkload(options.Workload with { Seed = options.Seed }, () => nemesis.Members);
         bool passed = true;
         try
         {
@@ -90,7 +94,7 @@ public static class FaultRun
         {
             Note("faults injected so far: " + string.Join("; ", nemesis.Injected));
             Note("run aborted: " + e.Message);
-            Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 40));
+            Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 80));
             return new FaultRunResult(false, report.ToString(), workload.Operations.Count, nemesis.Injected.Count);
         }
     }
@@ -99,32 +103,30 @@ public static class FaultRun
     private static async Task<bool> CheckFinalStateAsync(KvWorkload workload, IReadOnlyList<NodeProcess> members, Action<string> note)
     {
         bool passed = true;
-        foreach (string key in workload.Keys)
-        {
-            foreach (var member in members)
-            {
-                await workload.ReadAsync(0, member, key);
-            }
-        }
+        var used = workload.KeysUsed.ToList();
+
+        // Linearizable final reads of the keys of the last epochs, through every member, go into the history.
+        var recent = used.Where(k => EpochOf(k) >= workload.Epoch - 1).ToList();
+        await ForEachAsync(recent.SelectMany(k => members.Select(m => (Key: k, Member: m))), item => workload.ReadAsync(0, item.Member, item.Key));
 
         int lost = 0;
-        foreach (var (key, value) in workload.DurableAcknowledged)
+        var durable = workload.DurableAcknowledged.ToList();
+        await ForEachAsync(durable.Select((pair, i) => (pair.Key, pair.Value, Member: members[i % members.Count])), async item =>
         {
-            var read = await workload.ReadAsync(0, members[lost % members.Count], key);
-            if (read.Outcome != OpOutcome.Ok || read.Result != value)
+            var read = await workload.ReadAsync(0, item.Member, item.Key);
+            if (read.Outcome != OpOutcome.Ok || read.Result != item.Value)
             {
-                lost++;
-                note($"LOST acknowledged write: {key}={value}, read {KvWorkload.Describe(read)}");
+                Interlocked.Increment(ref lost);
+                note($"LOST acknowledged write: {item.Key}={item.Value}, read {KvWorkload.Describe(read)}");
             }
-        }
-
-        note(string.Create(CultureInfo.InvariantCulture, $"acknowledged write-once keys: {workload.DurableAcknowledged.Count}, lost {lost}"));
+        });
+        note(string.Create(CultureInfo.InvariantCulture, $"acknowledged write-once keys: {durable.Count}, lost {lost}"));
         passed &= lost == 0;
 
-        // Every replica's own state (stale reads answer from local state) must be the same.
+        // Every replica's own state (stale reads answer from local state) must be the same, for every key used.
         int diverged = 0;
-        var keys = workload.Keys.Concat(workload.DurableAcknowledged.Keys).ToList();
-        foreach (string key in keys)
+        var keys = used.Concat(durable.Select(d => d.Key)).ToList();
+        await ForEachAsync(keys, async key =>
         {
             var values = new List<string>();
             foreach (var member in members)
@@ -135,13 +137,21 @@ public static class FaultRun
 
             if (values.Distinct().Count() != 1)
             {
-                diverged++;
+                Interlocked.Increment(ref diverged);
                 note($"DIVERGED {key}: " + string.Join(" | ", members.Zip(values, (m, v) => m.MemberName + "=" + v)));
             }
-        }
-
+        });
         note(string.Create(CultureInfo.InvariantCulture, $"replica convergence: {keys.Count} keys on {members.Count} members, {diverged} differ"));
         passed &= diverged == 0;
         return passed;
     }
+
+    private static int EpochOf(string key)
+    {
+        int dash = key.IndexOf('-', StringComparison.Ordinal);
+        return int.Parse(key.AsSpan(KvWorkload.KeyPrefix.Length, dash - KvWorkload.KeyPrefix.Length), CultureInfo.InvariantCulture);
+    }
+
+    private static Task ForEachAsync<T>(IEnumerable<T> items, Func<T, Task> body) =>
+        Parallel.ForEachAsync(items, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (item, _) => await body(item));
 }

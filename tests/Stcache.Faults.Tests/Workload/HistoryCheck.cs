@@ -63,9 +63,11 @@ public static class HistoryCheck
                 $"  {kind}: {all.Count(o => o.Kind == kind)} sent, {all.Count(o => o.Kind == kind && o.Outcome == OpOutcome.Ok)} ok");
         }
 
-        foreach (var key in result.Keys.Where(k => !k.Key.StartsWith(KvWorkload.DurableKeyPrefix, StringComparison.Ordinal)))
+        var shared = result.Keys.Where(k => !k.Key.StartsWith(KvWorkload.DurableKeyPrefix, StringComparison.Ordinal)).ToList();
+        if (shared.Count > 0)
         {
-            report.AppendLine(System.Globalization.CultureInfo.InvariantCulture, $"  key {key.Key}: {key.OperationCount} ops, {key.Verdict}, {key.Steps} steps");
+            report.AppendLine(System.Globalization.CultureInfo.InvariantCulture,
+                $"  shared keys: {shared.Count}, ops per key max {shared.Max(k => k.OperationCount)}, search steps max {shared.Max(k => k.Steps)}");
         }
 
         report.AppendLine(System.Globalization.CultureInfo.InvariantCulture,

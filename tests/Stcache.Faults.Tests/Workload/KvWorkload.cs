@@ -85,7 +85,25 @@ public sealed class KvWorkload
     /// <summary>Write-once keys whose write was acknowledged, with their values.</summary>
     public IReadOnlyDictionary<string, string> DurableAcknowledged => _durableAcknowledged;
 
-    public IEnumerable<string> Keys => Enumerable.Range(0, _options.Keys).Select(i => KeyPrefix + i.ToString(CultureInfo.InvariantCulture));
+    private readonly ConcurrentDictionary<string, bool> _keysUsed = new();
+    private int _epoch;
+
+    /// <summary>
+    /// The key set changes every epoch (each fault cycle), so each key's history stays short enough for the
+    /// checker however long the run: unknown outcomes otherwise pile up on a key and the search explodes.
+    /// </summary>
+    public void NextEpoch() => Interlocked.Increment(ref _epoch);
+
+    public int Epoch => Volatile.Read(ref _epoch);
+
+    /// <summary>The current epoch's keys.</summary>
+    public IEnumerable<string> Keys => Enumerable.Range(0, _options.Keys).Select(i => KeyOf(Epoch, i));
+
+    /// <summary>Every key any client touched, in any epoch.</summary>
+    public IReadOnlyCollection<string> KeysUsed => [.. _keysUsed.Keys];
+
+    private static string KeyOf(int epoch, int index) =>
+        string.Create(CultureInfo.InvariantCulture, $"{KeyPrefix}{epoch}-{index}");
 
     public async Task RunAsync(CancellationToken stop)
     {
@@ -112,7 +130,8 @@ public sealed class KvWorkload
             }
 
             var node = targets[random.Next(targets.Count)];
-            string key = KeyPrefix + random.Next(_options.Keys).ToString(CultureInfo.InvariantCulture);
+            string key = KeyOf(Epoch, random.Next(_options.Keys));
+            _keysUsed[key] = true;
             string value = string.Create(CultureInfo.InvariantCulture, $"c{client}-{++sequence}");
             int roll = random.Next(100);
             RecordedOp op;

@@ -25,7 +25,7 @@ public enum FaultKind
 /// Injects faults on a schedule: each fault holds for a while, then everything heals and the cluster must elect
 /// a leader again before the next fault. Keeps the current member list up to date across membership changes.
 /// </summary>
-public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string> log)
+public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string> log, Action? cycleDone = null)
 {
     private static readonly TimeSpan s_recoveryTimeout = TimeSpan.FromSeconds(30);
     private readonly Lock _lock = new();
@@ -60,6 +60,7 @@ public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string
 
             var next = queue.Dequeue();
             await InjectAndHealAsync(next, hold);
+            cycleDone?.Invoke();
             await Task.Delay(quiet);
         }
     }

@@ -370,7 +370,7 @@ public sealed class StcacheCluster : IAsyncDisposable
         ];
     }
 
-    public const int IncarnationsMax = 2;
+    public const int IncarnationsMax = 6;
 
     private ulong SlotId(NodeProcess slot, int incarnation)
     {

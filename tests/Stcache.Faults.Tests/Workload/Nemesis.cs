@@ -97,12 +97,12 @@ public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string
                 description = $"isolate leader {leader.MemberName}";
                 break;
             case FaultKind.PartitionMinority:
-            {
-                var minority = members.OrderBy(_ => random.Next()).Take((members.Count - 1) / 2).ToList();
-                cluster.Partition(minority);
-                description = $"partition [{Names(minority)}] | [{Names(members.Except(minority))}]";
-                break;
-            }
+                {
+                    var minority = members.OrderBy(_ => random.Next()).Take((members.Count - 1) / 2).ToList();
+                    cluster.Partition(minority);
+                    description = $"partition [{Names(minority)}] | [{Names(members.Except(minority))}]";
+                    break;
+                }
 
             case FaultKind.LeaderCannotSend:
                 cluster.SetLinks((a, b) => a == leader && members.Contains(b), LinkMode.Blackhole);
@@ -113,12 +113,12 @@ public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string
                 description = $"one-way: others -> leader {leader.MemberName} cut";
                 break;
             case FaultKind.SlowLinks:
-            {
-                var delay = TimeSpan.FromMilliseconds(random.Next(20, 120));
-                cluster.DelayAll(delay);
-                description = $"delay every link by {delay.TotalMilliseconds}ms";
-                break;
-            }
+                {
+                    var delay = TimeSpan.FromMilliseconds(random.Next(20, 120));
+                    cluster.DelayAll(delay);
+                    description = $"delay every link by {delay.TotalMilliseconds}ms";
+                    break;
+                }
 
             case FaultKind.RefuseNode:
                 cluster.SetLinks((a, b) => a == anyFollower || b == anyFollower, LinkMode.Refuse);
@@ -143,17 +143,17 @@ public sealed class Nemesis(StcacheCluster cluster, Random random, Action<string
                 hold = TimeSpan.Zero;
                 break;
             case FaultKind.ReplaceMember:
-            {
-                var spare = cluster.Nodes.FirstOrDefault(n => !members.Contains(n) && n.Incarnation < StcacheCluster.IncarnationsMax);
-                if (spare is null)
                 {
-                    return;
-                }
+                    var spare = cluster.Nodes.FirstOrDefault(n => !members.Contains(n) && n.Incarnation < StcacheCluster.IncarnationsMax);
+                    if (spare is null)
+                    {
+                        return;
+                    }
 
-                description = await ReplaceAsync(anyFollower, spare, members);
-                hold = TimeSpan.Zero;
-                break;
-            }
+                    description = await ReplaceAsync(anyFollower, spare, members);
+                    hold = TimeSpan.Zero;
+                    break;
+                }
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind));

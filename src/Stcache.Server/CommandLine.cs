@@ -48,6 +48,12 @@ public sealed record ServerOptions
     /// <summary>raft-demo static members: id and raft address, in the given order.</summary>
     public IReadOnlyList<(ulong Id, string RaftAddress)> StaticCluster { get; init; } = [];
 
+    /// <summary>
+    /// Local dial overrides: reach these peers at these addresses instead of their advertised raft address.
+    /// Never replicated; used to put fault-injecting proxies on peer links.
+    /// </summary>
+    public IReadOnlyList<(ulong Id, string RaftAddress)> PeerDial { get; init; } = [];
+
     public bool ForwardWrites { get; init; } = true;
 
     public string ClusterId { get; init; } = "stcache";
@@ -120,6 +126,7 @@ public static class CommandLine
         new(["join"], false, "join a running cluster: a member's HTTP address (with -raft/-api/-state_dir: its raft address)", (o, v) => o with { Join = v }),
         new(["raft_id"], false, "raft-demo: this node's numeric id in --raft_cluster", (o, v) => o with { RaftId = ParseId(v) }),
         new(["raft_cluster"], false, "raft-demo: static members id/host:port,id/host:port,...", (o, v) => o with { StaticCluster = ParseCluster(v) }),
+        new(["peer-dial"], false, "dial these peers here instead of their advertised raft address: id/host:port,... (testing proxies)", (o, v) => o with { PeerDial = ParseCluster(v) }),
         new(["name"], false, "member name (default: the raft address)", (o, v) => o with { Name = v }),
         new(["forward-writes"], true, "forward writes received by a follower to the leader (default true)", (o, v) => o with { ForwardWrites = ParseBool("forward-writes", v) }),
         new(["cluster-id"], false, "cluster id checked in the peer handshake (default stcache)", (o, v) => o with { ClusterId = v }),

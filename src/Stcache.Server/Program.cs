@@ -250,7 +250,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             };
             Security.ConfigurePeerTls(transportOptions, options);
             var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
-            var network = new TransportNetwork(transport);
+            var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)));
             host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
             transport.PeerUnreachable += host.ReportUnreachable;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
@@ -426,11 +426,13 @@ internal sealed class NodeRuntime : IAsyncDisposable
 }
 
 /// <summary>Adapts <see cref="PeerTransport"/> to the host's view of the network.</summary>
-internal sealed class TransportNetwork(PeerTransport transport) : IPeerNetwork
+internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides) : IPeerNetwork
 {
     public void Send(Message message) => transport.Send(message);
 
-    public void SetPeer(NodeId id, string address) => transport.SetPeer(id, address);
+    /// <summary>A <c>--peer-dial</c> override wins over the advertised address (fault-injection proxies).</summary>
+    public void SetPeer(NodeId id, string address) =>
+        transport.SetPeer(id, dialOverrides.TryGetValue(id.Value, out string? dial) ? dial : address);
 
     public void RemovePeer(NodeId id) => transport.RemovePeer(id);
 }

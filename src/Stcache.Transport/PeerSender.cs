@@ -534,11 +534,23 @@ internal sealed class PeerSender
 
         public PipeWriter Writer { get; }
 
+        /// <summary>
+        /// Never throws a connection error: completing the writer flushes buffered bytes, which fails on a broken
+        /// socket, and an exception escaping the sender's finally block would end its reconnect loop for good.
+        /// </summary>
         public async ValueTask DisposeAsync()
         {
             // Close the socket first: completing a writer flushes what it still buffers, which would block on
             // a peer that stopped reading. With the stream closed that flush fails at once instead.
-            await _stream.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                await _stream.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+            {
+                // The connection is already gone.
+            }
+
             await CompleteQuietlyAsync(Reader.CompleteAsync()).ConfigureAwait(false);
             await CompleteQuietlyAsync(Writer.CompleteAsync()).ConfigureAwait(false);
         }

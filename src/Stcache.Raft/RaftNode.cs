@@ -359,6 +359,14 @@ public sealed class RaftNode
         else
         {
             Send(new Message { Type = responseType, From = Id, To = message.From, Term = _term, Reject = true });
+            if (message.Type == MessageType.Vote && _log.IsUpToDate(message.LogTerm, message.Index) && _role != RaftRole.Leader)
+            {
+                // We already voted this term (for ourselves, say), but the candidate's log is at least as complete
+                // as ours: hold back our next campaign so it gets a fair chance at the next term. Without this, a
+                // node stranded in an old configuration that never asks the candidate for its vote could keep
+                // winning the timeout race forever (no pre-vote; sim seed 12320). Timers never affect safety.
+                _electionElapsed = 0;
+            }
         }
     }
 

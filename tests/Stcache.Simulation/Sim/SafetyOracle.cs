@@ -73,6 +73,14 @@ public sealed class SafetyOracle
                 continue;
             }
 
+            // Leader completeness binds leaders of later terms only. A stale leader of an older term can still win
+            // its election late (its votes were delayed) after a newer term committed entries elsewhere; it cannot
+            // commit anything, since a majority has moved on (found by the soak: sim seeds 62553 and 70574).
+            if (committed.Term >= term)
+            {
+                break;
+            }
+
             if (!disk.TryGetEntry(new LogIndex(i), out var entry) || entry.Term != committed.Term)
             {
                 string has = disk.TryGetEntry(new LogIndex(i), out entry) ? $"term {entry.Term}" : "nothing";

@@ -112,19 +112,24 @@ public sealed class RaftNode
     {
         EnsureNoReadyInProgress();
         _ticks++;
-        _electionElapsed++;
+        if (_electionElapsed < int.MaxValue)
+        {
+            _electionElapsed++;
+        }
+
         if (_role == RaftRole.Leader)
         {
             TickLeader();
         }
-        else if (_electionElapsed >= _randomizedElectionTimeout)
+        else if (_electionElapsed >= _randomizedElectionTimeout && IsPromotable)
         {
             _electionElapsed = 0;
-            if (IsPromotable)
-            {
-                StartElection(transfer: false);
-            }
+            StartElection(transfer: false);
         }
+
+        // A node that cannot campaign (a learner, or one that believes so) lets the timer run on: its view of the
+        // leader's lease must lapse and stay lapsed until it hears from a leader again, or it would keep ignoring
+        // the pre-votes of the candidate that needs it (sim seed 57967).
     }
 
     private void TickLeader()

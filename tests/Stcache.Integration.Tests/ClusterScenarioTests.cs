@@ -6,48 +6,35 @@ using System.Text.Json;
 namespace Stcache.Integration.Tests;
 
 /// <summary>Seed 004 (shaj13), raft-demo's static cluster, full restarts and exact value round-trips.</summary>
-public sealed class ClusterScenarioTests : IAsyncLifetime
+public sealed class ClusterScenarioTests : ProcessTest
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
-    private readonly TempDirectory _directory = new();
-    private readonly List<Node> _nodes = [];
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        _directory.Dispose();
-    }
 
     private Node NewNode(string name, Func<Node, string[]> arguments)
     {
-        var node = new Node(name, _directory.Path, Node.FreePort(), Node.FreePort(), arguments);
-        _nodes.Add(node);
+        var node = new Node(name, WorkDirectory.Path, Node.FreePort(), Node.FreePort(), arguments);
+        Nodes.Add(node);
         return node;
     }
 
     [Fact]
     public async Task Shaj13WalkthroughJoinByRaftAddressCatchUpAndRemoval()
     {
-        var first = NewNode("n1", n => ["-state_dir=" + Path.Combine(_directory.Path, "1"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}"]);
+        var first = NewNode("n1", n => ["-state_dir=" + Path.Combine(WorkDirectory.Path, "1"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}"]);
         first.Start();
         await Api.WaitForLeaderAsync([first], s_wait);
         var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"hello\", \"Value\":\"medium\"}"));
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
         Assert.Equal("medium", await Api.GetStringAsync($"http://{first.Http}/hello"));
 
-        var second = NewNode("n2", n => ["-state_dir", Path.Combine(_directory.Path, "2"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
-        var third = NewNode("n3", n => ["-state_dir", Path.Combine(_directory.Path, "3"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
+        var second = NewNode("n2", n => ["-state_dir", Path.Combine(WorkDirectory.Path, "2"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
+        var third = NewNode("n3", n => ["-state_dir", Path.Combine(WorkDirectory.Path, "3"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}", "-join", $":{first.RaftPort}"]);
         second.Start();
         third.Start();
         await Api.WaitUntilAsync("three members", async () =>
-            JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength() == 3, s_wait, [.. _nodes]);
-        await Api.WaitForLeaderAsync(_nodes, s_wait);
+            JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength() == 3, s_wait, [.. Nodes]);
+        await Api.WaitForLeaderAsync(Nodes, s_wait);
 
         // Writes are accepted by any member.
         (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
@@ -61,7 +48,7 @@ public sealed class ClusterScenarioTests : IAsyncLifetime
         Assert.Equal("bar", await Api.GetStringAsync($"http://{first.Http}/foo"));
         third.Start();
         await Api.WaitUntilAsync("restarted node caught up", async () =>
-            (await Api.SendAsync(HttpMethod.Get, $"http://{third.Http}/foo?consistency=stale")).Body == "bar", s_wait, [.. _nodes]);
+            (await Api.SendAsync(HttpMethod.Get, $"http://{third.Http}/foo?consistency=stale")).Body == "bar", s_wait, [.. Nodes]);
 
         // List members, delete one: it shuts itself down.
         var members = JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement;
@@ -81,10 +68,10 @@ public sealed class ClusterScenarioTests : IAsyncLifetime
         {
             // Snapshot every 50 entries and keep only 10 behind it, so a follower that misses 300 writes can only
             // be repaired with a snapshot.
-            var node = new Node($"lag{i + 1}", _directory.Path, p.Http, p.Raft, n =>
+            var node = new Node($"lag{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
                 [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}",
-                 $"--node={Path.Combine(_directory.Path, $"lag-{i + 1}")}", "--snapshot-threshold=50", "--snapshot-trailing=10", "--snapshot-interval-s=0"]);
-            _nodes.Add(node);
+                 $"--node={Path.Combine(WorkDirectory.Path, $"lag-{i + 1}")}", "--snapshot-threshold=50", "--snapshot-trailing=10", "--snapshot-interval-s=0"]);
+            Nodes.Add(node);
             return node;
         }).ToArray();
         foreach (var node in nodes)
@@ -134,9 +121,9 @@ public sealed class ClusterScenarioTests : IAsyncLifetime
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {
-            var node = new Node($"demo{i + 1}", _directory.Path, p.Http, p.Raft, n =>
+            var node = new Node($"demo{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
                 [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", "--request-timeout-ms=2000"]);
-            _nodes.Add(node);
+            Nodes.Add(node);
             return node;
         }).ToArray();
         foreach (var node in nodes)
@@ -145,7 +132,7 @@ public sealed class ClusterScenarioTests : IAsyncLifetime
         }
 
         var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
-        Assert.True(Directory.Exists(Path.Combine(_directory.Path, "node-1")), "data directory defaults to one per node id");
+        Assert.True(Directory.Exists(Path.Combine(WorkDirectory.Path, "node-1")), "data directory defaults to one per node id");
 
         // Values with commas, spaces, newlines, unicode and arbitrary bytes round-trip exactly.
         string tricky = "a,b c\nd é 🙂 \"q\" & = %";

@@ -10,23 +10,10 @@ namespace Stcache.Integration.Tests;
 /// with default settings. Runs only when STCACHE_FAILOVER_REPS is set (it takes a while):
 /// STCACHE_FAILOVER_REPS=10 dotnet test tests/Stcache.Integration.Tests --filter FailoverMeasurement --logger "console;verbosity=detailed"
 /// </summary>
-public sealed class FailoverMeasurement(ITestOutputHelper output) : IAsyncLifetime
+public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
-    private readonly TempDirectory _directory = new();
-    private readonly List<Node> _nodes = [];
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        _directory.Dispose();
-    }
 
     [Fact]
     public async Task MeasureFailover()
@@ -40,9 +27,9 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : IAsyncLifeti
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {
-            var node = new Node($"n{i + 1}", _directory.Path, p.Http, p.Raft, n =>
+            var node = new Node($"n{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
                 [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}"]);
-            _nodes.Add(node);
+            Nodes.Add(node);
             node.Start();
             return node;
         }).ToArray();

@@ -11,32 +11,23 @@ namespace Stcache.Integration.Tests;
 /// A static cluster with every protection on: peer TLS from a private CA, a cluster secret, HTTPS for the API and
 /// an API token. Writes sent to a follower must still be forwarded (the token and the CA travel with them).
 /// </summary>
-public sealed class SecurityTests : IAsyncLifetime
+public sealed class SecurityTests : ProcessTest
 {
     private const string Token = "integration-test-token-0123456789";
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(40);
-    private readonly TempDirectory _directory = new();
-    private readonly List<Node> _nodes = [];
     private HttpClient? _client;
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
+    public override async Task DisposeAsync()
     {
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
+        await base.DisposeAsync();
         _client?.Dispose();
-        _directory.Dispose();
     }
 
     [Fact]
     public async Task SecuredClusterServesOnlyAuthenticatedClientsAndForwardsWrites()
     {
         var (ca, caPath) = WriteCertificateAuthority();
-        string secretPath = Path.Combine(_directory.Path, "secret");
+        string secretPath = Path.Combine(WorkDirectory.Path, "secret");
         await File.WriteAllTextAsync(secretPath, "a-cluster-secret-of-enough-bytes\n");
         var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToList();
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
@@ -44,20 +35,20 @@ public sealed class SecurityTests : IAsyncLifetime
         {
             var (cert, key) = WriteNodeCertificate(ca, $"node{i + 1}");
             int id = i + 1;
-            var node = new Node($"n{id}", _directory.Path, ports[i].Http, ports[i].Raft, n =>
+            var node = new Node($"n{id}", WorkDirectory.Path, ports[i].Http, ports[i].Raft, n =>
             [
                 $"--http_addr=127.0.0.1:{n.HttpPort}", $"--raft_addr=127.0.0.1:{n.RaftPort}", $"--raft_id={id}",
-                $"--raft_cluster={cluster}", $"--node={Path.Combine(_directory.Path, $"data{id}")}",
+                $"--raft_cluster={cluster}", $"--node={Path.Combine(WorkDirectory.Path, $"data{id}")}",
                 $"--cluster-secret-file={secretPath}", $"--peer-tls-cert={cert}", $"--peer-tls-key={key}", $"--peer-tls-ca={caPath}",
                 $"--tls-cert={cert}", $"--tls-key={key}", $"--tls-ca={caPath}", $"--auth-token={Token}",
             ]);
-            _nodes.Add(node);
+            Nodes.Add(node);
             node.Start();
         }
 
         _client = TrustingClient(ca);
         Node leader = await WaitForLeaderAsync();
-        Node follower = _nodes.First(n => n != leader);
+        Node follower = Nodes.First(n => n != leader);
 
         // Health checks need no token; everything else does.
         Assert.Equal(HttpStatusCode.OK, (await _client.GetAsync($"https://{follower.Http}/healthz")).StatusCode);
@@ -78,7 +69,7 @@ public sealed class SecurityTests : IAsyncLifetime
             Assert.True(put.IsSuccessStatusCode, $"{(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
         }
 
-        foreach (var node in _nodes)
+        foreach (var node in Nodes)
         {
             using var get = await _client.SendAsync(Request(HttpMethod.Get, $"https://{node.Http}/v1/kv/secure", null, Token));
             Assert.Equal("value", await get.Content.ReadAsStringAsync());
@@ -93,7 +84,7 @@ public sealed class SecurityTests : IAsyncLifetime
         Node? leader = null;
         await Api.WaitUntilAsync("a leader over HTTPS with the token", async () =>
         {
-            foreach (var node in _nodes)
+            foreach (var node in Nodes)
             {
                 using var response = await _client!.SendAsync(Request(HttpMethod.Get, $"https://{node.Http}/v1/status", null, Token));
                 if (!response.IsSuccessStatusCode)
@@ -109,7 +100,7 @@ public sealed class SecurityTests : IAsyncLifetime
             }
 
             return leader is not null;
-        }, s_wait, [.. _nodes]);
+        }, s_wait, [.. Nodes]);
         return leader!;
     }
 
@@ -152,7 +143,7 @@ public sealed class SecurityTests : IAsyncLifetime
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         var ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        string path = Path.Combine(_directory.Path, "ca.pem");
+        string path = Path.Combine(WorkDirectory.Path, "ca.pem");
         File.WriteAllText(path, ca.ExportCertificatePem());
         return (ca, path);
     }
@@ -169,8 +160,8 @@ public sealed class SecurityTests : IAsyncLifetime
             [new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
         byte[] serial = RandomNumberGenerator.GetBytes(8);
         using var certificate = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), serial);
-        string certPath = Path.Combine(_directory.Path, $"{name}.pem");
-        string keyPath = Path.Combine(_directory.Path, $"{name}.key");
+        string certPath = Path.Combine(WorkDirectory.Path, $"{name}.pem");
+        string keyPath = Path.Combine(WorkDirectory.Path, $"{name}.key");
         File.WriteAllText(certPath, certificate.ExportCertificatePem());
         File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
         return (certPath, keyPath);

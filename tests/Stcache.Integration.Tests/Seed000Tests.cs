@@ -5,28 +5,15 @@ using Xunit.Abstractions;
 namespace Stcache.Integration.Tests;
 
 /// <summary>The stcache seed's walkthrough (000/001), step by step, on real processes.</summary>
-public sealed class Seed000Tests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class Seed000Tests(ITestOutputHelper output) : ProcessTest
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
-    private readonly TempDirectory _directory = new();
-    private readonly List<Node> _nodes = [];
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        _directory.Dispose();
-    }
 
     private Node NewNode(int i, Func<Node, string[]> arguments)
     {
-        var node = new Node($"node{i}", _directory.Path, Node.FreePort(), Node.FreePort(), arguments);
-        _nodes.Add(node);
+        var node = new Node($"node{i}", WorkDirectory.Path, Node.FreePort(), Node.FreePort(), arguments);
+        Nodes.Add(node);
         return node;
     }
 
@@ -45,12 +32,12 @@ public sealed class Seed000Tests(ITestOutputHelper output) : IAsyncLifetime
         node1.Start();
         node2.Start();
         await Api.WaitUntilAsync("three voters", async () =>
-            (await Api.StatusAsync(node0))?.GetProperty("voters").GetArrayLength() == 3, s_wait, _nodes.ToArray());
-        await Api.WaitForLeaderAsync(_nodes, s_wait);
+            (await Api.StatusAsync(node0))?.GetProperty("voters").GetArrayLength() == 3, s_wait, Nodes.ToArray());
+        await Api.WaitForLeaderAsync(Nodes, s_wait);
 
         // 4. set on the leader, get on every node.
         Assert.Equal("ok\n", await Api.GetStringAsync($"http://{node0.Http}/set?key=abc&value=efg"));
-        foreach (var node in _nodes)
+        foreach (var node in Nodes)
         {
             Assert.Equal("efg", await Api.GetStringAsync($"http://{node.Http}/get?key=abc"));
         }
@@ -66,7 +53,7 @@ public sealed class Seed000Tests(ITestOutputHelper output) : IAsyncLifetime
         // directory resumes its identity; the --join flag given again is harmless).
         await node2.StopAsync();
         node2.Start("--forward-writes=false");
-        await Api.WaitForLeaderAsync(_nodes, s_wait);
+        await Api.WaitForLeaderAsync(Nodes, s_wait);
         (status, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{node2.Http}/set?key=abc&value=efg");
         Assert.Equal(HttpStatusCode.Forbidden, status);
         Assert.StartsWith("write method not allowed", body, StringComparison.Ordinal);
@@ -75,10 +62,10 @@ public sealed class Seed000Tests(ITestOutputHelper output) : IAsyncLifetime
         // 7. kill -9 the leader: another node wins and accepts writes; followers read them.
         var stopwatch = Stopwatch.StartNew();
         await node0.KillAsync();
-        var newLeader = await Api.WaitForLeaderAsync(_nodes, s_wait);
+        var newLeader = await Api.WaitForLeaderAsync(Nodes, s_wait);
         Assert.NotSame(node0, newLeader);
         await Api.WaitUntilAsync("a write acknowledged by the new leader", async () =>
-            (await Api.SendAsync(HttpMethod.Get, $"http://{newLeader.Http}/set?key=cba&value=gfe")).Status == HttpStatusCode.OK, s_wait, _nodes.ToArray());
+            (await Api.SendAsync(HttpMethod.Get, $"http://{newLeader.Http}/set?key=cba&value=gfe")).Status == HttpStatusCode.OK, s_wait, Nodes.ToArray());
         output.WriteLine($"failover: kill -9 to first acknowledged write {stopwatch.ElapsedMilliseconds} ms");
         var otherFollower = newLeader == node1 ? node2 : node1;
         Assert.Equal("gfe", await Api.GetStringAsync($"http://{otherFollower.Http}/get?key=cba"));
@@ -86,7 +73,7 @@ public sealed class Seed000Tests(ITestOutputHelper output) : IAsyncLifetime
         // 9. restart the old leader (same command line, -bootstrap=true again is harmless): follower, caught up.
         node0.Start();
         await Api.WaitUntilAsync("old leader caught up", async () =>
-            (await Api.SendAsync(HttpMethod.Get, $"http://{node0.Http}/get?key=cba&consistency=stale")).Body == "gfe", s_wait, _nodes.ToArray());
+            (await Api.SendAsync(HttpMethod.Get, $"http://{node0.Http}/get?key=cba&consistency=stale")).Body == "gfe", s_wait, Nodes.ToArray());
         Assert.Equal("gfe", await Api.GetStringAsync($"http://{node0.Http}/get?key=cba"));
         var status0 = await Api.StatusAsync(node0);
         Assert.Equal("follower", status0!.Value.GetProperty("role").GetString());

@@ -620,16 +620,8 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         string target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw && raw[0] == '/'
             ? raw
             : $"{request.PathBase}{request.Path}{request.QueryString}";
-        using var message = new HttpRequestMessage(new HttpMethod(request.Method), new Uri($"{options.HttpScheme}://{leaderAddress}{target}", UriKind.Absolute));
+        using var message = ForwardRequest(request.Method, new Uri($"{options.HttpScheme}://{leaderAddress}{target}", UriKind.Absolute), body, request.ContentType);
         message.Headers.TryAddWithoutValidation(ForwardedHeader, host.Id.ToString());
-        if (body is not null)
-        {
-            message.Content = new ByteArrayContent(body);
-            if (request.ContentType is { } contentType && MediaTypeHeaderValue.TryParse(contentType, out var parsed))
-            {
-                message.Content.Headers.ContentType = parsed;
-            }
-        }
 
         using var client = clients.CreateClient();
         client.Timeout = host.RequestTimeout + TimeSpan.FromSeconds(1);
@@ -663,6 +655,28 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
                 ? bytes
                 : new StatusBytesResult((int)response.StatusCode, answer, contentType);
         }
+    }
+
+    /// <summary>
+    /// The request a follower sends to the leader for a write. It always carries a body, even an empty one: .NET's
+    /// HttpClient silently resends a body-less request on a new connection when a reused connection closes before
+    /// the response (dotnet/runtime#86714), even after the leader has read it. If the leader was killed, the resend
+    /// fails with a connection error, and we would tell the client "not applied" about a write the leader may
+    /// already have proposed and replicated. With a body, that resend cannot happen once the request is on the
+    /// wire, so a connection error really means the leader never received it.
+    /// </summary>
+    internal static HttpRequestMessage ForwardRequest(string method, Uri target, byte[]? body, string? contentType)
+    {
+        var message = new HttpRequestMessage(new HttpMethod(method), target)
+        {
+            Content = new ByteArrayContent(body ?? []),
+        };
+        if (body is not null && contentType is not null && MediaTypeHeaderValue.TryParse(contentType, out var parsed))
+        {
+            message.Content.Headers.ContentType = parsed;
+        }
+
+        return message;
     }
 
     private async Task<(CacheEntry? Entry, IResult? Error)> ReadAsync(HttpContext context, string key, string? consistency)

@@ -18,14 +18,14 @@ internal static partial class Log
     [LoggerMessage(1000, LogLevel.Information, "Node {NodeId} starting: term {Term}, commit {Commit}, snapshot {SnapshotIndex}, {EntryCount} log entries")]
     public static partial void HostStarted(ILogger logger, NodeId nodeId, Term term, LogIndex commit, LogIndex snapshotIndex, int entryCount);
 
-    [LoggerMessage(1001, LogLevel.Information, "Node {NodeId} became leader at term {Term}, enable write api")]
-    public static partial void BecameLeader(ILogger logger, NodeId nodeId, Term term);
+    [LoggerMessage(1001, LogLevel.Information, "Node {NodeId} became leader at term {Term}, enable write api (last index {LastIndex}, commit {Commit})")]
+    public static partial void BecameLeader(ILogger logger, NodeId nodeId, Term term, LogIndex lastIndex, LogIndex commit);
 
-    [LoggerMessage(1002, LogLevel.Information, "Node {NodeId} became follower at term {Term}, leader {Leader}")]
-    public static partial void BecameFollower(ILogger logger, NodeId nodeId, Term term, NodeId leader);
+    [LoggerMessage(1002, LogLevel.Information, "Node {NodeId} became follower at term {Term}, leader {Leader} (last index {LastIndex}, commit {Commit})")]
+    public static partial void BecameFollower(ILogger logger, NodeId nodeId, Term term, NodeId leader, LogIndex lastIndex, LogIndex commit);
 
-    [LoggerMessage(1003, LogLevel.Information, "Node {NodeId} started an election at term {Term} as {Role}")]
-    public static partial void BecameCandidate(ILogger logger, NodeId nodeId, Term term, RaftRole role);
+    [LoggerMessage(1003, LogLevel.Information, "Node {NodeId} started an election at term {Term} as {Role} (last index {LastIndex}, commit {Commit})")]
+    public static partial void BecameCandidate(ILogger logger, NodeId nodeId, Term term, RaftRole role, LogIndex lastIndex, LogIndex commit);
 
     [LoggerMessage(1004, LogLevel.Information, "Member {MemberId} added as {ChangeType} (raft {RaftAddress}, http {HttpAddress}) at index {Index}")]
     public static partial void MemberAdded(ILogger logger, NodeId memberId, ConfChangeType changeType, string raftAddress, string httpAddress, LogIndex index);

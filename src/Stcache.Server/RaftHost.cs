@@ -565,7 +565,7 @@ public sealed class RaftHost : IAsyncDisposable
         _softState = soft;
         if (soft.Role == RaftRole.Leader && previous.Role != RaftRole.Leader)
         {
-            Log.BecameLeader(_logger, Id, soft.Term);
+            Log.BecameLeader(_logger, Id, soft.Term, _node!.LastIndex, _node.CommitIndex);
             var self = _members.Find(Id);
             if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
             {
@@ -576,11 +576,11 @@ public sealed class RaftHost : IAsyncDisposable
         }
         else if (soft.Role == RaftRole.Follower && (previous.Role != RaftRole.Follower || previous.Leader != soft.Leader))
         {
-            Log.BecameFollower(_logger, Id, soft.Term, soft.Leader);
+            Log.BecameFollower(_logger, Id, soft.Term, soft.Leader, _node!.LastIndex, _node.CommitIndex);
         }
         else if (soft.Role is RaftRole.Candidate or RaftRole.PreCandidate && previous.Role != soft.Role)
         {
-            Log.BecameCandidate(_logger, Id, soft.Term, soft.Role);
+            Log.BecameCandidate(_logger, Id, soft.Term, soft.Role, _node!.LastIndex, _node.CommitIndex);
         }
 
         if (previous.Leader != soft.Leader)

@@ -9,6 +9,8 @@ public sealed class NodeProcess : IDisposable
 {
     private const int OutputLinesMax = 400;
 
+    private static readonly string? s_logDirectory = CreateLogDirectory();
+
     private readonly Lock _lock = new();
     private readonly Queue<string> _output = new();
     private Func<IReadOnlyList<string>> _arguments;
@@ -190,12 +192,30 @@ public sealed class NodeProcess : IDisposable
 
         lock (_lock)
         {
+            if (s_logDirectory is not null)
+            {
+                // Whole logs for diagnosis (FAULTS_LOG_DIR): the in-memory tail keeps only the last lines.
+                File.AppendAllText(Path.Combine(s_logDirectory, Name + ".log"), DateTime.UtcNow.ToString("HH:mm:ss.fff ", CultureInfo.InvariantCulture) + line + "\n");
+            }
+
             _output.Enqueue(line);
             while (_output.Count > OutputLinesMax)
             {
                 _output.Dequeue();
             }
         }
+    }
+
+    private static string? CreateLogDirectory()
+    {
+        string? directory = Environment.GetEnvironmentVariable("FAULTS_LOG_DIR");
+        if (string.IsNullOrEmpty(directory))
+        {
+            return null;
+        }
+
+        Directory.CreateDirectory(directory);
+        return directory;
     }
 
     public static string Describe(IEnumerable<NodeProcess> nodes, int lines)

@@ -78,8 +78,9 @@ public static class HistoryCheck
             report.AppendLine(result.Describe());
             foreach (var bad in result.Keys.Where(k => k.Verdict != LinearizabilityVerdict.Linearizable))
             {
-                report.AppendLine("operations on " + bad.Key + ":");
-                foreach (var op in relevant.Where(o => o.Key == bad.Key).Take(400))
+                // Failed operations too: one wrongly reported as failed (yet applied) explains many a "stale" read.
+                report.AppendLine("operations on " + bad.Key + " (failed ones are left out of the check but listed):");
+                foreach (var op in all.Where(o => o.Key == bad.Key).OrderBy(o => o.InvokeTime).Take(400))
                 {
                     report.Append("    ").AppendLine(KvWorkload.Describe(op));
                 }

@@ -196,6 +196,12 @@ public sealed class KvWorkload
         {
             request.Content = new ByteArrayContent(Encoding.UTF8.GetBytes(value));
         }
+        else if (kind != KvOperationKind.Get)
+        {
+            // Without a body, HttpClient may resend a write on a new connection after the node read it and died
+            // (dotnet/runtime#86714); the resend's "connection refused" would wrongly say "not applied" below.
+            request.Content = new ByteArrayContent([]);
+        }
 
         long invoke = Stopwatch.GetTimestamp();
         OpOutcome outcome;
@@ -209,7 +215,9 @@ public sealed class KvWorkload
             byte[] body = await response.Content.ReadAsByteArrayAsync(timeout.Token);
             int code = (int)response.StatusCode;
             string outcomeHeader = response.Headers.TryGetValues("X-Stcache-Outcome", out var values) ? values.FirstOrDefault() ?? string.Empty : string.Empty;
-            detail = code.ToString(CultureInfo.InvariantCulture) + (outcomeHeader.Length > 0 ? " " + outcomeHeader : string.Empty);
+            string version = response.Headers.TryGetValues("X-Stcache-Version", out var versions) ? versions.FirstOrDefault() ?? string.Empty : string.Empty;
+            detail = code.ToString(CultureInfo.InvariantCulture) + (outcomeHeader.Length > 0 ? " " + outcomeHeader : string.Empty) +
+                (version.Length > 0 ? " v" + version : string.Empty);
             (outcome, result, succeeded) = (kind, code) switch
             {
                 (KvOperationKind.Get, 200) => (OpOutcome.Ok, Encoding.UTF8.GetString(body), true),

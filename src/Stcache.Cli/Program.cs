@@ -260,6 +260,12 @@ internal sealed class Client(HttpClient http, IReadOnlyList<string> endpoints)
                 request.Content = new ByteArrayContent(body);
                 request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(contentType);
             }
+            else if (method != HttpMethod.Get)
+            {
+                // HttpClient may resend a body-less request after the node read it (dotnet/runtime#86714); a body
+                // rules that out, so a connection error below really means this node never got the write.
+                request.Content = new ByteArrayContent([]);
+            }
 
             try
             {

@@ -26,19 +26,3 @@ public sealed class SoakFactAttribute : FactAttribute
             ? minutes
             : null;
 }
-
-/// <summary>
-/// The short linearizability fault run. It reproduces open bug 6 of docs/FAULTS.md (a linearizable read answered
-/// with stale data after member replacement and restarts) in some runs, so it runs only when FAULTS_LINEARIZABILITY
-/// is set, until that bug is fixed; the hostile-input tests run always.
-/// </summary>
-public sealed class KnownBugFactAttribute : FactAttribute
-{
-    public KnownBugFactAttribute()
-    {
-        if (Environment.GetEnvironmentVariable("FAULTS_LINEARIZABILITY") is not { Length: > 0 })
-        {
-            Skip = "open bug 6 in docs/FAULTS.md (stale linearizable reads under member replacement): set FAULTS_LINEARIZABILITY=1 to run";
-        }
-    }
-}

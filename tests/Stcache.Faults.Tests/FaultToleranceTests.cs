@@ -11,7 +11,7 @@ namespace Stcache.Faults.Tests;
 [Collection(ProcessCollection.Name)]
 public sealed class FaultToleranceTests(ITestOutputHelper output)
 {
-    [KnownBugFact(Timeout = 180_000)]
+    [Fact(Timeout = 180_000)]
     public async Task Three_nodes_stay_linearizable_under_crashes_pauses_partitions_and_membership_changes()
     {
         var options = new FaultRunOptions

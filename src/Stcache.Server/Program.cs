@@ -103,9 +103,24 @@ public static class Program
             Security.UseTokenAuthentication(app, token);
         }
 
+        using var metrics = new PrometheusExporter();
+        app.Use(async (context, next) =>
+        {
+            // Key-value requests only: the write and read paths whose stages the other histograms split up.
+            if (!context.Request.Path.StartsWithSegments("/v1/kv"))
+            {
+                await next(context);
+                return;
+            }
+
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            await next(context);
+            ServerMetrics.Request.Record(ServerMetrics.Seconds(started), new KeyValuePair<string, object?>("method", context.Request.Method));
+        });
+
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
-        api.Map(app);
+        api.Map(app, metrics);
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         node.Host.RemovedFromCluster += () =>

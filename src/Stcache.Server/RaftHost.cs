@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Stcache.Cache;
@@ -27,6 +28,10 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly PersistentState _initialState;
 
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
+    private static readonly KeyValuePair<string, object?> s_peerTag = new("kind", "peer");
+    private static readonly KeyValuePair<string, object?> s_proposeTag = new("kind", "propose");
+    private static readonly KeyValuePair<string, object?> s_readTag = new("kind", "read");
+
     private readonly Dictionary<LogIndex, ProposalWaiter> _waiters = [];
     private readonly Dictionary<ulong, ReadInput> _pendingReads = [];
     private readonly List<(LogIndex Index, ReadInput Read)> _readsWaitingForApply = [];
@@ -355,7 +360,9 @@ public sealed class RaftHost : IAsyncDisposable
         {
             try
             {
+                long started = Stopwatch.GetTimestamp();
                 _logStore.Save(hardState, entries);
+                ServerMetrics.WalSave.Record(ServerMetrics.Seconds(started));
                 if (_storageFailing)
                 {
                     _storageFailing = false;
@@ -396,7 +403,9 @@ public sealed class RaftHost : IAsyncDisposable
                 while (node.HasReady())
                 {
                     var ready = node.GetReady();
+                    long started = Stopwatch.GetTimestamp();
                     await HandleReadyAsync(node, ready).ConfigureAwait(false);
+                    ServerMetrics.Ready.Record(ServerMetrics.Seconds(started));
                     node.Advance(ready);
                     if (_announceAddress)
                     {
@@ -433,11 +442,14 @@ public sealed class RaftHost : IAsyncDisposable
                 MaybeSnapshot(force: false);
                 break;
             case PeerMessageInput peer:
+                ServerMetrics.InputWait.Record(ServerMetrics.Seconds(peer.QueuedAt), s_peerTag);
                 node.Step(peer.Message);
                 break;
             case ProposeInput propose:
+                ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
                 if (propose.Waiter.TryMarkProposed())
                 {
+                    propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
                     Track(propose.Waiter, node.Propose(propose.Command));
                 }
 
@@ -450,6 +462,7 @@ public sealed class RaftHost : IAsyncDisposable
 
                 break;
             case ReadInput read:
+                ServerMetrics.InputWait.Record(ServerMetrics.Seconds(read.QueuedAt), s_readTag);
                 StartRead(node, read);
                 break;
             case TransferInput transfer:
@@ -500,6 +513,7 @@ public sealed class RaftHost : IAsyncDisposable
     private void StartRead(RaftNode node, ReadInput read)
     {
         ulong id = ++_nextReadId;
+        read.StartedAt = Stopwatch.GetTimestamp();
         var status = node.ReadIndex(id, read.Lease);
         switch (status)
         {
@@ -547,7 +561,7 @@ public sealed class RaftHost : IAsyncDisposable
             {
                 if (state.Index <= _cache.AppliedIndex)
                 {
-                    read.Completion.TrySetResult(state.Index);
+                    CompleteRead(read, state.Index);
                 }
                 else
                 {
@@ -713,6 +727,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (waiter.Term == entry.Term)
             {
+                ServerMetrics.Commit.Record(ServerMetrics.Seconds(waiter.ProposedAt));
                 waiter.Completion.TrySetResult(result);
             }
             else
@@ -761,12 +776,18 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (pair.Index <= applied)
             {
-                pair.Read.Completion.TrySetResult(pair.Index);
+                CompleteRead(pair.Read, pair.Index);
                 return true;
             }
 
             return false;
         });
+    }
+
+    private static void CompleteRead(ReadInput read, LogIndex index)
+    {
+        ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(read.StartedAt));
+        read.Completion.TrySetResult(index);
     }
 
     private void FailWaitersUpTo(LogIndex index)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Stcache.Cache;
 using Stcache.Raft;
 
@@ -139,6 +140,8 @@ public sealed record HostStatus(
 
 internal abstract class NodeInput
 {
+    /// <summary>When the input was queued (Stopwatch timestamp), for the queue-wait histogram.</summary>
+    public long QueuedAt { get; } = Stopwatch.GetTimestamp();
 }
 
 internal sealed class TickInput : NodeInput
@@ -165,6 +168,9 @@ internal sealed class ProposalWaiter
 
     public LogIndex Index { get; set; }
 
+    /// <summary>When the loop proposed it (Stopwatch timestamp).</summary>
+    public long ProposedAt { get; set; }
+
     /// <summary>Called by the loop right before proposing; false if the caller already gave up.</summary>
     public bool TryMarkProposed() => Interlocked.CompareExchange(ref _state, Proposed, Pending) == Pending;
 
@@ -189,6 +195,9 @@ internal sealed class ConfChangeInput(ConfChange change, ProposalWaiter waiter) 
 internal sealed class ReadInput(bool lease) : NodeInput
 {
     public bool Lease { get; } = lease;
+
+    /// <summary>When the loop started the read (Stopwatch timestamp).</summary>
+    public long StartedAt { get; set; }
 
     public TaskCompletionSource<LogIndex> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -210,8 +210,13 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             WalFormat.AppendHardState(_buffer, hardState!.Value);
         }
 
+        // Entries, a term and a vote must be on disk before anyone hears of them. A commit index alone need not
+        // (etcd's MustSync rule): after a crash a lower commit index is relearned from the leader, and the record
+        // reaches the disk with the next synced batch. Without this, every write cost the leader and each
+        // follower a second fdatasync when its commit index moved.
+        bool sync = entries.Count > 0 || (writeHardState && (hardState!.Value.Term != _hardState.Term || hardState.Value.Vote != _hardState.Vote));
         ulong nextIndex = entries.Count > 0 ? Math.Min(entries[0].Index.Value, _lastIndex + 1) : _lastIndex + 1;
-        Append(_buffer.WrittenSpan, nextIndex);
+        Append(_buffer.WrittenSpan, nextIndex, sync);
 
         // Durable: now the in-memory view may move.
         for (int i = 0; i < entries.Count; i++)
@@ -303,7 +308,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
     }
 
-    private void Append(ReadOnlySpan<byte> records, ulong nextIndex)
+    private void Append(ReadOnlySpan<byte> records, ulong nextIndex, bool sync = true)
     {
         CleanDirtyRange();
         if (_activeOffset > _activeDataStart && _activeOffset + records.Length > _options.SegmentSizeBytes)
@@ -316,7 +321,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         try
         {
             _active.Write(offset, records);
-            if (!_options.SkipSync)
+            if (sync && !_options.SkipSync)
             {
                 _active.Sync();
             }
@@ -339,6 +344,11 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
 
         _activeOffset = offset + records.Length;
+        if (!sync)
+        {
+            return;
+        }
+
         Interlocked.Add(ref _syncTicks, Stopwatch.GetTimestamp() - start);
         Interlocked.Increment(ref _syncCount);
         Interlocked.Add(ref _syncedBytes, records.Length);

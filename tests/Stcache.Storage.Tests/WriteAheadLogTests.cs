@@ -54,15 +54,34 @@ public sealed class WriteAheadLogTests : IDisposable
     [Fact]
     public void EachSaveIsOneSyncAndUnchangedHardStateWritesNothing()
     {
-        using WriteAheadLog wal = Open();
-        wal.Save(Hard(1, 0, 0), Range(1, 1, 3));
-        Assert.Equal(1, wal.SyncCount);
-        wal.Save(Hard(1, 0, 0), []);
-        wal.Save(null, []);
-        Assert.Equal(1, wal.SyncCount);
-        wal.Save(Hard(1, 0, 3), []);
-        Assert.Equal(2, wal.SyncCount);
-        Assert.Equal(wal.SyncedBytes, wal.LastSyncBytes + (wal.SyncedBytes - wal.LastSyncBytes));
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(1, 0, 0), Range(1, 1, 3));
+            Assert.Equal(1, wal.SyncCount);
+            wal.Save(Hard(1, 0, 0), []);
+            wal.Save(null, []);
+            Assert.Equal(1, wal.SyncCount);
+
+            // A new commit index alone is written but not synced (etcd's MustSync rule)...
+            wal.Save(Hard(1, 0, 3), []);
+            Assert.Equal(1, wal.SyncCount);
+
+            // ...a new vote or term is synced, and so are entries.
+            wal.Save(Hard(1, 2, 3), []);
+            Assert.Equal(2, wal.SyncCount);
+            wal.Save(Hard(2, 0, 3), []);
+            Assert.Equal(3, wal.SyncCount);
+            wal.Save(Hard(2, 0, 4), Range(2, 4, 4));
+            Assert.Equal(4, wal.SyncCount);
+            wal.Save(Hard(2, 0, 5), []);
+            Assert.Equal(4, wal.SyncCount);
+        }
+
+        // The unsynced commit record was still written: a clean reopen reads it.
+        using (WriteAheadLog wal = Open())
+        {
+            Assert.Equal(Hard(2, 0, 5), wal.Load().HardState);
+        }
     }
 
     [Fact]

@@ -1,0 +1,54 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>GET /metrics: the stage histograms of the write and read paths, in Prometheus text format.</summary>
+public sealed class MetricsTests : ProcessTest
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Writes_and_reads_show_up_in_the_stage_histograms()
+    {
+        var node = new Node("n1", WorkDirectory.Path, Node.FreePort(), Node.FreePort(),
+            n => ["--http=" + n.Http, "--raft=" + n.Raft, "--node=" + Path.Combine(WorkDirectory.Path, "n1"), "--bootstrap=true"]);
+        Nodes.Add(node);
+        node.Start();
+        await Api.WaitForLeaderAsync([node], s_wait);
+
+        const int writes = 5;
+        for (int i = 0; i < writes; i++)
+        {
+            var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{node.Http}/v1/kv/m{i}", Encoding.UTF8.GetBytes("v"));
+            Assert.Equal(HttpStatusCode.OK, status);
+        }
+
+        Assert.Equal("v", await Api.GetStringAsync($"http://{node.Http}/v1/kv/m0"));
+
+        string text = await Api.GetStringAsync($"http://{node.Http}/metrics");
+        Assert.Equal(1, Value(text, "stcache_is_leader"));
+        Assert.True(Value(text, "stcache_proposal_commit_seconds_count") >= writes, text);
+        Assert.True(Value(text, "stcache_wal_save_seconds_count") >= writes, text);
+        Assert.True(Value(text, "stcache_read_barrier_seconds_count") >= 1, text);
+        Assert.True(Value(text, "stcache_http_request_seconds_count{method=\"PUT\"}") >= writes, text);
+        Assert.True(Value(text, "stcache_host_input_wait_seconds_count{kind=\"propose\"}") >= writes, text);
+
+        // Buckets are cumulative and end in +Inf, which equals the count.
+        Assert.Equal(Value(text, "stcache_proposal_commit_seconds_count"), Value(text, "stcache_proposal_commit_seconds_bucket{le=\"+Inf\"}"));
+    }
+
+    private static double Value(string text, string series)
+    {
+        foreach (string line in text.Split('\n'))
+        {
+            if (line.StartsWith(series + " ", StringComparison.Ordinal))
+            {
+                return double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new Xunit.Sdk.XunitException($"no series {series} in:\n{text}");
+    }
+}

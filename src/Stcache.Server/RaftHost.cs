@@ -54,6 +54,9 @@ public sealed class RaftHost : IAsyncDisposable
     private long _ticksDone;
     private volatile bool _storageFailing;
     private long _lastPromotionTick = -1;
+
+    // Leader: per learner, the commit index its current catch-up round must reach and the tick the round began.
+    private readonly Dictionary<NodeId, (LogIndex Target, long StartTick)> _catchUpRounds = [];
     private Task? _loop;
     private Task? _ticker;
     private volatile HostStatus _status;
@@ -315,14 +318,21 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// On the leader: a learner that holds everything committed is proposed as a voter. Joins add learners, so a
-    /// new member starts counting towards the quorum only once it can vote usefully (thesis §4.2.1). A change that
-    /// is refused because another is in flight is simply tried again after a later batch.
+    /// On the leader: a learner that has caught up is proposed as a voter. Joins add learners, so a new member starts
+    /// counting towards the quorum only once it can vote usefully (thesis §4.2.1). Caught up means it holds
+    /// everything committed, or, under steady writes where the commit index never stands still, that it finished
+    /// a catch-up round (reached the commit index of the round's start) within one election timeout: the thesis'
+    /// rounds. A change refused because another is in flight is simply tried again after a later batch.
     /// </summary>
     private void PromoteCaughtUpLearners(RaftNode node)
     {
         if (node.Role != RaftRole.Leader || node.ConfState.Learners.Count == 0 || _ticksDone == _lastPromotionTick)
         {
+            if (node.Role != RaftRole.Leader)
+            {
+                _catchUpRounds.Clear();
+            }
+
             return;
         }
 
@@ -330,7 +340,7 @@ public sealed class RaftHost : IAsyncDisposable
         var status = node.GetStatus();
         foreach (var progress in status.Progress)
         {
-            if (!progress.IsLearner || progress.Match < status.Commit || progress.Match == LogIndex.Zero)
+            if (!progress.IsLearner || progress.Match == LogIndex.Zero || !CaughtUp(progress.Id, progress.Match, status.Commit))
             {
                 continue;
             }
@@ -340,11 +350,37 @@ public sealed class RaftHost : IAsyncDisposable
             var result = node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, progress.Id, context));
             if (result.IsAccepted)
             {
+                _catchUpRounds.Remove(progress.Id);
                 Log.PromotingLearner(_logger, progress.Id, progress.Match);
             }
 
             return; // One change at a time.
         }
+    }
+
+    private bool CaughtUp(NodeId learner, LogIndex match, LogIndex commit)
+    {
+        if (match >= commit)
+        {
+            return true;
+        }
+
+        if (_catchUpRounds.TryGetValue(learner, out var round) && match >= round.Target)
+        {
+            if (_ticksDone - round.StartTick <= _options.Raft.ElectionTimeoutTicks)
+            {
+                return true;
+            }
+
+            round = default; // too slow: start a new round from here
+        }
+
+        if (round == default)
+        {
+            _catchUpRounds[learner] = (commit, _ticksDone);
+        }
+
+        return false;
     }
 
     /// <summary>

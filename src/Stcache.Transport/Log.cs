@@ -60,4 +60,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 3017, Level = LogLevel.Information, Message = "Peer TLS off for node {NodeId}: peer links are plaintext")]
     public static partial void TlsDisabled(ILogger logger, NodeId nodeId);
+
+    [LoggerMessage(EventId = 3018, Level = LogLevel.Warning, Message = "Peer {PeerId} connected from {Remote} while {Open} other connection(s) from peer {PeerId} are open: a restarted peer whose old connection has not closed yet, or two processes running as node {PeerId} (check --raft_id, --name and data directories)")]
+    public static partial void InboundDuplicate(ILogger logger, NodeId peerId, EndPoint? remote, int open);
 }

@@ -29,6 +29,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     private readonly PeerTls? _tls;
     private readonly ConcurrentDictionary<NodeId, PeerSender> _peers = new();
     private readonly ConcurrentDictionary<long, Task> _background = new();
+
+    // Authenticated inbound connections per claimed peer id. More than one is only worth a warning: inbound
+    // connections are read-only and messages to a peer go to the address in the replicated member book, so a second
+    // process claiming a member's id can send but never receives (see docs/FAULTS.md, two nodes claiming one id).
+    private readonly ConcurrentDictionary<NodeId, int> _inboundSessions = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _lifecycleLock = new();
     private Socket? _listener;
@@ -535,6 +540,12 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             }
 
             Log.InboundAccepted(_logger, peer, remote);
+            int sessions = _inboundSessions.AddOrUpdate(peer, 1, (_, open) => open + 1);
+            if (sessions > 1)
+            {
+                Log.InboundDuplicate(_logger, peer, remote, sessions - 1);
+            }
+
             var inbound = new InboundSession(this, peer);
             string? violation = await inbound.ReceiveAsync(reader, cancellationToken).ConfigureAwait(false);
             if (violation is not null)
@@ -562,6 +573,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref _inboundConnections);
+            if (!peer.IsNone)
+            {
+                ForgetInboundSession(peer);
+            }
+
             if (reader is not null)
             {
                 await reader.CompleteAsync().ConfigureAwait(false);
@@ -628,6 +644,20 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
         await WriteFrameAsync(writer, FrameType.Accepted, [], token).ConfigureAwait(false);
         return hello.From;
+    }
+
+    private void ForgetInboundSession(NodeId peer)
+    {
+        while (_inboundSessions.TryGetValue(peer, out int open))
+        {
+            bool updated = open <= 1
+                ? _inboundSessions.TryRemove(new KeyValuePair<NodeId, int>(peer, open))
+                : _inboundSessions.TryUpdate(peer, open - 1, open);
+            if (updated)
+            {
+                return;
+            }
+        }
     }
 
     internal void Deliver(Message message, NodeId peer)

@@ -363,6 +363,11 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
             return null; // joining again is harmless
         }
 
+        if (IdClaimedElsewhere(status, existing, raftAddress) is { } conflict)
+        {
+            return conflict;
+        }
+
         var forward = await LeaderOrForwardAsync(context, body ?? JsonSerializer.SerializeToUtf8Bytes(request, ApiJson.Default.MemberRequest));
         if (forward is not null)
         {
@@ -379,6 +384,29 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         }
 
         return await ConfChangeAsync(new ConfChange(ConfChangeType.AddLearner, nodeId, info.ToContext()), context.RequestAborted);
+    }
+
+    /// <summary>
+    /// A join that names an existing member's id at another raft address is a second process claiming that id (a
+    /// copied data directory, a reused --name), not the member itself: refused with 409. Accepting it would let
+    /// the node serving a raft-channel join point its link for that id at the newcomer, so the real member stops
+    /// hearing the leader, which counts the newcomer's answers as the member's. A member's raft address changes
+    /// only through the replicated member book (its conf change, or its own announcement as leader); to move a
+    /// member, remove it first.
+    /// </summary>
+    private IResult? IdClaimedElsewhere(HostStatus status, MemberInfo? existing, string raftAddress)
+    {
+        if (existing is null || existing.RaftAddress.Length == 0 || !status.ConfState.IsMember(new NodeId(existing.Id))
+            || string.Equals(CommandLine.NormalizeAddress(existing.RaftAddress), raftAddress, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        ServerLog.MemberIdConflict(logger, new NodeId(existing.Id), existing.RaftAddress, raftAddress);
+        return Error(StatusCodes.Status409Conflict,
+            $"node id {existing.Id} ({existing.Name}) is already a member at raft address {existing.RaftAddress}, not {raftAddress}: "
+            + "two processes claim one id; give the new node its own --name (or remove the old member first)",
+            "not-applied");
     }
 
     private async Task<IResult> RemoveMember(HttpContext context, string id)

@@ -99,4 +99,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(1107, LogLevel.Warning, "No transport available: running without peers")]
     public static partial void NoTransport(ILogger logger);
+
+    [LoggerMessage(1110, LogLevel.Warning, "Join refused: node {NodeId} is a member at raft address {MemberAddress}, but a process at {ClaimedAddress} claims its id")]
+    public static partial void MemberIdConflict(ILogger logger, NodeId nodeId, string memberAddress, string claimedAddress);
 }

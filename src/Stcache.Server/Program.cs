@@ -345,7 +345,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
                     }
                     else
                     {
-                        ServerLog.JoinRetry(_logger, joiner.RaftAddress, $"adding it failed: {(int)response.StatusCode}");
+                        // Names the reason (a 409 says another member already holds this id); the joiner hears nothing.
+                        string reason = await response.Content.ReadAsStringAsync(cancellationToken);
+                        ServerLog.JoinRetry(_logger, joiner.RaftAddress, $"adding it failed: {(int)response.StatusCode} {reason.Trim()}");
                     }
                 }
                 catch (Exception e) when (e is HttpRequestException or OperationCanceledException)

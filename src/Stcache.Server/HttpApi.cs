@@ -97,6 +97,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
     public void Map(WebApplication app, PrometheusExporter? metrics = null)
     {
+        app.Use(RefuseBadRequestsAsync);
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
         if (metrics is not null)
@@ -144,6 +145,30 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_storage_failing gauge\nstcache_storage_failing {(host.StorageFailing ? 1 : 0)}\n");
         metrics.WriteTo(text);
         return text.ToString();
+    }
+
+    /// <summary>
+    /// Kestrel reports a request body that arrives below the minimum data rate (a slow client), exceeds the size
+    /// limit or is malformed by throwing <see cref="BadHttpRequestException"/> from the body read. That is the
+    /// client's fault, not a server error: answer with Kestrel's status (408, 413, 400) and one warning line,
+    /// instead of an "unhandled exception" error with a stack trace for every slow client.
+    /// </summary>
+    private async Task RefuseBadRequestsAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context);
+        }
+        catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+        {
+            string remote = context.Connection.RemoteIpAddress is { } address
+                ? address + ":" + context.Connection.RemotePort.ToString(CultureInfo.InvariantCulture)
+                : "unknown";
+            ServerLog.BadRequestRefused(logger, context.Request.Method, remote, e.StatusCode, e.Message);
+            context.Response.Clear();
+            context.Response.StatusCode = e.StatusCode;
+            await context.Response.WriteAsJsonAsync(new ErrorView(e.Message, "not-applied", null), ApiJson.Default.ErrorView);
+        }
     }
 
     private IResult Ready()

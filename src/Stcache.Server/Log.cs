@@ -102,4 +102,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(1110, LogLevel.Warning, "Join refused: node {NodeId} is a member at raft address {MemberAddress}, but a process at {ClaimedAddress} claims its id")]
     public static partial void MemberIdConflict(ILogger logger, NodeId nodeId, string memberAddress, string claimedAddress);
+
+    [LoggerMessage(1111, LogLevel.Warning, "HTTP {Method} request from {Remote} refused with {StatusCode}: {Reason}")]
+    public static partial void BadRequestRefused(ILogger logger, string method, string remote, int statusCode, string reason);
 }

@@ -266,7 +266,17 @@ internal sealed class NodeRuntime : IAsyncDisposable
             Security.ConfigurePeerTls(transportOptions, options);
             var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
             var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)));
-            host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
+            try
+            {
+                host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
+            }
+            catch (InvalidDataException e) when (CorruptSnapshots(snapshots) is { Length: > 0 } corrupt)
+            {
+                // Recovery found no snapshot that covers the start of the log, because the one that does failed
+                // verification. Name it: "no snapshot file was found" alone sends the operator looking elsewhere.
+                throw new InvalidDataException($"cannot recover: {e.Message}, because {corrupt}; restore this data directory from a backup, or wipe it and add the node back as a new member", e);
+            }
+
             transport.PeerUnreachable += host.ReportUnreachable;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
             return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
@@ -397,6 +407,25 @@ internal sealed class NodeRuntime : IAsyncDisposable
         await _transport.DisposeAsync();
         _wal.Dispose();
         _directory.Dispose();
+    }
+
+    /// <summary>The snapshot files that fail verification and why, or empty; read only when recovery already failed.</summary>
+    private static string CorruptSnapshots(FileSnapshotStore snapshots)
+    {
+        var corrupt = new List<string>();
+        foreach (var file in snapshots.List())
+        {
+            try
+            {
+                FileSnapshotStore.Verify(file.Path);
+            }
+            catch (Exception e) when (e is StorageCorruptionException or IOException)
+            {
+                corrupt.Add($"snapshot {Path.GetFileName(file.Path)} failed verification: {e.Message}");
+            }
+        }
+
+        return string.Join("; ", corrupt);
     }
 
     private static string DefaultDataDirectory(ServerOptions options)

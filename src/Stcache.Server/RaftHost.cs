@@ -319,10 +319,12 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>
     /// On the leader: a learner that has caught up is proposed as a voter. Joins add learners, so a new member starts
-    /// counting towards the quorum only once it can vote usefully (thesis §4.2.1). Caught up means it holds
-    /// everything committed, or, under steady writes where the commit index never stands still, that it finished
-    /// a catch-up round (reached the commit index of the round's start) within one election timeout: the thesis'
-    /// rounds. A change refused because another is in flight is simply tried again after a later batch.
+    /// counting towards the quorum only once it can vote usefully (thesis §4.2.1). Caught up means it trails the
+    /// commit index by at most <see cref="RaftHostOptions.LearnerTrailingEntriesMax"/> entries, or, when writes
+    /// outrun that, that it finished a catch-up round (reached the commit index of the round's start) within one
+    /// election timeout: the thesis' rounds. Under steady writes the commit index never stands still, so "holds
+    /// everything committed" alone kept new members learners for good (soak runs aborted on joins). A change refused
+    /// because another is in flight is simply tried again after a later batch.
     /// </summary>
     private void PromoteCaughtUpLearners(RaftNode node)
     {
@@ -360,7 +362,10 @@ public sealed class RaftHost : IAsyncDisposable
 
     private bool CaughtUp(NodeId learner, LogIndex match, LogIndex commit)
     {
-        if (match >= commit)
+        // Within a few hundred entries of the commit index is caught up enough (Consul's autopilot uses a trailing
+        // limit too): a voter that lags that little costs at most a moment of catch-up if it is needed for a
+        // quorum right away. Safety never depends on it.
+        if (match >= commit || commit.Value - match.Value <= (ulong)_options.LearnerTrailingEntriesMax)
         {
             return true;
         }

@@ -52,6 +52,9 @@ public sealed record RaftHostOptions
     /// <summary>Inputs handled before the core is asked for a Ready; they then share one fsync (group commit).</summary>
     public int InputBatchMax { get; init; } = 4096;
 
+    /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
+    public int LearnerTrailingEntriesMax { get; init; } = 256;
+
     public void Validate()
     {
         Raft.Validate();
@@ -65,7 +68,7 @@ public sealed record RaftHostOptions
             throw new ArgumentException("tick interval and request timeout must be positive");
         }
 
-        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || InputBatchMax <= 0)
+        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
         {
             throw new ArgumentException("snapshot threshold and queue sizes must be positive");
         }

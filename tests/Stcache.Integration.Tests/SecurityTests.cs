@@ -159,7 +159,7 @@ public sealed class SecurityTests : ProcessTest
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
             [new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
         byte[] serial = RandomNumberGenerator.GetBytes(8);
-        using var certificate = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), serial);
+        using var certificate = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), new DateTimeOffset(ca.NotAfter.ToUniversalTime(), TimeSpan.Zero).AddMinutes(-1), serial);
         string certPath = Path.Combine(WorkDirectory.Path, $"{name}.pem");
         string keyPath = Path.Combine(WorkDirectory.Path, $"{name}.key");
         File.WriteAllText(certPath, certificate.ExportCertificatePem());

@@ -330,7 +330,7 @@ FAILOVER_CSV="$OUT/failover.csv"
 measure_failover() { # system start_node_fn leader_fn put_fn
   local system=$1 start_fn=$2 leader_fn=$3 put_fn=$4 rep leader killed_at acked_at i ok
   for (( rep = 1; rep <= FAILOVER_REPS; rep++ )); do
-    leader=$($leader_fn)
+    leader=$($leader_fn || true)
     [[ -n "$leader" ]] || { wait_until 20 "$put_fn" 1; leader=$($leader_fn); }
     [[ -n "$leader" ]] || die "$system: no leader before failover $rep"
     killed_at=$(now_ms)

@@ -138,6 +138,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         var status = host.Status;
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_term gauge\nstcache_term {status.Term.Value}\n");
+        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_raft_ticks_total counter\nstcache_raft_ticks_total {status.Ticks}\n");
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_is_leader gauge\nstcache_is_leader {(status.Leader == host.Id ? 1 : 0)}\n");
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_commit_index gauge\nstcache_commit_index {status.Commit.Value}\n");
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_applied_index gauge\nstcache_applied_index {status.Applied.Value}\n");

@@ -906,8 +906,10 @@ public sealed class RaftHost : IAsyncDisposable
     private void OnSnapshotSaved(RaftNode node, SnapshotSavedInput saved)
     {
         _snapshotTask = null;
+        // Only the snapshot interval restarts here. The tick epoch must not: CatchUpTicks counts ticks from it, so
+        // moving it froze this node's Raft clock for as long as it had run (no heartbeats, elections or lease
+        // expiry; failovers of 20-30 s after a snapshot under load).
         _lastSnapshotTimestamp = _time.GetTimestamp();
-        _tickEpoch = _lastSnapshotTimestamp;
         if (saved.Error is not null)
         {
             Log.SnapshotFailed(_logger, saved.Metadata.Index, saved.Error);
@@ -950,7 +952,10 @@ public sealed class RaftHost : IAsyncDisposable
             _ => "follower",
         };
         _status = new HostStatus(Id, _options.Self.Name, role, status.Term, status.Leader, status.Commit, _cache.AppliedIndex,
-            status.LastIndex, _lastSnapshot.Index, status.ConfState, status.Progress);
+            status.LastIndex, _lastSnapshot.Index, status.ConfState, status.Progress)
+        {
+            Ticks = _ticksDone,
+        };
     }
 
     private PersistentState Recover()

@@ -139,6 +139,9 @@ public sealed record HostStatus(
     IReadOnlyList<ProgressStatus> Progress)
 {
     public bool IsLeader => Role == "leader";
+
+    /// <summary>Raft ticks delivered since start: the node's logical clock (heartbeats, elections, leases).</summary>
+    public long Ticks { get; init; }
 }
 
 internal abstract class NodeInput

@@ -21,7 +21,7 @@ namespace Stcache.Faults.Tests;
 /// re-pointing the link (docs/FAULTS.md, two nodes claiming one id).
 /// </remarks>
 [Collection(ProcessCollection.Name)]
-public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : NodeTest("stcache-dupid-")
 {
     private static readonly TimeSpan s_window = TimeSpan.FromSeconds(45);
     private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromSeconds(5) })
@@ -29,32 +29,10 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifet
         Timeout = TimeSpan.FromSeconds(10),
     };
 
-    private readonly List<NodeProcess> _nodes = [];
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "stcache-dupid-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public Task InitializeAsync()
+    public override Task DisposeAsync()
     {
-        Directory.CreateDirectory(_root);
-        return Task.CompletedTask;
-    }
-
-    public Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            node.Kill();
-        }
-
         _http.Dispose();
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-
-        return Task.CompletedTask;
+        return base.DisposeAsync();
     }
 
     /// <summary>
@@ -72,7 +50,7 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifet
         await cluster.WaitForConvergenceAsync(members, TimeSpan.FromSeconds(30));
         await WarmUpAsync(members);
         var victim = members[1];
-        var impostor = Track(new NodeProcess("impostor-2", victim.Id, FreePorts.Next(), FreePorts.Next(), Path.Combine(_root, "impostor"), null!));
+        var impostor = Track(new NodeProcess("impostor-2", victim.Id, FreePorts.Next(), FreePorts.Next(), Path.Combine(Root, "impostor"), null!));
         string staticCluster = string.Join(',', members.Select(m => $"{m.Id}/{(m == victim ? impostor.RaftAddress : m.RaftAddress)}"));
         impostor.SetArguments(() =>
         [
@@ -190,7 +168,7 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifet
 
     private NodeProcess Track(NodeProcess node)
     {
-        _nodes.Add(node);
+        Nodes.Add(node);
         return node;
     }
 
@@ -199,7 +177,7 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifet
     {
         int raftPort = FreePorts.Next();
         string memberName = name ?? FreePorts.Address(raftPort);
-        var node = Track(new NodeProcess(slot, StcacheCluster.IdFromName(memberName), FreePorts.Next(), raftPort, Path.Combine(_root, slot), null!));
+        var node = Track(new NodeProcess(slot, StcacheCluster.IdFromName(memberName), FreePorts.Next(), raftPort, Path.Combine(Root, slot), null!));
         node.SetArguments(() =>
         [
             "-state_dir", node.DataDirectory,
@@ -269,7 +247,7 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : IAsyncLifet
         var deadline = DateTime.UtcNow + s_window;
         while (!condition())
         {
-            Assert.True(DateTime.UtcNow < deadline, $"waited {s_window.TotalSeconds} s for {what}:\n{NodeProcess.Describe([.. _nodes, impostor], 20)}");
+            Assert.True(DateTime.UtcNow < deadline, $"waited {s_window.TotalSeconds} s for {what}:\n{NodeProcess.Describe([.. Nodes, impostor], 20)}");
             await Task.Delay(100);
         }
     }

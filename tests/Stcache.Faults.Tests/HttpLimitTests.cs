@@ -13,7 +13,7 @@ namespace Stcache.Faults.Tests;
 /// served meanwhile or right after, and the node keeps every acknowledged write. Every node is killed at the end.
 /// </summary>
 [Collection(ProcessCollection.Name)]
-public sealed class HttpLimitTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class HttpLimitTests(ITestOutputHelper output) : NodeTest("stcache-limits-")
 {
     private const int ConnectionsMax = 8;
 
@@ -21,33 +21,6 @@ public sealed class HttpLimitTests(ITestOutputHelper output) : IAsyncLifetime
     // checks both once a second.
     private static readonly TimeSpan s_headersTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan s_bodyGracePeriod = TimeSpan.FromSeconds(5);
-
-    private readonly List<NodeProcess> _nodes = [];
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "stcache-limits-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_root);
-        return Task.CompletedTask;
-    }
-
-    public Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            node.Kill();
-        }
-
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-
-        return Task.CompletedTask;
-    }
 
     /// <summary>
     /// Kestrel's MaxConcurrentConnections does not stop the kernel accepting the TCP connection: Kestrel accepts it,
@@ -237,7 +210,7 @@ public sealed class HttpLimitTests(ITestOutputHelper output) : IAsyncLifetime
 
     private NodeProcess SingleNode(string name, params string[] extra)
     {
-        var node = new NodeProcess(name, 1, FreePorts.Next(), FreePorts.Next(), Path.Combine(_root, name), null!);
+        var node = new NodeProcess(name, 1, FreePorts.Next(), FreePorts.Next(), Path.Combine(Root, name), null!);
         node.SetArguments(() =>
         [
             "--http=" + node.HttpAddress,
@@ -247,7 +220,7 @@ public sealed class HttpLimitTests(ITestOutputHelper output) : IAsyncLifetime
             "--tick-ms=50",
             .. extra,
         ]);
-        _nodes.Add(node);
+        Nodes.Add(node);
         return node;
     }
 

@@ -14,41 +14,14 @@ namespace Stcache.Faults.Tests;
 /// the end.
 /// </summary>
 [Collection(ProcessCollection.Name)]
-public sealed class StartupErrorTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class StartupErrorTests(ITestOutputHelper output) : NodeTest("stcache-startup-")
 {
     private static readonly TimeSpan s_exitTimeout = TimeSpan.FromSeconds(30);
     private static readonly HttpClient s_http = new() { Timeout = TimeSpan.FromSeconds(5) };
-    private readonly List<NodeProcess> _nodes = [];
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "stcache-startup-" + Guid.NewGuid().ToString("N")[..12]);
-
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_root);
-        return Task.CompletedTask;
-    }
-
-    public Task DisposeAsync()
-    {
-        foreach (var node in _nodes)
-        {
-            node.Kill();
-        }
-
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-
-        return Task.CompletedTask;
-    }
-
     [Fact(Timeout = 90_000)]
     public async Task A_second_process_on_a_locked_data_directory_refuses_to_start()
     {
-        var first = SingleNode("first", dataDirectory: Path.Combine(_root, "shared"));
+        var first = SingleNode("first", dataDirectory: Path.Combine(Root, "shared"));
         first.Start();
         await WaitHealthyAsync(first);
 
@@ -144,7 +117,7 @@ public sealed class StartupErrorTests(ITestOutputHelper output) : IAsyncLifetime
     [MemberData(nameof(ForeignDataDirectories))]
     public async Task A_data_directory_that_is_not_ours_is_refused_and_left_untouched(string kind)
     {
-        string path = Path.Combine(_root, kind);
+        string path = Path.Combine(Root, kind);
         if (kind == "regular-file")
         {
             await File.WriteAllTextAsync(path, "not a data directory\n");
@@ -182,7 +155,7 @@ public sealed class StartupErrorTests(ITestOutputHelper output) : IAsyncLifetime
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task An_unreadable_data_directory_is_refused_and_left_untouched()
     {
-        string path = Path.Combine(_root, "unreadable");
+        string path = Path.Combine(Root, "unreadable");
         Directory.CreateDirectory(path);
         await File.WriteAllTextAsync(Path.Combine(path, "notes.txt"), "precious\n");
         var before = Fingerprint(path);
@@ -332,7 +305,7 @@ public sealed class StartupErrorTests(ITestOutputHelper output) : IAsyncLifetime
 
     private NodeProcess SingleNode(string name, string? dataDirectory = null, int? httpPort = null, int? raftPort = null, params string[] extra)
     {
-        var node = new NodeProcess(name, 1, httpPort ?? FreePorts.Next(), raftPort ?? FreePorts.Next(), dataDirectory ?? Path.Combine(_root, name), null!);
+        var node = new NodeProcess(name, 1, httpPort ?? FreePorts.Next(), raftPort ?? FreePorts.Next(), dataDirectory ?? Path.Combine(Root, name), null!);
         node.SetArguments(() =>
         [
             "--http=" + node.HttpAddress,
@@ -342,7 +315,7 @@ public sealed class StartupErrorTests(ITestOutputHelper output) : IAsyncLifetime
             "--tick-ms=50",
             .. extra,
         ]);
-        _nodes.Add(node);
+        Nodes.Add(node);
         return node;
     }
 

@@ -59,6 +59,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     private readonly MeterListener _listener = new();
     private readonly ConcurrentDictionary<(string Name, string Labels), Series> _series = new();
+    private readonly ConcurrentDictionary<(Instrument Instrument, string? Key, object? Value), Series> _byTag = new();
 
     public PrometheusExporter()
     {
@@ -92,19 +93,17 @@ internal sealed class PrometheusExporter : IDisposable
 
     private void OnMeasurement(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
     {
-        string labels = string.Empty;
-        if (tags.Length > 0)
+        // Recorded on the Raft loop for every input: the series of a (name, tag) pair is found without building
+        // its label text again. Our instruments carry at most one tag.
+        var tag = tags.Length > 0 ? tags[0] : default;
+        if (!_byTag.TryGetValue((instrument, tag.Key, tag.Value), out var series))
         {
-            var builder = new StringBuilder();
-            foreach (var tag in tags)
-            {
-                builder.Append(builder.Length == 0 ? string.Empty : ",").Append(tag.Key).Append("=\"").Append(tag.Value).Append('"');
-            }
-
-            labels = builder.ToString();
+            string labels = tag.Key is null ? string.Empty : $"{tag.Key}=\"{tag.Value}\"";
+            series = _series.GetOrAdd((instrument.Name, labels), _ => new Series());
+            _byTag[(instrument, tag.Key, tag.Value)] = series;
         }
 
-        _series.GetOrAdd((instrument.Name, labels), _ => new Series()).Record(value);
+        series.Record(value);
     }
 
     private static string PrometheusName(string name) => name.Replace('.', '_') + "_seconds";

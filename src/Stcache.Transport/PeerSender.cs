@@ -69,9 +69,33 @@ internal sealed class PeerSender
         }
     }
 
-    public void Stop()
+    /// <summary>
+    /// Accepts no more messages. The writer loop writes what is queued and ends; <paramref name="drain"/> bounds
+    /// how long that may take (zero: drop the queue and close now).
+    /// </summary>
+    public void Stop(TimeSpan drain)
     {
         _queue.Writer.TryComplete();
+        if (drain <= TimeSpan.Zero)
+        {
+            _stop.Cancel();
+            return;
+        }
+
+        _ = CancelAfterAsync(drain);
+    }
+
+    private async Task CancelAfterAsync(TimeSpan delay)
+    {
+        try
+        {
+            await Task.Delay(delay, _transport.TimeProvider, _transport.StoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The transport is stopping; it cancels every sender itself.
+        }
+
         _stop.Cancel();
     }
 

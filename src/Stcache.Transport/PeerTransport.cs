@@ -105,6 +105,9 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     internal TimeProvider TimeProvider => _timeProvider;
 
+    /// <summary>Cancelled when the transport is disposed.</summary>
+    internal CancellationToken StoppingToken => _stopping.Token;
+
     /// <summary>Binds <see cref="TransportOptions.ListenEndPoint"/> and starts accepting peers.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -178,14 +181,17 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         }
     }
 
-    /// <summary>Forgets a peer: its queue is dropped and its connection closed.</summary>
+    /// <summary>
+    /// Forgets a peer: nothing more is queued for it; what is already queued is still written for up to
+    /// <see cref="TransportOptions.RemovedPeerDrain"/>, then its connection closes.
+    /// </summary>
     public void RemovePeer(NodeId id)
     {
         lock (_lifecycleLock)
         {
             if (_peers.TryRemove(id, out var sender))
             {
-                sender.Stop();
+                sender.Stop(_options.RemovedPeerDrain);
             }
         }
     }
@@ -241,7 +247,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             _disposed = true;
             foreach (var sender in _peers.Values)
             {
-                sender.Stop();
+                sender.Stop(TimeSpan.Zero);
             }
 
             _peers.Clear();

@@ -76,6 +76,13 @@ public sealed class TransportOptions
     public TimeSpan ReconnectBackoffMin { get; set; } = TimeSpan.FromMilliseconds(50);
 
     public TimeSpan ReconnectBackoffMax { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// How long a removed peer's connection stays open to deliver what was queued for it before the removal. The
+    /// leader's last append to a member it removes carries the commit of that removal; without it the removed
+    /// node never learns it is out. Zero drops the queue at once.
+    /// </summary>
+    public TimeSpan RemovedPeerDrain { get; set; } = TimeSpan.FromSeconds(2);
 }
 
 /// <summary>Validates <see cref="TransportOptions"/>; use with <c>ValidateOnStart()</c> or call <see cref="ThrowIfInvalid"/>.</summary>
@@ -165,6 +172,11 @@ public sealed class TransportOptionsValidator : IValidateOptions<TransportOption
         if (options.ReconnectBackoffMin <= TimeSpan.Zero || options.ReconnectBackoffMax < options.ReconnectBackoffMin)
         {
             failures.Add("ReconnectBackoffMin must be positive and at most ReconnectBackoffMax.");
+        }
+
+        if (options.RemovedPeerDrain < TimeSpan.Zero)
+        {
+            failures.Add("RemovedPeerDrain must not be negative.");
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

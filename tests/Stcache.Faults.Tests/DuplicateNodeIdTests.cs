@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using Stcache.Faults.Tests.Harness;
+using Stcache.Testing;
 using Xunit.Abstractions;
 
 namespace Stcache.Faults.Tests;

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Stcache.Faults.Tests.Harness;
+using Stcache.Testing;
 using Xunit.Abstractions;
 
 namespace Stcache.Faults.Tests;

@@ -13,7 +13,7 @@ public sealed class ClusterScenarioTests : ProcessTest
 
     private Node NewNode(string name, Func<Node, string[]> arguments)
     {
-        var node = new Node(name, WorkDirectory.Path, Node.FreePort(), Node.FreePort(), arguments);
+        var node = new Node(name, WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), arguments);
         Nodes.Add(node);
         return node;
     }
@@ -62,7 +62,7 @@ public sealed class ClusterScenarioTests : ProcessTest
     [Fact]
     public async Task FollowerFarBehindIsCaughtUpBySnapshot()
     {
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {
@@ -117,7 +117,7 @@ public sealed class ClusterScenarioTests : ProcessTest
     [Fact]
     public async Task RaftDemoStaticClusterFailsFastWithoutMajorityAndRestartsFromSnapshotPlusLog()
     {
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {

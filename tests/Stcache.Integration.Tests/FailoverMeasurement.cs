@@ -23,7 +23,7 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
             return;
         }
 
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToArray();
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {

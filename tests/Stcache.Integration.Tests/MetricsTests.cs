@@ -12,7 +12,7 @@ public sealed class MetricsTests : ProcessTest
     [Fact]
     public async Task Writes_and_reads_show_up_in_the_stage_histograms()
     {
-        var node = new Node("n1", WorkDirectory.Path, Node.FreePort(), Node.FreePort(),
+        var node = new Node("n1", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(),
             n => ["--http=" + n.Http, "--raft=" + n.Raft, "--node=" + Path.Combine(WorkDirectory.Path, "n1"), "--bootstrap=true"]);
         Nodes.Add(node);
         node.Start();
@@ -46,7 +46,7 @@ public sealed class MetricsTests : ProcessTest
     [Fact]
     public async Task The_raft_clock_keeps_running_after_a_snapshot()
     {
-        var node = new Node("n1", WorkDirectory.Path, Node.FreePort(), Node.FreePort(),
+        var node = new Node("n1", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(),
             n => ["--http=" + n.Http, "--raft=" + n.Raft, "--node=" + Path.Combine(WorkDirectory.Path, "n1"), "--bootstrap=true", "--tick-ms=50"]);
         Nodes.Add(node);
         node.Start();

@@ -29,7 +29,7 @@ public sealed class SecurityTests : ProcessTest
         var (ca, caPath) = WriteCertificateAuthority();
         string secretPath = Path.Combine(WorkDirectory.Path, "secret");
         await File.WriteAllTextAsync(secretPath, "a-cluster-secret-of-enough-bytes\n");
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: Node.FreePort(), Raft: Node.FreePort())).ToList();
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToList();
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         for (int i = 0; i < 3; i++)
         {

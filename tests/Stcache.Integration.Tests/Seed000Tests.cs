@@ -12,7 +12,7 @@ public sealed class Seed000Tests(ITestOutputHelper output) : ProcessTest
 
     private Node NewNode(int i, Func<Node, string[]> arguments)
     {
-        var node = new Node($"node{i}", WorkDirectory.Path, Node.FreePort(), Node.FreePort(), arguments);
+        var node = new Node($"node{i}", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), arguments);
         Nodes.Add(node);
         return node;
     }

@@ -56,6 +56,19 @@ public sealed class MembershipTransferSnapshotTests
     }
 
     [Fact]
+    public void RemovedFollowerLearnsItsRemovalCommitted()
+    {
+        // The removed node is told the commit by the append the leader broadcasts as the change commits, before
+        // the leader forgets it; without it the removed node could not shut itself down.
+        var cluster = ElectedCluster(3);
+        Assert.True(cluster[1].ProposeConfChange(new ConfChange(ConfChangeType.RemoveNode, new NodeId(3), ReadOnlyMemory<byte>.Empty)).IsAccepted);
+        cluster.Stabilize();
+        Assert.False(cluster[1].ConfState.IsMember(new NodeId(3)));
+        Assert.Equal(cluster[1].CommitIndex, cluster[3].CommitIndex);
+        Assert.False(cluster[3].ConfState.IsMember(new NodeId(3)));
+    }
+
+    [Fact]
     public void OneConfChangeAtATime()
     {
         var cluster = ElectedCluster(3);

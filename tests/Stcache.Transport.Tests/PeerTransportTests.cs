@@ -405,6 +405,30 @@ public sealed class PeerTransportTests
     }
 
     [Fact]
+    public async Task RemovedPeerStillGetsWhatWasQueuedBeforeTheRemoval()
+    {
+        // A leader removes a member right after queueing the append that tells it the removal committed; that
+        // append must still go out, or the removed node never learns it is out.
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        const int count = 500;
+        for (int i = 0; i < count; i++)
+        {
+            a.Transport.Send(TestMessages.Heartbeat(1, 2, (ulong)i));
+        }
+
+        // The first connect is lazy: nothing has been written yet.
+        a.Transport.RemovePeer(new NodeId(2));
+        var received = await b.ReceiveAsync(count);
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Context));
+
+        long dropped = a.Transport.MessagesDropped;
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, count));
+        Assert.Equal(dropped + 1, a.Transport.MessagesDropped);
+    }
+
+    [Fact]
     public void BackoffGrowsWithJitterWithinBounds()
     {
         var options = new TransportOptions

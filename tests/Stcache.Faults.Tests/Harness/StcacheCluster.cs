@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Serialization;
+using Stcache.Testing;
 
 namespace Stcache.Faults.Tests.Harness;
 

@@ -12,6 +12,12 @@ internal static partial class Log
     [LoggerMessage(1042, LogLevel.Warning, "Write-ahead log accepts writes again")]
     public static partial void StorageRecovered(ILogger logger);
 
+    [LoggerMessage(1043, LogLevel.Warning, "Member {PeerId} does not list this node in its configuration as of index {AsOf}, newer than this node's applied {Applied}: this node was removed from the cluster while it was away")]
+    public static partial void RemovedWhileAway(ILogger logger, NodeId peerId, LogIndex asOf, LogIndex applied);
+
+    [LoggerMessage(1044, LogLevel.Debug, "Member {PeerId} does not list this node as of index {AsOf}; this node is at {Applied}, so that member is behind")]
+    public static partial void NotAMemberIgnored(ILogger logger, NodeId peerId, LogIndex asOf, LogIndex applied);
+
     [LoggerMessage(1040, LogLevel.Information, "Learner {NodeId} has caught up (match {Match}); proposing it as a voter")]
     public static partial void PromotingLearner(ILogger logger, NodeId nodeId, LogIndex match);
 

@@ -279,6 +279,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
 
             transport.PeerUnreachable += host.ReportUnreachable;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
+            transport.ToldNotAMember += host.ReportNotAMember;
+            transport.NotAMemberAsOf = host.NotAMemberAsOf;
             return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
         }
         catch

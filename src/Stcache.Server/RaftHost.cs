@@ -166,6 +166,21 @@ public sealed class RaftHost : IAsyncDisposable
 
     public void ReportSnapshot(NodeId peer, bool succeeded) => _inputs.Writer.TryWrite(new SnapshotStatusInput(peer, succeeded));
 
+    /// <summary>
+    /// For the peer handshake: null when <paramref name="peer"/> is in this node's configuration, or when this node
+    /// knows no configuration yet; else the applied index that configuration is as of. Read from the published
+    /// status, so the configuration and the index always belong together.
+    /// </summary>
+    public LogIndex? NotAMemberAsOf(NodeId peer)
+    {
+        var status = _status;
+        var conf = status.ConfState;
+        return conf.IsMember(peer) || (conf.Voters.Count == 0 && conf.Learners.Count == 0) ? null : status.Applied;
+    }
+
+    /// <summary>A peer's configuration as of its applied index <paramref name="asOf"/> does not list this node.</summary>
+    public void ReportNotAMember(NodeId peer, LogIndex asOf) => _inputs.Writer.TryWrite(new NotAMemberInput(peer, asOf));
+
     /// <summary>Proposes a cache command and waits until it is committed and applied (or fails).</summary>
     /// <exception cref="RaftHostException">Not leader, no leader, timeout, lost; see <see cref="RaftHostException.OutcomeUnknown"/>.</exception>
     public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default) =>
@@ -521,6 +536,9 @@ public sealed class RaftHost : IAsyncDisposable
                 break;
             case SnapshotStatusInput status:
                 node.ReportSnapshot(status.Peer, status.Succeeded);
+                break;
+            case NotAMemberInput told:
+                OnToldNotAMember(told);
                 break;
         }
     }
@@ -994,6 +1012,24 @@ public sealed class RaftHost : IAsyncDisposable
         {
             _network.SetPeer(new NodeId(info.Id), CommandLine.NormalizeAddress(info.RaftAddress));
         }
+    }
+
+    /// <summary>
+    /// This node lists itself as a member as of its applied index; a peer whose configuration is newer does not.
+    /// Configurations follow one committed history, so the change that dropped this node is in between: it was
+    /// removed while it was away and missed the entry. A peer that is behind (it has not applied this node's
+    /// addition yet) answers with an older index and is ignored.
+    /// </summary>
+    private void OnToldNotAMember(NotAMemberInput told)
+    {
+        if (Volatile.Read(ref _removed) != 0 || !_confState.IsMember(Id) || told.AsOf <= _cache.AppliedIndex)
+        {
+            Log.NotAMemberIgnored(_logger, told.Peer, told.AsOf, _cache.AppliedIndex);
+            return;
+        }
+
+        Log.RemovedWhileAway(_logger, told.Peer, told.AsOf, _cache.AppliedIndex);
+        Interlocked.CompareExchange(ref _removed, 1, 0);
     }
 
     private void OnMemberRemoved(NodeId id)

@@ -232,6 +232,13 @@ internal sealed class UnreachableInput(NodeId peer) : NodeInput
     public NodeId Peer { get; } = peer;
 }
 
+internal sealed class NotAMemberInput(NodeId peer, LogIndex asOf) : NodeInput
+{
+    public NodeId Peer { get; } = peer;
+
+    public LogIndex AsOf { get; } = asOf;
+}
+
 internal sealed class SnapshotStatusInput(NodeId peer, bool succeeded) : NodeInput
 {
     public NodeId Peer { get; } = peer;

@@ -15,7 +15,11 @@ public enum FrameType : byte
     /// <summary>Dialer to listener: the dialer's proof over both nonces.</summary>
     Proof = 3,
 
-    /// <summary>Listener to dialer: the handshake succeeded; message frames may follow. Empty body.</summary>
+    /// <summary>
+    /// Listener to dialer: the handshake succeeded; message frames may follow. The body is empty, or
+    /// <c>[u64 index]</c> when the listener's configuration, as of its applied index <c>index</c>, does not list
+    /// the dialer (a node removed while it was away learns so here).
+    /// </summary>
     Accepted = 4,
 
     /// <summary>Dialer to listener: <c>[u32 count]</c> then that many encoded messages.</summary>

@@ -537,7 +537,11 @@ internal sealed class PeerSender
             .ConfigureAwait(false);
         byte[] accepted = await PeerTransport.ReadHandshakeFrameAsync(connection.Reader, FrameType.Accepted, token)
             .ConfigureAwait(false);
-        if (accepted.Length != 0)
+        if (accepted.Length == 8)
+        {
+            _transport.RaiseToldNotAMember(Id, new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(accepted)));
+        }
+        else if (accepted.Length != 0)
         {
             throw new HandshakeException("malformed accept");
         }

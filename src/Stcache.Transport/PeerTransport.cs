@@ -34,11 +34,15 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     // connections are read-only and messages to a peer go to the address in the replicated member book, so a second
     // process claiming a member's id can send but never receives (see docs/FAULTS.md, two nodes claiming one id).
     private readonly ConcurrentDictionary<NodeId, int> _inboundSessions = new();
+
+    // Open inbound sessions by a key of their own, so removing a peer can close what it has open.
+    private readonly ConcurrentDictionary<long, (NodeId Peer, CancellationTokenSource Close)> _inboundClosers = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _lifecycleLock = new();
     private Socket? _listener;
     private IPEndPoint? _boundEndPoint;
     private long _backgroundIds;
+    private long _inboundKeys;
     private int _inboundConnections;
     private bool _started;
     private bool _disposed;
@@ -73,6 +77,20 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     /// <summary>Raised once per snapshot message passed to <see cref="Send"/>: true when all of it was written to
     /// the peer's socket, false when it was dropped or the connection failed (host calls <c>ReportSnapshot</c>).</summary>
     public event Action<NodeId, bool>? SnapshotSendCompleted;
+
+    /// <summary>
+    /// Raised when a peer accepted this node's connection but said that, as of its applied index, this node is not
+    /// in its configuration. Whether that means this node was removed is for the host to judge: the peer may be
+    /// the one that is behind. The connection is used as usual. May be raised on any thread.
+    /// </summary>
+    public event Action<NodeId, LogIndex>? ToldNotAMember;
+
+    /// <summary>
+    /// Asked during each inbound handshake, on a connection thread: null when the dialer is a member of this node's
+    /// configuration (or this node knows none yet), else the applied index that configuration is as of; the dialer
+    /// is told so in the Accepted frame. Unset: every dialer is counted as a member.
+    /// </summary>
+    public Func<NodeId, LogIndex?>? NotAMemberAsOf { get; set; }
 
     public NodeId NodeId => _options.NodeId;
 
@@ -183,15 +201,54 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     /// <summary>
     /// Forgets a peer: nothing more is queued for it; what is already queued is still written for up to
-    /// <see cref="TransportOptions.RemovedPeerDrain"/>, then its connection closes.
+    /// <see cref="TransportOptions.RemovedPeerDrain"/>, then its connection closes. So do the connections it opened
+    /// to this node, so that when it dials again the handshake can tell it it is no longer a member (by then the
+    /// host has published the configuration without it).
     /// </summary>
     public void RemovePeer(NodeId id)
     {
         lock (_lifecycleLock)
         {
+            if (_disposed)
+            {
+                return;
+            }
+
             if (_peers.TryRemove(id, out var sender))
             {
                 sender.Stop(_options.RemovedPeerDrain);
+            }
+
+            Track(CloseInboundAsync(id, _options.RemovedPeerDrain));
+        }
+    }
+
+    private async Task CloseInboundAsync(NodeId id, TimeSpan after)
+    {
+        if (after > TimeSpan.Zero)
+        {
+            try
+            {
+                await Task.Delay(after, _timeProvider, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
+        foreach (var (_, session) in _inboundClosers)
+        {
+            if (session.Peer == id)
+            {
+                try
+                {
+                    session.Close.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // That session ended on its own meanwhile.
+                }
             }
         }
     }
@@ -309,6 +366,18 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         catch (Exception exception)
         {
             Log.EventHandlerFailed(_logger, nameof(PeerUnreachable), exception);
+        }
+    }
+
+    internal void RaiseToldNotAMember(NodeId id, LogIndex asOf)
+    {
+        try
+        {
+            ToldNotAMember?.Invoke(id, asOf);
+        }
+        catch (Exception exception)
+        {
+            Log.EventHandlerFailed(_logger, nameof(ToldNotAMember), exception);
         }
     }
 
@@ -552,16 +621,30 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 Log.InboundDuplicate(_logger, peer, remote, sessions - 1);
             }
 
-            var inbound = new InboundSession(this, peer);
-            string? violation = await inbound.ReceiveAsync(reader, cancellationToken).ConfigureAwait(false);
-            if (violation is not null)
+            using var close = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            long key = Interlocked.Increment(ref _inboundKeys);
+            _inboundClosers[key] = (peer, close);
+            try
             {
-                Interlocked.Increment(ref _inboundRefused);
-                Log.InboundClosed(_logger, peer, remote, violation);
+                var inbound = new InboundSession(this, peer);
+                string? violation = await inbound.ReceiveAsync(reader, close.Token).ConfigureAwait(false);
+                if (violation is not null)
+                {
+                    Interlocked.Increment(ref _inboundRefused);
+                    Log.InboundClosed(_logger, peer, remote, violation);
+                }
+                else
+                {
+                    Log.InboundEnded(_logger, peer);
+                }
             }
-            else
+            catch (OperationCanceledException) when (close.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                Log.InboundEnded(_logger, peer);
+                Log.InboundClosed(_logger, peer, remote, "the peer was removed from the cluster");
+            }
+            finally
+            {
+                _inboundClosers.TryRemove(key, out _);
             }
         }
         catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
@@ -648,7 +731,14 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             throw new HandshakeException($"dialer {hello.From} failed authentication");
         }
 
-        await WriteFrameAsync(writer, FrameType.Accepted, [], token).ConfigureAwait(false);
+        byte[] accepted = [];
+        if (NotAMemberAsOf?.Invoke(hello.From) is { } asOf)
+        {
+            accepted = new byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(accepted, asOf.Value);
+        }
+
+        await WriteFrameAsync(writer, FrameType.Accepted, accepted, token).ConfigureAwait(false);
         return hello.From;
     }
 

@@ -18,6 +18,22 @@ public sealed class ClusterScenarioTests : ProcessTest
         return node;
     }
 
+    /// <summary>Three raft-demo style founders with ids 1..3 (<c>--raft_cluster</c>), started.</summary>
+    private Node[] StartStaticCluster(string name, Func<int, string[]> extra)
+    {
+        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
+        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
+        var nodes = ports.Select((p, i) => new Node($"{name}{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
+            [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", .. extra(i + 1)])).ToArray();
+        foreach (var node in nodes)
+        {
+            Nodes.Add(node);
+            node.Start();
+        }
+
+        return nodes;
+    }
+
     [Fact]
     public async Task Shaj13WalkthroughJoinByRaftAddressCatchUpAndRemoval()
     {
@@ -56,29 +72,41 @@ public sealed class ClusterScenarioTests : ProcessTest
         (status, _, _) = await Api.SendAsync(HttpMethod.Delete, $"http://{first.Http}/{thirdId}"); // as the seed writes it
         Assert.Equal(HttpStatusCode.OK, status);
         await third.WaitForExitAsync(s_wait);
-        Assert.Equal(2, JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength());
+
+        // The member list is the answering node's own view: when the removal was forwarded to a leader elsewhere,
+        // this node may apply it a moment after the OK.
+        await Api.WaitUntilAsync("two members listed", async () =>
+            JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement.GetArrayLength() == 2, s_wait, [.. Nodes]);
+    }
+
+    [Fact]
+    public async Task NodeRemovedWhileDownShutsItselfDownWhenItComesBack()
+    {
+        // It never received the entry that removed it; the members it dials tell it in the handshake.
+        var nodes = StartStaticCluster("gone", id => [$"--node={Path.Combine(WorkDirectory.Path, $"gone-{id}")}"]);
+        var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        int goneIndex = Array.FindIndex(nodes, n => n != leader);
+        var gone = nodes[goneIndex];
+        await gone.StopAsync();
+        var (status, body, _) = await Api.SendAsync(HttpMethod.Delete, $"http://{leader.Http}/v1/cluster/members/{goneIndex + 1}");
+        Assert.True(status == HttpStatusCode.OK, $"{status}: {body}");
+        Assert.Equal("ok\n", await Api.GetStringAsync($"http://{leader.Http}/set?key=after&value=removal"));
+
+        gone.Start();
+        await gone.WaitForExitAsync(s_wait);
+        Assert.Contains("removed from the cluster while it was away", gone.Output, StringComparison.Ordinal);
+        Assert.Equal(0, gone.ExitCode);
+        Assert.Equal("removal", await Api.GetStringAsync($"http://{leader.Http}/get?key=after"));
+        Assert.Equal(2, JsonDocument.Parse(await Api.GetStringAsync($"http://{leader.Http}/mgmt/nodes")).RootElement.GetArrayLength());
     }
 
     [Fact]
     public async Task FollowerFarBehindIsCaughtUpBySnapshot()
     {
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
-        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
-        var nodes = ports.Select((p, i) =>
-        {
-            // Snapshot every 50 entries and keep only 10 behind it, so a follower that misses 300 writes can only
-            // be repaired with a snapshot.
-            var node = new Node($"lag{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
-                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}",
-                 $"--node={Path.Combine(WorkDirectory.Path, $"lag-{i + 1}")}", "--snapshot-threshold=50", "--snapshot-trailing=10", "--snapshot-interval-s=0"]);
-            Nodes.Add(node);
-            return node;
-        }).ToArray();
-        foreach (var node in nodes)
-        {
-            node.Start();
-        }
-
+        // Snapshot every 50 entries and keep only 10 behind it, so a follower that misses 300 writes can only be
+        // repaired with a snapshot.
+        var nodes = StartStaticCluster("lag", id =>
+            [$"--node={Path.Combine(WorkDirectory.Path, $"lag-{id}")}", "--snapshot-threshold=50", "--snapshot-trailing=10", "--snapshot-interval-s=0"]);
         var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
         var lagging = nodes.First(n => n != leader);
         await lagging.StopAsync();
@@ -117,20 +145,7 @@ public sealed class ClusterScenarioTests : ProcessTest
     [Fact]
     public async Task RaftDemoStaticClusterFailsFastWithoutMajorityAndRestartsFromSnapshotPlusLog()
     {
-        var ports = Enumerable.Range(0, 3).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToArray();
-        string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
-        var nodes = ports.Select((p, i) =>
-        {
-            var node = new Node($"demo{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
-                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", "--request-timeout-ms=2000"]);
-            Nodes.Add(node);
-            return node;
-        }).ToArray();
-        foreach (var node in nodes)
-        {
-            node.Start();
-        }
-
+        var nodes = StartStaticCluster("demo", _ => ["--request-timeout-ms=2000"]);
         var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
         Assert.True(Directory.Exists(Path.Combine(WorkDirectory.Path, "node-1")), "data directory defaults to one per node id");
 

@@ -429,6 +429,63 @@ public sealed class PeerTransportTests
     }
 
     [Fact]
+    public async Task ListenerTellsADialerItDoesNotListItAndTheLinkStillWorks()
+    {
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2);
+        b.Transport.NotAMemberAsOf = id => id == new NodeId(1) ? new LogIndex(42) : null;
+        var told = new TaskCompletionSource<(NodeId Peer, LogIndex AsOf)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Transport.ToldNotAMember += (peer, asOf) => told.TrySetResult((peer, asOf));
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 5));
+        Assert.Equal(5UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal((new NodeId(2), new LogIndex(42)), await told.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task MemberDialerIsToldNothing()
+    {
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2);
+        b.Transport.NotAMemberAsOf = _ => null;
+        int told = 0;
+        a.Transport.ToldNotAMember += (_, _) => Interlocked.Increment(ref told);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 5));
+        Assert.Equal(5UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(0, Volatile.Read(ref told));
+    }
+
+    [Fact]
+    public async Task RemovingAPeerClosesItsInboundLinkSoItsNextDialHearsItIsOut()
+    {
+        // A removed node that missed its removal is still connected; its next handshake is where it hears.
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2, o => o.RemovedPeerDrain = TimeSpan.FromMilliseconds(100));
+        bool removed = false;
+        b.Transport.NotAMemberAsOf = _ => Volatile.Read(ref removed) ? new LogIndex(9) : null;
+        var told = new TaskCompletionSource<LogIndex>(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Transport.ToldNotAMember += (_, asOf) => told.TrySetResult(asOf);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
+        Assert.Equal(1UL, (await b.ReceiveAsync()).Context);
+
+        Volatile.Write(ref removed, true);
+        b.Transport.RemovePeer(new NodeId(1));
+        var deadline = Stopwatch.StartNew();
+        while (!told.Task.IsCompleted)
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "the dialer was never told it is out");
+            a.Transport.Send(TestMessages.Heartbeat(1, 2, 2));
+            await Task.WhenAny(told.Task, Task.Delay(50));
+        }
+
+        Assert.Equal(new LogIndex(9), await told.Task);
+        Assert.True(a.Transport.ConnectionFailures >= 1);
+    }
+
+    [Fact]
     public void BackoffGrowsWithJitterWithinBounds()
     {
         var options = new TransportOptions

@@ -93,6 +93,9 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     public const string OutcomeHeader = "X-Stcache-Outcome";
     public const string ForwardedHeader = "X-Stcache-Forwarded";
 
+    /// <summary>On the leader's answer to a forwarded write: its applied index as it answered (the write included).</summary>
+    public const string AppliedHeader = "X-Stcache-Applied";
+
     private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
 
     public void Map(WebApplication app, PrometheusExporter? metrics = null)
@@ -156,6 +159,15 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     /// </summary>
     private async Task RefuseBadRequestsAsync(HttpContext context, RequestDelegate next)
     {
+        if (context.Request.Headers.ContainsKey(ForwardedHeader))
+        {
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers[AppliedHeader] = host.Cache.AppliedIndex.Value.ToString(CultureInfo.InvariantCulture);
+                return Task.CompletedTask;
+            });
+        }
+
         try
         {
             await next(context);
@@ -714,6 +726,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         using (response)
         {
             byte[] answer = await response.Content.ReadAsByteArrayAsync(context.RequestAborted);
+            await CatchUpWithLeaderAsync(response, context.RequestAborted);
             foreach (string header in new[] { VersionHeader, OutcomeHeader })
             {
                 if (response.Headers.TryGetValues(header, out var values))
@@ -726,6 +739,30 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
             return TypedResults.Bytes(answer, contentType) is var bytes && (int)response.StatusCode == 200
                 ? bytes
                 : new StatusBytesResult((int)response.StatusCode, answer, contentType);
+        }
+    }
+
+    /// <summary>
+    /// Read-your-writes on the node the client asked, as etcd gives: before a forwarded write is answered, this node
+    /// applies as far as the leader had when it answered, the write included, so a stale read or a member list here
+    /// right after the answer already shows it. If that takes longer than the request timeout the answer goes out
+    /// anyway (the write is committed either way) and a warning is logged.
+    /// </summary>
+    private async Task CatchUpWithLeaderAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (!response.Headers.TryGetValues(AppliedHeader, out var values)
+            || !ulong.TryParse(values.FirstOrDefault(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong applied))
+        {
+            return;
+        }
+
+        try
+        {
+            await host.WaitForAppliedAsync(new LogIndex(applied), cancellationToken);
+        }
+        catch (RaftHostException e)
+        {
+            ServerLog.ForwardCatchUpFailed(logger, e.Message);
         }
     }
 

@@ -97,6 +97,9 @@ internal static partial class ServerLog
     [LoggerMessage(1106, LogLevel.Warning, "Forwarding to leader {LeaderAddress} failed: {Reason}")]
     public static partial void ForwardFailed(ILogger logger, string leaderAddress, string reason);
 
+    [LoggerMessage(1112, LogLevel.Warning, "A forwarded write was answered before this node applied it: {Reason}")]
+    public static partial void ForwardCatchUpFailed(ILogger logger, string reason);
+
     [LoggerMessage(1108, LogLevel.Warning, "SECURITY: raft address {RaftAddress} is not loopback and no cluster secret is set: any process that reaches it can join or inject Raft messages. Set --cluster-secret (or --cluster-secret-file, STCACHE_CLUSTER_SECRET)")]
     public static partial void PeersUnauthenticated(ILogger logger, string raftAddress);
 

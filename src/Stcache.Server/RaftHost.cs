@@ -35,6 +35,7 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly Dictionary<LogIndex, ProposalWaiter> _waiters = [];
     private readonly Dictionary<ulong, ReadInput> _pendingReads = [];
     private readonly List<(LogIndex Index, ReadInput Read)> _readsWaitingForApply = [];
+    private readonly List<AppliedWaitInput> _appliedWaits = [];
     private readonly List<TaskCompletionSource<SnapshotMetadata>> _snapshotRequests = [];
     private RaftNode? _node;
     private ConfState _confState = ConfState.Empty;
@@ -198,19 +199,37 @@ public sealed class RaftHost : IAsyncDisposable
     /// confirmed by the leader and this node has applied up to it. With <paramref name="lease"/> the leader may
     /// skip the heartbeat round while its lease holds.
     /// </summary>
-    public async Task<LogIndex> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
+    public Task<LogIndex> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
     {
         var input = new ReadInput(lease);
+        return AwaitInputAsync(input, input.Completion.Task,
+            "read could not be confirmed by a leader within the request timeout (no leader or no quorum)", cancellationToken);
+    }
+
+    /// <summary>Completes once this node has applied <paramref name="index"/>: at once if it already has.</summary>
+    public Task<LogIndex> WaitForAppliedAsync(LogIndex index, CancellationToken cancellationToken = default)
+    {
+        if (index <= _cache.AppliedIndex)
+        {
+            return Task.FromResult(index);
+        }
+
+        var input = new AppliedWaitInput(index);
+        return AwaitInputAsync(input, input.Completion.Task, $"this node had not applied index {index} within the request timeout", cancellationToken);
+    }
+
+    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, string timeoutMessage, CancellationToken cancellationToken)
+    {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         timeout.CancelAfter(_options.RequestTimeout);
         try
         {
             await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
-            return await input.Completion.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            return await completion.WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new RaftHostException(HostErrorKind.Timeout, "read could not be confirmed by a leader within the request timeout (no leader or no quorum)");
+            throw new RaftHostException(HostErrorKind.Timeout, timeoutMessage);
         }
         catch (ChannelClosedException)
         {
@@ -537,6 +556,17 @@ public sealed class RaftHost : IAsyncDisposable
             case SnapshotStatusInput status:
                 node.ReportSnapshot(status.Peer, status.Succeeded);
                 break;
+            case AppliedWaitInput wait:
+                if (wait.Index <= _cache.AppliedIndex)
+                {
+                    wait.Completion.TrySetResult(wait.Index);
+                }
+                else
+                {
+                    _appliedWaits.Add(wait);
+                }
+
+                break;
             case NotAMemberInput told:
                 OnToldNotAMember(told);
                 break;
@@ -826,6 +856,20 @@ public sealed class RaftHost : IAsyncDisposable
 
     private void CompleteReadsUpTo(LogIndex applied)
     {
+        if (_appliedWaits.Count > 0)
+        {
+            _appliedWaits.RemoveAll(wait =>
+            {
+                if (wait.Index > applied)
+                {
+                    return false;
+                }
+
+                wait.Completion.TrySetResult(wait.Index);
+                return true;
+            });
+        }
+
         if (_readsWaitingForApply.Count == 0)
         {
             return;
@@ -1060,6 +1104,12 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         _readsWaitingForApply.Clear();
+        foreach (var wait in _appliedWaits)
+        {
+            wait.Completion.TrySetException(error);
+        }
+
+        _appliedWaits.Clear();
         while (_inputs.Reader.TryRead(out var input))
         {
             switch (input)
@@ -1072,6 +1122,9 @@ public sealed class RaftHost : IAsyncDisposable
                     break;
                 case ReadInput r:
                     r.Completion.TrySetException(error);
+                    break;
+                case AppliedWaitInput w:
+                    w.Completion.TrySetException(error);
                     break;
                 case TransferInput t:
                     t.Completion.TrySetException(error);

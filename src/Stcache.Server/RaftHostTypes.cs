@@ -208,6 +208,13 @@ internal sealed class ReadInput(bool lease) : NodeInput
     public TaskCompletionSource<LogIndex> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
 
+internal sealed class AppliedWaitInput(LogIndex index) : NodeInput
+{
+    public LogIndex Index { get; } = index;
+
+    public TaskCompletionSource<LogIndex> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
+
 internal sealed class TransferInput(NodeId target) : NodeInput
 {
     public NodeId Target { get; } = target;

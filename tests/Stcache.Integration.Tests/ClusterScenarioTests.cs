@@ -101,6 +101,23 @@ public sealed class ClusterScenarioTests : ProcessTest
     }
 
     [Fact]
+    public async Task WriteThroughAFollowerIsVisibleThereOnceAnswered()
+    {
+        // Read-your-writes on the node the client talks to, as etcd gives: the follower that forwarded a write
+        // answers only after applying it, so a stale read there right after never misses it.
+        var nodes = StartStaticCluster("ryw", id => [$"--node={Path.Combine(WorkDirectory.Path, $"ryw-{id}")}"]);
+        var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        var follower = nodes.First(n => n != leader);
+        for (int i = 0; i < 200; i++)
+        {
+            var (status, body, _) = await Api.SendAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/ryw", Encoding.UTF8.GetBytes($"v{i}"));
+            Assert.True(status == HttpStatusCode.OK, $"{status}: {body}");
+            (status, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{follower.Http}/v1/kv/ryw?consistency=stale");
+            Assert.Equal((HttpStatusCode.OK, $"v{i}"), (status, body));
+        }
+    }
+
+    [Fact]
     public async Task FollowerFarBehindIsCaughtUpBySnapshot()
     {
         // Snapshot every 50 entries and keep only 10 behind it, so a follower that misses 300 writes can only be

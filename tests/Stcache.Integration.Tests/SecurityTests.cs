@@ -79,14 +79,113 @@ public sealed class SecurityTests : ProcessTest
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => Api.Client.GetAsync($"http://{leader.Http}/healthz"));
     }
 
-    private async Task<Node> WaitForLeaderAsync()
+    [Fact]
+    public async Task ProcessesWithoutTheSecretCanNeitherJoinNorSpeakRaft()
+    {
+        // A cluster with a secret and a token (plain HTTP, no TLS, so only the secret guards the raft port), and two
+        // intruders that have neither: one founding its own cluster that names the members' raft addresses, so it
+        // dials them and asks for votes; one asking a member to add it.
+        string secretPath = Path.Combine(WorkDirectory.Path, "secret");
+        await File.WriteAllTextAsync(secretPath, "a-cluster-secret-of-enough-bytes\n");
+        var ports = Enumerable.Range(0, 4).Select(_ => (Http: FreePorts.Next(), Raft: FreePorts.Next())).ToList();
+        string cluster = string.Join(',', ports.Take(3).Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
+        var members = Enumerable.Range(1, 3).Select(id =>
+        {
+            var node = new Node($"n{id}", WorkDirectory.Path, ports[id - 1].Http, ports[id - 1].Raft, n =>
+                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={id}", $"--raft_cluster={cluster}",
+                 $"--node={Path.Combine(WorkDirectory.Path, $"data{id}")}", $"--cluster-secret-file={secretPath}", $"--auth-token={Token}"]);
+            Nodes.Add(node);
+            node.Start();
+            return node;
+        }).ToArray();
+        _client = new HttpClient { Timeout = TimeSpan.FromSeconds(15) };
+        var leader = await WaitForLeaderAsync("http");
+        using (var put = await _client.SendAsync(Request(HttpMethod.Put, $"http://{leader.Http}/v1/kv/guarded", "before", Token)))
+        {
+            Assert.True(put.IsSuccessStatusCode, put.StatusCode.ToString());
+        }
+
+        var before = await StatusAsync(leader);
+
+        var campaigner = new Node("campaigner", WorkDirectory.Path, ports[3].Http, ports[3].Raft, n =>
+            [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", "--raft_id=4", $"--raft_cluster={cluster},4/{n.Raft}",
+             $"--node={Path.Combine(WorkDirectory.Path, "campaigner")}"]);
+        var joiner = new Node("joiner", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), n =>
+            [$"--http={n.Http}", $"--raft={n.Raft}", $"--node={Path.Combine(WorkDirectory.Path, "joiner")}", $"--join={leader.Http}"]);
+        Nodes.Add(campaigner);
+        Nodes.Add(joiner);
+        campaigner.Start();
+        joiner.Start();
+
+        // Each intruder has been turned away: by every member's handshake, and by the token.
+        await Api.WaitUntilAsync("the campaigner is refused by all three members", () => Task.FromResult(
+            members.All(m => campaigner.Output.Contains($"Connection to peer {m.Name[1..]} at {m.Raft} failed", StringComparison.Ordinal))
+            && campaigner.Output.Contains("the listener failed authentication", StringComparison.Ordinal)), s_wait, [.. Nodes]);
+        await Api.WaitUntilAsync("the joiner is refused", () => Task.FromResult(
+            joiner.Output.Contains("failed, retrying", StringComparison.Ordinal) && joiner.Output.Contains("401", StringComparison.Ordinal)), s_wait, [.. Nodes]);
+        await Api.WaitUntilAsync("the members logged the refused handshakes", () => Task.FromResult(
+            members.Count(m => m.Output.Contains("refused", StringComparison.Ordinal)) == 3), s_wait, [.. Nodes]);
+
+        // Nothing changed: same term and leader, same three members, and writes still work.
+        var after = await StatusAsync(leader);
+        Assert.Equal(before.GetProperty("term").GetUInt64(), after.GetProperty("term").GetUInt64());
+        Assert.Equal(before.GetProperty("leader").GetString(), after.GetProperty("leader").GetString());
+        Assert.Equal(3, after.GetProperty("voters").GetArrayLength() + after.GetProperty("learners").GetArrayLength());
+        using (var put = await _client.SendAsync(Request(HttpMethod.Put, $"http://{leader.Http}/v1/kv/guarded", "after", Token)))
+        {
+            Assert.True(put.IsSuccessStatusCode, put.StatusCode.ToString());
+        }
+
+        // The campaigner never received the cluster's data.
+        var (status, _, _) = await Api.SendAsync(HttpMethod.Get, $"http://{campaigner.Http}/v1/kv/guarded?consistency=stale");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+
+        // With the token but not the secret, the membership API (an administrator's API) adds the process as a
+        // learner, but the leader cannot complete a handshake with it: it never receives an entry, never becomes a
+        // voter, and an administrator removes it.
+        var tokenOnly = new Node("token-only", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), n =>
+            [$"--http={n.Http}", $"--raft={n.Raft}", $"--node={Path.Combine(WorkDirectory.Path, "token-only")}", $"--join={leader.Http}", $"--auth-token={Token}"]);
+        Nodes.Add(tokenOnly);
+        tokenOnly.Start();
+        await Api.WaitUntilAsync("the leader fails to reach the token-only learner", () => Task.FromResult(
+            leader.Output.Contains("learner", StringComparison.OrdinalIgnoreCase) && leader.Output.Contains($"at {tokenOnly.Raft} failed", StringComparison.Ordinal)),
+            s_wait, [.. Nodes]);
+        var withLearner = await StatusAsync(leader);
+        Assert.Equal(3, withLearner.GetProperty("voters").GetArrayLength());
+        Assert.Equal(1, withLearner.GetProperty("learners").GetArrayLength());
+        using (var put = await _client.SendAsync(Request(HttpMethod.Put, $"http://{leader.Http}/v1/kv/guarded", "with-learner", Token)))
+        {
+            Assert.True(put.IsSuccessStatusCode, put.StatusCode.ToString());
+        }
+
+        using (var get = await _client.SendAsync(Request(HttpMethod.Get, $"http://{tokenOnly.Http}/v1/kv/guarded?consistency=stale", null, Token)))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        }
+
+        string learnerId = withLearner.GetProperty("learners")[0].GetString()!;
+        using (var remove = await _client.SendAsync(Request(HttpMethod.Delete, $"http://{leader.Http}/v1/cluster/members/{learnerId}", null, Token)))
+        {
+            Assert.True(remove.IsSuccessStatusCode, remove.StatusCode.ToString());
+        }
+
+        Assert.Equal(0, (await StatusAsync(leader)).GetProperty("learners").GetArrayLength());
+    }
+
+    private async Task<JsonElement> StatusAsync(Node node)
+    {
+        using var response = await _client!.SendAsync(Request(HttpMethod.Get, $"http://{node.Http}/v1/status", null, Token));
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+    }
+
+    private async Task<Node> WaitForLeaderAsync(string scheme = "https")
     {
         Node? leader = null;
         await Api.WaitUntilAsync("a leader over HTTPS with the token", async () =>
         {
             foreach (var node in Nodes)
             {
-                using var response = await _client!.SendAsync(Request(HttpMethod.Get, $"https://{node.Http}/v1/status", null, Token));
+                using var response = await _client!.SendAsync(Request(HttpMethod.Get, $"{scheme}://{node.Http}/v1/status", null, Token));
                 if (!response.IsSuccessStatusCode)
                 {
                     return false;

@@ -745,8 +745,9 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     /// <summary>
     /// Read-your-writes on the node the client asked, as etcd gives: before a forwarded write is answered, this node
     /// applies as far as the leader had when it answered, the write included, so a stale read or a member list here
-    /// right after the answer already shows it. If that takes longer than the request timeout the answer goes out
-    /// anyway (the write is committed either way) and a warning is logged.
+    /// right after the answer already shows it. A node that has not caught up within an election timeout is cut off
+    /// from the leader's appends (its HTTP path to the leader still works): the answer goes out anyway, since the
+    /// write is committed, and a warning is logged.
     /// </summary>
     private async Task CatchUpWithLeaderAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
@@ -758,7 +759,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
         try
         {
-            await host.WaitForAppliedAsync(new LogIndex(applied), cancellationToken);
+            await host.WaitForAppliedAsync(new LogIndex(applied), host.ElectionTimeout, cancellationToken);
         }
         catch (RaftHostException e)
         {

@@ -202,12 +202,18 @@ public sealed class RaftHost : IAsyncDisposable
     public Task<LogIndex> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
     {
         var input = new ReadInput(lease);
-        return AwaitInputAsync(input, input.Completion.Task,
+        return AwaitInputAsync(input, input.Completion.Task, _options.RequestTimeout,
             "read could not be confirmed by a leader within the request timeout (no leader or no quorum)", cancellationToken);
     }
 
-    /// <summary>Completes once this node has applied <paramref name="index"/>: at once if it already has.</summary>
-    public Task<LogIndex> WaitForAppliedAsync(LogIndex index, CancellationToken cancellationToken = default)
+    /// <summary>The shortest election timeout: a follower that hears nothing from its leader for this long campaigns.</summary>
+    public TimeSpan ElectionTimeout => _options.TickInterval * _options.Raft.ElectionTimeoutTicks;
+
+    /// <summary>
+    /// Completes once this node has applied <paramref name="index"/> (at once if it already has); throws a
+    /// <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
+    /// </summary>
+    public Task<LogIndex> WaitForAppliedAsync(LogIndex index, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         if (index <= _cache.AppliedIndex)
         {
@@ -215,13 +221,14 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         var input = new AppliedWaitInput(index);
-        return AwaitInputAsync(input, input.Completion.Task, $"this node had not applied index {index} within the request timeout", cancellationToken);
+        return AwaitInputAsync(input, input.Completion.Task, timeout,
+            $"this node had not applied index {index} after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
     }
 
-    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, string timeoutMessage, CancellationToken cancellationToken)
+    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(_options.RequestTimeout);
+        timeout.CancelAfter(limit);
         try
         {
             await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);

@@ -7,11 +7,14 @@
 # writes of 100 B values over one connection to the leader for DURATION (default 8s, after a 2 s warm-up) with
 # the project's load generator, prints its latency table, then each node's mean time per stage: queue waits,
 # WAL saves, leader commit, request. Kills the nodes and deletes their data on exit.
+# TARGET=follower sends the writes to a follower instead, which forwards them to the leader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STCACHED=${1:-out/stcached}
 shift || true
 DURATION=${DURATION:-8s}
+TARGET=${TARGET:-leader}
+[[ "$TARGET" == leader || "$TARGET" == follower ]] || { echo "TARGET must be leader or follower" >&2; exit 2; }
 
 [[ -x "$STCACHED" ]] || { echo "no stcached at $STCACHED (run ./build.sh)" >&2; exit 2; }
 dotnet build bench/Stcache.LoadGen -c Release -v quiet -nologo >/dev/null
@@ -41,8 +44,15 @@ for _ in $(seq 1 200); do
 done
 [[ -n "$leader" ]] || { echo "no leader elected; logs in $data" >&2; exit 1; }
 echo "leader $leader"
+target=$leader
+if [[ "$TARGET" == follower ]]; then
+  for i in 0 1 2; do
+    [[ "127.0.0.1:${http[$i]}" != "$leader" ]] && { target="127.0.0.1:${http[$i]}"; break; }
+  done
+  echo "writing through follower $target"
+fi
 
-dotnet "$LOADGEN" --targets="http://$leader" --connections=1 --duration="$DURATION" --warmup=2s \
+dotnet "$LOADGEN" --targets="http://$target" --connections=1 --duration="$DURATION" --warmup=2s \
   --keys=1000 --value-size=100
 
 for i in 0 1 2; do

@@ -73,7 +73,7 @@ public sealed class DiskFullTests
         Assert.True(host.Cache.TryGet("after", out _));
     }
 
-    private static async Task<ApplyResult> WriteWhenLeaderAsync(RaftHost host, string key, string value)
+    internal static async Task<ApplyResult> WriteWhenLeaderAsync(RaftHost host, string key, string value)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
         while (true)

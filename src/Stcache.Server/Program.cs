@@ -378,7 +378,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
         _transport.SetPeer(member, target);
         while (!cancellationToken.IsCancellationRequested)
         {
-            if (Host.Status.ConfState.IsMember(Host.Id))
+            // Removed already means it was a member: asking again would add back a node an operator just removed
+            // (a restart right after the join can replay the membership and apply the removal within one pause).
+            if (Host.Status.ConfState.IsMember(Host.Id) || Host.WasRemoved)
             {
                 ServerLog.Joined(_logger, target);
                 return true;

@@ -112,6 +112,9 @@ public sealed class RaftHost : IAsyncDisposable
     /// <summary>Raised once when this node applies its own removal from the cluster.</summary>
     public event Action? RemovedFromCluster;
 
+    /// <summary>True once this node has applied its own removal, or learned of it from a peer.</summary>
+    public bool WasRemoved => Volatile.Read(ref _removed) != 0;
+
     /// <summary>Completes when the loop stops; faults if it stopped because storage failed.</summary>
     public Task Completion => _loop ?? Task.CompletedTask;
 

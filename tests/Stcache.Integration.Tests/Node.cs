@@ -115,10 +115,18 @@ public sealed class Node : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits for the process to exit on its own; on timeout the failure carries its last log lines.</summary>
     public async Task WaitForExitAsync(TimeSpan timeout)
     {
         using var cancel = new CancellationTokenSource(timeout);
-        await _process!.WaitForExitAsync(cancel.Token);
+        try
+        {
+            await _process!.WaitForExitAsync(cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:0}s; its log ends:\n{Api.Tail(Output, 40)}");
+        }
     }
 
     public async ValueTask DisposeAsync()

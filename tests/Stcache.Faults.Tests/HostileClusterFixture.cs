@@ -57,9 +57,9 @@ public sealed class HostileClusterFixture : IAsyncLifetime
     }
 
     /// <summary>
-    /// A write through <paramref name="node"/>, acknowledged within 20 s. A 503 that says "not applied" is an
-    /// election in progress (on two loaded cores a heartbeat can be late) and is retried once a leader is known;
-    /// anything else, or no success by the deadline, fails.
+    /// A write through <paramref name="node"/>, acknowledged within 20 s. A 503 is an election in progress or a
+    /// commit slower than the request timeout (on two loaded cores a heartbeat can be late) and is retried once a
+    /// leader is known; rewriting the value is harmless. Anything else, or no success by the deadline, fails.
     /// </summary>
     private async Task WriteAsync(NodeProcess node, string value, string after)
     {
@@ -74,8 +74,8 @@ public sealed class HostileClusterFixture : IAsyncLifetime
             }
 
             string body = await put.Content.ReadAsStringAsync();
-            bool election = put.StatusCode == HttpStatusCode.ServiceUnavailable && body.Contains("\"not-applied\"", StringComparison.Ordinal);
-            Assert.True(election && DateTime.UtcNow < deadline, $"write via {node.Name} answered {(int)put.StatusCode} after {after}: {body}");
+            Assert.True(put.StatusCode == HttpStatusCode.ServiceUnavailable && DateTime.UtcNow < deadline,
+                $"write via {node.Name} answered {(int)put.StatusCode} after {after}: {body}");
         }
     }
 }

@@ -40,7 +40,7 @@ public sealed class ClusterScenarioTests : ProcessTest
         var first = NewNode("n1", n => ["-state_dir=" + Path.Combine(WorkDirectory.Path, "1"), "-raft", $":{n.RaftPort}", "-api", $":{n.HttpPort}"]);
         first.Start();
         await Api.WaitForLeaderAsync([first], s_wait);
-        var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"hello\", \"Value\":\"medium\"}"));
+        var (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"hello\", \"Value\":\"medium\"}"));
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
         Assert.Equal("medium", await Api.GetStringAsync($"http://{first.Http}/hello"));
 
@@ -53,13 +53,13 @@ public sealed class ClusterScenarioTests : ProcessTest
         await Api.WaitForLeaderAsync(Nodes, s_wait);
 
         // Writes are accepted by any member.
-        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
+        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
         Assert.Equal("foo", await Api.GetStringAsync($"http://{second.Http}/foo"));
 
         // Stop one node, overwrite, restart it: it has caught up.
         await third.StopAsync();
-        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"bar\"}"));
+        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"bar\"}"));
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
         Assert.Equal("bar", await Api.GetStringAsync($"http://{first.Http}/foo"));
         third.Start();
@@ -69,7 +69,7 @@ public sealed class ClusterScenarioTests : ProcessTest
         // List members, delete one: it shuts itself down.
         var members = JsonDocument.Parse(await Api.GetStringAsync($"http://{first.Http}/mgmt/nodes")).RootElement;
         string thirdId = members.EnumerateArray().Single(m => m.GetProperty("apiAddress").GetString() == third.Http).GetProperty("id").GetString()!;
-        (status, _, _) = await Api.SendAsync(HttpMethod.Delete, $"http://{first.Http}/{thirdId}"); // as the seed writes it
+        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Delete, $"http://{first.Http}/{thirdId}"); // as the seed writes it
         Assert.Equal(HttpStatusCode.OK, status);
         await third.WaitForExitAsync(s_wait);
 
@@ -88,7 +88,7 @@ public sealed class ClusterScenarioTests : ProcessTest
         int goneIndex = Array.FindIndex(nodes, n => n != leader);
         var gone = nodes[goneIndex];
         await gone.StopAsync();
-        var (status, body, _) = await Api.SendAsync(HttpMethod.Delete, $"http://{leader.Http}/v1/cluster/members/{goneIndex + 1}");
+        var (status, body, _) = await Api.SendThroughElectionsAsync(HttpMethod.Delete, $"http://{leader.Http}/v1/cluster/members/{goneIndex + 1}");
         Assert.True(status == HttpStatusCode.OK, $"{status}: {body}");
         Assert.Equal("ok\n", await Api.GetStringAsync($"http://{leader.Http}/set?key=after&value=removal"));
 
@@ -110,7 +110,7 @@ public sealed class ClusterScenarioTests : ProcessTest
         var follower = nodes.First(n => n != leader);
         for (int i = 0; i < 200; i++)
         {
-            var (status, body, _) = await Api.SendAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/ryw", Encoding.UTF8.GetBytes($"v{i}"));
+            var (status, body, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/ryw", Encoding.UTF8.GetBytes($"v{i}"));
             Assert.True(status == HttpStatusCode.OK, $"{status}: {body}");
             (status, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{follower.Http}/v1/kv/ryw?consistency=stale");
             Assert.Equal((HttpStatusCode.OK, $"v{i}"), (status, body));
@@ -173,11 +173,11 @@ public sealed class ClusterScenarioTests : ProcessTest
         Assert.Equal("ok\n", await Api.GetStringAsync($"http://{follower.Http}/set?key={Uri.EscapeDataString("k,1 ü")}&value={Uri.EscapeDataString(tricky)}"));
         Assert.Equal(tricky, await Api.GetStringAsync($"http://{leader.Http}/get?key={Uri.EscapeDataString("k,1 ü")}"));
         byte[] binary = [.. Enumerable.Range(0, 256).Select(i => (byte)i), 0, 0, 255];
-        var (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/bin", binary);
+        var (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{follower.Http}/v1/kv/bin", binary);
         Assert.Equal(HttpStatusCode.OK, status);
         var bytesBack = await Api.Client.GetByteArrayAsync($"http://{follower.Http}/v1/kv/bin");
         Assert.Equal(binary, bytesBack);
-        (status, _, _) = await Api.SendAsync(HttpMethod.Put, $"http://{leader.Http}/", Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { Key = "json", Value = tricky })));
+        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{leader.Http}/", Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { Key = "json", Value = tricky })));
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent);
         Assert.Equal(tricky, await Api.GetStringAsync($"http://{follower.Http}/json"));
 

@@ -168,11 +168,35 @@ public static class Api
         return (response.StatusCode, text, response);
     }
 
+    /// <summary>GET that must answer 200, through elections (see <see cref="SendThroughElectionsAsync"/>).</summary>
     public static async Task<string> GetStringAsync(string url)
     {
-        var (status, body, _) = await SendAsync(HttpMethod.Get, url);
+        var (status, body, _) = await SendThroughElectionsAsync(HttpMethod.Get, url);
         Assert.True(status == HttpStatusCode.OK, $"GET {url}: {(int)status} {body}");
         return body;
+    }
+
+    /// <summary>
+    /// <see cref="SendAsync"/>, retried for up to 15 s while the answer is a 503 saying the request certainly had no
+    /// effect (outcome "not-applied" or "none"): an election, which two loaded cores can cause at any time. Any
+    /// other answer, or the last one at the deadline, is returned.
+    /// </summary>
+    public static async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> SendThroughElectionsAsync(HttpMethod method, string url, byte[]? body = null)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (true)
+        {
+            var answer = await SendAsync(method, url, body);
+            bool noEffect = answer.Status == HttpStatusCode.ServiceUnavailable
+                && (answer.Body.Contains("\"outcome\":\"not-applied\"", StringComparison.Ordinal) || answer.Body.Contains("\"outcome\":\"none\"", StringComparison.Ordinal));
+            if (!noEffect || DateTime.UtcNow >= deadline)
+            {
+                return answer;
+            }
+
+            // Let the election finish before asking again.
+            await Task.Delay(50);
+        }
     }
 
     public static async Task<JsonElement?> StatusAsync(Node node)

@@ -1076,7 +1076,7 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     private void OnToldNotAMember(NotAMemberInput told)
     {
-        if (Volatile.Read(ref _removed) != 0 || !_confState.IsMember(Id) || told.AsOf <= _cache.AppliedIndex)
+        if (WasRemoved || !_confState.IsMember(Id) || told.AsOf <= _cache.AppliedIndex)
         {
             Log.NotAMemberIgnored(_logger, told.Peer, told.AsOf, _cache.AppliedIndex);
             return;

@@ -69,33 +69,13 @@ internal sealed class PeerSender
         }
     }
 
-    /// <summary>
-    /// Accepts no more messages. The writer loop writes what is queued and ends; <paramref name="drain"/> bounds
-    /// how long that may take (zero: drop the queue and close now).
-    /// </summary>
-    public void Stop(TimeSpan drain)
+    /// <summary>Accepts no more messages; the writer loop writes what is queued, then ends.</summary>
+    public void Complete() => _queue.Writer.TryComplete();
+
+    /// <summary>Accepts no more messages and ends the writer loop now; what is still queued is dropped.</summary>
+    public void Stop()
     {
-        _queue.Writer.TryComplete();
-        if (drain <= TimeSpan.Zero)
-        {
-            _stop.Cancel();
-            return;
-        }
-
-        _ = CancelAfterAsync(drain);
-    }
-
-    private async Task CancelAfterAsync(TimeSpan delay)
-    {
-        try
-        {
-            await Task.Delay(delay, _transport.TimeProvider, _transport.StoppingToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // The transport is stopping; it cancels every sender itself.
-        }
-
+        Complete();
         _stop.Cancel();
     }
 

@@ -30,13 +30,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     private readonly ConcurrentDictionary<NodeId, PeerSender> _peers = new();
     private readonly ConcurrentDictionary<long, Task> _background = new();
 
-    // Authenticated inbound connections per claimed peer id. More than one is only worth a warning: inbound
-    // connections are read-only and messages to a peer go to the address in the replicated member book, so a second
-    // process claiming a member's id can send but never receives (see docs/FAULTS.md, two nodes claiming one id).
-    private readonly ConcurrentDictionary<NodeId, int> _inboundSessions = new();
-
-    // Open inbound sessions by a key of their own, so removing a peer can close what it has open.
-    private readonly ConcurrentDictionary<long, (NodeId Peer, CancellationTokenSource Close)> _inboundClosers = new();
+    // Authenticated inbound sessions, each with its claimed peer id, so removing a peer can close what it has open.
+    // More than one per id is only worth a warning: inbound connections are read-only and messages to a peer go to
+    // the address in the replicated member book, so a second process claiming a member's id can send but never
+    // receives (see docs/FAULTS.md, two nodes claiming one id).
+    private readonly ConcurrentDictionary<long, (NodeId Peer, CancellationTokenSource Close)> _inboundSessions = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _lifecycleLock = new();
     private Socket? _listener;
@@ -122,9 +120,6 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     internal ILogger Logger => _logger;
 
     internal TimeProvider TimeProvider => _timeProvider;
-
-    /// <summary>Cancelled when the transport is disposed.</summary>
-    internal CancellationToken StoppingToken => _stopping.Token;
 
     /// <summary>Binds <see cref="TransportOptions.ListenEndPoint"/> and starts accepting peers.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
@@ -214,30 +209,30 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 return;
             }
 
-            if (_peers.TryRemove(id, out var sender))
-            {
-                sender.Stop(_options.RemovedPeerDrain);
-            }
-
-            Track(CloseInboundAsync(id, _options.RemovedPeerDrain));
+            _peers.TryRemove(id, out var sender);
+            sender?.Complete();
+            Track(ForgetAfterDrainAsync(id, sender));
         }
     }
 
-    private async Task CloseInboundAsync(NodeId id, TimeSpan after)
+    /// <summary>After the drain: closes the removed peer's outbound connection (if it has not ended already) and
+    /// the connections it opened to this node.</summary>
+    private async Task ForgetAfterDrainAsync(NodeId id, PeerSender? sender)
     {
-        if (after > TimeSpan.Zero)
+        if (_options.RemovedPeerDrain > TimeSpan.Zero)
         {
             try
             {
-                await Task.Delay(after, _timeProvider, _stopping.Token).ConfigureAwait(false);
+                await Task.Delay(_options.RemovedPeerDrain, _timeProvider, _stopping.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
-                return;
+                return; // Disposing stops every sender and session itself.
             }
         }
 
-        foreach (var (_, session) in _inboundClosers)
+        sender?.Stop();
+        foreach (var (_, session) in _inboundSessions)
         {
             if (session.Peer == id)
             {
@@ -304,7 +299,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             _disposed = true;
             foreach (var sender in _peers.Values)
             {
-                sender.Stop(TimeSpan.Zero);
+                sender.Stop();
             }
 
             _peers.Clear();
@@ -615,15 +610,14 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             }
 
             Log.InboundAccepted(_logger, peer, remote);
-            int sessions = _inboundSessions.AddOrUpdate(peer, 1, (_, open) => open + 1);
-            if (sessions > 1)
-            {
-                Log.InboundDuplicate(_logger, peer, remote, sessions - 1);
-            }
-
             using var close = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             long key = Interlocked.Increment(ref _inboundKeys);
-            _inboundClosers[key] = (peer, close);
+            _inboundSessions[key] = (peer, close);
+            int others = _inboundSessions.Count(session => session.Key != key && session.Value.Peer == peer);
+            if (others > 0)
+            {
+                Log.InboundDuplicate(_logger, peer, remote, others);
+            }
             try
             {
                 var inbound = new InboundSession(this, peer);
@@ -644,7 +638,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             }
             finally
             {
-                _inboundClosers.TryRemove(key, out _);
+                _inboundSessions.TryRemove(key, out _);
             }
         }
         catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
@@ -662,10 +656,6 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref _inboundConnections);
-            if (!peer.IsNone)
-            {
-                ForgetInboundSession(peer);
-            }
 
             if (reader is not null)
             {
@@ -740,20 +730,6 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
         await WriteFrameAsync(writer, FrameType.Accepted, accepted, token).ConfigureAwait(false);
         return hello.From;
-    }
-
-    private void ForgetInboundSession(NodeId peer)
-    {
-        while (_inboundSessions.TryGetValue(peer, out int open))
-        {
-            bool updated = open <= 1
-                ? _inboundSessions.TryRemove(new KeyValuePair<NodeId, int>(peer, open))
-                : _inboundSessions.TryUpdate(peer, open - 1, open);
-            if (updated)
-            {
-                return;
-            }
-        }
     }
 
     internal void Deliver(Message message, NodeId peer)

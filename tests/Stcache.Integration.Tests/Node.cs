@@ -178,25 +178,18 @@ public static class Api
 
     /// <summary>
     /// <see cref="SendAsync"/>, retried for up to 15 s while the answer is a 503 saying the request certainly had no
-    /// effect (outcome "not-applied" or "none"): an election, which two loaded cores can cause at any time. Any
-    /// other answer, or the last one at the deadline, is returned.
+    /// effect (outcome "not-applied" or "none"): an election, which two loaded cores can cause at any time.
     /// </summary>
     public static async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> SendThroughElectionsAsync(HttpMethod method, string url, byte[]? body = null)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (true)
+        (HttpStatusCode Status, string Body, HttpResponseMessage Response) answer = default;
+        await WaitUntilAsync($"{method} {url} answered with an effect (not a 503 of an election)", async () =>
         {
-            var answer = await SendAsync(method, url, body);
-            bool noEffect = answer.Status == HttpStatusCode.ServiceUnavailable
-                && (answer.Body.Contains("\"outcome\":\"not-applied\"", StringComparison.Ordinal) || answer.Body.Contains("\"outcome\":\"none\"", StringComparison.Ordinal));
-            if (!noEffect || DateTime.UtcNow >= deadline)
-            {
-                return answer;
-            }
-
-            // Let the election finish before asking again.
-            await Task.Delay(50);
-        }
+            answer = await SendAsync(method, url, body);
+            return !(answer.Status == HttpStatusCode.ServiceUnavailable
+                && (answer.Body.Contains("\"outcome\":\"not-applied\"", StringComparison.Ordinal) || answer.Body.Contains("\"outcome\":\"none\"", StringComparison.Ordinal)));
+        }, TimeSpan.FromSeconds(15));
+        return answer;
     }
 
     public static async Task<JsonElement?> StatusAsync(Node node)

@@ -2,21 +2,26 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Stcache.Cache;
+using Stcache.Node;
 using Stcache.Raft;
 
 namespace Stcache.Server;
 
 /// <summary>
-/// Drives one Raft node: a single loop reads a bounded channel of inputs (ticks, peer messages, proposals, reads,
-/// membership changes), drains every queued input before asking the core for a <see cref="Ready"/> (so a burst of
-/// proposals shares one fsync), then handles the Ready in the order <see cref="Ready"/> prescribes: send, persist,
-/// send after persist, apply to the cache, complete waiters, serve reads, <see cref="RaftNode.Advance"/>.
-/// Every public method is thread-safe; all core and storage calls happen on the loop.
+/// The async shell around one <see cref="NodeDriver"/>: a single loop reads a bounded channel of inputs (ticks,
+/// peer messages, proposals, reads, membership changes), hands every queued input to the driver before asking it to
+/// process (so a burst of proposals shares one fsync), and performs the driver's effects: messages to the network,
+/// snapshots written and streamed off the loop, waits for a refusing disk. Every decision is the driver's; this class
+/// owns only the channel, the timer and the tasks callers await. Every public method is thread-safe; all driver,
+/// core and storage calls happen on the loop.
 /// </summary>
 public sealed class RaftHost : IAsyncDisposable
 {
+    private static readonly KeyValuePair<string, object?> s_peerTag = new("kind", "peer");
+    private static readonly KeyValuePair<string, object?> s_proposeTag = new("kind", "propose");
+    private static readonly KeyValuePair<string, object?> s_readTag = new("kind", "read");
+
     private readonly RaftHostOptions _options;
-    private readonly IRaftLogStore _logStore;
     private readonly ISnapshotStore _snapshotStore;
     private readonly IPeerNetwork _network;
     private readonly CacheStateMachine _cache;
@@ -25,43 +30,17 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly Channel<NodeInput> _inputs;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly PersistentState _initialState;
+    private readonly NodeDriver _driver;
+    private readonly Lock _outgoingGate = new();
 
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
-    private static readonly KeyValuePair<string, object?> s_peerTag = new("kind", "peer");
-    private static readonly KeyValuePair<string, object?> s_proposeTag = new("kind", "propose");
-    private static readonly KeyValuePair<string, object?> s_readTag = new("kind", "read");
-
-    private readonly Dictionary<LogIndex, ProposalWaiter> _waiters = [];
-    private readonly Dictionary<ulong, ReadInput> _pendingReads = [];
-    private readonly List<(LogIndex Index, ReadInput Read)> _readsWaitingForApply = [];
-    private readonly List<AppliedWaitInput> _appliedWaits = [];
-    private readonly List<TaskCompletionSource<SnapshotMetadata>> _snapshotRequests = [];
-    private RaftNode? _node;
-    private ConfState _confState = ConfState.Empty;
-    private Term _appliedTerm;
-    private SoftState _softState;
-    // Read request ids start at a random point in every process: a leader's answer to a read this node's previous
-    // incarnation asked for (before a kill -9) can still arrive, and must not complete a new read with an older
-    // read index.
-    private ulong _nextReadId = (ulong)Random.Shared.NextInt64();
-    private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
-    private long _lastSnapshotTimestamp;
-    private Task? _snapshotTask;
-    private Snapshot? _outgoingSnapshot;
-    private bool _announceAddress;
-
     private long _tickEpoch;
-    private long _ticksDone;
-    private volatile bool _storageFailing;
-    private long _lastPromotionTick = -1;
-
-    // Leader: per learner, the commit index its current catch-up round must reach and the tick the round began.
-    private readonly Dictionary<NodeId, (LogIndex Target, long StartTick)> _catchUpRounds = [];
+    private Task? _snapshotTask;
     private Task? _loop;
     private Task? _ticker;
-    private volatile HostStatus _status;
-    private int _removed;
+
+    // The snapshot last loaded for sending (off the loop), shared by the sends to several followers.
+    private Snapshot? _outgoingSnapshot;
 
     public RaftHost(
         RaftHostOptions options,
@@ -75,7 +54,6 @@ public sealed class RaftHost : IAsyncDisposable
     {
         options.Validate();
         _options = options;
-        _logStore = logStore;
         _snapshotStore = snapshotStore;
         _network = network;
         _cache = cache;
@@ -87,9 +65,8 @@ public sealed class RaftHost : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        _initialState = Recover();
-        _status = new HostStatus(Id, options.Self.Name, "follower", _initialState.HardState.Term, NodeId.None,
-            _initialState.HardState.Commit, _cache.AppliedIndex, LogIndex.Zero, _lastSnapshot.Index, _confState, []);
+        _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
+            readIdSeed: (ulong)Random.Shared.NextInt64());
     }
 
     public NodeId Id => _options.Raft.Id;
@@ -101,7 +78,7 @@ public sealed class RaftHost : IAsyncDisposable
     public TimeSpan RequestTimeout => _options.RequestTimeout;
 
     /// <summary>The latest status published by the loop (refreshed after every batch).</summary>
-    public HostStatus Status => _status;
+    public HostStatus Status => _driver.Status;
 
     /// <summary>Raised on the loop when leader, role or term changes. Handlers must not block.</summary>
     public event Action<LeadershipChange>? LeadershipChanged;
@@ -113,10 +90,16 @@ public sealed class RaftHost : IAsyncDisposable
     public event Action? RemovedFromCluster;
 
     /// <summary>True once this node has applied its own removal, or learned of it from a peer.</summary>
-    public bool WasRemoved => Volatile.Read(ref _removed) != 0;
+    public bool WasRemoved => _driver.WasRemoved;
 
     /// <summary>Completes when the loop stops; faults if it stopped because storage failed.</summary>
     public Task Completion => _loop ?? Task.CompletedTask;
+
+    /// <summary>True while the write-ahead log refuses writes; /readyz reports the node not ready.</summary>
+    public bool StorageFailing => _driver.StorageFailing;
+
+    /// <summary>The shortest election timeout: a follower that hears nothing from its leader for this long campaigns.</summary>
+    public TimeSpan ElectionTimeout => _options.TickInterval * _options.Raft.ElectionTimeoutTicks;
 
     public void Start()
     {
@@ -125,7 +108,6 @@ public sealed class RaftHost : IAsyncDisposable
             throw new InvalidOperationException("already started");
         }
 
-        _node = new RaftNode(_options.Raft, _initialState);
         foreach (var member in _members.All)
         {
             if (member.Id != Id.Value && member.RaftAddress.Length > 0)
@@ -136,9 +118,7 @@ public sealed class RaftHost : IAsyncDisposable
 
         _members.Changed += OnMemberChanged;
         _members.Removed += OnMemberRemoved;
-        _lastSnapshotTimestamp = _time.GetTimestamp();
-        _tickEpoch = _lastSnapshotTimestamp;
-        Log.HostStarted(_logger, Id, _initialState.HardState.Term, _initialState.HardState.Commit, _lastSnapshot.Index, _initialState.Entries.Count);
+        _tickEpoch = _time.GetTimestamp();
         _loop = Task.Run(RunLoopAsync);
         _ticker = Task.Run(RunTickerAsync);
     }
@@ -177,7 +157,7 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     public LogIndex? NotAMemberAsOf(NodeId peer)
     {
-        var status = _status;
+        var status = _driver.Status;
         var conf = status.ConfState;
         return conf.IsMember(peer) || (conf.Voters.Count == 0 && conf.Learners.Count == 0) ? null : status.Applied;
     }
@@ -187,8 +167,11 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>Proposes a cache command and waits until it is committed and applied (or fails).</summary>
     /// <exception cref="RaftHostException">Not leader, no leader, timeout, lost; see <see cref="RaftHostException.OutcomeUnknown"/>.</exception>
-    public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default) =>
-        ProposeAsync(new ProposeInput(command.Encode(), new ProposalWaiter()), cancellationToken);
+    public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default)
+    {
+        var waiter = new ProposalWaiter();
+        return WaitForWriteAsync(new ProposeInput(command.Encode(), waiter), waiter, cancellationToken);
+    }
 
     /// <summary>Proposes a membership change and waits until it is applied.</summary>
     public async Task ChangeMembershipAsync(ConfChange change, CancellationToken cancellationToken = default)
@@ -205,12 +188,9 @@ public sealed class RaftHost : IAsyncDisposable
     public Task<LogIndex> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
     {
         var input = new ReadInput(lease);
-        return AwaitInputAsync(input, input.Completion.Task, _options.RequestTimeout,
+        return AwaitInputAsync(input, input.Request.Completion.Task, _options.RequestTimeout,
             "read could not be confirmed by a leader within the request timeout (no leader or no quorum)", cancellationToken);
     }
-
-    /// <summary>The shortest election timeout: a follower that hears nothing from its leader for this long campaigns.</summary>
-    public TimeSpan ElectionTimeout => _options.TickInterval * _options.Raft.ElectionTimeoutTicks;
 
     /// <summary>
     /// Completes once this node has applied <paramref name="index"/> (at once if it already has); throws a
@@ -224,34 +204,15 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         var input = new AppliedWaitInput(index);
-        return AwaitInputAsync(input, input.Completion.Task, timeout,
+        return AwaitInputAsync(input, input.Request.Completion.Task, timeout,
             $"this node had not applied index {index} after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
-    }
-
-    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
-    {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(limit);
-        try
-        {
-            await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
-            return await completion.WaitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new RaftHostException(HostErrorKind.Timeout, timeoutMessage);
-        }
-        catch (ChannelClosedException)
-        {
-            throw new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down");
-        }
     }
 
     public async Task<ProposeStatus> TransferLeadershipAsync(NodeId target, CancellationToken cancellationToken = default)
     {
         var input = new TransferInput(target);
         await WriteInputAsync(input, cancellationToken).ConfigureAwait(false);
-        return await input.Completion.Task.WaitAsync(_options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+        return await input.Completion.Task.WaitAsync(_options.RequestTimeout, _time, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Takes a snapshot now (if anything was applied since the last one) and returns its metadata.</summary>
@@ -259,7 +220,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         var input = new SnapshotRequestInput();
         await WriteInputAsync(input, cancellationToken).ConfigureAwait(false);
-        return await input.Completion.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false);
+        return await input.Request.Completion.Task.WaitAsync(TimeSpan.FromMinutes(5), _time, cancellationToken).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
@@ -296,8 +257,24 @@ public sealed class RaftHost : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    private async Task<ApplyResult> ProposeAsync(ProposeInput input, CancellationToken cancellationToken) =>
-        await WaitForWriteAsync(input, input.Waiter, cancellationToken).ConfigureAwait(false);
+    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(limit);
+        try
+        {
+            await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
+            return await completion.WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RaftHostException(HostErrorKind.Timeout, timeoutMessage);
+        }
+        catch (ChannelClosedException)
+        {
+            throw new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down");
+        }
+    }
 
     private async Task<ApplyResult> WaitForWriteAsync(NodeInput input, ProposalWaiter waiter, CancellationToken cancellationToken)
     {
@@ -348,163 +325,29 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>
     /// Ticks by the monotonic clock, not by timer callbacks: after a pause (a long GC, SIGSTOP, a stalled VM) every
-    /// missed tick is delivered before any queued input is handled, so a paused leader sees its lease and its
-    /// check-quorum window expire before it serves another read.
+    /// missed tick is due at once, and the driver delivers them before any queued input is handled.
     /// </summary>
-    private void CatchUpTicks(RaftNode node)
-    {
-        long due = (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
-        while (_ticksDone < due)
-        {
-            node.Tick();
-            _ticksDone++;
-        }
-    }
-
-    /// <summary>
-    /// On the leader: a learner that has caught up is proposed as a voter. Joins add learners, so a new member starts
-    /// counting towards the quorum only once it can vote usefully (thesis §4.2.1). Caught up means it trails the
-    /// commit index by at most <see cref="RaftHostOptions.LearnerTrailingEntriesMax"/> entries, or, when writes
-    /// outrun that, that it finished a catch-up round (reached the commit index of the round's start) within one
-    /// election timeout: the thesis' rounds. Under steady writes the commit index never stands still, so "holds
-    /// everything committed" alone kept new members learners for good (soak runs aborted on joins). A change refused
-    /// because another is in flight is simply tried again after a later batch.
-    /// </summary>
-    private void PromoteCaughtUpLearners(RaftNode node)
-    {
-        if (node.Role != RaftRole.Leader || node.ConfState.Learners.Count == 0 || _ticksDone == _lastPromotionTick)
-        {
-            if (node.Role != RaftRole.Leader)
-            {
-                _catchUpRounds.Clear();
-            }
-
-            return;
-        }
-
-        _lastPromotionTick = _ticksDone;
-        var status = node.GetStatus();
-        foreach (var progress in status.Progress)
-        {
-            if (!progress.IsLearner || progress.Match == LogIndex.Zero || !CaughtUp(progress.Id, progress.Match, status.Commit))
-            {
-                continue;
-            }
-
-            var info = _members.Find(progress.Id);
-            var context = info?.ToContext() ?? ReadOnlyMemory<byte>.Empty;
-            var result = node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, progress.Id, context));
-            if (result.IsAccepted)
-            {
-                _catchUpRounds.Remove(progress.Id);
-                Log.PromotingLearner(_logger, progress.Id, progress.Match);
-            }
-
-            return; // One change at a time.
-        }
-    }
-
-    private bool CaughtUp(NodeId learner, LogIndex match, LogIndex commit)
-    {
-        // Within a few hundred entries of the commit index is caught up enough (Consul's autopilot uses a trailing
-        // limit too): a voter that lags that little costs at most a moment of catch-up if it is needed for a
-        // quorum right away. Safety never depends on it.
-        if (match >= commit || commit.Value - match.Value <= (ulong)_options.LearnerTrailingEntriesMax)
-        {
-            return true;
-        }
-
-        if (_catchUpRounds.TryGetValue(learner, out var round) && match >= round.Target)
-        {
-            if (_ticksDone - round.StartTick <= _options.Raft.ElectionTimeoutTicks)
-            {
-                return true;
-            }
-
-            round = default; // too slow: start a new round from here
-        }
-
-        if (round == default)
-        {
-            _catchUpRounds[learner] = (commit, _ticksDone);
-        }
-
-        return false;
-    }
-
-    /// <summary>
-    /// Persists one batch, retrying with back-off while the disk refuses it (full, or failing). Nothing of the
-    /// batch is acknowledged meanwhile: its votes and append acknowledgements wait, clients' requests time out
-    /// with "outcome unknown", peers see a silent node and elect around it if it led. When space returns, the same
-    /// batch is written (the WAL cleared what the failed attempt left) and the node carries on.
-    /// </summary>
-    private async Task SaveDurablyAsync(HardState? hardState, IReadOnlyList<Entry> entries)
-    {
-        var delay = TimeSpan.FromMilliseconds(50);
-        while (true)
-        {
-            try
-            {
-                long started = Stopwatch.GetTimestamp();
-                _logStore.Save(hardState, entries);
-                ServerMetrics.WalSave.Record(ServerMetrics.Seconds(started));
-                if (_storageFailing)
-                {
-                    _storageFailing = false;
-                    Log.StorageRecovered(_logger);
-                }
-
-                return;
-            }
-            catch (IOException e) when (!_stopping.IsCancellationRequested)
-            {
-                _storageFailing = true;
-                Log.StorageSaveFailed(_logger, e.Message, delay);
-                await Task.Delay(delay, _stopping.Token).ConfigureAwait(false);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
-            }
-        }
-    }
-
-    /// <summary>True while the write-ahead log refuses writes; /readyz reports the node not ready.</summary>
-    public bool StorageFailing => _storageFailing;
+    private long DueTicks() => (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
 
     private async Task RunLoopAsync()
     {
-        var node = _node!;
         var reader = _inputs.Reader;
         try
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
-                CatchUpTicks(node);
+                _driver.Tick(DueTicks());
+                CollectSavedSnapshot();
                 int handled = 0;
                 while (handled < _options.InputBatchMax && reader.TryRead(out var input))
                 {
-                    Handle(node, input);
+                    Handle(input);
                     handled++;
                 }
 
-                while (node.HasReady())
+                if (!await ProcessAsync().ConfigureAwait(false))
                 {
-                    var ready = node.GetReady();
-                    long started = Stopwatch.GetTimestamp();
-                    await HandleReadyAsync(node, ready).ConfigureAwait(false);
-                    ServerMetrics.Ready.Record(ServerMetrics.Seconds(started));
-                    node.Advance(ready);
-                    if (_announceAddress)
-                    {
-                        _announceAddress = false;
-                        node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
-                    }
-                }
-
-                PromoteCaughtUpLearners(node);
-                PublishStatus(node);
-                if (Volatile.Read(ref _removed) == 1)
-                {
-                    _removed = 2;
-                    RemovedFromCluster?.Invoke();
+                    break;
                 }
             }
         }
@@ -518,546 +361,155 @@ public sealed class RaftHost : IAsyncDisposable
         FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
     }
 
-    private void Handle(RaftNode node, NodeInput input)
+    /// <summary>Lets the driver process, performing the waits it asks for; false when stopping cut a wait short.</summary>
+    private async Task<bool> ProcessAsync()
+    {
+        while (true)
+        {
+            _driver.Process();
+            switch (_driver.Waiting)
+            {
+                case DriverWait.None:
+                    return true;
+                case DriverWait.StorageRetry:
+                    try
+                    {
+                        await Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return false;
+                    }
+
+                    _driver.RetryStorage();
+                    break;
+                case DriverWait.SnapshotSave:
+                    await _snapshotTask!.ConfigureAwait(false);
+                    CollectSavedSnapshot();
+                    break;
+            }
+        }
+    }
+
+    private void CollectSavedSnapshot()
+    {
+        if (_snapshotTask is { IsCompleted: true } && _driver.OutstandingSnapshot is { Done: true } job)
+        {
+            _snapshotTask = null;
+            _driver.SnapshotSaved(job);
+        }
+    }
+
+    private void Handle(NodeInput input)
     {
         switch (input)
         {
             case TickInput:
-                CatchUpTicks(node);
-                MaybeSnapshot(force: false);
+                _driver.Tick(DueTicks());
                 break;
             case PeerMessageInput peer:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(peer.QueuedAt), s_peerTag);
-                node.Step(peer.Message);
+                _driver.Step(peer.Message);
                 break;
             case ProposeInput propose:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
-                if (propose.Waiter.TryMarkProposed())
-                {
-                    propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
-                    Track(propose.Waiter, node.Propose(propose.Command));
-                }
-
+                propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
+                _driver.Propose(propose.Command, propose.Waiter);
                 break;
             case ConfChangeInput change:
-                if (change.Waiter.TryMarkProposed())
-                {
-                    Track(change.Waiter, node.ProposeConfChange(change.Change));
-                }
-
+                _driver.ChangeMembership(change.Change, change.Waiter);
                 break;
             case ReadInput read:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(read.QueuedAt), s_readTag);
-                StartRead(node, read);
+                read.Request.StartedAt = Stopwatch.GetTimestamp();
+                _driver.ReadBarrier(read.Lease, read.Request);
                 break;
             case TransferInput transfer:
-                transfer.Completion.TrySetResult(node.TransferLeadership(transfer.Target));
+                transfer.Completion.TrySetResult(_driver.TransferLeadership(transfer.Target));
                 break;
             case SnapshotRequestInput request:
-                _snapshotRequests.Add(request.Completion);
-                MaybeSnapshot(force: true);
+                _driver.RequestSnapshot(request.Request);
                 break;
-            case SnapshotSavedInput saved:
-                OnSnapshotSaved(node, saved);
+            case WakeInput:
+                CollectSavedSnapshot();
                 break;
             case UnreachableInput unreachable:
-                node.ReportUnreachable(unreachable.Peer);
+                _driver.ReportUnreachable(unreachable.Peer);
                 break;
             case SnapshotStatusInput status:
-                node.ReportSnapshot(status.Peer, status.Succeeded);
+                _driver.ReportSnapshot(status.Peer, status.Succeeded);
                 break;
             case AppliedWaitInput wait:
-                if (wait.Index <= _cache.AppliedIndex)
-                {
-                    wait.Completion.TrySetResult(wait.Index);
-                }
-                else
-                {
-                    _appliedWaits.Add(wait);
-                }
-
+                _driver.WaitForApplied(wait.Index, wait.Request);
                 break;
             case NotAMemberInput told:
-                OnToldNotAMember(told);
+                _driver.ReportNotAMember(told.Peer, told.AsOf);
                 break;
         }
     }
 
-    private void Track(ProposalWaiter waiter, ProposeResult result)
+    /// <summary>Writes a snapshot the driver captured, off the loop, then wakes the loop to hand it back.</summary>
+    private void StartSnapshotSave(SnapshotJob job)
     {
-        if (result.IsAccepted)
-        {
-            waiter.Term = result.Term;
-            waiter.Index = result.LastIndex;
-            _waiters[result.LastIndex] = waiter;
-            return;
-        }
-
-        waiter.Completion.TrySetException(result.Status switch
-        {
-            ProposeStatus.NotLeader when result.Leader.IsNone =>
-                new RaftHostException(HostErrorKind.NoLeader, "no leader is known (election in progress or no quorum); not applied"),
-            ProposeStatus.NotLeader =>
-                new RaftHostException(HostErrorKind.NotLeader, $"not the leader; the leader is node {result.Leader}", leader: result.Leader),
-            ProposeStatus.TransferInProgress =>
-                new RaftHostException(HostErrorKind.TransferInProgress, "leadership transfer in progress; not applied, retry", leader: result.Leader),
-            ProposeStatus.Overloaded =>
-                new RaftHostException(HostErrorKind.Overloaded, "too many uncommitted writes; not applied, retry later"),
-            ProposeStatus.ConfChangeInProgress =>
-                new RaftHostException(HostErrorKind.ConfChangeRejected, "another membership change is in progress (or the new leader has not committed yet); retry"),
-            _ => new RaftHostException(HostErrorKind.ConfChangeRejected, $"change rejected: {result.Status}"),
-        });
-    }
-
-    private void StartRead(RaftNode node, ReadInput read)
-    {
-        ulong id = ++_nextReadId;
-        read.StartedAt = Stopwatch.GetTimestamp();
-        var status = node.ReadIndex(id, read.Lease);
-        switch (status)
-        {
-            case ReadStatus.Accepted:
-                _pendingReads[id] = read;
-                break;
-            case ReadStatus.NoLeader:
-                read.Completion.TrySetException(new RaftHostException(HostErrorKind.NoLeader, "no leader is known (election in progress or no quorum)"));
-                break;
-            default:
-                read.Completion.TrySetException(new RaftHostException(HostErrorKind.Overloaded, "too many pending reads; retry later"));
-                break;
-        }
-    }
-
-    private async Task HandleReadyAsync(RaftNode node, Ready ready)
-    {
-        if (ready.SoftState is { } soft)
-        {
-            OnSoftState(soft);
-        }
-
-        SendAll(ready.Messages);
-
-        if (ready.Snapshot is { } snapshot && !snapshot.IsEmpty)
-        {
-            await InstallSnapshotAsync(snapshot).ConfigureAwait(false);
-        }
-
-        if (ready.HardState is not null || ready.Entries.Count > 0)
-        {
-            await SaveDurablyAsync(ready.HardState, ready.Entries).ConfigureAwait(false);
-        }
-
-        SendAll(ready.MessagesAfterPersist);
-
-        foreach (var entry in ready.CommittedEntries)
-        {
-            ApplyEntry(entry);
-        }
-
-        foreach (var state in ready.ReadStates)
-        {
-            if (_pendingReads.Remove(state.RequestId, out var read))
-            {
-                if (state.Index <= _cache.AppliedIndex)
-                {
-                    CompleteRead(read, state.Index);
-                }
-                else
-                {
-                    _readsWaitingForApply.Add((state.Index, read));
-                }
-            }
-        }
-
-        CompleteReadsUpTo(_cache.AppliedIndex);
-    }
-
-    private void OnSoftState(SoftState soft)
-    {
-        var previous = _softState;
-        _softState = soft;
-        if (soft.Role == RaftRole.Leader && previous.Role != RaftRole.Leader)
-        {
-            Log.BecameLeader(_logger, Id, soft.Term, _node!.LastIndex, _node.CommitIndex);
-            var self = _members.Find(Id);
-            if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
-            {
-                // Tell every replica where this leader answers HTTP (static clusters start without it). Proposed
-                // after Advance: the core takes no input while a Ready is being handled.
-                _announceAddress = true;
-            }
-        }
-        else if (soft.Role == RaftRole.Follower && (previous.Role != RaftRole.Follower || previous.Leader != soft.Leader))
-        {
-            Log.BecameFollower(_logger, Id, soft.Term, soft.Leader, _node!.LastIndex, _node.CommitIndex);
-        }
-        else if (soft.Role is RaftRole.Candidate or RaftRole.PreCandidate && previous.Role != soft.Role)
-        {
-            Log.BecameCandidate(_logger, Id, soft.Term, soft.Role, _node!.LastIndex, _node.CommitIndex);
-        }
-
-        if (previous.Leader != soft.Leader)
-        {
-            // Reads in flight were asked of the old leader; it may never answer them.
-            foreach (var read in _pendingReads.Values)
-            {
-                read.Completion.TrySetException(new RaftHostException(HostErrorKind.NoLeader, "leader changed while confirming the read; retry"));
-            }
-
-            _pendingReads.Clear();
-        }
-
-        var handler = LeadershipChanged;
-        if (handler is not null)
-        {
-            try
-            {
-                handler(new LeadershipChange(Id, soft.Leader, soft.Role, soft.Term));
-            }
-            catch (Exception e)
-            {
-                Log.HandlerFailed(_logger, e);
-            }
-        }
-    }
-
-    private void SendAll(IReadOnlyList<Message> messages)
-    {
-        foreach (var message in messages)
-        {
-            if (message.Type == MessageType.Snapshot)
-            {
-                var attached = AttachSnapshot(message);
-                if (attached is null)
-                {
-                    _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
-                    continue;
-                }
-
-                Log.SendingSnapshot(_logger, message.To, attached.Snapshot!.Metadata.Index, attached.Snapshot.Data.Length);
-                _network.Send(attached);
-                continue;
-            }
-
-            _network.Send(message);
-        }
-    }
-
-    private Message? AttachSnapshot(Message message)
-    {
-        var wanted = message.Snapshot!.Metadata;
-        if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
-        {
-            _outgoingSnapshot = _snapshotStore.LoadNewest();
-        }
-
-        if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
-        {
-            Log.SnapshotMissing(_logger, message.To, wanted.Index);
-            return null;
-        }
-
-        return message with { Snapshot = _outgoingSnapshot };
-    }
-
-    private async Task InstallSnapshotAsync(Snapshot snapshot)
-    {
-        if (_snapshotTask is not null)
-        {
-            await _snapshotTask.ConfigureAwait(false);
-        }
-
-        _snapshotStore.Save(snapshot);
-        _logStore.ApplySnapshot(snapshot.Metadata);
-        RestoreFrom(snapshot);
-        FailWaitersUpTo(snapshot.Metadata.Index);
-        _lastSnapshot = snapshot.Metadata;
-        Log.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
-    }
-
-    private void RestoreFrom(Snapshot snapshot)
-    {
-        using var stream = new MemoryStream(snapshot.Data.ToArray(), false);
-        var members = SnapshotFormat.ReadHeader(stream);
-        _cache.Restore(stream);
-        if (_cache.AppliedIndex != snapshot.Metadata.Index)
-        {
-            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {snapshot.Metadata.Index}");
-        }
-
-        _members.MergeAll(members);
-        _confState = snapshot.Metadata.ConfState;
-        _appliedTerm = snapshot.Metadata.Term;
-    }
-
-    private void ApplyEntry(Entry entry)
-    {
-        if (entry.Index <= _cache.AppliedIndex)
-        {
-            return;
-        }
-
-        var result = new ApplyResult(ApplyStatus.Ok, entry.Index.Value, false);
-        if (entry.Type == EntryType.ConfChange)
-        {
-            ApplyConfChange(entry);
-            _cache.MarkApplied(entry.Index);
-        }
-        else if (entry.Data.IsEmpty)
-        {
-            _cache.MarkApplied(entry.Index);
-        }
-        else if (HostCommand.IsHostCommand(entry.Data.Span))
-        {
-            if (HostCommand.DecodeMemberAddress(entry.Data.Span) is { } info && _confState.IsMember(new NodeId(info.Id)))
-            {
-                _members.Merge(info);
-            }
-
-            _cache.MarkApplied(entry.Index);
-        }
-        else
-        {
-            result = _cache.Apply(entry.Index, entry.Data);
-        }
-
-        _appliedTerm = entry.Term;
-        if (_waiters.Remove(entry.Index, out var waiter))
-        {
-            if (waiter.Term == entry.Term)
-            {
-                ServerMetrics.Commit.Record(ServerMetrics.Seconds(waiter.ProposedAt));
-                waiter.Completion.TrySetResult(result);
-            }
-            else
-            {
-                waiter.Completion.TrySetException(new RaftHostException(HostErrorKind.Lost,
-                    "leadership changed before the write committed; it was not applied, retry", outcomeUnknown: false));
-            }
-        }
-    }
-
-    private void ApplyConfChange(Entry entry)
-    {
-        if (!ConfChange.TryDecode(entry.Data.Span, out var change))
-        {
-            Log.BadConfChange(_logger, entry.Index);
-            return;
-        }
-
-        _confState = _confState.Apply(change!);
-        var id = change!.NodeId;
-        if (change.Type == ConfChangeType.RemoveNode)
-        {
-            _members.Remove(id);
-            Log.MemberRemoved(_logger, id, entry.Index);
-            if (id == Id)
-            {
-                Interlocked.CompareExchange(ref _removed, 1, 0);
-            }
-
-            return;
-        }
-
-        var info = MemberInfo.FromContext(change.Context.Span) ?? new MemberInfo(id.Value, id.ToString(), string.Empty, string.Empty);
-        _members.Merge(info with { Id = id.Value });
-        Log.MemberAdded(_logger, id, change.Type, info.RaftAddress, info.HttpAddress, entry.Index);
-    }
-
-    private void CompleteReadsUpTo(LogIndex applied)
-    {
-        if (_appliedWaits.Count > 0)
-        {
-            _appliedWaits.RemoveAll(wait =>
-            {
-                if (wait.Index > applied)
-                {
-                    return false;
-                }
-
-                wait.Completion.TrySetResult(wait.Index);
-                return true;
-            });
-        }
-
-        if (_readsWaitingForApply.Count == 0)
-        {
-            return;
-        }
-
-        _readsWaitingForApply.RemoveAll(pair =>
-        {
-            if (pair.Index <= applied)
-            {
-                CompleteRead(pair.Read, pair.Index);
-                return true;
-            }
-
-            return false;
-        });
-    }
-
-    private static void CompleteRead(ReadInput read, LogIndex index)
-    {
-        ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(read.StartedAt));
-        read.Completion.TrySetResult(index);
-    }
-
-    private void FailWaitersUpTo(LogIndex index)
-    {
-        foreach (var waiter in _waiters.Values.Where(w => w.Index <= index).ToList())
-        {
-            _waiters.Remove(waiter.Index);
-            waiter.Completion.TrySetException(new RaftHostException(HostErrorKind.Timeout,
-                "replaced by a snapshot from the leader before the outcome was known; outcome unknown", outcomeUnknown: true));
-        }
-    }
-
-    private void MaybeSnapshot(bool force)
-    {
-        if (_snapshotTask is not null)
-        {
-            return; // the requests are answered when the running snapshot is saved
-        }
-
-        var applied = _cache.AppliedIndex;
-        if (applied <= _lastSnapshot.Index)
-        {
-            foreach (var request in _snapshotRequests)
-            {
-                request.TrySetResult(_lastSnapshot);
-            }
-
-            _snapshotRequests.Clear();
-            return;
-        }
-
-        if (!force)
-        {
-            bool enoughEntries = LogIndex.Distance(_lastSnapshot.Index, applied) >= _options.SnapshotThreshold;
-            bool enoughTime = _time.GetElapsedTime(_lastSnapshotTimestamp) >= _options.SnapshotInterval;
-            if (!enoughEntries || !enoughTime)
-            {
-                return;
-            }
-        }
-
-        var metadata = new SnapshotMetadata(applied, _appliedTerm, _confState);
-        var view = _cache.BeginSnapshot();
-        byte[] members = _members.Serialize();
-        Log.SnapshotStarted(_logger, metadata.Index, metadata.Term);
         _snapshotTask = Task.Run(() =>
         {
-            Exception? error = null;
-            try
-            {
-                _snapshotStore.Save(metadata, stream =>
-                {
-                    SnapshotFormat.WriteHeader(stream, members);
-                    view.WriteTo(stream);
-                });
-            }
-            catch (Exception e)
-            {
-                error = e;
-            }
-            finally
-            {
-                view.Dispose();
-            }
-
-            if (!_inputs.Writer.TryWrite(new SnapshotSavedInput(metadata, error)))
-            {
-                // Queue full or closed: the loop still needs to learn; block briefly unless shutting down.
-                _ = _inputs.Writer.WriteAsync(new SnapshotSavedInput(metadata, error), _stopping.Token).AsTask()
-                    .ContinueWith(static _ => { }, TaskScheduler.Default);
-            }
+            job.Run();
+            _inputs.Writer.TryWrite(WakeInput.Instance); // if the queue is full, the loop wakes for what fills it
         });
     }
 
-    private void OnSnapshotSaved(RaftNode node, SnapshotSavedInput saved)
+    /// <summary>Loads the snapshot the core wants sent (off the loop) and hands it to the network.</summary>
+    private void StartSnapshotSend(Message message)
     {
-        _snapshotTask = null;
-        // Only the snapshot interval restarts here. The tick epoch must not: CatchUpTicks counts ticks from it, so
-        // moving it froze this node's Raft clock for as long as it had run (no heartbeats, elections or lease
-        // expiry; failovers of 20-30 s after a snapshot under load).
-        _lastSnapshotTimestamp = _time.GetTimestamp();
-        if (saved.Error is not null)
+        _ = Task.Run(() =>
         {
-            Log.SnapshotFailed(_logger, saved.Metadata.Index, saved.Error);
-            foreach (var request in _snapshotRequests)
+            var wanted = message.Snapshot!.Metadata;
+            Snapshot? snapshot;
+            try
             {
-                request.TrySetException(saved.Error);
+                lock (_outgoingGate)
+                {
+                    if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
+                    {
+                        _outgoingSnapshot = _snapshotStore.LoadNewest();
+                    }
+
+                    snapshot = _outgoingSnapshot;
+                }
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                snapshot = null;
             }
 
-            _snapshotRequests.Clear();
+            if (snapshot is null || snapshot.Metadata.Index != wanted.Index)
+            {
+                Log.SnapshotMissing(_logger, message.To, wanted.Index);
+                _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
+                return;
+            }
+
+            Log.SendingSnapshot(_logger, message.To, snapshot.Metadata.Index, snapshot.Data.Length);
+            _network.Send(message with { Snapshot = snapshot });
+        });
+    }
+
+    private void RaiseLeadershipChanged(LeadershipChange change)
+    {
+        var handler = LeadershipChanged;
+        if (handler is null)
+        {
             return;
         }
 
-        _lastSnapshot = saved.Metadata;
-        node.SnapshotTaken(saved.Metadata, _options.SnapshotTrailingEntries);
-
-        // The WAL deletes segments only behind a snapshot it knows of; the snapshot file is durable by now.
-        _logStore.ApplySnapshot(saved.Metadata);
-        if (saved.Metadata.Index.Value > _options.SnapshotTrailingEntries)
+        try
         {
-            _logStore.Compact(saved.Metadata.Index - _options.SnapshotTrailingEntries);
+            handler(change);
         }
-
-        Log.SnapshotTaken(_logger, saved.Metadata.Index, saved.Metadata.Term);
-        foreach (var request in _snapshotRequests)
+        catch (Exception e)
         {
-            request.TrySetResult(saved.Metadata);
+            Log.HandlerFailed(_logger, e);
         }
-
-        _snapshotRequests.Clear();
-    }
-
-    private void PublishStatus(RaftNode node)
-    {
-        var status = node.GetStatus();
-        string role = status.Role switch
-        {
-            RaftRole.Leader => "leader",
-            RaftRole.Candidate or RaftRole.PreCandidate => "candidate",
-            _ when status.ConfState.IsLearner(Id) => "learner",
-            _ => "follower",
-        };
-        _status = new HostStatus(Id, _options.Self.Name, role, status.Term, status.Leader, status.Commit, _cache.AppliedIndex,
-            status.LastIndex, _lastSnapshot.Index, status.ConfState, status.Progress)
-        {
-            Ticks = _ticksDone,
-        };
-    }
-
-    private PersistentState Recover()
-    {
-        var state = _logStore.Load();
-        var snapshot = _snapshotStore.LoadNewest();
-        if (snapshot is not null && !snapshot.IsEmpty)
-        {
-            if (snapshot.Metadata.Index < state.Snapshot.Index)
-            {
-                throw new InvalidDataException($"the log was compacted to {state.Snapshot.Index} but the newest snapshot is at {snapshot.Metadata.Index}");
-            }
-
-            RestoreFrom(snapshot);
-            _lastSnapshot = snapshot.Metadata;
-            var hard = state.HardState;
-            if (hard.Commit < snapshot.Metadata.Index)
-            {
-                hard = hard with { Commit = snapshot.Metadata.Index };
-            }
-
-            state = new PersistentState(hard, snapshot.Metadata, [.. state.Entries.Where(e => e.Index > snapshot.Metadata.Index)]);
-            Log.SnapshotRestored(_logger, snapshot.Metadata.Index, _cache.Count);
-        }
-        else if (!state.Snapshot.Index.Equals(LogIndex.Zero))
-        {
-            throw new InvalidDataException($"the log starts after snapshot {state.Snapshot.Index} but no snapshot file was found");
-        }
-
-        return state;
     }
 
     private void OnMemberChanged(MemberInfo info)
@@ -1066,24 +518,6 @@ public sealed class RaftHost : IAsyncDisposable
         {
             _network.SetPeer(new NodeId(info.Id), CommandLine.NormalizeAddress(info.RaftAddress));
         }
-    }
-
-    /// <summary>
-    /// This node lists itself as a member as of its applied index; a peer whose configuration is newer does not.
-    /// Configurations follow one committed history, so the change that dropped this node is in between: it was
-    /// removed while it was away and missed the entry. A peer that is behind (it has not applied this node's
-    /// addition yet) answers with an older index and is ignored.
-    /// </summary>
-    private void OnToldNotAMember(NotAMemberInput told)
-    {
-        if (WasRemoved || !_confState.IsMember(Id) || told.AsOf <= _cache.AppliedIndex)
-        {
-            Log.NotAMemberIgnored(_logger, told.Peer, told.AsOf, _cache.AppliedIndex);
-            return;
-        }
-
-        Log.RemovedWhileAway(_logger, told.Peer, told.AsOf, _cache.AppliedIndex);
-        Interlocked.CompareExchange(ref _removed, 1, 0);
     }
 
     private void OnMemberRemoved(NodeId id)
@@ -1096,58 +530,48 @@ public sealed class RaftHost : IAsyncDisposable
 
     private void FailAll(RaftHostException error)
     {
-        foreach (var waiter in _waiters.Values)
-        {
-            waiter.Completion.TrySetException(error);
-        }
-
-        _waiters.Clear();
-        foreach (var read in _pendingReads.Values)
-        {
-            read.Completion.TrySetException(error);
-        }
-
-        _pendingReads.Clear();
-        foreach (var (_, read) in _readsWaitingForApply)
-        {
-            read.Completion.TrySetException(error);
-        }
-
-        _readsWaitingForApply.Clear();
-        foreach (var wait in _appliedWaits)
-        {
-            wait.Completion.TrySetException(error);
-        }
-
-        _appliedWaits.Clear();
+        _driver.FailAll(error);
         while (_inputs.Reader.TryRead(out var input))
         {
             switch (input)
             {
                 case ProposeInput p:
-                    p.Waiter.Completion.TrySetException(error);
+                    p.Waiter.Fail(error);
                     break;
                 case ConfChangeInput c:
-                    c.Waiter.Completion.TrySetException(error);
+                    c.Waiter.Fail(error);
                     break;
                 case ReadInput r:
-                    r.Completion.TrySetException(error);
+                    r.Request.Fail(error);
                     break;
                 case AppliedWaitInput w:
-                    w.Completion.TrySetException(error);
+                    w.Request.Fail(error);
                     break;
                 case TransferInput t:
                     t.Completion.TrySetException(error);
                     break;
                 case SnapshotRequestInput s:
-                    s.Completion.TrySetException(error);
+                    s.Request.Fail(error);
                     break;
             }
         }
+    }
 
-        foreach (var request in _snapshotRequests)
-        {
-            request.TrySetException(error);
-        }
+    /// <summary>The driver's effects, performed by the shell.</summary>
+    private sealed class Effects(RaftHost host) : INodeEffects
+    {
+        public void Send(Message message) => host._network.Send(message);
+
+        public void SendSnapshot(Message message) => host.StartSnapshotSend(message);
+
+        public void SaveSnapshot(SnapshotJob job) => host.StartSnapshotSave(job);
+
+        public void LeadershipChanged(LeadershipChange change) => host.RaiseLeadershipChanged(change);
+
+        public void Removed() => host.RemovedFromCluster?.Invoke();
+
+        public void WalSaved(TimeSpan elapsed) => ServerMetrics.WalSave.Record(elapsed.TotalSeconds);
+
+        public void ReadyHandled(TimeSpan elapsed) => ServerMetrics.Ready.Record(elapsed.TotalSeconds);
     }
 }

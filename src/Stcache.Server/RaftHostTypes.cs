@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Stcache.Cache;
+using Stcache.Node;
 using Stcache.Raft;
 
 namespace Stcache.Server;
@@ -28,122 +29,6 @@ public sealed class NullPeerNetwork : IPeerNetwork
     }
 }
 
-/// <summary>Settings of one <see cref="RaftHost"/>; validated by <see cref="Validate"/> at start.</summary>
-public sealed record RaftHostOptions
-{
-    public required RaftConfig Raft { get; init; }
-
-    public required MemberInfo Self { get; init; }
-
-    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(100);
-
-    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
-
-    /// <summary>A snapshot is taken when both this much time passed and <see cref="SnapshotThreshold"/> entries were
-    /// applied since the previous one (hashicorp/raft's SnapshotInterval and SnapshotThreshold).</summary>
-    public TimeSpan SnapshotInterval { get; init; } = TimeSpan.FromSeconds(30);
-
-    public ulong SnapshotThreshold { get; init; } = 8192;
-
-    public ulong SnapshotTrailingEntries { get; init; } = 1024;
-
-    public int InputQueueCapacity { get; init; } = 16_384;
-
-    /// <summary>Inputs handled before the core is asked for a Ready; they then share one fsync (group commit).</summary>
-    public int InputBatchMax { get; init; } = 4096;
-
-    /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
-    public int LearnerTrailingEntriesMax { get; init; } = 256;
-
-    public void Validate()
-    {
-        Raft.Validate();
-        if (Self.Id != Raft.Id.Value)
-        {
-            throw new ArgumentException("self member id differs from the raft id");
-        }
-
-        if (TickInterval <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero || SnapshotInterval < TimeSpan.Zero)
-        {
-            throw new ArgumentException("tick interval and request timeout must be positive");
-        }
-
-        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
-        {
-            throw new ArgumentException("snapshot threshold and queue sizes must be positive");
-        }
-    }
-}
-
-public enum HostErrorKind
-{
-    /// <summary>This node is not the leader; <see cref="RaftHostException.Leader"/> names the one it knows.</summary>
-    NotLeader,
-
-    /// <summary>No leader is known (election in progress or no quorum).</summary>
-    NoLeader,
-
-    /// <summary>The request did not finish within the request timeout.</summary>
-    Timeout,
-
-    /// <summary>The proposal's log position was taken by another leader's entry: it was not applied.</summary>
-    Lost,
-
-    Overloaded,
-
-    /// <summary>Another membership change is still in progress, or the change is invalid.</summary>
-    ConfChangeRejected,
-
-    TransferInProgress,
-
-    ShuttingDown,
-}
-
-/// <summary>A request the host could not complete. <see cref="OutcomeUnknown"/> is true when a write may or may
-/// not have been applied (it was proposed); otherwise it certainly was not.</summary>
-public sealed class RaftHostException : Exception
-{
-    public RaftHostException(HostErrorKind kind, string message, bool outcomeUnknown = false, NodeId leader = default)
-        : base(message)
-    {
-        Kind = kind;
-        OutcomeUnknown = outcomeUnknown;
-        Leader = leader;
-    }
-
-    public HostErrorKind Kind { get; }
-
-    public bool OutcomeUnknown { get; }
-
-    public NodeId Leader { get; }
-}
-
-/// <summary>Raised when the leader, role or term changes (the seeds' NotifyCh).</summary>
-public readonly record struct LeadershipChange(NodeId Self, NodeId Leader, RaftRole Role, Term Term)
-{
-    public bool IsLeader => Role == RaftRole.Leader;
-}
-
-/// <summary>A point-in-time view of the node, published by the host loop.</summary>
-public sealed record HostStatus(
-    NodeId Id,
-    string Name,
-    string Role,
-    Term Term,
-    NodeId Leader,
-    LogIndex Commit,
-    LogIndex Applied,
-    LogIndex LastIndex,
-    LogIndex SnapshotIndex,
-    ConfState ConfState,
-    IReadOnlyList<ProgressStatus> Progress)
-{
-    public bool IsLeader => Role == "leader";
-
-    /// <summary>Raft ticks delivered since start: the node's logical clock (heartbeats, elections, leases).</summary>
-    public long Ticks { get; init; }
-}
-
 internal abstract class NodeInput
 {
     /// <summary>When the input was queued (Stopwatch timestamp), for the queue-wait histogram.</summary>
@@ -160,28 +45,44 @@ internal sealed class PeerMessageInput(Message message) : NodeInput
     public Message Message { get; } = message;
 }
 
-/// <summary>A write waiting to be proposed, then committed and applied.</summary>
-internal sealed class ProposalWaiter
+/// <summary>A write waiting to be proposed, then committed and applied; completes a task.</summary>
+internal sealed class ProposalWaiter : ProposalRequest
 {
-    private const int Pending = 0;
-    private const int Proposed = 1;
-    private const int Abandoned = 2;
-    private int _state;
-
     public TaskCompletionSource<ApplyResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public Term Term { get; set; }
-
-    public LogIndex Index { get; set; }
-
-    /// <summary>When the loop proposed it (Stopwatch timestamp).</summary>
+    /// <summary>When the loop took it (Stopwatch timestamp), for the commit histogram.</summary>
     public long ProposedAt { get; set; }
 
-    /// <summary>Called by the loop right before proposing; false if the caller already gave up.</summary>
-    public bool TryMarkProposed() => Interlocked.CompareExchange(ref _state, Proposed, Pending) == Pending;
+    public override void Complete(ApplyResult result)
+    {
+        ServerMetrics.Commit.Record(ServerMetrics.Seconds(ProposedAt));
+        Completion.TrySetResult(result);
+    }
 
-    /// <summary>Called by a caller that gives up; true means the write was never proposed and never will be.</summary>
-    public bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Pending) == Pending;
+    public override void Fail(RaftHostException error) => Completion.TrySetException(error);
+}
+
+/// <summary>A driver request that completes a task.</summary>
+internal class TaskRequest<T> : NodeRequest<T>
+{
+    public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Complete(T result) => Completion.TrySetResult(result);
+
+    public override void Fail(RaftHostException error) => Completion.TrySetException(error);
+}
+
+/// <summary>A read barrier; records the barrier histogram when answered.</summary>
+internal sealed class ReadRequest : TaskRequest<LogIndex>
+{
+    /// <summary>When the loop started the read (Stopwatch timestamp).</summary>
+    public long StartedAt { get; set; }
+
+    public override void Complete(LogIndex result)
+    {
+        ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(StartedAt));
+        base.Complete(result);
+    }
 }
 
 internal sealed class ProposeInput(ReadOnlyMemory<byte> command, ProposalWaiter waiter) : NodeInput
@@ -202,17 +103,14 @@ internal sealed class ReadInput(bool lease) : NodeInput
 {
     public bool Lease { get; } = lease;
 
-    /// <summary>When the loop started the read (Stopwatch timestamp).</summary>
-    public long StartedAt { get; set; }
-
-    public TaskCompletionSource<LogIndex> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public ReadRequest Request { get; } = new();
 }
 
 internal sealed class AppliedWaitInput(LogIndex index) : NodeInput
 {
     public LogIndex Index { get; } = index;
 
-    public TaskCompletionSource<LogIndex> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskRequest<LogIndex> Request { get; } = new();
 }
 
 internal sealed class TransferInput(NodeId target) : NodeInput
@@ -224,14 +122,13 @@ internal sealed class TransferInput(NodeId target) : NodeInput
 
 internal sealed class SnapshotRequestInput : NodeInput
 {
-    public TaskCompletionSource<SnapshotMetadata> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskRequest<SnapshotMetadata> Request { get; } = new();
 }
 
-internal sealed class SnapshotSavedInput(SnapshotMetadata metadata, Exception? error) : NodeInput
+/// <summary>Wakes the loop (a snapshot finished writing off the loop); carries nothing.</summary>
+internal sealed class WakeInput : NodeInput
 {
-    public SnapshotMetadata Metadata { get; } = metadata;
-
-    public Exception? Error { get; } = error;
+    public static readonly WakeInput Instance = new();
 }
 
 internal sealed class UnreachableInput(NodeId peer) : NodeInput

@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Stcache.Raft;
 
-namespace Stcache.Server;
+namespace Stcache.Node;
 
 /// <summary>A member's addresses, carried in the context of its conf change so every replica learns them.</summary>
 public sealed record MemberInfo(
@@ -44,56 +44,6 @@ public sealed record MemberInfo(
         }
 
         return hash == 0 ? 1 : hash;
-    }
-}
-
-/// <summary>What a node persists about itself next to its Raft state.</summary>
-public sealed record NodeIdentity(
-    [property: JsonPropertyName("id")] ulong Id,
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("raftAddress")] string RaftAddress,
-    [property: JsonPropertyName("httpAddress")] string HttpAddress,
-    [property: JsonPropertyName("clusterId")] string ClusterId,
-    [property: JsonPropertyName("joined")] bool Joined)
-{
-    public const string FileName = "stcached.json";
-
-    public static NodeIdentity? Load(string directory)
-    {
-        string path = Path.Combine(directory, FileName);
-        if (!File.Exists(path))
-        {
-            return null;
-        }
-
-        try
-        {
-            var identity = JsonSerializer.Deserialize(File.ReadAllBytes(path), MembershipJson.Default.NodeIdentity);
-            if (identity is null || identity.Id == 0)
-            {
-                throw new InvalidDataException($"{path} holds no node identity");
-            }
-
-            return identity;
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path} is not a valid node identity", e);
-        }
-    }
-
-    /// <summary>Writes atomically: temporary file, flush to disk, rename.</summary>
-    public void Save(string directory)
-    {
-        string path = Path.Combine(directory, FileName);
-        string temporary = path + ".tmp";
-        using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            file.Write(JsonSerializer.SerializeToUtf8Bytes(this, MembershipJson.Default.NodeIdentity));
-            file.Flush(true);
-        }
-
-        File.Move(temporary, path, true);
     }
 }
 
@@ -238,9 +188,9 @@ public static class SnapshotFormat
     }
 }
 
+/// <summary>Source-generated JSON for the member records (the join API and the raft-port join use it too).</summary>
 [JsonSerializable(typeof(MemberInfo))]
 [JsonSerializable(typeof(MemberInfo[]))]
-[JsonSerializable(typeof(NodeIdentity))]
-internal sealed partial class MembershipJson : JsonSerializerContext
+public sealed partial class MembershipJson : JsonSerializerContext
 {
 }

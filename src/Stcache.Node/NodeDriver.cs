@@ -1,0 +1,921 @@
+using Microsoft.Extensions.Logging;
+using Stcache.Cache;
+using Stcache.Raft;
+
+namespace Stcache.Node;
+
+/// <summary>
+/// One node's decisions, synchronous and deterministic: it feeds inputs to the Raft core and handles each
+/// <see cref="Ready"/> in the order <see cref="Ready"/> prescribes (send, install a snapshot, persist, send after
+/// persist, apply, complete waiters, serve reads, <see cref="RaftNode.Advance"/>). It owns applying (cache,
+/// membership, host commands), the waiters (matched by index and term), reads (served once applied), the snapshot
+/// policy, capture, install and recovery, learner promotion, removal detection, the address book and the status.
+/// <para>
+/// It does IO only through <see cref="IRaftLogStore"/>, <see cref="ISnapshotStore"/> and <see cref="INodeEffects"/>;
+/// Raft time only from <see cref="Tick"/>; wall time only from the injected <see cref="TimeProvider"/>. It holds no
+/// process-wide state. The production host (a channel, a timer and task completions) and the simulator both drive
+/// this class, so the simulator proves the node the servers run.
+/// </para>
+/// <para>
+/// Not thread-safe: one thread calls every method. When <see cref="Waiting"/> is not <see cref="DriverWait.None"/>
+/// the driver is in the middle of a Ready and takes only ticks and completions (<see cref="RetryStorage"/>,
+/// <see cref="SnapshotSaved"/>); the caller then calls <see cref="Process"/> again.
+/// </para>
+/// </summary>
+public sealed class NodeDriver
+{
+    private static readonly TimeSpan s_storageRetryFirst = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan s_storageRetryMax = TimeSpan.FromSeconds(5);
+
+    private readonly RaftHostOptions _options;
+    private readonly IRaftLogStore _logStore;
+    private readonly ISnapshotStore _snapshotStore;
+    private readonly INodeEffects _effects;
+    private readonly CacheStateMachine _cache;
+    private readonly MemberBook _members;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly RaftNode _node;
+
+    private readonly Dictionary<LogIndex, ProposalRequest> _waiters = [];
+    private readonly Dictionary<ulong, NodeRequest<LogIndex>> _pendingReads = [];
+    private readonly List<(LogIndex Index, NodeRequest<LogIndex> Read)> _readsWaitingForApply = [];
+    private readonly List<(LogIndex Index, NodeRequest<LogIndex> Wait)> _appliedWaits = [];
+    private readonly List<NodeRequest<SnapshotMetadata>> _snapshotRequests = [];
+
+    // Leader: per learner, the commit index its current catch-up round must reach and the tick the round began.
+    private readonly Dictionary<NodeId, (LogIndex Target, long StartTick)> _catchUpRounds = [];
+
+    private ConfState _confState = ConfState.Empty;
+    private Term _appliedTerm;
+    private SoftState _softState;
+    private ulong _nextReadId;
+    private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
+    private long _lastSnapshotTick;
+    private SnapshotJob? _snapshotJob;
+    private SnapshotJob? _savedDuringReady;
+    private bool _announceAddress;
+
+    private long _ticksDone;
+    private long _ticksDue;
+    private long _lastPromotionTick = -1;
+
+    private Ready? _ready;
+    private int _readyStage;
+    private long _readyStarted;
+    private TimeSpan _storageRetryDelay = s_storageRetryFirst;
+    private volatile bool _storageFailing;
+    private volatile HostStatus _status;
+    private int _removed;
+
+    /// <summary>
+    /// Recovers the node from its stores (the newest valid snapshot, then the log after it) and creates the core.
+    /// <paramref name="readIdSeed"/> is where read request ids start: a host passes a random number, so a leader's
+    /// answer to a read asked by this node's previous incarnation (before a kill -9) cannot complete a new read; the
+    /// simulator passes one drawn from its seed.
+    /// </summary>
+    public NodeDriver(
+        RaftHostOptions options,
+        IRaftLogStore logStore,
+        ISnapshotStore snapshotStore,
+        INodeEffects effects,
+        CacheStateMachine cache,
+        MemberBook members,
+        ILogger logger,
+        TimeProvider time,
+        ulong readIdSeed)
+    {
+        options.Validate();
+        _options = options;
+        _logStore = logStore;
+        _snapshotStore = snapshotStore;
+        _effects = effects;
+        _cache = cache;
+        _members = members;
+        _logger = logger;
+        _time = time;
+        _nextReadId = readIdSeed;
+        var state = Recover();
+        _node = new RaftNode(options.Raft, state);
+        _status = new HostStatus(Id, options.Self.Name, "follower", state.HardState.Term, NodeId.None,
+            state.HardState.Commit, _cache.AppliedIndex, LogIndex.Zero, _lastSnapshot.Index, _confState, []);
+        NodeLog.HostStarted(_logger, Id, state.HardState.Term, state.HardState.Commit, _lastSnapshot.Index, state.Entries.Count);
+    }
+
+    public NodeId Id => _options.Raft.Id;
+
+    public RaftHostOptions Options => _options;
+
+    public CacheStateMachine Cache => _cache;
+
+    public MemberBook Members => _members;
+
+    /// <summary>The wall clock this node stamps time with (TTLs, log time).</summary>
+    public TimeProvider Time => _time;
+
+    /// <summary>The latest status, published after every <see cref="Process"/>. Safe to read from any thread.</summary>
+    public HostStatus Status => _status;
+
+    /// <summary>True while the write-ahead log refuses writes. Safe to read from any thread.</summary>
+    public bool StorageFailing => _storageFailing;
+
+    /// <summary>True once this node applied its own removal, or learned of it from a peer. Safe to read from any thread.</summary>
+    public bool WasRemoved => Volatile.Read(ref _removed) != 0;
+
+    /// <summary>What the driver waits for before it takes inputs again.</summary>
+    public DriverWait Waiting { get; private set; }
+
+    /// <summary>With <see cref="DriverWait.StorageRetry"/>: how long to wait before <see cref="RetryStorage"/>.</summary>
+    public TimeSpan StorageRetryDelay { get; private set; }
+
+    /// <summary>The snapshot being written off the loop, if any.</summary>
+    public SnapshotJob? OutstandingSnapshot => _snapshotJob;
+
+    /// <summary>Raft ticks delivered to the core.</summary>
+    public long Ticks => _ticksDone;
+
+    /// <summary>The core, for invariant checks and inspection by tests. Feed it only through the driver.</summary>
+    public RaftNode Core => _node;
+
+    /// <summary>The newest snapshot this node saved or installed.</summary>
+    public SnapshotMetadata LastSnapshot => _lastSnapshot;
+
+    /// <summary>
+    /// The node's Raft clock reached <paramref name="dueTicks"/> ticks since start. Missed ticks are delivered now,
+    /// all of them, before anything else the caller hands in: a paused leader then sees its lease and check-quorum
+    /// window expire before it serves another read. While <see cref="Waiting"/>, they are delivered once it ends.
+    /// </summary>
+    public void Tick(long dueTicks)
+    {
+        _ticksDue = Math.Max(_ticksDue, dueTicks);
+        if (_ready is not null)
+        {
+            return;
+        }
+
+        DeliverTicks();
+        MaybeSnapshot(force: false);
+    }
+
+    /// <summary>A Raft message from a peer, already validated and addressed to this node.</summary>
+    public void Step(Message message)
+    {
+        EnsureTakesInput();
+        _node.Step(message);
+    }
+
+    /// <summary>Proposes a cache command; <paramref name="request"/> is answered once it is applied, lost or refused.</summary>
+    public void Propose(ReadOnlyMemory<byte> command, ProposalRequest request)
+    {
+        EnsureTakesInput();
+        if (request.TryMarkProposed())
+        {
+            Track(request, _node.Propose(command));
+        }
+    }
+
+    /// <summary>Proposes a membership change; answered once it is applied, lost or refused.</summary>
+    public void ChangeMembership(ConfChange change, ProposalRequest request)
+    {
+        EnsureTakesInput();
+        if (request.TryMarkProposed())
+        {
+            Track(request, _node.ProposeConfChange(change));
+        }
+    }
+
+    /// <summary>
+    /// A linearizable read barrier (ReadIndex, thesis §6.4): answered with the read index once the leader confirmed
+    /// it and this node applied up to it. With <paramref name="lease"/> the leader may skip the heartbeat round.
+    /// </summary>
+    public void ReadBarrier(bool lease, NodeRequest<LogIndex> request)
+    {
+        EnsureTakesInput();
+        ulong id = ++_nextReadId;
+        switch (_node.ReadIndex(id, lease))
+        {
+            case ReadStatus.Accepted:
+                _pendingReads[id] = request;
+                break;
+            case ReadStatus.NoLeader:
+                request.Fail(new RaftHostException(HostErrorKind.NoLeader, "no leader is known (election in progress or no quorum)"));
+                break;
+            default:
+                request.Fail(new RaftHostException(HostErrorKind.Overloaded, "too many pending reads; retry later"));
+                break;
+        }
+    }
+
+    /// <summary>Answered once this node has applied <paramref name="index"/> (at once if it has).</summary>
+    public void WaitForApplied(LogIndex index, NodeRequest<LogIndex> request)
+    {
+        if (index <= _cache.AppliedIndex)
+        {
+            request.Complete(index);
+            return;
+        }
+
+        _appliedWaits.Add((index, request));
+    }
+
+    public ProposeStatus TransferLeadership(NodeId target)
+    {
+        EnsureTakesInput();
+        return _node.TransferLeadership(target);
+    }
+
+    /// <summary>Takes a snapshot now (if anything was applied since the last one); answered with its metadata.</summary>
+    public void RequestSnapshot(NodeRequest<SnapshotMetadata> request)
+    {
+        _snapshotRequests.Add(request);
+        if (_ready is null)
+        {
+            MaybeSnapshot(force: true);
+        }
+    }
+
+    /// <summary>The transport could not reach <paramref name="peer"/> (the leader then probes it slowly).</summary>
+    public void ReportUnreachable(NodeId peer)
+    {
+        EnsureTakesInput();
+        _node.ReportUnreachable(peer);
+    }
+
+    /// <summary>The outcome of a snapshot the host streamed to <paramref name="peer"/> for <see cref="INodeEffects.SendSnapshot"/>.</summary>
+    public void ReportSnapshot(NodeId peer, bool succeeded)
+    {
+        EnsureTakesInput();
+        _node.ReportSnapshot(peer, succeeded);
+    }
+
+    /// <summary>
+    /// A peer's configuration as of its applied index <paramref name="asOf"/> does not list this node. This node
+    /// lists itself as a member as of its applied index; configurations follow one committed history, so if the
+    /// peer's is newer, the change that dropped this node is in between: it was removed while it was away and
+    /// missed the entry. A peer that is behind (it has not applied this node's addition yet) is ignored.
+    /// </summary>
+    public void ReportNotAMember(NodeId peer, LogIndex asOf)
+    {
+        if (WasRemoved || !_confState.IsMember(Id) || asOf <= _cache.AppliedIndex)
+        {
+            NodeLog.NotAMemberIgnored(_logger, peer, asOf, _cache.AppliedIndex);
+            return;
+        }
+
+        NodeLog.RemovedWhileAway(_logger, peer, asOf, _cache.AppliedIndex);
+        Interlocked.CompareExchange(ref _removed, 1, 0);
+    }
+
+    /// <summary>The host waited <see cref="StorageRetryDelay"/>: the refused batch is tried again by <see cref="Process"/>.</summary>
+    public void RetryStorage()
+    {
+        if (Waiting == DriverWait.StorageRetry)
+        {
+            Waiting = DriverWait.None;
+        }
+    }
+
+    /// <summary>The host finished <paramref name="job"/> (<see cref="SnapshotJob.Run"/> returned).</summary>
+    public void SnapshotSaved(SnapshotJob job)
+    {
+        if (!ReferenceEquals(job, _snapshotJob) || !job.Done)
+        {
+            throw new InvalidOperationException("not the outstanding snapshot, or it has not finished");
+        }
+
+        _snapshotJob = null;
+        if (Waiting == DriverWait.SnapshotSave)
+        {
+            Waiting = DriverWait.None;
+        }
+
+        if (_ready is not null)
+        {
+            _savedDuringReady = job; // the core takes no input until Advance
+            return;
+        }
+
+        OnSnapshotSaved(job);
+    }
+
+    /// <summary>
+    /// Handles every Ready the core has, then promotes caught-up learners and publishes the status. Returns early
+    /// when the driver must wait (<see cref="Waiting"/>); call again once the wait is over.
+    /// </summary>
+    public void Process()
+    {
+        if (Waiting != DriverWait.None)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            if (_ready is null)
+            {
+                DeliverTicks();
+                if (!_node.HasReady())
+                {
+                    break;
+                }
+
+                _ready = _node.GetReady();
+                _readyStage = 0;
+                _readyStarted = _time.GetTimestamp();
+            }
+
+            if (!ContinueReady(_ready))
+            {
+                return;
+            }
+
+            _node.Advance(_ready);
+            _ready = null;
+            _effects.ReadyHandled(_time.GetElapsedTime(_readyStarted));
+            if (_savedDuringReady is { } saved)
+            {
+                _savedDuringReady = null;
+                OnSnapshotSaved(saved);
+            }
+
+            if (_announceAddress)
+            {
+                _announceAddress = false;
+                _node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
+            }
+        }
+
+        PromoteCaughtUpLearners();
+        PublishStatus();
+        if (Volatile.Read(ref _removed) == 1)
+        {
+            _removed = 2;
+            _effects.Removed();
+        }
+    }
+
+    /// <summary>Fails every request the driver holds (the node is stopping).</summary>
+    public void FailAll(RaftHostException error)
+    {
+        foreach (var waiter in _waiters.Values)
+        {
+            waiter.Fail(error);
+        }
+
+        _waiters.Clear();
+        foreach (var read in _pendingReads.Values)
+        {
+            read.Fail(error);
+        }
+
+        _pendingReads.Clear();
+        foreach (var (_, read) in _readsWaitingForApply)
+        {
+            read.Fail(error);
+        }
+
+        _readsWaitingForApply.Clear();
+        foreach (var (_, wait) in _appliedWaits)
+        {
+            wait.Fail(error);
+        }
+
+        _appliedWaits.Clear();
+        foreach (var request in _snapshotRequests)
+        {
+            request.Fail(error);
+        }
+
+        _snapshotRequests.Clear();
+    }
+
+    private void EnsureTakesInput()
+    {
+        if (_ready is not null)
+        {
+            throw new InvalidOperationException($"the driver is waiting ({Waiting}) and takes no input until Process finishes the Ready");
+        }
+    }
+
+    private void DeliverTicks()
+    {
+        while (_ticksDone < _ticksDue)
+        {
+            _node.Tick();
+            _ticksDone++;
+        }
+    }
+
+    /// <summary>Runs the stages of one Ready from where it stopped; false when it must wait.</summary>
+    private bool ContinueReady(Ready ready)
+    {
+        if (_readyStage == 0)
+        {
+            if (ready.SoftState is { } soft)
+            {
+                OnSoftState(soft);
+            }
+
+            SendAll(ready.Messages);
+            _readyStage = 1;
+        }
+
+        if (_readyStage == 1)
+        {
+            if (ready.Snapshot is { IsEmpty: false } snapshot)
+            {
+                if (_snapshotJob is not null)
+                {
+                    // The cache cannot be replaced while its own snapshot view is being written.
+                    Waiting = DriverWait.SnapshotSave;
+                    return false;
+                }
+
+                InstallSnapshot(snapshot);
+            }
+
+            _readyStage = 2;
+        }
+
+        if (_readyStage == 2)
+        {
+            if ((ready.HardState is not null || ready.Entries.Count > 0) && !TrySave(ready.HardState, ready.Entries))
+            {
+                return false;
+            }
+
+            _readyStage = 3;
+        }
+
+        SendAll(ready.MessagesAfterPersist);
+        foreach (var entry in ready.CommittedEntries)
+        {
+            ApplyEntry(entry);
+        }
+
+        foreach (var state in ready.ReadStates)
+        {
+            if (_pendingReads.Remove(state.RequestId, out var read))
+            {
+                if (state.Index <= _cache.AppliedIndex)
+                {
+                    read.Complete(state.Index);
+                }
+                else
+                {
+                    _readsWaitingForApply.Add((state.Index, read));
+                }
+            }
+        }
+
+        CompleteReadsUpTo(_cache.AppliedIndex);
+        return true;
+    }
+
+    /// <summary>
+    /// Persists one batch. When the disk refuses it (full, or failing) nothing of the batch is acknowledged: its
+    /// votes and append acknowledgements wait, clients' requests time out with "outcome unknown", peers see a silent
+    /// node and elect around it if it led. The host retries after a back-off; when space returns the same batch is
+    /// written (the WAL cleared what the failed attempt left) and the node carries on.
+    /// </summary>
+    private bool TrySave(HardState? hardState, IReadOnlyList<Entry> entries)
+    {
+        try
+        {
+            long started = _time.GetTimestamp();
+            _logStore.Save(hardState, entries);
+            _effects.WalSaved(_time.GetElapsedTime(started));
+        }
+        catch (IOException e)
+        {
+            _storageFailing = true;
+            StorageRetryDelay = _storageRetryDelay;
+            NodeLog.StorageSaveFailed(_logger, e.Message, _storageRetryDelay);
+            _storageRetryDelay = TimeSpan.FromTicks(Math.Min(_storageRetryDelay.Ticks * 2, s_storageRetryMax.Ticks));
+            Waiting = DriverWait.StorageRetry;
+            return false;
+        }
+
+        if (_storageFailing)
+        {
+            _storageFailing = false;
+            NodeLog.StorageRecovered(_logger);
+        }
+
+        _storageRetryDelay = s_storageRetryFirst;
+        return true;
+    }
+
+    private void Track(ProposalRequest request, ProposeResult result)
+    {
+        if (result.IsAccepted)
+        {
+            request.Term = result.Term;
+            request.Index = result.LastIndex;
+            _waiters[result.LastIndex] = request;
+            return;
+        }
+
+        request.Fail(result.Status switch
+        {
+            ProposeStatus.NotLeader when result.Leader.IsNone =>
+                new RaftHostException(HostErrorKind.NoLeader, "no leader is known (election in progress or no quorum); not applied"),
+            ProposeStatus.NotLeader =>
+                new RaftHostException(HostErrorKind.NotLeader, $"not the leader; the leader is node {result.Leader}", leader: result.Leader),
+            ProposeStatus.TransferInProgress =>
+                new RaftHostException(HostErrorKind.TransferInProgress, "leadership transfer in progress; not applied, retry", leader: result.Leader),
+            ProposeStatus.Overloaded =>
+                new RaftHostException(HostErrorKind.Overloaded, "too many uncommitted writes; not applied, retry later"),
+            ProposeStatus.ConfChangeInProgress =>
+                new RaftHostException(HostErrorKind.ConfChangeRejected, "another membership change is in progress (or the new leader has not committed yet); retry"),
+            _ => new RaftHostException(HostErrorKind.ConfChangeRejected, $"change rejected: {result.Status}"),
+        });
+    }
+
+    private void OnSoftState(SoftState soft)
+    {
+        var previous = _softState;
+        _softState = soft;
+        if (soft.Role == RaftRole.Leader && previous.Role != RaftRole.Leader)
+        {
+            NodeLog.BecameLeader(_logger, Id, soft.Term, _node.LastIndex, _node.CommitIndex);
+            var self = _members.Find(Id);
+            if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
+            {
+                // Tell every replica where this leader answers HTTP (static clusters start without it). Proposed
+                // after Advance: the core takes no input while a Ready is being handled.
+                _announceAddress = true;
+            }
+        }
+        else if (soft.Role == RaftRole.Follower && (previous.Role != RaftRole.Follower || previous.Leader != soft.Leader))
+        {
+            NodeLog.BecameFollower(_logger, Id, soft.Term, soft.Leader, _node.LastIndex, _node.CommitIndex);
+        }
+        else if (soft.Role is RaftRole.Candidate or RaftRole.PreCandidate && previous.Role != soft.Role)
+        {
+            NodeLog.BecameCandidate(_logger, Id, soft.Term, soft.Role, _node.LastIndex, _node.CommitIndex);
+        }
+
+        if (previous.Leader != soft.Leader)
+        {
+            // Reads in flight were asked of the old leader; it may never answer them.
+            foreach (var read in _pendingReads.Values)
+            {
+                read.Fail(new RaftHostException(HostErrorKind.NoLeader, "leader changed while confirming the read; retry"));
+            }
+
+            _pendingReads.Clear();
+        }
+
+        _effects.LeadershipChanged(new LeadershipChange(Id, soft.Leader, soft.Role, soft.Term));
+    }
+
+    private void SendAll(IReadOnlyList<Message> messages)
+    {
+        foreach (var message in messages)
+        {
+            if (message.Type == MessageType.Snapshot)
+            {
+                _effects.SendSnapshot(message);
+            }
+            else
+            {
+                _effects.Send(message);
+            }
+        }
+    }
+
+    private void InstallSnapshot(Snapshot snapshot)
+    {
+        _snapshotStore.Save(snapshot);
+        _logStore.ApplySnapshot(snapshot.Metadata);
+        RestoreFrom(snapshot);
+        FailWaitersUpTo(snapshot.Metadata.Index);
+        _lastSnapshot = snapshot.Metadata;
+        NodeLog.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
+    }
+
+    private void RestoreFrom(Snapshot snapshot)
+    {
+        using var stream = new MemoryStream(snapshot.Data.ToArray(), false);
+        var members = SnapshotFormat.ReadHeader(stream);
+        _cache.Restore(stream);
+        if (_cache.AppliedIndex != snapshot.Metadata.Index)
+        {
+            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {snapshot.Metadata.Index}");
+        }
+
+        _members.MergeAll(members);
+        _confState = snapshot.Metadata.ConfState;
+        _appliedTerm = snapshot.Metadata.Term;
+    }
+
+    private void ApplyEntry(Entry entry)
+    {
+        if (entry.Index <= _cache.AppliedIndex)
+        {
+            return;
+        }
+
+        var result = new ApplyResult(ApplyStatus.Ok, entry.Index.Value, false);
+        if (entry.Type == EntryType.ConfChange)
+        {
+            ApplyConfChange(entry);
+            _cache.MarkApplied(entry.Index);
+        }
+        else if (entry.Data.IsEmpty)
+        {
+            _cache.MarkApplied(entry.Index);
+        }
+        else if (HostCommand.IsHostCommand(entry.Data.Span))
+        {
+            if (HostCommand.DecodeMemberAddress(entry.Data.Span) is { } info && _confState.IsMember(new NodeId(info.Id)))
+            {
+                _members.Merge(info);
+            }
+
+            _cache.MarkApplied(entry.Index);
+        }
+        else
+        {
+            result = _cache.Apply(entry.Index, entry.Data);
+        }
+
+        _appliedTerm = entry.Term;
+        if (_waiters.Remove(entry.Index, out var waiter))
+        {
+            if (waiter.Term == entry.Term)
+            {
+                waiter.Complete(result);
+            }
+            else
+            {
+                waiter.Fail(new RaftHostException(HostErrorKind.Lost,
+                    "leadership changed before the write committed; it was not applied, retry", outcomeUnknown: false));
+            }
+        }
+    }
+
+    private void ApplyConfChange(Entry entry)
+    {
+        if (!ConfChange.TryDecode(entry.Data.Span, out var change))
+        {
+            NodeLog.BadConfChange(_logger, entry.Index);
+            return;
+        }
+
+        _confState = _confState.Apply(change!);
+        var id = change!.NodeId;
+        if (change.Type == ConfChangeType.RemoveNode)
+        {
+            _members.Remove(id);
+            NodeLog.MemberRemoved(_logger, id, entry.Index);
+            if (id == Id)
+            {
+                Interlocked.CompareExchange(ref _removed, 1, 0);
+            }
+
+            return;
+        }
+
+        var info = MemberInfo.FromContext(change.Context.Span) ?? new MemberInfo(id.Value, id.ToString(), string.Empty, string.Empty);
+        _members.Merge(info with { Id = id.Value });
+        NodeLog.MemberAdded(_logger, id, change.Type, info.RaftAddress, info.HttpAddress, entry.Index);
+    }
+
+    private void CompleteReadsUpTo(LogIndex applied)
+    {
+        if (_appliedWaits.Count > 0)
+        {
+            _appliedWaits.RemoveAll(wait =>
+            {
+                if (wait.Index > applied)
+                {
+                    return false;
+                }
+
+                wait.Wait.Complete(wait.Index);
+                return true;
+            });
+        }
+
+        if (_readsWaitingForApply.Count > 0)
+        {
+            _readsWaitingForApply.RemoveAll(pair =>
+            {
+                if (pair.Index > applied)
+                {
+                    return false;
+                }
+
+                pair.Read.Complete(pair.Index);
+                return true;
+            });
+        }
+    }
+
+    private void FailWaitersUpTo(LogIndex index)
+    {
+        foreach (var waiter in _waiters.Values.Where(w => w.Index <= index).ToList())
+        {
+            _waiters.Remove(waiter.Index);
+            waiter.Fail(new RaftHostException(HostErrorKind.Timeout,
+                "replaced by a snapshot from the leader before the outcome was known; outcome unknown", outcomeUnknown: true));
+        }
+    }
+
+    private void AnswerSnapshotRequests()
+    {
+        foreach (var request in _snapshotRequests)
+        {
+            request.Complete(_lastSnapshot);
+        }
+
+        _snapshotRequests.Clear();
+    }
+
+    private void MaybeSnapshot(bool force)
+    {
+        if (_snapshotJob is not null)
+        {
+            return; // the requests are answered when the running snapshot is saved
+        }
+
+        var applied = _cache.AppliedIndex;
+        if (applied <= _lastSnapshot.Index)
+        {
+            AnswerSnapshotRequests();
+            return;
+        }
+
+        if (!force)
+        {
+            bool enoughEntries = LogIndex.Distance(_lastSnapshot.Index, applied) >= _options.SnapshotThreshold;
+            bool enoughTime = _ticksDone - _lastSnapshotTick >= _options.SnapshotIntervalTicks;
+            if (!enoughEntries || !enoughTime)
+            {
+                return;
+            }
+        }
+
+        var metadata = new SnapshotMetadata(applied, _appliedTerm, _confState);
+        _snapshotJob = new SnapshotJob(_snapshotStore, metadata, _cache.BeginSnapshot(), _members.Serialize());
+        NodeLog.SnapshotStarted(_logger, metadata.Index, metadata.Term);
+        _effects.SaveSnapshot(_snapshotJob);
+    }
+
+    private void OnSnapshotSaved(SnapshotJob job)
+    {
+        // Only the snapshot interval restarts here. The tick count must not: the Raft clock is the ticks delivered,
+        // and a host that reset its tick epoch here froze this node's Raft clock for as long as it had run (no
+        // heartbeats, elections or lease expiry; failovers of 20-30 s after a snapshot under load).
+        _lastSnapshotTick = _ticksDone;
+        if (job.Error is not null)
+        {
+            NodeLog.SnapshotFailed(_logger, job.Metadata.Index, job.Error);
+            foreach (var request in _snapshotRequests)
+            {
+                request.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "snapshot failed: " + job.Error.Message));
+            }
+
+            _snapshotRequests.Clear();
+            return;
+        }
+
+        if (job.Metadata.Index > _lastSnapshot.Index)
+        {
+            // Not when a newer snapshot from the leader was installed while this one was being written.
+            _lastSnapshot = job.Metadata;
+            _node.SnapshotTaken(job.Metadata, _options.SnapshotTrailingEntries);
+
+            // The WAL deletes segments only behind a snapshot it knows of; the snapshot file is durable by now.
+            _logStore.ApplySnapshot(job.Metadata);
+            if (job.Metadata.Index.Value > _options.SnapshotTrailingEntries)
+            {
+                _logStore.Compact(job.Metadata.Index - _options.SnapshotTrailingEntries);
+            }
+
+            NodeLog.SnapshotTaken(_logger, job.Metadata.Index, job.Metadata.Term);
+        }
+
+        AnswerSnapshotRequests();
+    }
+
+    /// <summary>
+    /// On the leader: a learner that has caught up is proposed as a voter. Joins add learners, so a new member starts
+    /// counting towards the quorum only once it can vote usefully (thesis §4.2.1). Caught up means it trails the
+    /// commit index by at most <see cref="RaftHostOptions.LearnerTrailingEntriesMax"/> entries, or, when writes
+    /// outrun that, that it finished a catch-up round (reached the commit index of the round's start) within one
+    /// election timeout: the thesis' rounds. Under steady writes the commit index never stands still, so "holds
+    /// everything committed" alone kept new members learners for good (soak runs aborted on joins). A change refused
+    /// because another is in flight is simply tried again after a later batch.
+    /// </summary>
+    private void PromoteCaughtUpLearners()
+    {
+        if (_node.Role != RaftRole.Leader || _node.ConfState.Learners.Count == 0 || _ticksDone == _lastPromotionTick)
+        {
+            if (_node.Role != RaftRole.Leader)
+            {
+                _catchUpRounds.Clear();
+            }
+
+            return;
+        }
+
+        _lastPromotionTick = _ticksDone;
+        var status = _node.GetStatus();
+        foreach (var progress in status.Progress)
+        {
+            if (!progress.IsLearner || progress.Match == LogIndex.Zero || !CaughtUp(progress.Id, progress.Match, status.Commit))
+            {
+                continue;
+            }
+
+            var info = _members.Find(progress.Id);
+            var context = info?.ToContext() ?? ReadOnlyMemory<byte>.Empty;
+            var result = _node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, progress.Id, context));
+            if (result.IsAccepted)
+            {
+                _catchUpRounds.Remove(progress.Id);
+                NodeLog.PromotingLearner(_logger, progress.Id, progress.Match);
+            }
+
+            return; // One change at a time.
+        }
+    }
+
+    private bool CaughtUp(NodeId learner, LogIndex match, LogIndex commit)
+    {
+        // Within a few hundred entries of the commit index is caught up enough (Consul's autopilot uses a trailing
+        // limit too): a voter that lags that little costs at most a moment of catch-up if it is needed for a
+        // quorum right away. Safety never depends on it.
+        if (match >= commit || commit.Value - match.Value <= (ulong)_options.LearnerTrailingEntriesMax)
+        {
+            return true;
+        }
+
+        if (_catchUpRounds.TryGetValue(learner, out var round) && match >= round.Target)
+        {
+            if (_ticksDone - round.StartTick <= _options.Raft.ElectionTimeoutTicks)
+            {
+                return true;
+            }
+
+            round = default; // too slow: start a new round from here
+        }
+
+        if (round == default)
+        {
+            _catchUpRounds[learner] = (commit, _ticksDone);
+        }
+
+        return false;
+    }
+
+    private void PublishStatus()
+    {
+        var status = _node.GetStatus();
+        string role = status.Role switch
+        {
+            RaftRole.Leader => "leader",
+            RaftRole.Candidate or RaftRole.PreCandidate => "candidate",
+            _ when status.ConfState.IsLearner(Id) => "learner",
+            _ => "follower",
+        };
+        _status = new HostStatus(Id, _options.Self.Name, role, status.Term, status.Leader, status.Commit, _cache.AppliedIndex,
+            status.LastIndex, _lastSnapshot.Index, status.ConfState, status.Progress)
+        {
+            Ticks = _ticksDone,
+        };
+    }
+
+    private PersistentState Recover()
+    {
+        var state = _logStore.Load();
+        var snapshot = _snapshotStore.LoadNewest();
+        if (snapshot is not null && !snapshot.IsEmpty)
+        {
+            if (snapshot.Metadata.Index < state.Snapshot.Index)
+            {
+                throw new InvalidDataException($"the log was compacted to {state.Snapshot.Index} but the newest snapshot is at {snapshot.Metadata.Index}");
+            }
+
+            RestoreFrom(snapshot);
+            _lastSnapshot = snapshot.Metadata;
+            var hard = state.HardState;
+            if (hard.Commit < snapshot.Metadata.Index)
+            {
+                hard = hard with { Commit = snapshot.Metadata.Index };
+            }
+
+            state = new PersistentState(hard, snapshot.Metadata, [.. state.Entries.Where(e => e.Index > snapshot.Metadata.Index)]);
+            NodeLog.SnapshotRestored(_logger, snapshot.Metadata.Index, _cache.Count);
+        }
+        else if (!state.Snapshot.Index.Equals(LogIndex.Zero))
+        {
+            throw new InvalidDataException($"the log starts after snapshot {state.Snapshot.Index} but no snapshot file was found");
+        }
+
+        return state;
+    }
+}

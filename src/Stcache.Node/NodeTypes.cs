@@ -1,0 +1,264 @@
+using Stcache.Cache;
+using Stcache.Raft;
+
+namespace Stcache.Node;
+
+/// <summary>Settings of one node (its <see cref="NodeDriver"/> and the host around it); validated at start.</summary>
+public sealed record RaftHostOptions
+{
+    public required RaftConfig Raft { get; init; }
+
+    public required MemberInfo Self { get; init; }
+
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A snapshot is taken when both this much time passed and <see cref="SnapshotThreshold"/> entries were
+    /// applied since the previous one (hashicorp/raft's SnapshotInterval and SnapshotThreshold). Measured in ticks
+    /// (this divided by <see cref="TickInterval"/>), so a simulated node keeps the same policy.</summary>
+    public TimeSpan SnapshotInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    public ulong SnapshotThreshold { get; init; } = 8192;
+
+    public ulong SnapshotTrailingEntries { get; init; } = 1024;
+
+    public int InputQueueCapacity { get; init; } = 16_384;
+
+    /// <summary>Inputs handled before the core is asked for a Ready; they then share one fsync (group commit).</summary>
+    public int InputBatchMax { get; init; } = 4096;
+
+    /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
+    public int LearnerTrailingEntriesMax { get; init; } = 256;
+
+    /// <summary>The snapshot interval in ticks (at least one).</summary>
+    public long SnapshotIntervalTicks => Math.Max(1, (long)(SnapshotInterval / TickInterval));
+
+    public void Validate()
+    {
+        Raft.Validate();
+        if (Self.Id != Raft.Id.Value)
+        {
+            throw new ArgumentException("self member id differs from the raft id");
+        }
+
+        if (TickInterval <= TimeSpan.Zero || RequestTimeout <= TimeSpan.Zero || SnapshotInterval < TimeSpan.Zero)
+        {
+            throw new ArgumentException("tick interval and request timeout must be positive");
+        }
+
+        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
+        {
+            throw new ArgumentException("snapshot threshold and queue sizes must be positive");
+        }
+    }
+}
+
+public enum HostErrorKind
+{
+    /// <summary>This node is not the leader; <see cref="RaftHostException.Leader"/> names the one it knows.</summary>
+    NotLeader,
+
+    /// <summary>No leader is known (election in progress or no quorum).</summary>
+    NoLeader,
+
+    /// <summary>The request did not finish within the request timeout.</summary>
+    Timeout,
+
+    /// <summary>The proposal's log position was taken by another leader's entry: it was not applied.</summary>
+    Lost,
+
+    Overloaded,
+
+    /// <summary>Another membership change is still in progress, or the change is invalid.</summary>
+    ConfChangeRejected,
+
+    TransferInProgress,
+
+    ShuttingDown,
+}
+
+/// <summary>A request the node could not complete. <see cref="OutcomeUnknown"/> is true when a write may or may
+/// not have been applied (it was proposed); otherwise it certainly was not.</summary>
+public sealed class RaftHostException : Exception
+{
+    public RaftHostException(HostErrorKind kind, string message, bool outcomeUnknown = false, NodeId leader = default)
+        : base(message)
+    {
+        Kind = kind;
+        OutcomeUnknown = outcomeUnknown;
+        Leader = leader;
+    }
+
+    public HostErrorKind Kind { get; }
+
+    public bool OutcomeUnknown { get; }
+
+    public NodeId Leader { get; }
+}
+
+/// <summary>Raised when the leader, role or term changes (the seeds' NotifyCh).</summary>
+public readonly record struct LeadershipChange(NodeId Self, NodeId Leader, RaftRole Role, Term Term)
+{
+    public bool IsLeader => Role == RaftRole.Leader;
+}
+
+/// <summary>A point-in-time view of the node, published by the driver after every batch.</summary>
+public sealed record HostStatus(
+    NodeId Id,
+    string Name,
+    string Role,
+    Term Term,
+    NodeId Leader,
+    LogIndex Commit,
+    LogIndex Applied,
+    LogIndex LastIndex,
+    LogIndex SnapshotIndex,
+    ConfState ConfState,
+    IReadOnlyList<ProgressStatus> Progress)
+{
+    public bool IsLeader => Role == "leader";
+
+    /// <summary>Raft ticks delivered since start: the node's logical clock (heartbeats, elections, leases).</summary>
+    public long Ticks { get; init; }
+}
+
+/// <summary>
+/// A request the driver answers exactly once, by <see cref="Complete"/> or <see cref="Fail"/>, on the driver's
+/// thread. The host completes a task from it; the simulator records the answer in its history.
+/// </summary>
+public abstract class NodeRequest<T>
+{
+    public abstract void Complete(T result);
+
+    public abstract void Fail(RaftHostException error);
+}
+
+/// <summary>
+/// A write (a cache command or a membership change) waiting to be proposed, then committed and applied. The
+/// driver matches it to the entry applied at its index by term: the same term means this proposal, another term
+/// means its position was taken by another leader's entry and it was lost.
+/// </summary>
+public abstract class ProposalRequest : NodeRequest<ApplyResult>
+{
+    private const int Pending = 0;
+    private const int Proposed = 1;
+    private const int Abandoned = 2;
+    private int _state;
+
+    /// <summary>The term the proposal was accepted at (set by the driver).</summary>
+    public Term Term { get; internal set; }
+
+    /// <summary>The log index the proposal was given (set by the driver).</summary>
+    public LogIndex Index { get; internal set; }
+
+    /// <summary>Called by the driver right before proposing; false if the caller already gave up.</summary>
+    public bool TryMarkProposed() => Interlocked.CompareExchange(ref _state, Proposed, Pending) == Pending;
+
+    /// <summary>Called by a caller that gives up; true means the write was never proposed and never will be.</summary>
+    public bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Pending) == Pending;
+}
+
+/// <summary>
+/// A snapshot captured on the driver's thread (a point-in-time view of the cache and the address book) that the
+/// host writes to the snapshot store off the loop with <see cref="Run"/>, then hands back with
+/// <see cref="NodeDriver.SnapshotSaved"/>. Applying goes on meanwhile (the cache view is copy-on-write).
+/// </summary>
+public sealed class SnapshotJob
+{
+    private readonly ISnapshotStore _store;
+    private readonly CacheSnapshot _view;
+    private readonly byte[] _members;
+    private int _ran;
+
+    internal SnapshotJob(ISnapshotStore store, SnapshotMetadata metadata, CacheSnapshot view, byte[] members)
+    {
+        _store = store;
+        Metadata = metadata;
+        _view = view;
+        _members = members;
+    }
+
+    public SnapshotMetadata Metadata { get; }
+
+    /// <summary>Set by <see cref="Run"/> when the save failed.</summary>
+    public Exception? Error { get; private set; }
+
+    /// <summary>True once <see cref="Run"/> finished (successfully or not).</summary>
+    public bool Done => Volatile.Read(ref _ran) == 2;
+
+    /// <summary>Writes the snapshot durably. Runs once, on any thread; never throws (see <see cref="Error"/>).</summary>
+    public void Run()
+    {
+        if (Interlocked.CompareExchange(ref _ran, 1, 0) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _store.Save(Metadata, stream =>
+            {
+                SnapshotFormat.WriteHeader(stream, _members);
+                _view.WriteTo(stream);
+            });
+        }
+        catch (Exception e)
+        {
+            Error = e;
+        }
+        finally
+        {
+            _view.Dispose();
+            Volatile.Write(ref _ran, 2);
+        }
+    }
+}
+
+/// <summary>
+/// Where a <see cref="NodeDriver"/>'s effects go. Called synchronously on the driver's thread; implementations
+/// must not block and must not call back into the driver.
+/// </summary>
+public interface INodeEffects
+{
+    /// <summary>A Raft message for a peer (never a snapshot: see <see cref="SendSnapshot"/>).</summary>
+    void Send(Message message);
+
+    /// <summary>
+    /// The core wants to send the snapshot named by <c>message.Snapshot.Metadata</c> (the message carries no data).
+    /// The host streams that snapshot from the snapshot store to the peer off the loop and reports the outcome with
+    /// <see cref="NodeDriver.ReportSnapshot"/>; the driver never loads a snapshot to send it.
+    /// </summary>
+    void SendSnapshot(Message message);
+
+    /// <summary>A snapshot to write off the loop (<see cref="SnapshotJob.Run"/>), then hand back with
+    /// <see cref="NodeDriver.SnapshotSaved"/>. At most one is outstanding.</summary>
+    void SaveSnapshot(SnapshotJob job);
+
+    /// <summary>The leader, role or term changed.</summary>
+    void LeadershipChanged(LeadershipChange change) { }
+
+    /// <summary>This node learned that it was removed from the cluster (raised once).</summary>
+    void Removed() { }
+
+    /// <summary>One write-ahead log save took this long (metrics).</summary>
+    void WalSaved(TimeSpan elapsed) { }
+
+    /// <summary>One Ready was handled in this long (metrics).</summary>
+    void ReadyHandled(TimeSpan elapsed) { }
+}
+
+/// <summary>Why the driver cannot go on until the host hands it a completion.</summary>
+public enum DriverWait : byte
+{
+    /// <summary>Not waiting: inputs may be handed in.</summary>
+    None = 0,
+
+    /// <summary>The write-ahead log refused a batch: call <see cref="NodeDriver.RetryStorage"/> after
+    /// <see cref="NodeDriver.StorageRetryDelay"/>.</summary>
+    StorageRetry = 1,
+
+    /// <summary>A snapshot from the leader must be installed, but the node's own snapshot is still being written:
+    /// hand in <see cref="NodeDriver.SnapshotSaved"/> for the outstanding job.</summary>
+    SnapshotSave = 2,
+}

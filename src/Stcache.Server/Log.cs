@@ -6,6 +6,9 @@ namespace Stcache.Server;
 /// <summary>RaftHost events, ids 1000-1099.</summary>
 internal static partial class Log
 {
+    [LoggerMessage(1090, LogLevel.Error, "Raft input queue full ({Capacity} peer messages and reports waiting): dropped a {Kind}; {Total} dropped since start (the loop is not keeping up; see stcache_raft_inputs_dropped_total)")]
+    public static partial void PeerInputDropped(ILogger logger, int capacity, string kind, long total);
+
     [LoggerMessage(1041, LogLevel.Error, "Write-ahead log refused a batch ({Reason}); nothing of it is acknowledged; retrying in {Delay}")]
     public static partial void StorageSaveFailed(ILogger logger, string reason, TimeSpan delay);
 

@@ -7,9 +7,10 @@ using Stcache.Raft;
 namespace Stcache.Server;
 
 /// <summary>
-/// Drives one Raft node: a single loop reads a bounded channel of inputs (ticks, peer messages, proposals, reads,
-/// membership changes), drains every queued input before asking the core for a <see cref="Ready"/> (so a burst of
-/// proposals shares one fsync), then handles the Ready in the order <see cref="Ready"/> prescribes: send, persist,
+/// Drives one Raft node: a single loop reads two bounded channels of inputs, Raft traffic (ticks, peer messages,
+/// transport reports) before client inputs (proposals, reads, membership changes), so an overload of clients
+/// delays them (back-pressure) and never crowds out heartbeats and votes. It drains every queued input before
+/// asking the core for a <see cref="Ready"/> (so a burst of proposals shares one fsync), then handles the Ready in the order <see cref="Ready"/> prescribes: send, persist,
 /// send after persist, apply to the cache, complete waiters, serve reads, <see cref="RaftNode.Advance"/>.
 /// Every public method is thread-safe; all core and storage calls happen on the loop.
 /// </summary>
@@ -24,6 +25,13 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Channel<NodeInput> _inputs;
+    private readonly Channel<NodeInput> _raftInputs;
+    private long _peerInputsDropped;
+    private long _lastDropLogged;
+
+    // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
+    private Task<bool>? _raftWait;
+    private Task<bool>? _clientWait;
     private readonly CancellationTokenSource _stopping = new();
     private readonly PersistentState _initialState;
 
@@ -87,6 +95,12 @@ public sealed class RaftHost : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
+        {
+            // The loop may leave a wait on this channel pending while it serves the other one.
+            SingleReader = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
         _initialState = Recover();
         _status = new HostStatus(Id, options.Self.Name, "follower", _initialState.HardState.Term, NodeId.None,
             _initialState.HardState.Commit, _cache.AppliedIndex, LogIndex.Zero, _lastSnapshot.Index, _confState, []);
@@ -143,7 +157,10 @@ public sealed class RaftHost : IAsyncDisposable
         _ticker = Task.Run(RunTickerAsync);
     }
 
-    /// <summary>Hands a message from a peer to the core. Never blocks; drops invalid messages and drops when full.</summary>
+    /// <summary>
+    /// Hands a message from a peer to the core. Never blocks; drops invalid messages, and when the Raft input queue
+    /// is full (<see cref="PeerInputsDropped"/>, logged at most once a second).
+    /// </summary>
     public void Deliver(Message message)
     {
         if (RaftChannelJoin.IsJoinMessage(message))
@@ -163,12 +180,32 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        _inputs.Writer.TryWrite(new PeerMessageInput(message));
+        EnqueueRaftInput(new PeerMessageInput(message), "peer message");
     }
 
-    public void ReportUnreachable(NodeId peer) => _inputs.Writer.TryWrite(new UnreachableInput(peer));
+    public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
 
-    public void ReportSnapshot(NodeId peer, bool succeeded) => _inputs.Writer.TryWrite(new SnapshotStatusInput(peer, succeeded));
+    public void ReportSnapshot(NodeId peer, bool succeeded) => EnqueueRaftInput(new SnapshotStatusInput(peer, succeeded), "snapshot report");
+
+    /// <summary>Peer messages and transport reports dropped because the Raft input queue was full.</summary>
+    public long PeerInputsDropped => Interlocked.Read(ref _peerInputsDropped);
+
+    private void EnqueueRaftInput(NodeInput input, string kind)
+    {
+        if (_raftInputs.Writer.TryWrite(input) || _stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        long total = Interlocked.Increment(ref _peerInputsDropped);
+        long now = Stopwatch.GetTimestamp();
+        long last = Interlocked.Read(ref _lastDropLogged);
+        if ((last == 0 || Stopwatch.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(1))
+            && Interlocked.CompareExchange(ref _lastDropLogged, now, last) == last)
+        {
+            Log.PeerInputDropped(_logger, _options.PeerInputQueueCapacity, kind, total);
+        }
+    }
 
     /// <summary>
     /// For the peer handshake: null when <paramref name="peer"/> is in this node's configuration, or when this node
@@ -183,7 +220,7 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>A peer's configuration as of its applied index <paramref name="asOf"/> does not list this node.</summary>
-    public void ReportNotAMember(NodeId peer, LogIndex asOf) => _inputs.Writer.TryWrite(new NotAMemberInput(peer, asOf));
+    public void ReportNotAMember(NodeId peer, LogIndex asOf) => EnqueueRaftInput(new NotAMemberInput(peer, asOf), "not-a-member report");
 
     /// <summary>Proposes a cache command and waits until it is committed and applied (or fails).</summary>
     /// <exception cref="RaftHostException">Not leader, no leader, timeout, lost; see <see cref="RaftHostException.OutcomeUnknown"/>.</exception>
@@ -271,6 +308,7 @@ public sealed class RaftHost : IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         _inputs.Writer.TryComplete();
+        _raftInputs.Writer.TryComplete();
         try
         {
             if (_ticker is not null)
@@ -338,7 +376,8 @@ public sealed class RaftHost : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
-                _inputs.Writer.TryWrite(TickInput.Instance);
+                // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (CatchUpTicks).
+                _raftInputs.Writer.TryWrite(TickInput.Instance);
             }
         }
         catch (OperationCanceledException)
@@ -472,14 +511,24 @@ public sealed class RaftHost : IAsyncDisposable
     private async Task RunLoopAsync()
     {
         var node = _node!;
-        var reader = _inputs.Reader;
+        var raftReader = _raftInputs.Reader;
+        var clientReader = _inputs.Reader;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (await WaitForInputAsync().ConfigureAwait(false))
             {
                 CatchUpTicks(node);
+
+                // Raft traffic first, then clients: each at most a batch, so neither starves the other.
                 int handled = 0;
-                while (handled < _options.InputBatchMax && reader.TryRead(out var input))
+                while (handled < _options.InputBatchMax && raftReader.TryRead(out var input))
+                {
+                    Handle(node, input);
+                    handled++;
+                }
+
+                handled = 0;
+                while (handled < _options.InputBatchMax && clientReader.TryRead(out var input))
                 {
                     Handle(node, input);
                     handled++;
@@ -516,6 +565,44 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
+    }
+
+    /// <summary>
+    /// Waits until either channel holds an input (true), or both are closed and drained (false). The wait on the
+    /// channel that did not fire stays pending and is reused next time, so an idle channel never collects waits.
+    /// </summary>
+    private async ValueTask<bool> WaitForInputAsync()
+    {
+        var raftReader = _raftInputs.Reader;
+        var clientReader = _inputs.Reader;
+        while (true)
+        {
+            if (raftReader.TryPeek(out _) || clientReader.TryPeek(out _))
+            {
+                return true;
+            }
+
+            bool raftDone = raftReader.Completion.IsCompleted;
+            bool clientDone = clientReader.Completion.IsCompleted;
+            if (raftDone && clientDone)
+            {
+                return false;
+            }
+
+            if (!raftDone && _raftWait is not { IsCompleted: false })
+            {
+                _raftWait = raftReader.WaitToReadAsync().AsTask();
+            }
+
+            if (!clientDone && _clientWait is not { IsCompleted: false })
+            {
+                _clientWait = clientReader.WaitToReadAsync().AsTask();
+            }
+
+            // Shutting down (one channel closed): only the other can still hold something.
+            Task wait = raftDone ? _clientWait! : clientDone ? _raftWait! : Task.WhenAny(_raftWait!, _clientWait!);
+            await wait.ConfigureAwait(false);
+        }
     }
 
     private void Handle(RaftNode node, NodeInput input)
@@ -730,7 +817,7 @@ public sealed class RaftHost : IAsyncDisposable
                 var attached = AttachSnapshot(message);
                 if (attached is null)
                 {
-                    _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
+                    EnqueueRaftInput(new SnapshotStatusInput(message.To, false), "snapshot report");
                     continue;
                 }
 
@@ -966,10 +1053,10 @@ public sealed class RaftHost : IAsyncDisposable
                 view.Dispose();
             }
 
-            if (!_inputs.Writer.TryWrite(new SnapshotSavedInput(metadata, error)))
+            if (!_raftInputs.Writer.TryWrite(new SnapshotSavedInput(metadata, error)))
             {
                 // Queue full or closed: the loop still needs to learn; block briefly unless shutting down.
-                _ = _inputs.Writer.WriteAsync(new SnapshotSavedInput(metadata, error), _stopping.Token).AsTask()
+                _ = _raftInputs.Writer.WriteAsync(new SnapshotSavedInput(metadata, error), _stopping.Token).AsTask()
                     .ContinueWith(static _ => { }, TaskScheduler.Default);
             }
         });

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# bench/compare.sh: etcd 3.4 vs stcache vs a bare Kestrel server, in one run on one machine.
+# bench/compare.sh: etcd 3.4 vs a DotNext Raft KV vs stcache vs a bare Kestrel server, in one run on one machine.
 #
-# Starts a 3-node etcd cluster, a 3-node stcache cluster and the baseline server on free loopback ports with
+# Starts a 3-node etcd cluster, a 3-node DotNext KV (bench/dotnext-kv), a 3-node stcache cluster and the baseline
+# server on free loopback ports with
 # temporary data directories, drives each with wrk and the same Lua scripts (bench/wrk), measures failover and
 # memory, prints a side-by-side table and writes CSV/JSON/SVG under bench/results/<UTC time>/.
 # Everything it starts is stopped on exit. See docs/PERFORMANCE.md.
 #
 # Settings (environment):
 #   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
-#   SYSTEMS            which systems to run (default "etcd stcache baseline"; stcache is skipped without ./build.sh)
+#   SYSTEMS            which systems to run (default "etcd dotnext stcache baseline"; stcache is skipped without ./build.sh)
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
@@ -38,7 +39,7 @@ else
   MEMORY_KEYS=${MEMORY_KEYS:-1000000}
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
 fi
-SYSTEMS=${SYSTEMS:-"etcd stcache baseline"}
+SYSTEMS=${SYSTEMS:-"etcd dotnext stcache baseline"}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 STCACHE_FLAGS=${STCACHE_FLAGS:-}
@@ -265,6 +266,65 @@ stcache_url() { echo "http://127.0.0.1:${ST_HTTP[$1]}"; }
 
 stcache_pids() { local i; for i in 1 2 3; do echo "${PIDS[stcache$i]:-}"; done; }
 
+# ---- DotNext KV --------------------------------------------------------------------------------------------------
+# bench/dotnext-kv: DotNext.AspNetCore.Cluster's Raft over HTTP (on the same Kestrel port as the API), its
+# write-ahead log with default options, ApplyReadBarrierAsync for linearizable reads. A follower answers writes
+# with 503 (no forwarding): wrk drives the leader, and the failover probe tries every surviving node.
+
+declare -a DN_HTTP=()
+DOTNEXT_KV=""
+dotnext_build() {
+  log "building the DotNext KV (bench/dotnext-kv)"
+  dotnet publish "$BENCH/dotnext-kv/DotNextKv.csproj" -c Release -o "$WORK/dotnext-kv" --nologo -v quiet >"$WORK/dotnext-build.log" 2>&1 ||
+    die "DotNext KV build failed (see $WORK/dotnext-build.log)"
+  DOTNEXT_KV="$WORK/dotnext-kv/dotnext-kv"
+}
+
+dotnext_start_node() { # index (1-based)
+  local i=$1
+  start_process "dotnext$i" "$WORK/dotnext$i.log" "$DOTNEXT_KV" --port="${DN_HTTP[$i]}" \
+    --members="${DN_HTTP[1]},${DN_HTTP[2]},${DN_HTTP[3]}" --data="$WORK/dotnext$i"
+}
+
+dotnext_healthy() { curl -sf --max-time 1 "http://127.0.0.1:${DN_HTTP[$1]}/v1/status" | grep -q '"leader":"http'; }
+
+dotnext_start() {
+  local i
+  dotnext_build
+  for i in 1 2 3; do
+    DN_HTTP[$i]=$(free_port)
+  done
+  for i in 1 2 3; do
+    dotnext_start_node "$i"
+  done
+  for i in 1 2 3; do
+    wait_until 30 dotnext_healthy "$i" || die "DotNext node $i did not see a leader (see $WORK/dotnext$i.log)"
+  done
+  local leader
+  leader=$(dotnext_leader)
+  wait_until 30 dotnext_put "${leader:-1}" || die "the DotNext KV did not acknowledge a write"
+  log "DotNext KV up on ports ${DN_HTTP[*]}"
+}
+
+dotnext_leader() {
+  local i status role
+  for i in 1 2 3; do
+    [[ -n "${PIDS[dotnext$i]:-}" ]] || continue
+    status=$(curl -sf --max-time 1 "http://127.0.0.1:${DN_HTTP[$i]}/v1/status") || continue
+    role=$(json_field role <<<"$status")
+    if [[ "$role" == leader ]]; then
+      echo "$i"
+      return
+    fi
+  done
+}
+
+dotnext_put() { curl -sf --max-time 0.5 -X PUT --data-binary x "http://127.0.0.1:${DN_HTTP[$1]}/v1/kv/failover" >/dev/null 2>&1; }
+
+dotnext_url() { echo "http://127.0.0.1:${DN_HTTP[$1]}"; }
+
+dotnext_pids() { local i; for i in 1 2 3; do echo "${PIDS[dotnext$i]:-}"; done; }
+
 # ---- baseline ---------------------------------------------------------------------------------------------------
 
 BASELINE_PORT=""
@@ -392,6 +452,7 @@ echo "system,node,keys,rss_kib" >"$MEMORY_CSV"
   echo "etcd=$(command -v etcd >/dev/null && etcd --version | head -1 | awk '{print $3}')"
   echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
   echo "dotnet=$(dotnet --version)"
+  echo "dotnext_kv=DotNext.AspNetCore.Cluster $(sed -n 's/.*Include="DotNext.AspNetCore.Cluster" Version="\([^"]*\)".*/\1/p' "$ROOT/Directory.Packages.props")"
   echo "stcache_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "stcache_flags=$STCACHE_FLAGS"
   echo "duration_s=$DURATION warmup_s=$WARMUP connections=$CONNECTIONS write_connections=\"$WRITE_CONNECTIONS\" failover_reps=$FAILOVER_REPS memory_keys=$MEMORY_KEYS quick=$QUICK"
@@ -416,6 +477,16 @@ if has_system etcd; then
   leader=$(etcd_leader)
   measure_memory etcd etcd "$(etcd_url "$leader")" $(etcd_pids)
   for i in 1 2 3; do stop_process "etcd$i" TERM; done
+fi
+
+if has_system dotnext; then
+  dotnext_start
+  leader=$(dotnext_leader)
+  run_workloads dotnext "$(dotnext_url "$leader")" stcache v1
+  measure_failover dotnext dotnext_start_node dotnext_leader dotnext_put
+  leader=$(dotnext_leader)
+  measure_memory dotnext v1 "$(dotnext_url "$leader")" $(dotnext_pids)
+  for i in 1 2 3; do stop_process "dotnext$i" TERM; done
 fi
 
 if has_system stcache; then

@@ -11,8 +11,8 @@ import statistics
 import sys
 from pathlib import Path
 
-SYSTEMS = ["etcd", "stcache", "baseline"]
-COLORS = {"etcd": "#4c78a8", "stcache": "#e45756", "baseline": "#9d9d9d"}
+SYSTEMS = ["etcd", "dotnext", "stcache", "baseline"]
+COLORS = {"etcd": "#4c78a8", "dotnext": "#54a24b", "stcache": "#e45756", "baseline": "#9d9d9d"}
 WORKLOAD_NAMES = {
     "puts": "100% writes, 100 B",
     "gets": "100% linearizable reads",
@@ -49,7 +49,7 @@ def main(run):
     header = f"{'workload':<32}{'conns':>6}"
     for s in present:
         header += f" | {s + ' ops/s':>15}{'p50 ms':>9}{'p99 ms':>9}{'err':>6}"
-    header += " | stcache/etcd  stcache/baseline"
+    header += " | stcache/etcd  stcache/dotnext  stcache/baseline"
     lines.append(header)
     lines.append("-" * len(header))
     for workload, conns in keys:
@@ -62,7 +62,7 @@ def main(run):
                 line += f" | {float(r['ops_per_second']):>15,.0f}{float(r['p50_ms']):>9.2f}{float(r['p99_ms']):>9.2f}{int(r['errors']):>6}"
             else:
                 line += f" | {'-':>15}{'-':>9}{'-':>9}{'-':>6}"
-        line += f" | {ratio(ops.get('stcache'), ops.get('etcd')):>12}  {ratio(ops.get('stcache'), ops.get('baseline')):>16}"
+        line += f" | {ratio(ops.get('stcache'), ops.get('etcd')):>12}  {ratio(ops.get('stcache'), ops.get('dotnext')):>15}  {ratio(ops.get('stcache'), ops.get('baseline')):>16}"
         lines.append(line)
 
     summary = {"machine": dict(l.split("=", 1) for l in machine.splitlines() if "=" in l), "results": rows, "failover": {}, "memory": {}}

@@ -23,7 +23,13 @@ public sealed record RaftHostOptions
 
     public ulong SnapshotTrailingEntries { get; init; } = 1024;
 
+    /// <summary>Client inputs (proposals, reads, membership changes) waiting for the loop; a full queue makes
+    /// clients wait (back-pressure) until their request timeout.</summary>
     public int InputQueueCapacity { get; init; } = 16_384;
+
+    /// <summary>Peer messages, transport reports and ticks waiting for the loop, which takes them before client
+    /// inputs. Generous so Raft traffic always gets in; beyond it an input is dropped, counted and logged.</summary>
+    public int PeerInputQueueCapacity { get; init; } = 65_536;
 
     /// <summary>Inputs handled before the core is asked for a Ready; they then share one fsync (group commit).</summary>
     public int InputBatchMax { get; init; } = 4096;
@@ -47,7 +53,7 @@ public sealed record RaftHostOptions
             throw new ArgumentException("tick interval and request timeout must be positive");
         }
 
-        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
+        if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || PeerInputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
         {
             throw new ArgumentException("snapshot threshold and queue sizes must be positive");
         }

@@ -137,7 +137,7 @@ public static class CommandLine
         new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt("request-timeout-ms", v, 1, 3_600_000)) }),
         new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt("snapshot-interval-s", v, 0, 86_400)) }),
         new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt("snapshot-threshold", v, 1, int.MaxValue) }),
-        new(["snapshot-trailing"], false, "log entries kept behind a snapshot (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt("snapshot-trailing", v, 0, int.MaxValue) }),
+        new(["snapshot-trailing"], false, "log entries kept behind a snapshot, in memory and in the write-ahead log (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt("snapshot-trailing", v, 0, int.MaxValue) }),
         new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt("max-value-bytes", v, 1, 64 << 20) }),
         new(["cluster-secret-file"], false, "file holding the cluster secret (or set STCACHE_CLUSTER_SECRET)", (o, v) => o with { ClusterSecretFile = v }),
         new(["peer-tls-cert"], false, "TLS on peer links: this node's certificate (PEM, or .pfx)", (o, v) => o with { PeerTlsCert = v }),

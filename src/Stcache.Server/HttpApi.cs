@@ -147,6 +147,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_applied_index gauge\nstcache_applied_index {status.Applied.Value}\n");
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_keys gauge\nstcache_keys {host.Cache.Count}\n");
         text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_storage_failing gauge\nstcache_storage_failing {(host.StorageFailing ? 1 : 0)}\n");
+        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_raft_inputs_dropped_total counter\nstcache_raft_inputs_dropped_total {host.PeerInputsDropped}\n");
         metrics.WriteTo(text);
         return text.ToString();
     }

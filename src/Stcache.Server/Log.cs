@@ -6,6 +6,9 @@ namespace Stcache.Server;
 /// <summary>RaftHost shell events, ids 1000-1099 (the driver's own are in Stcache.Node's NodeLog).</summary>
 internal static partial class Log
 {
+    [LoggerMessage(1090, LogLevel.Error, "Raft input queue full ({Capacity} peer messages and reports waiting): dropped a {Kind}; {Total} dropped since start (the loop is not keeping up; see stcache_raft_inputs_dropped_total)")]
+    public static partial void PeerInputDropped(ILogger logger, int capacity, string kind, long total);
+
     [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
     public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, int sizeBytes);
 

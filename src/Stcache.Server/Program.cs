@@ -42,7 +42,7 @@ public static class Program
         {
             return await RunAsync(options);
         }
-        catch (Exception e) when (e is DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException or CertificateFileException or StorageCorruptionException)
+        catch (Exception e) when (e is ListenerException or DataDirectoryException or InvalidDataException or IOException or UnauthorizedAccessException or CertificateFileException or StorageCorruptionException)
         {
             await Console.Error.WriteLineAsync("stcached: " + e.Message);
             return 1;
@@ -51,6 +51,10 @@ public static class Program
 
     private static async Task<int> RunAsync(ServerOptions options)
     {
+        // Every listener first: an address that cannot be taken refuses the start with one line, before the data
+        // directory is created or touched. The servers then take these sockets over.
+        using var raftListener = Listeners.Bind("raft", options.RaftAddress);
+        using var httpListener = Listeners.Bind("http", options.HttpAddress, dualModeWhenAny: true);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
@@ -74,22 +78,13 @@ public static class Program
             kestrel.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(120);
             kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 1024, gracePeriod: TimeSpan.FromSeconds(5));
             kestrel.AddServerHeader = false;
-            int port = CommandLine.PortOf(options.HttpAddress);
-            Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> https = listen =>
+            kestrel.ListenHandle((ulong)httpListener.Handle, listen =>
             {
                 if (apiCertificate is not null)
                 {
                     listen.UseHttps(apiCertificate);
                 }
-            };
-            if (CommandLine.IsAnyHost(options.HttpAddress))
-            {
-                kestrel.ListenAnyIP(port, https);
-            }
-            else
-            {
-                kestrel.Listen(ResolveEndPoint(options.HttpAddress), https);
-            }
+            });
         });
         Security.ConfigureMemberClients(builder.Services, options);
 
@@ -134,7 +129,7 @@ public static class Program
             });
         };
 
-        await node.StartAsync(lifetime.ApplicationStopping);
+        await node.StartAsync(raftListener, lifetime.ApplicationStopping);
         await app.StartAsync();
         ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
         node.ServeRaftChannelJoins(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
@@ -290,9 +285,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
         }
     }
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(System.Net.Sockets.Socket raftListener, CancellationToken cancellationToken)
     {
-        await _transport.StartAsync(cancellationToken);
+        await _transport.StartAsync(raftListener, cancellationToken);
         Host.Start();
     }
 

@@ -8,8 +8,9 @@ using Stcache.Raft;
 namespace Stcache.Server;
 
 /// <summary>
-/// The async shell around one <see cref="NodeDriver"/>: a single loop reads a bounded channel of inputs (ticks,
-/// peer messages, proposals, reads, membership changes), hands every queued input to the driver before asking it to
+/// The async shell around one <see cref="NodeDriver"/>: a single loop reads two bounded channels of inputs, Raft
+/// traffic (ticks, peer messages, transport reports) before client inputs (proposals, reads, membership changes), so
+/// an overload of clients delays them (back-pressure) and never crowds out heartbeats and votes. It hands every queued input to the driver before asking it to
 /// process (so a burst of proposals shares one fsync), and performs the driver's effects: messages to the network,
 /// snapshots written and streamed off the loop, waits for a refusing disk. Every decision is the driver's; this class
 /// owns only the channel, the timer and the tasks callers await. Every public method is thread-safe; all driver,
@@ -29,6 +30,13 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Channel<NodeInput> _inputs;
+    private readonly Channel<NodeInput> _raftInputs;
+    private long _peerInputsDropped;
+    private long _lastDropLogged;
+
+    // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
+    private Task<bool>? _raftWait;
+    private Task<bool>? _clientWait;
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
     private readonly Lock _outgoingGate = new();
@@ -67,6 +75,12 @@ public sealed class RaftHost : IAsyncDisposable
         });
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
+        _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
+        {
+            // The loop may leave a wait on this channel pending while it serves the other one.
+            SingleReader = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
     }
 
     public NodeId Id => _options.Raft.Id;
@@ -123,7 +137,10 @@ public sealed class RaftHost : IAsyncDisposable
         _ticker = Task.Run(RunTickerAsync);
     }
 
-    /// <summary>Hands a message from a peer to the core. Never blocks; drops invalid messages and drops when full.</summary>
+    /// <summary>
+    /// Hands a message from a peer to the core. Never blocks; drops invalid messages, and when the Raft input queue
+    /// is full (<see cref="PeerInputsDropped"/>, logged at most once a second).
+    /// </summary>
     public void Deliver(Message message)
     {
         if (RaftChannelJoin.IsJoinMessage(message))
@@ -143,12 +160,32 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        _inputs.Writer.TryWrite(new PeerMessageInput(message));
+        EnqueueRaftInput(new PeerMessageInput(message), "peer message");
     }
 
-    public void ReportUnreachable(NodeId peer) => _inputs.Writer.TryWrite(new UnreachableInput(peer));
+    public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
 
-    public void ReportSnapshot(NodeId peer, bool succeeded) => _inputs.Writer.TryWrite(new SnapshotStatusInput(peer, succeeded));
+    public void ReportSnapshot(NodeId peer, bool succeeded) => EnqueueRaftInput(new SnapshotStatusInput(peer, succeeded), "snapshot report");
+
+    /// <summary>Peer messages and transport reports dropped because the Raft input queue was full.</summary>
+    public long PeerInputsDropped => Interlocked.Read(ref _peerInputsDropped);
+
+    private void EnqueueRaftInput(NodeInput input, string kind)
+    {
+        if (_raftInputs.Writer.TryWrite(input) || _stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        long total = Interlocked.Increment(ref _peerInputsDropped);
+        long now = Stopwatch.GetTimestamp();
+        long last = Interlocked.Read(ref _lastDropLogged);
+        if ((last == 0 || Stopwatch.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(1))
+            && Interlocked.CompareExchange(ref _lastDropLogged, now, last) == last)
+        {
+            Log.PeerInputDropped(_logger, _options.PeerInputQueueCapacity, kind, total);
+        }
+    }
 
     /// <summary>
     /// For the peer handshake: null when <paramref name="peer"/> is in this node's configuration, or when this node
@@ -163,7 +200,7 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>A peer's configuration as of its applied index <paramref name="asOf"/> does not list this node.</summary>
-    public void ReportNotAMember(NodeId peer, LogIndex asOf) => _inputs.Writer.TryWrite(new NotAMemberInput(peer, asOf));
+    public void ReportNotAMember(NodeId peer, LogIndex asOf) => EnqueueRaftInput(new NotAMemberInput(peer, asOf), "not-a-member report");
 
     /// <summary>Proposes a cache command and waits until it is committed and applied (or fails).</summary>
     /// <exception cref="RaftHostException">Not leader, no leader, timeout, lost; see <see cref="RaftHostException.OutcomeUnknown"/>.</exception>
@@ -232,6 +269,7 @@ public sealed class RaftHost : IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         _inputs.Writer.TryComplete();
+        _raftInputs.Writer.TryComplete();
         try
         {
             if (_ticker is not null)
@@ -315,7 +353,8 @@ public sealed class RaftHost : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
-                _inputs.Writer.TryWrite(TickInput.Instance);
+                // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (CatchUpTicks).
+                _raftInputs.Writer.TryWrite(TickInput.Instance);
             }
         }
         catch (OperationCanceledException)
@@ -331,15 +370,25 @@ public sealed class RaftHost : IAsyncDisposable
 
     private async Task RunLoopAsync()
     {
-        var reader = _inputs.Reader;
+        var raftReader = _raftInputs.Reader;
+        var clientReader = _inputs.Reader;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (await WaitForInputAsync().ConfigureAwait(false))
             {
                 _driver.Tick(DueTicks());
                 CollectSavedSnapshot();
+
+                // Raft traffic first, then clients: each at most a batch, so neither starves the other.
                 int handled = 0;
-                while (handled < _options.InputBatchMax && reader.TryRead(out var input))
+                while (handled < _options.InputBatchMax && raftReader.TryRead(out var input))
+                {
+                    Handle(input);
+                    handled++;
+                }
+
+                handled = 0;
+                while (handled < _options.InputBatchMax && clientReader.TryRead(out var input))
                 {
                     Handle(input);
                     handled++;
@@ -400,6 +449,44 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until either channel holds an input (true), or both are closed and drained (false). The wait on the
+    /// channel that did not fire stays pending and is reused next time, so an idle channel never collects waits.
+    /// </summary>
+    private async ValueTask<bool> WaitForInputAsync()
+    {
+        var raftReader = _raftInputs.Reader;
+        var clientReader = _inputs.Reader;
+        while (true)
+        {
+            if (raftReader.TryPeek(out _) || clientReader.TryPeek(out _))
+            {
+                return true;
+            }
+
+            bool raftDone = raftReader.Completion.IsCompleted;
+            bool clientDone = clientReader.Completion.IsCompleted;
+            if (raftDone && clientDone)
+            {
+                return false;
+            }
+
+            if (!raftDone && _raftWait is not { IsCompleted: false })
+            {
+                _raftWait = raftReader.WaitToReadAsync().AsTask();
+            }
+
+            if (!clientDone && _clientWait is not { IsCompleted: false })
+            {
+                _clientWait = clientReader.WaitToReadAsync().AsTask();
+            }
+
+            // Shutting down (one channel closed): only the other can still hold something.
+            Task wait = raftDone ? _clientWait! : clientDone ? _raftWait! : Task.WhenAny(_raftWait!, _clientWait!);
+            await wait.ConfigureAwait(false);
+        }
+    }
+
     private void Handle(NodeInput input)
     {
         switch (input)
@@ -454,7 +541,7 @@ public sealed class RaftHost : IAsyncDisposable
         _snapshotTask = Task.Run(() =>
         {
             job.Run();
-            _inputs.Writer.TryWrite(WakeInput.Instance); // if the queue is full, the loop wakes for what fills it
+            _raftInputs.Writer.TryWrite(WakeInput.Instance); // if the queue is full, the loop wakes for what fills it
         });
     }
 
@@ -485,7 +572,7 @@ public sealed class RaftHost : IAsyncDisposable
             if (snapshot is null || snapshot.Metadata.Index != wanted.Index)
             {
                 Log.SnapshotMissing(_logger, message.To, wanted.Index);
-                _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
+                EnqueueRaftInput(new SnapshotStatusInput(message.To, false), "snapshot report");
                 return;
             }
 

@@ -9,10 +9,6 @@ public sealed class WalOptions
     /// goes into one segment.</summary>
     public long SegmentSizeBytes { get; init; } = SegmentSizeBytesDefault;
 
-    /// <summary>Entries kept before the snapshot when compacting, so a slightly lagging follower (or an operator
-    /// with the inspector) can still see them. Like hashicorp/raft's TrailingLogs.</summary>
-    public ulong TrailingEntries { get; init; } = 10_000;
-
     /// <summary>Fill new segments with zeros up front, so that appends never change the file size and an
     /// fdatasync need not commit file-system metadata on every batch.</summary>
     public bool Preallocate { get; init; } = true;

@@ -265,16 +265,16 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     }
 
     /// <summary>
-    /// Deletes whole segments whose entries all lie at or before <paramref name="upTo"/> minus
-    /// <see cref="WalOptions.TrailingEntries"/>. Never goes past the newest snapshot recorded with
-    /// <see cref="ApplySnapshot"/>, so recovery always finds a snapshot covering the deleted entries; the host
-    /// records its own snapshots with ApplySnapshot before compacting.
+    /// Deletes whole segments whose entries all lie at or before <paramref name="upTo"/>. Never goes past the
+    /// newest snapshot recorded with <see cref="ApplySnapshot"/>, so recovery always finds a snapshot covering the
+    /// deleted entries; the host records its own snapshots with ApplySnapshot before compacting. The entries kept
+    /// behind a snapshot are the caller's one setting (the host's <c>--snapshot-trailing</c>): it passes the
+    /// snapshot's index minus them, and the log keeps no margin of its own on top.
     /// </summary>
     public void Compact(LogIndex upTo)
     {
         ThrowIfDisposed();
         ulong limit = Math.Min(upTo.Value, _snapshot.Index.Value);
-        limit = limit > _options.TrailingEntries ? limit - _options.TrailingEntries : 0;
         int deleted = 0;
 
         // Segment i holds only entries below the next segment's first index; the active segment always stays.

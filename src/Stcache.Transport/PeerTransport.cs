@@ -122,7 +122,14 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     internal TimeProvider TimeProvider => _timeProvider;
 
     /// <summary>Binds <see cref="TransportOptions.ListenEndPoint"/> and starts accepting peers.</summary>
-    public Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken) => StartAsync(null, cancellationToken);
+
+    /// <summary>
+    /// Starts accepting peers on <paramref name="boundListener"/>, a socket already bound and listening (the server
+    /// binds every listener before it opens its data directory), or on <see cref="TransportOptions.ListenEndPoint"/>
+    /// when null. The transport owns the socket from here on and closes it when disposed.
+    /// </summary>
+    public Task StartAsync(Socket? boundListener, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         lock (_lifecycleLock)
@@ -133,16 +140,19 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 throw new InvalidOperationException("The transport is already started.");
             }
 
-            var listener = new Socket(_options.ListenEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            try
+            var listener = boundListener ?? new Socket(_options.ListenEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            if (boundListener is null)
             {
-                listener.Bind(_options.ListenEndPoint);
-                listener.Listen(512);
-            }
-            catch
-            {
-                listener.Dispose();
-                throw;
+                try
+                {
+                    listener.Bind(_options.ListenEndPoint);
+                    listener.Listen(512);
+                }
+                catch
+                {
+                    listener.Dispose();
+                    throw;
+                }
             }
 
             _listener = listener;

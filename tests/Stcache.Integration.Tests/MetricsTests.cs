@@ -62,6 +62,7 @@ public sealed class MetricsTests : ProcessTest
 
         // 1.5 s is 30 ticks; ask for 10 of them.
         await Api.WaitUntilAsync("ticks after the snapshot", async () => await TicksAsync(node) >= atSnapshot + 10, TimeSpan.FromSeconds(1.5), node);
+        Assert.Equal(0, Value(await Api.GetStringAsync($"http://{node.Http}/metrics"), "stcache_raft_inputs_dropped_total"));
     }
 
     private static async Task<double> TicksAsync(Node node) =>

@@ -155,9 +155,9 @@ public sealed class WriteAheadLogTests : IDisposable
     }
 
     [Fact]
-    public void CompactionDeletesWholeSegmentsBeforeSnapshotMinusTrailingEntries()
+    public void CompactionDeletesWholeSegmentsUpToTheGivenIndexNeverPastTheSnapshot()
     {
-        var options = new WalOptions { SegmentSizeBytes = 4096, TrailingEntries = 20 };
+        var options = new WalOptions { SegmentSizeBytes = 4096 };
         Entry[] entries = Range(1, 1, 400, "entry-with-some-padding-");
         using (WriteAheadLog wal = Open(options))
         {
@@ -174,14 +174,23 @@ public sealed class WriteAheadLogTests : IDisposable
 
             var snapshot = new SnapshotMetadata(new LogIndex(300), new Term(1), new ConfState([new NodeId(1)], []));
             wal.ApplySnapshot(snapshot);
-            wal.Compact(new LogIndex(300));
+
+            // The caller keeps 20 entries behind the snapshot: it compacts up to 280.
+            wal.Compact(new LogIndex(280));
             Assert.True(wal.SegmentCount < before, "compaction deleted no segment");
 
             string first = Directory.GetFiles(WalPath, "*.wal").Order(StringComparer.Ordinal).First();
             Assert.True(WalSegment.TryParse(first, out WalSegment? oldest));
 
-            // Entries 281..300 (the trailing ones) must still be on disk: the oldest segment starts at or before 281.
+            // Entries 281..300 (the trailing ones) must still be on disk: the oldest segment starts at or before 281,
+            // and no whole segment at or before 280 is left (segments hold well under 100 of these entries).
             Assert.True(oldest!.FirstIndex <= 281, $"oldest segment starts at {oldest.FirstIndex}");
+            Assert.True(oldest.FirstIndex > 180, $"oldest segment starts at {oldest.FirstIndex}: compaction kept a margin of its own");
+
+            // Never past the recorded snapshot, whatever the caller asks.
+            wal.Compact(new LogIndex(1_000));
+            Assert.True(WalSegment.TryParse(Directory.GetFiles(WalPath, "*.wal").Order(StringComparer.Ordinal).First(), out WalSegment? newest));
+            Assert.True(newest!.FirstIndex <= 301, $"compaction past the snapshot: oldest segment starts at {newest.FirstIndex}");
 
             wal.Save(Hard(1, 1, 401), [Make(1, 401, "after")]);
         }

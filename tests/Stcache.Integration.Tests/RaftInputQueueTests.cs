@@ -1,0 +1,137 @@
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Stcache.Cache;
+using Stcache.Raft;
+using Stcache.Server;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>
+/// Under overload the control plane must not be what gets lost: peer messages and transport reports get into the
+/// Raft loop however many client requests wait, and any that cannot are counted. Runs the real RaftHost in
+/// process, its loop held inside a log save (a slow disk) while clients fill their queue.
+/// </summary>
+public sealed class RaftInputQueueTests
+{
+    /// <summary>A log store whose saves block while the gate is closed, like a disk that stopped answering.</summary>
+    private sealed class GatedLogStore(IRaftLogStore inner) : IRaftLogStore
+    {
+        private readonly ManualResetEventSlim _open = new(initialState: true);
+        private readonly SemaphoreSlim _blocked = new(0);
+
+        public void Close() => _open.Reset();
+
+        public void Open() => _open.Set();
+
+        /// <summary>Completes once the loop is held inside a save.</summary>
+        public Task<bool> WaitUntilBlockedAsync() => _blocked.WaitAsync(TimeSpan.FromSeconds(20));
+
+        public PersistentState Load() => inner.Load();
+
+        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        {
+            if (!_open.IsSet)
+            {
+                _blocked.Release();
+                _open.Wait();
+            }
+
+            inner.Save(hardState, entries);
+        }
+
+        public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);
+
+        public void Compact(LogIndex upTo) => inner.Compact(upTo);
+    }
+
+    [Fact]
+    public async Task A_peer_message_gets_in_while_the_client_queue_is_full()
+    {
+        var (host, store) = SingleNode(clientQueue: 4, raftQueue: 1024);
+        await using var _ = host;
+        host.Start();
+        await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");
+        var term = host.Status.Term;
+
+        // Hold the loop in a save, then queue more client writes than the client queue holds: the first four
+        // fill it, the rest wait for space (back-pressure).
+        store.Close();
+        var writes = new List<Task<ApplyResult>> { host.ProposeAsync(Set("held")) };
+        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        for (int i = 0; i < 8; i++)
+        {
+            writes.Add(host.ProposeAsync(Set("queued" + i)));
+        }
+
+        // A leader of a newer term speaks: it must get in, and this node must follow it.
+        var newer = new Term(term.Value + 1);
+        host.Deliver(new Message { Type = MessageType.Heartbeat, From = new NodeId(2), To = host.Id, Term = newer });
+        store.Open();
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (host.Status.Term < newer)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the heartbeat of term {newer} was lost: still at term {host.Status.Term}, {host.PeerInputsDropped} dropped");
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, host.PeerInputsDropped);
+        foreach (var write in writes)
+        {
+            // Deposed mid-way: each write either committed or failed with a clear error; none may hang.
+            try
+            {
+                await write.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (RaftHostException)
+            {
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Peer_messages_beyond_a_full_raft_queue_are_counted_not_lost_silently()
+    {
+        const int capacity = 8;
+        const int sent = 100;
+        var (host, store) = SingleNode(clientQueue: 4, raftQueue: capacity);
+        await using var _ = host;
+        host.Start();
+        await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");
+        var term = host.Status.Term;
+
+        store.Close();
+        var held = host.ProposeAsync(Set("held"));
+        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        for (int i = 0; i < sent; i++)
+        {
+            host.Deliver(new Message { Type = MessageType.HeartbeatResponse, From = new NodeId(2), To = host.Id, Term = term });
+        }
+
+        long dropped = host.PeerInputsDropped;
+        store.Open();
+        Assert.InRange(dropped, sent - capacity, sent);
+        Assert.True((await held).Succeeded);
+    }
+
+    private static (RaftHost Host, GatedLogStore Store) SingleNode(int clientQueue, int raftQueue)
+    {
+        var id = new NodeId(1);
+        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
+        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
+        var store = new GatedLogStore(new MemoryLogStore(initial));
+        var options = new RaftHostOptions
+        {
+            Raft = new RaftConfig { Id = id },
+            Self = self,
+            TickInterval = TimeSpan.FromMilliseconds(10),
+            RequestTimeout = TimeSpan.FromSeconds(20),
+            InputQueueCapacity = clientQueue,
+            PeerInputQueueCapacity = raftQueue,
+        };
+        var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance);
+        return (host, store);
+    }
+
+    private static CacheCommand Set(string key) => CacheCommand.Set(key, Encoding.UTF8.GetBytes("v"));
+}

@@ -279,6 +279,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
 
             transport.PeerUnreachable += host.ReportUnreachable;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
+            transport.BeginSnapshotReceive = snapshots.BeginReceive;
             transport.ToldNotAMember += host.ReportNotAMember;
             transport.NotAMemberAsOf = host.NotAMemberAsOf;
             return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
@@ -479,6 +480,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
 internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides) : IPeerNetwork
 {
     public void Send(Message message) => transport.Send(message);
+
+    public void SendSnapshot(Message header, Stream stored) => transport.SendSnapshot(header, stored);
 
     /// <summary>A <c>--peer-dial</c> override wins over the advertised address (fault-injection proxies).</summary>
     public void SetPeer(NodeId id, string address) =>

@@ -48,7 +48,6 @@ public sealed class RaftHost : IAsyncDisposable
     private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
     private long _lastSnapshotTimestamp;
     private Task? _snapshotTask;
-    private Snapshot? _outgoingSnapshot;
     private bool _announceAddress;
 
     private long _tickEpoch;
@@ -727,15 +726,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (message.Type == MessageType.Snapshot)
             {
-                var attached = AttachSnapshot(message);
-                if (attached is null)
-                {
-                    _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
-                    continue;
-                }
-
-                Log.SendingSnapshot(_logger, message.To, attached.Snapshot!.Metadata.Index, attached.Snapshot.Data.Length);
-                _network.Send(attached);
+                SendStoredSnapshot(message);
                 continue;
             }
 
@@ -743,21 +734,23 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
-    private Message? AttachSnapshot(Message message)
+    // ---- Snapshot transfer. Sending is an effect: open the stored file (reads nothing) and hand it to the network,
+    // which streams it off the loop and reports the outcome through ReportSnapshot. Installing restores the cache
+    // by streaming the received file; neither side ever holds a whole snapshot in memory.
+
+    private void SendStoredSnapshot(Message message)
     {
         var wanted = message.Snapshot!.Metadata;
-        if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
-        {
-            _outgoingSnapshot = _snapshotStore.LoadNewest();
-        }
-
-        if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
+        Stream? stored = _snapshotStore.OpenStored(wanted);
+        if (stored is null)
         {
             Log.SnapshotMissing(_logger, message.To, wanted.Index);
-            return null;
+            _inputs.Writer.TryWrite(new SnapshotStatusInput(message.To, false));
+            return;
         }
 
-        return message with { Snapshot = _outgoingSnapshot };
+        Log.SendingSnapshot(_logger, message.To, wanted.Index, stored.Length);
+        _network.SendSnapshot(message, stored);
     }
 
     private async Task InstallSnapshotAsync(Snapshot snapshot)
@@ -767,28 +760,47 @@ public sealed class RaftHost : IAsyncDisposable
             await _snapshotTask.ConfigureAwait(false);
         }
 
-        _snapshotStore.Save(snapshot);
-        _logStore.ApplySnapshot(snapshot.Metadata);
-        RestoreFrom(snapshot);
+        // A snapshot without data was streamed into the store by the transport, verified, and waits there.
+        SnapshotReader reader;
+        if (snapshot.Data.IsEmpty)
+        {
+            reader = _snapshotStore.InstallReceived(snapshot.Metadata);
+        }
+        else
+        {
+            _snapshotStore.Save(snapshot);
+            var data = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(snapshot.Data, out ArraySegment<byte> segment)
+                ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+                : new MemoryStream(snapshot.Data.ToArray(), writable: false);
+            reader = new SnapshotReader(snapshot.Metadata, data);
+        }
+
+        using (reader)
+        {
+            _logStore.ApplySnapshot(snapshot.Metadata);
+            RestoreFrom(snapshot.Metadata, reader.Data);
+        }
+
         FailWaitersUpTo(snapshot.Metadata.Index);
         _lastSnapshot = snapshot.Metadata;
         Log.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
     }
 
-    private void RestoreFrom(Snapshot snapshot)
+    private void RestoreFrom(SnapshotMetadata metadata, Stream data)
     {
-        using var stream = new MemoryStream(snapshot.Data.ToArray(), false);
-        var members = SnapshotFormat.ReadHeader(stream);
-        _cache.Restore(stream);
-        if (_cache.AppliedIndex != snapshot.Metadata.Index)
+        var members = SnapshotFormat.ReadHeader(data);
+        _cache.Restore(data);
+        if (_cache.AppliedIndex != metadata.Index)
         {
-            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {snapshot.Metadata.Index}");
+            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {metadata.Index}");
         }
 
         _members.MergeAll(members);
-        _confState = snapshot.Metadata.ConfState;
-        _appliedTerm = snapshot.Metadata.Term;
+        _confState = metadata.ConfState;
+        _appliedTerm = metadata.Term;
     }
+
+    // ---- End of snapshot transfer.
 
     private void ApplyEntry(Entry entry)
     {
@@ -1033,15 +1045,15 @@ public sealed class RaftHost : IAsyncDisposable
     private PersistentState Recover()
     {
         var state = _logStore.Load();
-        var snapshot = _snapshotStore.LoadNewest();
-        if (snapshot is not null && !snapshot.IsEmpty)
+        using var snapshot = _snapshotStore.OpenNewest();
+        if (snapshot is not null && snapshot.Metadata.Index != LogIndex.Zero)
         {
             if (snapshot.Metadata.Index < state.Snapshot.Index)
             {
                 throw new InvalidDataException($"the log was compacted to {state.Snapshot.Index} but the newest snapshot is at {snapshot.Metadata.Index}");
             }
 
-            RestoreFrom(snapshot);
+            RestoreFrom(snapshot.Metadata, snapshot.Data);
             _lastSnapshot = snapshot.Metadata;
             var hard = state.HardState;
             if (hard.Commit < snapshot.Metadata.Index)

@@ -120,7 +120,7 @@ def rss_kib(pid, field="VmRSS"):
 try:
     for i in range(3):
         start(i)
-    lead = wait_until("a leader is elected", leader, 60)
+    lead = wait_until("a leader is elected", leader, 300)
     log(f"leader is node {lead + 1}; loading {keys} keys of {value_size} B with {connections} connections")
     t0 = time.time()
     subprocess.run(["dotnet", loadgen, f"--targets=http://127.0.0.1:{ports[lead][0]}", "--preload-only",

@@ -587,27 +587,45 @@ public sealed class NodeDriver
 
     private void InstallSnapshot(Snapshot snapshot)
     {
-        _snapshotStore.Save(snapshot);
-        _logStore.ApplySnapshot(snapshot.Metadata);
-        RestoreFrom(snapshot);
+        // A snapshot without data was streamed into the store by the transport, verified, and waits there; one
+        // with data (an in-memory store or a test) is saved first. Either way the cache restores by streaming.
+        SnapshotReader reader;
+        if (snapshot.Data.IsEmpty)
+        {
+            reader = _snapshotStore.InstallReceived(snapshot.Metadata);
+        }
+        else
+        {
+            _snapshotStore.Save(snapshot);
+            var data = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(snapshot.Data, out ArraySegment<byte> segment)
+                ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+                : new MemoryStream(snapshot.Data.ToArray(), writable: false);
+            reader = new SnapshotReader(snapshot.Metadata, data);
+        }
+
+        using (reader)
+        {
+            _logStore.ApplySnapshot(snapshot.Metadata);
+            RestoreFrom(snapshot.Metadata, reader.Data);
+        }
+
         FailWaitersUpTo(snapshot.Metadata.Index);
         _lastSnapshot = snapshot.Metadata;
         NodeLog.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
     }
 
-    private void RestoreFrom(Snapshot snapshot)
+    private void RestoreFrom(SnapshotMetadata metadata, Stream data)
     {
-        using var stream = new MemoryStream(snapshot.Data.ToArray(), false);
-        var members = SnapshotFormat.ReadHeader(stream);
-        _cache.Restore(stream);
-        if (_cache.AppliedIndex != snapshot.Metadata.Index)
+        var members = SnapshotFormat.ReadHeader(data);
+        _cache.Restore(data);
+        if (_cache.AppliedIndex != metadata.Index)
         {
-            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {snapshot.Metadata.Index}");
+            throw new InvalidDataException($"snapshot data is at index {_cache.AppliedIndex} but its metadata says {metadata.Index}");
         }
 
         _members.MergeAll(members);
-        _confState = snapshot.Metadata.ConfState;
-        _appliedTerm = snapshot.Metadata.Term;
+        _confState = metadata.ConfState;
+        _appliedTerm = metadata.Term;
     }
 
     private void ApplyEntry(Entry entry)
@@ -892,15 +910,15 @@ public sealed class NodeDriver
     private PersistentState Recover()
     {
         var state = _logStore.Load();
-        var snapshot = _snapshotStore.LoadNewest();
-        if (snapshot is not null && !snapshot.IsEmpty)
+        using var snapshot = _snapshotStore.OpenNewest();
+        if (snapshot is not null && snapshot.Metadata.Index != LogIndex.Zero)
         {
             if (snapshot.Metadata.Index < state.Snapshot.Index)
             {
                 throw new InvalidDataException($"the log was compacted to {state.Snapshot.Index} but the newest snapshot is at {snapshot.Metadata.Index}");
             }
 
-            RestoreFrom(snapshot);
+            RestoreFrom(snapshot.Metadata, snapshot.Data);
             _lastSnapshot = snapshot.Metadata;
             var hard = state.HardState;
             if (hard.Commit < snapshot.Metadata.Index)

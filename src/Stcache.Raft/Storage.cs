@@ -37,6 +37,67 @@ public interface ISnapshotStore
 
     /// <summary>The newest snapshot whose checksum verifies, or null if there is none.</summary>
     Snapshot? LoadNewest();
+
+    /// <summary>
+    /// The newest snapshot whose checksum verifies, with its data as a stream (the caller disposes it), or null.
+    /// A file store reads the data from disk as the stream is read; the default buffers <see cref="LoadNewest"/>.
+    /// </summary>
+    SnapshotReader? OpenNewest() =>
+        LoadNewest() is { IsEmpty: false } snapshot
+            ? new SnapshotReader(snapshot.Metadata, new MemoryStream(snapshot.Data.ToArray(), writable: false))
+            : null;
+
+    /// <summary>
+    /// Opens the stored snapshot at the index and term of <paramref name="metadata"/> as it is stored, to be
+    /// streamed verbatim to a peer (which verifies it with <see cref="BeginReceive"/>); null when there is no
+    /// such snapshot. Reads nothing but what locates it. Thread-safe. Default: null (a store without files).
+    /// </summary>
+    Stream? OpenStored(SnapshotMetadata metadata) => null;
+
+    /// <summary>
+    /// Starts receiving a snapshot that a peer streams verbatim from its store (see <see cref="OpenStored"/>),
+    /// announced as <paramref name="announced"/> and <paramref name="storedBytes"/> long. Thread-safe.
+    /// </summary>
+    ISnapshotReceiver BeginReceive(SnapshotMetadata announced, long storedBytes) =>
+        throw new NotSupportedException("this snapshot store cannot receive snapshots from peers");
+
+    /// <summary>
+    /// Makes the snapshot received at <paramref name="metadata"/> (completed by <see cref="ISnapshotReceiver.Complete"/>)
+    /// the newest stored snapshot and opens its data. Throws <see cref="InvalidDataException"/> when no such
+    /// received snapshot exists.
+    /// </summary>
+    SnapshotReader InstallReceived(SnapshotMetadata metadata) =>
+        throw new InvalidDataException($"no received snapshot at index {metadata.Index}");
+}
+
+/// <summary>A snapshot's metadata and a stream of its data, positioned at the start. Disposing closes the stream.</summary>
+public sealed class SnapshotReader(SnapshotMetadata metadata, Stream data) : IDisposable
+{
+    public SnapshotMetadata Metadata { get; } = metadata;
+
+    public Stream Data { get; } = data;
+
+    public void Dispose() => Data.Dispose();
+}
+
+/// <summary>
+/// One snapshot arriving from a peer in pieces, written to storage as it comes (never held whole in memory).
+/// Disposing before <see cref="Complete"/> discards it.
+/// </summary>
+public interface ISnapshotReceiver : IDisposable
+{
+    /// <summary>Bytes written so far.</summary>
+    long Received { get; }
+
+    /// <summary>Writes the next piece. Throws <see cref="InvalidDataException"/> when it goes beyond the announced length.</summary>
+    void Write(ReadOnlySpan<byte> piece);
+
+    /// <summary>
+    /// Checks the whole snapshot (length, checksum, that it is the announced one), syncs it and keeps it for
+    /// <see cref="ISnapshotStore.InstallReceived"/>; returns its metadata. Throws <see cref="InvalidDataException"/>
+    /// (and keeps nothing) when it is incomplete or corrupt.
+    /// </summary>
+    SnapshotMetadata Complete();
 }
 
 /// <summary>Sends messages to peers. Must not block; may drop (Raft retries).</summary>

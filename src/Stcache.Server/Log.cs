@@ -10,7 +10,7 @@ internal static partial class Log
     public static partial void PeerInputDropped(ILogger logger, int capacity, string kind, long total);
 
     [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
-    public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, int sizeBytes);
+    public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, long sizeBytes);
 
     [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index} to send to {NodeId}")]
     public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index);

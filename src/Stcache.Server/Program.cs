@@ -274,6 +274,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
 
             transport.PeerUnreachable += host.ReportUnreachable;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
+            transport.BeginSnapshotReceive = snapshots.BeginReceive;
             transport.ToldNotAMember += host.ReportNotAMember;
             transport.NotAMemberAsOf = host.NotAMemberAsOf;
             return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
@@ -474,6 +475,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
 internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides) : IPeerNetwork
 {
     public void Send(Message message) => transport.Send(message);
+
+    public void SendSnapshot(Message header, Stream stored) => transport.SendSnapshot(header, stored);
 
     /// <summary>A <c>--peer-dial</c> override wins over the advertised address (fault-injection proxies).</summary>
     public void SetPeer(NodeId id, string address) =>

@@ -39,16 +39,12 @@ public sealed class RaftHost : IAsyncDisposable
     private Task<bool>? _clientWait;
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
-    private readonly Lock _outgoingGate = new();
 
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
     private long _tickEpoch;
     private Task? _snapshotTask;
     private Task? _loop;
     private Task? _ticker;
-
-    // The snapshot last loaded for sending (off the loop), shared by the sends to several followers.
-    private Snapshot? _outgoingSnapshot;
 
     public RaftHost(
         RaftHostOptions options,
@@ -545,40 +541,33 @@ public sealed class RaftHost : IAsyncDisposable
         });
     }
 
-    /// <summary>Loads the snapshot the core wants sent (off the loop) and hands it to the network.</summary>
+    /// <summary>
+    /// Sends the snapshot the core wants sent: opens the stored file (reading nothing) and hands it to the network,
+    /// which streams it to the peer off the loop in chunks and reports the outcome through <see cref="ReportSnapshot"/>.
+    /// The node never holds a whole snapshot in memory to send it.
+    /// </summary>
     private void StartSnapshotSend(Message message)
     {
-        _ = Task.Run(() =>
+        var wanted = message.Snapshot!.Metadata;
+        Stream? stored;
+        try
         {
-            var wanted = message.Snapshot!.Metadata;
-            Snapshot? snapshot;
-            try
-            {
-                lock (_outgoingGate)
-                {
-                    if (_outgoingSnapshot is null || _outgoingSnapshot.Metadata.Index != wanted.Index)
-                    {
-                        _outgoingSnapshot = _snapshotStore.LoadNewest();
-                    }
+            stored = _snapshotStore.OpenStored(wanted);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stored = null;
+        }
 
-                    snapshot = _outgoingSnapshot;
-                }
-            }
-            catch (Exception e) when (e is IOException or InvalidDataException)
-            {
-                snapshot = null;
-            }
+        if (stored is null)
+        {
+            Log.SnapshotMissing(_logger, message.To, wanted.Index);
+            EnqueueRaftInput(new SnapshotStatusInput(message.To, false), "snapshot report");
+            return;
+        }
 
-            if (snapshot is null || snapshot.Metadata.Index != wanted.Index)
-            {
-                Log.SnapshotMissing(_logger, message.To, wanted.Index);
-                EnqueueRaftInput(new SnapshotStatusInput(message.To, false), "snapshot report");
-                return;
-            }
-
-            Log.SendingSnapshot(_logger, message.To, snapshot.Metadata.Index, snapshot.Data.Length);
-            _network.Send(message with { Snapshot = snapshot });
-        });
+        Log.SendingSnapshot(_logger, message.To, wanted.Index, stored.Length);
+        _network.SendSnapshot(message, stored);
     }
 
     private void RaiseLeadershipChanged(LeadershipChange change)

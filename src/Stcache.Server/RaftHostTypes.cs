@@ -8,6 +8,14 @@ namespace Stcache.Server;
 /// <summary>The peer network as the host sees it: send, plus the address book of peers.</summary>
 public interface IPeerNetwork : IMessageSink
 {
+    /// <summary>
+    /// Streams a snapshot to <see cref="Message.To"/> off the caller's thread: <paramref name="header"/> is the
+    /// core's snapshot message, <paramref name="stored"/> the snapshot as the store keeps it (see
+    /// <see cref="ISnapshotStore.OpenStored"/>), now owned by the network. Never blocks; the outcome is reported
+    /// once, through <see cref="RaftHost.ReportSnapshot"/>.
+    /// </summary>
+    void SendSnapshot(Message header, Stream stored);
+
     void SetPeer(NodeId id, string address);
 
     void RemovePeer(NodeId id);
@@ -19,6 +27,8 @@ public sealed class NullPeerNetwork : IPeerNetwork
     public void Send(Message message)
     {
     }
+
+    public void SendSnapshot(Message header, Stream stored) => stored.Dispose();
 
     public void SetPeer(NodeId id, string address)
     {

@@ -26,6 +26,9 @@ public sealed class FileSnapshotStore : ISnapshotStore
 {
     public const string Extension = ".snap";
 
+    /// <summary>A snapshot received from a peer and verified, not yet installed (invisible to <see cref="LoadNewest"/>).</summary>
+    public const string ReceivedExtension = ".recv";
+
     private const uint FormatVersion = 1;
     private const int FixedHeaderBytes = 16;
     private const int TrailerBytes = 16;
@@ -59,7 +62,8 @@ public sealed class FileSnapshotStore : ISnapshotStore
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Retain, 1);
         Directory.CreateDirectory(directory);
-        foreach (string temp in fileSystem.GetFiles(directory, "*.tmp"))
+        // Received snapshots that were never installed are as good as temporary: the leader sends another.
+        foreach (string temp in fileSystem.GetFiles(directory, "*.tmp").Concat(fileSystem.GetFiles(directory, "*" + ReceivedExtension)))
         {
             fileSystem.Delete(temp);
             Log.TempRemoved(logger, temp);
@@ -165,6 +169,102 @@ public sealed class FileSnapshotStore : ISnapshotStore
         }
     }
 
+    /// <summary>
+    /// The newest snapshot whose checksum verifies, with a stream that reads its data from the file as it is
+    /// read (so restoring never holds the whole snapshot in memory); null if there is none. The checksum is
+    /// verified by one streaming pass first. The stream keeps the file open, so pruning cannot take it away.
+    /// </summary>
+    public SnapshotReader? OpenNewest()
+    {
+        lock (_gate)
+        {
+            foreach (SnapshotFileInfo candidate in ListNewestFirst())
+            {
+                SnapshotReader? reader = TryOpenVerified(candidate.Path, out string? error);
+                if (reader is not null)
+                {
+                    return reader;
+                }
+
+                Log.SnapshotCorrupt(_logger, candidate.Path, error!);
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Opens the snapshot file at the index and term of <paramref name="metadata"/>, whole and as stored, to be
+    /// streamed to a peer; null when it is gone. Reads nothing: the peer verifies the checksum on receipt.
+    /// </summary>
+    public Stream? OpenStored(SnapshotMetadata metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        string path = Path.Combine(_directory, FileName(metadata));
+        lock (_gate)
+        {
+            try
+            {
+                IStorageFile file = _fileSystem.Open(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+                return new FileRangeStream(file, 0, file.Length);
+            }
+            catch (FileNotFoundException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts receiving a snapshot file streamed by a peer (see <see cref="OpenStored"/>): the pieces go straight
+    /// to a temporary file; <see cref="ISnapshotReceiver.Complete"/> verifies and keeps it as received.
+    /// </summary>
+    public ISnapshotReceiver BeginReceive(SnapshotMetadata announced, long storedBytes)
+    {
+        ArgumentNullException.ThrowIfNull(announced);
+        if (storedBytes < FixedHeaderBytes + TrailerBytes)
+        {
+            throw new InvalidDataException($"announced snapshot of {storedBytes} bytes is too short to be a snapshot file");
+        }
+
+        string temp = string.Create(CultureInfo.InvariantCulture,
+            $"{Path.Combine(_directory, FileName(announced))}.{Environment.ProcessId}-{Interlocked.Increment(ref s_tempCounter)}.recv.tmp");
+        IStorageFile file = _fileSystem.Open(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        return new Receiver(this, file, temp, announced, storedBytes);
+    }
+
+    /// <summary>
+    /// Publishes the snapshot received at <paramref name="metadata"/> as the newest snapshot file (an atomic
+    /// rename), drops older received ones, prunes, and opens its data for restoring.
+    /// </summary>
+    public SnapshotReader InstallReceived(SnapshotMetadata metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        string path = Path.Combine(_directory, FileName(metadata));
+        string received = Path.ChangeExtension(path, ReceivedExtension);
+        lock (_gate)
+        {
+            if (!_fileSystem.FileExists(received))
+            {
+                throw new InvalidDataException($"no received snapshot at index {metadata.Index}, term {metadata.Term}");
+            }
+
+            _fileSystem.Move(received, path, overwrite: true);
+            foreach (string older in _fileSystem.GetFiles(_directory, "*" + ReceivedExtension))
+            {
+                if (TryParseName(Path.ChangeExtension(older, Extension), out SnapshotMetadata? other) && other!.Index <= metadata.Index)
+                {
+                    _fileSystem.Delete(older);
+                }
+            }
+
+            _fileSystem.SyncDirectory(_directory);
+            Prune();
+            SnapshotReader? reader = TryOpenVerified(path, out string? error);
+            return reader ?? throw new InvalidDataException($"received snapshot {path} failed verification: {error}");
+        }
+    }
+
     /// <summary>Snapshot files by name, newest (highest index, then term) first. Does not read them.</summary>
     public IReadOnlyList<SnapshotFileInfo> List() => ListNewestFirst();
 
@@ -232,6 +332,34 @@ public sealed class FileSnapshotStore : ISnapshotStore
         catch (IOException exception)
         {
             error = exception.Message;
+        }
+
+        return null;
+    }
+
+    private SnapshotReader? TryOpenVerified(string path, out string? error)
+    {
+        error = null;
+        IStorageFile? file = null;
+        try
+        {
+            file = _fileSystem.Open(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+            SnapshotFileInfo info = ReadVerified(file, path, null);
+            var data = new FileRangeStream(file, info.FileBytes - TrailerBytes - info.DataBytes, info.DataBytes);
+            file = null;
+            return new SnapshotReader(info.Metadata, new BufferedStream(data, CopyBufferBytes));
+        }
+        catch (StorageCorruptionException corruption)
+        {
+            error = corruption.Message;
+        }
+        catch (IOException exception)
+        {
+            error = exception.Message;
+        }
+        finally
+        {
+            file?.Dispose();
         }
 
         return null;
@@ -338,6 +466,209 @@ public sealed class FileSnapshotStore : ISnapshotStore
         if (files.Count > _options.Retain)
         {
             _fileSystem.SyncDirectory(_directory);
+        }
+    }
+
+    /// <summary>A read-only stream over a range of a storage file; owns the file.</summary>
+    private sealed class FileRangeStream : Stream
+    {
+        private readonly IStorageFile _file;
+        private readonly long _start;
+        private readonly long _length;
+        private long _position;
+
+        public FileRangeStream(IStorageFile file, long start, long length)
+        {
+            _file = file;
+            _start = start;
+            _length = length;
+        }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _length;
+
+        public override long Position
+        {
+            get => _position;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int count = (int)Math.Min(buffer.Length, _length - _position);
+            if (count <= 0)
+            {
+                return 0;
+            }
+
+            int read = _file.Read(_start + _position, buffer[..count]);
+            if (read == 0)
+            {
+                throw new EndOfStreamException($"{_file.Path} ended early at offset {_start + _position}");
+            }
+
+            _position += read;
+            return read;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return ValueTask.FromResult(Read(buffer.Span));
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _file.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>
+    /// One snapshot file arriving from a peer: pieces are buffered a little and written to a temporary file;
+    /// Complete syncs it, verifies it like a stored snapshot (checksum, trailer, that it is the announced index
+    /// and term), and renames it to <c>{term}-{index}.recv</c>. Anything else deletes the temporary file.
+    /// </summary>
+    private sealed class Receiver : ISnapshotReceiver
+    {
+        private readonly FileSnapshotStore _store;
+        private readonly IStorageFile _file;
+        private readonly string _temp;
+        private readonly SnapshotMetadata _announced;
+        private readonly long _expected;
+        private readonly byte[] _buffer = new byte[CopyBufferBytes];
+        private int _buffered;
+        private long _flushed;
+        private bool _done;
+
+        public Receiver(FileSnapshotStore store, IStorageFile file, string temp, SnapshotMetadata announced, long expected)
+        {
+            _store = store;
+            _file = file;
+            _temp = temp;
+            _announced = announced;
+            _expected = expected;
+        }
+
+        public long Received => _flushed + _buffered;
+
+        public void Write(ReadOnlySpan<byte> piece)
+        {
+            ObjectDisposedException.ThrowIf(_done, this);
+            if (piece.Length > _expected - Received)
+            {
+                throw new InvalidDataException($"snapshot data goes beyond the announced {_expected} bytes");
+            }
+
+            if (_buffered == 0 && piece.Length >= _buffer.Length)
+            {
+                _file.Write(_flushed, piece);
+                _flushed += piece.Length;
+                return;
+            }
+
+            while (!piece.IsEmpty)
+            {
+                int count = Math.Min(piece.Length, _buffer.Length - _buffered);
+                piece[..count].CopyTo(_buffer.AsSpan(_buffered));
+                _buffered += count;
+                piece = piece[count..];
+                if (_buffered == _buffer.Length)
+                {
+                    FlushBuffer();
+                }
+            }
+        }
+
+        public SnapshotMetadata Complete()
+        {
+            ObjectDisposedException.ThrowIf(_done, this);
+            if (Received != _expected)
+            {
+                throw new InvalidDataException($"snapshot incomplete: {Received} of {_expected} bytes");
+            }
+
+            FlushBuffer();
+            _file.Sync();
+            SnapshotFileInfo info;
+            try
+            {
+                info = ReadVerified(_file, _temp, null);
+            }
+            catch (StorageCorruptionException corruption)
+            {
+                throw new InvalidDataException(corruption.Reason, corruption);
+            }
+
+            if (info.Metadata.Index != _announced.Index || info.Metadata.Term != _announced.Term)
+            {
+                throw new InvalidDataException(
+                    $"announced as index {_announced.Index} term {_announced.Term}, but the file holds index {info.Metadata.Index} term {info.Metadata.Term}");
+            }
+
+            _file.Dispose();
+            string received = Path.ChangeExtension(Path.Combine(_store._directory, FileName(info.Metadata)), ReceivedExtension);
+            lock (_store._gate)
+            {
+                _store._fileSystem.Move(_temp, received, overwrite: true);
+                _store._fileSystem.SyncDirectory(_store._directory);
+            }
+
+            _done = true;
+            return info.Metadata;
+        }
+
+        public void Dispose()
+        {
+            if (_done)
+            {
+                return;
+            }
+
+            _done = true;
+            _file.Dispose();
+            try
+            {
+                _store._fileSystem.Delete(_temp);
+            }
+            catch (IOException)
+            {
+                // Removed at the next open.
+            }
+        }
+
+        private void FlushBuffer()
+        {
+            if (_buffered > 0)
+            {
+                _file.Write(_flushed, _buffer.AsSpan(0, _buffered));
+                _flushed += _buffered;
+                _buffered = 0;
+            }
         }
     }
 

@@ -28,8 +28,15 @@ public enum FrameType : byte
     /// <summary>Dialer to listener: <c>[u64 dataLength]</c> then a snapshot message encoded without its data.</summary>
     SnapshotBegin = 6,
 
-    /// <summary>Dialer to listener: the next bytes of the snapshot data announced by the last SnapshotBegin.</summary>
+    /// <summary>Dialer to listener: the next bytes of the snapshot announced by the last SnapshotBegin or SnapshotFileBegin.</summary>
     SnapshotChunk = 7,
+
+    /// <summary>
+    /// Dialer to listener: <c>[u64 storedLength]</c> then a snapshot message encoded without its data. The chunks
+    /// that follow carry the snapshot as the sender's store keeps it (checksummed), which the listener streams
+    /// into its own store and verifies before delivering the message (see <c>ISnapshotStore.BeginReceive</c>).
+    /// </summary>
+    SnapshotFileBegin = 8,
 }
 
 /// <summary>

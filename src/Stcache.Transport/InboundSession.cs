@@ -8,7 +8,8 @@ namespace Stcache.Transport;
 /// <summary>
 /// The receiving side of one authenticated inbound connection: reads frames, validates every message
 /// (sender and receiver must be the handshaken peer and this node), reassembles chunked snapshots within
-/// <see cref="TransportOptions.SnapshotBytesMax"/>, and delivers. The first violation ends the connection.
+/// <see cref="TransportOptions.SnapshotBytesMax"/> or streams stored snapshots into the snapshot store's receiver,
+/// and delivers. The first violation ends the connection; a snapshot that did not complete is discarded.
 /// </summary>
 internal sealed class InboundSession
 {
@@ -21,6 +22,11 @@ internal sealed class InboundSession
     private byte[]? _snapshotData;
     private int _snapshotReceived;
 
+    // A stored snapshot being received: its message and where its bytes go. Both null or both set.
+    private Message? _fileMessage;
+    private ISnapshotReceiver? _fileReceiver;
+    private long _fileLength;
+
     public InboundSession(PeerTransport transport, NodeId peer)
     {
         _transport = transport;
@@ -29,6 +35,18 @@ internal sealed class InboundSession
 
     /// <summary>Receives until the peer closes (returns null) or violates the protocol (returns why).</summary>
     public async Task<string?> ReceiveAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ReceiveFramesAsync(reader, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            AbandonFile("the connection ended");
+        }
+    }
+
+    private async Task<string?> ReceiveFramesAsync(PipeReader reader, CancellationToken cancellationToken)
     {
         int frameBytesMax = _transport.Options.FrameBytesMax;
         while (true)
@@ -67,7 +85,7 @@ internal sealed class InboundSession
                     return "connection closed inside a frame";
                 }
 
-                return _snapshotMessage is null ? null : "connection closed inside a snapshot";
+                return _snapshotMessage is null && _fileMessage is null ? null : "connection closed inside a snapshot";
             }
         }
     }
@@ -80,8 +98,10 @@ internal sealed class InboundSession
                 return HandleMessages(body);
             case FrameType.SnapshotBegin:
                 return HandleSnapshotBegin(body);
+            case FrameType.SnapshotFileBegin:
+                return HandleSnapshotFileBegin(body);
             case FrameType.SnapshotChunk:
-                return HandleSnapshotChunk(body);
+                return _fileReceiver is null ? HandleSnapshotChunk(body) : HandleSnapshotFileChunk(body);
             default:
                 return $"unexpected {type} frame";
         }
@@ -115,45 +135,15 @@ internal sealed class InboundSession
 
     private string? HandleSnapshotBegin(ReadOnlySequence<byte> body)
     {
-        if (_snapshotMessage is not null)
+        string? problem = DecodeSnapshotHeader(body, out ulong dataLength, out var message);
+        if (problem is not null)
         {
-            return "snapshot begun inside another snapshot";
+            return problem;
         }
 
-        if (body.Length < 8)
-        {
-            return "snapshot header too short";
-        }
-
-        Span<byte> lengthBytes = stackalloc byte[8];
-        body.Slice(0, 8).CopyTo(lengthBytes);
-        ulong dataLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
         if (dataLength > (ulong)_transport.Options.SnapshotBytesMax)
         {
             return "snapshot larger than SnapshotBytesMax";
-        }
-
-        var rest = body.Slice(8);
-        var status = MessageCodec.TryDecode(rest, (int)Math.Min(int.MaxValue, rest.Length), out var message, out long consumed, out string? error);
-        if (status != DecodeStatus.Complete)
-        {
-            return error ?? "malformed snapshot header";
-        }
-
-        if (consumed != rest.Length)
-        {
-            return "trailing bytes after the snapshot header";
-        }
-
-        if (message!.Type != MessageType.Snapshot || !message.Snapshot!.Data.IsEmpty)
-        {
-            return "snapshot header is not a snapshot message without data";
-        }
-
-        string? wrongAddress = CheckAddress(message);
-        if (wrongAddress is not null)
-        {
-            return wrongAddress;
         }
 
         if (dataLength == 0)
@@ -195,6 +185,156 @@ internal sealed class InboundSession
         Log.SnapshotReceived(_transport.Logger, _peer, snapshot.Metadata.Index, snapshot.Data.Length);
         _transport.Deliver(complete, _peer);
         return null;
+    }
+
+    /// <summary>Decodes a SnapshotBegin or SnapshotFileBegin body: the length, then a snapshot message without data.</summary>
+    private string? DecodeSnapshotHeader(ReadOnlySequence<byte> body, out ulong length, out Message message)
+    {
+        length = 0;
+        message = null!;
+        if (_snapshotMessage is not null || _fileMessage is not null)
+        {
+            return "snapshot begun inside another snapshot";
+        }
+
+        if (body.Length < 8)
+        {
+            return "snapshot header too short";
+        }
+
+        Span<byte> lengthBytes = stackalloc byte[8];
+        body.Slice(0, 8).CopyTo(lengthBytes);
+        length = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
+        var rest = body.Slice(8);
+        var status = MessageCodec.TryDecode(rest, (int)Math.Min(int.MaxValue, rest.Length), out var decoded, out long consumed, out string? error);
+        if (status != DecodeStatus.Complete)
+        {
+            return error ?? "malformed snapshot header";
+        }
+
+        if (consumed != rest.Length)
+        {
+            return "trailing bytes after the snapshot header";
+        }
+
+        if (decoded!.Type != MessageType.Snapshot || !decoded.Snapshot!.Data.IsEmpty)
+        {
+            return "snapshot header is not a snapshot message without data";
+        }
+
+        message = decoded;
+        return CheckAddress(message);
+    }
+
+    private string? HandleSnapshotFileBegin(ReadOnlySequence<byte> body)
+    {
+        string? problem = DecodeSnapshotHeader(body, out ulong length, out var message);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var begin = _transport.BeginSnapshotReceive;
+        if (begin is null)
+        {
+            return "stored snapshot sent to a node that takes none";
+        }
+
+        if (length == 0 || length > long.MaxValue)
+        {
+            return $"implausible snapshot length {length}";
+        }
+
+        var metadata = message.Snapshot!.Metadata;
+        try
+        {
+            _fileReceiver = begin(metadata, (long)length);
+        }
+        catch (Exception exception) when (exception is IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
+        {
+            Log.SnapshotRejected(_transport.Logger, _peer, metadata.Index, exception.Message);
+            return $"snapshot at index {metadata.Index} cannot be received: {exception.Message}";
+        }
+
+        _fileMessage = message;
+        _fileLength = (long)length;
+        Log.SnapshotReceiving(_transport.Logger, _peer, metadata.Index, (long)length);
+        return null;
+    }
+
+    private string? HandleSnapshotFileChunk(ReadOnlySequence<byte> body)
+    {
+        var receiver = _fileReceiver!;
+        var message = _fileMessage!;
+        var metadata = message.Snapshot!.Metadata;
+        if (body.IsEmpty || body.Length > _fileLength - receiver.Received)
+        {
+            AbandonFile("a chunk went beyond the announced length");
+            return "snapshot chunk beyond the announced length";
+        }
+
+        try
+        {
+            foreach (var segment in body)
+            {
+                receiver.Write(segment.Span);
+            }
+        }
+        catch (Exception exception) when (exception is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            AbandonFile(exception.Message);
+            return $"snapshot at index {metadata.Index} rejected: {exception.Message}";
+        }
+
+        return MaybeCompleteFile();
+    }
+
+    /// <summary>Called after each chunk: completes the stored snapshot once all of it arrived.</summary>
+    private string? MaybeCompleteFile()
+    {
+        var receiver = _fileReceiver!;
+        var message = _fileMessage!;
+        if (receiver.Received < _fileLength)
+        {
+            return null;
+        }
+
+        var metadata = message.Snapshot!.Metadata;
+        SnapshotMetadata stored;
+        try
+        {
+            stored = receiver.Complete();
+        }
+        catch (Exception exception) when (exception is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            AbandonFile(exception.Message);
+            return $"snapshot at index {metadata.Index} rejected: {exception.Message}";
+        }
+
+        receiver.Dispose();
+        _fileReceiver = null;
+        _fileMessage = null;
+        Log.SnapshotReceived(_transport.Logger, _peer, metadata.Index, _fileLength);
+
+        // What the leader's core sent, with the configuration the verified file holds.
+        _transport.Deliver(message with { Snapshot = new Snapshot(stored, ReadOnlyMemory<byte>.Empty) }, _peer);
+        return null;
+    }
+
+    /// <summary>Discards a stored snapshot that did not complete (nothing of it is kept), logging why.</summary>
+    private void AbandonFile(string reason)
+    {
+        if (_fileReceiver is null)
+        {
+            return;
+        }
+
+        var index = _fileMessage!.Snapshot!.Metadata.Index;
+        long received = _fileReceiver.Received;
+        _fileReceiver.Dispose();
+        _fileReceiver = null;
+        _fileMessage = null;
+        Log.SnapshotRejected(_transport.Logger, _peer, index, $"{reason} (after {received} of {_fileLength} bytes); discarded");
     }
 
     private string? CheckAddress(Message message)

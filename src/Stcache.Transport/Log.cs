@@ -49,6 +49,12 @@ internal static partial class Log
     [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "Received snapshot at index {Index} ({Bytes} bytes) from peer {PeerId}")]
     public static partial void SnapshotReceived(ILogger logger, NodeId peerId, LogIndex index, long bytes);
 
+    [LoggerMessage(EventId = 3030, Level = LogLevel.Information, Message = "Receiving snapshot at index {Index} ({Bytes} bytes) from peer {PeerId} into the snapshot store")]
+    public static partial void SnapshotReceiving(ILogger logger, NodeId peerId, LogIndex index, long bytes);
+
+    [LoggerMessage(EventId = 3031, Level = LogLevel.Warning, Message = "Snapshot at index {Index} from peer {PeerId} rejected: {Reason}")]
+    public static partial void SnapshotRejected(ILogger logger, NodeId peerId, LogIndex index, string reason);
+
     [LoggerMessage(EventId = 3014, Level = LogLevel.Error, Message = "Event handler {Event} failed")]
     public static partial void EventHandlerFailed(ILogger logger, string @event, Exception exception);
 

@@ -11,7 +11,9 @@ namespace Stcache.Transport;
 /// <summary>
 /// The outbound side for one peer: a bounded queue and a writer loop that connects lazily, handshakes,
 /// coalesces everything queued into one frame per write, streams snapshots in chunks between batches, and
-/// reconnects with exponential back-off and jitter.
+/// reconnects with exponential back-off and jitter. A stored snapshot is read from its stream one chunk at a
+/// time, just before the chunk is written, so at most a chunk or two of it is in memory, and a peer that reads
+/// slowly slows the reading (each chunk waits for the flush of the one before).
 /// </summary>
 internal sealed class PeerSender
 {
@@ -19,21 +21,24 @@ internal sealed class PeerSender
 
     private readonly PeerTransport _transport;
     private readonly TransportOptions _options;
-    private readonly Channel<Message> _queue;
+    private readonly Channel<Outbound> _queue;
     private readonly CancellationTokenSource _stop = new();
-    private readonly Queue<Message> _pendingSnapshots = new();
+    private readonly Queue<Outbound> _pendingSnapshots = new();
     private readonly List<Message> _batch = [];
     private readonly object _sessionLock = new();
     private CancellationTokenSource? _session;
     private volatile string _address;
     private volatile bool _connected;
 
-    // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
+    // The snapshot being streamed (its stream when it comes from a store), its length, and how many of its bytes
+    // are written. Only the writer loop touches these.
     private Message? _currentSnapshot;
+    private Stream? _currentStored;
+    private long _snapshotLength;
+    private long _snapshotOffset;
 
     // A message read from the queue that did not fit the last batch; it goes first in the next one.
     private Message? _carried;
-    private int _snapshotOffset;
 
     public PeerSender(PeerTransport transport, NodeId id, string address)
     {
@@ -41,7 +46,7 @@ internal sealed class PeerSender
         _options = transport.Options;
         Id = id;
         _address = address;
-        _queue = Channel.CreateBounded<Message>(new BoundedChannelOptions(_options.PeerQueueCapacity)
+        _queue = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(_options.PeerQueueCapacity)
         {
             FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
@@ -53,7 +58,10 @@ internal sealed class PeerSender
 
     public bool IsConnected => _connected;
 
-    public bool TryEnqueue(Message message) => _queue.Writer.TryWrite(message);
+    public bool TryEnqueue(Message message) => _queue.Writer.TryWrite(new Outbound(message, null));
+
+    /// <summary>Queues a snapshot to stream from <paramref name="stored"/>; on success the sender owns the stream.</summary>
+    public bool TryEnqueueSnapshot(Message header, Stream stored) => _queue.Writer.TryWrite(new Outbound(header, stored));
 
     public void SetAddress(string address)
     {
@@ -173,9 +181,10 @@ internal sealed class PeerSender
         {
             _queue.Writer.TryComplete();
             FailSnapshots();
-            while (_queue.Reader.TryRead(out var message))
+            while (_queue.Reader.TryRead(out var outbound))
             {
-                if (message.Type == MessageType.Snapshot)
+                outbound.Stored?.Dispose();
+                if (outbound.Message.Type == MessageType.Snapshot)
                 {
                     _transport.RaiseSnapshotSendCompleted(Id, ok: false);
                 }
@@ -298,24 +307,31 @@ internal sealed class PeerSender
             bool snapshotDone = false;
             if (_currentSnapshot is null)
             {
-                if (_pendingSnapshots.TryDequeue(out var snapshotMessage))
+                if (_pendingSnapshots.TryDequeue(out var snapshot))
                 {
-                    long beginBytes = WriteSnapshotBegin(writer, snapshotMessage);
+                    long beginBytes = WriteSnapshotBegin(writer, snapshot);
                     written += beginBytes;
                     frames += beginBytes > 0 ? 1 : 0;
-                    snapshotDone = _currentSnapshot is not null && _currentSnapshot.Snapshot!.Data.IsEmpty;
+                    snapshotDone = _currentSnapshot is not null && _snapshotLength == 0;
                 }
             }
             else
             {
-                var data = _currentSnapshot.Snapshot!.Data;
-                int length = Math.Min(_options.SnapshotChunkBytes, data.Length - _snapshotOffset);
-                FrameCodec.WriteHeader(writer, FrameType.SnapshotChunk, length);
-                writer.Write(data.Span.Slice(_snapshotOffset, length));
+                int length = (int)Math.Min(_options.SnapshotChunkBytes, _snapshotLength - _snapshotOffset);
+                if (_currentStored is null)
+                {
+                    FrameCodec.WriteHeader(writer, FrameType.SnapshotChunk, length);
+                    writer.Write(_currentSnapshot.Snapshot!.Data.Span.Slice((int)_snapshotOffset, length));
+                }
+                else
+                {
+                    await WriteStoredChunkAsync(writer, length, token).ConfigureAwait(false);
+                }
+
                 _snapshotOffset += length;
                 written += FrameCodec.HeaderBytes + length;
                 frames++;
-                snapshotDone = _snapshotOffset == data.Length;
+                snapshotDone = _snapshotOffset == _snapshotLength;
             }
 
             if (written == 0)
@@ -336,9 +352,9 @@ internal sealed class PeerSender
             if (snapshotDone)
             {
                 var done = _currentSnapshot!;
-                _currentSnapshot = null;
-                _snapshotOffset = 0;
-                Log.SnapshotSent(_transport.Logger, Id, done.Snapshot!.Metadata.Index, done.Snapshot.Data.Length);
+                long doneBytes = _snapshotLength;
+                EndCurrentSnapshot();
+                Log.SnapshotSent(_transport.Logger, Id, done.Snapshot!.Metadata.Index, doneBytes);
                 _transport.RaiseSnapshotSendCompleted(Id, ok: true);
             }
         }
@@ -353,15 +369,20 @@ internal sealed class PeerSender
         {
             Message? message = _carried;
             _carried = null;
-            if (message is null && !reader.TryRead(out message))
+            if (message is null)
             {
-                break;
-            }
+                if (!reader.TryRead(out var outbound))
+                {
+                    break;
+                }
 
-            if (message.Type == MessageType.Snapshot)
-            {
-                _pendingSnapshots.Enqueue(message);
-                continue;
+                if (outbound.Message.Type == MessageType.Snapshot)
+                {
+                    _pendingSnapshots.Enqueue(outbound);
+                    continue;
+                }
+
+                message = outbound.Message;
             }
 
             long length = MessageCodec.GetEncodedLength(message);
@@ -385,26 +406,92 @@ internal sealed class PeerSender
         return bodyBytes;
     }
 
-    /// <summary>Writes the SnapshotBegin frame and makes the message current; returns the bytes written.</summary>
-    private long WriteSnapshotBegin(PipeWriter writer, Message message)
+    /// <summary>
+    /// Writes the SnapshotBegin frame (data in the message) or SnapshotFileBegin frame (a stored snapshot) and
+    /// makes the snapshot current; returns the bytes written.
+    /// </summary>
+    private long WriteSnapshotBegin(PipeWriter writer, Outbound outbound)
     {
+        var message = outbound.Message;
         var snapshot = message.Snapshot!;
         var header = message with { Snapshot = snapshot with { Data = ReadOnlyMemory<byte>.Empty } };
         long bodyLength = 8 + MessageCodec.GetEncodedLength(header);
-        if (bodyLength > _options.FrameBytesMax)
+        long length;
+        try
         {
-            _transport.Drop(message, "snapshot metadata larger than FrameBytesMax", logWarning: true);
+            length = outbound.Stored?.Length ?? snapshot.Data.Length;
+        }
+        catch (Exception exception) when (exception is IOException or NotSupportedException or ObjectDisposedException)
+        {
+            DropSnapshot(outbound, $"its stream has no length ({exception.Message})");
             return 0;
         }
 
-        FrameCodec.WriteHeader(writer, FrameType.SnapshotBegin, (int)bodyLength);
+        if (bodyLength > _options.FrameBytesMax)
+        {
+            DropSnapshot(outbound, "snapshot metadata larger than FrameBytesMax");
+            return 0;
+        }
+
+        FrameCodec.WriteHeader(writer, outbound.Stored is null ? FrameType.SnapshotBegin : FrameType.SnapshotFileBegin, (int)bodyLength);
         var lengthSpan = writer.GetSpan(8);
-        BinaryPrimitives.WriteUInt64LittleEndian(lengthSpan, (ulong)snapshot.Data.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(lengthSpan, (ulong)length);
         writer.Advance(8);
         MessageCodec.Encode(header, writer);
         _currentSnapshot = message;
+        _currentStored = outbound.Stored;
+        _snapshotLength = length;
         _snapshotOffset = 0;
         return FrameCodec.HeaderBytes + bodyLength;
+    }
+
+    /// <summary>Reads the next <paramref name="length"/> bytes of the stored snapshot straight into a chunk frame.</summary>
+    private async ValueTask WriteStoredChunkAsync(PipeWriter writer, int length, CancellationToken token)
+    {
+        var memory = writer.GetMemory(FrameCodec.HeaderBytes + length);
+        var body = memory.Slice(FrameCodec.HeaderBytes, length);
+        int read = 0;
+        try
+        {
+            while (read < length)
+            {
+                int n = await _currentStored!.ReadAsync(body[read..], token).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                read += n;
+            }
+        }
+        catch (IOException exception)
+        {
+            throw new IOException($"reading snapshot {_currentSnapshot!.Snapshot!.Metadata.Index} to send failed: {exception.Message}", exception);
+        }
+
+        if (read < length)
+        {
+            // The peer is mid-snapshot: only a new connection can tell it to forget the partial one.
+            throw new IOException($"snapshot {_currentSnapshot!.Snapshot!.Metadata.Index} ended after {_snapshotOffset + read} of {_snapshotLength} bytes while being sent");
+        }
+
+        FrameCodec.WriteHeader(memory.Span, FrameType.SnapshotChunk, length);
+        writer.Advance(FrameCodec.HeaderBytes + length);
+    }
+
+    private void EndCurrentSnapshot()
+    {
+        _currentStored?.Dispose();
+        _currentStored = null;
+        _currentSnapshot = null;
+        _snapshotLength = 0;
+        _snapshotOffset = 0;
+    }
+
+    private void DropSnapshot(Outbound outbound, string reason)
+    {
+        outbound.Stored?.Dispose();
+        _transport.Drop(outbound.Message, reason, logWarning: true);
     }
 
     private void DropQueued(string reason)
@@ -417,10 +504,11 @@ internal sealed class PeerSender
             _carried = null;
         }
 
-        while (_queue.Reader.TryRead(out var message))
+        while (_queue.Reader.TryRead(out var outbound))
         {
             any = true;
-            _transport.Drop(message, reason, logWarning: false);
+            outbound.Stored?.Dispose();
+            _transport.Drop(outbound.Message, reason, logWarning: false);
         }
 
         if (!any)
@@ -433,13 +521,13 @@ internal sealed class PeerSender
     {
         if (_currentSnapshot is not null)
         {
-            _currentSnapshot = null;
-            _snapshotOffset = 0;
+            EndCurrentSnapshot();
             _transport.RaiseSnapshotSendCompleted(Id, ok: false);
         }
 
-        while (_pendingSnapshots.TryDequeue(out _))
+        while (_pendingSnapshots.TryDequeue(out var pending))
         {
+            pending.Stored?.Dispose();
             _transport.RaiseSnapshotSendCompleted(Id, ok: false);
         }
     }
@@ -576,3 +664,6 @@ internal sealed class PeerSender
         }
     }
 }
+
+/// <summary>A message on a sender's queue; a snapshot to stream from its store carries the stream.</summary>
+internal readonly record struct Outbound(Message Message, Stream? Stored);

@@ -90,6 +90,13 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     /// </summary>
     public Func<NodeId, LogIndex?>? NotAMemberAsOf { get; set; }
 
+    /// <summary>
+    /// Where snapshots streamed by peers go (see <see cref="SendSnapshot"/>): given the announced metadata and
+    /// length, returns the receiver the chunks are written to, on the connection's thread, as they arrive. The
+    /// message is delivered, without data, once the receiver completed. Unset: such snapshots are refused.
+    /// </summary>
+    public Func<SnapshotMetadata, long, ISnapshotReceiver>? BeginSnapshotReceive { get; set; }
+
     public NodeId NodeId => _options.NodeId;
 
     /// <summary>The endpoint actually bound (the real port when the options asked for port 0); null before start.</summary>
@@ -294,6 +301,44 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         if (!sender.TryEnqueue(message))
         {
             Drop(message, "peer queue full", logWarning: false);
+        }
+    }
+
+    /// <summary>
+    /// Queues a snapshot for its receiver without blocking: <paramref name="header"/> is the snapshot message
+    /// (its data, if any, is ignored) and <paramref name="stored"/> the snapshot as the store keeps it, which the
+    /// transport now owns and reads one chunk at a time on the peer's writer, off the caller's thread, as fast as
+    /// the peer takes it. <see cref="SnapshotSendCompleted"/> reports the outcome, once.
+    /// </summary>
+    public void SendSnapshot(Message header, Stream stored)
+    {
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(stored);
+        if (header.Type != MessageType.Snapshot || header.From != _options.NodeId || header.Validate() is not null)
+        {
+            stored.Dispose();
+            throw new ArgumentException($"Not a valid snapshot message from this node: {header}", nameof(header));
+        }
+
+        header = header with { Snapshot = header.Snapshot! with { Data = ReadOnlyMemory<byte>.Empty } };
+        if (_disposed)
+        {
+            stored.Dispose();
+            Drop(header, "transport stopped", logWarning: false);
+            return;
+        }
+
+        if (!_peers.TryGetValue(header.To, out var sender))
+        {
+            stored.Dispose();
+            Drop(header, "unknown peer", logWarning: true);
+            return;
+        }
+
+        if (!sender.TryEnqueueSnapshot(header, stored))
+        {
+            stored.Dispose();
+            Drop(header, "peer queue full", logWarning: false);
         }
     }
 

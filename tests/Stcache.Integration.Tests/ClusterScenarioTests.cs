@@ -154,6 +154,9 @@ public sealed class ClusterScenarioTests : ProcessTest
         // The value is visible once the snapshot is restored; the log line that says so comes a moment later.
         await Api.WaitUntilAsync("the lagging follower logs a snapshot install", () =>
             Task.FromResult(lagging.Output.Contains("Snapshot from the leader installed", StringComparison.Ordinal)), s_wait, nodes);
+
+        // It came as the leader's stored file, streamed into the follower's snapshot store and installed from there.
+        Assert.Contains("into the snapshot store", lagging.Output, StringComparison.Ordinal);
         for (int i = 0; i < 300; i += 37)
         {
             Assert.Equal($"v{i}", await Api.GetStringAsync($"http://{lagging.Http}/v1/kv/k{i}?consistency=stale"));

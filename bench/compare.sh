@@ -268,8 +268,8 @@ stcache_pids() { local i; for i in 1 2 3; do echo "${PIDS[stcache$i]:-}"; done; 
 
 # ---- DotNext KV --------------------------------------------------------------------------------------------------
 # bench/dotnext-kv: DotNext.AspNetCore.Cluster's Raft over HTTP (on the same Kestrel port as the API), its
-# write-ahead log with default options, ApplyReadBarrierAsync for linearizable reads. A follower answers writes
-# with 503 (no forwarding): wrk drives the leader, and the failover probe tries every surviving node.
+# write-ahead log with default options, ApplyReadBarrierAsync for linearizable reads. A follower forwards writes
+# to the leader once; wrk drives the leader (asked for again before every workload).
 
 declare -a DN_HTTP=()
 DOTNEXT_KV=""
@@ -374,7 +374,7 @@ PY
 }
 
 # The URL of a system's current leader (waits up to 20 s for one). Asked again before every workload: on a loaded
-# machine a leader can change between workloads, and a follower of the DotNext KV refuses writes (503).
+# machine a leader can change between workloads, and every system should be measured on its leader.
 leader_url() { # system
   local system=$1 leader="" deadline=$(( $(now_ms) + 20000 ))
   while [[ -z "$leader" ]] && (( $(now_ms) < deadline )); do

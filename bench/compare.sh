@@ -268,8 +268,8 @@ stcache_pids() { local i; for i in 1 2 3; do echo "${PIDS[stcache$i]:-}"; done; 
 
 # ---- DotNext KV --------------------------------------------------------------------------------------------------
 # bench/dotnext-kv: DotNext.AspNetCore.Cluster's Raft over HTTP (on the same Kestrel port as the API), its
-# write-ahead log with default options, ApplyReadBarrierAsync for linearizable reads. A follower answers writes
-# with 503 (no forwarding): wrk drives the leader, and the failover probe tries every surviving node.
+# write-ahead log with default options, ApplyReadBarrierAsync for linearizable reads. A follower forwards writes
+# to the leader once; wrk drives the leader (asked for again before every workload).
 
 declare -a DN_HTTP=()
 DOTNEXT_KV=""
@@ -338,6 +338,10 @@ baseline_start() {
   log "baseline up on port $BASELINE_PORT"
 }
 
+baseline_leader() { echo 1; }
+
+baseline_url() { echo "http://127.0.0.1:$BASELINE_PORT"; }
+
 # ---- wrk --------------------------------------------------------------------------------------------------------
 
 RESULTS_CSV="$OUT/results.csv"
@@ -369,19 +373,36 @@ PY
   log "$(printf '%-8s %-11s c=%-3s %s' "$system" "$workload" "$connections" "$(tail -1 "$RESULTS_CSV" | cut -d, -f4,7 | sed 's/,/ ops\/s, p99 /') ms")"
 }
 
-# Every workload, for a system reachable at url with the given Lua dialect.
-run_workloads() { # system url dialect loadgen-api
-  local system=$1 url=$2 dialect=$3 api=$4 c
-  # Write every key once first, so that no read meets a missing key (a 404 would count as an error).
-  "$WORK/loadgen/stcache-loadgen" --api="$api" --targets="$url" --connections=16 --keys=10000 --value-size=100 \
-    --preload-only --timeout=30s >/dev/null 2>>"$WORK/loadgen.log" || log "$system: preload of 10,000 keys incomplete"
-  for c in $WRITE_CONNECTIONS; do
-    run_wrk "$system" puts puts.lua "$c" "$url" "$dialect"
+# The URL of a system's current leader (waits up to 20 s for one). Asked again before every workload: on a loaded
+# machine a leader can change between workloads, and every system should be measured on its leader.
+leader_url() { # system
+  local system=$1 leader="" deadline=$(( $(now_ms) + 20000 ))
+  while [[ -z "$leader" ]] && (( $(now_ms) < deadline )); do
+    leader=$("${system}_leader" || true)
+    [[ -n "$leader" ]] || sleep 0.2
   done
-  run_wrk "$system" gets gets.lua "$CONNECTIONS" "$url" "$dialect"
-  run_wrk "$system" mix-90-10 mix.lua "$CONNECTIONS" "$url" "$dialect"
-  run_wrk "$system" puts-1k puts-1k.lua "$CONNECTIONS" "$url" "$dialect"
-  run_wrk "$system" stale-gets stale-gets.lua "$CONNECTIONS" "$url" "$dialect"
+  "${system}_url" "${leader:-1}"
+}
+
+# Every workload, for a system with the given Lua dialect, against its leader.
+run_workloads() { # system dialect loadgen-api
+  local system=$1 dialect=$2 api=$3 c attempt
+  # Write every key once first, so that no read meets a missing key (a 404 would count as an error). Writing a
+  # key again is harmless, so an incomplete preload (a leader change) is simply run again.
+  for attempt in 1 2 3; do
+    if "$WORK/loadgen/stcache-loadgen" --api="$api" --targets="$(leader_url "$system")" --connections=16 --keys=10000 \
+      --value-size=100 --preload-only --timeout=30s >/dev/null 2>>"$WORK/loadgen.log"; then
+      break
+    fi
+    log "$system: preload of 10,000 keys incomplete (attempt $attempt of 3)"
+  done
+  for c in $WRITE_CONNECTIONS; do
+    run_wrk "$system" puts puts.lua "$c" "$(leader_url "$system")" "$dialect"
+  done
+  run_wrk "$system" gets gets.lua "$CONNECTIONS" "$(leader_url "$system")" "$dialect"
+  run_wrk "$system" mix-90-10 mix.lua "$CONNECTIONS" "$(leader_url "$system")" "$dialect"
+  run_wrk "$system" puts-1k puts-1k.lua "$CONNECTIONS" "$(leader_url "$system")" "$dialect"
+  run_wrk "$system" stale-gets stale-gets.lua "$CONNECTIONS" "$(leader_url "$system")" "$dialect"
 }
 
 # ---- failover and memory ------------------------------------------------------------------------------------------
@@ -471,37 +492,31 @@ fi
 # One system at a time on the machine, so none steals CPU from another's measurement.
 if has_system etcd; then
   etcd_start
-  leader=$(etcd_leader)
-  run_workloads etcd "$(etcd_url "$leader")" etcd etcd
+  run_workloads etcd etcd etcd
   measure_failover etcd etcd_start_node etcd_leader etcd_put
-  leader=$(etcd_leader)
-  measure_memory etcd etcd "$(etcd_url "$leader")" $(etcd_pids)
+  measure_memory etcd etcd "$(leader_url etcd)" $(etcd_pids)
   for i in 1 2 3; do stop_process "etcd$i" TERM; done
 fi
 
 if has_system dotnext; then
   dotnext_start
-  leader=$(dotnext_leader)
-  run_workloads dotnext "$(dotnext_url "$leader")" stcache v1
+  run_workloads dotnext stcache v1
   measure_failover dotnext dotnext_start_node dotnext_leader dotnext_put
-  leader=$(dotnext_leader)
-  measure_memory dotnext v1 "$(dotnext_url "$leader")" $(dotnext_pids)
+  measure_memory dotnext v1 "$(leader_url dotnext)" $(dotnext_pids)
   for i in 1 2 3; do stop_process "dotnext$i" TERM; done
 fi
 
 if has_system stcache; then
   stcache_start
-  leader=$(stcache_leader)
-  run_workloads stcache "$(stcache_url "$leader")" stcache v1
+  run_workloads stcache stcache v1
   measure_failover stcache stcache_start_node stcache_leader stcache_put
-  leader=$(stcache_leader)
-  measure_memory stcache v1 "$(stcache_url "$leader")" $(stcache_pids)
+  measure_memory stcache v1 "$(leader_url stcache)" $(stcache_pids)
   for i in 1 2 3; do stop_process "stcache$i" TERM; done
 fi
 
 if has_system baseline; then
   baseline_start
-  run_workloads baseline "http://127.0.0.1:$BASELINE_PORT" stcache v1
+  run_workloads baseline stcache v1
   measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"
   stop_process baseline TERM
 fi

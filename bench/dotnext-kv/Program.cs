@@ -15,7 +15,8 @@ using Microsoft.AspNetCore.Http.Features;
 // HTTP transport and election timeouts, its write-ahead log (WriteAheadLog with default options), and
 // ApplyReadBarrierAsync for linearizable reads. The API has stcache's shape:
 //
-//   PUT /v1/kv/{key}                                   raw body; 204 once committed; 503 on a follower
+//   PUT /v1/kv/{key}                                   raw body; 204 once committed (a follower forwards it
+//                                                      to the leader, as stcache and etcd do)
 //   GET /v1/kv/{key}?consistency=linearizable|stale    raw value or 404 (default linearizable)
 //   GET /v1/status                                     {"role":"leader"|"follower","leader":"<uri>"}
 //
@@ -30,6 +31,8 @@ if (!settings.TryGetValue("port", out string? portText) || !settings.TryGetValue
 int port = int.Parse(portText, CultureInfo.InvariantCulture);
 int[] members = [.. membersText.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture))];
 const long valueBytesMax = 1 << 20;
+const string Forwarding = "forwarding";
+const string ForwardedHeader = "X-Kv-Forwarded";
 
 var builder = WebApplication.CreateSlimBuilder();
 builder.Logging.ClearProviders();
@@ -60,6 +63,8 @@ builder.Services.UseInMemoryConfigurationStorage(list =>
 builder.Services.UseStateMachine<KvStateMachine>(new WriteAheadLog.Options { Location = Path.Combine(data, "wal") });
 builder.JoinCluster();
 
+builder.Services.AddHttpClient(Forwarding, client => client.Timeout = TimeSpan.FromSeconds(10));
+
 var app = builder.Build();
 await app.RestoreStateAsync<KvStateMachine>(CancellationToken.None);
 var cluster = app.Services.GetRequiredService<IRaftCluster>();
@@ -74,14 +79,33 @@ app.MapPut("/v1/kv/{key}", async (string key, HttpContext context) =>
         limit.MaxRequestBodySize = valueBytesMax + (64 * 1024);
     }
 
+    using var body = new MemoryStream();
+    await context.Request.Body.CopyToAsync(body, context.RequestAborted);
     if (cluster.LeadershipToken.IsCancellationRequested)
     {
-        return Results.Text("not the leader\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        // A follower forwards the write to the leader it knows, once (a forwarded write is never forwarded again).
+        if (cluster.Leader?.EndPoint is not UriEndPoint { Uri: { } leader } || context.Request.Headers.ContainsKey(ForwardedHeader))
+        {
+            return Results.Text("no leader known\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+
+        using var forward = new HttpRequestMessage(HttpMethod.Put, new Uri(leader, "v1/kv/" + Uri.EscapeDataString(key)))
+        {
+            Content = new ByteArrayContent(body.GetBuffer(), 0, (int)body.Length),
+        };
+        forward.Headers.Add(ForwardedHeader, "1");
+        try
+        {
+            using var answer = await app.Services.GetRequiredService<IHttpClientFactory>().CreateClient(Forwarding).SendAsync(forward, context.RequestAborted);
+            return Results.StatusCode((int)answer.StatusCode);
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+        {
+            return Results.Text("forwarding to the leader failed: " + e.Message + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
     }
 
     byte[] keyBytes = Encoding.UTF8.GetBytes(key);
-    using var body = new MemoryStream();
-    await context.Request.Body.CopyToAsync(body, context.RequestAborted);
     byte[] command = new byte[2 + keyBytes.Length + body.Length];
     BinaryPrimitives.WriteUInt16LittleEndian(command, (ushort)keyBytes.Length);
     keyBytes.CopyTo(command, 2);

@@ -121,6 +121,7 @@ public static class Program
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app, metrics);
+        OpsEndpoints.Map(app, node, options);
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         node.Host.RemovedFromCluster += () =>

@@ -18,6 +18,11 @@ internal static class OpsEndpoints
     public static void Map(WebApplication app, NodeRuntime node, ServerOptions options)
     {
         app.MapGet("/v1/snapshot/download", (HttpContext context) => DownloadSnapshotAsync(context, node));
+        app.MapPrometheusScrapingEndpoint("/metrics");
+
+        // Gauges read from this node at each scrape. The memory limit arrives with --max-memory (issue 11).
+        var metrics = new NodeMetrics(node.Host, () => Path.Combine(node.DataPath, DataDirectory.SnapshotDirectoryName), () => null);
+        app.Lifetime.ApplicationStopped.Register(metrics.Dispose);
     }
 
     /// <summary>

@@ -92,6 +92,7 @@ public static class Program
             }
         });
         Security.ConfigureMemberClients(builder.Services, options);
+        builder.Services.AddOpenTelemetry().WithMetrics(ServerMetrics.Configure);
 
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
@@ -103,7 +104,6 @@ public static class Program
             Security.UseTokenAuthentication(app, token);
         }
 
-        using var metrics = new PrometheusExporter();
         app.Use(async (context, next) =>
         {
             // Key-value requests only: the write and read paths whose stages the other histograms split up.
@@ -116,11 +116,15 @@ public static class Program
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             await next(context);
             ServerMetrics.Request.Record(ServerMetrics.Seconds(started), new KeyValuePair<string, object?>("method", context.Request.Method));
+            if (context.Response.StatusCode >= 500 && !Microsoft.AspNetCore.Http.HttpMethods.IsGet(context.Request.Method))
+            {
+                ServerMetrics.ProposalsFailed.Add(1, new KeyValuePair<string, object?>("outcome", context.Response.Headers[HttpApi.OutcomeHeader].ToString()));
+            }
         });
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
-        api.Map(app, metrics);
+        api.Map(app);
         OpsEndpoints.Map(app, node, options);
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -202,6 +206,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
 
     public NodeIdentity Identity { get; private set; }
 
+    /// <summary>Round trips to and last contact with each peer, for /metrics and the dashboard.</summary>
+    public PeerRoundTrips Peers { get; private init; } = new();
+
     public string DataPath => _directory.Path;
 
     public static NodeRuntime Open(ServerOptions options, ILoggerFactory loggerFactory, ILogger logger)
@@ -265,11 +272,16 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ClusterSecret = options.ClusterSecret is null ? null : Encoding.UTF8.GetBytes(options.ClusterSecret),
             };
             Security.ConfigurePeerTls(transportOptions, options);
-            var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
-            var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)));
+            var peers = new PeerRoundTrips();
+            var transport = new PeerTransport(transportOptions, message =>
+            {
+                peers.OnReceive(message);
+                host?.Deliver(message);
+            }, loggerFactory.CreateLogger<PeerTransport>());
+            var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)), peers);
             try
             {
-                host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
+                host = new RaftHost(hostOptions, wal, new MeasuredSnapshotStore(snapshots), network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
             }
             catch (InvalidDataException e) when (CorruptSnapshots(snapshots) is { Length: > 0 } corrupt)
             {
@@ -282,7 +294,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             transport.SnapshotSendCompleted += host.ReportSnapshot;
             transport.ToldNotAMember += host.ReportNotAMember;
             transport.NotAMemberAsOf = host.NotAMemberAsOf;
-            return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
+            return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending) { Peers = peers };
         }
         catch
         {
@@ -477,9 +489,13 @@ internal sealed class NodeRuntime : IAsyncDisposable
 }
 
 /// <summary>Adapts <see cref="PeerTransport"/> to the host's view of the network.</summary>
-internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides) : IPeerNetwork
+internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides, PeerRoundTrips peers) : IPeerNetwork
 {
-    public void Send(Message message) => transport.Send(message);
+    public void Send(Message message)
+    {
+        peers.OnSend(message);
+        transport.Send(message);
+    }
 
     /// <summary>A <c>--peer-dial</c> override wins over the advertised address (fault-injection proxies).</summary>
     public void SetPeer(NodeId id, string address) =>

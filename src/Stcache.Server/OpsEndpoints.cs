@@ -23,6 +23,9 @@ internal static class OpsEndpoints
         // Gauges read from this node at each scrape. The memory limit arrives with --max-memory (issue 11).
         var metrics = new NodeMetrics(node.Host, () => Path.Combine(node.DataPath, DataDirectory.SnapshotDirectoryName), () => null);
         app.Lifetime.ApplicationStopped.Register(metrics.Dispose);
+        var aggregates = new LocalAggregates();
+        app.Lifetime.ApplicationStopped.Register(aggregates.Dispose);
+        Dashboard.Map(app, node, options, aggregates);
     }
 
     /// <summary>

@@ -62,6 +62,14 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
                 host.Start();
                 var last = committedLog.LastIndex;
                 await host.WaitForAppliedAsync(last, TimeSpan.FromMinutes(5), cancellationToken);
+
+                // The host publishes its status at the end of a loop pass; each wait is an input that makes one.
+                for (int pass = 0; host.Status.Applied < last && pass < 100; pass++)
+                {
+                    await host.WaitForAppliedAsync(last, TimeSpan.FromMinutes(5), cancellationToken);
+                    await Task.Delay(10, cancellationToken);
+                }
+
                 var status = host.Status;
                 configuration = status.ConfState;
                 book = members.All;
@@ -96,6 +104,7 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
                     return false;
                 }
 
+                committedLog.Decided = true;
                 replayed = await host.SnapshotAsync(cancellationToken);
             }
 
@@ -158,17 +167,32 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
     /// <summary>The survivor's log as if every entry in it were committed: the replay applies all of them.</summary>
     private sealed class EverythingCommitted(WriteAheadLog wal) : IRaftLogStore
     {
+        private LogIndex _storedCommit;
+
         public LogIndex LastIndex { get; private set; }
+
+        /// <summary>Until recovery is decided, nothing the replay does may claim on disk that the whole log is
+        /// committed: a refused recovery leaves the directory as it found it.</summary>
+        public bool Decided { get; set; }
 
         public PersistentState Load()
         {
             var state = wal.Load();
+            _storedCommit = state.HardState.Commit;
             var last = state.Entries.Count > 0 ? state.Entries[^1].Index : state.Snapshot.Index;
             LastIndex = LogIndex.Max(last, state.HardState.Commit);
             return state with { HardState = state.HardState with { Commit = LastIndex } };
         }
 
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries) => wal.Save(hardState, entries);
+        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        {
+            if (!Decided && hardState is { } hard && hard.Commit > _storedCommit)
+            {
+                hardState = hard with { Commit = _storedCommit };
+            }
+
+            wal.Save(hardState, entries);
+        }
 
         public void ApplySnapshot(SnapshotMetadata snapshot) => wal.ApplySnapshot(snapshot);
 

@@ -23,12 +23,12 @@ public static class Program
         ServerOptions options;
         try
         {
-            options = CommandLine.Parse(args);
+            options = ConfigurationSources.Parse(args, Environment.GetEnvironmentVariables());
         }
         catch (UsageException e)
         {
-            await Console.Error.WriteLineAsync("stcached: " + e.Message);
-            await Console.Error.WriteLineAsync(CommandLine.Usage());
+            // One line that names the setting and where it came from (flag, STCACHE_* variable or --config file).
+            await Console.Error.WriteLineAsync("stcached: " + e.Message + " (see stcached --help)");
             return ExitUsage;
         }
 

@@ -53,6 +53,9 @@ stcache cluster running (data in $data, logs in $data/node*.log)
   node1  http 127.0.0.1:$((http_base + 1))   raft 127.0.0.1:$((raft_base + 1))
   node2  http 127.0.0.1:$((http_base + 2))   raft 127.0.0.1:$((raft_base + 2))
 
+dashboard: http://127.0.0.1:$http_base/ui   (every node serves one)
+metrics:   http://127.0.0.1:$http_base/metrics
+
 try:
   curl "http://127.0.0.1:$http_base/set?key=abc&value=efg"
   curl "http://127.0.0.1:$((http_base + 1))/get?key=abc"
@@ -60,6 +63,7 @@ try:
   curl -i http://127.0.0.1:$http_base/v1/kv/greeting
   curl http://127.0.0.1:$http_base/v1/cluster
   ./out/stcachectl --endpoints 127.0.0.1:$http_base status
+  ./out/stcachectl --endpoints 127.0.0.1:$http_base watch
 
 Ctrl-C stops all nodes.
 MSG

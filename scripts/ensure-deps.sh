@@ -11,6 +11,9 @@ fi
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v pkill >/dev/null 2>&1 || missing+=(procps)
+# The operations tests scrape a cluster with a real Prometheus and drive the dashboard in a headless Chromium.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: missing Debian packages: ${missing[*]} (run as root or install them)" >&2

@@ -21,6 +21,8 @@ public sealed class LoadGenerator : IDisposable
     private readonly string _valueText;
     private readonly string _consistencyQuery;
     private readonly string _valueBase64;
+    private long _finished;
+    private long _failed;
 
     public LoadGenerator(LoadOptions options)
     {
@@ -102,6 +104,12 @@ public sealed class LoadGenerator : IDisposable
         await Task.WhenAll(workers).ConfigureAwait(false);
         return acknowledged;
     }
+
+    /// <summary>Operations finished so far in the current run, warm-up included (for a live progress line).</summary>
+    public long FinishedOperations => Interlocked.Read(ref _finished);
+
+    /// <summary>Of <see cref="FinishedOperations"/>, those that failed.</summary>
+    public long FailedOperations => Interlocked.Read(ref _failed);
 
     public async Task<LoadReport> RunAsync(CancellationToken cancellationToken = default)
     {
@@ -289,6 +297,12 @@ public sealed class LoadGenerator : IDisposable
                     if (finish > _end)
                     {
                         return;
+                    }
+
+                    Interlocked.Increment(ref _owner._finished);
+                    if (error is not null)
+                    {
+                        Interlocked.Increment(ref _owner._failed);
                     }
 
                     if (begin >= _measureFrom)

@@ -155,6 +155,23 @@ public static class CommandLine
 
     public static ServerOptions Parse(IReadOnlyList<string> args)
     {
+        var options = ParseFlags(args);
+        return options.Help ? options : Validate(options);
+    }
+
+    /// <summary>The flag's first name, or null when no flag has this name.</summary>
+    internal static string? CanonicalName(string name) =>
+        Array.Find(s_flags, f => f.Names.Contains(name, StringComparer.Ordinal))?.Names[0];
+
+    internal static bool IsBoolFlag(string name) =>
+        Array.Find(s_flags, f => f.Names.Contains(name, StringComparer.Ordinal))?.IsBool ?? false;
+
+    /// <summary>Every flag's names, first name first (for the configuration file and environment).</summary>
+    internal static IEnumerable<string[]> FlagNames => s_flags.Select(f => f.Names);
+
+    /// <summary>Parses flags without the checks across flags (<see cref="Parse"/> adds them).</summary>
+    internal static ServerOptions ParseFlags(IReadOnlyList<string> args)
+    {
         var options = new ServerOptions();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         for (int i = 0; i < args.Count; i++)
@@ -202,12 +219,7 @@ public static class CommandLine
             options = options with { Dialect = DialectOf(body, options.Dialect) };
         }
 
-        if (options.Help)
-        {
-            return options;
-        }
-
-        return Validate(options);
+        return options;
     }
 
     public static string Usage()
@@ -216,12 +228,25 @@ public static class CommandLine
         text.AppendLine("usage: stcached [flags]");
         text.AppendLine();
         text.AppendLine("Runs one node of an stcache cluster. Flags take Go syntax: -flag value, -flag=value, --flag=value.");
-        text.AppendLine();
-        foreach (var flag in s_flags)
+        text.AppendLine("Every flag can also come from --config FILE (JSON: {\"http\": \"127.0.0.1:6000\", \"tick-ms\": 50, ...})");
+        text.AppendLine("or from STCACHE_<NAME> (STCACHE_HTTP, STCACHE_DATA_DIR, ...); flags win over the environment, which");
+        text.AppendLine("wins over the file.");
+        foreach (var group in s_flags.GroupBy(f => s_groups.GetValueOrDefault(f.Names[0], "Other")).OrderBy(g => Array.IndexOf(s_groupOrder, g.Key) is var i && i < 0 ? int.MaxValue : i))
         {
-            string names = string.Join(", ", flag.Names.Select(n => "--" + n));
-            text.Append("  ").AppendLine(flag.IsBool ? names : names + " <value>");
-            text.Append("        ").AppendLine(flag.Help);
+            text.AppendLine();
+            text.Append(group.Key).AppendLine(":");
+            if (group.Key == "Configuration")
+            {
+                text.AppendLine("  --config <value>");
+                text.AppendLine("        JSON file of settings, named as the flags (flags and STCACHE_* variables override it)");
+            }
+
+            foreach (var flag in group)
+            {
+                string names = string.Join(", ", flag.Names.Select(n => "--" + n));
+                text.Append("  ").AppendLine(flag.IsBool ? names : names + " <value>");
+                text.Append("        ").AppendLine(flag.Help);
+            }
         }
 
         text.AppendLine();
@@ -230,8 +255,27 @@ public static class CommandLine
         text.AppendLine("  stcached --http=127.0.0.1:6001 --raft=127.0.0.1:7001 --node=./node1 --join=127.0.0.1:6000");
         text.AppendLine("  stcached --http_addr=127.0.0.1:7001 --raft_addr=127.0.0.1:7000 --raft_id=1 --raft_cluster=1/127.0.0.1:7000,2/127.0.0.1:8000,3/127.0.0.1:9000");
         text.AppendLine("  stcached -state_dir /tmp/1 -raft :8080 -api :9090");
+        text.AppendLine("  STCACHE_DATA_DIR=./node0 stcached --config node0.json");
         return text.ToString();
     }
+
+    private static readonly string[] s_groupOrder = ["Cluster", "Storage and snapshots", "Raft timing", "Security", "Limits", "Configuration", "Other"];
+
+    private static readonly Dictionary<string, string> s_groups = new(StringComparer.Ordinal)
+    {
+        ["http"] = "Cluster", ["raft"] = "Cluster", ["bootstrap"] = "Cluster", ["join"] = "Cluster", ["name"] = "Cluster",
+        ["raft_id"] = "Cluster", ["raft_cluster"] = "Cluster", ["peer-dial"] = "Cluster", ["cluster-id"] = "Cluster",
+        ["forward-writes"] = "Cluster",
+        ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
+        ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
+        ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing",
+        ["request-timeout-ms"] = "Raft timing",
+        ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",
+        ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
+        ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
+        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits",
+        ["log-level"] = "Configuration", ["help"] = "Configuration",
+    };
 
     private static FlagDialect DialectOf(string name, FlagDialect current) => name switch
     {

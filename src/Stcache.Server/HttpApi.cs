@@ -98,15 +98,11 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
     private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
 
-    public void Map(WebApplication app, PrometheusExporter? metrics = null)
+    public void Map(WebApplication app)
     {
         app.Use(RefuseBadRequestsAsync);
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
-        if (metrics is not null)
-        {
-            app.MapGet("/metrics", () => TypedResults.Text(Metrics(metrics), "text/plain; version=0.0.4; charset=utf-8"));
-        }
 
         // stcache seed (000/001) and raft-demo seed (002/003)
         app.MapGet("/set", SeedSet);
@@ -134,22 +130,6 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
         // The shaj13 walkthrough removes a node with "curl -X DELETE http://host:api/<ID>".
         app.MapDelete("/{id}", RemoveMember);
-    }
-
-    private string Metrics(PrometheusExporter metrics)
-    {
-        var status = host.Status;
-        var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_term gauge\nstcache_term {status.Term.Value}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_raft_ticks_total counter\nstcache_raft_ticks_total {status.Ticks}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_is_leader gauge\nstcache_is_leader {(status.Leader == host.Id ? 1 : 0)}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_commit_index gauge\nstcache_commit_index {status.Commit.Value}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_applied_index gauge\nstcache_applied_index {status.Applied.Value}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_keys gauge\nstcache_keys {host.Cache.Count}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_storage_failing gauge\nstcache_storage_failing {(host.StorageFailing ? 1 : 0)}\n");
-        text.Append(CultureInfo.InvariantCulture, $"# TYPE stcache_raft_inputs_dropped_total counter\nstcache_raft_inputs_dropped_total {host.PeerInputsDropped}\n");
-        metrics.WriteTo(text);
-        return text.ToString();
     }
 
     /// <summary>

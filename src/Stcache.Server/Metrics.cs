@@ -1,20 +1,28 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Globalization;
-using System.Text;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using Stcache.Raft;
 
 namespace Stcache.Server;
 
 /// <summary>
-/// The server's instruments (meter <c>Stcache.Server</c>). They split a request's time into the stages of the write
-/// path, so a slow write can be traced to the disk, the loop or the network: <c>dotnet-counters</c> and any
-/// OpenTelemetry listener can read them, and <c>GET /metrics</c> renders them in Prometheus text format. With
-/// no listener attached, recording costs one branch.
+/// The server's instruments (meter <c>Stcache.Server</c>), exported by OpenTelemetry at <c>GET /metrics</c> in
+/// Prometheus format and readable by <c>dotnet-counters</c>. The histograms split a request's time into the stages
+/// of the write path, so a slow write can be traced to the disk, the loop or the network. With no listener
+/// attached, recording costs one branch. docs/OPERATIONS.md lists every series and the alerts built on them.
 /// </summary>
 internal static class ServerMetrics
 {
     public const string MeterName = "Stcache.Server";
+
+    /// <summary>Histogram buckets in seconds, 50 µs to 10 s: one write to a local disk up to a stalled election.</summary>
+    public static readonly double[] SecondsBuckets =
+    [
+        0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0007, 0.001, 0.0015, 0.002, 0.003, 0.005,
+        0.007, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ];
 
     private static readonly Meter s_meter = new(MeterName);
 
@@ -22,7 +30,7 @@ internal static class ServerMetrics
     public static readonly Histogram<double> InputWait = s_meter.CreateHistogram<double>(
         "stcache.host.input_wait", "s", "time an input waited in the Raft loop's queue");
 
-    /// <summary>One write-ahead log save: write plus fdatasync.</summary>
+    /// <summary>One write-ahead log save: write plus fdatasync (the fsync latency operators alert on).</summary>
     public static readonly Histogram<double> WalSave = s_meter.CreateHistogram<double>(
         "stcache.wal.save", "s", "write-ahead log save (write and fdatasync) of one batch");
 
@@ -38,105 +46,264 @@ internal static class ServerMetrics
     public static readonly Histogram<double> Ready = s_meter.CreateHistogram<double>(
         "stcache.host.ready", "s", "handling of one Ready (send, persist, apply)");
 
-    /// <summary>An HTTP request to the key-value API, from routing to the result being written (tag op).</summary>
+    /// <summary>An HTTP request to the key-value API, from routing to the result being written (tag method).</summary>
     public static readonly Histogram<double> Request = s_meter.CreateHistogram<double>(
         "stcache.http.request", "s", "key-value API request handled by this node");
 
+    /// <summary>Saving one snapshot file (taken locally or received from the leader), data and sync.</summary>
+    public static readonly Histogram<double> SnapshotDuration = s_meter.CreateHistogram<double>(
+        "stcache.snapshot.duration", "s", "time to write and sync one snapshot file");
+
+    /// <summary>Leader round trip to each peer: a heartbeat until its answer (tag peer).</summary>
+    public static readonly Histogram<double> PeerRoundTrip = s_meter.CreateHistogram<double>(
+        "stcache.peer.round_trip", "s", "leader: heartbeat to a peer until its response");
+
+    /// <summary>Times this node saw the leader change (a new leader, or none), counted from its start.</summary>
+    public static readonly Counter<long> LeaderChanges = s_meter.CreateCounter<long>(
+        "stcache.leader.changes", null, "leader changes seen by this node");
+
+    /// <summary>Writes answered with a failure after reaching the Raft layer (tag outcome: not-applied, unknown).</summary>
+    public static readonly Counter<long> ProposalsFailed = s_meter.CreateCounter<long>(
+        "stcache.proposals.failed", null, "writes that failed with a server-side error (503, 504, 500)");
+
+    /// <summary>Keys removed by eviction under the memory limit. Recorded by the cache's eviction (issue 11).</summary>
+    public static readonly Counter<long> Evictions = s_meter.CreateCounter<long>(
+        "stcache.cache.evictions", null, "keys evicted under the memory limit");
+
+    /// <summary>Keys removed because their TTL passed. Recorded by the cache's expiry (issue 11).</summary>
+    public static readonly Counter<long> Expirations = s_meter.CreateCounter<long>(
+        "stcache.cache.expirations", null, "keys removed because their TTL passed");
+
     public static double Seconds(long startTimestamp) => Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds;
+
+    /// <summary>OpenTelemetry: this meter (with second buckets for its histograms), .NET's runtime meter (GC and
+    /// process memory), and the Prometheus exporter behind <c>GET /metrics</c>.</summary>
+    public static void Configure(MeterProviderBuilder metrics)
+    {
+        metrics
+            .ConfigureResource(resource => resource.AddService("stcached"))
+            .AddMeter(MeterName, "System.Runtime")
+            .AddView(instrument => instrument.Meter.Name == MeterName && instrument.Unit == "s"
+                ? new ExplicitBucketHistogramConfiguration { Boundaries = SecondsBuckets }
+                : null)
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0);
+    }
 }
 
 /// <summary>
-/// Aggregates the <see cref="ServerMetrics"/> histograms in-process and renders them in Prometheus text format.
-/// Buckets are fixed (50 µs to 10 s), so memory stays constant however long the node runs.
+/// Gauges read from one node when scraped: Raft position, lag, keys, memory and storage health. Names keep those
+/// of the hand-written exposition they replace (stcache_term, stcache_commit_index, ...).
 /// </summary>
-internal sealed class PrometheusExporter : IDisposable
+internal sealed class NodeMetrics : IDisposable
 {
-    private static readonly double[] s_bounds =
-    [
-        0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0007, 0.001, 0.0015, 0.002, 0.003, 0.005,
-        0.007, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-    ];
+    private readonly Meter _meter = new(ServerMetrics.MeterName);
+    private readonly RaftHost _host;
+    private NodeId _lastLeader = NodeId.None;
 
+    public NodeMetrics(RaftHost host, Func<string?> snapshotDirectory, Func<long?> memoryLimitBytes)
+    {
+        _host = host;
+        _meter.CreateObservableGauge("stcache.term", () => (long)_host.Status.Term.Value, null, "current Raft term");
+        _meter.CreateObservableGauge("stcache.is_leader", () => _host.Status.IsLeader ? 1 : 0, null, "1 on the leader, else 0");
+        _meter.CreateObservableGauge("stcache.has_leader", () => _host.Status.Leader.IsNone ? 0 : 1, null, "1 while this node knows a leader");
+        _meter.CreateObservableGauge("stcache.commit_index", () => (long)_host.Status.Commit.Value, null, "highest log index known committed");
+        _meter.CreateObservableGauge("stcache.applied_index", () => (long)_host.Status.Applied.Value, null, "highest log index applied to the cache");
+        _meter.CreateObservableGauge("stcache.last_index", () => (long)_host.Status.LastIndex.Value, null, "last index in this node's log");
+        _meter.CreateObservableGauge("stcache.snapshot_index", () => (long)_host.Status.SnapshotIndex.Value, null, "index of the newest snapshot");
+        _meter.CreateObservableGauge("stcache.apply_lag", () => (long)LogIndex.Distance(_host.Status.Applied, LogIndex.Max(_host.Status.Applied, _host.Status.Commit)),
+            null, "entries committed but not yet applied here");
+        _meter.CreateObservableGauge("stcache.replication_lag", ReplicationLag, null, "leader: entries in its log a follower has not matched (tag peer)");
+        _meter.CreateObservableGauge("stcache.keys", () => (long)_host.Cache.Count, null, "keys in the cache");
+        _meter.CreateObservableGauge("stcache.storage_failing", () => _host.StorageFailing ? 1 : 0, null, "1 while the write-ahead log refuses writes");
+        _meter.CreateObservableGauge("stcache.members", () => (long)_host.Status.ConfState.Voters.Count, null, "voters in the configuration");
+        _meter.CreateObservableCounter("stcache.raft.ticks", () => _host.Status.Ticks, null, "Raft ticks delivered since start");
+        _meter.CreateObservableCounter("stcache.raft.inputs_dropped", () => _host.PeerInputsDropped, null,
+            "peer messages and transport reports the Raft loop's queue could not take (each also logged, at most once a second)");
+        _meter.CreateObservableGauge("stcache.memory.used", () => Environment.WorkingSet, "By", "process working set");
+        _meter.CreateObservableGauge("stcache.memory.limit", () => memoryLimitBytes() is { } limit ? [new Measurement<long>(limit)] : Array.Empty<Measurement<long>>(),
+            "By", "the configured memory limit (--max-memory), when set");
+        _meter.CreateObservableGauge("stcache.snapshot.size", () => NewestSnapshotBytes(snapshotDirectory()), "By", "size of the newest snapshot file");
+        host.LeadershipChanged += OnLeadershipChanged;
+    }
+
+    public void Dispose()
+    {
+        _host.LeadershipChanged -= OnLeadershipChanged;
+        _meter.Dispose();
+    }
+
+    internal static IEnumerable<Measurement<long>> NewestSnapshotBytes(string? directory)
+    {
+        if (directory is null || !Directory.Exists(directory))
+        {
+            return [];
+        }
+
+        var newest = new DirectoryInfo(directory).GetFiles("*.snap").OrderByDescending(f => f.Name, StringComparer.Ordinal).FirstOrDefault();
+        return newest is null ? [] : [new Measurement<long>(newest.Length)];
+    }
+
+    private IEnumerable<Measurement<long>> ReplicationLag()
+    {
+        var status = _host.Status;
+        if (!status.IsLeader)
+        {
+            return [];
+        }
+
+        return status.Progress.Where(p => p.Id != status.Id)
+            .Select(p => new Measurement<long>((long)LogIndex.Distance(p.Match, LogIndex.Max(p.Match, status.LastIndex)),
+                new KeyValuePair<string, object?>("peer", p.Id.ToString())))
+            .ToList();
+    }
+
+    private void OnLeadershipChanged(LeadershipChange change)
+    {
+        if (change.Leader != _lastLeader)
+        {
+            _lastLeader = change.Leader;
+            ServerMetrics.LeaderChanges.Add(1);
+        }
+    }
+}
+
+/// <summary>
+/// Leader-to-peer round trips and each peer's last contact, read off the messages the node sends and receives: a
+/// heartbeat's send time is kept until that peer's heartbeat response arrives.
+/// </summary>
+public sealed class PeerRoundTrips
+{
+    private readonly ConcurrentDictionary<ulong, long> _pendingHeartbeat = new();
+    private readonly ConcurrentDictionary<ulong, long> _lastHeard = new();
+    private readonly ConcurrentDictionary<ulong, double> _lastRoundTrip = new();
+    private readonly ConcurrentDictionary<ulong, KeyValuePair<string, object?>> _tags = new();
+
+    public void OnSend(Message message)
+    {
+        if (message.Type == MessageType.Heartbeat)
+        {
+            _pendingHeartbeat.TryAdd(message.To.Value, Stopwatch.GetTimestamp());
+        }
+    }
+
+    public void OnReceive(Message message)
+    {
+        ulong peer = message.From.Value;
+        _lastHeard[peer] = Stopwatch.GetTimestamp();
+        if (message.Type == MessageType.HeartbeatResponse && _pendingHeartbeat.TryRemove(peer, out long sent))
+        {
+            double seconds = ServerMetrics.Seconds(sent);
+            _lastRoundTrip[peer] = seconds;
+            var tag = _tags.GetOrAdd(peer, id => new KeyValuePair<string, object?>("peer", message.From.ToString()));
+            ServerMetrics.PeerRoundTrip.Record(seconds, tag);
+        }
+    }
+
+    /// <summary>Time since anything arrived from the peer, or null if nothing has.</summary>
+    public TimeSpan? SinceLastContact(NodeId peer) =>
+        _lastHeard.TryGetValue(peer.Value, out long at) ? Stopwatch.GetElapsedTime(at) : null;
+
+    /// <summary>The latest measured round trip to the peer (leader only), or null.</summary>
+    public TimeSpan? LastRoundTrip(NodeId peer) =>
+        _lastRoundTrip.TryGetValue(peer.Value, out double seconds) ? TimeSpan.FromSeconds(seconds) : null;
+}
+
+/// <summary>Times each snapshot file write for <see cref="ServerMetrics.SnapshotDuration"/>.</summary>
+internal sealed class MeasuredSnapshotStore(ISnapshotStore inner) : ISnapshotStore
+{
+    public void Save(SnapshotMetadata metadata, Action<Stream> writeData)
+    {
+        long started = Stopwatch.GetTimestamp();
+        inner.Save(metadata, writeData);
+        ServerMetrics.SnapshotDuration.Record(ServerMetrics.Seconds(started));
+    }
+
+    public Snapshot? LoadNewest() => inner.LoadNewest();
+}
+
+/// <summary>
+/// In-process totals of the <see cref="ServerMetrics"/> histograms and counters, for the dashboard: cumulative
+/// bucket counts per series (the page turns two polls into a rate and a quantile of the interval between them).
+/// Buckets are fixed, so memory stays constant however long the node runs.
+/// </summary>
+internal sealed class LocalAggregates : IDisposable
+{
     private readonly MeterListener _listener = new();
-    private readonly ConcurrentDictionary<(string Name, string Labels), Series> _series = new();
-    private readonly ConcurrentDictionary<(Instrument Instrument, string? Key, object? Value), Series> _byTag = new();
+    private readonly ConcurrentDictionary<(string Name, string Tag), Series> _series = new();
+    private readonly ConcurrentDictionary<(Instrument Instrument, object? Value), Series> _byTag = new();
+    private readonly ConcurrentDictionary<string, long> _counters = new();
 
-    public PrometheusExporter()
+    public LocalAggregates()
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == ServerMetrics.MeterName)
+            if (instrument.Meter.Name == ServerMetrics.MeterName && !instrument.IsObservable)
             {
                 listener.EnableMeasurementEvents(instrument);
             }
         };
         _listener.SetMeasurementEventCallback<double>(OnMeasurement);
+        _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) => _counters.AddOrUpdate(instrument.Name, value, (_, total) => total + value));
         _listener.Start();
     }
 
+    public static IReadOnlyList<double> Bounds => ServerMetrics.SecondsBuckets;
+
     public void Dispose() => _listener.Dispose();
 
-    /// <summary>Appends every series in Prometheus text exposition format (names use _ and end in _seconds).</summary>
-    public void WriteTo(StringBuilder text)
+    /// <summary>Cumulative per-bucket counts (the last is above the highest bound) and the total of one series;
+    /// tag "" sums every tag value.</summary>
+    public (long[] Buckets, long Count) Histogram(string name, string tag = "")
     {
-        foreach (var group in _series.OrderBy(s => s.Key.Name, StringComparer.Ordinal).ThenBy(s => s.Key.Labels, StringComparer.Ordinal)
-            .GroupBy(s => s.Key.Name))
+        var buckets = new long[ServerMetrics.SecondsBuckets.Length + 1];
+        long count = 0;
+        foreach (var (key, series) in _series)
         {
-            string name = PrometheusName(group.Key);
-            text.Append("# TYPE ").Append(name).AppendLine(" histogram");
-            foreach (var (key, series) in group)
+            if (key.Name == name && (tag.Length == 0 || key.Tag == tag))
             {
-                series.WriteTo(text, name, key.Labels);
+                count += series.AddTo(buckets);
             }
         }
+
+        return (buckets, count);
     }
+
+    public long Counter(string name) => _counters.TryGetValue(name, out long total) ? total : 0;
 
     private void OnMeasurement(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
     {
-        // Recorded on the Raft loop for every input: the series of a (name, tag) pair is found without building
-        // its label text again. Our instruments carry at most one tag.
-        var tag = tags.Length > 0 ? tags[0] : default;
-        if (!_byTag.TryGetValue((instrument, tag.Key, tag.Value), out var series))
+        // Recorded on the Raft loop for every input: a series is found without building its key again. Our
+        // instruments carry at most one tag.
+        object? tagValue = tags.Length > 0 ? tags[0].Value : null;
+        if (!_byTag.TryGetValue((instrument, tagValue), out var series))
         {
-            string labels = tag.Key is null ? string.Empty : $"{tag.Key}=\"{tag.Value}\"";
-            series = _series.GetOrAdd((instrument.Name, labels), _ => new Series());
-            _byTag[(instrument, tag.Key, tag.Value)] = series;
+            series = _series.GetOrAdd((instrument.Name, tagValue?.ToString() ?? string.Empty), _ => new Series());
+            _byTag[(instrument, tagValue)] = series;
         }
 
         series.Record(value);
     }
 
-    private static string PrometheusName(string name) => name.Replace('.', '_') + "_seconds";
-
     private sealed class Series
     {
-        private readonly long[] _buckets = new long[s_bounds.Length + 1];
+        private readonly long[] _buckets = new long[ServerMetrics.SecondsBuckets.Length + 1];
         private long _count;
-        private long _sumMicroseconds;
 
         public void Record(double seconds)
         {
-            int i = Array.BinarySearch(s_bounds, seconds);
+            int i = Array.BinarySearch(ServerMetrics.SecondsBuckets, seconds);
             Interlocked.Increment(ref _buckets[i >= 0 ? i : ~i]);
             Interlocked.Increment(ref _count);
-            Interlocked.Add(ref _sumMicroseconds, (long)(seconds * 1e6));
         }
 
-        public void WriteTo(StringBuilder text, string name, string labels)
+        public long AddTo(long[] buckets)
         {
-            string prefix = labels.Length == 0 ? string.Empty : labels + ",";
-            long cumulative = 0;
-            for (int i = 0; i < s_bounds.Length; i++)
+            for (int i = 0; i < buckets.Length; i++)
             {
-                cumulative += Interlocked.Read(ref _buckets[i]);
-                text.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{prefix}le=\"{s_bounds[i].ToString("R", CultureInfo.InvariantCulture)}\"}} {cumulative}\n");
+                buckets[i] += Interlocked.Read(ref _buckets[i]);
             }
 
-            cumulative += Interlocked.Read(ref _buckets[^1]);
-            text.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{prefix}le=\"+Inf\"}} {cumulative}\n");
-            string braces = labels.Length == 0 ? string.Empty : "{" + labels + "}";
-            text.Append(CultureInfo.InvariantCulture, $"{name}_sum{braces} {(Interlocked.Read(ref _sumMicroseconds) / 1e6).ToString("R", CultureInfo.InvariantCulture)}\n");
-            text.Append(CultureInfo.InvariantCulture, $"{name}_count{braces} {Interlocked.Read(ref _count)}\n");
+            return Interlocked.Read(ref _count);
         }
     }
 }

@@ -23,12 +23,12 @@ public static class Program
         ServerOptions options;
         try
         {
-            options = CommandLine.Parse(args);
+            options = ConfigurationSources.Parse(args, Environment.GetEnvironmentVariables());
         }
         catch (UsageException e)
         {
-            await Console.Error.WriteLineAsync("stcached: " + e.Message);
-            await Console.Error.WriteLineAsync(CommandLine.Usage());
+            // One line that names the setting and where it came from (flag, STCACHE_* variable or --config file).
+            await Console.Error.WriteLineAsync("stcached: " + e.Message + " (see stcached --help)");
             return ExitUsage;
         }
 
@@ -87,6 +87,7 @@ public static class Program
             });
         });
         Security.ConfigureMemberClients(builder.Services, options);
+        builder.Services.AddOpenTelemetry().WithMetrics(ServerMetrics.Configure);
 
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
@@ -98,7 +99,6 @@ public static class Program
             Security.UseTokenAuthentication(app, token);
         }
 
-        using var metrics = new PrometheusExporter();
         app.Use(async (context, next) =>
         {
             // Key-value requests only: the write and read paths whose stages the other histograms split up.
@@ -111,11 +111,16 @@ public static class Program
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             await next(context);
             ServerMetrics.Request.Record(ServerMetrics.Seconds(started), new KeyValuePair<string, object?>("method", context.Request.Method));
+            if (context.Response.StatusCode >= 500 && !Microsoft.AspNetCore.Http.HttpMethods.IsGet(context.Request.Method))
+            {
+                ServerMetrics.ProposalsFailed.Add(1, new KeyValuePair<string, object?>("outcome", context.Response.Headers[HttpApi.OutcomeHeader].ToString()));
+            }
         });
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
-        api.Map(app, metrics);
+        api.Map(app);
+        OpsEndpoints.Map(app, node, options);
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         node.Host.RemovedFromCluster += () =>
@@ -196,6 +201,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
 
     public NodeIdentity Identity { get; private set; }
 
+    /// <summary>Round trips to and last contact with each peer, for /metrics and the dashboard.</summary>
+    public PeerRoundTrips Peers { get; private init; } = new();
+
     public string DataPath => _directory.Path;
 
     public static NodeRuntime Open(ServerOptions options, ILoggerFactory loggerFactory, ILogger logger)
@@ -259,11 +267,16 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ClusterSecret = options.ClusterSecret is null ? null : Encoding.UTF8.GetBytes(options.ClusterSecret),
             };
             Security.ConfigurePeerTls(transportOptions, options);
-            var transport = new PeerTransport(transportOptions, message => host?.Deliver(message), loggerFactory.CreateLogger<PeerTransport>());
-            var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)));
+            var peers = new PeerRoundTrips();
+            var transport = new PeerTransport(transportOptions, message =>
+            {
+                peers.OnReceive(message);
+                host?.Deliver(message);
+            }, loggerFactory.CreateLogger<PeerTransport>());
+            var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)), peers);
             try
             {
-                host = new RaftHost(hostOptions, wal, snapshots, network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
+                host = new RaftHost(hostOptions, wal, new MeasuredSnapshotStore(snapshots), network, new CacheStateMachine(), new MemberBook(), loggerFactory.CreateLogger<RaftHost>());
             }
             catch (InvalidDataException e) when (CorruptSnapshots(snapshots) is { Length: > 0 } corrupt)
             {
@@ -277,7 +290,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             transport.BeginSnapshotReceive = snapshots.BeginReceive;
             transport.ToldNotAMember += host.ReportNotAMember;
             transport.NotAMemberAsOf = host.NotAMemberAsOf;
-            return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending);
+            return new NodeRuntime(options, logger, directory, wal, transport, host, identity, joinPending) { Peers = peers };
         }
         catch
         {
@@ -472,9 +485,13 @@ internal sealed class NodeRuntime : IAsyncDisposable
 }
 
 /// <summary>Adapts <see cref="PeerTransport"/> to the host's view of the network.</summary>
-internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides) : IPeerNetwork
+internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDictionary<ulong, string> dialOverrides, PeerRoundTrips peers) : IPeerNetwork
 {
-    public void Send(Message message) => transport.Send(message);
+    public void Send(Message message)
+    {
+        peers.OnSend(message);
+        transport.Send(message);
+    }
 
     public void SendSnapshot(Message header, Stream stored) => transport.SendSnapshot(header, stored);
 

@@ -16,7 +16,7 @@ namespace Stcache.Server;
 internal static class Security
 {
     /// <summary>Paths served without a token, so load balancers and orchestrators can probe a node.</summary>
-    private static readonly string[] s_openPaths = ["/healthz", "/readyz"];
+    private static readonly string[] s_openPaths = ["/healthz", "/readyz", .. Dashboard.StaticPaths];
 
     public static X509Certificate2? LoadApiCertificate(ServerOptions options) =>
         options.TlsCert is null ? null : LoadCertificate(options.TlsCert, options.TlsKey);

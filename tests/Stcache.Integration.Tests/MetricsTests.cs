@@ -70,8 +70,11 @@ public sealed class MetricsTests : ProcessTest
 
     private static double Value(string text, string series)
     {
-        foreach (string line in text.Split('\n'))
+        foreach (string exposed in text.Split('\n'))
         {
+            // OpenTelemetry's exporter labels every series with its meter; the series names and labels are ours.
+            string line = exposed.Replace("otel_scope_name=\"Stcache.Server\",", string.Empty, StringComparison.Ordinal)
+                .Replace("{otel_scope_name=\"Stcache.Server\"}", string.Empty, StringComparison.Ordinal);
             if (line.StartsWith(series + " ", StringComparison.Ordinal))
             {
                 return double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);

@@ -12,8 +12,8 @@ internal static partial class Log
     [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
     public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, long sizeBytes);
 
-    [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index} to send to {NodeId}")]
-    public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index);
+    [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index}, term {Term} in the store to send to {NodeId}")]
+    public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index, Term term);
 
     [LoggerMessage(1013, LogLevel.Warning, "Dropped a message from {NodeId}: {Reason}")]
     public static partial void DroppedMessage(ILogger logger, NodeId nodeId, string reason);

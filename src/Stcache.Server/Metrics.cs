@@ -219,6 +219,16 @@ internal sealed class MeasuredSnapshotStore(ISnapshotStore inner) : ISnapshotSto
     }
 
     public Snapshot? LoadNewest() => inner.LoadNewest();
+
+    // Every member is forwarded: the interface's defaults are for stores without files, and taking one here would
+    // silently turn off streaming snapshots to and from peers.
+    public SnapshotReader? OpenNewest() => inner.OpenNewest();
+
+    public Stream? OpenStored(SnapshotMetadata metadata) => inner.OpenStored(metadata);
+
+    public ISnapshotReceiver BeginReceive(SnapshotMetadata announced, long storedBytes) => inner.BeginReceive(announced, storedBytes);
+
+    public SnapshotReader InstallReceived(SnapshotMetadata metadata) => inner.InstallReceived(metadata);
 }
 
 /// <summary>

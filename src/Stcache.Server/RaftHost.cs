@@ -561,7 +561,7 @@ public sealed class RaftHost : IAsyncDisposable
 
         if (stored is null)
         {
-            Log.SnapshotMissing(_logger, message.To, wanted.Index);
+            Log.SnapshotMissing(_logger, message.To, wanted.Index, wanted.Term);
             EnqueueRaftInput(new SnapshotStatusInput(message.To, false), "snapshot report");
             return;
         }

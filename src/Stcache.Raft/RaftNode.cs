@@ -46,6 +46,10 @@ public sealed class RaftNode
     private int _heartbeatElapsed;
     private int _randomizedElectionTimeout;
 
+    // Follower (and the campaigns after it): the tick at which the host reported the leader's connection lost, if
+    // we have not heard from a leader since; -1 otherwise. See ReportConnectionLost.
+    private long _leaderLostTick = -1;
+
     // Leader: until this tick the lease holds (a quorum acknowledged a round sent at least this recently).
     private long _leaseUntilTick;
 
@@ -125,6 +129,13 @@ public sealed class RaftNode
         {
             _electionElapsed = 0;
             StartElection(transfer: false);
+
+            // A pre-candidate that campaigns again keeps its timeout; a short one (the leader-lost path) is drawn
+            // again while the path is open, so that two colliding candidates split apart, and ends with it.
+            if (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks)
+            {
+                RandomizeElectionTimeout();
+            }
         }
 
         // A node that cannot campaign (a learner, or one that believes so) lets the timer run on: its view of the
@@ -275,8 +286,11 @@ public sealed class RaftNode
                 // was partitioned away cannot depose a healthy leader. A transfer's campaign overrides this.
                 // A node that just restarted may have acknowledged a leader's lease before it crashed, so it also
                 // stays quiet for one election timeout after start.
+                // A follower whose leader's connections failed, and that has not heard from it since, no longer
+                // counts as hearing from it (ReportConnectionLost).
                 bool inLease = _config.CheckQuorum &&
-                    ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks) || _ticks < _config.ElectionTimeoutTicks);
+                    ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks && _leaderLostTick < 0) ||
+                     _ticks < _config.ElectionTimeoutTicks);
                 if (inLease && message.Context != TransferCampaignContext)
                 {
                     return;
@@ -360,6 +374,12 @@ public sealed class RaftNode
                 _electionElapsed = 0;
                 _vote = message.From;
             }
+            else if (_role == RaftRole.PreCandidate && LeaderLostWindowOpen && message.From.Value < Id.Value)
+            {
+                // Both survivors of a crashed leader campaigned in the same instant: the higher id steps back, so
+                // that the two do not split the vote of the next term (which would cost another delay).
+                BecomeFollower(_term, NodeId.None);
+            }
         }
         else
         {
@@ -380,18 +400,15 @@ public sealed class RaftNode
         switch (message.Type)
         {
             case MessageType.Append:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleAppend(message);
                 break;
             case MessageType.Heartbeat:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleHeartbeat(message);
                 break;
             case MessageType.Snapshot:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleSnapshot(message);
                 break;
             case MessageType.TimeoutNow:
@@ -455,6 +472,17 @@ public sealed class RaftNode
                 break;
             default:
                 break;
+        }
+    }
+
+    private void HeardFromLeader(NodeId leader)
+    {
+        _electionElapsed = 0;
+        _leader = leader;
+        if (_leaderLostTick >= 0)
+        {
+            _leaderLostTick = -1;
+            RandomizeElectionTimeout();
         }
     }
 
@@ -1042,6 +1070,59 @@ public sealed class RaftNode
         }
     }
 
+    /// <summary>
+    /// The host's transport saw a connection to or from <paramref name="peer"/> closed or reset by the other end,
+    /// or a dial to it refused: evidence that the peer's process is gone, which a timeout is not. Report only such
+    /// failures. A follower whose leader is <paramref name="peer"/> then campaigns (with pre-vote) after a short
+    /// randomized delay of [1, <see cref="RaftConfig.LeaderLostDelayTicksMax"/>] ticks instead of the election
+    /// timeout, and until it hears from a leader again it no longer counts as hearing from that leader, so it
+    /// grants the pre-votes and votes of a peer that saw the same. A follower that still hears from the leader
+    /// refuses them as always, so this path cannot depose a leader that a majority still hears. On a leader the
+    /// report ends the lease (a follower that lost it may soon vote) and probes the peer as
+    /// <see cref="ReportUnreachable"/> does. Repeated reports change nothing until the node hears from a leader.
+    /// </summary>
+    public void ReportConnectionLost(NodeId peer)
+    {
+        EnsureNoReadyInProgress();
+        if (_role == RaftRole.Leader)
+        {
+            if (_progress.TryGetValue(peer, out var progress) && peer != Id)
+            {
+                if (progress.State == ProgressState.Replicate)
+                {
+                    progress.BecomeProbe();
+                }
+
+                if (_conf.IsVoter(peer))
+                {
+                    _leaseUntilTick = 0;
+                }
+            }
+
+            return;
+        }
+
+        if (_role != RaftRole.Follower || peer.IsNone || peer != _leader || _leaderLostTick >= 0 || !IsPromotable ||
+            _config.LeaderLostDelayTicksMax == 0 || !_config.PreVote || !_config.CheckQuorum)
+        {
+            return;
+        }
+
+        _leaderLostTick = _ticks;
+        _electionElapsed = 0;
+        RandomizeElectionTimeout();
+    }
+
+    /// <summary>True while a leader-lost report is at most one election timeout old and no leader was heard since.</summary>
+    private bool LeaderLostWindowOpen => _leaderLostTick >= 0 && _ticks - _leaderLostTick < _config.ElectionTimeoutTicks;
+
+    private void RandomizeElectionTimeout()
+    {
+        _randomizedElectionTimeout = LeaderLostWindowOpen
+            ? 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax)
+            : _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
+    }
+
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {
         EnsureNoReadyInProgress();
@@ -1266,7 +1347,7 @@ public sealed class RaftNode
         _leader = NodeId.None;
         _electionElapsed = 0;
         _heartbeatElapsed = 0;
-        _randomizedElectionTimeout = _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
+        RandomizeElectionTimeout();
         _transferTarget = NodeId.None;
         _votes.Clear();
         _pendingConfIndex = LogIndex.Zero;
@@ -1291,6 +1372,10 @@ public sealed class RaftNode
         Reset(term);
         _role = RaftRole.Follower;
         _leader = leader;
+        if (!leader.IsNone)
+        {
+            HeardFromLeader(leader);
+        }
     }
 
     private void BecomePreCandidate()
@@ -1315,6 +1400,7 @@ public sealed class RaftNode
         Reset(_term);
         _role = RaftRole.Leader;
         _leader = Id;
+        _leaderLostTick = -1;
         foreach (var (id, progress) in _progress)
         {
             progress.RecentActive = true;

@@ -242,6 +242,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 Id = new NodeId(identity.Id),
                 ElectionTimeoutTicks = options.ElectionTicks,
                 HeartbeatIntervalTicks = options.HeartbeatTicks,
+                LeaderLostDelayTicksMax = options.EffectiveLeaderLostTicks,
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
             };
             var hostOptions = new RaftHostOptions
@@ -278,6 +279,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             }
 
             transport.PeerUnreachable += host.ReportUnreachable;
+            transport.PeerConnectionLost += host.ReportConnectionLost;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
             transport.ToldNotAMember += host.ReportNotAMember;
             transport.NotAMemberAsOf = host.NotAMemberAsOf;

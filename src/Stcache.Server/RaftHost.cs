@@ -168,6 +168,10 @@ public sealed class RaftHost : IAsyncDisposable
 
     public void ReportUnreachable(NodeId peer) => _inputs.Writer.TryWrite(new UnreachableInput(peer));
 
+    /// <summary>The transport saw the peer's connection reset, closed or refused (not a timeout): see
+    /// <c>RaftNode.ReportConnectionLost</c>.</summary>
+    public void ReportConnectionLost(NodeId peer) => _inputs.Writer.TryWrite(new ConnectionLostInput(peer));
+
     public void ReportSnapshot(NodeId peer, bool succeeded) => _inputs.Writer.TryWrite(new SnapshotStatusInput(peer, succeeded));
 
     /// <summary>
@@ -562,6 +566,9 @@ public sealed class RaftHost : IAsyncDisposable
                 break;
             case UnreachableInput unreachable:
                 node.ReportUnreachable(unreachable.Peer);
+                break;
+            case ConnectionLostInput lost:
+                node.ReportConnectionLost(lost.Peer);
                 break;
             case SnapshotStatusInput status:
                 node.ReportSnapshot(status.Peer, status.Succeeded);

@@ -28,6 +28,9 @@ internal sealed class PeerSender
     private volatile string _address;
     private volatile bool _connected;
 
+    // Set by the close watcher when the listener closed or reset the current session's connection.
+    private volatile bool _closedByPeer;
+
     // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
     private Message? _currentSnapshot;
 
@@ -123,6 +126,12 @@ internal sealed class PeerSender
                     }
 
                     DropQueued("peer unreachable");
+                    if (PeerTransport.IsPeerGone(exception))
+                    {
+                        // Refused: nothing listens at the peer's address (a timeout would mean we cannot tell).
+                        _transport.RaisePeerConnectionLost(Id);
+                    }
+
                     await Task.Delay(Backoff(failures), _transport.TimeProvider, token).ConfigureAwait(false);
                     continue;
                 }
@@ -150,6 +159,10 @@ internal sealed class PeerSender
                     _transport.CountConnectionFailure();
                     Log.ConnectionLost(_transport.Logger, Id, exception);
                     _transport.RaisePeerUnreachable(Id);
+                    if (_closedByPeer || PeerTransport.IsPeerGone(exception))
+                    {
+                        _transport.RaisePeerConnectionLost(Id);
+                    }
                 }
                 finally
                 {
@@ -207,6 +220,7 @@ internal sealed class PeerSender
         }
 
         // Nothing is expected from the listener after Accepted; reading only notices when it closes.
+        _closedByPeer = false;
         var watch = WatchForCloseAsync(connection.Reader, session);
         try
         {
@@ -228,7 +242,7 @@ internal sealed class PeerSender
         }
     }
 
-    private static async Task WatchForCloseAsync(PipeReader reader, CancellationTokenSource session)
+    private async Task WatchForCloseAsync(PipeReader reader, CancellationTokenSource session)
     {
         try
         {
@@ -237,6 +251,11 @@ internal sealed class PeerSender
                 var result = await reader.ReadAsync(session.Token).ConfigureAwait(false);
                 bool unexpected = !result.Buffer.IsEmpty;
                 reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted && !unexpected && !session.IsCancellationRequested)
+                {
+                    _closedByPeer = true;
+                }
+
                 if (result.IsCompleted || result.IsCanceled || unexpected)
                 {
                     break;
@@ -245,7 +264,11 @@ internal sealed class PeerSender
         }
         catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
-            // Any error ends the session below.
+            // Any error ends the session below; a reset says the peer is gone.
+            if (!session.IsCancellationRequested && PeerTransport.IsPeerGone(exception))
+            {
+                _closedByPeer = true;
+            }
         }
         finally
         {

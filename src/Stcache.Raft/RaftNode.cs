@@ -50,6 +50,9 @@ public sealed class RaftNode
     // we have not heard from a leader since; -1 otherwise. See ReportConnectionLost.
     private long _leaderLostTick = -1;
 
+    // Until this tick the wait to campaign is short (the leader-lost path); 0 once it ended or was yielded.
+    private long _fastCampaignUntilTick;
+
     // Leader: until this tick the lease holds (a quorum acknowledged a round sent at least this recently).
     private long _leaseUntilTick;
 
@@ -131,8 +134,8 @@ public sealed class RaftNode
             StartElection(transfer: false);
 
             // A pre-candidate that campaigns again keeps its timeout; a short one (the leader-lost path) is drawn
-            // again while the path is open, so that two colliding candidates split apart, and ends with it.
-            if (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks)
+            // again while the path is open, and ends with it.
+            if (_role == RaftRole.PreCandidate && (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks))
             {
                 RandomizeElectionTimeout();
             }
@@ -374,11 +377,21 @@ public sealed class RaftNode
                 _electionElapsed = 0;
                 _vote = message.From;
             }
-            else if (_role == RaftRole.PreCandidate && LeaderLostWindowOpen && message.From.Value < Id.Value)
+            else if (LeaderLostWindowOpen && (_role == RaftRole.Follower || message.From.Value < Id.Value))
             {
-                // Both survivors of a crashed leader campaigned in the same instant: the higher id steps back, so
-                // that the two do not split the vote of the next term (which would cost another delay).
-                BecomeFollower(_term, NodeId.None);
+                // Another survivor of the crashed leader asks first: let it win rather than split the next term's
+                // vote with it (that would cost an election timeout). A follower yields its own short wait; of two
+                // pre-candidates, the higher id steps back. Either campaigns after a full timeout if need be.
+                _fastCampaignUntilTick = 0;
+                if (_role == RaftRole.PreCandidate)
+                {
+                    BecomeFollower(_term, NodeId.None);
+                }
+                else
+                {
+                    _electionElapsed = 0;
+                    RandomizeElectionTimeout();
+                }
             }
         }
         else
@@ -454,6 +467,14 @@ public sealed class RaftNode
                     break;
                 }
 
+                if (message.Reject && _role == RaftRole.Candidate && LeaderLostWindowOpen && message.From.Value > Id.Value)
+                {
+                    // Two survivors of a crashed leader split this term's vote (each voted for itself). The lower id
+                    // campaigns again after a short delay, the higher one waits its full timeout and votes for it.
+                    _electionElapsed = 0;
+                    _randomizedElectionTimeout = 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax);
+                }
+
                 switch (Poll(message.From, !message.Reject))
                 {
                     case VoteOutcome.Won when _role == RaftRole.PreCandidate:
@@ -482,6 +503,7 @@ public sealed class RaftNode
         if (_leaderLostTick >= 0)
         {
             _leaderLostTick = -1;
+            _fastCampaignUntilTick = 0;
             RandomizeElectionTimeout();
         }
     }
@@ -1109,16 +1131,20 @@ public sealed class RaftNode
         }
 
         _leaderLostTick = _ticks;
+        _fastCampaignUntilTick = _ticks + _config.ElectionTimeoutTicks;
         _electionElapsed = 0;
         RandomizeElectionTimeout();
     }
 
-    /// <summary>True while a leader-lost report is at most one election timeout old and no leader was heard since.</summary>
-    private bool LeaderLostWindowOpen => _leaderLostTick >= 0 && _ticks - _leaderLostTick < _config.ElectionTimeoutTicks;
+    /// <summary>True while a leader-lost report is less than an election timeout old, no leader was heard since,
+    /// and this node has not yielded to another survivor's campaign.</summary>
+    private bool LeaderLostWindowOpen => _leaderLostTick >= 0 && _ticks < _fastCampaignUntilTick;
 
     private void RandomizeElectionTimeout()
     {
-        _randomizedElectionTimeout = LeaderLostWindowOpen
+        // Only the wait to campaign is short. A candidate waits for its grants, which voters send only after an
+        // fsync: on a loaded machine that easily takes a tick, and starting over would throw the grants away.
+        _randomizedElectionTimeout = LeaderLostWindowOpen && _role != RaftRole.Candidate
             ? 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax)
             : _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
     }
@@ -1389,9 +1415,9 @@ public sealed class RaftNode
     private void BecomeCandidate()
     {
         Invariant.Check(_role != RaftRole.Leader, "a leader cannot become a candidate");
+        _role = RaftRole.Candidate;
         Reset(_term.Next);
         _vote = Id;
-        _role = RaftRole.Candidate;
     }
 
     private void BecomeLeader()
@@ -1401,6 +1427,7 @@ public sealed class RaftNode
         _role = RaftRole.Leader;
         _leader = Id;
         _leaderLostTick = -1;
+        _fastCampaignUntilTick = 0;
         foreach (var (id, progress) in _progress)
         {
             progress.RecentActive = true;

@@ -91,7 +91,7 @@ internal sealed class PeerSender
         {
             while (!token.IsCancellationRequested)
             {
-                if (_carried is null && !await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+                if (_carried is null && !await WaitForWorkAsync(token).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -194,6 +194,18 @@ internal sealed class PeerSender
                 }
             }
         }
+    }
+
+    /// <summary>False once the queue is completed and drained; otherwise true when a connection is wanted: at once
+    /// with <see cref="TransportOptions.KeepConnected"/>, else when a message is queued.</summary>
+    private async ValueTask<bool> WaitForWorkAsync(CancellationToken token)
+    {
+        if (!_options.KeepConnected)
+        {
+            return await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false);
+        }
+
+        return !_queue.Reader.Completion.IsCompleted;
     }
 
     internal TimeSpan Backoff(int failures)

@@ -199,4 +199,37 @@ public sealed class LeaderLostTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(config.Validate);
         Assert.Throws<ArgumentException>((config with { LeaderLostDelayTicksMax = -1 }).Validate);
     }
+
+    [Fact]
+    public void SurvivorsThatSplitTheVoteRecoverWithinAFewTicks()
+    {
+        var cluster = LedByOne(17);
+        var term = cluster[2].Term;
+        cluster.Nodes.Remove(1);
+        cluster[2].ReportConnectionLost(s_one);
+        cluster[3].ReportConnectionLost(s_one);
+
+        // Both campaign while nothing is delivered, then each hears only the other's pre-vote grant: two candidates
+        // of one term, each with its own vote (a race the loaded machine produces, made certain here).
+        cluster.Drop = _ => true;
+        for (int tick = 0; tick < 3; tick++)
+        {
+            cluster.TickAll();
+        }
+
+        Assert.Equal(RaftRole.PreCandidate, cluster[2].Role);
+        Assert.Equal(RaftRole.PreCandidate, cluster[3].Role);
+        cluster[2].Step(new Message { Type = MessageType.PreVoteResponse, From = new NodeId(3), To = new NodeId(2), Term = term.Next });
+        cluster[3].Step(new Message { Type = MessageType.PreVoteResponse, From = new NodeId(2), To = new NodeId(3), Term = term.Next });
+        Assert.Equal(RaftRole.Candidate, cluster[2].Role);
+        Assert.Equal(RaftRole.Candidate, cluster[3].Role);
+        cluster.Drop = null;
+        cluster.Stabilize();
+        Assert.Equal(RaftRole.Candidate, cluster[2].Role);
+        Assert.Equal(RaftRole.Candidate, cluster[3].Role);
+
+        int took = TicksUntilNewLeader(cluster, 4 * ElectionTimeout);
+        Assert.InRange(took, 1, 3);
+        Assert.Equal(RaftRole.Leader, cluster[2].Role);
+    }
 }

@@ -115,4 +115,34 @@ public sealed class ConnectionLostTests
         Assert.True(a.Transport.ConnectionFailures >= 1);
         Assert.False(lost.Task.IsCompleted);
     }
+
+    [Fact]
+    public async Task PeersAreDialedBeforeAnythingIsSentAndRedialedAfterTheyReturn()
+    {
+        // A follower must reach the other follower at once when the leader dies, not first dial it.
+        await using var a = await Node.StartAsync(1);
+        var b = await Node.StartAsync(2);
+        string address = b.Address;
+        a.Transport.SetPeer(s_two, address);
+        await Wait.UntilAsync(() => a.Transport.IsConnected(s_two), "a dials b with nothing to send");
+        var lost = WatchLost(a);
+        await b.DisposeAsync();
+        await lost.Task.WaitAsync(s_wait);
+
+        await using var again = await Node.StartAsync(2, o => o.ListenEndPoint = IPEndPoint.Parse(address));
+        await Wait.UntilAsync(() => a.Transport.IsConnected(s_two), "a redials b once it is back");
+        Assert.Equal(0, a.Transport.MessagesSent);
+    }
+
+    [Fact]
+    public async Task WithoutKeepConnectedPeersAreDialedOnTheFirstMessage()
+    {
+        await using var a = await Node.StartAsync(1, o => o.KeepConnected = false);
+        await using var b = await Node.StartAsync(2);
+        a.Transport.SetPeer(s_two, b.Address);
+        Assert.False(a.Transport.IsConnected(s_two));
+        a.Transport.Send(TestMessages.Heartbeat(1, 2));
+        await b.ReceiveAsync();
+        Assert.True(a.Transport.IsConnected(s_two));
+    }
 }

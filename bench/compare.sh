@@ -9,6 +9,8 @@
 # Settings (environment):
 #   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
 #   SYSTEMS            which systems to run (default "etcd stcache baseline"; stcache is skipped without ./build.sh)
+#   PARTS              which measurements (default "workloads failover memory"); e.g. PARTS=failover
+#                      SYSTEMS="etcd stcache" for the failover figures alone, beside etcd's
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
@@ -39,6 +41,7 @@ else
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
 fi
 SYSTEMS=${SYSTEMS:-"etcd stcache baseline"}
+PARTS=${PARTS:-"workloads failover memory"}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 STCACHE_FLAGS=${STCACHE_FLAGS:-}
@@ -68,6 +71,7 @@ install_missing() {
 }
 
 has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # ---- process bookkeeping ----------------------------------------------------------------------------------------
 
@@ -411,27 +415,27 @@ fi
 if has_system etcd; then
   etcd_start
   leader=$(etcd_leader)
-  run_workloads etcd "$(etcd_url "$leader")" etcd etcd
-  measure_failover etcd etcd_start_node etcd_leader etcd_put
+  if has_part workloads; then run_workloads etcd "$(etcd_url "$leader")" etcd etcd; fi
+  if has_part failover; then measure_failover etcd etcd_start_node etcd_leader etcd_put; fi
   leader=$(etcd_leader)
-  measure_memory etcd etcd "$(etcd_url "$leader")" $(etcd_pids)
+  if has_part memory; then measure_memory etcd etcd "$(etcd_url "$leader")" $(etcd_pids); fi
   for i in 1 2 3; do stop_process "etcd$i" TERM; done
 fi
 
 if has_system stcache; then
   stcache_start
   leader=$(stcache_leader)
-  run_workloads stcache "$(stcache_url "$leader")" stcache v1
-  measure_failover stcache stcache_start_node stcache_leader stcache_put
+  if has_part workloads; then run_workloads stcache "$(stcache_url "$leader")" stcache v1; fi
+  if has_part failover; then measure_failover stcache stcache_start_node stcache_leader stcache_put; fi
   leader=$(stcache_leader)
-  measure_memory stcache v1 "$(stcache_url "$leader")" $(stcache_pids)
+  if has_part memory; then measure_memory stcache v1 "$(stcache_url "$leader")" $(stcache_pids); fi
   for i in 1 2 3; do stop_process "stcache$i" TERM; done
 fi
 
 if has_system baseline; then
   baseline_start
-  run_workloads baseline "http://127.0.0.1:$BASELINE_PORT" stcache v1
-  measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"
+  if has_part workloads; then run_workloads baseline "http://127.0.0.1:$BASELINE_PORT" stcache v1; fi
+  if has_part memory; then measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"; fi
   stop_process baseline TERM
 fi
 

@@ -17,6 +17,8 @@
 #   CONNECTIONS  wrk connections (default 64)
 #   THREADS      wrk threads (default 2)
 #   READS        share of linearizable reads among the requests (default 0.5)
+#   KEYS         keys written and read (default 1000); a write-only warm-up of WARMUP seconds (default 5) writes
+#                them first, so that reads find them (a 404 would count as an error)
 #   KEEP=1       keep the temporary directory (node logs, status samples)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,8 @@ DURATION=${DURATION:-600}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 READS=${READS:-0.5}
+KEYS=${KEYS:-1000}
+WARMUP=${WARMUP:-5}
 KEEP=${KEEP:-0}
 
 log() { printf '[no-spurious-elections %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -96,12 +100,14 @@ log "cluster up: leader node $start_leader at term $start_term; ${DURATION}s of 
 watcher=$!
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-declare -a cpu0=()
-for i in 0 1 2; do cpu0[$i]=$(cpu_ticks "${pids[$i]}"); done
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
+timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s -s bench/wrk/kv.lua \
+  "http://127.0.0.1:${http[$leader]}" -- dialect=stcache reads=0 keys="$KEYS" >"$work/warmup.txt" 2>&1 || log "warm-up failed"
+declare -a cpu0=()
+for i in 0 1 2; do cpu0[$i]=$(cpu_ticks "${pids[$i]}"); done
 timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/wrk/kv.lua \
-  "http://127.0.0.1:${http[$leader]}" -- dialect=stcache reads="$READS" consistency=linearizable >"$work/wrk.txt" 2>&1 ||
+  "http://127.0.0.1:${http[$leader]}" -- dialect=stcache reads="$READS" keys="$KEYS" consistency=linearizable >"$work/wrk.txt" 2>&1 ||
   log "wrk failed (see $work/wrk.txt)"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 kill "$watcher" 2>/dev/null || true

@@ -377,11 +377,13 @@ public sealed class RaftNode
                 _electionElapsed = 0;
                 _vote = message.From;
             }
-            else if (LeaderLostWindowOpen && (_role == RaftRole.Follower || message.From.Value < Id.Value))
+
+            if (LeaderLostWindowOpen && (_role == RaftRole.Follower || message.From.Value < Id.Value))
             {
                 // Another survivor of the crashed leader asks first: let it win rather than split the next term's
-                // vote with it (that would cost an election timeout). A follower yields its own short wait; of two
-                // pre-candidates, the higher id steps back. Either campaigns after a full timeout if need be.
+                // vote with it (that would cost an election timeout). A follower that grants yields its own short
+                // wait; of two pre-candidates, the higher id steps back. Either campaigns after a full timeout if
+                // the other does not win.
                 _fastCampaignUntilTick = 0;
                 if (_role == RaftRole.PreCandidate)
                 {

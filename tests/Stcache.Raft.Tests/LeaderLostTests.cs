@@ -232,4 +232,36 @@ public sealed class LeaderLostTests(ITestOutputHelper output)
         Assert.InRange(took, 1, 3);
         Assert.Equal(RaftRole.Leader, cluster[2].Role);
     }
+
+    [Fact]
+    public void ASurvivorThatVotedForAnotherDoesNotRaceIt()
+    {
+        for (ulong seed = 1; seed <= 20; seed++)
+        {
+            var cluster = LedByOne(seed);
+            var term = cluster[2].Term;
+            cluster.Nodes.Remove(1);
+            cluster[2].ReportConnectionLost(s_one);
+            cluster[3].ReportConnectionLost(s_one);
+
+            // Whoever campaigns first gets the other's vote, but the grant is lost (say its fsync is slow).
+            cluster.Drop = m => m.Type == MessageType.VoteResponse;
+            int tick = 0;
+            while (cluster[2].Role != RaftRole.Candidate && cluster[3].Role != RaftRole.Candidate)
+            {
+                Assert.True(++tick <= 3, $"seed {seed}: nobody campaigned within the delay");
+                cluster.TickAll();
+            }
+
+            int voter = cluster[2].Role == RaftRole.Candidate ? 3 : 2;
+            Assert.Equal(term.Next, cluster[voter].Term);
+
+            // The voter must not start a term of its own within the other's election timeout.
+            for (int t = 0; t < ElectionTimeout - 1; t++)
+            {
+                cluster.TickAll();
+                Assert.True(term.Next == cluster[voter].Term, $"seed {seed}: the voter campaigned after {t + 1} ticks");
+            }
+        }
+    }
 }

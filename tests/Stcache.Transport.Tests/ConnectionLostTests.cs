@@ -94,7 +94,11 @@ public sealed class ConnectionLostTests
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
-        await using var a = await Node.StartAsync(1, o => o.WriteTimeout = TimeSpan.FromMilliseconds(300));
+        await using var a = await Node.StartAsync(1, o =>
+        {
+            o.WriteTimeout = TimeSpan.FromMilliseconds(300);
+            o.HandshakeTimeout = TimeSpan.FromSeconds(30); // this test plays the listener's side by hand, maybe slowly
+        });
         var lost = WatchLost(a);
         var completed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         a.Transport.SnapshotSendCompleted += (_, ok) => completed.TrySetResult(ok);

@@ -49,7 +49,7 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
                 (await Api.SendAsync(HttpMethod.Get, $"http://{leader.Http}/set?key=warm&value={round}")).Status == HttpStatusCode.OK, s_wait, nodes);
             var survivors = nodes.Where(n => n != leader).ToArray();
             var stopwatch = Stopwatch.StartNew();
-            await leader.KillAsync();
+            await leader.KillAsync(entireProcessTree: false);
 
             // Until the kernel has torn the process down, its sockets stay open and nothing can notice the crash; on
             // a loaded machine that alone can take hundreds of milliseconds.

@@ -10,6 +10,8 @@
 # Settings (environment):
 #   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
 #   SYSTEMS            which systems to run (default "etcd dotnext stcache baseline"; stcache is skipped without ./build.sh)
+#   PARTS              which measurements (default "workloads failover memory"); e.g. PARTS=failover
+#                      SYSTEMS="etcd stcache" for the failover figures alone, beside etcd's
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
@@ -40,6 +42,7 @@ else
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
 fi
 SYSTEMS=${SYSTEMS:-"etcd dotnext stcache baseline"}
+PARTS=${PARTS:-"workloads failover memory"}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 STCACHE_FLAGS=${STCACHE_FLAGS:-}
@@ -69,6 +72,7 @@ install_missing() {
 }
 
 has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # ---- process bookkeeping ----------------------------------------------------------------------------------------
 
@@ -492,32 +496,32 @@ fi
 # One system at a time on the machine, so none steals CPU from another's measurement.
 if has_system etcd; then
   etcd_start
-  run_workloads etcd etcd etcd
-  measure_failover etcd etcd_start_node etcd_leader etcd_put
-  measure_memory etcd etcd "$(leader_url etcd)" $(etcd_pids)
+  if has_part workloads; then run_workloads etcd etcd etcd; fi
+  if has_part failover; then measure_failover etcd etcd_start_node etcd_leader etcd_put; fi
+  if has_part memory; then measure_memory etcd etcd "$(leader_url etcd)" $(etcd_pids); fi
   for i in 1 2 3; do stop_process "etcd$i" TERM; done
 fi
 
 if has_system dotnext; then
   dotnext_start
-  run_workloads dotnext stcache v1
-  measure_failover dotnext dotnext_start_node dotnext_leader dotnext_put
-  measure_memory dotnext v1 "$(leader_url dotnext)" $(dotnext_pids)
+  if has_part workloads; then run_workloads dotnext stcache v1; fi
+  if has_part failover; then measure_failover dotnext dotnext_start_node dotnext_leader dotnext_put; fi
+  if has_part memory; then measure_memory dotnext v1 "$(leader_url dotnext)" $(dotnext_pids); fi
   for i in 1 2 3; do stop_process "dotnext$i" TERM; done
 fi
 
 if has_system stcache; then
   stcache_start
-  run_workloads stcache stcache v1
-  measure_failover stcache stcache_start_node stcache_leader stcache_put
-  measure_memory stcache v1 "$(leader_url stcache)" $(stcache_pids)
+  if has_part workloads; then run_workloads stcache stcache v1; fi
+  if has_part failover; then measure_failover stcache stcache_start_node stcache_leader stcache_put; fi
+  if has_part memory; then measure_memory stcache v1 "$(leader_url stcache)" $(stcache_pids); fi
   for i in 1 2 3; do stop_process "stcache$i" TERM; done
 fi
 
 if has_system baseline; then
   baseline_start
-  run_workloads baseline stcache v1
-  measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"
+  if has_part workloads; then run_workloads baseline stcache v1; fi
+  if has_part memory; then measure_memory baseline v1 "http://127.0.0.1:$BASELINE_PORT" "${PIDS[baseline]}"; fi
   stop_process baseline TERM
 fi
 

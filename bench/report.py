@@ -42,7 +42,8 @@ def main(run):
     results = {}
     for r in rows:
         results[(r["workload"], int(r["connections"]), r["system"])] = r
-    present = [s for s in SYSTEMS if any(k[2] == s for k in results)]
+    # A system counts as present with any figure at all (PARTS may have skipped the workloads).
+    present = [s for s in SYSTEMS if any(k[2] == s for k in results) or any(r["system"] == s for r in failover + memory)]
     keys = sorted({(w, c) for (w, c, _) in results}, key=lambda k: (list(WORKLOAD_NAMES).index(k[0]) if k[0] in WORKLOAD_NAMES else 99, k[1]))
 
     lines = []

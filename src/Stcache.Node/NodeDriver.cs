@@ -241,6 +241,14 @@ public sealed class NodeDriver
         _node.ReportUnreachable(peer);
     }
 
+    /// <summary>The transport saw <paramref name="peer"/>'s connection reset, closed or refused (never a timeout):
+    /// a follower whose leader that is campaigns after a few ticks instead of the election timeout.</summary>
+    public void ReportConnectionLost(NodeId peer)
+    {
+        EnsureTakesInput();
+        _node.ReportConnectionLost(peer);
+    }
+
     /// <summary>The outcome of a snapshot the host streamed to <paramref name="peer"/> for <see cref="INodeEffects.SendSnapshot"/>.</summary>
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {

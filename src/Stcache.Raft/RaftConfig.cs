@@ -18,6 +18,15 @@ public sealed record RaftConfig
 
     public bool CheckQuorum { get; init; } = true;
 
+    /// <summary>
+    /// Upper bound of the delay, in ticks, after which a follower campaigns once the host reported its leader's
+    /// connection lost (<see cref="RaftNode.ReportConnectionLost"/>) and it has not heard from the leader since.
+    /// The delay is drawn uniformly from [1, LeaderLostDelayTicksMax], so that two followers rarely collide. 0
+    /// turns the fast path off (every failover then waits for the election timeout). Needs PreVote and
+    /// CheckQuorum, which keep a live leader from being deposed by it.
+    /// </summary>
+    public int LeaderLostDelayTicksMax { get; init; } = 3;
+
     /// <summary>Ticks subtracted from the lease to cover clock drift between nodes; lease reads need it.</summary>
     public int LeaseDriftMarginTicks { get; init; } = 2;
 
@@ -56,6 +65,11 @@ public sealed record RaftConfig
         if (LeaseDriftMarginTicks < 0 || LeaseDriftMarginTicks >= ElectionTimeoutTicks)
         {
             throw new ArgumentException("lease drift margin must be in [0, election timeout)", nameof(LeaseDriftMarginTicks));
+        }
+
+        if (LeaderLostDelayTicksMax < 0 || LeaderLostDelayTicksMax >= ElectionTimeoutTicks)
+        {
+            throw new ArgumentException("leader-lost delay must be in [0, election timeout)", nameof(LeaderLostDelayTicksMax));
         }
 
         if (AppendBytesMax <= 0 || InflightMessagesMax <= 0 || CommittedBytesPerReadyMax <= 0 || PendingReadsMax <= 0)

@@ -46,6 +46,13 @@ public sealed class RaftNode
     private int _heartbeatElapsed;
     private int _randomizedElectionTimeout;
 
+    // Follower (and the campaigns after it): the tick at which the host reported the leader's connection lost, if
+    // we have not heard from a leader since; -1 otherwise. See ReportConnectionLost.
+    private long _leaderLostTick = -1;
+
+    // Until this tick the wait to campaign is short (the leader-lost path); 0 once it ended or was yielded.
+    private long _fastCampaignUntilTick;
+
     // Leader: until this tick the lease holds (a quorum acknowledged a round sent at least this recently).
     private long _leaseUntilTick;
 
@@ -125,6 +132,13 @@ public sealed class RaftNode
         {
             _electionElapsed = 0;
             StartElection(transfer: false);
+
+            // A pre-candidate that campaigns again keeps its timeout; a short one (the leader-lost path) is drawn
+            // again while the path is open, and ends with it.
+            if (_role == RaftRole.PreCandidate && (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks))
+            {
+                RandomizeElectionTimeout();
+            }
         }
 
         // A node that cannot campaign (a learner, or one that believes so) lets the timer run on: its view of the
@@ -275,8 +289,11 @@ public sealed class RaftNode
                 // was partitioned away cannot depose a healthy leader. A transfer's campaign overrides this.
                 // A node that just restarted may have acknowledged a leader's lease before it crashed, so it also
                 // stays quiet for one election timeout after start.
+                // A follower whose leader's connections failed, and that has not heard from it since, no longer
+                // counts as hearing from it (ReportConnectionLost).
                 bool inLease = _config.CheckQuorum &&
-                    ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks) || _ticks < _config.ElectionTimeoutTicks);
+                    ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks && _leaderLostTick < 0) ||
+                     _ticks < _config.ElectionTimeoutTicks);
                 if (inLease && message.Context != TransferCampaignContext)
                 {
                     return;
@@ -360,6 +377,24 @@ public sealed class RaftNode
                 _electionElapsed = 0;
                 _vote = message.From;
             }
+
+            if (LeaderLostWindowOpen && (_role == RaftRole.Follower || message.From.Value < Id.Value))
+            {
+                // Another survivor of the crashed leader asks first: let it win rather than split the next term's
+                // vote with it (that would cost an election timeout). A follower that grants yields its own short
+                // wait; of two pre-candidates, the higher id steps back. Either campaigns after a full timeout if
+                // the other does not win.
+                _fastCampaignUntilTick = 0;
+                if (_role == RaftRole.PreCandidate)
+                {
+                    BecomeFollower(_term, NodeId.None);
+                }
+                else
+                {
+                    _electionElapsed = 0;
+                    RandomizeElectionTimeout();
+                }
+            }
         }
         else
         {
@@ -380,18 +415,15 @@ public sealed class RaftNode
         switch (message.Type)
         {
             case MessageType.Append:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleAppend(message);
                 break;
             case MessageType.Heartbeat:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleHeartbeat(message);
                 break;
             case MessageType.Snapshot:
-                _electionElapsed = 0;
-                _leader = message.From;
+                HeardFromLeader(message.From);
                 HandleSnapshot(message);
                 break;
             case MessageType.TimeoutNow:
@@ -437,6 +469,14 @@ public sealed class RaftNode
                     break;
                 }
 
+                if (message.Reject && _role == RaftRole.Candidate && LeaderLostWindowOpen && message.From.Value > Id.Value)
+                {
+                    // Two survivors of a crashed leader split this term's vote (each voted for itself). The lower id
+                    // campaigns again after a short delay, the higher one waits its full timeout and votes for it.
+                    _electionElapsed = 0;
+                    _randomizedElectionTimeout = 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax);
+                }
+
                 switch (Poll(message.From, !message.Reject))
                 {
                     case VoteOutcome.Won when _role == RaftRole.PreCandidate:
@@ -455,6 +495,18 @@ public sealed class RaftNode
                 break;
             default:
                 break;
+        }
+    }
+
+    private void HeardFromLeader(NodeId leader)
+    {
+        _electionElapsed = 0;
+        _leader = leader;
+        if (_leaderLostTick >= 0)
+        {
+            _leaderLostTick = -1;
+            _fastCampaignUntilTick = 0;
+            RandomizeElectionTimeout();
         }
     }
 
@@ -1042,6 +1094,63 @@ public sealed class RaftNode
         }
     }
 
+    /// <summary>
+    /// The host's transport saw a connection to or from <paramref name="peer"/> closed or reset by the other end,
+    /// or a dial to it refused: evidence that the peer's process is gone, which a timeout is not. Report only such
+    /// failures. A follower whose leader is <paramref name="peer"/> then campaigns (with pre-vote) after a short
+    /// randomized delay of [1, <see cref="RaftConfig.LeaderLostDelayTicksMax"/>] ticks instead of the election
+    /// timeout, and until it hears from a leader again it no longer counts as hearing from that leader, so it
+    /// grants the pre-votes and votes of a peer that saw the same. A follower that still hears from the leader
+    /// refuses them as always, so this path cannot depose a leader that a majority still hears. On a leader the
+    /// report ends the lease (a follower that lost it may soon vote) and probes the peer as
+    /// <see cref="ReportUnreachable"/> does. Repeated reports change nothing until the node hears from a leader.
+    /// </summary>
+    public void ReportConnectionLost(NodeId peer)
+    {
+        EnsureNoReadyInProgress();
+        if (_role == RaftRole.Leader)
+        {
+            if (_progress.TryGetValue(peer, out var progress) && peer != Id)
+            {
+                if (progress.State == ProgressState.Replicate)
+                {
+                    progress.BecomeProbe();
+                }
+
+                if (_conf.IsVoter(peer))
+                {
+                    _leaseUntilTick = 0;
+                }
+            }
+
+            return;
+        }
+
+        if (_role != RaftRole.Follower || peer.IsNone || peer != _leader || _leaderLostTick >= 0 || !IsPromotable ||
+            _config.LeaderLostDelayTicksMax == 0 || !_config.PreVote || !_config.CheckQuorum)
+        {
+            return;
+        }
+
+        _leaderLostTick = _ticks;
+        _fastCampaignUntilTick = _ticks + _config.ElectionTimeoutTicks;
+        _electionElapsed = 0;
+        RandomizeElectionTimeout();
+    }
+
+    /// <summary>True while a leader-lost report is less than an election timeout old, no leader was heard since,
+    /// and this node has not yielded to another survivor's campaign.</summary>
+    private bool LeaderLostWindowOpen => _leaderLostTick >= 0 && _ticks < _fastCampaignUntilTick;
+
+    private void RandomizeElectionTimeout()
+    {
+        // Only the wait to campaign is short. A candidate waits for its grants, which voters send only after an
+        // fsync: on a loaded machine that easily takes a tick, and starting over would throw the grants away.
+        _randomizedElectionTimeout = LeaderLostWindowOpen && _role != RaftRole.Candidate
+            ? 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax)
+            : _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
+    }
+
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {
         EnsureNoReadyInProgress();
@@ -1266,7 +1375,7 @@ public sealed class RaftNode
         _leader = NodeId.None;
         _electionElapsed = 0;
         _heartbeatElapsed = 0;
-        _randomizedElectionTimeout = _config.ElectionTimeoutTicks + (int)_random.NextBelow((ulong)_config.ElectionTimeoutTicks);
+        RandomizeElectionTimeout();
         _transferTarget = NodeId.None;
         _votes.Clear();
         _pendingConfIndex = LogIndex.Zero;
@@ -1291,6 +1400,10 @@ public sealed class RaftNode
         Reset(term);
         _role = RaftRole.Follower;
         _leader = leader;
+        if (!leader.IsNone)
+        {
+            HeardFromLeader(leader);
+        }
     }
 
     private void BecomePreCandidate()
@@ -1304,9 +1417,9 @@ public sealed class RaftNode
     private void BecomeCandidate()
     {
         Invariant.Check(_role != RaftRole.Leader, "a leader cannot become a candidate");
+        _role = RaftRole.Candidate;
         Reset(_term.Next);
         _vote = Id;
-        _role = RaftRole.Candidate;
     }
 
     private void BecomeLeader()
@@ -1315,6 +1428,8 @@ public sealed class RaftNode
         Reset(_term);
         _role = RaftRole.Leader;
         _leader = Id;
+        _leaderLostTick = -1;
+        _fastCampaignUntilTick = 0;
         foreach (var (id, progress) in _progress)
         {
             progress.RecentActive = true;

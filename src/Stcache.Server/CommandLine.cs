@@ -60,13 +60,20 @@ public sealed record ServerOptions
 
     public string? ClusterSecret { get; init; }
 
-    /// <summary>50 ms ticks with a 10-tick election timeout: a dead leader is replaced within 0.5-1 s (the timeout is
-    /// randomized in [10, 20) ticks) while heartbeats still arrive ten times per timeout.</summary>
+    /// <summary>50 ms ticks with a 10-tick election timeout: a leader that falls silent is replaced within 0.5-1 s (the
+    /// timeout is randomized in [10, 20) ticks) while heartbeats still arrive ten times per timeout. A leader whose
+    /// connections reset (a crashed process) is replaced after 1-<see cref="LeaderLostTicks"/> ticks (docs/RAFT.md).</summary>
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(50);
 
     public int ElectionTicks { get; init; } = 10;
 
     public int HeartbeatTicks { get; init; } = 1;
+
+    /// <summary>Most ticks a follower waits to campaign once its leader's connections failed (0 = wait the election
+    /// timeout as for silence). Unset: 3, or one below the election timeout if that is shorter.</summary>
+    public int? LeaderLostTicks { get; init; }
+
+    public int EffectiveLeaderLostTicks => LeaderLostTicks ?? Math.Min(3, ElectionTicks - 1);
 
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -134,6 +141,7 @@ public static class CommandLine
         new(["tick-ms"], false, "Raft tick in milliseconds (default 50)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt("tick-ms", v, 1, 60_000)) }),
         new(["election-ticks"], false, "election timeout in ticks (default 10)", (o, v) => o with { ElectionTicks = ParseInt("election-ticks", v, 2, 10_000) }),
         new(["heartbeat-ticks"], false, "heartbeat interval in ticks (default 1)", (o, v) => o with { HeartbeatTicks = ParseInt("heartbeat-ticks", v, 1, 10_000) }),
+        new(["leader-lost-ticks"], false, "most ticks a follower waits to campaign once its leader's connections reset (default 3, 0 = off)", (o, v) => o with { LeaderLostTicks = ParseInt("leader-lost-ticks", v, 0, 10_000) }),
         new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt("request-timeout-ms", v, 1, 3_600_000)) }),
         new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt("snapshot-interval-s", v, 0, 86_400)) }),
         new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt("snapshot-threshold", v, 1, int.MaxValue) }),
@@ -356,6 +364,11 @@ public static class CommandLine
         if (options.ElectionTicks <= options.HeartbeatTicks)
         {
             throw new UsageException("--election-ticks must exceed --heartbeat-ticks");
+        }
+
+        if (options.LeaderLostTicks >= options.ElectionTicks)
+        {
+            throw new UsageException("--leader-lost-ticks must be below --election-ticks");
         }
 
         if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(options.LogLevel, true, out _))

@@ -245,6 +245,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 Id = new NodeId(identity.Id),
                 ElectionTimeoutTicks = options.ElectionTicks,
                 HeartbeatIntervalTicks = options.HeartbeatTicks,
+                LeaderLostDelayTicksMax = options.EffectiveLeaderLostTicks,
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
             };
             var hostOptions = new RaftHostOptions
@@ -286,6 +287,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             }
 
             transport.PeerUnreachable += host.ReportUnreachable;
+            transport.PeerConnectionLost += host.ReportConnectionLost;
             transport.SnapshotSendCompleted += host.ReportSnapshot;
             transport.BeginSnapshotReceive = snapshots.BeginReceive;
             transport.ToldNotAMember += host.ReportNotAMember;

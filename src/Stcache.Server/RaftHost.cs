@@ -161,6 +161,10 @@ public sealed class RaftHost : IAsyncDisposable
 
     public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
 
+    /// <summary>The transport saw the peer's connection reset, closed or refused (not a timeout): see
+    /// <c>RaftNode.ReportConnectionLost</c>.</summary>
+    public void ReportConnectionLost(NodeId peer) => EnqueueRaftInput(new ConnectionLostInput(peer), "connection-lost report");
+
     public void ReportSnapshot(NodeId peer, bool succeeded) => EnqueueRaftInput(new SnapshotStatusInput(peer, succeeded), "snapshot report");
 
     /// <summary>Peer messages and transport reports dropped because the Raft input queue was full.</summary>
@@ -518,6 +522,9 @@ public sealed class RaftHost : IAsyncDisposable
                 break;
             case UnreachableInput unreachable:
                 _driver.ReportUnreachable(unreachable.Peer);
+                break;
+            case ConnectionLostInput lost:
+                _driver.ReportConnectionLost(lost.Peer);
                 break;
             case SnapshotStatusInput status:
                 _driver.ReportSnapshot(status.Peer, status.Succeeded);

@@ -146,6 +146,11 @@ internal sealed class UnreachableInput(NodeId peer) : NodeInput
     public NodeId Peer { get; } = peer;
 }
 
+internal sealed class ConnectionLostInput(NodeId peer) : NodeInput
+{
+    public NodeId Peer { get; } = peer;
+}
+
 internal sealed class NotAMemberInput(NodeId peer, LogIndex asOf) : NodeInput
 {
     public NodeId Peer { get; } = peer;

@@ -30,8 +30,10 @@ internal sealed class PeerSender
     private volatile string _address;
     private volatile bool _connected;
 
-    // The snapshot being streamed (its stream when it comes from a store), its length, and how many of its bytes
-    // are written. Only the writer loop touches these.
+    // Set by the close watcher when the listener closed or reset the current session's connection.
+    private volatile bool _closedByPeer;
+
+    // The snapshot being streamed, and how many of its data bytes are written. Only the writer loop touches these.
     private Message? _currentSnapshot;
     private Stream? _currentStored;
     private long _snapshotLength;
@@ -96,7 +98,7 @@ internal sealed class PeerSender
         {
             while (!token.IsCancellationRequested)
             {
-                if (_carried is null && !await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false))
+                if (_carried is null && !await WaitForWorkAsync(token).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -131,6 +133,12 @@ internal sealed class PeerSender
                     }
 
                     DropQueued("peer unreachable");
+                    if (PeerTransport.IsPeerGone(exception))
+                    {
+                        // Refused: nothing listens at the peer's address (a timeout would mean we cannot tell).
+                        _transport.RaisePeerConnectionLost(Id);
+                    }
+
                     await Task.Delay(Backoff(failures), _transport.TimeProvider, token).ConfigureAwait(false);
                     continue;
                 }
@@ -158,6 +166,10 @@ internal sealed class PeerSender
                     _transport.CountConnectionFailure();
                     Log.ConnectionLost(_transport.Logger, Id, exception);
                     _transport.RaisePeerUnreachable(Id);
+                    if (_closedByPeer || PeerTransport.IsPeerGone(exception))
+                    {
+                        _transport.RaisePeerConnectionLost(Id);
+                    }
                 }
                 finally
                 {
@@ -192,6 +204,18 @@ internal sealed class PeerSender
         }
     }
 
+    /// <summary>False once the queue is completed and drained; otherwise true when a connection is wanted: at once
+    /// with <see cref="TransportOptions.KeepConnected"/>, else when a message is queued.</summary>
+    private async ValueTask<bool> WaitForWorkAsync(CancellationToken token)
+    {
+        if (!_options.KeepConnected)
+        {
+            return await _queue.Reader.WaitToReadAsync(token).ConfigureAwait(false);
+        }
+
+        return !_queue.Reader.Completion.IsCompleted;
+    }
+
     internal TimeSpan Backoff(int failures)
     {
         double min = _options.ReconnectBackoffMin.TotalMilliseconds;
@@ -216,6 +240,7 @@ internal sealed class PeerSender
         }
 
         // Nothing is expected from the listener after Accepted; reading only notices when it closes.
+        _closedByPeer = false;
         var watch = WatchForCloseAsync(connection.Reader, session);
         try
         {
@@ -237,7 +262,7 @@ internal sealed class PeerSender
         }
     }
 
-    private static async Task WatchForCloseAsync(PipeReader reader, CancellationTokenSource session)
+    private async Task WatchForCloseAsync(PipeReader reader, CancellationTokenSource session)
     {
         try
         {
@@ -246,6 +271,11 @@ internal sealed class PeerSender
                 var result = await reader.ReadAsync(session.Token).ConfigureAwait(false);
                 bool unexpected = !result.Buffer.IsEmpty;
                 reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted && !unexpected && !session.IsCancellationRequested)
+                {
+                    _closedByPeer = true;
+                }
+
                 if (result.IsCompleted || result.IsCanceled || unexpected)
                 {
                     break;
@@ -254,7 +284,11 @@ internal sealed class PeerSender
         }
         catch (Exception exception) when (exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
-            // Any error ends the session below.
+            // Any error ends the session below; a reset says the peer is gone.
+            if (!session.IsCancellationRequested && PeerTransport.IsPeerGone(exception))
+            {
+                _closedByPeer = true;
+            }
         }
         finally
         {

@@ -72,6 +72,15 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     /// <c>RaftNode.ReportUnreachable</c>. May be raised on any thread, also from inside <see cref="Send"/>.</summary>
     public event Action<NodeId>? PeerUnreachable;
 
+    /// <summary>
+    /// Raised when a connection to or from a peer failed in a way that says the peer's process is gone: an
+    /// established connection, in either direction, closed by the peer (EOF) or reset, or a dial refused. Never for
+    /// timeouts, handshake refusals, protocol violations, address changes or closes this node made itself: a peer
+    /// behind a partition looks like a timeout, not like this. The host calls <c>RaftNode.ReportConnectionLost</c>.
+    /// May be raised on any thread, more than once for one failure (both directions see it).
+    /// </summary>
+    public event Action<NodeId>? PeerConnectionLost;
+
     /// <summary>Raised once per snapshot message passed to <see cref="Send"/>: true when all of it was written to
     /// the peer's socket, false when it was dropped or the connection failed (host calls <c>ReportSnapshot</c>).</summary>
     public event Action<NodeId, bool>? SnapshotSendCompleted;
@@ -407,6 +416,34 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     internal void CountConnectionFailure() => Interlocked.Increment(ref _connectionFailures);
 
+    internal void RaisePeerConnectionLost(NodeId id)
+    {
+        try
+        {
+            PeerConnectionLost?.Invoke(id);
+        }
+        catch (Exception exception)
+        {
+            Log.EventHandlerFailed(_logger, nameof(PeerConnectionLost), exception);
+        }
+    }
+
+    /// <summary>True when <paramref name="exception"/> (or one it wraps) is the kernel saying the other end is gone:
+    /// a reset, a refused dial, a broken pipe. False for timeouts and everything else.</summary>
+    internal static bool IsPeerGone(Exception? exception)
+    {
+        for (; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is SocketException socket)
+            {
+                return socket.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset
+                    or SocketError.ConnectionAborted or SocketError.Shutdown;
+            }
+        }
+
+        return false;
+    }
+
     internal void RaisePeerUnreachable(NodeId id)
     {
         try
@@ -684,7 +721,13 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 }
                 else
                 {
+                    // The peer closed its end: it stopped, crashed (the kernel closes a killed process's sockets)
+                    // or dropped the link itself; either way, word from it on this link has ended.
                     Log.InboundEnded(_logger, peer);
+                    if (!cancellationToken.IsCancellationRequested)
+                    {
+                        RaisePeerConnectionLost(peer);
+                    }
                 }
             }
             catch (OperationCanceledException) when (close.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -701,6 +744,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             if (!cancellationToken.IsCancellationRequested)
             {
                 Log.InboundClosed(_logger, peer, remote, exception.Message);
+                // Inbound reads have no timeout, so a read error here is the link failing, not a slow peer.
+                if (!peer.IsNone && exception is IOException or SocketException)
+                {
+                    RaisePeerConnectionLost(peer);
+                }
             }
         }
         catch (Exception exception)

@@ -78,6 +78,13 @@ public sealed class TransportOptions
     public TimeSpan ReconnectBackoffMax { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
+    /// Dial every peer at once and redial after a failure even with nothing to send, rather than on the first
+    /// message. A follower rarely writes to the other followers, yet when the leader crashes its pre-vote and vote
+    /// must reach them at once: a dial and a handshake on a loaded machine can cost more than the election itself.
+    /// </summary>
+    public bool KeepConnected { get; set; } = true;
+
+    /// <summary>
     /// How long a removed peer's connection stays open to deliver what was queued for it before the removal. The
     /// leader's last append to a member it removes carries the commit of that removal; without it the removed
     /// node never learns it is out. Zero drops the queue at once.

@@ -378,7 +378,8 @@ public sealed class PeerTransportTests
         await using var b = await Node.StartAsync(2);
         a.Transport.SetPeer(new NodeId(2), nowhere.LocalEndPoint!.ToString()!);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
-        await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the wrong address fails");
+        // The sender dials at once (KeepConnected), so a failure may come before the message: wait for its drop.
+        await Wait.UntilAsync(() => a.Transport.MessagesDropped >= 1, "the wrong address fails and the message is dropped");
 
         a.Transport.SetPeer(new NodeId(2), b.Address);
         var deadline = Stopwatch.StartNew();

@@ -86,7 +86,7 @@ public sealed partial class ApiJson : JsonSerializerContext
 }
 
 /// <summary>The HTTP API: the seeds' endpoints and /v1. Handlers are thin; the host does the work.</summary>
-internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
+internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
 {
     public const string VersionHeader = "X-Stcache-Version";
     public const string LeaderHeader = "X-Stcache-Leader";
@@ -129,6 +129,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         v1.MapDelete("/cluster/members/{id}", RemoveMember);
         v1.MapPost("/cluster/transfer-leader", (Delegate)TransferLeader);
         v1.MapPost("/snapshot", (Delegate)Snapshot);
+        v1.MapPost(CommandService.ProposePath["/v1".Length..], (Delegate)ProposeForwarded);
 
         app.MapGet("/{key}", SeedGetPath);
 
@@ -277,6 +278,36 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
     }
 
     private IResult MgmtNodes() => TypedResults.Json(MemberViews(host.Status), ApiJson.Default.MemberViewArray);
+
+    /// <summary>The leader's side of <see cref="CommandService"/>'s forwarding: a follower's batch of encoded commands.</summary>
+    private async Task<IResult> ProposeForwarded(HttpContext context)
+    {
+        byte[] body = await ReadBodyAsync(context);
+        if (CommandService.DecodeBatch(body, out string? problem) is not { } commands)
+        {
+            return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
+        }
+
+        if (!host.Status.IsLeader)
+        {
+            return Failure(StatusCodes.Status503ServiceUnavailable, FailureKind.NoLeader, "not the leader (any more); not applied", "not-applied");
+        }
+
+        var outcomes = await service.ProposeLocallyAsync(commands, context.RequestAborted);
+        return TypedResults.Json(outcomes.Select(ForwardedResult.From).ToArray(), CommandJson.Default.ForwardedResultArray);
+    }
+
+    private static IResult Failure(int statusCode, FailureKind failure, string message, string outcome) =>
+        new FailureResult(Error(statusCode, message, outcome), failure);
+
+    private sealed class FailureResult(IResult inner, FailureKind failure) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers[CommandService.FailureHeader] = failure.ToString();
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
 
     // ---- /v1/kv ---------------------------------------------------------------------------------------------
 

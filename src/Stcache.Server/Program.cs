@@ -119,8 +119,10 @@ public static class Program
         });
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
-        var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
+        var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());
+        var api = new HttpApi(node.Host, service, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app, metrics);
+        await using var resp = options.RespAddress is null ? null : new Resp.RespServer(service, options, apiCertificate, loggerFactory.CreateLogger<Resp.RespServer>());
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         node.Host.RemovedFromCluster += () =>
@@ -136,6 +138,7 @@ public static class Program
 
         await node.StartAsync(lifetime.ApplicationStopping);
         await app.StartAsync();
+        resp?.Start();
         ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
         node.ServeRaftChannelJoins(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
         node.StartJoining(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
@@ -236,7 +239,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 identity.Save(directory.Path);
             }
 
-            var self = new MemberInfo(identity.Id, identity.Name, raftAddress, httpAddress);
+            string? respAddress = options.RespAddress is { } resp ? CommandLine.NormalizeAddress(resp) : null;
+            var self = new MemberInfo(identity.Id, identity.Name, raftAddress, httpAddress, respAddress);
             var raftConfig = new RaftConfig
             {
                 Id = new NodeId(identity.Id),

@@ -397,16 +397,61 @@ internal sealed class RespConnection
         w.Bulk(message);
     });
 
-    /// <summary>A message from another connection's PUBLISH or the node itself; written between replies.</summary>
-    private void Push(Reply reply) => _ = Task.Run(async () =>
+    /// <summary>
+    /// A message from another connection's PUBLISH or from the node itself, written between replies in the order it
+    /// was published. A subscriber that falls this far behind is disconnected, as Redis does past its pub/sub
+    /// output buffer limit.
+    /// </summary>
+    private void Push(Reply reply)
+    {
+        if (!_pushes.Writer.TryWrite(reply))
+        {
+            Kill();
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref _pumping, 1, 0) == 0)
+        {
+            _ = Task.Run(PumpPushesAsync);
+        }
+    }
+
+    private readonly System.Threading.Channels.Channel<Reply> _pushes =
+        System.Threading.Channels.Channel.CreateBounded<Reply>(new System.Threading.Channels.BoundedChannelOptions(16_384) { SingleReader = true });
+
+    private int _pumping;
+
+    private async Task PumpPushesAsync()
     {
         try
         {
-            await WriteAsync(reply, _killed.Token).ConfigureAwait(false);
+            while (true)
+            {
+                await _writeLock.WaitAsync(_killed.Token).ConfigureAwait(false);
+                try
+                {
+                    while (_pushes.Reader.TryRead(out var reply))
+                    {
+                        reply(_writer);
+                    }
+
+                    await _output.FlushAsync(_killed.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+
+                Volatile.Write(ref _pumping, 0);
+                if (!_pushes.Reader.TryPeek(out _) || Interlocked.CompareExchange(ref _pumping, 1, 0) != 0)
+                {
+                    return;
+                }
+            }
         }
         catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or IOException or ObjectDisposedException)
         {
-            // The subscriber is gone; its registration goes with it.
+            // The subscriber is gone; its registrations go with it.
         }
-    });
+    }
 }

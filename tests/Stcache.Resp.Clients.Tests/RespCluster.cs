@@ -44,6 +44,9 @@ public abstract class RespClusterTest : ProcessTest
 
     private static Func<Node, string[]> WithResp(Func<Node, string[]> arguments, int port) => n => [.. arguments(n), $"--resp=127.0.0.1:{port}"];
 
+    /// <summary>The nodes' logs, for a failing test's output.</summary>
+    protected string Logs() => string.Join("\n", Nodes.Select(n => $"---- {n.Name} (running={n.IsRunning}) ----\n{Api.Tail(n.Output, 60)}"));
+
     protected string Endpoint(Node node) => "127.0.0.1:" + RespPorts[node].ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Waits until every running node answers PING on RESP and they agree on a leader; returns the leader.</summary>

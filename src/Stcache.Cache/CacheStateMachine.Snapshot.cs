@@ -463,3 +463,35 @@ public sealed class CacheSnapshot : IDisposable
         }
     }
 }
+
+/// <summary>One key as a test or tool sees it: a copy of everything the snapshot holds.</summary>
+/// <param name="Fields">A hash's fields and values sorted by field; null for a string.</param>
+public sealed record KeyDump(byte[] Key, byte[]? Text, (byte[] Field, byte[] Value)[]? Fields, long ExpiresAtUnixMs, ulong Version,
+    uint AccessSeconds, byte Frequency, int VolatileSlot)
+{
+    /// <summary>A one-line rendering that compares equal when the keys are equal.</summary>
+    public string Describe(bool withAccess) =>
+        $"{System.Text.Encoding.UTF8.GetString(Key)}=" +
+        (Text is not null ? "'" + System.Text.Encoding.UTF8.GetString(Text) + "'" : "{" + string.Join(",", Fields!.Select(pair => System.Text.Encoding.UTF8.GetString(pair.Field) + ":" + System.Text.Encoding.UTF8.GetString(pair.Value))) + "}") +
+        $" exp={ExpiresAtUnixMs} v={Version}" + (withAccess ? $" at={AccessSeconds} f={Frequency} vs={VolatileSlot}" : "");
+}
+
+public sealed partial class CacheStateMachine
+{
+    /// <summary>Copies the whole state in its sampling order (the order snapshots keep). O(keys); for tests and tools.</summary>
+    public IReadOnlyList<KeyDump> Dump()
+    {
+        lock (_lock)
+        {
+            return _slots.Select(entry => new KeyDump(
+                entry.Key,
+                entry.Value as byte[],
+                entry.Value is HashValue hash ? hash.SortedFields().Select(field => (field, hash.Fields[field])).ToArray() : null,
+                entry.ExpiresAtUnixMs,
+                entry.Version,
+                entry.AccessSeconds,
+                entry.Frequency,
+                entry.VolatileSlot)).ToArray();
+        }
+    }
+}

@@ -89,6 +89,19 @@ public sealed class RespWriter(IBufferWriter<byte> output)
         }
     }
 
+    /// <summary>A double already formatted as Redis formats it (RESP3 <c>,</c>, RESP2 a bulk string).</summary>
+    public void DoubleText(string text)
+    {
+        if (IsResp3)
+        {
+            Line((byte)',', text);
+        }
+        else
+        {
+            Bulk(text);
+        }
+    }
+
     public void Boolean(bool value)
     {
         if (IsResp3)

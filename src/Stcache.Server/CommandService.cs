@@ -73,14 +73,15 @@ public sealed record ForwardedResult(
     [property: JsonPropertyName("version")] ulong Version,
     [property: JsonPropertyName("previousExisted")] bool PreviousExisted,
     [property: JsonPropertyName("failure")] FailureKind Failure,
-    [property: JsonPropertyName("error")] string? Error)
+    [property: JsonPropertyName("error")] string? Error,
+    [property: JsonPropertyName("reply")] ReplyView? Reply)
 {
     public static ForwardedResult From(WriteOutcome outcome) =>
         new(outcome.Status, outcome.Result.Status, outcome.Result.Version, outcome.Result.PreviousExisted, outcome.Failure,
-            outcome.Status == WriteStatus.Applied ? outcome.Result.Error : outcome.Detail);
+            outcome.Status == WriteStatus.Applied ? outcome.Result.Error : outcome.Detail, ReplyView.From(outcome.Result.Reply));
 
     public WriteOutcome ToOutcome(NodeId leader) => Write == WriteStatus.Applied
-        ? WriteOutcome.Applied(new ApplyResult(Status, Version, PreviousExisted, Error))
+        ? WriteOutcome.Applied(new ApplyResult(Status, Version, PreviousExisted, Error) { Reply = Reply?.ToReply() })
         : new WriteOutcome(Write, default, Failure, Error ?? string.Empty, leader);
 }
 
@@ -155,8 +156,8 @@ internal sealed class CommandService
     }
 
     /// <summary>Proposes a write on the leader (forwarding it there from a follower) and waits until it is applied.</summary>
-    public async Task<WriteOutcome> WriteAsync(CacheCommand command, CancellationToken cancellationToken) =>
-        (await WriteBatchAsync([command], cancellationToken).ConfigureAwait(false))[0];
+    public async Task<WriteOutcome> WriteAsync(WriteRequest request, CancellationToken cancellationToken) =>
+        (await WriteBatchAsync([request], cancellationToken).ConfigureAwait(false))[0];
 
     /// <summary>
     /// Proposes several writes together, in order (a pipeline's consecutive writes): on the leader they enter the
@@ -164,19 +165,15 @@ internal sealed class CommandService
     /// covers them all. A suffix that certainly was not applied because leadership moved is retried on the new
     /// leader while the deadline allows.
     /// </summary>
-    public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<CacheCommand> commands, CancellationToken cancellationToken)
+    public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
     {
         var outcomes = new WriteOutcome[commands.Count];
         var valid = new List<int>(commands.Count);
         for (int i = 0; i < commands.Count; i++)
         {
-            if (commands[i].Validate() is { } problem)
+            if (commands[i].Validate(_options.ValueBytesMax) is { } problem)
             {
                 outcomes[i] = WriteOutcome.Failed(FailureKind.Invalid, problem);
-            }
-            else if (commands[i].Value.Length > _options.ValueBytesMax)
-            {
-                outcomes[i] = WriteOutcome.Failed(FailureKind.Invalid, $"value larger than {_options.ValueBytesMax} bytes");
             }
             else
             {
@@ -241,7 +238,7 @@ internal sealed class CommandService
         outcome.Status == WriteStatus.NotApplied && outcome.Failure == FailureKind.NoLeader;
 
     /// <summary>Proposes in order on this node (which believes it leads) and waits for all of them.</summary>
-    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<CacheCommand> commands, CancellationToken cancellationToken)
+    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
     {
         var tasks = new Task<WriteOutcome>[commands.Count];
         for (int i = 0; i < commands.Count; i++)
@@ -253,11 +250,19 @@ internal sealed class CommandService
     }
 
     /// <summary>Proposes on this node, which must believe it leads; used for the leader's side of forwarding.</summary>
-    public async Task<WriteOutcome> ProposeLocallyAsync(CacheCommand command, CancellationToken cancellationToken)
+    public async Task<WriteOutcome> ProposeLocallyAsync(WriteRequest request, CancellationToken cancellationToken)
     {
+        // The leader's clock, never behind the log's: log time must not run backwards (docs/CACHE.md).
+        long logTime = Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
+        var (entry, error) = request.ToEntry(logTime);
+        if (entry is null)
+        {
+            return WriteOutcome.Failed(FailureKind.Invalid, error!);
+        }
+
         try
         {
-            return WriteOutcome.Applied(await _host.ProposeAsync(command, cancellationToken).ConfigureAwait(false));
+            return WriteOutcome.Applied(await _host.ProposeAsync(entry, cancellationToken).ConfigureAwait(false));
         }
         catch (RaftHostException e)
         {
@@ -299,11 +304,16 @@ internal sealed class CommandService
         }
     }
 
+    /// <summary>The time a read is served at (docs/CACHE.md): this node's clock, never behind its log time.</summary>
+    public long ReadTime(ReadConsistency consistency) => consistency == ReadConsistency.Stale
+        ? _host.Cache.LastLogTimeUnixMs
+        : Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
+
     /// <summary>A read of one key from this node's state; expired entries are absent.</summary>
     public CacheEntry? Get(string key) =>
         _host.Cache.TryGet(key, out var entry, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) ? entry : null;
 
-    private async Task<WriteOutcome[]> ForwardAsync(IReadOnlyList<CacheCommand> commands, NodeId leader, CancellationToken deadline)
+    private async Task<WriteOutcome[]> ForwardAsync(IReadOnlyList<WriteRequest> commands, NodeId leader, CancellationToken deadline)
     {
         WriteOutcome[] All(WriteOutcome outcome) => [.. commands.Select(_ => outcome)];
         if (!_options.ForwardWrites)
@@ -317,7 +327,7 @@ internal sealed class CommandService
             return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
         }
 
-        using var message = HttpApi.ForwardRequest("POST", new Uri($"{_options.HttpScheme}://{address}{ProposePath}", UriKind.Absolute), EncodeBatch(commands), "application/octet-stream");
+        using var message = HttpApi.ForwardRequest("POST", new Uri($"{_options.HttpScheme}://{address}{ProposePath}", UriKind.Absolute), WriteRequest.EncodeAll(commands), "application/octet-stream");
         message.Headers.TryAddWithoutValidation(HttpApi.ForwardedHeader, _host.Id.ToString());
         using var client = _clients.CreateClient();
         client.Timeout = Timeout.InfiniteTimeSpan;
@@ -375,77 +385,6 @@ internal sealed class CommandService
                 : FailureKind.LeaderUnreachable;
             return All(WriteOutcome.Failed(failure, detail, outcomeUnknown: outcome != "not-applied", leader: leader));
         }
-    }
-
-    /// <summary>A forwarded batch: [count u32] then per command [length u32][encoded command].</summary>
-    public static byte[] EncodeBatch(IReadOnlyList<CacheCommand> commands)
-    {
-        var encoded = commands.Select(c => c.Encode()).ToList();
-        var buffer = new byte[4 + encoded.Sum(e => 4 + e.Length)];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(buffer, encoded.Count);
-        int offset = 4;
-        foreach (byte[] command in encoded)
-        {
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(offset), command.Length);
-            command.CopyTo(buffer, offset + 4);
-            offset += 4 + command.Length;
-        }
-
-        return buffer;
-    }
-
-    /// <summary>Decodes <see cref="EncodeBatch"/>; null with a reason for bad bytes (never throws).</summary>
-    public static List<CacheCommand>? DecodeBatch(ReadOnlyMemory<byte> data, out string? problem)
-    {
-        problem = null;
-        var span = data.Span;
-        if (span.Length < 4)
-        {
-            problem = "batch too short";
-            return null;
-        }
-
-        int count = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span);
-        if (count <= 0 || count > 1 << 20)
-        {
-            problem = "bad batch count";
-            return null;
-        }
-
-        var commands = new List<CacheCommand>(Math.Min(count, 1024));
-        int offset = 4;
-        for (int i = 0; i < count; i++)
-        {
-            if (span.Length - offset < 4)
-            {
-                problem = "truncated batch";
-                return null;
-            }
-
-            int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span[offset..]);
-            offset += 4;
-            if (length < 0 || span.Length - offset < length)
-            {
-                problem = "bad command length in batch";
-                return null;
-            }
-
-            if (!CacheCommand.TryDecode(data.Slice(offset, length), out var command, out problem))
-            {
-                return null;
-            }
-
-            commands.Add(command!);
-            offset += length;
-        }
-
-        if (offset != span.Length)
-        {
-            problem = "trailing bytes after batch";
-            return null;
-        }
-
-        return commands;
     }
 
     /// <summary>The header in which the leader names the <see cref="FailureKind"/> of a refused forwarded command.</summary>

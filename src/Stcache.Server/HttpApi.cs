@@ -283,7 +283,7 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
     private async Task<IResult> ProposeForwarded(HttpContext context)
     {
         byte[] body = await ReadBodyAsync(context);
-        if (CommandService.DecodeBatch(body, out string? problem) is not { } commands)
+        if (WriteRequest.DecodeAll(body, out string? problem) is not { } commands)
         {
             return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
         }

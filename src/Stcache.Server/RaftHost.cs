@@ -190,6 +190,10 @@ public sealed class RaftHost : IAsyncDisposable
     public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default) =>
         ProposeAsync(new ProposeInput(command.Encode(), new ProposalWaiter()), cancellationToken);
 
+    /// <summary>Proposes an encoded cache entry (a <see cref="WriteCommand"/> stamped with the leader's log time).</summary>
+    public Task<ApplyResult> ProposeAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default) =>
+        ProposeAsync(new ProposeInput(entry, new ProposalWaiter()), cancellationToken);
+
     /// <summary>Proposes a membership change and waits until it is applied.</summary>
     public async Task ChangeMembershipAsync(ConfChange change, CancellationToken cancellationToken = default)
     {

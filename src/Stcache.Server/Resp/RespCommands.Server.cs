@@ -72,7 +72,7 @@ internal sealed partial class RespCommands
         switch (sub)
         {
             case "COUNT" when arguments.Length == 2:
-                return Done(Integer(_table.Count));
+                return Done(Integer(_table.Count + _data.Count));
             case "LIST":
                 {
                     var names = All.Select(c => c.Name.ToLowerInvariant()).ToList();
@@ -88,7 +88,7 @@ internal sealed partial class RespCommands
 
             case "INFO":
                 {
-                    List<RespCommand?> wanted = arguments.Length == 2 ? [.. All] : [.. arguments.Skip(2).Select(a => Find(Upper(a)))];
+                    List<RespCommand?> wanted = arguments.Length == 2 ? [.. All] : [.. arguments.Skip(2).Select(a => FindAny(Upper(a)))];
                     return Done(w =>
                     {
                         w.Array(wanted.Count);
@@ -108,7 +108,7 @@ internal sealed partial class RespCommands
 
             case "DOCS":
                 {
-                    var wanted = (arguments.Length == 2 ? All : arguments.Skip(2).Select(a => Find(Upper(a))).OfType<RespCommand>()).ToList();
+                    var wanted = (arguments.Length == 2 ? All : arguments.Skip(2).Select(a => FindAny(Upper(a))).OfType<RespCommand>()).ToList();
                     return Done(w =>
                     {
                         w.Map(wanted.Count);
@@ -128,7 +128,7 @@ internal sealed partial class RespCommands
 
             case "GETKEYS" when arguments.Length >= 3:
                 {
-                    var command = Find(Upper(arguments[2]));
+                    var command = FindAny(Upper(arguments[2]));
                     if (command is null || command.FirstKey == 0)
                     {
                         return Done(Error("The command has no key arguments"));
@@ -552,15 +552,19 @@ internal sealed partial class RespCommands
             }
         }
 
-        var replies = await ExecuteQueuedAsync(connection, queued, cancellationToken).ConfigureAwait(false);
-        return w =>
+        if (queued.Count == 0)
         {
-            w.Array(replies.Count);
-            foreach (var reply in replies)
-            {
-                reply(w);
-            }
-        };
+            return w => w.Array(0);
+        }
+
+        // One log entry: every queued command applied atomically on every replica; the reply is their array.
+        var outcome = await Service.WriteAsync(WriteRequest.RedisTransaction(queued), cancellationToken).ConfigureAwait(false);
+        if (outcome.Status == WriteStatus.Applied)
+        {
+            connection.LastWriteIndex = Host.Cache.AppliedIndex.Value;
+        }
+
+        return Render(outcome);
     }
 
     // ---- pub/sub ----------------------------------------------------------------------------------------------------------

@@ -56,9 +56,12 @@ internal sealed partial class RespCommands
         AddDataCommands();
     }
 
-    public IEnumerable<RespCommand> All => _table.Values.OrderBy(c => c.Name, StringComparer.Ordinal);
+    /// <summary>Every command this node serves: this table's and the cache's data commands.</summary>
+    public IEnumerable<RespCommand> All => _table.Values.Concat(_data).OrderBy(c => c.Name, StringComparer.Ordinal);
 
     public RespCommand? Find(string upperName) => _table.GetValueOrDefault(upperName);
+
+    private RespCommand? FindAny(string upperName) => Find(upperName) ?? _data.Find(c => c.Name == upperName);
 
     private CommandService Service => _server.Service;
 
@@ -116,7 +119,7 @@ internal sealed partial class RespCommands
         return outcome.Failure switch
         {
             FailureKind.ForwardingDisabled => w => w.CodedError("READONLY You can't write against a read only replica."),
-            FailureKind.Invalid => w => w.Error(detail),
+            FailureKind.Invalid => w => w.CodedError(WithCode(detail)),
             FailureKind.NoLeader or FailureKind.LeaderUnreachable => w => w.CodedError("CLUSTERDOWN " + detail),
             _ => w => w.CodedError("TRYAGAIN " + detail),
         };

@@ -182,7 +182,7 @@ internal sealed class RespConnection
         }
     }
 
-    /// <summary>Runs a batch in order: groups of plain writes together, groups of reads behind one confirmation.</summary>
+    /// <summary>Runs a batch in order: groups of data writes together, groups of data reads behind one confirmation.</summary>
     public async Task ExecuteAsync(IReadOnlyList<byte[][]> batch, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -191,25 +191,25 @@ internal sealed class RespConnection
             int i = 0;
             while (i < batch.Count && !_closeAfterReply)
             {
-                var (command, refusal) = Admit(batch[i]);
+                var (command, parsed, refusal) = Admit(batch[i]);
                 if (refusal is not null)
                 {
                     refusal(_writer);
                     i++;
                 }
-                else if (command!.Kind == CommandKind.Write && !RespCommands.NeedsRead(batch[i]))
+                else if (command is not null)
+                {
+                    var reply = await command.Run!(this, batch[i], cancellationToken).ConfigureAwait(false);
+                    reply(_writer);
+                    i++;
+                }
+                else if (parsed.IsWrite)
                 {
                     i = await RunWritesAsync(batch, i, cancellationToken).ConfigureAwait(false);
                 }
-                else if (command.Kind == CommandKind.Read)
-                {
-                    i = await RunReadsAsync(batch, i, cancellationToken).ConfigureAwait(false);
-                }
                 else
                 {
-                    var reply = await _server.Commands.RunOneAsync(this, command, batch[i], cancellationToken).ConfigureAwait(false);
-                    reply(_writer);
-                    i++;
+                    i = await RunReadsAsync(batch, i, parsed, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (_output.UnflushedBytes > FlushBytes)
@@ -226,140 +226,129 @@ internal sealed class RespConnection
         }
     }
 
-    /// <summary>Null command with a refusal to write, or the command to run. Checks in Redis's order: existence,
-    /// arity, authentication, then the transaction and subscriber contexts.</summary>
-    private (RespCommand? Command, Reply? Refusal) Admit(byte[][] arguments)
+    /// <summary>
+    /// A command of this layer's table to run, a parsed data command, or a refusal to write. Checks in Redis's
+    /// order: existence and arity (the cache's parser checks a data command's), authentication, then the
+    /// transaction and subscriber contexts.
+    /// </summary>
+    private (RespCommand? Command, ParsedCommand Parsed, Reply? Refusal) Admit(byte[][] arguments)
     {
         Interlocked.Increment(ref _server.CommandsProcessed);
         string name = Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant();
         LastCommand = name.ToLowerInvariant();
         var command = _server.Commands.Find(name);
+        ParsedCommand parsed = default;
         Reply? refusal = null;
         if (command is null)
         {
-            refusal = RespCommands.UnknownCommand(arguments);
+            if (RespCommands.IsData(arguments[0]))
+            {
+                parsed = RespCommands.ParseData(arguments);
+                if (parsed.Error is { } error)
+                {
+                    refusal = RespCommands.Render(error);
+                }
+            }
+            else
+            {
+                refusal = RespCommands.UnknownCommand(arguments);
+            }
         }
         else if (command.Arity > 0 ? arguments.Length != command.Arity : arguments.Length < -command.Arity)
         {
             refusal = w => w.Error($"wrong number of arguments for '{command.Name.ToLowerInvariant()}' command");
         }
-        else if (!Authenticated && !command.NoAuth)
+
+        if (!Authenticated && !(command?.NoAuth ?? false) && (refusal is null || parsed.Error is not null))
         {
             refusal = w => w.CodedError("NOAUTH Authentication required.");
         }
 
         if (Queued is not null && command?.Name is not ("EXEC" or "DISCARD" or "MULTI" or "WATCH" or "QUIT" or "RESET"))
         {
+            if (refusal is null && command is not null)
+            {
+                // Only the cache's commands can join the transaction's log entry.
+                refusal = w => w.Error($"Command '{command.Name.ToLowerInvariant()}' is not allowed inside a transaction in stcache");
+            }
+
             if (refusal is not null)
             {
                 TransactionFailed = true;
-                return (null, refusal);
+                return (null, default, refusal);
             }
 
             Queued.Add(arguments);
-            return (null, w => w.SimpleString("QUEUED"));
+            return (null, default, w => w.SimpleString("QUEUED"));
         }
 
         if (refusal is not null)
         {
-            return (null, refusal);
+            return (null, default, refusal);
         }
 
-        if (Subscribed && Protocol < 3 && command!.Name is not ("SUBSCRIBE" or "PSUBSCRIBE" or "UNSUBSCRIBE" or "PUNSUBSCRIBE" or "PING" or "QUIT" or "RESET"))
+        string shown = command?.Name ?? name;
+        if (Subscribed && Protocol < 3 && shown is not ("SUBSCRIBE" or "PSUBSCRIBE" or "UNSUBSCRIBE" or "PUNSUBSCRIBE" or "PING" or "QUIT" or "RESET"))
         {
-            return (null, w => w.Error($"Can't execute '{command.Name.ToLowerInvariant()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
+            return (null, default, w => w.Error($"Can't execute '{shown.ToLowerInvariant()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
         }
 
-        return (command, null);
+        return (command, parsed, null);
+    }
+
+    /// <summary>The next command parsed if it is a data command of the given kind that Admit would let through.</summary>
+    private bool TryNextData(byte[][] arguments, bool write, out ParsedCommand parsed)
+    {
+        parsed = default;
+        if (!Authenticated || Queued is not null || (Subscribed && Protocol < 3)
+            || _server.Commands.Find(Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant()) is not null
+            || !RespCommands.IsData(arguments[0]))
+        {
+            return false;
+        }
+
+        parsed = RespCommands.ParseData(arguments);
+        return parsed.Error is null && parsed.IsWrite == write;
     }
 
     private async Task<int> RunWritesAsync(IReadOnlyList<byte[][]> batch, int start, CancellationToken cancellationToken)
     {
-        var plans = new List<WritePlan>();
-        int i = start;
-        for (; i < batch.Count; i++)
+        var requests = new List<WriteRequest> { WriteRequest.Redis(batch[start]) };
+        int i = start + 1;
+        for (; i < batch.Count && TryNextData(batch[i], write: true, out _); i++)
         {
-            if (i > start)
-            {
-                var next = _server.Commands.Find(Encoding.UTF8.GetString(batch[i][0]).ToUpperInvariant());
-                if (next is null || next.Kind != CommandKind.Write || !HasArity(batch[i], next) || RespCommands.NeedsRead(batch[i]) || Queued is not null)
-                {
-                    break;
-                }
-
-                Interlocked.Increment(ref _server.CommandsProcessed);
-            }
-
-            plans.Add(_server.Commands.Find(Encoding.UTF8.GetString(batch[i][0]).ToUpperInvariant())!.Plan!(this, batch[i]));
+            Interlocked.Increment(ref _server.CommandsProcessed);
+            requests.Add(WriteRequest.Redis(batch[i]));
         }
 
-        foreach (var reply in await RunPlansAsync(plans, cancellationToken).ConfigureAwait(false))
+        var outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
+        if (outcomes.Any(o => o.Status == WriteStatus.Applied))
         {
-            reply(_writer);
+            LastWriteIndex = _server.Service.Host.Cache.AppliedIndex.Value;
+        }
+
+        foreach (var outcome in outcomes)
+        {
+            RespCommands.Render(outcome)(_writer);
         }
 
         return i;
     }
 
-    /// <summary>Runs planned writes as one batch; their replies, in order.</summary>
-    public async Task<List<Reply>> RunPlansAsync(List<WritePlan> plans, CancellationToken cancellationToken)
+    private async Task<int> RunReadsAsync(IReadOnlyList<byte[][]> batch, int start, ParsedCommand first, CancellationToken cancellationToken)
     {
-        var commands = plans.SelectMany(p => p.Commands).ToList();
-        var outcomes = commands.Count == 0 ? [] : await _server.Service.WriteBatchAsync(commands, cancellationToken).ConfigureAwait(false);
-        var replies = new List<Reply>(plans.Count);
-        int offset = 0;
-        foreach (var plan in plans)
-        {
-            var mine = new ArraySegment<WriteOutcome>(outcomes, offset, plan.Commands.Count);
-            offset += plan.Commands.Count;
-            foreach (var outcome in mine)
-            {
-                if (outcome.Status == WriteStatus.Applied && outcome.Result.Version > LastWriteIndex)
-                {
-                    LastWriteIndex = outcome.Result.Version;
-                }
-            }
-
-            int failed = Array.FindIndex(mine.ToArray(), o => o.Status != WriteStatus.Applied);
-            replies.Add(failed >= 0 ? RespCommands.WriteFailure(mine[failed]) : plan.Finish(mine));
-        }
-
-        return replies;
-    }
-
-    /// <summary>Whether a command has a number of arguments its arity allows (checked for the first of a group by Admit).</summary>
-    private static bool HasArity(byte[][] arguments, RespCommand command) =>
-        command.Arity > 0 ? arguments.Length == command.Arity : arguments.Length >= -command.Arity;
-
-    private async Task<int> RunReadsAsync(IReadOnlyList<byte[][]> batch, int start, CancellationToken cancellationToken)
-    {
+        var reads = new List<ParsedCommand> { first };
         int end = start + 1;
-        while (end < batch.Count && Queued is null)
+        for (; end < batch.Count && TryNextData(batch[end], write: false, out var parsed); end++)
         {
-            var next = _server.Commands.Find(Encoding.UTF8.GetString(batch[end][0]).ToUpperInvariant());
-            if (next is null || next.Kind != CommandKind.Read || !HasArity(batch[end], next) || (!Authenticated && !next.NoAuth))
-            {
-                break;
-            }
-
-            end++;
+            Interlocked.Increment(ref _server.CommandsProcessed);
+            reads.Add(parsed);
         }
 
         var outcome = await _server.Service.ReadBarrierAsync(ReadConsistency, cancellationToken).ConfigureAwait(false);
-        for (int i = start; i < end; i++)
+        foreach (var read in reads)
         {
-            if (i > start)
-            {
-                Interlocked.Increment(ref _server.CommandsProcessed);
-            }
-
-            if (!outcome.Succeeded)
-            {
-                RespCommands.ReadFailure(outcome)(_writer);
-                continue;
-            }
-
-            _server.Commands.Find(Encoding.UTF8.GetString(batch[i][0]).ToUpperInvariant())!.Read!(this, batch[i])(_writer);
+            (outcome.Succeeded ? RespCommands.Render(_server.Commands.Read(read, ReadConsistency)) : RespCommands.ReadFailure(outcome))(_writer);
         }
 
         return end;

@@ -13,13 +13,20 @@ public sealed class WriteRequest
 {
     private const byte KindCommand = 1;
     private const byte KindRedis = 2;
+    private const byte KindPrepared = 3;
 
-    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction)
+    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null)
     {
         Command = command;
         Argv = argv;
         Transaction = transaction;
+        Prepared = prepared;
     }
+
+    /// <summary>A cache write that does not depend on time (CONFIG SET's memory policy); the leader stamps it.</summary>
+    public WriteCommand? Prepared { get; }
+
+    public static WriteRequest Of(WriteCommand prepared) => new(null, null, false, prepared);
 
     /// <summary>An HTTP API command (set, delete, compare-and-set); its entry does not depend on time.</summary>
     public CacheCommand? Command { get; }
@@ -44,6 +51,11 @@ public sealed class WriteRequest
             return command.Validate() ?? (command.Value.Length > valueBytesMax ? $"value larger than {valueBytesMax} bytes" : null);
         }
 
+        if (Prepared is not null)
+        {
+            return null;
+        }
+
         return Argv!.Any(a => a.Skip(1).Any(x => x.Length > valueBytesMax)) ? RedisErrors.StringTooLong : null;
     }
 
@@ -54,6 +66,11 @@ public sealed class WriteRequest
         if (Command is { } command)
         {
             return (command.Encode(), null);
+        }
+
+        if (Prepared is { } prepared)
+        {
+            return (prepared.Encode(logTimeUnixMs), null);
         }
 
         var invocations = new List<Invocation>(Argv!.Length);
@@ -98,6 +115,15 @@ public sealed class WriteRequest
             {
                 buffer.WriteByte(KindCommand);
                 byte[] encoded = command.Encode();
+                Int(encoded.Length);
+                buffer.Write(encoded);
+                continue;
+            }
+
+            if (request.Prepared is { } prepared)
+            {
+                buffer.WriteByte(KindPrepared);
+                byte[] encoded = prepared.Encode(0);
                 Int(encoded.Length);
                 buffer.Write(encoded);
                 continue;
@@ -166,6 +192,20 @@ public sealed class WriteRequest
 
                 offset += length;
                 requests.Add(Of(command!));
+                continue;
+            }
+
+            if (kind == KindPrepared)
+            {
+                if (!TryInt(span, out int length) || span.Length - offset < length
+                    || !WriteCommand.TryDecode(span.Slice(offset, length), out var prepared, out _, out problem))
+                {
+                    problem ??= "bad prepared command";
+                    return null;
+                }
+
+                offset += length;
+                requests.Add(Of(prepared!));
                 continue;
             }
 

@@ -44,6 +44,12 @@ public sealed class StackExchangeRedisTests(ITestOutputHelper output) : RespClus
         var log = new StringWriter();
         await using var redis = await ConnectionMultiplexer.ConnectAsync(options, log);
         output.WriteLine($"{Client} connect log:\n{log}");
+        var events = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        redis.ConfigurationChanged += (_, e) => events.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} configuration changed {e.EndPoint}");
+        redis.ConfigurationChangedBroadcast += (_, e) => events.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} broadcast {e.EndPoint}");
+        redis.ConnectionFailed += (_, e) => events.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} connection failed {e.EndPoint} {e.ConnectionType} {e.FailureType}");
+        redis.ConnectionRestored += (_, e) => events.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} connection restored {e.EndPoint} {e.ConnectionType}");
+        using var dump = new Dump(() => output.WriteLine(string.Join("\n", events)));
         Assert.True(redis.IsConnected, log.ToString());
 
         // The leader reports role:master, followers role:slave naming the leader's RESP address.
@@ -106,6 +112,11 @@ public sealed class StackExchangeRedisTests(ITestOutputHelper output) : RespClus
 
             Assert.True((long)await nodeDb.StringGetAsync("ser:counter") >= counter, $"counter on {node.Name}");
         }
+    }
+
+    private sealed class Dump(Action action) : IDisposable
+    {
+        public void Dispose() => action();
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Stcache.Cache;
 using Stcache.Raft;
 using Stcache.Resp;
 
@@ -193,8 +194,8 @@ internal sealed partial class RespCommands
         string bind = options.RespAddress is { } resp ? CommandLine.NormalizeAddress(resp)[..CommandLine.NormalizeAddress(resp).LastIndexOf(':')] : "127.0.0.1";
         return
         [
-            ("maxmemory", "0"),
-            ("maxmemory-policy", "noeviction"),
+            ("maxmemory", Host.Cache.MaxMemoryBytes.ToString(CultureInfo.InvariantCulture)),
+            ("maxmemory-policy", Host.Cache.Policy.Name()),
             ("databases", "1"),
             ("save", string.Empty),
             ("appendonly", "yes"),
@@ -211,7 +212,7 @@ internal sealed partial class RespCommands
         ];
     }
 
-    private ValueTask<Reply> Config(RespConnection connection, byte[][] arguments, CancellationToken _)
+    private ValueTask<Reply> Config(RespConnection connection, byte[][] arguments, CancellationToken cancellationToken)
     {
         string sub = Upper(arguments[1]);
         switch (sub)
@@ -232,7 +233,7 @@ internal sealed partial class RespCommands
                 }
 
             case "SET" when arguments.Length >= 4:
-                return Done(Error($"Unknown option or number of arguments for CONFIG SET - '{Text(arguments[2])}'"));
+                return ConfigSetAsync(arguments, cancellationToken);
             case "RESETSTAT" when arguments.Length == 2:
                 return Done(s_ok);
             case "REWRITE" when arguments.Length == 2:
@@ -241,6 +242,77 @@ internal sealed partial class RespCommands
                 return Done(arguments.Length == 2 && sub is "GET" or "SET"
                     ? Error($"wrong number of arguments for 'config|{sub.ToLowerInvariant()}' command")
                     : UnknownSubcommand(arguments[1], "CONFIG"));
+        }
+    }
+
+    /// <summary>CONFIG SET maxmemory / maxmemory-policy: replicated through the log, so every node evicts alike.</summary>
+    private async ValueTask<Reply> ConfigSetAsync(byte[][] arguments, CancellationToken cancellationToken)
+    {
+        if (arguments.Length % 2 != 0)
+        {
+            return Error("wrong number of arguments for 'config|set' command");
+        }
+
+        long limit = Host.Cache.MaxMemoryBytes;
+        var policy = Host.Cache.Policy;
+        for (int i = 2; i < arguments.Length; i += 2)
+        {
+            string name = Text(arguments[i]).ToLowerInvariant();
+            string value = Text(arguments[i + 1]);
+            if (name == "maxmemory")
+            {
+                if (!TryParseMemory(value, out limit))
+                {
+                    return Error($"CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer");
+                }
+            }
+            else if (name == "maxmemory-policy")
+            {
+                if (!Stcache.Cache.EvictionPolicies.TryParse(value, out policy))
+                {
+                    return Error($"CONFIG SET failed (possibly related to argument '{name}') - argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction");
+                }
+            }
+            else
+            {
+                return Error($"Unknown option or number of arguments for CONFIG SET - '{Text(arguments[i])}'");
+            }
+        }
+
+        var outcome = await Service.WriteAsync(WriteRequest.Of(Stcache.Cache.WriteCommand.MemoryPolicy(limit, policy)), cancellationToken).ConfigureAwait(false);
+        return outcome.Status == WriteStatus.Applied ? s_ok : WriteFailure(outcome);
+    }
+
+    /// <summary>Redis's memory units: a number of bytes, or with k, kb, m, mb, g, gb (any case).</summary>
+    private static bool TryParseMemory(string text, out long bytes)
+    {
+        bytes = 0;
+        string lower = text.ToLowerInvariant();
+        (string Suffix, long Unit)[] units = [("kb", 1024), ("mb", 1L << 20), ("gb", 1L << 30), ("k", 1000), ("m", 1_000_000), ("g", 1_000_000_000)];
+        long unit = 1;
+        foreach (var (suffix, size) in units)
+        {
+            if (lower.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                lower = lower[..^suffix.Length];
+                unit = size;
+                break;
+            }
+        }
+
+        if (!long.TryParse(lower, NumberStyles.None, CultureInfo.InvariantCulture, out long number))
+        {
+            return false;
+        }
+
+        try
+        {
+            bytes = checked(number * unit);
+            return true;
+        }
+        catch (OverflowException)
+        {
+            return false;
         }
     }
 
@@ -306,9 +378,10 @@ internal sealed partial class RespCommands
             Line("used_memory", used);
             Line("used_memory_human", $"{used / 1048576.0:0.00}M");
             Line("used_memory_rss", Environment.WorkingSet);
-            Line("used_memory_dataset", Host.Cache.ApproximateBytes);
-            Line("maxmemory", 0);
-            Line("maxmemory_policy", "noeviction");
+            Line("used_memory_dataset", Host.Cache.UsedMemoryBytes);
+            Line("maxmemory", Host.Cache.MaxMemoryBytes);
+            Line("maxmemory_policy", Host.Cache.Policy.Name());
+            Line("evicted_keys", Host.Cache.EvictedKeys);
         });
         Section("persistence", () =>
         {
@@ -324,6 +397,8 @@ internal sealed partial class RespCommands
             Line("rejected_connections", Interlocked.Read(ref _server.ConnectionsRejected));
             Line("pubsub_channels", _server.ChannelCount);
             Line("pubsub_patterns", _server.PatternCount);
+            Line("expired_keys", Host.Cache.ExpiredKeys);
+            Line("evicted_keys", Host.Cache.EvictedKeys);
         });
         Section("replication", () =>
         {

@@ -19,6 +19,9 @@ internal sealed class RespServer : IAsyncDisposable
 {
     public const string MasterChangedChannel = "__Booksleeve_MasterChanged";
 
+    /// <summary>When a new leader is announced, in election timeouts after it is first known.</summary>
+    private static readonly int[] s_announceAfter = [0, 2, 6, 20];
+
     private readonly CommandService _service;
     private readonly ServerOptions _options;
     private readonly X509Certificate2? _certificate;
@@ -231,8 +234,28 @@ internal sealed class RespServer : IAsyncDisposable
         }
 
         _announcedLeader = change.Leader;
-        string address = _service.Host.Members.Find(change.Leader)?.RespAddress ?? change.Leader.ToString();
-        _ = Task.Run(() => Publish(MasterChangedChannel, Encoding.UTF8.GetBytes(address)));
+        var leader = change.Leader;
+        _ = Task.Run(async () =>
+        {
+            // StackExchange.Redis drops a broadcast that arrives while it is still reconfiguring after losing the
+            // old leader (it then waits for its next configuration check, a minute by default). So the news is
+            // repeated a few times over the following seconds, while this leader stands.
+            foreach (int electionTimeouts in s_announceAfter)
+            {
+                if (electionTimeouts > 0)
+                {
+                    await Task.Delay(_service.Host.ElectionTimeout * electionTimeouts, _stopping.Token).ConfigureAwait(false);
+                }
+
+                if (_service.Host.Status.Leader != leader)
+                {
+                    return;
+                }
+
+                string address = _service.Host.Members.Find(leader)?.RespAddress ?? leader.ToString();
+                Publish(MasterChangedChannel, Encoding.UTF8.GetBytes(address));
+            }
+        });
     }
 
     public async ValueTask DisposeAsync()

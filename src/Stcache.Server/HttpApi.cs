@@ -646,8 +646,9 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         string? problem = command.Validate();
         if (problem is not null)
         {
-            int code = problem.Contains("too large", StringComparison.Ordinal) ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest;
-            return Error(code, problem, "not-applied");
+            bool tooLarge = Encoding.UTF8.GetByteCount(command.Key) > CacheCommand.KeyBytesMax
+                || command.Value.Length > CacheCommand.ValueBytesMax || command.ExpectedValue.Length > CacheCommand.ValueBytesMax;
+            return Error(tooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, problem, "not-applied");
         }
 
         if (command.Value.Length > options.ValueBytesMax)
@@ -661,14 +662,16 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
             return forward;
         }
 
-        try
-        {
-            return success(await host.ProposeAsync(command, context.RequestAborted));
-        }
-        catch (RaftHostException e)
-        {
-            return HostError(e);
-        }
+        var outcome = await service.ProposeLocallyAsync(WriteRequest.Of(command), context.RequestAborted);
+        return outcome.Status == WriteStatus.Applied ? success(outcome.Result) : OutcomeError(outcome);
+    }
+
+    /// <summary>A write that did not complete, from its typed outcome.</summary>
+    private IResult OutcomeError(WriteOutcome outcome)
+    {
+        string? leader = outcome.Leader.IsNone ? null : host.Members.Find(outcome.Leader)?.HttpAddress ?? outcome.Leader.ToString();
+        int code = outcome.Failure == FailureKind.Invalid ? StatusCodes.Status400BadRequest : StatusCodes.Status503ServiceUnavailable;
+        return Error(code, outcome.Detail, outcome.Status == WriteStatus.Unknown ? "unknown" : "not-applied", leader);
     }
 
     /// <summary>Null when this node is the leader; otherwise the answer: forwarded, refused, or no leader.</summary>
@@ -707,24 +710,13 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         return await ForwardAsync(context, leaderAddress, body);
     }
 
+    /// <summary>The status once a leader is known, or null after the request timeout; woken by leader changes.</summary>
     private async Task<HostStatus?> WaitForLeaderAsync(CancellationToken cancellationToken)
     {
-        var deadline = DateTime.UtcNow + host.RequestTimeout;
-        while (true)
-        {
-            var status = host.Status;
-            if (!status.Leader.IsNone)
-            {
-                return status;
-            }
-
-            if (DateTime.UtcNow >= deadline)
-            {
-                return null;
-            }
-
-            await Task.Delay(20, cancellationToken);
-        }
+        using var deadline = service.Deadline(cancellationToken);
+        var status = await service.WaitForLeaderAsync(deadline.Token);
+        cancellationToken.ThrowIfCancellationRequested();
+        return status;
     }
 
     private async Task<IResult> ForwardAsync(HttpContext context, string leaderAddress, byte[]? body)
@@ -838,18 +830,11 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
                 break;
             case "linearizable":
             case "lease":
-                if (await WaitForLeaderAsync(context.RequestAborted) is null)
+                // One confirmation round serves every read waiting at that moment, HTTP and RESP alike.
+                var read = await service.ReadBarrierAsync(consistency == "lease" ? ReadConsistency.Lease : ReadConsistency.Linearizable, context.RequestAborted);
+                if (!read.Succeeded)
                 {
-                    return (null, Error(StatusCodes.Status503ServiceUnavailable, "no leader elected within the request timeout (no quorum?)", "none"));
-                }
-
-                try
-                {
-                    await host.ReadBarrierAsync(consistency == "lease", context.RequestAborted);
-                }
-                catch (RaftHostException e)
-                {
-                    return (null, HostError(e));
+                    return (null, Error(StatusCodes.Status503ServiceUnavailable, read.Detail, "none"));
                 }
 
                 break;

@@ -233,8 +233,20 @@ internal sealed class RespServer : IAsyncDisposable
             return;
         }
 
+        bool failover = !_announcedLeader.IsNone;
         _announcedLeader = change.Leader;
         var leader = change.Leader;
+        if (failover)
+        {
+            // As Redis Sentinel does after a failover (CLIENT KILL TYPE normal), close the ordinary connections: the
+            // clients reconnect, ask INFO replication again and find the new leader at once. Subscribers stay and
+            // get the broadcast below.
+            foreach (var connection in _connections.Values.Where(c => !c.Subscribed))
+            {
+                connection.Kill();
+            }
+        }
+
         _ = Task.Run(async () =>
         {
             // StackExchange.Redis drops a broadcast that arrives while it is still reconfiguring after losing the

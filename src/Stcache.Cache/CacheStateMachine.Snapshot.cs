@@ -61,7 +61,18 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("a snapshot is already open");
             }
 
-            // From here on, the captured entries are frozen: Own() clones any of them before a change.
+            // From here on, the captured entries are frozen: Own() clones any of them before a change. Every entry's
+            // generation is at most the current one, so after the increment none equals it (a byte: renumber on wrap).
+            if (_generation == byte.MaxValue)
+            {
+                foreach (var entry in _slots)
+                {
+                    entry.Generation = 0;
+                }
+
+                _generation = 0;
+            }
+
             _generation++;
             _openSnapshot = new CacheSnapshot(this, _slots.ToArray(), _volatile.ToArray(), AppliedIndex, _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
             return _openSnapshot;
@@ -92,11 +103,8 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("cannot restore while a snapshot is being written");
             }
 
-            _generation++;
-            foreach (var entry in loaded.Slots)
-            {
-                entry.Generation = _generation;
-            }
+            // Loaded entries have generation 0, the current one after this.
+            _generation = 0;
 
             ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.Used, loaded.MaxMemory, loaded.Policy, loaded.LastLogTime, loaded.Index);
         }
@@ -162,7 +170,7 @@ public sealed partial class CacheStateMachine
         stream.Write(end);
     }
 
-    private sealed record LoadedState(Dictionary<byte[], KeyEntry> Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
+    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
         long MaxMemory, EvictionPolicy Policy, long LastLogTime, ulong Index);
 
     private static LoadedState ReadSnapshot(Stream stream)
@@ -185,7 +193,7 @@ public sealed partial class CacheStateMachine
             throw new InvalidDataException("bad snapshot header");
         }
 
-        var keys = new Dictionary<byte[], KeyEntry>(ByteStringComparer.Instance);
+        var keys = new KeyTable();
         var slots = new List<KeyEntry>();
         var volatileSlots = new List<(int Slot, KeyEntry Entry)>();
         long used = 0;
@@ -210,12 +218,12 @@ public sealed partial class CacheStateMachine
 
             count++;
             var entry = v2 ? ReadEntryV2(reader, index) : ReadEntryV1(reader, index);
-            if (!keys.TryAdd(entry.Key, entry))
+            if (!keys.TryAdd(entry))
             {
-                var first = keys[entry.Key];
+                keys.TryGetValue(entry.Key, out var first);
 
                 // The format-1 writer could write a key twice, both times with its state at the index.
-                if (v2 || first.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
+                if (v2 || first!.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
                 {
                     throw new InvalidDataException("duplicate key in snapshot");
                 }

@@ -10,7 +10,6 @@ namespace Stcache.Cache.Bench;
 /// keys of a filled cache (the steady state of a cache); "Insert" adds fresh keys to an empty one.
 /// </summary>
 [MemoryDiagnoser]
-[SimpleJob(warmupCount: 3, iterationCount: 15)]
 public class ApplyBenchmarks
 {
     private const int Keys = 100_000;

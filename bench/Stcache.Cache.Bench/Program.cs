@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using Stcache.Cache;
 using Stcache.Raft;
 
@@ -13,6 +15,7 @@ namespace Stcache.Cache.Bench;
 /// <item><c>memory [keys=1000000] [valueBytes=100] [ttl]</c>: bytes per key, managed heap and RSS, after applying
 /// SET entries for that many keys.</item>
 /// <item><c>apply [BenchmarkDotNet arguments]</c>: BenchmarkDotNet, applying SET with and without a TTL.</item>
+/// <item><c>ttl-ab [rounds=40]</c>: the same comparison interleaved round by round, for a loaded machine.</item>
 /// </list>
 /// </summary>
 public static class Program
@@ -29,11 +32,20 @@ public static class Program
             case "memory":
                 MemoryPerKey.Run(rest);
                 break;
+            case "ttl-ab":
+                TtlAb.Run(rest);
+                break;
             case "apply":
-                BenchmarkDotNet.Running.BenchmarkRunner.Run<ApplyBenchmarks>(args: rest);
+                // In process: building a separate benchmark project times out on a loaded machine.
+                BenchmarkDotNet.Running.BenchmarkRunner.Run<ApplyBenchmarks>(
+                    DefaultConfig.Instance.AddJob(Job.Default
+                        .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance)
+                        .WithWarmupCount(3)
+                        .WithIterationCount(15)),
+                    rest);
                 break;
             default:
-                Console.Error.WriteLine($"unknown mode '{mode}': snapshot, memory or apply");
+                Console.Error.WriteLine($"unknown mode '{mode}': snapshot, memory, apply or ttl-ab");
                 Environment.Exit(2);
                 break;
         }

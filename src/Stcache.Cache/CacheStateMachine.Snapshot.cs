@@ -17,6 +17,11 @@ public sealed partial class CacheStateMachine
 
     private ApplyResult ApplyLegacy(ulong index, CacheCommand command)
     {
+        if (command.LogTimeUnixMs > _lastLogTimeUnixMs)
+        {
+            Interlocked.Exchange(ref _lastLogTimeUnixMs, command.LogTimeUnixMs);
+        }
+
         _now = _lastLogTimeUnixMs;
         _index = index;
         byte[] key = Encoding.UTF8.GetBytes(command.Key);
@@ -36,6 +41,17 @@ public sealed partial class CacheStateMachine
             if (!MakeRoom())
             {
                 return new ApplyResult(ApplyStatus.OutOfMemory, currentVersion, existed, RedisErrors.OutOfMemory);
+            }
+
+            if (command.ExpiresAtUnixMs != 0 && command.ExpiresAtUnixMs <= _now)
+            {
+                // Already expired at its log time: as for SET … PXAT in the past, the key is gone.
+                if (current is not null)
+                {
+                    Remove(current);
+                }
+
+                return new ApplyResult(ApplyStatus.Ok, index, existed);
             }
 
             Store(key, command.Value.ToArray(), command.ExpiresAtUnixMs, keepTtl: false);

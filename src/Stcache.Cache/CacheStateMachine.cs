@@ -222,11 +222,7 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            if (_openSnapshot is not null)
-            {
-                throw new InvalidOperationException("cannot clear while a snapshot is being written");
-            }
-
+            // An open snapshot keeps its own captured entries, none of which the new state shares.
             ReplaceState(new KeyTable(), [], [], 0, 0, EvictionPolicy.NoEviction, 0, 0);
         }
     }

@@ -17,6 +17,11 @@ public sealed partial class CacheStateMachine
 
     private ApplyResult ApplyLegacy(ulong index, CacheCommand command)
     {
+        if (command.LogTimeUnixMs > _lastLogTimeUnixMs)
+        {
+            Interlocked.Exchange(ref _lastLogTimeUnixMs, command.LogTimeUnixMs);
+        }
+
         _now = _lastLogTimeUnixMs;
         _index = index;
         byte[] key = Encoding.UTF8.GetBytes(command.Key);
@@ -36,6 +41,17 @@ public sealed partial class CacheStateMachine
             if (!MakeRoom())
             {
                 return new ApplyResult(ApplyStatus.OutOfMemory, currentVersion, existed, RedisErrors.OutOfMemory);
+            }
+
+            if (command.ExpiresAtUnixMs != 0 && command.ExpiresAtUnixMs <= _now)
+            {
+                // Already expired at its log time: as for SET … PXAT in the past, the key is gone.
+                if (current is not null)
+                {
+                    Remove(current);
+                }
+
+                return new ApplyResult(ApplyStatus.Ok, index, existed);
             }
 
             Store(key, command.Value.ToArray(), command.ExpiresAtUnixMs, keepTtl: false);
@@ -61,7 +77,18 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("a snapshot is already open");
             }
 
-            // From here on, the captured entries are frozen: Own() clones any of them before a change.
+            // From here on, the captured entries are frozen: Own() clones any of them before a change. Every entry's
+            // generation is at most the current one, so after the increment none equals it (a byte: renumber on wrap).
+            if (_generation == byte.MaxValue)
+            {
+                foreach (var entry in _slots)
+                {
+                    entry.Generation = 0;
+                }
+
+                _generation = 0;
+            }
+
             _generation++;
             _openSnapshot = new CacheSnapshot(this, _slots.ToArray(), _volatile.ToArray(), AppliedIndex, _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
             return _openSnapshot;
@@ -92,11 +119,8 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("cannot restore while a snapshot is being written");
             }
 
-            _generation++;
-            foreach (var entry in loaded.Slots)
-            {
-                entry.Generation = _generation;
-            }
+            // Loaded entries have generation 0, the current one after this.
+            _generation = 0;
 
             ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.Used, loaded.MaxMemory, loaded.Policy, loaded.LastLogTime, loaded.Index);
         }
@@ -162,7 +186,7 @@ public sealed partial class CacheStateMachine
         stream.Write(end);
     }
 
-    private sealed record LoadedState(Dictionary<byte[], KeyEntry> Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
+    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
         long MaxMemory, EvictionPolicy Policy, long LastLogTime, ulong Index);
 
     private static LoadedState ReadSnapshot(Stream stream)
@@ -185,7 +209,7 @@ public sealed partial class CacheStateMachine
             throw new InvalidDataException("bad snapshot header");
         }
 
-        var keys = new Dictionary<byte[], KeyEntry>(ByteStringComparer.Instance);
+        var keys = new KeyTable();
         var slots = new List<KeyEntry>();
         var volatileSlots = new List<(int Slot, KeyEntry Entry)>();
         long used = 0;
@@ -210,12 +234,12 @@ public sealed partial class CacheStateMachine
 
             count++;
             var entry = v2 ? ReadEntryV2(reader, index) : ReadEntryV1(reader, index);
-            if (!keys.TryAdd(entry.Key, entry))
+            if (!keys.TryAdd(entry))
             {
-                var first = keys[entry.Key];
+                keys.TryGetValue(entry.Key, out var first);
 
                 // The format-1 writer could write a key twice, both times with its state at the index.
-                if (v2 || first.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
+                if (v2 || first!.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
                 {
                     throw new InvalidDataException("duplicate key in snapshot");
                 }

@@ -64,7 +64,7 @@ public sealed partial class CacheStateMachine
     private const byte LfuInitialValue = 5;
 
     private readonly Lock _lock = new();
-    private Dictionary<byte[], KeyEntry> _keys = new(ByteStringComparer.Instance);
+    private KeyTable _keys = new();
 
     // Every entry, in a deterministic order (swap-remove), for sampling; snapshots keep the order.
     private List<KeyEntry> _slots = [];
@@ -81,7 +81,7 @@ public sealed partial class CacheStateMachine
 
     // Copy-on-write: while _openSnapshot is set, an entry whose Generation differs from _generation may be read by
     // the snapshot writer and is cloned before any change.
-    private int _generation;
+    private byte _generation;
     private CacheSnapshot? _openSnapshot;
 
     // The operation being executed: its time, its log index (0 for a read), and where reads report what they saw.
@@ -222,16 +222,12 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            if (_openSnapshot is not null)
-            {
-                throw new InvalidOperationException("cannot clear while a snapshot is being written");
-            }
-
-            ReplaceState(new Dictionary<byte[], KeyEntry>(ByteStringComparer.Instance), [], [], 0, 0, EvictionPolicy.NoEviction, 0, 0);
+            // An open snapshot keeps its own captured entries, none of which the new state shares.
+            ReplaceState(new KeyTable(), [], [], 0, 0, EvictionPolicy.NoEviction, 0, 0);
         }
     }
 
-    private void ReplaceState(Dictionary<byte[], KeyEntry> keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, long used,
+    private void ReplaceState(KeyTable keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, long used,
         long maxMemory, EvictionPolicy policy, long lastLogTime, ulong index)
     {
         _keys = keys;
@@ -354,7 +350,7 @@ public sealed partial class CacheStateMachine
         }
 
         var clone = entry.Clone(_generation);
-        _keys[clone.Key] = clone;
+        _keys.Replace(clone);
         _slots[clone.Slot] = clone;
         if (clone.VolatileSlot >= 0)
         {
@@ -374,7 +370,7 @@ public sealed partial class CacheStateMachine
             AccessSeconds = NowSeconds,
             Frequency = LfuInitialValue,
         };
-        _keys.Add(key, entry);
+        _keys.Add(entry);
         _slots.Add(entry);
         Interlocked.Add(ref _usedBytes, Cost(entry));
         return entry;
@@ -382,7 +378,7 @@ public sealed partial class CacheStateMachine
 
     private void Remove(KeyEntry entry)
     {
-        _keys.Remove(entry.Key);
+        _keys.Remove(entry);
         SwapRemove(_slots, entry.Slot, moved => moved.Slot = entry.Slot);
         if (entry.VolatileSlot >= 0)
         {

@@ -100,7 +100,7 @@ internal sealed class KeyEntry
 
     public int VolatileSlot { get; set; } = -1;
 
-    public int Generation { get; set; }
+    public byte Generation { get; set; }
 
     public bool IsString => Value is byte[];
 
@@ -108,7 +108,7 @@ internal sealed class KeyEntry
 
     public HashValue Hash => (HashValue)Value;
 
-    public KeyEntry Clone(int generation) => new(Key, Value is HashValue hash ? hash.Clone() : Value)
+    public KeyEntry Clone(byte generation) => new(Key, Value is HashValue hash ? hash.Clone() : Value)
     {
         ExpiresAtUnixMs = ExpiresAtUnixMs,
         Version = Version,
@@ -118,4 +118,61 @@ internal sealed class KeyEntry
         VolatileSlot = VolatileSlot,
         Generation = generation,
     };
+}
+
+/// <summary>The set of entries, found by key bytes without a separate key-to-entry map (a hash set of the entries
+/// with an alternate lookup by span saves a reference and a hash code per key over a dictionary).</summary>
+internal sealed class KeyTable
+{
+    private readonly HashSet<KeyEntry> _entries = new(EntryComparer.Instance);
+    private readonly HashSet<KeyEntry>.AlternateLookup<ReadOnlySpan<byte>> _byKey;
+
+    public KeyTable()
+    {
+        _byKey = _entries.GetAlternateLookup<ReadOnlySpan<byte>>();
+    }
+
+    public int Count => _entries.Count;
+
+    public bool TryGetValue(ReadOnlySpan<byte> key, [MaybeNullWhen(false)] out KeyEntry entry) => _byKey.TryGetValue(key, out entry);
+
+    /// <summary>Adds a new entry; false when an entry with the same key is present.</summary>
+    public bool TryAdd(KeyEntry entry) => _entries.Add(entry);
+
+    public void Add(KeyEntry entry)
+    {
+        if (!_entries.Add(entry))
+        {
+            throw new InvalidOperationException("key already present");
+        }
+    }
+
+    public bool Remove(KeyEntry entry) => _entries.Remove(entry);
+
+    /// <summary>Puts <paramref name="replacement"/> in the place of the entry with the same key.</summary>
+    public void Replace(KeyEntry replacement)
+    {
+        _entries.Remove(replacement);
+        _entries.Add(replacement);
+    }
+
+    private sealed class EntryComparer : IEqualityComparer<KeyEntry>, IAlternateEqualityComparer<ReadOnlySpan<byte>, KeyEntry>
+    {
+        public static EntryComparer Instance { get; } = new();
+
+        public bool Equals(KeyEntry? x, KeyEntry? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.AsSpan().SequenceEqual(y.Key));
+
+        public int GetHashCode(KeyEntry obj) => GetHashCode(obj.Key.AsSpan());
+
+        public bool Equals(ReadOnlySpan<byte> alternate, KeyEntry other) => alternate.SequenceEqual(other.Key);
+
+        public int GetHashCode(ReadOnlySpan<byte> alternate)
+        {
+            var hash = default(HashCode);
+            hash.AddBytes(alternate);
+            return hash.ToHashCode();
+        }
+
+        public KeyEntry Create(ReadOnlySpan<byte> alternate) => throw new NotSupportedException("entries are added whole");
+    }
 }

@@ -327,8 +327,13 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));
     }
 
-    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
+    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue, long? ttl)
     {
+        if (ttl is <= 0 or > MaxTtlSeconds)
+        {
+            return Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied");
+        }
+
         if (context.Request.ContentLength > options.ValueBytesMax)
         {
             return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
@@ -352,7 +357,7 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         var command = prevVersion is { } version
             ? CacheCommand.SetIfVersion(key, body, version)
             : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-        return await WriteAsync(context, command, body, result => WriteAnswer(context, key, result));
+        return await WriteAsync(context, command, body, result => WriteAnswer(context, key, result), ttl ?? 0);
     }
 
     private async Task<IResult> DeleteKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
@@ -383,6 +388,7 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
             ApplyStatus.Ok => WithVersion(context, result.Version, TypedResults.Json(view, ApiJson.Default.KvWriteView)),
             ApplyStatus.CompareFailed => WithVersion(context, result.Version,
                 TypedResults.Json(view, ApiJson.Default.KvWriteView, statusCode: StatusCodes.Status412PreconditionFailed)),
+            ApplyStatus.OutOfMemory => Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied"),
             _ => Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied"),
         };
     }
@@ -641,7 +647,13 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
 
     // ---- shared plumbing ------------------------------------------------------------------------------------
 
-    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, byte[]? body, Func<ApplyResult, IResult> success)
+    // About 100 years: keeps now + ttl far from overflow.
+    private const long MaxTtlSeconds = 3_153_600_000;
+
+    /// <summary>The leader's log time for a write it proposes: its clock, never behind the last log time.</summary>
+    private long LogTimeNow() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host.Cache.LastLogTimeUnixMs);
+
+    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, byte[]? body, Func<ApplyResult, IResult> success, long ttlSeconds = 0)
     {
         string? problem = command.Validate();
         if (problem is not null)
@@ -662,6 +674,9 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
             return forward;
         }
 
+        // On the leader: stamp the log time, and turn a relative TTL into an absolute expiry (docs/CACHE.md).
+        long logTime = LogTimeNow();
+        command = command with { LogTimeUnixMs = logTime, ExpiresAtUnixMs = ttlSeconds > 0 ? logTime + (ttlSeconds * 1000) : command.ExpiresAtUnixMs };
         var outcome = await service.ProposeLocallyAsync(WriteRequest.Of(command), context.RequestAborted);
         return outcome.Status == WriteStatus.Applied ? success(outcome.Result) : OutcomeError(outcome);
     }
@@ -842,7 +857,10 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
                 return (null, Error(StatusCodes.Status400BadRequest, "consistency must be linearizable, lease or stale", "none"));
         }
 
-        return host.Cache.TryGet(key, out var entry) ? (entry, null) : (null, null);
+        // A key is visible while its expiry is later than the read's time: this node's clock for a linearizable or
+        // lease read, the last applied log time for a stale one (docs/CACHE.md).
+        long readTime = consistency == "stale" ? host.Cache.LastLogTimeUnixMs : LogTimeNow();
+        return host.Cache.TryGet(key, out var entry, readTime) ? (entry, null) : (null, null);
     }
 
     private static async Task<byte[]> ReadBodyAsync(HttpContext context)

@@ -65,7 +65,8 @@ public sealed class WriteRequest
     {
         if (Command is { } command)
         {
-            return (command.Encode(), null);
+            // The leader's log time, unless the caller (the HTTP API, for a TTL) already stamped it.
+            return ((command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command).Encode(), null);
         }
 
         if (Prepared is { } prepared)

@@ -153,3 +153,25 @@ public sealed class CommandTests
         r.Cache.AssertInvariants();
     }
 }
+
+public sealed class HttpCommandTimeTests
+{
+    [Fact]
+    public void StampedHttpWritesExpireAtTheirLogTime()
+    {
+        var cache = new CacheStateMachine();
+        long now = 1_700_000_000_000;
+        var set = CacheCommand.Set("k", "v"u8.ToArray()) with { LogTimeUnixMs = now, ExpiresAtUnixMs = now + 5000 };
+        Assert.True(cache.Apply(new LogIndex(1), set.Encode()).Succeeded);
+        Assert.Equal(now, cache.LastLogTimeUnixMs);
+        Assert.True(cache.TryGet("k", out var entry, now + 4999));
+        Assert.Equal(now + 5000, entry.ExpiresAtUnixMs);
+        Assert.False(cache.TryGet("k", out _, now + 5000));
+
+        // A compare-and-set after the expiry sees no key (version 0), judged at the entry's log time.
+        var create = CacheCommand.SetIfVersion("k", "w"u8.ToArray(), 0) with { LogTimeUnixMs = now + 5000 };
+        Assert.Equal(ApplyStatus.Ok, cache.Apply(new LogIndex(2), create.Encode()).Status);
+        Assert.True(cache.TryGet("k", out entry, now + 100_000));
+        Assert.Equal(0, entry.ExpiresAtUnixMs);
+    }
+}

@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 data="${1:-./cluster-data}"
 http_base="${STCACHE_HTTP_BASE:-6000}"
 raft_base="${STCACHE_RAFT_BASE:-7000}"
+resp_base="${STCACHE_RESP_BASE:-6379}"
 
 if [[ ! -x out/stcached || ! -f out/.built || -n "$(find src -newer out/.built \( -name '*.cs' -o -name '*.csproj' \) -print -quit 2>/dev/null)" ]]; then
   ./build.sh
@@ -26,7 +27,7 @@ trap stop INT TERM EXIT
 start_node() {
   local i=$1; shift
   ./out/stcached --http="127.0.0.1:$((http_base + i))" --raft="127.0.0.1:$((raft_base + i))" \
-    --node="$data/node$i" "$@" >"$data/node$i.log" 2>&1 &
+    --resp="127.0.0.1:$((resp_base + i))" --node="$data/node$i" "$@" >"$data/node$i.log" 2>&1 &
   pids+=($!)
 }
 
@@ -49,9 +50,9 @@ wait_ready $((http_base + 2))
 
 cat <<MSG
 stcache cluster running (data in $data, logs in $data/node*.log)
-  node0  http 127.0.0.1:$http_base   raft 127.0.0.1:$raft_base
-  node1  http 127.0.0.1:$((http_base + 1))   raft 127.0.0.1:$((raft_base + 1))
-  node2  http 127.0.0.1:$((http_base + 2))   raft 127.0.0.1:$((raft_base + 2))
+  node0  http 127.0.0.1:$http_base   raft 127.0.0.1:$raft_base   redis 127.0.0.1:$resp_base
+  node1  http 127.0.0.1:$((http_base + 1))   raft 127.0.0.1:$((raft_base + 1))   redis 127.0.0.1:$((resp_base + 1))
+  node2  http 127.0.0.1:$((http_base + 2))   raft 127.0.0.1:$((raft_base + 2))   redis 127.0.0.1:$((resp_base + 2))
 
 dashboard: http://127.0.0.1:$http_base/ui   (every node serves one)
 metrics:   http://127.0.0.1:$http_base/metrics
@@ -64,6 +65,15 @@ try:
   curl http://127.0.0.1:$http_base/v1/cluster
   ./out/stcachectl --endpoints 127.0.0.1:$http_base status
   ./out/stcachectl --endpoints 127.0.0.1:$http_base watch
+
+redis clients work against any node (writes reach the leader inside the cluster; reads are linearizable):
+  redis-cli -p $resp_base SET greeting "hello, world"
+  redis-cli -p $((resp_base + 1)) GET greeting
+  redis-cli -p $((resp_base + 2)) INCR visits
+  redis-cli -p $((resp_base + 1)) ROLE
+  redis-cli -p $((resp_base + 2)) INFO replication
+  redis-benchmark -p $resp_base -t set,get -n 10000 -q
+  StackExchange.Redis: ConnectionMultiplexer.Connect("127.0.0.1:$resp_base,127.0.0.1:$((resp_base + 1)),127.0.0.1:$((resp_base + 2))")
 
 Ctrl-C stops all nodes.
 MSG

@@ -1,17 +1,57 @@
 using System.Diagnostics;
 using System.Globalization;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using Stcache.Cache;
 using Stcache.Raft;
 
 namespace Stcache.Cache.Bench;
 
 /// <summary>
-/// Measures the longest pause the applier sees while a snapshot of N keys is written on another thread.
-/// Usage: dotnet run -c Release --project bench/Stcache.Cache.Bench -- [keys=1000000] [valueBytes=100]
+/// Cache benchmarks. Usage: dotnet run -c Release --project bench/Stcache.Cache.Bench -- MODE ...
+/// <list type="bullet">
+/// <item><c>snapshot [keys=1000000] [valueBytes=100]</c> (also the default when the first argument is a number):
+/// the longest pause the applier sees while a snapshot is written on another thread.</item>
+/// <item><c>memory [keys=1000000] [valueBytes=100] [ttl]</c>: bytes per key, managed heap and RSS, after applying
+/// SET entries for that many keys.</item>
+/// <item><c>apply [BenchmarkDotNet arguments]</c>: BenchmarkDotNet, applying SET with and without a TTL.</item>
+/// <item><c>ttl-ab [rounds=40]</c>: the same comparison interleaved round by round, for a loaded machine.</item>
+/// </list>
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
+    {
+        string mode = args.Length > 0 && !char.IsDigit(args[0][0]) ? args[0] : "snapshot";
+        string[] rest = args.Length > 0 && !char.IsDigit(args[0][0]) ? args[1..] : args;
+        switch (mode)
+        {
+            case "snapshot":
+                SnapshotPause(rest);
+                break;
+            case "memory":
+                MemoryPerKey.Run(rest);
+                break;
+            case "ttl-ab":
+                TtlAb.Run(rest);
+                break;
+            case "apply":
+                // In process: building a separate benchmark project times out on a loaded machine.
+                BenchmarkDotNet.Running.BenchmarkRunner.Run<ApplyBenchmarks>(
+                    DefaultConfig.Instance.AddJob(Job.Default
+                        .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance)
+                        .WithWarmupCount(3)
+                        .WithIterationCount(15)),
+                    rest);
+                break;
+            default:
+                Console.Error.WriteLine($"unknown mode '{mode}': snapshot, memory, apply or ttl-ab");
+                Environment.Exit(2);
+                break;
+        }
+    }
+
+    private static void SnapshotPause(string[] args)
     {
         int keys = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 1_000_000;
         int valueBytes = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 100;

@@ -25,7 +25,7 @@ public enum CompareKind : byte
 /// One replicated cache command. Encoded in a versioned little-endian binary form that the leader writes into
 /// the log and every replica decodes (and validates) in <see cref="CacheStateMachine.Apply"/>.
 /// <para>Layout v1: [format u8 = 1][kind u8][compare u8][flags u8][key length u16][key utf-8]
-/// (Set: [value length u32][value]) (flags &amp; HasExpiry: [expiry unix ms i64])
+/// (Set: [value length u32][value]) (flags &amp; HasExpiry: [expiry unix ms i64]) (flags &amp; HasLogTime: [log time unix ms i64])
 /// (compare Version: [expected version u64]) (compare Value: [expected length u32][expected value]).</para>
 /// </summary>
 public sealed record CacheCommand
@@ -39,6 +39,7 @@ public sealed record CacheCommand
     public const int ValueBytesMax = 64 << 20;
 
     private const byte FlagHasExpiry = 1;
+    private const byte FlagHasLogTime = 2;
 
     public required CommandKind Kind { get; init; }
 
@@ -48,6 +49,10 @@ public sealed record CacheCommand
 
     /// <summary>Absolute expiry in Unix milliseconds, stamped by the leader; 0 means never. Apply never reads a clock.</summary>
     public long ExpiresAtUnixMs { get; init; }
+
+    /// <summary>The leader's clock when it proposed the command (Unix ms; 0 = not stamped): the time at which apply
+    /// judges expiry, as for a <see cref="WriteCommand"/>.</summary>
+    public long LogTimeUnixMs { get; init; }
 
     public CompareKind Compare { get; init; }
 
@@ -94,6 +99,11 @@ public sealed record CacheCommand
             return "expiry must not be negative";
         }
 
+        if (LogTimeUnixMs < 0)
+        {
+            return "log time must not be negative";
+        }
+
         return null;
     }
 
@@ -117,6 +127,11 @@ public sealed record CacheCommand
             size += 8;
         }
 
+        if (LogTimeUnixMs != 0)
+        {
+            size += 8;
+        }
+
         size += Compare switch
         {
             CompareKind.Version => 8,
@@ -129,7 +144,7 @@ public sealed record CacheCommand
         span[0] = FormatVersion;
         span[1] = (byte)Kind;
         span[2] = (byte)Compare;
-        span[3] = ExpiresAtUnixMs != 0 ? FlagHasExpiry : (byte)0;
+        span[3] = (byte)((ExpiresAtUnixMs != 0 ? FlagHasExpiry : 0) | (LogTimeUnixMs != 0 ? FlagHasLogTime : 0));
         BinaryPrimitives.WriteUInt16LittleEndian(span[4..], (ushort)keyBytes);
         int offset = 6;
         offset += Encoding.UTF8.GetBytes(Key, span[offset..]);
@@ -144,6 +159,12 @@ public sealed record CacheCommand
         if (ExpiresAtUnixMs != 0)
         {
             BinaryPrimitives.WriteInt64LittleEndian(span[offset..], ExpiresAtUnixMs);
+            offset += 8;
+        }
+
+        if (LogTimeUnixMs != 0)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], LogTimeUnixMs);
             offset += 8;
         }
 
@@ -196,7 +217,7 @@ public sealed record CacheCommand
             return false;
         }
 
-        if (compare is not (CompareKind.None or CompareKind.Version or CompareKind.Value) || (flags & ~FlagHasExpiry) != 0)
+        if (compare is not (CompareKind.None or CompareKind.Version or CompareKind.Value) || (flags & ~(FlagHasExpiry | FlagHasLogTime)) != 0)
         {
             error = "unknown compare or flags";
             return false;
@@ -250,6 +271,24 @@ public sealed record CacheCommand
             }
         }
 
+        long logTime = 0;
+        if ((flags & FlagHasLogTime) != 0)
+        {
+            if (span.Length - offset < 8)
+            {
+                error = "truncated log time";
+                return false;
+            }
+
+            logTime = BinaryPrimitives.ReadInt64LittleEndian(span[offset..]);
+            offset += 8;
+            if (logTime <= 0)
+            {
+                error = "bad log time";
+                return false;
+            }
+        }
+
         ulong expectedVersion = 0;
         ReadOnlyMemory<byte> expectedValue = ReadOnlyMemory<byte>.Empty;
         if (compare == CompareKind.Version)
@@ -281,6 +320,7 @@ public sealed record CacheCommand
             Key = key,
             Value = value,
             ExpiresAtUnixMs = expires,
+            LogTimeUnixMs = logTime,
             Compare = compare,
             ExpectedVersion = expectedVersion,
             ExpectedValue = expectedValue,

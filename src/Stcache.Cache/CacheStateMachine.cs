@@ -1,11 +1,11 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Text;
 using Stcache.Raft;
 
 namespace Stcache.Cache;
 
-/// <summary>An immutable stored value. <see cref="Version"/> is the log index of the command that last wrote it.</summary>
+/// <summary>A stored string value as the HTTP API sees it. <see cref="Version"/> is the log index of the command
+/// that last wrote it.</summary>
 public sealed record CacheEntry(byte[] Value, ulong Version, long ExpiresAtUnixMs)
 {
     public bool IsExpired(long nowUnixMs) => ExpiresAtUnixMs != 0 && nowUnixMs >= ExpiresAtUnixMs;
@@ -20,79 +20,170 @@ public enum ApplyStatus : byte
 
     /// <summary>The entry was not a valid command; nothing changed (identically on every replica).</summary>
     Invalid = 3,
+
+    /// <summary>The memory limit was reached and the policy is noeviction (or found no victim); nothing changed.</summary>
+    OutOfMemory = 4,
 }
 
-/// <summary>The deterministic outcome of applying one command.</summary>
+/// <summary>The deterministic outcome of applying one entry.</summary>
 /// <param name="Version">After a successful Set: the new version (the entry's index). After a Delete or a failed
-/// compare: the key's version before the command (0 when it did not exist).</param>
-/// <param name="PreviousExisted">Whether the key held a value before the command.</param>
+/// compare: the key's version before the command (0 when it did not exist). For a <see cref="WriteCommand"/>: the
+/// entry's index.</param>
+/// <param name="PreviousExisted">Whether the key held a value before the command (<see cref="CacheCommand"/> only).</param>
 public readonly record struct ApplyResult(ApplyStatus Status, ulong Version, bool PreviousExisted, string? Error = null)
 {
     public bool Succeeded => Status == ApplyStatus.Ok;
+
+    /// <summary>The Redis reply of a <see cref="WriteCommand"/> entry (null for the older <see cref="CacheCommand"/>).</summary>
+    public Reply? Reply { get; init; }
 }
 
 /// <summary>
-/// The replicated key-value state machine. One applier thread calls <see cref="Apply"/>, <see cref="MarkApplied"/>,
-/// <see cref="Restore"/>; any number of threads read concurrently with <see cref="TryGet"/>.
-/// <para>Snapshots are point-in-time without stopping writes: <see cref="BeginSnapshot"/> freezes the applied index
-/// S; while the snapshot is open, the applier preserves the state-at-S of a key the first time it overwrites or
-/// deletes it (copy-on-write per key), so the snapshot reader sees exactly the state at S while writes go on.</para>
+/// The replicated cache: strings and hashes with expiry, versions, LRU/LFU data and a memory limit.
+/// <para>Determinism: <see cref="Apply"/> depends only on the state and the entry, whose log time the leader
+/// stamped (<see cref="WriteCommand.Encode"/>); it never reads a clock. A key is visible while its expiry is later
+/// than the time of the operation (the entry's log time, or a read's time). Expired keys are deleted only by
+/// entries (<see cref="WriteCommand.ExpireKeys"/>, or a write that touches them); evictions are chosen by a
+/// sampler seeded with the entry's index over the replicated state, so every replica evicts the same keys.</para>
+/// <para>Threads: one applier calls <see cref="Apply"/>, <see cref="MarkApplied"/>, <see cref="Restore"/>; readers
+/// call <see cref="Read"/> and <see cref="TryGet"/> concurrently (all under one lock). A snapshot is written
+/// without the lock: <see cref="BeginSnapshot"/> captures the entries, and from then on the applier copies an
+/// entry before changing it (copy-on-write), so the captured objects stay exactly as they were at the index.</para>
 /// </summary>
-public sealed class CacheStateMachine
+public sealed partial class CacheStateMachine
 {
-    private const uint SnapshotMagic = 0x53435453; // "STCS"
-    private const byte SnapshotFormatVersion = 1;
-    private const byte RecordEntry = 1;
-    private const byte RecordEnd = 0;
+    /// <summary>Accounted bytes per key beyond its key and value bytes (roughly what the runtime spends on it).</summary>
+    public const int KeyOverheadBytes = 96;
 
-    private readonly Lock _applyLock = new();
-    private ConcurrentDictionary<string, CacheEntry> _entries = new(StringComparer.Ordinal);
+    /// <summary>Accounted bytes per hash field beyond its field and value bytes.</summary>
+    public const int FieldOverheadBytes = 48;
 
-    // Invariant: non-null exactly while a snapshot is open. Its Preserved map holds the state at its index of every
-    // key that existed then and was changed since (keys created later need no copy: the walk skips them).
-    private CacheSnapshot? _openSnapshot;
+    /// <summary>Keys sampled per eviction (Redis's maxmemory-samples default).</summary>
+    public const int EvictionSamples = 5;
+
+    private const byte LfuInitialValue = 5;
+
+    private readonly Lock _lock = new();
+    private KeyTable _keys = new();
+
+    // Every entry, in a deterministic order (swap-remove), for sampling; snapshots keep the order.
+    private List<KeyEntry> _slots = [];
+
+    // The entries with an expiry, the same way.
+    private List<KeyEntry> _volatile = [];
+    private long _usedBytes;
+    private long _maxMemoryBytes;
+    private EvictionPolicy _policy;
+    private long _lastLogTimeUnixMs;
     private long _appliedIndex;
-    private long _approximateBytes;
+    private long _evictedKeys;
+    private long _expiredKeys;
+
+    // Copy-on-write: while _openSnapshot is set, an entry whose Generation differs from _generation may be read by
+    // the snapshot writer and is cloned before any change.
+    private byte _generation;
+    private CacheSnapshot? _openSnapshot;
+
+    // The operation being executed: its time, its log index (0 for a read), and where reads report what they saw.
+    private long _now;
+    private ulong _index;
+    private List<byte[]>? _expiredSeen;
+
+    public CacheStateMachine()
+    {
+        AccessRecorder = new AccessRecorder();
+    }
 
     /// <summary>Index of the last log entry reflected in the state.</summary>
     public LogIndex AppliedIndex => new((ulong)Volatile.Read(ref _appliedIndex));
 
-    public int Count => _entries.Count;
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _keys.Count;
+            }
+        }
+    }
 
-    /// <summary>Sum of key and value bytes; approximate while writes are in flight.</summary>
-    public long ApproximateBytes => Interlocked.Read(ref _approximateBytes);
+    /// <summary>The deterministic accounted memory of the state (the same on every replica at the same index).</summary>
+    public long UsedMemoryBytes => Interlocked.Read(ref _usedBytes);
 
-    /// <summary>Reads a key. Entries past their expiry are reported absent when <paramref name="nowUnixMs"/> is given.</summary>
+    /// <summary>Kept for the HTTP API and metrics: the same as <see cref="UsedMemoryBytes"/>.</summary>
+    public long ApproximateBytes => UsedMemoryBytes;
+
+    /// <summary>The replicated memory limit (0 = none), set by <see cref="WriteCommand.MemoryPolicy"/>.</summary>
+    public long MaxMemoryBytes => Interlocked.Read(ref _maxMemoryBytes);
+
+    public EvictionPolicy Policy => _policy;
+
+    /// <summary>The greatest log time applied so far. A new leader stamps entries with at least this, and a stale
+    /// read on this node uses it as its read time.</summary>
+    public long LastLogTimeUnixMs => Interlocked.Read(ref _lastLogTimeUnixMs);
+
+    public long EvictedKeys => Interlocked.Read(ref _evictedKeys);
+
+    public long ExpiredKeys => Interlocked.Read(ref _expiredKeys);
+
+    /// <summary>Reads served by this node, for the access reports that keep LRU/LFU replicated (see docs/CACHE.md).</summary>
+    public AccessRecorder AccessRecorder { get; }
+
+    /// <summary>Reads a string key for the HTTP API. Entries past their expiry are reported absent when
+    /// <paramref name="nowUnixMs"/> is given. A hash is reported absent.</summary>
     public bool TryGet(string key, out CacheEntry entry, long nowUnixMs = 0)
     {
-        if (_entries.TryGetValue(key, out var found) && (nowUnixMs == 0 || !found.IsExpired(nowUnixMs)))
+        lock (_lock)
         {
-            entry = found;
-            return true;
+            if (_keys.TryGetValue(Encoding.UTF8.GetBytes(key), out var found) && found.IsString
+                && (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs))
+            {
+                entry = new CacheEntry(found.Text, found.Version, found.ExpiresAtUnixMs);
+                return true;
+            }
         }
 
         entry = null!;
         return false;
     }
 
-    /// <summary>Applies the command in the entry at <paramref name="index"/>. Deterministic: no clock, no randomness;
-    /// malformed data yields <see cref="ApplyStatus.Invalid"/> and changes nothing but the applied index.</summary>
+    /// <summary>Applies the entry at <paramref name="index"/>: a <see cref="WriteCommand"/> (its reply is in
+    /// <see cref="ApplyResult.Reply"/>) or an older <see cref="CacheCommand"/>. Deterministic: no clock, no
+    /// randomness but seeded by the index; malformed data yields <see cref="ApplyStatus.Invalid"/> and changes
+    /// nothing but the applied index.</summary>
     public ApplyResult Apply(LogIndex index, ReadOnlyMemory<byte> data)
     {
-        lock (_applyLock)
+        lock (_lock)
         {
             CheckNextIndex(index);
             ApplyResult result;
-            if (!CacheCommand.TryDecode(data, out var command, out string? error))
+            if (!data.IsEmpty && data.Span[0] == WriteCommand.FormatVersion)
+            {
+                if (!WriteCommand.TryDecode(data.Span, out var command, out long logTime, out string? error))
+                {
+                    result = new ApplyResult(ApplyStatus.Invalid, 0, false, error) { Reply = Reply.Error("ERR invalid log entry: " + error) };
+                }
+                else
+                {
+                    // Log time never runs backwards, whatever a new leader's clock says.
+                    long time = Math.Max(logTime, _lastLogTimeUnixMs);
+                    Interlocked.Exchange(ref _lastLogTimeUnixMs, time);
+                    var reply = Execute(command!.Invocation, index.Value, time);
+                    result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
+                }
+            }
+            else if (!CacheCommand.TryDecode(data, out var command, out string? error))
             {
                 result = new ApplyResult(ApplyStatus.Invalid, 0, false, error);
             }
             else
             {
-                result = ApplyCommand(index, command!);
+                result = ApplyLegacy(index.Value, command!);
             }
 
             Volatile.Write(ref _appliedIndex, (long)index.Value);
+            AssertInvariantsCheap();
             return result;
         }
     }
@@ -100,69 +191,53 @@ public sealed class CacheStateMachine
     /// <summary>Records that an entry with no effect on the cache (no-op, membership change) was applied.</summary>
     public void MarkApplied(LogIndex index)
     {
-        lock (_applyLock)
+        lock (_lock)
         {
             CheckNextIndex(index);
             Volatile.Write(ref _appliedIndex, (long)index.Value);
         }
     }
 
-    /// <summary>Opens a point-in-time view of the current state at <see cref="AppliedIndex"/>. Only one snapshot may
-    /// be open at a time; dispose it when written. Writing it may happen on any thread while Apply continues.</summary>
-    public CacheSnapshot BeginSnapshot()
+    /// <summary>Serves a read at <paramref name="readTimeUnixMs"/> (see docs/CACHE.md for which time each read
+    /// consistency uses). Keys it found expired are added to <paramref name="expiredKeys"/>, for the leader to
+    /// delete through the log (lazy expiry); the read itself changes nothing.</summary>
+    public Reply Read(ReadQuery query, long readTimeUnixMs, List<byte[]>? expiredKeys = null)
     {
-        lock (_applyLock)
+        lock (_lock)
         {
-            if (_openSnapshot is not null)
+            _expiredSeen = expiredKeys;
+            try
             {
-                throw new InvalidOperationException("a snapshot is already open");
+                return Execute(query.Invocation, 0, readTimeUnixMs);
             }
-
-            _openSnapshot = new CacheSnapshot(this, _entries, AppliedIndex);
-            return _openSnapshot;
-        }
-    }
-
-    internal void EndSnapshot(CacheSnapshot snapshot)
-    {
-        lock (_applyLock)
-        {
-            if (ReferenceEquals(_openSnapshot, snapshot))
+            finally
             {
-                _openSnapshot = null;
+                _expiredSeen = null;
             }
-        }
-    }
-
-    /// <summary>Replaces the whole state with a snapshot written by <see cref="CacheSnapshot.WriteTo"/>. Validates the
-    /// stream fully before swapping; on bad data throws <see cref="InvalidDataException"/> and keeps the old state.</summary>
-    public void Restore(Stream stream)
-    {
-        var restored = new ConcurrentDictionary<string, CacheEntry>(StringComparer.Ordinal);
-        long bytes = 0;
-        ulong index = ReadSnapshot(stream, restored, ref bytes);
-        lock (_applyLock)
-        {
-            if (_openSnapshot is not null)
-            {
-                throw new InvalidOperationException("cannot restore while a snapshot is being written");
-            }
-
-            _entries = restored;
-            Interlocked.Exchange(ref _approximateBytes, bytes);
-            Volatile.Write(ref _appliedIndex, (long)index);
         }
     }
 
     /// <summary>Resets to the empty state at index 0 (a node whose data was discarded).</summary>
     public void Clear()
     {
-        lock (_applyLock)
+        lock (_lock)
         {
-            _entries = new ConcurrentDictionary<string, CacheEntry>(StringComparer.Ordinal);
-            Interlocked.Exchange(ref _approximateBytes, 0);
-            Volatile.Write(ref _appliedIndex, 0);
+            // An open snapshot keeps its own captured entries, none of which the new state shares.
+            ReplaceState(new KeyTable(), [], [], 0, 0, EvictionPolicy.NoEviction, 0, 0);
         }
+    }
+
+    private void ReplaceState(KeyTable keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, long used,
+        long maxMemory, EvictionPolicy policy, long lastLogTime, ulong index)
+    {
+        _keys = keys;
+        _slots = slots;
+        _volatile = volatileKeys;
+        Interlocked.Exchange(ref _usedBytes, used);
+        Interlocked.Exchange(ref _maxMemoryBytes, maxMemory);
+        _policy = policy;
+        Interlocked.Exchange(ref _lastLogTimeUnixMs, lastLogTime);
+        Volatile.Write(ref _appliedIndex, (long)index);
     }
 
     private void CheckNextIndex(LogIndex index)
@@ -173,235 +248,243 @@ public sealed class CacheStateMachine
         }
     }
 
-    private ApplyResult ApplyCommand(LogIndex index, CacheCommand command)
+    private void AssertInvariantsCheap()
     {
-        bool existed = _entries.TryGetValue(command.Key, out var current);
-        ulong currentVersion = existed ? current!.Version : 0;
-        switch (command.Compare)
+        if (_slots.Count != _keys.Count || _volatile.Count > _keys.Count || _usedBytes < 0)
         {
-            case CompareKind.Version when command.ExpectedVersion != currentVersion:
-                return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
-            case CompareKind.Value when !existed || !command.ExpectedValue.Span.SequenceEqual(current!.Value):
-                return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
-        }
-
-        if (existed)
-        {
-            Preserve(command.Key, current!);
-        }
-
-        if (command.Kind == CommandKind.Set)
-        {
-            var entry = new CacheEntry(command.Value.ToArray(), index.Value, command.ExpiresAtUnixMs);
-            _entries[command.Key] = entry;
-            Interlocked.Add(ref _approximateBytes, entry.Value.Length - (existed ? current!.Value.Length : -KeyCost(command.Key)));
-            return new ApplyResult(ApplyStatus.Ok, index.Value, existed);
-        }
-
-        if (existed)
-        {
-            _entries.TryRemove(command.Key, out _);
-            Interlocked.Add(ref _approximateBytes, -(current!.Value.Length + KeyCost(command.Key)));
-        }
-
-        return new ApplyResult(ApplyStatus.Ok, currentVersion, existed);
-    }
-
-    private void Preserve(string key, CacheEntry current)
-    {
-        var snapshot = _openSnapshot;
-        if (snapshot is not null && current.Version <= snapshot.Index.Value)
-        {
-            // First change since the snapshot point: keep the value the snapshot must see.
-            snapshot.Preserved.TryAdd(key, current);
+            throw new InvariantViolationException($"cache bookkeeping broken: keys {_keys.Count}, slots {_slots.Count}, volatile {_volatile.Count}, used {_usedBytes}");
         }
     }
 
-    private static int KeyCost(string key) => key.Length * 2;
-
-    internal static void WriteHeader(Stream stream, LogIndex index)
+    /// <summary>Checks every invariant; O(keys). For tests and the simulator.</summary>
+    public void AssertInvariants()
     {
-        Span<byte> header = stackalloc byte[13];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, SnapshotMagic);
-        header[4] = SnapshotFormatVersion;
-        BinaryPrimitives.WriteUInt64LittleEndian(header[5..], index.Value);
-        stream.Write(header);
-    }
-
-    internal static void WriteEntry(Stream stream, string key, CacheEntry entry, byte[] scratch)
-    {
-        int keyBytes = Encoding.UTF8.GetBytes(key, scratch.AsSpan(7));
-        scratch[0] = RecordEntry;
-        BinaryPrimitives.WriteUInt16LittleEndian(scratch.AsSpan(1), (ushort)keyBytes);
-        BinaryPrimitives.WriteInt32LittleEndian(scratch.AsSpan(3), entry.Value.Length);
-        stream.Write(scratch, 0, 7 + keyBytes);
-        stream.Write(entry.Value);
-        Span<byte> tail = stackalloc byte[16];
-        BinaryPrimitives.WriteUInt64LittleEndian(tail, entry.Version);
-        BinaryPrimitives.WriteInt64LittleEndian(tail[8..], entry.ExpiresAtUnixMs);
-        stream.Write(tail);
-    }
-
-    internal static void WriteEnd(Stream stream, long count)
-    {
-        Span<byte> end = stackalloc byte[9];
-        end[0] = RecordEnd;
-        BinaryPrimitives.WriteInt64LittleEndian(end[1..], count);
-        stream.Write(end);
-    }
-
-    private static ulong ReadSnapshot(Stream stream, ConcurrentDictionary<string, CacheEntry> into, ref long bytes)
-    {
-        var header = new byte[13];
-        ReadExactly(stream, header);
-        if (BinaryPrimitives.ReadUInt32LittleEndian(header) != SnapshotMagic || header[4] != SnapshotFormatVersion)
+        lock (_lock)
         {
-            throw new InvalidDataException("not a cache snapshot or unknown format version");
-        }
-
-        ulong index = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(5));
-        var strictUtf8 = new UTF8Encoding(false, true);
-        var recordHeader = new byte[7];
-        var keyBuffer = new byte[CacheCommand.KeyBytesMax];
-        var tail = new byte[16];
-        long count = 0;
-        while (true)
-        {
-            ReadExactly(stream, recordHeader.AsSpan(0, 1));
-            if (recordHeader[0] == RecordEnd)
+            AssertInvariantsCheap();
+            long used = 0;
+            int volatileCount = 0;
+            for (int i = 0; i < _slots.Count; i++)
             {
-                var end = new byte[8];
-                ReadExactly(stream, end);
-                if (BinaryPrimitives.ReadInt64LittleEndian(end) != count)
+                var entry = _slots[i];
+                if (entry.Slot != i || !_keys.TryGetValue(entry.Key, out var same) || !ReferenceEquals(same, entry))
                 {
-                    throw new InvalidDataException("snapshot entry count mismatch");
+                    throw new InvariantViolationException($"slot {i} does not match the key table");
                 }
 
-                return index;
-            }
-
-            if (recordHeader[0] != RecordEntry)
-            {
-                throw new InvalidDataException("unknown snapshot record");
-            }
-
-            ReadExactly(stream, recordHeader.AsSpan(1, 6));
-            int keyBytes = BinaryPrimitives.ReadUInt16LittleEndian(recordHeader.AsSpan(1));
-            int valueBytes = BinaryPrimitives.ReadInt32LittleEndian(recordHeader.AsSpan(3));
-            if (keyBytes == 0 || keyBytes > CacheCommand.KeyBytesMax || valueBytes < 0 || valueBytes > CacheCommand.ValueBytesMax)
-            {
-                throw new InvalidDataException("bad snapshot record lengths");
-            }
-
-            ReadExactly(stream, keyBuffer.AsSpan(0, keyBytes));
-            string key;
-            try
-            {
-                key = strictUtf8.GetString(keyBuffer, 0, keyBytes);
-            }
-            catch (DecoderFallbackException e)
-            {
-                throw new InvalidDataException("snapshot key is not utf-8", e);
-            }
-
-            var value = new byte[valueBytes];
-            ReadExactly(stream, value);
-            ReadExactly(stream, tail);
-            ulong version = BinaryPrimitives.ReadUInt64LittleEndian(tail);
-            long expires = BinaryPrimitives.ReadInt64LittleEndian(tail.AsSpan(8));
-            if (version == 0 || version > index || expires < 0)
-            {
-                throw new InvalidDataException("bad snapshot entry version");
-            }
-
-            count++;
-            if (!into.TryAdd(key, new CacheEntry(value, version, expires)))
-            {
-                // A key changed while the snapshot was written may appear twice, both times with its state at
-                // the snapshot index; anything else is corruption.
-                if (into[key].Version != version || !into[key].Value.AsSpan().SequenceEqual(value))
+                if (entry.ExpiresAtUnixMs != 0)
                 {
-                    throw new InvalidDataException("conflicting duplicate key in snapshot");
+                    volatileCount++;
+                    if (entry.VolatileSlot < 0 || !ReferenceEquals(_volatile[entry.VolatileSlot], entry))
+                    {
+                        throw new InvariantViolationException("a key with an expiry is missing from the volatile set");
+                    }
+                }
+                else if (entry.VolatileSlot != -1)
+                {
+                    throw new InvariantViolationException("a key without expiry is in the volatile set");
                 }
 
-                continue;
+                if (entry.Value is HashValue hash)
+                {
+                    long bytes = hash.Fields.Sum(pair => (long)FieldOverheadBytes + pair.Key.Length + pair.Value.Length);
+                    if (bytes != hash.Bytes || hash.Fields.Count == 0)
+                    {
+                        throw new InvariantViolationException("hash accounting broken");
+                    }
+                }
+
+                used += Cost(entry);
             }
 
-            bytes += value.Length + KeyCost(key);
-        }
-    }
-
-    private static void ReadExactly(Stream stream, Span<byte> buffer)
-    {
-        try
-        {
-            stream.ReadExactly(buffer);
-        }
-        catch (EndOfStreamException e)
-        {
-            throw new InvalidDataException("truncated snapshot", e);
-        }
-    }
-}
-
-/// <summary>A point-in-time view of a <see cref="CacheStateMachine"/> at <see cref="Index"/>.</summary>
-public sealed class CacheSnapshot : IDisposable
-{
-    private readonly CacheStateMachine _owner;
-    private readonly ConcurrentDictionary<string, CacheEntry> _entries;
-    private int _disposed;
-
-    internal CacheSnapshot(CacheStateMachine owner, ConcurrentDictionary<string, CacheEntry> entries, LogIndex index)
-    {
-        _owner = owner;
-        _entries = entries;
-        Index = index;
-    }
-
-    /// <summary>The applied index the view reflects.</summary>
-    public LogIndex Index { get; }
-
-    // The state at Index of every key changed since the view opened (written by the applier, read by the writer).
-    internal ConcurrentDictionary<string, CacheEntry> Preserved { get; } = new(StringComparer.Ordinal);
-
-    /// <summary>Streams the view. Safe to call on any thread while the applier keeps applying.</summary>
-    public long WriteTo(Stream stream)
-    {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var buffered = new BufferedStream(stream, 1 << 16);
-        CacheStateMachine.WriteHeader(buffered, Index);
-        var scratch = new byte[7 + CacheCommand.KeyBytesMax];
-        long count = 0;
-
-        // A current entry whose version is <= Index has not changed since Index, so it is the state at Index.
-        // Anything newer was changed after Index, and the applier preserved its earlier state (if it had one)
-        // before changing it; those are written from Preserved below. A key changed after the walk passed it is
-        // written twice with the same state-at-Index; Restore accepts identical duplicates.
-        foreach (var pair in _entries)
-        {
-            if (pair.Value.Version <= Index.Value)
+            if (volatileCount != _volatile.Count || used != _usedBytes)
             {
-                CacheStateMachine.WriteEntry(buffered, pair.Key, pair.Value, scratch);
-                count++;
+                throw new InvariantViolationException($"accounting broken: used {_usedBytes} but entries sum to {used}");
+            }
+        }
+    }
+
+    private static long Cost(KeyEntry entry) =>
+        KeyOverheadBytes + entry.Key.Length + (entry.Value is byte[] text ? text.Length : ((HashValue)entry.Value).Bytes);
+
+    // ---- Key table primitives: every change of the table goes through these. ----
+
+    /// <summary>The entry if it exists and is visible at the operation's time. An expired entry met by a write is
+    /// deleted (deterministic: the entry's log time decides); one met by a read is reported for lazy expiry.</summary>
+    private KeyEntry? Lookup(byte[] key)
+    {
+        if (!_keys.TryGetValue(key, out var entry))
+        {
+            return null;
+        }
+
+        if (entry.ExpiresAtUnixMs != 0 && entry.ExpiresAtUnixMs <= _now)
+        {
+            if (_index != 0)
+            {
+                Remove(entry);
+                Interlocked.Increment(ref _expiredKeys);
+            }
+            else
+            {
+                _expiredSeen?.Add(key);
+            }
+
+            return null;
+        }
+
+        if (_index == 0)
+        {
+            AccessRecorder.Record(key);
+        }
+
+        return entry;
+    }
+
+    /// <summary>Returns the entry to change in place: a clone when an open snapshot may be reading it.</summary>
+    private KeyEntry Own(KeyEntry entry)
+    {
+        if (_openSnapshot is null || entry.Generation == _generation)
+        {
+            return entry;
+        }
+
+        var clone = entry.Clone(_generation);
+        _keys.Replace(clone);
+        _slots[clone.Slot] = clone;
+        if (clone.VolatileSlot >= 0)
+        {
+            _volatile[clone.VolatileSlot] = clone;
+        }
+
+        return clone;
+    }
+
+    private KeyEntry Add(byte[] key, object value)
+    {
+        var entry = new KeyEntry(key, value)
+        {
+            Version = _index,
+            Slot = _slots.Count,
+            Generation = _generation,
+            AccessSeconds = NowSeconds,
+            Frequency = LfuInitialValue,
+        };
+        _keys.Add(entry);
+        _slots.Add(entry);
+        Interlocked.Add(ref _usedBytes, Cost(entry));
+        return entry;
+    }
+
+    private void Remove(KeyEntry entry)
+    {
+        _keys.Remove(entry);
+        SwapRemove(_slots, entry.Slot, moved => moved.Slot = entry.Slot);
+        if (entry.VolatileSlot >= 0)
+        {
+            SwapRemove(_volatile, entry.VolatileSlot, moved => moved.VolatileSlot = entry.VolatileSlot);
+        }
+
+        Interlocked.Add(ref _usedBytes, -Cost(entry));
+    }
+
+    private static void SwapRemove(List<KeyEntry> list, int position, Action<KeyEntry> moved)
+    {
+        int last = list.Count - 1;
+        if (position != last)
+        {
+            list[position] = list[last];
+            moved(list[position]);
+        }
+
+        list.RemoveAt(last);
+    }
+
+    /// <summary>Changes an owned entry's value (any type), keeping the accounting right.</summary>
+    private void SetValue(KeyEntry entry, object value)
+    {
+        long before = Cost(entry);
+        entry.Value = value;
+        Interlocked.Add(ref _usedBytes, Cost(entry) - before);
+    }
+
+    private void SetExpiry(KeyEntry entry, long expiresAtUnixMs)
+    {
+        if (entry.ExpiresAtUnixMs == 0 && expiresAtUnixMs != 0)
+        {
+            entry.VolatileSlot = _volatile.Count;
+            _volatile.Add(entry);
+        }
+        else if (entry.ExpiresAtUnixMs != 0 && expiresAtUnixMs == 0)
+        {
+            SwapRemove(_volatile, entry.VolatileSlot, moved => moved.VolatileSlot = entry.VolatileSlot);
+            entry.VolatileSlot = -1;
+        }
+
+        entry.ExpiresAtUnixMs = expiresAtUnixMs;
+    }
+
+    /// <summary>Creates or overwrites a string key. Returns the entry.</summary>
+    private KeyEntry Store(byte[] key, byte[] value, long expiresAtUnixMs, bool keepTtl)
+    {
+        if (_keys.TryGetValue(key, out var existing))
+        {
+            bool expired = existing.ExpiresAtUnixMs != 0 && existing.ExpiresAtUnixMs <= _now;
+            var entry = Own(existing);
+            SetValue(entry, value);
+            entry.Version = _index;
+            if (!keepTtl || expired)
+            {
+                SetExpiry(entry, expiresAtUnixMs);
+            }
+
+            Touch(entry);
+            return entry;
+        }
+
+        var added = Add(key, value);
+        SetExpiry(added, expiresAtUnixMs);
+        return added;
+    }
+
+    private void Changed(KeyEntry entry)
+    {
+        entry.Version = _index;
+        Touch(entry);
+    }
+
+    /// <summary>Updates LRU and LFU data at the operation's log time (writes, and replicated access reports).</summary>
+    private void Touch(KeyEntry entry)
+    {
+        uint nowSeconds = NowSeconds;
+        entry.Frequency = LfuAfterAccess(entry, nowSeconds);
+        entry.AccessSeconds = nowSeconds;
+    }
+
+    // Redis's LFU: the counter decays by one per minute idle (lfu-decay-time 1), then grows logarithmically
+    // (lfu-log-factor 10). The coin is a hash of the index and key, so every replica draws the same.
+    private byte LfuAfterAccess(KeyEntry entry, uint nowSeconds)
+    {
+        int counter = DecayedFrequency(entry, nowSeconds);
+        if (counter < 255)
+        {
+            double baseValue = Math.Max(0, counter - LfuInitialValue);
+            double probability = 1.0 / ((baseValue * 10) + 1);
+            ulong coin = ByteStringComparer.Mix(ByteStringComparer.StableHash(entry.Key) ^ (_index * 0x9E3779B97F4A7C15UL) ^ nowSeconds);
+            if ((coin >> 11) * (1.0 / (1UL << 53)) < probability)
+            {
+                counter++;
             }
         }
 
-        foreach (var pair in Preserved)
-        {
-            CacheStateMachine.WriteEntry(buffered, pair.Key, pair.Value, scratch);
-            count++;
-        }
-
-        CacheStateMachine.WriteEnd(buffered, count);
-        buffered.Flush();
-        return count;
+        return (byte)counter;
     }
 
-    public void Dispose()
+    private uint NowSeconds => (uint)Math.Clamp(_now / 1000, 0, uint.MaxValue);
+
+    private static int DecayedFrequency(KeyEntry entry, uint nowSeconds)
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
-        {
-            _owner.EndSnapshot(this);
-        }
+        long idleMinutes = nowSeconds > entry.AccessSeconds ? (nowSeconds - entry.AccessSeconds) / 60 : 0;
+        return (int)Math.Max(0, entry.Frequency - Math.Min(idleMinutes, 255));
     }
 }

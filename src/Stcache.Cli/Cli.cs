@@ -667,6 +667,11 @@ internal static class Cli
     /// <summary>Renders a cache command for the inspector's log listing.</summary>
     private static string DescribeEntry(ReadOnlyMemory<byte> data)
     {
+        if (WriteCommand.TryDecode(data.Span, out var write, out long logTime, out _))
+        {
+            return $"{write!.Invocation.Op} at {logTime}: {string.Join(" ", write.Invocation.Args.Take(8).Select(arg => StorageInspector.Preview(arg.AsMemory())))}";
+        }
+
         if (CacheCommand.TryDecode(data, out var command, out _))
         {
             string compare = command!.Compare switch

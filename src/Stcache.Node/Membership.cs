@@ -12,7 +12,8 @@ public sealed record MemberInfo(
     [property: JsonPropertyName("id")] ulong Id,
     [property: JsonPropertyName("name")] string Name,
     [property: JsonPropertyName("raftAddress")] string RaftAddress,
-    [property: JsonPropertyName("httpAddress")] string HttpAddress)
+    [property: JsonPropertyName("httpAddress")] string HttpAddress,
+    [property: JsonPropertyName("respAddress"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? RespAddress = null)
 {
     public byte[] ToContext() => JsonSerializer.SerializeToUtf8Bytes(this, MembershipJson.Default.MemberInfo);
 
@@ -84,6 +85,7 @@ public sealed class MemberBook
                 HttpAddress = info.HttpAddress.Length > 0 ? info.HttpAddress : existing.HttpAddress,
                 RaftAddress = info.RaftAddress.Length > 0 ? info.RaftAddress : existing.RaftAddress,
                 Name = info.Name.Length > 0 ? info.Name : existing.Name,
+                RespAddress = info.RespAddress ?? existing.RespAddress,
             };
         }
 

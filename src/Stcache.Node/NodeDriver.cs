@@ -548,7 +548,7 @@ public sealed class NodeDriver
         {
             NodeLog.BecameLeader(_logger, Id, soft.Term, _node.LastIndex, _node.CommitIndex);
             var self = _members.Find(Id);
-            if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress)
+            if (self is null || self.HttpAddress != _options.Self.HttpAddress || self.RaftAddress != _options.Self.RaftAddress || self.RespAddress != _options.Self.RespAddress)
             {
                 // Tell every replica where this leader answers HTTP (static clusters start without it). Proposed
                 // after Advance: the core takes no input while a Ready is being handled.

@@ -110,6 +110,15 @@ public sealed record ServerOptions
 
     public int ConnectionsMax { get; init; } = 1024;
 
+    /// <summary>Where the Redis protocol (RESP) listens; null: no RESP listener.</summary>
+    public string? RespAddress { get; init; }
+
+    /// <summary>Concurrent RESP connections; the excess gets Redis's "max number of clients reached" and is closed.</summary>
+    public int RespClientsMax { get; init; } = 10_000;
+
+    /// <summary>A RESP connection idle this long is closed (Redis's <c>timeout</c>); zero: never.</summary>
+    public TimeSpan RespIdleTimeout { get; init; } = TimeSpan.Zero;
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -157,6 +166,9 @@ public static class CommandLine
         new(["auth-token"], false, "require 'Authorization: Bearer <token>' on every API call but /healthz and /readyz (or set STCACHE_AUTH_TOKEN)", (o, v) => o with { AuthToken = v }),
         new(["auth-token-file"], false, "file holding the API token", (o, v) => o with { AuthTokenFile = v }),
         new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt("max-connections", v, 1, 1_000_000) }),
+        new(["resp", "resp-address"], false, "Redis protocol (RESP) listen address host:port (default: none)", (o, v) => o with { RespAddress = v }),
+        new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt("max-clients", v, 1, 1_000_000) }),
+        new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt("resp-idle-timeout-s", v, 0, 31_536_000)) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -264,6 +276,7 @@ public static class CommandLine
         text.AppendLine("  stcached --http_addr=127.0.0.1:7001 --raft_addr=127.0.0.1:7000 --raft_id=1 --raft_cluster=1/127.0.0.1:7000,2/127.0.0.1:8000,3/127.0.0.1:9000");
         text.AppendLine("  stcached -state_dir /tmp/1 -raft :8080 -api :9090");
         text.AppendLine("  STCACHE_DATA_DIR=./node0 stcached --config node0.json");
+        text.AppendLine("  stcached --http=127.0.0.1:6000 --raft=127.0.0.1:7000 --resp=127.0.0.1:6379 --node=./node0 --bootstrap=true");
         return text.ToString();
     }
 
@@ -321,6 +334,16 @@ public static class CommandLine
         if (string.Equals(NormalizeAddress(options.HttpAddress), NormalizeAddress(options.RaftAddress), StringComparison.Ordinal))
         {
             throw new UsageException("HTTP and raft addresses must differ");
+        }
+
+        if (options.RespAddress is { } resp)
+        {
+            CheckAddress("resp", resp);
+            string normalized = NormalizeAddress(resp);
+            if (normalized == NormalizeAddress(options.HttpAddress) || normalized == NormalizeAddress(options.RaftAddress))
+            {
+                throw new UsageException("the RESP address must differ from the HTTP and raft addresses");
+            }
         }
 
         if (options.Bootstrap && options.Join is not null)

@@ -86,7 +86,7 @@ public sealed partial class ApiJson : JsonSerializerContext
 }
 
 /// <summary>The HTTP API: the seeds' endpoints and /v1. Handlers are thin; the host does the work.</summary>
-internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
+internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
 {
     public const string VersionHeader = "X-Stcache-Version";
     public const string LeaderHeader = "X-Stcache-Leader";
@@ -125,6 +125,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         v1.MapDelete("/cluster/members/{id}", RemoveMember);
         v1.MapPost("/cluster/transfer-leader", (Delegate)TransferLeader);
         v1.MapPost("/snapshot", (Delegate)Snapshot);
+        v1.MapPost(CommandService.ProposePath["/v1".Length..], (Delegate)ProposeForwarded);
 
         app.MapGet("/{key}", SeedGetPath);
 
@@ -259,6 +260,36 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
     private IResult MgmtNodes() => TypedResults.Json(MemberViews(host.Status), ApiJson.Default.MemberViewArray);
 
+    /// <summary>The leader's side of <see cref="CommandService"/>'s forwarding: a follower's batch of encoded commands.</summary>
+    private async Task<IResult> ProposeForwarded(HttpContext context)
+    {
+        byte[] body = await ReadBodyAsync(context);
+        if (WriteRequest.DecodeAll(body, out string? problem) is not { } commands)
+        {
+            return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
+        }
+
+        if (!host.Status.IsLeader)
+        {
+            return Failure(StatusCodes.Status503ServiceUnavailable, FailureKind.NoLeader, "not the leader (any more); not applied", "not-applied");
+        }
+
+        var outcomes = await service.ProposeLocallyAsync(commands, context.RequestAborted);
+        return TypedResults.Json(outcomes.Select(ForwardedResult.From).ToArray(), CommandJson.Default.ForwardedResultArray);
+    }
+
+    private static IResult Failure(int statusCode, FailureKind failure, string message, string outcome) =>
+        new FailureResult(Error(statusCode, message, outcome), failure);
+
+    private sealed class FailureResult(IResult inner, FailureKind failure) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers[CommandService.FailureHeader] = failure.ToString();
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
+
     // ---- /v1/kv ---------------------------------------------------------------------------------------------
 
     private async Task<IResult> GetKey(HttpContext context, string key, string? consistency)
@@ -277,8 +308,13 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));
     }
 
-    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
+    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue, long? ttl)
     {
+        if (ttl is <= 0 or > MaxTtlSeconds)
+        {
+            return Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied");
+        }
+
         if (context.Request.ContentLength > options.ValueBytesMax)
         {
             return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
@@ -302,7 +338,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         var command = prevVersion is { } version
             ? CacheCommand.SetIfVersion(key, body, version)
             : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-        return await WriteAsync(context, command, body, result => WriteAnswer(context, key, result));
+        return await WriteAsync(context, command, body, result => WriteAnswer(context, key, result), ttl ?? 0);
     }
 
     private async Task<IResult> DeleteKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
@@ -333,6 +369,7 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
             ApplyStatus.Ok => WithVersion(context, result.Version, TypedResults.Json(view, ApiJson.Default.KvWriteView)),
             ApplyStatus.CompareFailed => WithVersion(context, result.Version,
                 TypedResults.Json(view, ApiJson.Default.KvWriteView, statusCode: StatusCodes.Status412PreconditionFailed)),
+            ApplyStatus.OutOfMemory => Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied"),
             _ => Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied"),
         };
     }
@@ -591,13 +628,20 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
 
     // ---- shared plumbing ------------------------------------------------------------------------------------
 
-    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, byte[]? body, Func<ApplyResult, IResult> success)
+    // About 100 years: keeps now + ttl far from overflow.
+    private const long MaxTtlSeconds = 3_153_600_000;
+
+    /// <summary>The leader's log time for a write it proposes: its clock, never behind the last log time.</summary>
+    private long LogTimeNow() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host.Cache.LastLogTimeUnixMs);
+
+    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, byte[]? body, Func<ApplyResult, IResult> success, long ttlSeconds = 0)
     {
         string? problem = command.Validate();
         if (problem is not null)
         {
-            int code = problem.Contains("too large", StringComparison.Ordinal) ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest;
-            return Error(code, problem, "not-applied");
+            bool tooLarge = Encoding.UTF8.GetByteCount(command.Key) > CacheCommand.KeyBytesMax
+                || command.Value.Length > CacheCommand.ValueBytesMax || command.ExpectedValue.Length > CacheCommand.ValueBytesMax;
+            return Error(tooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, problem, "not-applied");
         }
 
         if (command.Value.Length > options.ValueBytesMax)
@@ -611,14 +655,19 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
             return forward;
         }
 
-        try
-        {
-            return success(await host.ProposeAsync(command, context.RequestAborted));
-        }
-        catch (RaftHostException e)
-        {
-            return HostError(e);
-        }
+        // On the leader: stamp the log time, and turn a relative TTL into an absolute expiry (docs/CACHE.md).
+        long logTime = LogTimeNow();
+        command = command with { LogTimeUnixMs = logTime, ExpiresAtUnixMs = ttlSeconds > 0 ? logTime + (ttlSeconds * 1000) : command.ExpiresAtUnixMs };
+        var outcome = await service.ProposeLocallyAsync(WriteRequest.Of(command), context.RequestAborted);
+        return outcome.Status == WriteStatus.Applied ? success(outcome.Result) : OutcomeError(outcome);
+    }
+
+    /// <summary>A write that did not complete, from its typed outcome.</summary>
+    private IResult OutcomeError(WriteOutcome outcome)
+    {
+        string? leader = outcome.Leader.IsNone ? null : host.Members.Find(outcome.Leader)?.HttpAddress ?? outcome.Leader.ToString();
+        int code = outcome.Failure == FailureKind.Invalid ? StatusCodes.Status400BadRequest : StatusCodes.Status503ServiceUnavailable;
+        return Error(code, outcome.Detail, outcome.Status == WriteStatus.Unknown ? "unknown" : "not-applied", leader);
     }
 
     /// <summary>Null when this node is the leader; otherwise the answer: forwarded, refused, or no leader.</summary>
@@ -657,24 +706,13 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
         return await ForwardAsync(context, leaderAddress, body);
     }
 
+    /// <summary>The status once a leader is known, or null after the request timeout; woken by leader changes.</summary>
     private async Task<HostStatus?> WaitForLeaderAsync(CancellationToken cancellationToken)
     {
-        var deadline = DateTime.UtcNow + host.RequestTimeout;
-        while (true)
-        {
-            var status = host.Status;
-            if (!status.Leader.IsNone)
-            {
-                return status;
-            }
-
-            if (DateTime.UtcNow >= deadline)
-            {
-                return null;
-            }
-
-            await Task.Delay(20, cancellationToken);
-        }
+        using var deadline = service.Deadline(cancellationToken);
+        var status = await service.WaitForLeaderAsync(deadline.Token);
+        cancellationToken.ThrowIfCancellationRequested();
+        return status;
     }
 
     private async Task<IResult> ForwardAsync(HttpContext context, string leaderAddress, byte[]? body)
@@ -788,18 +826,11 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
                 break;
             case "linearizable":
             case "lease":
-                if (await WaitForLeaderAsync(context.RequestAborted) is null)
+                // One confirmation round serves every read waiting at that moment, HTTP and RESP alike.
+                var read = await service.ReadBarrierAsync(consistency == "lease" ? ReadConsistency.Lease : ReadConsistency.Linearizable, context.RequestAborted);
+                if (!read.Succeeded)
                 {
-                    return (null, Error(StatusCodes.Status503ServiceUnavailable, "no leader elected within the request timeout (no quorum?)", "none"));
-                }
-
-                try
-                {
-                    await host.ReadBarrierAsync(consistency == "lease", context.RequestAborted);
-                }
-                catch (RaftHostException e)
-                {
-                    return (null, HostError(e));
+                    return (null, Error(StatusCodes.Status503ServiceUnavailable, read.Detail, "none"));
                 }
 
                 break;
@@ -807,7 +838,10 @@ internal sealed class HttpApi(RaftHost host, ServerOptions options, IHttpClientF
                 return (null, Error(StatusCodes.Status400BadRequest, "consistency must be linearizable, lease or stale", "none"));
         }
 
-        return host.Cache.TryGet(key, out var entry) ? (entry, null) : (null, null);
+        // A key is visible while its expiry is later than the read's time: this node's clock for a linearizable or
+        // lease read, the last applied log time for a stale one (docs/CACHE.md).
+        long readTime = consistency == "stale" ? host.Cache.LastLogTimeUnixMs : LogTimeNow();
+        return host.Cache.TryGet(key, out var entry, readTime) ? (entry, null) : (null, null);
     }
 
     private static async Task<byte[]> ReadBodyAsync(HttpContext context)

@@ -55,6 +55,7 @@ public static class Program
         // directory is created or touched. The servers then take these sockets over.
         using var raftListener = Listeners.Bind("raft", options.RaftAddress);
         using var httpListener = Listeners.Bind("http", options.HttpAddress, dualModeWhenAny: true);
+        using var respListener = options.RespAddress is null ? null : Listeners.Bind("resp", options.RespAddress);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
@@ -118,9 +119,11 @@ public static class Program
         });
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
-        var api = new HttpApi(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
+        var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());
+        var api = new HttpApi(node.Host, service, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app);
         OpsEndpoints.Map(app, node, options);
+        await using var resp = options.RespAddress is null ? null : new Resp.RespServer(service, options, apiCertificate, loggerFactory.CreateLogger<Resp.RespServer>());
 
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         node.Host.RemovedFromCluster += () =>
@@ -136,6 +139,7 @@ public static class Program
 
         await node.StartAsync(raftListener, lifetime.ApplicationStopping);
         await app.StartAsync();
+        resp?.Start(respListener!);
         ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
         node.ServeRaftChannelJoins(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
         node.StartJoining(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
@@ -239,7 +243,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 identity.Save(directory.Path);
             }
 
-            var self = new MemberInfo(identity.Id, identity.Name, raftAddress, httpAddress);
+            string? respAddress = options.RespAddress is { } resp ? CommandLine.NormalizeAddress(resp) : null;
+            var self = new MemberInfo(identity.Id, identity.Name, raftAddress, httpAddress, respAddress);
             var raftConfig = new RaftConfig
             {
                 Id = new NodeId(identity.Id),

@@ -210,6 +210,13 @@ public sealed class RaftHost : IAsyncDisposable
         return WaitForWriteAsync(new ProposeInput(command.Encode(), waiter), waiter, cancellationToken);
     }
 
+    /// <summary>Proposes an encoded cache entry (a <see cref="WriteCommand"/> stamped with the leader's log time).</summary>
+    public Task<ApplyResult> ProposeAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default)
+    {
+        var waiter = new ProposalWaiter();
+        return WaitForWriteAsync(new ProposeInput(entry, waiter), waiter, cancellationToken);
+    }
+
     /// <summary>Proposes a membership change and waits until it is applied.</summary>
     public async Task ChangeMembershipAsync(ConfChange change, CancellationToken cancellationToken = default)
     {

@@ -10,8 +10,9 @@ public sealed class CacheStateMachineTests
     [Fact]
     public void CommandRoundTripsEveryField()
     {
-        var command = CacheCommand.SetIfValue("k,é 🙂", new byte[] { 0, 255, 10, 44 }, B("old")) with { ExpiresAtUnixMs = 1234 };
+        var command = CacheCommand.SetIfValue("k,é 🙂", new byte[] { 0, 255, 10, 44 }, B("old")) with { ExpiresAtUnixMs = 1234, LogTimeUnixMs = 1000 };
         Assert.True(CacheCommand.TryDecode(command.Encode(), out var decoded, out string? error), error);
+        Assert.Equal(1000, decoded!.LogTimeUnixMs);
         Assert.Equal(command.Key, decoded!.Key);
         Assert.Equal(command.Value.ToArray(), decoded.Value.ToArray());
         Assert.Equal(command.ExpectedValue.ToArray(), decoded.ExpectedValue.ToArray());

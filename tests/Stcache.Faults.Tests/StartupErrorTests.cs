@@ -37,7 +37,7 @@ public sealed class StartupErrorTests(ITestOutputHelper output) : NodeTest("stca
     }
 
     /// <summary>The listeners a node opens, by flag. Another listener's flag added here is tested the same way.</summary>
-    public static TheoryData<string> ListenerFlags => ["raft", "http"];
+    public static TheoryData<string> ListenerFlags => ["raft", "http", "resp"];
 
     /// <summary>
     /// A port already taken by another process: the node exits 1 with one line naming the flag and the address

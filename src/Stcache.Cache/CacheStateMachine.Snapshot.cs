@@ -1,0 +1,521 @@
+using System.Buffers.Binary;
+using System.Text;
+using Stcache.Raft;
+
+namespace Stcache.Cache;
+
+public sealed partial class CacheStateMachine
+{
+    private const uint SnapshotMagic = 0x53435453; // "STCS"
+    private const byte SnapshotFormatV1 = 1;
+    private const byte SnapshotFormatV2 = 2;
+    private const byte RecordEntry = 1;
+    private const byte RecordEnd = 0;
+    private const byte TypeString = 1;
+    private const byte TypeHash = 2;
+    private const int HashFieldsMax = 1 << 24;
+
+    private ApplyResult ApplyLegacy(ulong index, CacheCommand command)
+    {
+        if (command.LogTimeUnixMs > _lastLogTimeUnixMs)
+        {
+            Interlocked.Exchange(ref _lastLogTimeUnixMs, command.LogTimeUnixMs);
+        }
+
+        _now = _lastLogTimeUnixMs;
+        _index = index;
+        byte[] key = Encoding.UTF8.GetBytes(command.Key);
+        var current = Lookup(key);
+        bool existed = current is not null;
+        ulong currentVersion = current?.Version ?? 0;
+        switch (command.Compare)
+        {
+            case CompareKind.Version when command.ExpectedVersion != currentVersion:
+                return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
+            case CompareKind.Value when current is not { IsString: true } || !command.ExpectedValue.Span.SequenceEqual(current.Text):
+                return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
+        }
+
+        if (command.Kind == CommandKind.Set)
+        {
+            if (!MakeRoom())
+            {
+                return new ApplyResult(ApplyStatus.OutOfMemory, currentVersion, existed, RedisErrors.OutOfMemory);
+            }
+
+            if (command.ExpiresAtUnixMs != 0 && command.ExpiresAtUnixMs <= _now)
+            {
+                // Already expired at its log time: as for SET … PXAT in the past, the key is gone.
+                if (current is not null)
+                {
+                    Remove(current);
+                }
+
+                return new ApplyResult(ApplyStatus.Ok, index, existed);
+            }
+
+            Store(key, command.Value.ToArray(), command.ExpiresAtUnixMs, keepTtl: false);
+            return new ApplyResult(ApplyStatus.Ok, index, existed);
+        }
+
+        if (current is not null)
+        {
+            Remove(current);
+        }
+
+        return new ApplyResult(ApplyStatus.Ok, currentVersion, existed);
+    }
+
+    /// <summary>Opens a point-in-time view of the current state at <see cref="AppliedIndex"/>. Only one snapshot may
+    /// be open at a time; dispose it when written. Writing it may happen on any thread while Apply continues.</summary>
+    public CacheSnapshot BeginSnapshot()
+    {
+        lock (_lock)
+        {
+            if (_openSnapshot is not null)
+            {
+                throw new InvalidOperationException("a snapshot is already open");
+            }
+
+            // From here on, the captured entries are frozen: Own() clones any of them before a change. Every entry's
+            // generation is at most the current one, so after the increment none equals it (a byte: renumber on wrap).
+            if (_generation == byte.MaxValue)
+            {
+                foreach (var entry in _slots)
+                {
+                    entry.Generation = 0;
+                }
+
+                _generation = 0;
+            }
+
+            _generation++;
+            _openSnapshot = new CacheSnapshot(this, _slots.ToArray(), _volatile.ToArray(), AppliedIndex, _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
+            return _openSnapshot;
+        }
+    }
+
+    internal void EndSnapshot(CacheSnapshot snapshot)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_openSnapshot, snapshot))
+            {
+                _openSnapshot = null;
+            }
+        }
+    }
+
+    /// <summary>Replaces the whole state with a snapshot written by <see cref="CacheSnapshot.WriteTo"/> (or by the
+    /// format-1 writer before expiry and hashes). Validates the stream fully before swapping; on bad data throws
+    /// <see cref="InvalidDataException"/> and keeps the old state.</summary>
+    public void Restore(Stream stream)
+    {
+        var loaded = ReadSnapshot(stream);
+        lock (_lock)
+        {
+            if (_openSnapshot is not null)
+            {
+                throw new InvalidOperationException("cannot restore while a snapshot is being written");
+            }
+
+            // Loaded entries have generation 0, the current one after this.
+            _generation = 0;
+
+            ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.Used, loaded.MaxMemory, loaded.Policy, loaded.LastLogTime, loaded.Index);
+        }
+    }
+
+    internal static void WriteHeader(Stream stream, CacheSnapshot snapshot)
+    {
+        Span<byte> header = stackalloc byte[30];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, SnapshotMagic);
+        header[4] = SnapshotFormatV2;
+        BinaryPrimitives.WriteUInt64LittleEndian(header[5..], snapshot.Index.Value);
+        BinaryPrimitives.WriteInt64LittleEndian(header[13..], snapshot.LastLogTimeUnixMs);
+        BinaryPrimitives.WriteInt64LittleEndian(header[21..], snapshot.MaxMemoryBytes);
+        header[29] = (byte)snapshot.Policy;
+        stream.Write(header);
+    }
+
+    // Record: [1][type u8][key length i32][key][version u64][expiry i64][volatile slot i32][access u32][frequency u8]
+    // then a string: [length i32][bytes]; a hash: [field count i32] then count x ([length i32][field][length i32][value]).
+    internal static void WriteEntry(Stream stream, KeyEntry entry, int volatileSlot)
+    {
+        Span<byte> head = stackalloc byte[35];
+        head[0] = RecordEntry;
+        head[1] = entry.IsString ? TypeString : TypeHash;
+        BinaryPrimitives.WriteInt32LittleEndian(head[2..], entry.Key.Length);
+        stream.Write(head[..6]);
+        stream.Write(entry.Key);
+        BinaryPrimitives.WriteUInt64LittleEndian(head, entry.Version);
+        BinaryPrimitives.WriteInt64LittleEndian(head[8..], entry.ExpiresAtUnixMs);
+        BinaryPrimitives.WriteInt32LittleEndian(head[16..], volatileSlot);
+        BinaryPrimitives.WriteUInt32LittleEndian(head[20..], entry.AccessSeconds);
+        head[24] = entry.Frequency;
+        stream.Write(head[..25]);
+        if (entry.Value is byte[] text)
+        {
+            WriteBlob(stream, text);
+            return;
+        }
+
+        var hash = (HashValue)entry.Value;
+        BinaryPrimitives.WriteInt32LittleEndian(head, hash.Fields.Count);
+        stream.Write(head[..4]);
+        foreach (var pair in hash.Fields)
+        {
+            WriteBlob(stream, pair.Key);
+            WriteBlob(stream, pair.Value);
+        }
+    }
+
+    private static void WriteBlob(Stream stream, byte[] blob)
+    {
+        Span<byte> length = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(length, blob.Length);
+        stream.Write(length);
+        stream.Write(blob);
+    }
+
+    internal static void WriteEnd(Stream stream, long count)
+    {
+        Span<byte> end = stackalloc byte[9];
+        end[0] = RecordEnd;
+        BinaryPrimitives.WriteInt64LittleEndian(end[1..], count);
+        stream.Write(end);
+    }
+
+    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
+        long MaxMemory, EvictionPolicy Policy, long LastLogTime, ulong Index);
+
+    private static LoadedState ReadSnapshot(Stream stream)
+    {
+        var reader = new SnapshotReader(stream);
+        Span<byte> start = stackalloc byte[5];
+        reader.Read(start);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(start) != SnapshotMagic || start[4] is not (SnapshotFormatV1 or SnapshotFormatV2))
+        {
+            throw new InvalidDataException("not a cache snapshot or unknown format version");
+        }
+
+        bool v2 = start[4] == SnapshotFormatV2;
+        ulong index = reader.UInt64();
+        long lastLogTime = v2 ? reader.Int64() : 0;
+        long maxMemory = v2 ? reader.Int64() : 0;
+        var policy = v2 ? (EvictionPolicy)reader.Byte() : EvictionPolicy.NoEviction;
+        if (lastLogTime < 0 || maxMemory < 0 || !Enum.IsDefined(policy))
+        {
+            throw new InvalidDataException("bad snapshot header");
+        }
+
+        var keys = new KeyTable();
+        var slots = new List<KeyEntry>();
+        var volatileSlots = new List<(int Slot, KeyEntry Entry)>();
+        long used = 0;
+        long count = 0;
+        while (true)
+        {
+            byte marker = reader.Byte();
+            if (marker == RecordEnd)
+            {
+                if (reader.Int64() != count)
+                {
+                    throw new InvalidDataException("snapshot entry count mismatch");
+                }
+
+                break;
+            }
+
+            if (marker != RecordEntry)
+            {
+                throw new InvalidDataException("unknown snapshot record");
+            }
+
+            count++;
+            var entry = v2 ? ReadEntryV2(reader, index) : ReadEntryV1(reader, index);
+            if (!keys.TryAdd(entry))
+            {
+                keys.TryGetValue(entry.Key, out var first);
+
+                // The format-1 writer could write a key twice, both times with its state at the index.
+                if (v2 || first!.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
+                {
+                    throw new InvalidDataException("duplicate key in snapshot");
+                }
+
+                continue;
+            }
+
+            entry.Slot = slots.Count;
+            slots.Add(entry);
+            if (entry.ExpiresAtUnixMs != 0)
+            {
+                volatileSlots.Add((v2 ? entry.VolatileSlot : volatileSlots.Count, entry));
+            }
+            else if (entry.VolatileSlot != -1)
+            {
+                throw new InvalidDataException("snapshot key without expiry has a volatile slot");
+            }
+
+            used += Cost(entry);
+        }
+
+        var volatileKeys = new KeyEntry?[volatileSlots.Count];
+        foreach (var (slot, entry) in volatileSlots)
+        {
+            if (slot < 0 || slot >= volatileKeys.Length || volatileKeys[slot] is not null)
+            {
+                throw new InvalidDataException("bad volatile slot in snapshot");
+            }
+
+            entry.VolatileSlot = slot;
+            volatileKeys[slot] = entry;
+        }
+
+        return new LoadedState(keys, slots, volatileKeys.ToList()!, used, maxMemory, policy, lastLogTime, index);
+    }
+
+    private static KeyEntry ReadEntryV1(SnapshotReader reader, ulong index)
+    {
+        Span<byte> head = stackalloc byte[6];
+        reader.Read(head);
+        int keyBytes = BinaryPrimitives.ReadUInt16LittleEndian(head);
+        int valueBytes = BinaryPrimitives.ReadInt32LittleEndian(head[2..]);
+        if (keyBytes == 0 || keyBytes > CacheCommand.KeyBytesMax || valueBytes < 0 || valueBytes > CacheCommand.ValueBytesMax)
+        {
+            throw new InvalidDataException("bad snapshot record lengths");
+        }
+
+        byte[] key = reader.Bytes(keyBytes);
+        byte[] value = reader.Bytes(valueBytes);
+        ulong version = reader.UInt64();
+        long expires = reader.Int64();
+        if (version == 0 || version > index || expires < 0)
+        {
+            throw new InvalidDataException("bad snapshot entry version");
+        }
+
+        return new KeyEntry(key, value) { Version = version, ExpiresAtUnixMs = expires, Frequency = LfuInitialValue, VolatileSlot = -1 };
+    }
+
+    private static KeyEntry ReadEntryV2(SnapshotReader reader, ulong index)
+    {
+        byte type = reader.Byte();
+        if (type is not (TypeString or TypeHash))
+        {
+            throw new InvalidDataException("unknown snapshot value type");
+        }
+
+        byte[] key = reader.Blob();
+        ulong version = reader.UInt64();
+        long expires = reader.Int64();
+        int volatileSlot = reader.Int32();
+        uint access = reader.UInt32();
+        byte frequency = reader.Byte();
+        if (version == 0 || version > index || expires < 0 || (expires == 0) != (volatileSlot == -1))
+        {
+            throw new InvalidDataException("bad snapshot entry version or expiry");
+        }
+
+        object value;
+        if (type == TypeString)
+        {
+            value = reader.Blob();
+        }
+        else
+        {
+            int fieldCount = reader.Int32();
+            if (fieldCount <= 0 || fieldCount > HashFieldsMax)
+            {
+                throw new InvalidDataException("bad snapshot hash field count");
+            }
+
+            var hash = new HashValue(new Dictionary<byte[], byte[]>(ByteStringComparer.Instance), 0);
+            for (int i = 0; i < fieldCount; i++)
+            {
+                byte[] field = reader.Blob();
+                byte[] fieldValue = reader.Blob();
+                if (!hash.Fields.TryAdd(field, fieldValue))
+                {
+                    throw new InvalidDataException("duplicate hash field in snapshot");
+                }
+
+                hash.Bytes += FieldOverheadBytes + field.Length + fieldValue.Length;
+            }
+
+            value = hash;
+        }
+
+        return new KeyEntry(key, value)
+        {
+            Version = version,
+            ExpiresAtUnixMs = expires,
+            VolatileSlot = volatileSlot,
+            AccessSeconds = access,
+            Frequency = frequency,
+        };
+    }
+
+    private sealed class SnapshotReader(Stream stream)
+    {
+        private readonly byte[] _scratch = new byte[8];
+
+        public void Read(Span<byte> buffer)
+        {
+            try
+            {
+                stream.ReadExactly(buffer);
+            }
+            catch (EndOfStreamException e)
+            {
+                throw new InvalidDataException("truncated snapshot", e);
+            }
+        }
+
+        public byte Byte()
+        {
+            Read(_scratch.AsSpan(0, 1));
+            return _scratch[0];
+        }
+
+        public int Int32()
+        {
+            Read(_scratch.AsSpan(0, 4));
+            return BinaryPrimitives.ReadInt32LittleEndian(_scratch);
+        }
+
+        public uint UInt32()
+        {
+            Read(_scratch.AsSpan(0, 4));
+            return BinaryPrimitives.ReadUInt32LittleEndian(_scratch);
+        }
+
+        public long Int64()
+        {
+            Read(_scratch);
+            return BinaryPrimitives.ReadInt64LittleEndian(_scratch);
+        }
+
+        public ulong UInt64()
+        {
+            Read(_scratch);
+            return BinaryPrimitives.ReadUInt64LittleEndian(_scratch);
+        }
+
+        public byte[] Bytes(int length)
+        {
+            var bytes = new byte[length];
+            Read(bytes);
+            return bytes;
+        }
+
+        /// <summary>A length-prefixed byte string, bounded so that bad bytes cannot ask for a huge allocation.</summary>
+        public byte[] Blob()
+        {
+            int length = Int32();
+            if (length < 0 || length > CacheCommand.ValueBytesMax)
+            {
+                throw new InvalidDataException("bad snapshot byte-string length");
+            }
+
+            return Bytes(length);
+        }
+    }
+}
+
+/// <summary>A point-in-time view of a <see cref="CacheStateMachine"/> at <see cref="Index"/>.</summary>
+public sealed class CacheSnapshot : IDisposable
+{
+    private readonly CacheStateMachine _owner;
+    private readonly KeyEntry[] _entries;
+    private readonly KeyEntry[] _volatile;
+    private int _disposed;
+
+    internal CacheSnapshot(CacheStateMachine owner, KeyEntry[] entries, KeyEntry[] volatileEntries, LogIndex index, long lastLogTimeUnixMs, long maxMemoryBytes, EvictionPolicy policy)
+    {
+        _owner = owner;
+        _entries = entries;
+        _volatile = volatileEntries;
+        Index = index;
+        LastLogTimeUnixMs = lastLogTimeUnixMs;
+        MaxMemoryBytes = maxMemoryBytes;
+        Policy = policy;
+    }
+
+    /// <summary>The applied index the view reflects.</summary>
+    public LogIndex Index { get; }
+
+    public long LastLogTimeUnixMs { get; }
+
+    public long MaxMemoryBytes { get; }
+
+    public EvictionPolicy Policy { get; }
+
+    public int Count => _entries.Length;
+
+    /// <summary>Streams the view. Safe to call on any thread while the applier keeps applying: the captured entries
+    /// are never changed (the applier clones one before changing it).</summary>
+    public long WriteTo(Stream stream)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var buffered = new BufferedStream(stream, 1 << 16);
+        CacheStateMachine.WriteHeader(buffered, this);
+
+        // The captured order of the keys with an expiry (their live VolatileSlot may move on while this runs).
+        var volatileSlots = new Dictionary<object, int>(_volatile.Length, ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < _volatile.Length; i++)
+        {
+            volatileSlots.Add(_volatile[i], i);
+        }
+
+        foreach (var entry in _entries)
+        {
+            CacheStateMachine.WriteEntry(buffered, entry, volatileSlots.GetValueOrDefault(entry, -1));
+        }
+
+        CacheStateMachine.WriteEnd(buffered, _entries.Length);
+        buffered.Flush();
+        return _entries.Length;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _owner.EndSnapshot(this);
+        }
+    }
+}
+
+/// <summary>One key as a test or tool sees it: a copy of everything the snapshot holds.</summary>
+/// <param name="Fields">A hash's fields and values sorted by field; null for a string.</param>
+public sealed record KeyDump(byte[] Key, byte[]? Text, (byte[] Field, byte[] Value)[]? Fields, long ExpiresAtUnixMs, ulong Version,
+    uint AccessSeconds, byte Frequency, int VolatileSlot)
+{
+    /// <summary>A one-line rendering that compares equal when the keys are equal.</summary>
+    public string Describe(bool withAccess) =>
+        $"{System.Text.Encoding.UTF8.GetString(Key)}=" +
+        (Text is not null ? "'" + System.Text.Encoding.UTF8.GetString(Text) + "'" : "{" + string.Join(",", Fields!.Select(pair => System.Text.Encoding.UTF8.GetString(pair.Field) + ":" + System.Text.Encoding.UTF8.GetString(pair.Value))) + "}") +
+        $" exp={ExpiresAtUnixMs} v={Version}" + (withAccess ? $" at={AccessSeconds} f={Frequency} vs={VolatileSlot}" : "");
+}
+
+public sealed partial class CacheStateMachine
+{
+    /// <summary>Copies the whole state in its sampling order (the order snapshots keep). O(keys); for tests and tools.</summary>
+    public IReadOnlyList<KeyDump> Dump()
+    {
+        lock (_lock)
+        {
+            return _slots.Select(entry => new KeyDump(
+                entry.Key,
+                entry.Value as byte[],
+                entry.Value is HashValue hash ? hash.SortedFields().Select(field => (field, hash.Fields[field])).ToArray() : null,
+                entry.ExpiresAtUnixMs,
+                entry.Version,
+                entry.AccessSeconds,
+                entry.Frequency,
+                entry.VolatileSlot)).ToArray();
+        }
+    }
+}

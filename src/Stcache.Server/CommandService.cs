@@ -1,0 +1,513 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
+using Stcache.Cache;
+using Stcache.Raft;
+
+namespace Stcache.Server;
+
+/// <summary>Whether a write took effect. Only <see cref="Unknown"/> leaves a client unsure.</summary>
+public enum WriteStatus
+{
+    Applied,
+
+    /// <summary>Certainly not applied: it never reached a log, or its entry was overwritten.</summary>
+    NotApplied,
+
+    /// <summary>Proposed, but no answer arrived in time: it may or may not have been applied.</summary>
+    Unknown,
+}
+
+/// <summary>Why a request did not complete, for the front end to translate (HTTP status, RESP error).</summary>
+public enum FailureKind
+{
+    None,
+    NoLeader,
+    Timeout,
+    Overloaded,
+    ShuttingDown,
+    LeaderUnreachable,
+
+    /// <summary>This node is a follower and <c>--forward-writes=false</c>.</summary>
+    ForwardingDisabled,
+
+    /// <summary>The command breaks a limit (key or value size); nothing was proposed.</summary>
+    Invalid,
+}
+
+/// <summary>The typed answer to a write: the state machine's result, or why there is none.</summary>
+public readonly record struct WriteOutcome(WriteStatus Status, ApplyResult Result, FailureKind Failure, string Detail, NodeId Leader)
+{
+    public static WriteOutcome Applied(ApplyResult result) => new(WriteStatus.Applied, result, FailureKind.None, string.Empty, NodeId.None);
+
+    public static WriteOutcome Failed(FailureKind failure, string detail, bool outcomeUnknown = false, NodeId leader = default) =>
+        new(outcomeUnknown ? WriteStatus.Unknown : WriteStatus.NotApplied, default, failure, detail, leader);
+}
+
+/// <summary>How fresh a read must be.</summary>
+public enum ReadConsistency
+{
+    /// <summary>ReadIndex: confirmed by a quorum at the time of the read.</summary>
+    Linearizable,
+
+    /// <summary>The leader may skip the heartbeat round while its lease holds.</summary>
+    Lease,
+
+    /// <summary>Whatever this node has applied.</summary>
+    Stale,
+}
+
+public readonly record struct ReadOutcome(FailureKind Failure, string Detail)
+{
+    public static readonly ReadOutcome Ok = new(FailureKind.None, string.Empty);
+
+    public bool Succeeded => Failure == FailureKind.None;
+}
+
+/// <summary>The leader's answer for one command of a forwarded batch (<c>POST /v1/internal/propose</c>).</summary>
+public sealed record ForwardedResult(
+    [property: JsonPropertyName("write")] WriteStatus Write,
+    [property: JsonPropertyName("status")] ApplyStatus Status,
+    [property: JsonPropertyName("version")] ulong Version,
+    [property: JsonPropertyName("previousExisted")] bool PreviousExisted,
+    [property: JsonPropertyName("failure")] FailureKind Failure,
+    [property: JsonPropertyName("error")] string? Error,
+    [property: JsonPropertyName("reply")] ReplyView? Reply)
+{
+    public static ForwardedResult From(WriteOutcome outcome) =>
+        new(outcome.Status, outcome.Result.Status, outcome.Result.Version, outcome.Result.PreviousExisted, outcome.Failure,
+            outcome.Status == WriteStatus.Applied ? outcome.Result.Error : outcome.Detail, ReplyView.From(outcome.Result.Reply));
+
+    public WriteOutcome ToOutcome(NodeId leader) => Write == WriteStatus.Applied
+        ? WriteOutcome.Applied(new ApplyResult(Status, Version, PreviousExisted, Error) { Reply = Reply?.ToReply() })
+        : new WriteOutcome(Write, default, Failure, Error ?? string.Empty, leader);
+}
+
+[JsonSerializable(typeof(ForwardedResult[]))]
+internal sealed partial class CommandJson : JsonSerializerContext
+{
+}
+
+/// <summary>
+/// What both front ends (HTTP and RESP) ask of the node, with no protocol in it: writes (proposed here on the leader,
+/// forwarded to the leader inside the cluster from a follower), reads at a chosen consistency, one deadline per
+/// request, and typed outcomes. Waiting for a leader is woken by the host's leadership event, not polled.
+/// </summary>
+internal sealed class CommandService
+{
+    public const string ProposePath = "/v1/internal/propose";
+
+    private readonly RaftHost _host;
+    private readonly ServerOptions _options;
+    private readonly IHttpClientFactory _clients;
+    private readonly ILogger _logger;
+    private readonly ReadBatcher _linearizable;
+    private readonly ReadBatcher _lease;
+    private TaskCompletionSource _leaderChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public CommandService(RaftHost host, ServerOptions options, IHttpClientFactory clients, ILogger logger)
+    {
+        _host = host;
+        _options = options;
+        _clients = clients;
+        _logger = logger;
+        _linearizable = new ReadBatcher(token => host.ReadBarrierAsync(false, token));
+        _lease = new ReadBatcher(token => host.ReadBarrierAsync(true, token));
+        host.LeadershipChanged += _ =>
+        {
+            var previous = Interlocked.Exchange(ref _leaderChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            previous.TrySetResult();
+        };
+    }
+
+    public RaftHost Host => _host;
+
+    /// <summary>A token that fires at the request's deadline (the node's request timeout) or when the caller gives up.</summary>
+    public CancellationTokenSource Deadline(CancellationToken cancellationToken)
+    {
+        var source = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        source.CancelAfter(_host.RequestTimeout);
+        return source;
+    }
+
+    /// <summary>The current status once a leader is known; null if none is elected before <paramref name="deadline"/>.</summary>
+    public async Task<HostStatus?> WaitForLeaderAsync(CancellationToken deadline)
+    {
+        while (true)
+        {
+            var changed = Volatile.Read(ref _leaderChanged).Task;
+            var status = _host.Status;
+            if (!status.Leader.IsNone)
+            {
+                return status;
+            }
+
+            try
+            {
+                await changed.WaitAsync(deadline).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Proposes a write on the leader (forwarding it there from a follower) and waits until it is applied.</summary>
+    public async Task<WriteOutcome> WriteAsync(WriteRequest request, CancellationToken cancellationToken) =>
+        (await WriteBatchAsync([request], cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>
+    /// Proposes several writes together, in order (a pipeline's consecutive writes): on the leader they enter the
+    /// log in this order and share its fsyncs; from a follower they travel in one forwarded request. One deadline
+    /// covers them all. A suffix that certainly was not applied because leadership moved is retried on the new
+    /// leader while the deadline allows.
+    /// </summary>
+    public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    {
+        var outcomes = new WriteOutcome[commands.Count];
+        var valid = new List<int>(commands.Count);
+        for (int i = 0; i < commands.Count; i++)
+        {
+            if (commands[i].Validate(_options.ValueBytesMax) is { } problem)
+            {
+                outcomes[i] = WriteOutcome.Failed(FailureKind.Invalid, problem);
+            }
+            else
+            {
+                valid.Add(i);
+            }
+        }
+
+        using var deadline = Deadline(cancellationToken);
+        int from = 0;
+        while (from < valid.Count)
+        {
+            var status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
+            if (status is null)
+            {
+                var failure = cancellationToken.IsCancellationRequested
+                    ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
+                    : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
+                for (int i = from; i < valid.Count; i++)
+                {
+                    outcomes[valid[i]] = failure;
+                }
+
+                return outcomes;
+            }
+
+            var round = valid.Skip(from).Select(i => commands[i]).ToList();
+            WriteOutcome[] results = status.Leader == _host.Id
+                ? await ProposeLocallyAsync(round, deadline.Token).ConfigureAwait(false)
+                : await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
+            for (int i = 0; i < results.Length; i++)
+            {
+                outcomes[valid[from + i]] = results[i];
+            }
+
+            // Leadership moved between looking and proposing: the suffix from the first such failure was certainly
+            // not applied (every later entry failed the same way), so the new leader may take it.
+            int retryFrom = Array.FindIndex(results, IsRetryable);
+            if (retryFrom < 0 || !results.Skip(retryFrom).All(IsRetryable) || deadline.IsCancellationRequested)
+            {
+                return outcomes;
+            }
+
+            from += retryFrom;
+            var changed = Volatile.Read(ref _leaderChanged).Task;
+            if (_host.Status.Leader == status.Leader)
+            {
+                try
+                {
+                    await changed.WaitAsync(deadline.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return outcomes;
+                }
+            }
+        }
+
+        return outcomes;
+    }
+
+    private static bool IsRetryable(WriteOutcome outcome) =>
+        outcome.Status == WriteStatus.NotApplied && outcome.Failure == FailureKind.NoLeader;
+
+    /// <summary>Proposes in order on this node (which believes it leads) and waits for all of them.</summary>
+    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    {
+        var tasks = new Task<WriteOutcome>[commands.Count];
+        for (int i = 0; i < commands.Count; i++)
+        {
+            tasks[i] = ProposeLocallyAsync(commands[i], cancellationToken);
+        }
+
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>Proposes on this node, which must believe it leads; used for the leader's side of forwarding.</summary>
+    public async Task<WriteOutcome> ProposeLocallyAsync(WriteRequest request, CancellationToken cancellationToken)
+    {
+        // The leader's clock, never behind the log's: log time must not run backwards (docs/CACHE.md).
+        long logTime = Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
+        var (entry, error) = request.ToEntry(logTime);
+        if (entry is null)
+        {
+            return WriteOutcome.Failed(FailureKind.Invalid, error!);
+        }
+
+        try
+        {
+            return WriteOutcome.Applied(await _host.ProposeAsync(entry, cancellationToken).ConfigureAwait(false));
+        }
+        catch (RaftHostException e)
+        {
+            return FromHost(e);
+        }
+        catch (OperationCanceledException)
+        {
+            // The caller gave up after the proposal may have entered the log.
+            return WriteOutcome.Failed(FailureKind.Timeout, "request cancelled; outcome unknown", outcomeUnknown: true);
+        }
+    }
+
+    /// <summary>Waits until a read at this moment may be served from this node's state.</summary>
+    public async Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken)
+    {
+        if (consistency == ReadConsistency.Stale)
+        {
+            return ReadOutcome.Ok;
+        }
+
+        using var deadline = Deadline(cancellationToken);
+        if (await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false) is null)
+        {
+            return new ReadOutcome(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?)");
+        }
+
+        try
+        {
+            await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync(deadline.Token).ConfigureAwait(false);
+            return ReadOutcome.Ok;
+        }
+        catch (RaftHostException e)
+        {
+            return new ReadOutcome(KindOf(e.Kind), e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            return new ReadOutcome(FailureKind.Timeout, "read could not be confirmed within the request timeout");
+        }
+    }
+
+    /// <summary>The time a read is served at (docs/CACHE.md): this node's clock, never behind its log time.</summary>
+    public long ReadTime(ReadConsistency consistency) => consistency == ReadConsistency.Stale
+        ? _host.Cache.LastLogTimeUnixMs
+        : Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
+
+    /// <summary>A read of one key from this node's state; expired entries are absent.</summary>
+    public CacheEntry? Get(string key) =>
+        _host.Cache.TryGet(key, out var entry, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) ? entry : null;
+
+    private async Task<WriteOutcome[]> ForwardAsync(IReadOnlyList<WriteRequest> commands, NodeId leader, CancellationToken deadline)
+    {
+        WriteOutcome[] All(WriteOutcome outcome) => [.. commands.Select(_ => outcome)];
+        if (!_options.ForwardWrites)
+        {
+            return All(WriteOutcome.Failed(FailureKind.ForwardingDisabled, "this node is a follower and does not forward writes", leader: leader));
+        }
+
+        string address = _host.Members.Find(leader)?.HttpAddress ?? string.Empty;
+        if (address.Length == 0)
+        {
+            return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
+        }
+
+        using var message = HttpApi.ForwardRequest("POST", new Uri($"{_options.HttpScheme}://{address}{ProposePath}", UriKind.Absolute), WriteRequest.EncodeAll(commands), "application/octet-stream");
+        message.Headers.TryAddWithoutValidation(HttpApi.ForwardedHeader, _host.Id.ToString());
+        using var client = _clients.CreateClient();
+        client.Timeout = Timeout.InfiniteTimeSpan;
+        HttpResponseMessage response;
+        try
+        {
+            response = await client.SendAsync(message, deadline).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+        {
+            ServerLog.ForwardFailed(_logger, address, e.Message);
+            bool neverSent = e is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError };
+            return All(neverSent
+                ? WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"leader {address} unreachable; not applied", leader: leader)
+                : WriteOutcome.Failed(FailureKind.Timeout, $"forwarding to leader {address} failed: {e.Message}; outcome unknown", outcomeUnknown: true, leader: leader));
+        }
+
+        using (response)
+        {
+            byte[] body;
+            try
+            {
+                body = await response.Content.ReadAsByteArrayAsync(deadline).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+            {
+                return All(WriteOutcome.Failed(FailureKind.Timeout, $"the leader's answer was cut off: {e.Message}; outcome unknown", outcomeUnknown: true, leader: leader));
+            }
+
+            if (response.IsSuccessStatusCode)
+            {
+                ForwardedResult[]? results = null;
+                try
+                {
+                    results = JsonSerializer.Deserialize(body, CommandJson.Default.ForwardedResultArray);
+                }
+                catch (JsonException)
+                {
+                }
+
+                if (results is null || results.Length != commands.Count)
+                {
+                    return All(WriteOutcome.Failed(FailureKind.Timeout, "the leader's answer was malformed; outcome unknown", outcomeUnknown: true, leader: leader));
+                }
+
+                await CatchUpAsync(response.Headers, deadline).ConfigureAwait(false);
+                return [.. results.Select(r => r.ToOutcome(leader))];
+            }
+
+            // The leader's answer names its outcome in headers: typed values, never a message to match.
+            string outcome = response.Headers.TryGetValues(HttpApi.OutcomeHeader, out var values) ? values.FirstOrDefault() ?? "unknown" : "unknown";
+            string detail = TryReadError(body) ?? $"leader answered {(int)response.StatusCode}";
+            var failure = response.Headers.TryGetValues(FailureHeader, out var kinds) && Enum.TryParse<FailureKind>(kinds.FirstOrDefault(), out var kind)
+                ? kind
+                : FailureKind.LeaderUnreachable;
+            return All(WriteOutcome.Failed(failure, detail, outcomeUnknown: outcome != "not-applied", leader: leader));
+        }
+    }
+
+    /// <summary>The header in which the leader names the <see cref="FailureKind"/> of a refused forwarded command.</summary>
+    public const string FailureHeader = "X-Stcache-Failure";
+
+    /// <summary>Read-your-writes on the node the client wrote through (see <see cref="HttpApi"/>'s catch-up).</summary>
+    private async Task CatchUpAsync(HttpResponseHeaders headers, CancellationToken cancellationToken)
+    {
+        if (!headers.TryGetValues(HttpApi.AppliedHeader, out var values)
+            || !ulong.TryParse(values.FirstOrDefault(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong applied))
+        {
+            return;
+        }
+
+        try
+        {
+            await _host.WaitForAppliedAsync(new LogIndex(applied), _host.ElectionTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RaftHostException e)
+        {
+            ServerLog.ForwardCatchUpFailed(_logger, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            // Committed and applied on the leader: the answer goes out even if this node lags.
+        }
+    }
+
+    private static string? TryReadError(byte[] body)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(body, ApiJson.Default.ErrorView)?.Error;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    public static WriteOutcome FromHost(RaftHostException e) =>
+        WriteOutcome.Failed(KindOf(e.Kind), e.Message, e.OutcomeUnknown, e.Leader);
+
+    public static FailureKind KindOf(HostErrorKind kind) => kind switch
+    {
+        HostErrorKind.NotLeader or HostErrorKind.NoLeader or HostErrorKind.Lost => FailureKind.NoLeader,
+        HostErrorKind.Timeout => FailureKind.Timeout,
+        HostErrorKind.Overloaded => FailureKind.Overloaded,
+        HostErrorKind.ShuttingDown => FailureKind.ShuttingDown,
+        _ => FailureKind.Invalid,
+    };
+}
+
+/// <summary>
+/// One confirmation round for every read waiting at that moment. A read that arrives while a round is in flight
+/// waits for the next one, which starts when the current one ends: a round that began before the read arrived
+/// could miss a write acknowledged in between, so it must not serve it.
+/// </summary>
+internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrier)
+{
+    private readonly Lock _lock = new();
+    private Task? _inFlight;
+    private TaskCompletionSource? _next;
+
+    /// <summary>Rounds started, for tests and metrics.</summary>
+    public long Rounds { get; private set; }
+
+    public Task WaitAsync(CancellationToken cancellationToken)
+    {
+        Task round;
+        lock (_lock)
+        {
+            if (_inFlight is null)
+            {
+                round = _inFlight = StartRound();
+            }
+            else
+            {
+                _next ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                round = _next.Task;
+            }
+        }
+
+        return round.WaitAsync(cancellationToken);
+    }
+
+    private Task StartRound()
+    {
+        Rounds++;
+
+        // The round runs to the host's own timeout; a waiter that gives up earlier leaves it to the others.
+        var task = barrier(CancellationToken.None);
+        _ = task.ContinueWith(OnRoundFinished, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        return task;
+    }
+
+    private void OnRoundFinished(Task finished)
+    {
+        TaskCompletionSource? waiting;
+        lock (_lock)
+        {
+            waiting = _next;
+            _next = null;
+            _inFlight = waiting is null ? null : StartRound();
+            if (waiting is not null)
+            {
+                var next = _inFlight!;
+                _ = next.ContinueWith(t =>
+                {
+                    if (t.IsFaulted)
+                    {
+                        waiting.TrySetException(t.Exception!.InnerExceptions);
+                    }
+                    else if (t.IsCanceled)
+                    {
+                        waiting.TrySetCanceled();
+                    }
+                    else
+                    {
+                        waiting.TrySetResult();
+                    }
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+    }
+}

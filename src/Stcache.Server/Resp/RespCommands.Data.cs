@@ -1,0 +1,97 @@
+using Stcache.Cache;
+using Stcache.Resp;
+
+namespace Stcache.Server.Resp;
+
+/// <summary>
+/// The data commands are the cache's (Stcache.Cache's <see cref="CommandParser"/>: strings, keys, expiry, hashes):
+/// this layer only lists them for COMMAND, sends reads to the state after their confirmation round, sends writes
+/// to the leader as requests (the leader parses them again with its clock), and renders the cache's replies.
+/// </summary>
+internal sealed partial class RespCommands
+{
+    private readonly List<RespCommand> _data = [];
+
+    private void AddDataCommands()
+    {
+        foreach (string name in CommandParser.CommandNames.Select(n => n.ToUpperInvariant()).Distinct().Order(StringComparer.Ordinal))
+        {
+            if (_table.ContainsKey(name))
+            {
+                continue;
+            }
+
+            bool read = CommandParser.Parse(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), name, "k").IsRead;
+            _data.Add(new RespCommand(name, -1, read ? CommandKind.Read : CommandKind.Write, [], 1, 1, 1) { Group = "data", Summary = "See docs/RESP.md." });
+        }
+    }
+
+    /// <summary>Whether a name is a data command (served by the cache) rather than one of this table's.</summary>
+    public static bool IsData(byte[] name) => CommandParser.IsKnown(name);
+
+    /// <summary>Parses a data command with this node's clock (to classify and validate it; the leader parses a write
+    /// again with its own clock).</summary>
+    public static ParsedCommand ParseData(byte[][] argv) =>
+        CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+
+    /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>
+    public Stcache.Cache.Reply Read(ParsedCommand parsed, ReadConsistency consistency) =>
+        Host.Cache.Read(parsed.Read!, Service.ReadTime(consistency));
+
+    /// <summary>The cache's reply, or the failure of the write that should have produced it.</summary>
+    public static Reply Render(WriteOutcome outcome) =>
+        outcome.Status != WriteStatus.Applied ? WriteFailure(outcome)
+        : outcome.Result.Reply is { } reply ? Render(reply)
+        : outcome.Result.Error is { } error ? w => w.CodedError(WithCode(error))
+        : s_ok;
+
+    public static Reply Render(Stcache.Cache.Reply reply) => w => Write(w, reply);
+
+    private static void Write(RespWriter w, Stcache.Cache.Reply reply)
+    {
+        switch (reply.Kind)
+        {
+            case ReplyKind.SimpleString:
+                w.SimpleString(reply.Text ?? string.Empty);
+                break;
+            case ReplyKind.Error:
+                w.CodedError(WithCode(reply.Text ?? "ERR"));
+                break;
+            case ReplyKind.Integer:
+                w.Integer(reply.Integer);
+                break;
+            case ReplyKind.Bulk:
+                w.Bulk(reply.Bulk ?? []);
+                break;
+            case ReplyKind.Array:
+                w.Array(reply.Items.Count);
+                foreach (var item in reply.Items)
+                {
+                    Write(w, item);
+                }
+
+                break;
+            case ReplyKind.Map:
+                w.Map(reply.Items.Count / 2);
+                foreach (var item in reply.Items)
+                {
+                    Write(w, item);
+                }
+
+                break;
+            case ReplyKind.Double:
+                w.DoubleText(reply.Text ?? "0");
+                break;
+            default:
+                w.Null();
+                break;
+        }
+    }
+
+    /// <summary>Error texts carry their code (ERR, WRONGTYPE, OOM); a bare message gets ERR.</summary>
+    private static string WithCode(string text)
+    {
+        int space = text.IndexOf(' ', StringComparison.Ordinal);
+        return space > 0 && text[..space].All(c => c is >= 'A' and <= 'Z') ? text : "ERR " + text;
+    }
+}

@@ -1,0 +1,446 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Text;
+using Stcache.Cache;
+using Stcache.Resp;
+
+namespace Stcache.Server.Resp;
+
+/// <summary>A reply, rendered once its command has finished (so pipelined commands may finish out of order and still
+/// be answered in order).</summary>
+internal delegate void Reply(RespWriter writer);
+
+/// <summary>
+/// One client connection: reads whatever arrived, parses every complete command in it, runs them in order and
+/// answers in order. Consecutive plain writes go to the log together (one proposal batch, or one forwarded request
+/// from a follower); consecutive reads share one ReadIndex confirmation. A protocol error is answered and the
+/// connection closed, as Redis does; nothing here can take down another connection or the node.
+/// </summary>
+internal sealed class RespConnection
+{
+    private const int BatchCommandsMax = 1024;
+    private const int FlushBytes = 64 * 1024;
+
+    private readonly RespServer _server;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly RespWriter _writer;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _killed = new();
+    private bool _closeAfterReply;
+
+    public RespConnection(RespServer server, long id, EndPoint? remote, EndPoint? local, PipeReader input, PipeWriter output, bool authenticated)
+    {
+        _server = server;
+        Id = id;
+        Remote = remote?.ToString() ?? "?";
+        Local = local?.ToString() ?? "?";
+        _input = input;
+        _output = output;
+        _writer = new RespWriter(output);
+        Authenticated = authenticated;
+        CreatedAt = DateTimeOffset.UtcNow;
+        LastActiveAt = CreatedAt;
+    }
+
+    public long Id { get; }
+
+    public string Remote { get; }
+
+    public string Local { get; }
+
+    public DateTimeOffset CreatedAt { get; }
+
+    public DateTimeOffset LastActiveAt { get; private set; }
+
+    public string LastCommand { get; private set; } = "NULL";
+
+    public int Protocol
+    {
+        get => _writer.Protocol;
+        set => _writer.Protocol = value;
+    }
+
+    public bool Authenticated { get; set; }
+
+    public string Name { get; set; } = string.Empty;
+
+    public string LibName { get; set; } = string.Empty;
+
+    public string LibVersion { get; set; } = string.Empty;
+
+    /// <summary>READONLY: reads are served from this node's state without a confirmation round.</summary>
+    public bool StaleReads { get; set; }
+
+    /// <summary>Commands queued since MULTI; null outside a transaction.</summary>
+    public List<byte[][]>? Queued { get; set; }
+
+    /// <summary>A command queued after MULTI was refused: EXEC answers EXECABORT.</summary>
+    public bool TransactionFailed { get; set; }
+
+    /// <summary>WATCHed keys and the version each had then (0: absent).</summary>
+    public Dictionary<string, ulong> Watched { get; } = new(StringComparer.Ordinal);
+
+    public HashSet<string> Channels { get; } = new(StringComparer.Ordinal);
+
+    public HashSet<string> Patterns { get; } = new(StringComparer.Ordinal);
+
+    public bool Subscribed => Channels.Count + Patterns.Count > 0;
+
+    /// <summary>Commit index of this connection's last acknowledged write (for WAIT).</summary>
+    public ulong LastWriteIndex { get; set; }
+
+    public ReadConsistency ReadConsistency => StaleReads ? ReadConsistency.Stale : ReadConsistency.Linearizable;
+
+    public RespServer Server => _server;
+
+    public void Kill() => _killed.Cancel();
+
+    public void CloseAfterReply() => _closeAfterReply = true;
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(stopping, _killed.Token);
+        var limitsAuthenticated = RespLimits.For(_server.Options.ValueBytesMax);
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                var idle = _server.Options.RespIdleTimeout;
+                if (idle > TimeSpan.Zero && !Subscribed)
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(lifetime.Token);
+                    timeout.CancelAfter(idle);
+                    try
+                    {
+                        result = await _input.ReadAsync(timeout.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!lifetime.IsCancellationRequested)
+                    {
+                        return; // idle too long: Redis closes silently
+                    }
+                }
+                else
+                {
+                    result = await _input.ReadAsync(lifetime.Token).ConfigureAwait(false);
+                }
+
+                var buffer = result.Buffer;
+                var batch = new List<byte[][]>();
+                RespProtocolError? error = null;
+                bool more = false;
+                while (true)
+                {
+                    // Before AUTH, Redis's small limits apply, and AUTH must run before the next command is parsed.
+                    var limits = Authenticated ? limitsAuthenticated : new RespLimits(limitsAuthenticated.BulkBytesMax, limitsAuthenticated.QueryBufferBytesMax, authenticated: false);
+                    var status = RespParser.TryParse(buffer, limits, out var consumed, out var arguments, out error);
+                    if (status == ParseStatus.NeedMoreData || status == ParseStatus.Malformed)
+                    {
+                        break;
+                    }
+
+                    buffer = buffer.Slice(consumed);
+                    if (arguments.Length > 0)
+                    {
+                        batch.Add(arguments);
+                    }
+
+                    if (batch.Count >= BatchCommandsMax || (!Authenticated && batch.Count > 0))
+                    {
+                        more = !buffer.IsEmpty;
+                        break;
+                    }
+                }
+
+                // Examined everything unless complete commands are left for the next round.
+                _input.AdvanceTo(buffer.Start, more ? buffer.Start : buffer.End);
+                LastActiveAt = DateTimeOffset.UtcNow;
+                await ExecuteAsync(batch, lifetime.Token).ConfigureAwait(false);
+                if (error is not null)
+                {
+                    RespLog.ProtocolError(_server.Logger, Id, Remote, error.Message);
+                    if (error.ReplyBeforeClose)
+                    {
+                        await WriteAsync(w => w.Error(error.Message), lifetime.Token).ConfigureAwait(false);
+                    }
+
+                    return;
+                }
+
+                if (_closeAfterReply || (result.IsCompleted && !more))
+                {
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            await _input.CompleteAsync().ConfigureAwait(false);
+            await _output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Runs a batch in order: groups of data writes together, groups of data reads behind one confirmation.</summary>
+    public async Task ExecuteAsync(IReadOnlyList<byte[][]> batch, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            int i = 0;
+            while (i < batch.Count && !_closeAfterReply)
+            {
+                var (command, parsed, refusal) = Admit(batch[i]);
+                if (refusal is not null)
+                {
+                    refusal(_writer);
+                    i++;
+                }
+                else if (command is not null)
+                {
+                    var reply = await command.Run!(this, batch[i], cancellationToken).ConfigureAwait(false);
+                    reply(_writer);
+                    i++;
+                }
+                else if (parsed.IsWrite)
+                {
+                    i = await RunWritesAsync(batch, i, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    i = await RunReadsAsync(batch, i, parsed, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (_output.UnflushedBytes > FlushBytes)
+                {
+                    await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// A command of this layer's table to run, a parsed data command, or a refusal to write. Checks in Redis's
+    /// order: existence and arity (the cache's parser checks a data command's), authentication, then the
+    /// transaction and subscriber contexts.
+    /// </summary>
+    private (RespCommand? Command, ParsedCommand Parsed, Reply? Refusal) Admit(byte[][] arguments)
+    {
+        Interlocked.Increment(ref _server.CommandsProcessed);
+        string name = Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant();
+        LastCommand = name.ToLowerInvariant();
+        var command = _server.Commands.Find(name);
+        ParsedCommand parsed = default;
+        Reply? refusal = null;
+        if (command is null)
+        {
+            if (RespCommands.IsData(arguments[0]))
+            {
+                parsed = RespCommands.ParseData(arguments);
+                if (parsed.Error is { } error)
+                {
+                    refusal = RespCommands.Render(error);
+                }
+            }
+            else
+            {
+                refusal = RespCommands.UnknownCommand(arguments);
+            }
+        }
+        else if (command.Arity > 0 ? arguments.Length != command.Arity : arguments.Length < -command.Arity)
+        {
+            refusal = w => w.Error($"wrong number of arguments for '{command.Name.ToLowerInvariant()}' command");
+        }
+
+        if (!Authenticated && !(command?.NoAuth ?? false) && (refusal is null || parsed.Error is not null))
+        {
+            refusal = w => w.CodedError("NOAUTH Authentication required.");
+        }
+
+        if (Queued is not null && command?.Name is not ("EXEC" or "DISCARD" or "MULTI" or "WATCH" or "QUIT" or "RESET"))
+        {
+            if (refusal is null && command is not null)
+            {
+                // Only the cache's commands can join the transaction's log entry.
+                refusal = w => w.Error($"Command '{command.Name.ToLowerInvariant()}' is not allowed inside a transaction in stcache");
+            }
+
+            if (refusal is not null)
+            {
+                TransactionFailed = true;
+                return (null, default, refusal);
+            }
+
+            Queued.Add(arguments);
+            return (null, default, w => w.SimpleString("QUEUED"));
+        }
+
+        if (refusal is not null)
+        {
+            return (null, default, refusal);
+        }
+
+        string shown = command?.Name ?? name;
+        if (Subscribed && Protocol < 3 && shown is not ("SUBSCRIBE" or "PSUBSCRIBE" or "UNSUBSCRIBE" or "PUNSUBSCRIBE" or "PING" or "QUIT" or "RESET"))
+        {
+            return (null, default, w => w.Error($"Can't execute '{shown.ToLowerInvariant()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
+        }
+
+        return (command, parsed, null);
+    }
+
+    /// <summary>The next command parsed if it is a data command of the given kind that Admit would let through.</summary>
+    private bool TryNextData(byte[][] arguments, bool write, out ParsedCommand parsed)
+    {
+        parsed = default;
+        if (!Authenticated || Queued is not null || (Subscribed && Protocol < 3)
+            || _server.Commands.Find(Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant()) is not null
+            || !RespCommands.IsData(arguments[0]))
+        {
+            return false;
+        }
+
+        parsed = RespCommands.ParseData(arguments);
+        return parsed.Error is null && parsed.IsWrite == write;
+    }
+
+    private async Task<int> RunWritesAsync(IReadOnlyList<byte[][]> batch, int start, CancellationToken cancellationToken)
+    {
+        var requests = new List<WriteRequest> { WriteRequest.Redis(batch[start]) };
+        int i = start + 1;
+        for (; i < batch.Count && TryNextData(batch[i], write: true, out _); i++)
+        {
+            Interlocked.Increment(ref _server.CommandsProcessed);
+            requests.Add(WriteRequest.Redis(batch[i]));
+        }
+
+        var outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
+        if (outcomes.Any(o => o.Status == WriteStatus.Applied))
+        {
+            LastWriteIndex = _server.Service.Host.Cache.AppliedIndex.Value;
+        }
+
+        foreach (var outcome in outcomes)
+        {
+            RespCommands.Render(outcome)(_writer);
+        }
+
+        return i;
+    }
+
+    private async Task<int> RunReadsAsync(IReadOnlyList<byte[][]> batch, int start, ParsedCommand first, CancellationToken cancellationToken)
+    {
+        var reads = new List<ParsedCommand> { first };
+        int end = start + 1;
+        for (; end < batch.Count && TryNextData(batch[end], write: false, out var parsed); end++)
+        {
+            Interlocked.Increment(ref _server.CommandsProcessed);
+            reads.Add(parsed);
+        }
+
+        var outcome = await _server.Service.ReadBarrierAsync(ReadConsistency, cancellationToken).ConfigureAwait(false);
+        foreach (var read in reads)
+        {
+            (outcome.Succeeded ? RespCommands.Render(_server.Commands.Read(read, ReadConsistency)) : RespCommands.ReadFailure(outcome))(_writer);
+        }
+
+        return end;
+    }
+
+    /// <summary>Writes one reply outside a batch (errors before closing).</summary>
+    private async Task WriteAsync(Reply reply, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            reply(_writer);
+            await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public void PushMessage(string channel, byte[] message) => Push(w =>
+    {
+        w.Push(3);
+        w.Bulk("message");
+        w.Bulk(channel);
+        w.Bulk(message);
+    });
+
+    public void PushPatternMessage(string pattern, string channel, byte[] message) => Push(w =>
+    {
+        w.Push(4);
+        w.Bulk("pmessage");
+        w.Bulk(pattern);
+        w.Bulk(channel);
+        w.Bulk(message);
+    });
+
+    /// <summary>
+    /// A message from another connection's PUBLISH or from the node itself, written between replies in the order it
+    /// was published. A subscriber that falls this far behind is disconnected, as Redis does past its pub/sub
+    /// output buffer limit.
+    /// </summary>
+    private void Push(Reply reply)
+    {
+        if (!_pushes.Writer.TryWrite(reply))
+        {
+            Kill();
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref _pumping, 1, 0) == 0)
+        {
+            _ = Task.Run(PumpPushesAsync);
+        }
+    }
+
+    private readonly System.Threading.Channels.Channel<Reply> _pushes =
+        System.Threading.Channels.Channel.CreateBounded<Reply>(new System.Threading.Channels.BoundedChannelOptions(16_384) { SingleReader = true });
+
+    private int _pumping;
+
+    private async Task PumpPushesAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await _writeLock.WaitAsync(_killed.Token).ConfigureAwait(false);
+                try
+                {
+                    while (_pushes.Reader.TryRead(out var reply))
+                    {
+                        reply(_writer);
+                    }
+
+                    await _output.FlushAsync(_killed.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+
+                Volatile.Write(ref _pumping, 0);
+                if (!_pushes.Reader.TryPeek(out _) || Interlocked.CompareExchange(ref _pumping, 1, 0) != 0)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or IOException or ObjectDisposedException)
+        {
+            // The subscriber is gone; its registrations go with it.
+        }
+    }
+}

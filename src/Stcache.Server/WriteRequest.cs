@@ -1,0 +1,291 @@
+using System.Buffers.Binary;
+using System.Text.Json.Serialization;
+using Stcache.Cache;
+
+namespace Stcache.Server;
+
+/// <summary>
+/// A write as a front end asks for it, before it has a log time. The leader turns it into a log entry with its own
+/// clock (<see cref="ToEntry"/>), so relative expiries are resolved by the leader's clock even when a follower
+/// received the command: a follower forwards the request, never an entry.
+/// </summary>
+public sealed class WriteRequest
+{
+    private const byte KindCommand = 1;
+    private const byte KindRedis = 2;
+    private const byte KindPrepared = 3;
+
+    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null)
+    {
+        Command = command;
+        Argv = argv;
+        Transaction = transaction;
+        Prepared = prepared;
+    }
+
+    /// <summary>A cache write that does not depend on time (CONFIG SET's memory policy); the leader stamps it.</summary>
+    public WriteCommand? Prepared { get; }
+
+    public static WriteRequest Of(WriteCommand prepared) => new(null, null, false, prepared);
+
+    /// <summary>An HTTP API command (set, delete, compare-and-set); its entry does not depend on time.</summary>
+    public CacheCommand? Command { get; }
+
+    /// <summary>Redis commands: one write, or the queued commands of a MULTI (<see cref="Transaction"/>).</summary>
+    public byte[][][]? Argv { get; }
+
+    public bool Transaction { get; }
+
+    public static WriteRequest Of(CacheCommand command) => new(command, null, false);
+
+    public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
+
+    /// <summary>MULTI/EXEC: every queued command in one entry, applied atomically; the reply is their array.</summary>
+    public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands) => new(null, [.. commands], true);
+
+    /// <summary>Checks limits before anything is proposed; null when fine.</summary>
+    public string? Validate(int valueBytesMax)
+    {
+        if (Command is { } command)
+        {
+            return command.Validate() ?? (command.Value.Length > valueBytesMax ? $"value larger than {valueBytesMax} bytes" : null);
+        }
+
+        if (Prepared is not null)
+        {
+            return null;
+        }
+
+        return Argv!.Any(a => a.Skip(1).Any(x => x.Length > valueBytesMax)) ? RedisErrors.StringTooLong : null;
+    }
+
+    /// <summary>The log entry at <paramref name="logTimeUnixMs"/>, or the error the command gets instead (its text
+    /// starts with the Redis error code).</summary>
+    public (byte[]? Entry, string? Error) ToEntry(long logTimeUnixMs)
+    {
+        if (Command is { } command)
+        {
+            // The leader's log time, unless the caller (the HTTP API, for a TTL) already stamped it.
+            return ((command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command).Encode(), null);
+        }
+
+        if (Prepared is { } prepared)
+        {
+            return (prepared.Encode(logTimeUnixMs), null);
+        }
+
+        var invocations = new List<Invocation>(Argv!.Length);
+        WriteCommand? single = null;
+        foreach (byte[][] argv in Argv)
+        {
+            var parsed = CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], logTimeUnixMs);
+            if (parsed.Error is { } error)
+            {
+                return (null, error.Text ?? "ERR invalid command");
+            }
+
+            if (parsed.Invocation is not { } invocation || (!Transaction && parsed.Write is null))
+            {
+                return (null, "ERR not a write command");
+            }
+
+            invocations.Add(invocation);
+            single = parsed.Write;
+        }
+
+        var write = Transaction ? WriteCommand.Batch(invocations) : single!;
+        return (write.Encode(logTimeUnixMs), null);
+    }
+
+    /// <summary>[count u32] then per request: [1][length u32][command] or [2][transaction u8][commands u32] and per
+    /// command [argc u32] and per argument [length u32][bytes].</summary>
+    public static byte[] EncodeAll(IReadOnlyList<WriteRequest> requests)
+    {
+        using var buffer = new MemoryStream();
+        byte[] number = new byte[4];
+        void Int(int value)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(number, value);
+            buffer.Write(number);
+        }
+
+        Int(requests.Count);
+        foreach (var request in requests)
+        {
+            if (request.Command is { } command)
+            {
+                buffer.WriteByte(KindCommand);
+                byte[] encoded = command.Encode();
+                Int(encoded.Length);
+                buffer.Write(encoded);
+                continue;
+            }
+
+            if (request.Prepared is { } prepared)
+            {
+                buffer.WriteByte(KindPrepared);
+                byte[] encoded = prepared.Encode(0);
+                Int(encoded.Length);
+                buffer.Write(encoded);
+                continue;
+            }
+
+            buffer.WriteByte(KindRedis);
+            buffer.WriteByte(request.Transaction ? (byte)1 : (byte)0);
+            Int(request.Argv!.Length);
+            foreach (byte[][] argv in request.Argv)
+            {
+                Int(argv.Length);
+                foreach (byte[] argument in argv)
+                {
+                    Int(argument.Length);
+                    buffer.Write(argument);
+                }
+            }
+        }
+
+        return buffer.ToArray();
+    }
+
+    /// <summary>Decodes <see cref="EncodeAll"/>; null with a reason for bad bytes (never throws).</summary>
+    public static List<WriteRequest>? DecodeAll(ReadOnlyMemory<byte> data, out string? problem)
+    {
+        problem = null;
+        var span = data.Span;
+        int offset = 0;
+        bool TryInt(ReadOnlySpan<byte> s, out int value)
+        {
+            value = 0;
+            if (s.Length - offset < 4)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadInt32LittleEndian(s[offset..]);
+            offset += 4;
+            return value >= 0;
+        }
+
+        if (!TryInt(span, out int count) || count == 0 || count > 1 << 20)
+        {
+            problem = "bad request count";
+            return null;
+        }
+
+        var requests = new List<WriteRequest>(Math.Min(count, 1024));
+        for (int i = 0; i < count; i++)
+        {
+            if (offset >= span.Length)
+            {
+                problem = "truncated requests";
+                return null;
+            }
+
+            byte kind = span[offset++];
+            if (kind == KindCommand)
+            {
+                if (!TryInt(span, out int length) || span.Length - offset < length
+                    || !CacheCommand.TryDecode(data.Slice(offset, length), out var command, out problem))
+                {
+                    problem ??= "bad command";
+                    return null;
+                }
+
+                offset += length;
+                requests.Add(Of(command!));
+                continue;
+            }
+
+            if (kind == KindPrepared)
+            {
+                if (!TryInt(span, out int length) || span.Length - offset < length
+                    || !WriteCommand.TryDecode(span.Slice(offset, length), out var prepared, out _, out problem))
+                {
+                    problem ??= "bad prepared command";
+                    return null;
+                }
+
+                offset += length;
+                requests.Add(Of(prepared!));
+                continue;
+            }
+
+            if (kind != KindRedis || offset >= span.Length)
+            {
+                problem = "unknown request kind";
+                return null;
+            }
+
+            bool transaction = span[offset++] == 1;
+            if (!TryInt(span, out int commands) || commands == 0 || commands > Invocation.ArgsMax)
+            {
+                problem = "bad command count";
+                return null;
+            }
+
+            var list = new List<byte[][]>(Math.Min(commands, 1024));
+            for (int c = 0; c < commands; c++)
+            {
+                if (!TryInt(span, out int argc) || argc == 0 || argc > Invocation.ArgsMax)
+                {
+                    problem = "bad argument count";
+                    return null;
+                }
+
+                var argv = new List<byte[]>(Math.Min(argc, 1024));
+                for (int a = 0; a < argc; a++)
+                {
+                    if (!TryInt(span, out int length) || span.Length - offset < length)
+                    {
+                        problem = "bad argument length";
+                        return null;
+                    }
+
+                    argv.Add(span.Slice(offset, length).ToArray());
+                    offset += length;
+                }
+
+                list.Add([.. argv]);
+            }
+
+            requests.Add(transaction ? RedisTransaction(list) : new WriteRequest(null, [.. list], false));
+        }
+
+        if (offset != span.Length)
+        {
+            problem = "trailing bytes after requests";
+            return null;
+        }
+
+        return requests;
+    }
+}
+
+/// <summary>A <see cref="Reply"/> as it crosses from the leader to a follower in a forwarded answer.</summary>
+public sealed record ReplyView(
+    [property: JsonPropertyName("k")] ReplyKind Kind,
+    [property: JsonPropertyName("t")] string? Text,
+    [property: JsonPropertyName("i")] long Integer,
+    [property: JsonPropertyName("b")] byte[]? Bulk,
+    [property: JsonPropertyName("a")] ReplyView[]? Items)
+{
+    public static ReplyView? From(Reply? reply) => reply is null ? null
+        : new ReplyView(reply.Kind, reply.Text, reply.Integer, reply.Bulk, reply.Items.Count == 0 && reply.Kind is not (ReplyKind.Array or ReplyKind.Map) ? null : [.. reply.Items.Select(i => From(i)!)]);
+
+    public Reply ToReply() => Kind switch
+    {
+        ReplyKind.SimpleString => Reply.Simple(Text ?? string.Empty),
+        ReplyKind.Error => Reply.Error(Text ?? "ERR"),
+        ReplyKind.Integer => Reply.Int(Integer),
+        ReplyKind.Bulk => Reply.BulkOf(Bulk ?? []),
+        ReplyKind.Array => Reply.Array([.. (Items ?? []).Select(i => i.ToReply())]),
+        ReplyKind.Map => Reply.Map([.. (Items ?? []).Select(i => i.ToReply())]),
+        ReplyKind.Double => Reply.Double(Text switch
+        {
+            "inf" => double.PositiveInfinity,
+            "-inf" => double.NegativeInfinity,
+            _ => double.TryParse(Text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) ? value : double.NaN,
+        }),
+        _ => Reply.Nil,
+    };
+}

@@ -1,0 +1,177 @@
+using System.Text;
+using Stcache.Cache;
+using Stcache.Raft;
+
+namespace Stcache.Cache.Tests;
+
+/// <summary>Runs Redis commands through the parser and the state machine as the node would: writes are encoded
+/// into an entry stamped with the log time and applied; reads are served at the same time.</summary>
+internal sealed class CommandRunner
+{
+    private ulong _index;
+
+    public CacheStateMachine Cache { get; } = new();
+
+    public long NowUnixMs { get; set; } = 1_700_000_000_000;
+
+    public Reply Run(params string[] argv)
+    {
+        var parsed = CommandParser.Parse(NowUnixMs, argv);
+        if (parsed.Error is not null)
+        {
+            return parsed.Error;
+        }
+
+        if (parsed.Read is not null)
+        {
+            return Cache.Read(parsed.Read, NowUnixMs);
+        }
+
+        return ApplyWrite(parsed.Write!);
+    }
+
+    public Reply ApplyWrite(WriteCommand write)
+    {
+        var result = Cache.Apply(new LogIndex(++_index), write.Encode(NowUnixMs));
+        Assert.Equal(ApplyStatus.Ok, result.Status);
+        return result.Reply!;
+    }
+
+    public string Text(params string[] argv) => Run(argv).ToString();
+}
+
+public sealed class CommandTests
+{
+    [Fact]
+    public void StringsReplyAsRedis()
+    {
+        var r = new CommandRunner();
+        Assert.Equal("+OK", r.Text("SET", "k", "v"));
+        Assert.Equal("\"v\"", r.Text("get", "k"));
+        Assert.Equal("(nil)", r.Text("SET", "k", "w", "NX"));
+        Assert.Equal("\"v\"", r.Text("SET", "k", "w", "GET"));
+        Assert.Equal("(nil)", r.Text("SET", "other", "x", "XX"));
+        Assert.Equal(":0", r.Text("SETNX", "k", "z"));
+        Assert.Equal(":1", r.Text("SETNX", "n", "z"));
+        Assert.Equal(":2", r.Text("APPEND", "n", "z"));
+        Assert.Equal(":2", r.Text("STRLEN", "n"));
+        Assert.Equal(":11", r.Text("INCRBY", "c", "11"));
+        Assert.Equal(":10", r.Text("DECR", "c"));
+        Assert.Equal("\"10.5\"", r.Text("INCRBYFLOAT", "c", "0.5"));
+        Assert.Equal("-ERR value is not an integer or out of range", r.Text("INCR", "c"));
+        Assert.Equal("\"0.3\"", r.Text("INCRBYFLOAT", "f", "0.1") is var _ ? r.Text("INCRBYFLOAT", "f", "0.2") : "");
+        Assert.Equal("+OK", r.Text("MSET", "a", "1", "b", "2"));
+        Assert.Equal("[\"1\", \"2\", (nil)]", r.Text("MGET", "a", "b", "zz"));
+        Assert.Equal(":0", r.Text("MSETNX", "a", "1", "q", "2"));
+        Assert.Equal("\"ell\"", r.Text("GETRANGE", "hello", "0", "-1") == "\"\"" ? (r.Text("SET", "h", "hello") is var _ ? r.Text("GETRANGE", "h", "1", "3") : "") : "");
+        Assert.Equal(":11", r.Text("SETRANGE", "h", "6", "world"));
+        Assert.Equal("\"hello\0world\"", r.Text("GET", "h"));
+        Assert.Equal("\"1\"", r.Text("GETDEL", "a"));
+        Assert.Equal(":0", r.Text("EXISTS", "a"));
+        Assert.Equal("\"2\"", r.Text("GETSET", "b", "3"));
+    }
+
+    [Fact]
+    public void ErrorsHaveRedisText()
+    {
+        var r = new CommandRunner();
+        Assert.Equal("-ERR wrong number of arguments for 'get' command", r.Text("GET"));
+        Assert.Equal("-ERR wrong number of arguments for 'mset' command", r.Text("MSET", "a", "1", "b"));
+        Assert.Equal("-ERR syntax error", r.Text("SET", "k", "v", "NX", "XX"));
+        Assert.Equal("-ERR syntax error", r.Text("SET", "k", "v", "EX", "10", "PX", "10"));
+        Assert.Equal("-ERR invalid expire time in 'set' command", r.Text("SET", "k", "v", "EX", "0"));
+        Assert.Equal("-ERR invalid expire time in 'setex' command", r.Text("SETEX", "k", "-1", "v"));
+        Assert.Equal("-ERR value is not an integer or out of range", r.Text("SET", "k", "v", "EX", "+1"));
+        Assert.Equal("-ERR value is not an integer or out of range", r.Text("INCRBY", "k", "01"));
+        Assert.Equal("-ERR decrement would overflow", r.Text("DECRBY", "k", "-9223372036854775808"));
+        Assert.Equal("-ERR value is not a valid float", r.Text("INCRBYFLOAT", "k", "abc"));
+        Assert.Equal("-ERR Unsupported option FOO", r.Text("EXPIRE", "k", "10", "FOO"));
+        Assert.Equal("-ERR NX and XX, GT or LT options at the same time are not compatible", r.Text("EXPIRE", "k", "10", "NX", "GT"));
+        Assert.Equal("-ERR GT and LT options at the same time are not compatible", r.Text("EXPIRE", "k", "10", "GT", "LT"));
+        Assert.Equal("-ERR invalid cursor", r.Text("SCAN", "x"));
+        Assert.Equal("-ERR unknown command 'FOO', with args beginning with: 'a' 'b' ", r.Text("FOO", "a", "b"));
+        Assert.Equal("+OK", r.Text("HSET", "h", "f", "v") == ":1" ? "+OK" : "x");
+        Assert.Equal("-WRONGTYPE Operation against a key holding the wrong kind of value", r.Text("GET", "h"));
+        Assert.Equal("-WRONGTYPE Operation against a key holding the wrong kind of value", r.Text("SET", "h", "v", "GET"));
+        Assert.Equal("-ERR no such key", r.Text("RENAME", "missing", "x"));
+        Assert.Equal("+OK", r.Text("SET", "s", "v"));
+        Assert.Equal("-WRONGTYPE Operation against a key holding the wrong kind of value", r.Text("HGET", "s", "f"));
+        Assert.Equal("-ERR increment or decrement would overflow", r.Text("SET", "big", "9223372036854775807") == "+OK" ? r.Text("INCR", "big") : "");
+    }
+
+    [Fact]
+    public void ExpiryFollowsTheLogTimeAndReadTime()
+    {
+        var r = new CommandRunner();
+        Assert.Equal("+OK", r.Text("SET", "k", "v", "PX", "1500"));
+        Assert.Equal(":1500", r.Text("PTTL", "k"));
+        Assert.Equal(":2", r.Text("TTL", "k"));
+        Assert.Equal(":-1", r.Text("TTL", "k") == ":2" && r.Text("SET", "p", "v") == "+OK" ? r.Text("TTL", "p") : "");
+        Assert.Equal(":-2", r.Text("TTL", "missing"));
+        r.NowUnixMs += 1499;
+        Assert.Equal("\"v\"", r.Text("GET", "k"));
+        r.NowUnixMs += 1;
+        Assert.Equal("(nil)", r.Text("GET", "k"));
+        var expired = new List<byte[]>();
+        r.Cache.Read(CommandParser.Parse(r.NowUnixMs, "GET", "k").Read!, r.NowUnixMs, expired);
+        Assert.Single(expired);
+        Assert.Equal(2, r.Cache.Count);
+        Assert.Equal(":1", r.ApplyWrite(WriteCommand.ExpireKeys(r.NowUnixMs, expired)).ToString());
+        Assert.Equal(1, r.Cache.Count);
+
+        Assert.Equal("+OK", r.Text("SET", "e", "v"));
+        Assert.Equal(":0", r.Text("EXPIRE", "e", "100", "XX"));
+        Assert.Equal(":1", r.Text("EXPIRE", "e", "100", "NX"));
+        Assert.Equal(":0", r.Text("EXPIRE", "e", "50", "GT"));
+        Assert.Equal(":1", r.Text("EXPIRE", "e", "50", "LT"));
+        Assert.Equal(":50", r.Text("TTL", "e"));
+        Assert.Equal(":" + ((r.NowUnixMs + 50_000 + 500) / 1000), r.Text("EXPIRETIME", "e"));
+        Assert.Equal(":1", r.Text("PERSIST", "e"));
+        Assert.Equal(":0", r.Text("PERSIST", "e"));
+        Assert.Equal(":1", r.Text("EXPIRE", "e", "-1"));
+        Assert.Equal(":0", r.Text("EXISTS", "e"));
+        r.Cache.AssertInvariants();
+    }
+
+    [Fact]
+    public void HashesAndBatches()
+    {
+        var r = new CommandRunner();
+        Assert.Equal(":2", r.Text("HSET", "h", "a", "1", "b", "2"));
+        Assert.Equal("+OK", r.Text("HMSET", "h", "a", "3"));
+        Assert.Equal("{\"a\": \"3\", \"b\": \"2\"}", r.Text("HGETALL", "h"));
+        Assert.Equal(":5", r.Text("HINCRBY", "h", "b", "3"));
+        Assert.Equal("-ERR hash value is not an integer", r.Text("HSET", "h", "s", "x") == ":1" ? r.Text("HINCRBY", "h", "s", "1") : "");
+        Assert.Equal("[\"3\", (nil)]", r.Text("HMGET", "h", "a", "zz"));
+        Assert.Equal(":3", r.Text("HDEL", "h", "a", "b", "s", "zz"));
+        Assert.Equal(":0", r.Text("EXISTS", "h"));
+        Assert.Equal("+none", r.Text("TYPE", "h"));
+
+        var batch = WriteCommand.Batch(new[] { CommandParser.Parse(0, "SET", "x", "1"), CommandParser.Parse(0, "INCR", "x"), CommandParser.Parse(0, "GET", "x") }
+            .Select(parsed => parsed.Invocation!));
+        Assert.Equal("[+OK, :2, \"2\"]", r.ApplyWrite(batch).ToString());
+        r.Cache.AssertInvariants();
+    }
+}
+
+public sealed class HttpCommandTimeTests
+{
+    [Fact]
+    public void StampedHttpWritesExpireAtTheirLogTime()
+    {
+        var cache = new CacheStateMachine();
+        long now = 1_700_000_000_000;
+        var set = CacheCommand.Set("k", "v"u8.ToArray()) with { LogTimeUnixMs = now, ExpiresAtUnixMs = now + 5000 };
+        Assert.True(cache.Apply(new LogIndex(1), set.Encode()).Succeeded);
+        Assert.Equal(now, cache.LastLogTimeUnixMs);
+        Assert.True(cache.TryGet("k", out var entry, now + 4999));
+        Assert.Equal(now + 5000, entry.ExpiresAtUnixMs);
+        Assert.False(cache.TryGet("k", out _, now + 5000));
+
+        // A compare-and-set after the expiry sees no key (version 0), judged at the entry's log time.
+        var create = CacheCommand.SetIfVersion("k", "w"u8.ToArray(), 0) with { LogTimeUnixMs = now + 5000 };
+        Assert.Equal(ApplyStatus.Ok, cache.Apply(new LogIndex(2), create.Encode()).Status);
+        Assert.True(cache.TryGet("k", out entry, now + 100_000));
+        Assert.Equal(0, entry.ExpiresAtUnixMs);
+    }
+}

@@ -1,0 +1,247 @@
+using System.Text;
+using Stcache.Integration.Tests;
+
+namespace Stcache.Resp.Clients.Tests;
+
+using Node = Stcache.Integration.Tests.Node;
+
+/// <summary>Two single-node clusters: one open (small limits: 1 KiB values, 6 clients, 3 s idle), one with a token.</summary>
+public sealed class ProtocolFixture : RespClusterTest, IAsyncLifetime
+{
+    public const string Token = "resp-test-token-0123456789";
+
+    public Node Open { get; private set; } = null!;
+
+    public Node Secured { get; private set; } = null!;
+
+    public int OpenPort => RespPorts[Open];
+
+    public int SecuredPort => RespPorts[Secured];
+
+    public new async Task InitializeAsync()
+    {
+        Open = StartSingle("open", "--max-value-bytes=1024", "--max-clients=6", "--resp-idle-timeout-s=3");
+        Secured = StartSingle("secured", "--auth-token=" + Token);
+        await WaitForClusterAsync([Open]);
+
+        // The token also guards /v1/status, so wait on RESP: authenticated, the node reports itself master.
+        await Api.WaitUntilAsync("the secured node leads", async () =>
+        {
+            await using var client = await RawClient.ConnectAsync(SecuredPort);
+            return await client.CommandAsync("AUTH", Token) == "+OK" && (await client.CommandAsync("ROLE")).StartsWith("*3\r\n$6\r\nmaster", StringComparison.Ordinal);
+        }, Wait, Secured);
+    }
+}
+
+public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<ProtocolFixture>
+{
+    private Task<RawClient> ConnectAsync() => RawClient.ConnectAsync(fixture.OpenPort);
+
+    [Fact]
+    public async Task PipelinedCommandsAreAnsweredInOrder()
+    {
+        await using var client = await ConnectAsync();
+        var pipeline = new List<byte>();
+        for (int i = 0; i < 200; i++)
+        {
+            pipeline.AddRange(RawClient.Encode("SET", "pipe", i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            pipeline.AddRange(RawClient.Encode("GET", "pipe"));
+            pipeline.AddRange(RawClient.Encode("INCR", "pipe"));
+        }
+
+        await client.SendAsync([.. pipeline]);
+        for (int i = 0; i < 200; i++)
+        {
+            Assert.Equal("+OK", await client.ReadReplyAsync());
+            string n = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal($"${n.Length}\r\n{n}\r\n", await client.ReadReplyAsync());
+            Assert.Equal($":{i + 1}", await client.ReadReplyAsync());
+        }
+    }
+
+    [Fact]
+    public async Task InlineCommandsWork()
+    {
+        await using var client = await ConnectAsync();
+        await client.SendAsync(Encoding.ASCII.GetBytes("SET inline \"a b\"\r\nGET inline\r\nPING\r\n"));
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal("$3\r\na b\r\n", await client.ReadReplyAsync());
+        Assert.Equal("+PONG", await client.ReadReplyAsync());
+    }
+
+    [Fact]
+    public async Task MalformedInputIsAnsweredAndClosedWithoutHurtingOthers()
+    {
+        await using var bystander = await ConnectAsync();
+        Assert.Equal("+PONG", await bystander.CommandAsync("PING"));
+
+        await using var bad = await ConnectAsync();
+        await bad.SendAsync(Encoding.ASCII.GetBytes("*1\r\n$3\r\nGET\r\n*2\r\n$x\r\n"));
+        Assert.Equal("-ERR wrong number of arguments for 'get' command", await bad.ReadReplyAsync());
+        Assert.Equal("-ERR Protocol error: invalid bulk length", await bad.ReadReplyAsync());
+        Assert.True(await bad.IsClosedAsync(TimeSpan.FromSeconds(10)));
+
+        await using var huge = await ConnectAsync();
+        await huge.SendAsync(Encoding.ASCII.GetBytes("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n"));
+        Assert.Equal("-ERR Protocol error: invalid bulk length", await huge.ReadReplyAsync());
+        Assert.True(await huge.IsClosedAsync(TimeSpan.FromSeconds(10)));
+
+        await using var quotes = await ConnectAsync();
+        await quotes.SendAsync(Encoding.ASCII.GetBytes("SET \"unbalanced\r\n"));
+        Assert.Equal("-ERR Protocol error: unbalanced quotes in request", await quotes.ReadReplyAsync());
+
+        Assert.Equal("+PONG", await bystander.CommandAsync("PING"));
+    }
+
+    [Fact]
+    public async Task ErrorsUseRedisTexts()
+    {
+        await using var client = await ConnectAsync();
+        Assert.Equal("-ERR unknown command 'NOPE', with args beginning with: 'a' 'b' ", await client.CommandAsync("NOPE", "a", "b"));
+        Assert.Equal("-ERR DB index is out of range", await client.CommandAsync("SELECT", "1"));
+        Assert.Equal("+OK", await client.CommandAsync("SELECT", "0"));
+        Assert.Equal("-ERR syntax error", await client.CommandAsync("SET", "k", "v", "BOGUS"));
+        Assert.Equal("-ERR invalid expire time in 'set' command", await client.CommandAsync("SET", "k", "v", "EX", "0"));
+        Assert.Equal("+OK", await client.CommandAsync("SET", "text", "abc"));
+        Assert.Equal("-ERR value is not an integer or out of range", await client.CommandAsync("INCR", "text"));
+        Assert.Equal("-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.", await client.CommandAsync("CLIENT", "NOPE"));
+        Assert.Equal("-NOPROTO unsupported protocol version", await client.CommandAsync("HELLO", "4"));
+        Assert.Equal("-ERR EXEC without MULTI", await client.CommandAsync("EXEC"));
+    }
+
+    [Fact]
+    public async Task EchoReturnsTheExactBytes()
+    {
+        await using var client = await ConnectAsync();
+        var bytes = new List<byte>(Encoding.ASCII.GetBytes("*2\r\n$4\r\nECHO\r\n$4\r\n"));
+        bytes.AddRange([0x00, 0xff, 0x0d, 0x0a]);
+        bytes.AddRange("\r\n"u8.ToArray());
+        await client.SendAsync([.. bytes]);
+        string reply = await client.ReadReplyAsync();
+        Assert.Equal("$4\r\n\0\uFFFD\r\n\r\n", reply);
+    }
+
+    [Fact]
+    public async Task Resp3HelloMapAndNulls()
+    {
+        await using var client = await ConnectAsync();
+        string hello = await client.CommandAsync("HELLO", "3", "SETNAME", "tester");
+        Assert.StartsWith("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n", hello, StringComparison.Ordinal);
+        Assert.Contains("$5\r\nproto\r\n:3\r\n", hello, StringComparison.Ordinal);
+        Assert.Contains("$4\r\nrole\r\n$6\r\nmaster\r\n", hello, StringComparison.Ordinal);
+        Assert.Equal("_", await client.CommandAsync("GET", "never-set"));
+        Assert.Equal("$6\r\ntester\r\n", await client.CommandAsync("CLIENT", "GETNAME"));
+        Assert.Equal("+RESET", await client.CommandAsync("RESET"));
+        Assert.Equal("$-1", await client.CommandAsync("GET", "never-set"));
+    }
+
+    [Fact]
+    public async Task MultiExecAndWatch()
+    {
+        await using var client = await ConnectAsync();
+        Assert.Equal("+OK", await client.CommandAsync("MULTI"));
+        Assert.Equal("+QUEUED", await client.CommandAsync("SET", "tx", "1"));
+        Assert.Equal("+QUEUED", await client.CommandAsync("INCR", "tx"));
+        Assert.Equal("+QUEUED", await client.CommandAsync("GET", "tx"));
+        Assert.Equal("*3\r\n+OK\r\n:2\r\n$1\r\n2\r\n", await client.CommandAsync("EXEC"));
+
+        Assert.Equal("+OK", await client.CommandAsync("MULTI"));
+        Assert.Equal("-ERR wrong number of arguments for 'get' command", await client.CommandAsync("GET"));
+        Assert.Equal("-EXECABORT Transaction discarded because of previous errors.", await client.CommandAsync("EXEC"));
+
+        await using var other = await ConnectAsync();
+        Assert.Equal("+OK", await client.CommandAsync("WATCH", "tx"));
+        Assert.Equal("+OK", await other.CommandAsync("SET", "tx", "changed"));
+        Assert.Equal("+OK", await client.CommandAsync("MULTI"));
+        Assert.Equal("+QUEUED", await client.CommandAsync("SET", "tx", "mine"));
+        Assert.Equal("*-1", await client.CommandAsync("EXEC"));
+        Assert.Equal("$7\r\nchanged\r\n", await client.CommandAsync("GET", "tx"));
+    }
+
+    [Fact]
+    public async Task PublishReachesSubscribers()
+    {
+        await using var subscriber = await ConnectAsync();
+        await using var publisher = await ConnectAsync();
+        Assert.Equal("*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n", await subscriber.CommandAsync("SUBSCRIBE", "news"));
+        Assert.Equal("*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:2\r\n", await subscriber.CommandAsync("PSUBSCRIBE", "n*"));
+        Assert.Equal(":2", await publisher.CommandAsync("PUBLISH", "news", "hello"));
+        Assert.Equal("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n", await subscriber.ReadReplyAsync());
+        Assert.Equal("*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$5\r\nhello\r\n", await subscriber.ReadReplyAsync());
+        Assert.StartsWith("-ERR Can't execute 'get'", await subscriber.CommandAsync("GET", "x"), StringComparison.Ordinal);
+        Assert.Equal("*2\r\n$4\r\npong\r\n$0\r\n\r\n", await subscriber.CommandAsync("PING"));
+    }
+
+    [Fact]
+    public async Task ServerCommandsClientsAsk()
+    {
+        await using var client = await ConnectAsync();
+        string config = await client.CommandAsync("CONFIG", "GET", "databases");
+        Assert.Equal("*2\r\n$9\r\ndatabases\r\n$1\r\n1\r\n", config);
+        Assert.Contains("role:master", await client.CommandAsync("INFO", "replication"), StringComparison.Ordinal);
+        Assert.Contains("raft_role:leader", await client.CommandAsync("INFO", "raft"), StringComparison.Ordinal);
+        Assert.Equal("+OK", await client.CommandAsync("SCRIPT", "FLUSH"));
+        Assert.Equal("+OK", await client.CommandAsync("FUNCTION", "FLUSH"));
+        Assert.StartsWith("-ERR scripting is not supported", await client.CommandAsync("EVAL", "return 1", "0"), StringComparison.Ordinal);
+        Assert.StartsWith("*2\r\n$", await client.CommandAsync("TIME"), StringComparison.Ordinal);
+        Assert.StartsWith(":", await client.CommandAsync("COMMAND", "COUNT"), StringComparison.Ordinal);
+        Assert.Equal("+OK", await client.CommandAsync("READONLY"));
+        Assert.Equal("$-1", await client.CommandAsync("GET", "stale-missing"));
+        Assert.Equal("+OK", await client.CommandAsync("READWRITE"));
+        Assert.Equal("+OK", await client.CommandAsync("SET", "waited", "1"));
+        Assert.Equal(":0", await client.CommandAsync("WAIT", "0", "100"));
+    }
+
+    [Fact]
+    public async Task MaxClientsRefusesTheExcess()
+    {
+        var held = new List<RawClient>();
+        try
+        {
+            // Other tests of this class run one at a time, so only these connections are open.
+            for (int i = 0; i < 6; i++)
+            {
+                var client = await ConnectAsync();
+                held.Add(client);
+                Assert.Equal("+PONG", await client.CommandAsync("PING"));
+            }
+
+            await using var refused = await ConnectAsync();
+            Assert.Equal("-ERR max number of clients reached", await refused.ReadReplyAsync());
+            Assert.True(await refused.IsClosedAsync(TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            foreach (var client in held)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task IdleConnectionsAreClosed()
+    {
+        await using var client = await ConnectAsync();
+        Assert.Equal("+PONG", await client.CommandAsync("PING"));
+        Assert.True(await client.IsClosedAsync(TimeSpan.FromSeconds(15)));
+    }
+
+    [Fact]
+    public async Task AuthTokenIsRequired()
+    {
+        await using var client = await RawClient.ConnectAsync(fixture.SecuredPort);
+        Assert.Equal("-NOAUTH Authentication required.", await client.CommandAsync("GET", "k"));
+        Assert.Equal("-WRONGPASS invalid username-password pair or user is disabled.", await client.CommandAsync("AUTH", "wrong"));
+        Assert.StartsWith("%7", await client.CommandAsync("HELLO", "3", "AUTH", "default", ProtocolFixture.Token), StringComparison.Ordinal);
+        Assert.Equal("+OK", await client.CommandAsync("SET", "k", "v"));
+
+        await using var second = await RawClient.ConnectAsync(fixture.SecuredPort);
+        Assert.Equal("+OK", await second.CommandAsync("AUTH", ProtocolFixture.Token));
+        Assert.Equal("$1\r\nv\r\n", await second.CommandAsync("GET", "k"));
+
+        await using var greedy = await RawClient.ConnectAsync(fixture.SecuredPort);
+        await greedy.SendAsync(System.Text.Encoding.ASCII.GetBytes("*11\r\n"));
+        Assert.Equal("-ERR Protocol error: unauthenticated multibulk length", await greedy.ReadReplyAsync());
+    }
+}

@@ -95,9 +95,11 @@ def wait_until(what, check, timeout=600):
         time.sleep(0.2)
     raise SystemExit(f"timed out waiting until {what}")
 
+seen = {}
+
 def leader():
     for i in procs:
-        s = status(i)
+        s = seen[i] = status(i)
         if s and s.get("role") == "leader":
             return i
     return None
@@ -130,7 +132,10 @@ def preload(count, prefix):
 try:
     for i in range(3):
         start(i)
-    lead = wait_until("a leader is elected", leader, 300)
+    try:
+        lead = wait_until("a leader is elected", leader, 300)
+    except SystemExit:
+        raise SystemExit(f"no leader seen in 300 s; last statuses: {seen}; ports: {ports}")
     log(f"leader is node {lead + 1}; loading {keys} keys of {value_size} B with {connections} connections")
     t0 = time.time()
     loaded = preload(keys, "k")

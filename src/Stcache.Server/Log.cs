@@ -12,6 +12,9 @@ internal static partial class Log
     [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
     public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, long sizeBytes);
 
+    [LoggerMessage(1150, LogLevel.Information, "Snapshot at index {Index} not sent again to {NodeId}: the previous one is still being sent")]
+    public static partial void SnapshotStillSending(ILogger logger, NodeId nodeId, LogIndex index);
+
     [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index}, term {Term} in the store to send to {NodeId}")]
     public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index, Term term);
 

@@ -502,6 +502,8 @@ internal sealed class TransportNetwork(PeerTransport transport, IReadOnlyDiction
 
     public void SendSnapshot(Message header, Stream stored) => transport.SendSnapshot(header, stored);
 
+    public bool IsSendingSnapshot(NodeId peer) => transport.IsSendingSnapshot(peer);
+
     /// <summary>A <c>--peer-dial</c> override wins over the advertised address (fault-injection proxies).</summary>
     public void SetPeer(NodeId id, string address) =>
         transport.SetPeer(id, dialOverrides.TryGetValue(id.Value, out string? dial) ? dial : address);

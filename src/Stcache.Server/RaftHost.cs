@@ -563,6 +563,14 @@ public sealed class RaftHost : IAsyncDisposable
     private void StartSnapshotSend(Message message)
     {
         var wanted = message.Snapshot!.Metadata;
+        if (_network.IsSendingSnapshot(message.To))
+        {
+            // The core retries a snapshot it has no outcome for after a few election timeouts; a large one can
+            // still be streaming then. Its outcome, reported when it ends, settles the retry as well.
+            Log.SnapshotStillSending(_logger, message.To, wanted.Index);
+            return;
+        }
+
         Stream? stored;
         try
         {

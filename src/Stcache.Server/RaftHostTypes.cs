@@ -16,6 +16,9 @@ public interface IPeerNetwork : IMessageSink
     /// </summary>
     void SendSnapshot(Message header, Stream stored);
 
+    /// <summary>True while a snapshot to <paramref name="peer"/> is queued or being streamed (its outcome not yet reported).</summary>
+    bool IsSendingSnapshot(NodeId peer) => false;
+
     void SetPeer(NodeId id, string address);
 
     void RemovePeer(NodeId id);

@@ -36,6 +36,10 @@ public sealed class FileSnapshotStore : ISnapshotStore
     private const uint TrailerMagic = 0x444E4553; // "SEND"
     private const int CopyBufferBytes = 256 * 1024;
 
+    // A received snapshot is synced every this many bytes: one sync of hundreds of megabytes at the end would
+    // stall every other sync on the disk (the write-ahead log's) for seconds, as Redis's incremental fsync avoids.
+    private const long ReceiveSyncBytes = 8 * 1024 * 1024;
+
     private static long s_tempCounter;
 
     private readonly IFileSystem _fileSystem;
@@ -563,6 +567,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
         private readonly byte[] _buffer = new byte[CopyBufferBytes];
         private int _buffered;
         private long _flushed;
+        private long _synced;
         private bool _done;
 
         public Receiver(FileSnapshotStore store, IStorageFile file, string temp, SnapshotMetadata announced, long expected)
@@ -588,6 +593,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
             {
                 _file.Write(_flushed, piece);
                 _flushed += piece.Length;
+                MaybeSync();
                 return;
             }
 
@@ -668,6 +674,16 @@ public sealed class FileSnapshotStore : ISnapshotStore
                 _file.Write(_flushed, _buffer.AsSpan(0, _buffered));
                 _flushed += _buffered;
                 _buffered = 0;
+                MaybeSync();
+            }
+        }
+
+        private void MaybeSync()
+        {
+            if (_flushed - _synced >= ReceiveSyncBytes)
+            {
+                _file.Sync();
+                _synced = _flushed;
             }
         }
     }

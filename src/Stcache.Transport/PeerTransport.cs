@@ -36,6 +36,9 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     // receives (see docs/FAULTS.md, two nodes claiming one id).
     private readonly ConcurrentDictionary<long, (NodeId Peer, CancellationTokenSource Close)> _inboundSessions = new();
     private readonly CancellationTokenSource _stopping = new();
+
+    // Per peer, snapshots handed to Send or SendSnapshot whose outcome was not raised yet.
+    private readonly ConcurrentDictionary<NodeId, int> _snapshotsInFlight = new();
     private readonly object _lifecycleLock = new();
     private Socket? _listener;
     private IPEndPoint? _boundEndPoint;
@@ -278,6 +281,12 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     public bool IsConnected(NodeId id) => _peers.TryGetValue(id, out var sender) && sender.IsConnected;
 
     /// <summary>
+    /// True while a snapshot to <paramref name="id"/> is queued or being streamed, that is until its
+    /// <see cref="SnapshotSendCompleted"/> is raised. A host can skip sending the same snapshot again meanwhile.
+    /// </summary>
+    public bool IsSendingSnapshot(NodeId id) => _snapshotsInFlight.TryGetValue(id, out int count) && count > 0;
+
+    /// <summary>
     /// Queues <paramref name="message"/> for its receiver without blocking. Drops it (counted, with
     /// <see cref="PeerUnreachable"/>) when the receiver is unknown or its queue is full.
     /// </summary>
@@ -293,6 +302,11 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         if (invalid is not null)
         {
             throw new ArgumentException($"Invalid message {message}: {invalid}", nameof(message));
+        }
+
+        if (message.Type == MessageType.Snapshot)
+        {
+            _snapshotsInFlight.AddOrUpdate(message.To, 1, (_, count) => count + 1);
         }
 
         if (_disposed)
@@ -330,6 +344,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         }
 
         header = header with { Snapshot = header.Snapshot! with { Data = ReadOnlyMemory<byte>.Empty } };
+        _snapshotsInFlight.AddOrUpdate(header.To, 1, (_, count) => count + 1);
         if (_disposed)
         {
             stored.Dispose();
@@ -470,6 +485,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     internal void RaiseSnapshotSendCompleted(NodeId id, bool ok)
     {
+        _snapshotsInFlight.AddOrUpdate(id, 0, (_, count) => Math.Max(0, count - 1));
         try
         {
             SnapshotSendCompleted?.Invoke(id, ok);

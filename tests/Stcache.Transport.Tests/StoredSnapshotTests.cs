@@ -65,12 +65,14 @@ public sealed class StoredSnapshotTests
         long readWhileBlocked = source.Position;
         Assert.True(readWhileBlocked < 64L * 1024 * 1024, $"read {readWhileBlocked} bytes of a {length}-byte snapshot while the receiver took none");
         Assert.False(completed.Task.IsCompleted);
+        Assert.True(a.Transport.IsSendingSnapshot(new NodeId(2)), "a host must not send it again meanwhile");
 
         gate.Release(int.MaxValue / 2);
         var message = await b.ReceiveAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(MessageType.Snapshot, message.Type);
         Assert.Equal((new NodeId(2), true), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(length, receiver.Received);
+        Assert.False(a.Transport.IsSendingSnapshot(new NodeId(2)));
     }
 
     [Fact]
@@ -88,7 +90,8 @@ public sealed class StoredSnapshotTests
         Assert.Contains(b.Logger.Records, r => r.Level == LogLevel.Warning && r.Text.Contains("snapshot checksum mismatch", StringComparison.Ordinal));
         Assert.False(b.Received.Reader.TryRead(out _), "nothing is delivered");
 
-        // The connection is re-established for what follows.
+        // Once the sender has seen the connection go, it connects again for what follows.
+        await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the sender sees the connection closed");
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 7));
         Assert.Equal(7UL, (await b.ReceiveAsync()).Context);
     }
@@ -108,6 +111,7 @@ public sealed class StoredSnapshotTests
         a.Transport.SendSnapshot(TestMessages.Snapshot(1, 2, []), new PatternStream(1024 * 1024, endsAt: 300 * 1024));
 
         Assert.Equal((new NodeId(2), false), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(a.Transport.IsSendingSnapshot(new NodeId(2)), "a failed snapshot may be sent again");
         await Wait.UntilAsync(() => receiver.Disposed, "the receiver discards the partial snapshot");
         Assert.False(receiver.Completed);
         Assert.Contains(b.Logger.Records, r => r.Level == LogLevel.Warning && r.EventId.Id == 3031);
@@ -137,6 +141,7 @@ public sealed class StoredSnapshotTests
         a.Transport.SendSnapshot(TestMessages.Snapshot(1, 2, []), source);
         Assert.Equal((new NodeId(2), false), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.True(source.Disposed);
+        Assert.False(a.Transport.IsSendingSnapshot(new NodeId(2)));
     }
 
     private static byte At(long position) => (byte)((position * 31) ^ (position >> 9));

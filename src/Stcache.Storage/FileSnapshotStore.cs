@@ -58,7 +58,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
     internal static FileSnapshotStore Open(IFileSystem fileSystem, string directory, SnapshotStoreOptions options, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Retain, 1);
-        Directory.CreateDirectory(directory);
+        fileSystem.CreateDirectory(directory);
         foreach (string temp in fileSystem.GetFiles(directory, "*.tmp"))
         {
             fileSystem.Delete(temp);

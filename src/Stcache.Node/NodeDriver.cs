@@ -58,6 +58,10 @@ public sealed class NodeDriver
 
     private long _ticksDone;
     private long _ticksDue;
+    private bool _removalApplied;
+    private bool _removalNoticed;
+    private LogIndex _progressIndex;
+    private long _progressTick;
     private long _lastPromotionTick = -1;
 
     private Ready? _ready;
@@ -127,6 +131,9 @@ public sealed class NodeDriver
 
     /// <summary>With <see cref="DriverWait.StorageRetry"/>: how long to wait before <see cref="RetryStorage"/>.</summary>
     public TimeSpan StorageRetryDelay { get; private set; }
+
+    /// <summary>Why the write-ahead log last refused a batch (while <see cref="StorageFailing"/>).</summary>
+    public string? StorageError { get; private set; }
 
     /// <summary>The snapshot being written off the loop, if any.</summary>
     public SnapshotJob? OutstandingSnapshot => _snapshotJob;
@@ -259,8 +266,11 @@ public sealed class NodeDriver
     /// <summary>
     /// A peer's configuration as of its applied index <paramref name="asOf"/> does not list this node. This node
     /// lists itself as a member as of its applied index; configurations follow one committed history, so if the
-    /// peer's is newer, the change that dropped this node is in between: it was removed while it was away and
-    /// missed the entry. A peer that is behind (it has not applied this node's addition yet) is ignored.
+    /// peer's is newer, a change that dropped this node is in between: it was removed while it was away and missed
+    /// the entry. A peer that is behind (it has not applied this node's addition yet) is ignored. A node wiped and
+    /// added back under its old id is told the same by a peer that has applied the removal but not yet the
+    /// addition, so the notice counts only if this node then makes no progress for two election timeouts (see
+    /// <see cref="DetectAppliedRemoval"/>): a member is fed entries, a removed node hears nothing.
     /// </summary>
     public void ReportNotAMember(NodeId peer, LogIndex asOf)
     {
@@ -271,7 +281,12 @@ public sealed class NodeDriver
         }
 
         NodeLog.RemovedWhileAway(_logger, peer, asOf, _cache.AppliedIndex);
-        Interlocked.CompareExchange(ref _removed, 1, 0);
+        if (!_removalNoticed)
+        {
+            _removalNoticed = true;
+            _progressIndex = _cache.AppliedIndex;
+            _progressTick = _ticksDone;
+        }
     }
 
     /// <summary>The host waited <see cref="StorageRetryDelay"/>: the refused batch is tried again by <see cref="Process"/>.</summary>
@@ -355,6 +370,7 @@ public sealed class NodeDriver
 
         PromoteCaughtUpLearners();
         PublishStatus();
+        DetectAppliedRemoval();
         if (Volatile.Read(ref _removed) == 1)
         {
             _removed = 2;
@@ -395,6 +411,29 @@ public sealed class NodeDriver
         }
 
         _snapshotRequests.Clear();
+    }
+
+    /// <summary>
+    /// This node applied its own removal and has not been added back. A node wiped and added back under its old id
+    /// replays its earlier removal on the way, so the removal counts only once the node has applied everything it
+    /// knows committed and made no progress for two election timeouts: one that is still catching up keeps
+    /// applying, a removed one hears nothing more.
+    /// </summary>
+    private void DetectAppliedRemoval()
+    {
+        var applied = _cache.AppliedIndex;
+        if (applied != _progressIndex)
+        {
+            _progressIndex = applied;
+            _progressTick = _ticksDone;
+            _removalNoticed = false; // fed entries: a member after all
+        }
+
+        bool quiet = _ticksDone - _progressTick >= 2L * _options.Raft.ElectionTimeoutTicks && applied >= _node.CommitIndex;
+        if (!WasRemoved && quiet && ((_removalApplied && !_confState.IsMember(Id)) || _removalNoticed))
+        {
+            Interlocked.CompareExchange(ref _removed, 1, 0);
+        }
     }
 
     private void EnsureTakesInput()
@@ -497,6 +536,7 @@ public sealed class NodeDriver
         catch (IOException e)
         {
             _storageFailing = true;
+            StorageError = e.Message;
             StorageRetryDelay = _storageRetryDelay;
             NodeLog.StorageSaveFailed(_logger, e.Message, _storageRetryDelay);
             _storageRetryDelay = TimeSpan.FromTicks(Math.Min(_storageRetryDelay.Ticks * 2, s_storageRetryMax.Ticks));
@@ -619,6 +659,7 @@ public sealed class NodeDriver
 
         FailWaitersUpTo(snapshot.Metadata.Index);
         _lastSnapshot = snapshot.Metadata;
+        _effects.SnapshotRestored(snapshot.Metadata, installed: true);
         NodeLog.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
     }
 
@@ -668,6 +709,7 @@ public sealed class NodeDriver
         }
 
         _appliedTerm = entry.Term;
+        _effects.Applied(entry);
         if (_waiters.Remove(entry.Index, out var waiter))
         {
             if (waiter.Term == entry.Term)
@@ -698,10 +740,15 @@ public sealed class NodeDriver
             NodeLog.MemberRemoved(_logger, id, entry.Index);
             if (id == Id)
             {
-                Interlocked.CompareExchange(ref _removed, 1, 0);
+                _removalApplied = true;
             }
 
             return;
+        }
+
+        if (id == Id)
+        {
+            _removalApplied = false; // added back (a wiped node rejoining under its old id replays its removal)
         }
 
         var info = MemberInfo.FromContext(change.Context.Span) ?? new MemberInfo(id.Value, id.ToString(), string.Empty, string.Empty);
@@ -928,6 +975,11 @@ public sealed class NodeDriver
 
             RestoreFrom(snapshot.Metadata, snapshot.Data);
             _lastSnapshot = snapshot.Metadata;
+            _effects.SnapshotRestored(snapshot.Metadata, installed: false);
+
+            // This node saved a snapshot taken after its own removal: the removal entry will not be applied again.
+            // (Not for a snapshot installed from a leader: a joiner may get one from before its addition.)
+            _removalApplied = (_confState.Voters.Count > 0 || _confState.Learners.Count > 0) && !_confState.IsMember(Id);
             var hard = state.HardState;
             if (hard.Commit < snapshot.Metadata.Index)
             {

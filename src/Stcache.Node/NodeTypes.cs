@@ -247,6 +247,13 @@ public interface INodeEffects
     /// <summary>This node learned that it was removed from the cluster (raised once).</summary>
     void Removed() { }
 
+    /// <summary>An entry was applied (to the cache, the configuration or the address book); for checkers.</summary>
+    void Applied(Entry entry) { }
+
+    /// <summary>The cache was replaced by a snapshot: loaded at start (<paramref name="installed"/> false) or
+    /// installed from the leader; for checkers.</summary>
+    void SnapshotRestored(SnapshotMetadata metadata, bool installed) { }
+
     /// <summary>One write-ahead log save took this long (metrics).</summary>
     void WalSaved(TimeSpan elapsed) { }
 

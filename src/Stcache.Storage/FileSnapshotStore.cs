@@ -65,7 +65,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
     internal static FileSnapshotStore Open(IFileSystem fileSystem, string directory, SnapshotStoreOptions options, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Retain, 1);
-        Directory.CreateDirectory(directory);
+        fileSystem.CreateDirectory(directory);
         // Received snapshots that were never installed are as good as temporary: the leader sends another.
         foreach (string temp in fileSystem.GetFiles(directory, "*.tmp").Concat(fileSystem.GetFiles(directory, "*" + ReceivedExtension)))
         {

@@ -21,6 +21,9 @@ internal interface IFileSystem
 
     /// <summary>Makes renames, creations and deletions inside the directory durable.</summary>
     void SyncDirectory(string directory);
+
+    /// <summary>Creates the directory (and its parents) if it does not exist.</summary>
+    void CreateDirectory(string directory) => Directory.CreateDirectory(directory);
 }
 
 /// <summary>A file accessed by offset (no shared position), so a failed write never leaves a cursor behind.</summary>

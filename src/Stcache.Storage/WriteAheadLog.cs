@@ -30,6 +30,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     private IStorageFile _active;
 
     // Invariant: _activeDataStart <= _activeOffset; records end at _activeOffset, zeros follow.
+    private bool _activeUnsynced;
     private long _activeOffset;
     private long _activeDataStart;
 
@@ -104,7 +105,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     internal static WriteAheadLog Open(IFileSystem fileSystem, string directory, WalOptions options, ILogger logger)
     {
         options.Validate();
-        Directory.CreateDirectory(directory);
+        fileSystem.CreateDirectory(directory);
         foreach (string temp in fileSystem.GetFiles(directory, "*.tmp"))
         {
             // A segment that never got renamed was never part of the log.
@@ -344,6 +345,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
 
         _activeOffset = offset + records.Length;
+        _activeUnsynced = !sync || _options.SkipSync;
         if (!sync)
         {
             return;
@@ -382,6 +384,15 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
     private void CutSegment(ulong nextIndex)
     {
+        // A record written without a sync (a commit-only hard state) must be durable before its segment is sealed:
+        // after a crash, a torn record in a segment that is not the last is corruption, and the node would refuse
+        // to start (found by the simulator).
+        if (_activeUnsynced && !_options.SkipSync)
+        {
+            _active.Sync();
+            _activeUnsynced = false;
+        }
+
         ulong sequence = _segments[^1].Sequence + 1;
         string? prepared = TakePreparedSegment();
         WalSegment segment = CreateSegment(_fileSystem, _directory, _options, sequence, nextIndex, _hardState, _snapshot, prepared);
@@ -507,11 +518,22 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             }
 
             fileSystem.Move(temp, path, overwrite: false);
-            fileSystem.SyncDirectory(directory);
         }
         catch
         {
             TryDelete(fileSystem, temp);
+            throw;
+        }
+
+        try
+        {
+            fileSystem.SyncDirectory(directory);
+        }
+        catch
+        {
+            // Not part of the log yet: remove it, or every retry of the cut fails on "already exists" (found by the
+            // simulator: a node stuck refusing writes after one failed directory sync).
+            TryDelete(fileSystem, path);
             throw;
         }
 

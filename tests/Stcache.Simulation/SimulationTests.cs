@@ -67,22 +67,21 @@ public sealed class SimulationTests
             $"{sorted.Count} of {count} seeds failed; first: {(sorted.Count > 0 ? sorted[0].ToString() : string.Empty)}");
     }
 
-    [Fact]
+    [EnvironmentFact("SIM_SEED")]
     public void ReplaySeed()
     {
-        if (EnvironmentInt("SIM_SEED") is not { } seed)
-        {
-            _output.WriteLine("set SIM_SEED to replay one seed");
-            return;
-        }
+        int seed = EnvironmentInt("SIM_SEED") ?? throw new InvalidOperationException("SIM_SEED must be an integer");
 
         var lines = new List<string>();
-        var result = Simulator.Run(seed, lines.Add);
         string? path = Environment.GetEnvironmentVariable("SIM_TRACE_FILE");
-        if (path is not null)
+
+        // The trace file is written as the run goes, so a run that hangs still shows where.
+        using var file = path is null ? null : new StreamWriter(path) { AutoFlush = true };
+        var result = Simulator.Run(seed, line =>
         {
-            File.WriteAllLines(path, lines);
-        }
+            lines.Add(line);
+            file?.WriteLine(line);
+        });
 
         foreach (var line in lines.TakeLast(path is null ? 3000 : 50))
         {
@@ -93,12 +92,11 @@ public sealed class SimulationTests
         Assert.True(result.Passed, result.ToString());
     }
 
-    /// <summary>The checkers must catch a host that breaks the Ready contract; otherwise green runs mean nothing.</summary>
+    /// <summary>The checkers must catch a disk that loses what it acknowledged; otherwise green runs mean nothing.
+    /// (Bugs in the node itself are proven by the mutation table in the README.)</summary>
     [Theory]
-    [InlineData(InjectedBug.ServeReadsBeforeApplied)]
-    [InlineData(InjectedBug.AcknowledgeBeforePersist)]
-    [InlineData(InjectedBug.ForgetVoteOnCrash)]
-    public void InjectedHostBugsAreCaught(InjectedBug bug)
+    [InlineData(InjectedBug.LyingFsync)]
+    public void InjectedDiskBugsAreCaught(InjectedBug bug)
     {
         for (int seed = 0; seed < 2000; seed++)
         {
@@ -131,6 +129,18 @@ public sealed class SimulationTests
         Assert.Equal(first, second);
     }
 
-    private static int? EnvironmentInt(string name) =>
+    internal static int? EnvironmentInt(string name) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value : null;
+}
+
+/// <summary>A fact that runs only when an environment variable is set, and is reported skipped otherwise.</summary>
+public sealed class EnvironmentFactAttribute : FactAttribute
+{
+    public EnvironmentFactAttribute(string variable)
+    {
+        if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(variable)))
+        {
+            Skip = $"set {variable} to run this test";
+        }
+    }
 }

@@ -1,37 +1,62 @@
 using System.Globalization;
+using System.Text;
+using Stcache.Cache;
+using Stcache.Node;
 using Stcache.Raft;
 using Stcache.Simulation.Sim;
 using Stcache.Testing;
 
 namespace Stcache.Simulation.Scenarios;
 
+/// <summary>What a scenario's write came to.</summary>
+internal enum WriteOutcome : byte
+{
+    /// <summary>The entry was applied at the proposal's index with the proposal's term.</summary>
+    Committed = 1,
+
+    /// <summary>Another entry was applied at the proposal's index: the write never took effect.</summary>
+    Lost = 2,
+
+    /// <summary>The node crashed or stopped before the outcome was known.</summary>
+    Unknown = 3,
+}
+
 /// <summary>
-/// A small cluster driven step by step for named protocol scenarios. It uses the simulator's host (the real Ready
-/// contract, disk, state machine) and safety oracle, but the test decides every tick and every delivery: messages
-/// wait in a queue until <see cref="Deliver"/> or <see cref="Stabilize"/>, optionally filtered.
+/// A small cluster driven step by step for named protocol scenarios. It runs the simulator's node (the real
+/// driver, WAL, snapshot store and cache over a simulated disk) and safety oracle, but the test decides every tick
+/// and every delivery: messages wait in a queue until <see cref="Deliver"/> or <see cref="Stabilize"/>, optionally
+/// filtered. Work the node schedules (snapshot writes, storage retries) runs at the next delivery or tick round.
 /// </summary>
-internal sealed class ScenarioCluster
+internal sealed class ScenarioCluster : ISimEnvironment
 {
     private readonly List<Message> _inFlight = [];
+    private readonly List<Action> _scheduled = [];
+    private readonly SplitMix _random = new(42);
     private readonly Func<RaftConfig, RaftConfig>? _configure;
-    private long _operationId = 1;
-    private ulong _requestId = 1;
 
     public ScenarioCluster(int size, bool preVote = true, bool checkQuorum = true, Func<RaftConfig, RaftConfig>? configure = null, int snapshotIntervalEntries = 0, ulong snapshotTrailingEntries = 0)
     {
         _configure = configure;
-        Oracle.DiskOf = id => Hosts.TryGetValue((int)id.Value, out var host) ? host.Disk : null;
+        Oracle.DiskOf = id => Hosts.TryGetValue((int)id.Value, out var host) ? host.Log : null;
         SnapshotIntervalEntries = snapshotIntervalEntries;
         SnapshotTrailingEntries = snapshotTrailingEntries;
         PreVote = preVote;
         CheckQuorum = checkQuorum;
-        var founders = Enumerable.Range(1, size).Select(i => new ConfChange(ConfChangeType.AddVoter, new NodeId((ulong)i), ReadOnlyMemory<byte>.Empty)).ToList();
+        var founders = Enumerable.Range(1, size).Select(i => new ConfChange(ConfChangeType.AddVoter, new NodeId((ulong)i), Member(i))).ToList();
         var bootstrap = PersistentState.Bootstrap(founders);
         for (int i = 1; i <= size; i++)
         {
             var host = AddHost(i);
-            host.Disk.Initialize(bootstrap);
-            Oracle.ObserveSaved(host.Disk, bootstrap.Entries);
+            var wal = Storage.WriteAheadLog.Open(host.Disk, "/data/wal", new Storage.WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false },
+                Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            host.Log.Attach(wal);
+            host.Log.Load();
+            host.Log.Save(bootstrap.HardState, bootstrap.Entries);
+            host.Log.Detach();
+        }
+
+        foreach (var host in Hosts.Values)
+        {
             host.Start();
         }
 
@@ -48,7 +73,7 @@ internal sealed class ScenarioCluster
 
     public SafetyOracle Oracle { get; } = new();
 
-    public SortedDictionary<int, SimHost> Hosts { get; } = [];
+    public SortedDictionary<int, SimNode> Hosts { get; } = [];
 
     /// <summary>Directed links (from, to) whose messages are dropped at delivery.</summary>
     public HashSet<(int From, int To)> Cut { get; } = [];
@@ -60,21 +85,53 @@ internal sealed class ScenarioCluster
 
     public int Delivered { get; private set; }
 
-    public SimHost this[int id] => Hosts[id];
+    public SimNode this[int id] => Hosts[id];
 
     public RaftNode Node(int id) => Hosts[id].Node ?? throw new InvalidOperationException($"node {id} is down");
 
-    public SimHost AddHost(int id)
+    long ISimEnvironment.Now => Now;
+
+    public static ReadOnlyMemory<byte> Member(int id) => new MemberInfo((ulong)id, "n" + id, "sim:" + id, "sim:" + id).ToContext();
+
+    public SimNode AddHost(int id)
     {
         var config = new RaftConfig { Id = new NodeId((ulong)id), RandomSeed = (ulong)id * 1000, PreVote = PreVote, CheckQuorum = CheckQuorum };
         config = _configure?.Invoke(config) ?? config;
-        var host = new SimHost(config, new SimDisk(config.Id), Oracle, () => Now, m => _inFlight.Add(m))
+        var settings = new SimNodeSettings
         {
-            SnapshotIntervalEntries = SnapshotIntervalEntries,
+            SnapshotThresholdEntries = SnapshotIntervalEntries == 0 ? int.MaxValue : SnapshotIntervalEntries,
             SnapshotTrailingEntries = SnapshotTrailingEntries,
+            SnapshotWriteMsMax = 0,
+            LearnerTrailingEntriesMax = 0,
+            SegmentSizeBytes = 64 * 1024,
         };
+        var host = new SimNode(config, settings, Oracle, this, _random.Fork());
         Hosts.Add(id, host);
         return host;
+    }
+
+    void ISimEnvironment.Send(Message message) => _inFlight.Add(message);
+
+    void ISimEnvironment.Schedule(long delayMs, Action action) => _scheduled.Add(action);
+
+    int ISimEnvironment.Random(int low, int high) => _random.Between(low, high);
+
+    void ISimEnvironment.Trace(string line)
+    {
+    }
+
+    /// <summary>Runs the work nodes scheduled (snapshot writes, retries), in order.</summary>
+    public void RunScheduled()
+    {
+        while (_scheduled.Count > 0)
+        {
+            var batch = _scheduled.ToList();
+            _scheduled.Clear();
+            foreach (var action in batch)
+            {
+                action();
+            }
+        }
     }
 
     public void Isolate(int id)
@@ -91,6 +148,7 @@ internal sealed class ScenarioCluster
     /// <summary>Delivers the messages queued now (not those they cause) that pass the filter; drops the rest.</summary>
     public void Deliver(Func<Message, bool>? keep = null, Func<Message, Message>? rewrite = null)
     {
+        RunScheduled();
         var batch = _inFlight.ToList();
         _inFlight.Clear();
         foreach (var original in batch)
@@ -100,10 +158,9 @@ internal sealed class ScenarioCluster
             int to = (int)message.To.Value;
             if (Cut.Contains((from, to)) || (keep is not null && !keep(message)) || !Hosts.TryGetValue(to, out var host) || !host.IsUp)
             {
-                if (message.Type == MessageType.Snapshot && Hosts.TryGetValue(from, out var failedSender) && failedSender.Node is { } failedNode)
+                if (message.Type == MessageType.Snapshot && Hosts.TryGetValue(from, out var failedSender) && failedSender.IsUp)
                 {
-                    failedNode.ReportSnapshot(message.To, false);
-                    failedSender.Process();
+                    failedSender.ReportSnapshot(message.To, false);
                 }
 
                 continue;
@@ -111,10 +168,9 @@ internal sealed class ScenarioCluster
 
             Delivered++;
             host.Step(message);
-            if (message.Type == MessageType.Snapshot && Hosts.TryGetValue(from, out var sender) && sender.Node is { } node)
+            if (message.Type == MessageType.Snapshot && Hosts.TryGetValue(from, out var sender) && sender.IsUp)
             {
-                node.ReportSnapshot(message.To, true);
-                sender.Process();
+                sender.ReportSnapshot(message.To, true);
             }
 
             Check();
@@ -124,7 +180,7 @@ internal sealed class ScenarioCluster
     /// <summary>Delivers until no message is left (each round through <see cref="Deliver"/>).</summary>
     public void Stabilize(Func<Message, bool>? keep = null, Func<Message, Message>? rewrite = null)
     {
-        for (int round = 0; round < 1000 && _inFlight.Count > 0; round++)
+        for (int round = 0; round < 1000 && (_inFlight.Count > 0 || _scheduled.Count > 0); round++)
         {
             Deliver(keep, rewrite);
         }
@@ -141,6 +197,7 @@ internal sealed class ScenarioCluster
         for (int r = 0; r < rounds; r++)
         {
             Now++;
+            RunScheduled();
             foreach (var host in Hosts.Values.Where(h => h.IsUp))
             {
                 host.Tick();
@@ -170,7 +227,13 @@ internal sealed class ScenarioCluster
     public WriteTracker Set(int id, string key, string value)
     {
         var tracker = new WriteTracker();
-        tracker.Result = this[id].Propose(new KvCommand(_operationId++, KvOperationKind.Set, key, value, null), (outcome, _) => tracker.Outcome = outcome);
+        var status = this[id].Propose(CacheCommand.Set(key, Encoding.UTF8.GetBytes(value)), proposal =>
+        {
+            tracker.Outcome = proposal.Result is not null ? WriteOutcome.Committed
+                : proposal.Error is { Kind: HostErrorKind.Lost, OutcomeUnknown: false } ? WriteOutcome.Lost
+                : WriteOutcome.Unknown;
+        }, out var request);
+        tracker.Result = new ProposeResult(status, request.Term, request.Index, request.Index, NodeId.None);
         Check();
         return tracker;
     }
@@ -178,18 +241,19 @@ internal sealed class ScenarioCluster
     public ReadTracker Read(int id, string key, bool lease = false)
     {
         var tracker = new ReadTracker();
-        tracker.Status = this[id].Read(_requestId++, key, lease, value =>
+        bool accepted = this[id].Read(key, lease, (ok, value) =>
         {
             tracker.Value = value;
-            tracker.Done = true;
+            tracker.Done = ok;
         });
+        tracker.Status = accepted ? ReadStatus.Accepted : ReadStatus.NoLeader;
         Check();
         return tracker;
     }
 
     public ProposeResult ProposeConfChange(int leader, ConfChangeType type, int node)
     {
-        var result = Node(leader).ProposeConfChange(new ConfChange(type, new NodeId((ulong)node), ReadOnlyMemory<byte>.Empty));
+        var result = Node(leader).ProposeConfChange(new ConfChange(type, new NodeId((ulong)node), type == ConfChangeType.RemoveNode ? ReadOnlyMemory<byte>.Empty : Member(node)));
         this[leader].Process();
         Check();
         return result;
@@ -214,7 +278,7 @@ internal sealed class ScenarioCluster
 
     public string Describe() =>
         string.Join("; ", Hosts.Select(h => h.Value.Node is { } n
-            ? string.Create(CultureInfo.InvariantCulture, $"n{h.Key} {n.Role} term={n.Term} commit={n.CommitIndex} applied={h.Value.Applied} last={h.Value.Disk.LastIndex}")
+            ? string.Create(CultureInfo.InvariantCulture, $"n{h.Key} {n.Role} term={n.Term} commit={n.CommitIndex} applied={h.Value.Applied} last={h.Value.Log.LastIndex}")
             : $"n{h.Key} down"));
 
     internal sealed class WriteTracker

@@ -120,7 +120,7 @@ internal sealed class ScriptRunner
                 return [];
             case "status":
                 return Cluster.Hosts.Select(h => h.Value.Node is { } n
-                    ? string.Create(CultureInfo.InvariantCulture, $"n{h.Key} {n.Role} term={n.Term} leader={n.Leader} commit={n.CommitIndex} applied={h.Value.Applied} last={h.Value.Disk.LastIndex} {n.ConfState}")
+                    ? string.Create(CultureInfo.InvariantCulture, $"n{h.Key} {n.Role} term={n.Term} leader={n.Leader} commit={n.CommitIndex} applied={h.Value.Applied} last={h.Value.Log.LastIndex} {n.ConfState}")
                     : $"n{h.Key} {(h.Value.IsStopped ? "stopped" : "down")}");
             default:
                 throw new InvalidOperationException($"unknown command '{words[0]}'");

@@ -8,12 +8,12 @@ namespace Stcache.Simulation.Sim;
 /// committed entry), state machine safety (every node applies the same entry at an index; committed entries never
 /// change). Committed entries are learned from what nodes apply.
 /// </summary>
-public sealed class SafetyOracle
+internal sealed class SafetyOracle
 {
     private readonly Dictionary<Term, NodeId> _leaders = [];
     private readonly List<Entry?> _committed = [null];
     private readonly Dictionary<(ulong Index, ulong Term), (byte[] Data, EntryType Type, Term? PreviousTerm)> _entries = [];
-    private readonly Dictionary<long, (LogIndex Index, long Time)> _operationsCommitted = [];
+    private readonly Dictionary<ulong, long> _firstApplied = [];
 
     /// <summary>Highest index known committed (entries below it may be unknown when only snapshots carried them).</summary>
     public LogIndex CommittedMax => new((ulong)_committed.Count - 1);
@@ -34,13 +34,14 @@ public sealed class SafetyOracle
         return true;
     }
 
-    /// <summary>When the write with this operation id first became visible (applied anywhere), if it ever did.</summary>
-    public bool TryGetOperationCommit(long operationId, out LogIndex index, out long time)
+    /// <summary>
+    /// When the entry a proposal was given (<paramref name="index"/> at <paramref name="term"/>) first became
+    /// visible (applied anywhere), if it ever did. Same index and term means the same entry (log matching).
+    /// </summary>
+    public bool TryGetCommitTime(LogIndex index, Term term, out long time)
     {
-        bool found = _operationsCommitted.TryGetValue(operationId, out var at);
-        index = at.Index;
-        time = at.Time;
-        return found;
+        time = 0;
+        return TryGetCommitted(index, out var entry) && entry.Term == term && _firstApplied.TryGetValue(index.Value, out time);
     }
 
     public void ObserveRole(NodeId node, RaftRole role, Term term)
@@ -64,7 +65,7 @@ public sealed class SafetyOracle
     }
 
     /// <summary>Leader completeness: a newly elected leader's durable log holds every committed entry.</summary>
-    public void CheckLeaderCompleteness(NodeId leader, Term term, SimDisk disk)
+    public void CheckLeaderCompleteness(NodeId leader, Term term, DurableLog disk)
     {
         for (ulong i = disk.SnapshotMetadata.Index.Value + 1; i < (ulong)_committed.Count; i++)
         {
@@ -98,7 +99,7 @@ public sealed class SafetyOracle
     }
 
     /// <summary>Log matching, checked incrementally as entries reach any node's disk.</summary>
-    public void ObserveSaved(SimDisk disk, IReadOnlyList<Entry> entries)
+    public void ObserveSaved(DurableLog disk, IReadOnlyList<Entry> entries)
     {
         foreach (var entry in entries)
         {
@@ -130,7 +131,7 @@ public sealed class SafetyOracle
     }
 
     /// <summary>Finds a node's disk, to check that what is committed is durable on a majority.</summary>
-    public Func<NodeId, SimDisk?>? DiskOf { get; set; }
+    public Func<NodeId, DurableLog?>? DiskOf { get; set; }
 
     /// <summary>State machine safety: every node applies the same entry at each index; committed never changes.
     /// The first time an entry is applied anywhere, it must be durable on a majority of the voters that could
@@ -165,11 +166,7 @@ public sealed class SafetyOracle
         }
 
         _committed[index] = entry with { Data = entry.Data.ToArray() };
-        if (entry.Type == EntryType.Normal && !entry.Data.IsEmpty)
-        {
-            var command = KvCommand.Decode(entry.Data);
-            _operationsCommitted.TryAdd(command.OperationId, (entry.Index, time));
-        }
+        _firstApplied.TryAdd(entry.Index.Value, time);
     }
 
     private bool DurableOnMajority(Entry entry, ConfState conf)

@@ -1,4 +1,7 @@
 using System.Globalization;
+using System.Text;
+using Stcache.Cache;
+using Stcache.Node;
 using Stcache.Raft;
 using Stcache.Testing;
 
@@ -47,11 +50,35 @@ public sealed record SimulationOptions
     /// the missed ticks (as a host counting ticks from a monotonic clock must), then handles queued messages.</summary>
     public int PauseWeight { get; init; }
 
+    /// <summary>A disk that fills up (ENOSPC) or fails (EIO) for a while.</summary>
+    public int DiskFaultWeight { get; init; }
+
+    /// <summary>Clock faults: the wall clock steps (NTP), the tick timer stalls and then catches up.</summary>
+    public int ClockFaultWeight { get; init; }
+
+    /// <summary>An operator wipes a member: it is removed, its data deleted, and it joins again as a learner.</summary>
+    public int WipeWeight { get; init; }
+
+    /// <summary>Snapshot when this many entries were applied since the last one (0 = never).</summary>
     public int SnapshotIntervalEntries { get; init; } = 20;
 
     public int SnapshotTrailingEntries { get; init; } = 5;
 
-    public int TornSavePerMillion { get; init; } = 100_000;
+    /// <summary>Chance that a crash also flips a bit in a synced file (a sealed WAL segment or a snapshot).</summary>
+    public int BitFlipPerMillion { get; init; }
+
+    /// <summary>Creations, renames and deletions need a directory fsync to survive a crash.</summary>
+    public bool StrictDirectories { get; init; }
+
+    /// <summary>Torn writes leave garbage rather than zeros.</summary>
+    public bool TornGarbage { get; init; }
+
+    public int SegmentSizeBytes { get; init; } = 16 * 1024;
+
+    public bool Preallocate { get; init; }
+
+    /// <summary>Learners this close to the commit index are promoted (the host option of the same name).</summary>
+    public int LearnerTrailingEntriesMax { get; init; } = 5;
 
     public long AppendBytesMax { get; init; } = 1 << 20;
 
@@ -83,9 +110,17 @@ public sealed record SimulationOptions
             MembershipWeight = random.Between(0, 3),
             TransferWeight = random.Between(0, 2),
             PauseWeight = random.Between(0, 2),
+            DiskFaultWeight = random.Between(0, 2),
+            ClockFaultWeight = random.Between(0, 2),
+            WipeWeight = random.Chance(1, 2) ? 0 : 1,
             SnapshotIntervalEntries = random.Chance(1, 5) ? 0 : random.Between(3, 40),
             SnapshotTrailingEntries = random.Between(0, 8),
-            TornSavePerMillion = random.Chance(1, 2) ? 0 : 200_000,
+            BitFlipPerMillion = random.Chance(1, 2) ? 0 : 100_000,
+            StrictDirectories = random.Chance(1, 2),
+            TornGarbage = random.Chance(1, 2),
+            SegmentSizeBytes = random.Chance(1, 2) ? 4096 : 64 * 1024,
+            Preallocate = random.Chance(1, 3),
+            LearnerTrailingEntriesMax = random.Chance(1, 2) ? 0 : random.Between(1, 50),
             AppendBytesMax = random.Chance(1, 2) ? 200 : 1 << 20,
             InflightMessagesMax = random.Chance(1, 3) ? 1 : random.Between(2, 64),
             ClockDriftPerMillion = random.Chance(1, 2) ? 0 : random.Between(0, 50_000),
@@ -95,7 +130,9 @@ public sealed record SimulationOptions
     public override string ToString() =>
         $"seed={Seed} nodes={NodeCount} preVote={PreVote} checkQuorum={CheckQuorum} safety={SafetyPhaseMs}ms clients={ClientCount} keys={KeyCount} " +
         $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} pause={PauseWeight} " +
-        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} torn={TornSavePerMillion} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
+        $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
+        $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
+        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
         $"net={Network}";
 }
 
@@ -150,8 +187,35 @@ public sealed class SimulationStats
 
     public long LeaderTerms { get; set; }
 
+    public long SyncCrashes { get; set; }
+
+    public long DiskFaults { get; set; }
+
+    public long StorageRefusals { get; set; }
+
+    public long ClockFaults { get; set; }
+
+    public long Joins { get; set; }
+
+    public long Wipes { get; set; }
+
+    public long RefusedStarts { get; set; }
+
+    public long RemovalsLearned { get; set; }
+
+    public long FollowerWrites { get; set; }
+
     public void Add(SimulationStats other)
     {
+        SyncCrashes += other.SyncCrashes;
+        DiskFaults += other.DiskFaults;
+        StorageRefusals += other.StorageRefusals;
+        ClockFaults += other.ClockFaults;
+        Joins += other.Joins;
+        Wipes += other.Wipes;
+        RefusedStarts += other.RefusedStarts;
+        RemovalsLearned += other.RemovalsLearned;
+        FollowerWrites += other.FollowerWrites;
         Crashes += other.Crashes;
         Partitions += other.Partitions;
         ConfChangesApplied += other.ConfChangesApplied;
@@ -169,48 +233,75 @@ public sealed class SimulationStats
     public override string ToString() =>
         $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} pauses={Pauses} snapshotsTaken={SnapshotsTaken} " +
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
-        $"leaseReads={LeaseReads} leaderTerms={LeaderTerms}";
+        $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} " +
+        $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites}";
+}
+
+/// <summary>Deliberate disk bugs, to prove the checkers catch what they claim to catch. Bugs in the node itself
+/// are proven by the mutation table in the README (temporary edits of the real code).</summary>
+public enum InjectedBug : byte
+{
+    None = 0,
+
+    /// <summary>Every node's disk acknowledges fsyncs it never did: a crash loses acknowledged writes.</summary>
+    LyingFsync = 1,
 }
 
 /// <summary>
-/// A deterministic whole-cluster run of the real Raft core in virtual time (modelled on TigerBeetle's VOPR): a
-/// safety phase with random faults (crashes at any point of a Ready batch, partitions, loss, duplication,
-/// reordering, membership changes, leadership transfers), then a liveness phase (everything healed) in which a
-/// fresh write must commit and every member converge within a bound. Safety is checked after every event; the
-/// clients' history is checked for linearizability at the end.
+/// A deterministic whole-cluster run of the real node (modelled on TigerBeetle's VOPR): every node is the real
+/// <see cref="NodeDriver"/> with the real write-ahead log, snapshot store and cache over a simulated disk, on its own
+/// clock. A safety phase with random faults (crashes at any point including inside a sync, torn writes, bit flips,
+/// full and failing disks, partitions, loss, duplication, reordering, pauses, stalled timers, clock steps, joins,
+/// removals including of nodes that are down, wipes, leadership transfers), then a liveness phase (everything
+/// healed) in which a fresh write must commit, learners be promoted, removed nodes stop, and every member converge
+/// within a bound. Safety is checked after every event; the clients' history is checked for linearizability.
 /// </summary>
-public sealed class Simulator
+internal sealed class Simulator : ISimEnvironment
 {
     private const string LivenessKey = "__liveness";
 
     private readonly SimulationOptions _options;
     private readonly SplitMix _random;
     private readonly SplitMix _networkRandom;
+    private readonly SplitMix _diskRandom;
     private readonly PriorityQueue<Action, (long Time, long Sequence)> _events = new();
-    private readonly SortedDictionary<ulong, SimHost> _hosts = [];
+    private readonly SortedDictionary<ulong, SimNode> _nodes = [];
     private readonly SafetyOracle _oracle = new();
     private readonly SimPartitions _partitions = new();
     private readonly List<ClientOperation> _operations = [];
     private readonly Action<string>? _trace;
     private readonly SimulationStats _stats = new();
+    private readonly HashSet<LogIndex> _confChangesSeen = [];
+    private readonly Dictionary<ulong, Pause> _paused = [];
+    private readonly Dictionary<ulong, int> _stalled = [];
+    private readonly Dictionary<ulong, ulong> _digests = [];
+    private readonly HashSet<ulong> _rejoining = [];
+    private readonly HashSet<(ulong From, ulong To, ulong AsOf)> _notices = [];
+    private readonly HashSet<ulong> _everMember = [];
+    private readonly HashSet<ulong> _wiped = [];
+    private readonly List<string> _keys = [];
     private NetworkOptions _network;
     private long _now;
     private long _sequence;
     private long _eventCount;
     private long _nextOperationId = 1;
-    private ulong _nextRequestId = 1;
     private ulong _nextNodeId;
     private bool _livenessPhase;
-    private readonly HashSet<LogIndex> _confChangesSeen = [];
-    private readonly Dictionary<ulong, Pause> _paused = [];
 
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
         _options = options;
         _random = new SplitMix((ulong)options.Seed);
         _networkRandom = _random.Fork();
+        _diskRandom = _random.Fork();
         _network = options.Network;
         _trace = trace;
+        for (int k = 0; k < options.KeyCount; k++)
+        {
+            _keys.Add("k" + k.ToString(CultureInfo.InvariantCulture));
+        }
+
+        _keys.Add(LivenessKey);
     }
 
     public long Now => _now;
@@ -242,7 +333,8 @@ public sealed class Simulator
         {
             failure = $"core invariant at t={_now}ms: {e.Message}\n{e.StackTrace}";
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException or NotImplementedException or IndexOutOfRangeException or NullReferenceException or KeyNotFoundException)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or NotImplementedException or IndexOutOfRangeException
+            or NullReferenceException or KeyNotFoundException or InvalidDataException or IOException or InvalidCastException)
         {
             failure = $"exception at t={_now}ms: {e}";
         }
@@ -266,24 +358,40 @@ public sealed class Simulator
             _options.ToString());
     }
 
+    // ---------------------------------------------------------------- ISimEnvironment
+
+    void ISimEnvironment.Send(Message message) => Send(message);
+
+    void ISimEnvironment.Schedule(long delayMs, Action action) => Schedule(delayMs, action);
+
+    int ISimEnvironment.Random(int low, int high) => _random.Between(low, high);
+
+    void ISimEnvironment.Trace(string line) => Trace(line);
+
+    // ---------------------------------------------------------------- setup
+
     private void Setup()
     {
         Trace($"options: {_options}");
-        _oracle.DiskOf = id => _hosts.TryGetValue(id.Value, out var host) ? host.Disk : null;
+        _oracle.DiskOf = id => _nodes.TryGetValue(id.Value, out var node) ? node.Log : null;
         var founders = new List<ConfChange>();
         for (int i = 1; i <= _options.NodeCount; i++)
         {
-            founders.Add(new ConfChange(ConfChangeType.AddVoter, new NodeId((ulong)i), ReadOnlyMemory<byte>.Empty));
+            var id = new NodeId((ulong)i);
+            founders.Add(new ConfChange(ConfChangeType.AddVoter, id, new MemberInfo(id.Value, "n" + i, "sim:" + i, "sim:" + i).ToContext()));
         }
 
         var bootstrap = PersistentState.Bootstrap(founders);
         _nextNodeId = (ulong)_options.NodeCount + 1;
-        foreach (var founder in founders)
+        var nodes = founders.Select(f => CreateNode(f.NodeId)).ToList();
+        foreach (var node in nodes)
         {
-            var host = CreateHost(founder.NodeId);
-            host.Disk.Initialize(bootstrap);
-            _oracle.ObserveSaved(host.Disk, bootstrap.Entries);
-            host.Start();
+            Bootstrap(node, bootstrap);
+        }
+
+        foreach (var node in nodes)
+        {
+            node.Start();
         }
 
         for (int c = 0; c < _options.ClientCount; c++)
@@ -298,7 +406,18 @@ public sealed class Simulator
         }
     }
 
-    private SimHost CreateHost(NodeId id)
+    /// <summary>Writes the founders' bootstrap state through the real log, as the server's first start does.</summary>
+    private void Bootstrap(SimNode node, PersistentState bootstrap)
+    {
+        var wal = Storage.WriteAheadLog.Open(node.Disk, "/data/wal", new Storage.WalOptions { SegmentSizeBytes = _options.SegmentSizeBytes, PrepareSegmentsAhead = false },
+            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        node.Log.Attach(wal);
+        node.Log.Load();
+        node.Log.Save(bootstrap.HardState, bootstrap.Entries);
+        node.Log.Detach();
+    }
+
+    private SimNode CreateNode(NodeId id)
     {
         var config = new RaftConfig
         {
@@ -311,42 +430,58 @@ public sealed class Simulator
             AppendBytesMax = _options.AppendBytesMax,
             InflightMessagesMax = _options.InflightMessagesMax,
         };
-        var host = new SimHost(config, new SimDisk(id), _oracle, () => _now, Send)
+        var settings = new SimNodeSettings
         {
-            SnapshotIntervalEntries = _options.SnapshotIntervalEntries,
+            TickMs = _options.TickMs,
+            SnapshotThresholdEntries = _options.SnapshotIntervalEntries == 0 ? int.MaxValue : _options.SnapshotIntervalEntries,
+            SnapshotIntervalTicks = 1,
             SnapshotTrailingEntries = (ulong)_options.SnapshotTrailingEntries,
-            ConfChangeApplied = OnConfChangeApplied,
-            Trace = _trace is null ? null : Trace,
-            Bug = _options.Bug,
+            LearnerTrailingEntriesMax = _options.LearnerTrailingEntriesMax,
+            SegmentSizeBytes = _options.SegmentSizeBytes,
+            Preallocate = _options.Preallocate,
         };
-        _hosts.Add(id.Value, host);
-        long phase = _random.Between(0, _options.TickMs - 1);
+        var node = new SimNode(config, settings, _oracle, this, _diskRandom.Fork())
+        {
+            ConfChangeApplied = OnConfChangeApplied,
+            RemovedFromCluster = OnRemoved,
+        };
+        node.Disk.StrictDirectories = _options.StrictDirectories;
+        node.Disk.TornGarbage = _options.TornGarbage;
+        node.Disk.SyncIsALie = _options.Bug == InjectedBug.LyingFsync;
         int drift = _options.ClockDriftPerMillion == 0 ? 0 : _random.Between(-_options.ClockDriftPerMillion / 2, _options.ClockDriftPerMillion / 2);
+        node.Clock.DriftPerMillion = drift;
+        node.Clock.OffsetMs = _random.Between(-5_000, 5_000);
+        _nodes.Add(id.Value, node);
+        long phase = _random.Between(0, _options.TickMs - 1);
         long periodMicros = (_options.TickMs * 1000L) + (_options.TickMs * 1000L * drift / 1_000_000);
         long start = _now + phase;
-        Schedule(phase, () => TickLoop(host, start, periodMicros, 1));
-        return host;
+        Schedule(phase, () => TickLoop(node, start, periodMicros, 1));
+        return node;
     }
 
     /// <summary>Ticks a node on its own clock: tick k happens at start + k * period (period in microseconds).</summary>
-    private void TickLoop(SimHost host, long start, long periodMicros, long count)
+    private void TickLoop(SimNode node, long start, long periodMicros, long count)
     {
-        if (host.IsStopped)
+        if (node.IsStopped && !_rejoining.Contains(node.Id.Value))
         {
             return;
         }
 
-        if (_paused.TryGetValue(host.Id.Value, out var pause))
+        if (_paused.TryGetValue(node.Id.Value, out var pause))
         {
-            _paused[host.Id.Value] = pause with { MissedTicks = pause.MissedTicks + 1 };
+            _paused[node.Id.Value] = pause with { MissedTicks = pause.MissedTicks + 1 };
+        }
+        else if (_stalled.TryGetValue(node.Id.Value, out int missed))
+        {
+            _stalled[node.Id.Value] = missed + 1;
         }
         else
         {
-            host.Tick();
+            node.Tick();
         }
 
         long next = start + (count * periodMicros / 1000);
-        Schedule(Math.Max(1, next - _now), () => TickLoop(host, start, periodMicros, count + 1));
+        Schedule(Math.Max(1, next - _now), () => TickLoop(node, start, periodMicros, count + 1));
     }
 
     // ---------------------------------------------------------------- event loop
@@ -369,9 +504,28 @@ public sealed class Simulator
 
     private void CheckAll()
     {
-        foreach (var host in _hosts.Values)
+        foreach (var node in _nodes.Values)
         {
-            host.AssertInvariants();
+            if (!node.IsUp || node.IsWaiting)
+            {
+                continue;
+            }
+
+            node.AssertInvariants();
+
+            // Replicas that applied the same prefix hold the same cache.
+            ulong digest = node.Digest(_keys);
+            if (_digests.TryGetValue(node.Applied.Value, out ulong known))
+            {
+                if (known != digest)
+                {
+                    throw new SimulationFailureException($"cache digest: node {node.Id} at applied index {node.Applied} differs from another replica at that index");
+                }
+            }
+            else
+            {
+                _digests[node.Applied.Value] = digest;
+            }
         }
     }
 
@@ -381,7 +535,7 @@ public sealed class Simulator
     {
         var from = message.From;
         var to = message.To;
-        if (!_hosts.TryGetValue(to.Value, out _))
+        if (!_nodes.TryGetValue(to.Value, out _))
         {
             return;
         }
@@ -436,7 +590,7 @@ public sealed class Simulator
             return;
         }
 
-        if (!_hosts.TryGetValue(message.To.Value, out var host) || !host.IsUp || _partitions.IsBlocked(message.From, message.To))
+        if (!_nodes.TryGetValue(message.To.Value, out var node) || !node.IsUp || _partitions.IsBlocked(message.From, message.To))
         {
             if (message.Type == MessageType.Snapshot)
             {
@@ -446,11 +600,27 @@ public sealed class Simulator
             return;
         }
 
-        host.Step(message);
-        if (message.Type == MessageType.Snapshot && _hosts.TryGetValue(message.From.Value, out var sender) && sender.Node is { } node)
+        // The transport's handshake: a node whose applied configuration does not list the dialer tells it as of
+        // which index (production's "not a member" notice, once per connection: here once per link and index). The
+        // connection is used as usual; the dialer judges whether the notice means it was removed.
+        var conf = node.ConfState;
+        if ((conf.Voters.Count > 0 || conf.Learners.Count > 0) && !conf.IsMember(message.From) &&
+            _notices.Add((message.From.Value, message.To.Value, node.Applied.Value)))
         {
-            node.ReportSnapshot(message.To, true);
-            sender.Process();
+            var asOf = node.Applied;
+            Schedule(Delay(), () =>
+            {
+                if (_nodes.TryGetValue(message.From.Value, out var sender) && sender.IsUp)
+                {
+                    sender.ReportNotAMember(message.To, asOf);
+                }
+            });
+        }
+
+        node.Step(message);
+        if (message.Type == MessageType.Snapshot && _nodes.TryGetValue(message.From.Value, out var from) && from.IsUp)
+        {
+            from.ReportSnapshot(message.To, true);
         }
     }
 
@@ -462,22 +632,20 @@ public sealed class Simulator
             return;
         }
 
-        if (!_hosts.TryGetValue(from.Value, out var sender) || sender.Node is not { } node)
+        if (!_nodes.TryGetValue(from.Value, out var sender) || !sender.IsUp)
         {
             return;
         }
 
         if (unreachable)
         {
-            node.ReportUnreachable(to);
+            sender.ReportUnreachable(to);
         }
 
         if (snapshot)
         {
-            node.ReportSnapshot(to, false);
+            sender.ReportSnapshot(to, false);
         }
-
-        sender.Process();
     }
 
     // ---------------------------------------------------------------- clients
@@ -489,7 +657,7 @@ public sealed class Simulator
             return;
         }
 
-        var targets = UpHosts().Where(h => !h.IsStopped).ToList();
+        var targets = UpNodes().ToList();
         if (targets.Count == 0)
         {
             Schedule(_random.Between(10, 50), () => ClientStep(client));
@@ -498,83 +666,138 @@ public sealed class Simulator
 
         var leader = CurrentLeader();
         var target = leader is not null && _random.Chance(1, 2) ? leader : _random.Pick(targets);
-        string key = "k" + _random.Next(_options.KeyCount).ToString(CultureInfo.InvariantCulture);
+        string key = _keys[_random.Next(_options.KeyCount)];
         int choice = _random.Next(10);
         if (choice < 4)
         {
             bool lease = _options.CheckQuorum && target.Node!.Role == RaftRole.Leader && _random.Chance(1, 3);
             StartRead(client, target, key, lease);
+            return;
         }
-        else
-        {
-            long id = _nextOperationId++;
-            string value = string.Create(CultureInfo.InvariantCulture, $"c{client}-{id}");
-            var kind = choice switch
-            {
-                < 7 => KvOperationKind.Set,
-                < 8 => KvOperationKind.Delete,
-                _ => KvOperationKind.CompareAndSet,
-            };
-            string? expected = null;
-            if (kind == KvOperationKind.CompareAndSet)
-            {
-                // Expect a value some earlier write used (or absent), so swaps sometimes succeed.
-                var earlier = _operations.Where(o => o.Key == key && o.Value is not null).TakeLast(3).ToList();
-                expected = earlier.Count == 0 || _random.Chance(1, 4) ? null : _random.Pick(earlier).Value;
-            }
 
-            StartWrite(client, target, new KvCommand(id, kind, key, kind == KvOperationKind.Delete ? null : value, expected));
+        long id = _nextOperationId++;
+        string value = string.Create(CultureInfo.InvariantCulture, $"c{client}-{id}");
+        var kind = choice switch
+        {
+            < 7 => KvOperationKind.Set,
+            < 8 => KvOperationKind.Delete,
+            _ => KvOperationKind.CompareAndSet,
+        };
+        string? expected = null;
+        if (kind == KvOperationKind.CompareAndSet)
+        {
+            // Expect a value some earlier write used (or absent), so swaps sometimes succeed.
+            var earlier = _operations.Where(o => o.Key == key && o.Value is not null).TakeLast(3).ToList();
+            expected = earlier.Count == 0 || _random.Chance(1, 4) ? null : _random.Pick(earlier).Value;
         }
+
+        var operation = new ClientOperation
+        {
+            Id = id,
+            Client = client,
+            Kind = kind,
+            Key = key,
+            Value = kind == KvOperationKind.Delete ? null : value,
+            Expected = expected,
+            InvokeTime = _now,
+        };
+
+        // A write sent to a follower is forwarded to the leader, and answered once the follower applied it (so the
+        // client reads its write there).
+        SimNode? via = null;
+        if (target.Node!.Role != RaftRole.Leader && leader is not null && _random.Chance(1, 2))
+        {
+            via = target;
+            target = leader;
+        }
+
+        StartWrite(operation, target, via);
     }
+
+    private static CacheCommand ToCommand(ClientOperation operation) => operation.Kind switch
+    {
+        KvOperationKind.Set => CacheCommand.Set(operation.Key, Encoding.UTF8.GetBytes(operation.Value!)),
+        KvOperationKind.Delete => CacheCommand.Delete(operation.Key),
+        _ when operation.Expected is null => CacheCommand.SetIfVersion(operation.Key, Encoding.UTF8.GetBytes(operation.Value!), 0),
+        _ => CacheCommand.SetIfValue(operation.Key, Encoding.UTF8.GetBytes(operation.Value!), Encoding.UTF8.GetBytes(operation.Expected)),
+    };
 
     private void NextClientStep(int client) => Schedule(_random.Between(0, 30), () => ClientStep(client));
 
-    private void StartWrite(int client, SimHost target, KvCommand command)
+    private void StartWrite(ClientOperation operation, SimNode target, SimNode? via)
     {
-        var operation = new ClientOperation
-        {
-            Id = command.OperationId,
-            Client = client,
-            Kind = command.Kind,
-            Key = command.Key,
-            Value = command.Value,
-            Expected = command.Expected,
-            InvokeTime = _now,
-        };
-        var result = target.Propose(command, (outcome, effect) =>
+        int client = operation.Client;
+        var status = target.Propose(ToCommand(operation), proposal =>
         {
             if (operation.Finished)
             {
                 return;
             }
 
-            switch (outcome)
+            if (proposal.Result is { } result)
             {
-                case WriteOutcome.Committed:
-                    operation.CompleteTime = _now;
-                    operation.Succeeded = effect;
-                    _stats.WritesAcknowledged++;
-                    Trace($"client {client} #{operation.Id} {operation.Kind} {operation.Key} committed (effect={effect})");
-                    break;
-                case WriteOutcome.Lost:
-                    operation.Discarded = true;
-                    _stats.WritesLost++;
-                    Trace($"client {client} #{operation.Id} lost");
-                    break;
-                default:
+                if (via is null)
+                {
+                    Acknowledge(operation, result);
+                    return;
+                }
+
+                // Forwarded: the follower answers once it has applied the write itself.
+                var index = proposal.Index;
+                if (!via.WaitForApplied(index, applied =>
+                {
+                    if (operation.Finished)
+                    {
+                        return;
+                    }
+
+                    if (!applied)
+                    {
+                        operation.TimedOut = true;
+                        NextClientStep(client);
+                        return;
+                    }
+
+                    if (via.Applied < index)
+                    {
+                        throw new SimulationFailureException($"read your writes: node {via.Id} answered a forwarded write at {index} having applied only {via.Applied}");
+                    }
+
+                    _stats.FollowerWrites++;
+                    Acknowledge(operation, result);
+                }))
+                {
                     operation.TimedOut = true;
-                    break;
+                    NextClientStep(client);
+                }
+
+                return;
+            }
+
+            var error = proposal.Error!;
+            if (!error.OutcomeUnknown && error.Kind == HostErrorKind.Lost)
+            {
+                operation.Discarded = true;
+                _stats.WritesLost++;
+                Trace($"client {client} #{operation.Id} lost");
+            }
+            else
+            {
+                operation.TimedOut = true;
+                Trace($"client {client} #{operation.Id} outcome unknown: {error.Message}");
             }
 
             NextClientStep(client);
-        });
-        if (!result.IsAccepted)
+        }, out var request);
+        if (status != ProposeStatus.Accepted)
         {
             Schedule(_random.Between(5, 40), () => ClientStep(client));
             return;
         }
 
-        Trace($"client {client} #{operation.Id} {operation.Kind} {operation.Key}={operation.Value} expected={operation.Expected} at n{target.Id} -> {result.Term}/{result.FirstIndex}");
+        operation.Term = request.Term;
+        operation.Index = request.Index;
+        Trace($"client {client} #{operation.Id} {operation.Kind} {operation.Key}={operation.Value} expected={operation.Expected} at n{target.Id}{(via is null ? string.Empty : $" via n{via.Id}")} -> {request.Term}/{request.Index}");
         _operations.Add(operation);
         Schedule(_options.ClientTimeoutMs, () =>
         {
@@ -586,9 +809,17 @@ public sealed class Simulator
         });
     }
 
-    private void StartRead(int client, SimHost target, string key, bool lease)
+    private void Acknowledge(ClientOperation operation, ApplyResult result)
     {
-        ulong requestId = _nextRequestId++;
+        operation.CompleteTime = _now;
+        operation.Succeeded = result.Status == ApplyStatus.Ok;
+        _stats.WritesAcknowledged++;
+        Trace($"client {operation.Client} #{operation.Id} {operation.Kind} {operation.Key} committed ({result.Status})");
+        NextClientStep(operation.Client);
+    }
+
+    private void StartRead(int client, SimNode target, string key, bool lease)
+    {
         var operation = new ClientOperation
         {
             Id = _nextOperationId++,
@@ -597,10 +828,18 @@ public sealed class Simulator
             Key = key,
             InvokeTime = _now,
         };
-        var status = target.Read(requestId, key, lease, value =>
+        _operations.Add(operation);
+        bool accepted = target.Read(key, lease, (ok, value) =>
         {
             if (operation.Finished)
             {
+                return;
+            }
+
+            if (!ok)
+            {
+                operation.Discarded = true;
+                NextClientStep(client);
                 return;
             }
 
@@ -614,16 +853,17 @@ public sealed class Simulator
             {
                 _stats.ReadIndexReads++;
             }
+
             Trace($"client {client} #{operation.Id} read {key} at n{target.Id} lease={lease} -> {value ?? "absent"}");
             NextClientStep(client);
         });
-        if (status != ReadStatus.Accepted)
+        if (!accepted)
         {
+            operation.Discarded = true;
             Schedule(_random.Between(5, 40), () => ClientStep(client));
             return;
         }
 
-        _operations.Add(operation);
         Schedule(_options.ClientTimeoutMs, () =>
         {
             if (!operation.Finished)
@@ -658,9 +898,9 @@ public sealed class Simulator
                     long? completed = operation.CompleteTime;
                     if (completed is null)
                     {
-                        // Unknown outcome: if it ever became visible, it took effect by its first application;
-                        // if it never did, nothing could observe it.
-                        if (!_oracle.TryGetOperationCommit(operation.Id, out _, out long appliedAt))
+                        // Unknown outcome: if its entry was ever applied, it took effect by its first application;
+                        // if it never was, nothing could observe it.
+                        if (!_oracle.TryGetCommitTime(operation.Index, operation.Term, out long appliedAt))
                         {
                             continue;
                         }
@@ -707,7 +947,8 @@ public sealed class Simulator
         }
 
         Schedule(_random.Between(1, _options.FaultIntervalMs * 2), FaultStep);
-        int total = _options.CrashWeight + _options.PartitionWeight + _options.MembershipWeight + _options.TransferWeight + _options.PauseWeight;
+        int total = _options.CrashWeight + _options.PartitionWeight + _options.MembershipWeight + _options.TransferWeight + _options.PauseWeight +
+            _options.DiskFaultWeight + _options.ClockFaultWeight + _options.WipeWeight;
         if (total == 0)
         {
             return;
@@ -730,6 +971,18 @@ public sealed class Simulator
         {
             PauseSomeone();
         }
+        else if ((pick -= _options.DiskFaultWeight) < 0)
+        {
+            DiskFault();
+        }
+        else if ((pick -= _options.ClockFaultWeight) < 0)
+        {
+            ClockFault();
+        }
+        else if ((pick -= _options.WipeWeight) < 0)
+        {
+            WipeSomeone();
+        }
         else
         {
             TransferLeadership();
@@ -738,7 +991,7 @@ public sealed class Simulator
 
     private void CrashSomeone()
     {
-        var up = UpHosts().ToList();
+        var up = UpNodes().ToList();
         if (up.Count == 0)
         {
             return;
@@ -747,54 +1000,75 @@ public sealed class Simulator
         var leader = CurrentLeader();
         var victim = leader is not null && _random.Chance(1, 3) ? leader : _random.Pick(up);
         int mode = _random.Next(10);
-        var point = mode switch
-        {
-            < 5 => CrashPoint.Clean,
-            < 7 => CrashPoint.AfterMessages,
-            < 8 => CrashPoint.TornSave,
-            _ => CrashPoint.AfterSave,
-        };
-        if (point == CrashPoint.TornSave && !_random.ChancePerMillion(_options.TornSavePerMillion))
-        {
-            point = CrashPoint.AfterMessages;
-        }
-
         _stats.Crashes++;
-        if (point == CrashPoint.Clean)
+        if (mode < 5)
         {
             victim.Crash();
+            MaybeFlipBit(victim);
         }
         else
         {
-            Trace($"n{victim.Id} will crash at {point}");
-            victim.PendingCrash = point;
-            victim.TornSurvivors = _random.Between(0, 3);
+            // Power fails inside the next fsync (before or after it took effect): the Ready's messages have left,
+            // its batch is torn or durable, its acknowledgements have not left.
+            var when = mode < 8 ? SyncCrash.Before : SyncCrash.After;
+            Trace($"n{victim.Id} will crash {when} its next sync");
+            victim.Disk.CrashAtSync = when;
             Schedule(_random.Between(10, 200), () =>
             {
-                if (victim.PendingCrash is not null)
+                if (victim.Disk.CrashAtSync != SyncCrash.None)
                 {
                     victim.Crash();
                 }
+
+                MaybeFlipBit(victim);
             });
         }
 
         Schedule(_random.Between(20, 1_500), () => Restart(victim));
     }
 
-    private void Restart(SimHost host)
+    private void MaybeFlipBit(SimNode node)
     {
-        if (host.IsUp || host.IsStopped || _livenessPhase)
+        // Only while a majority stays healthy without this node: one rotten disk at a time, in a cluster of at least
+        // four voters (removals keep three), so the operator can still remove it and add it back.
+        var leader = CurrentLeader();
+        if (!node.IsUp && _options.BitFlipPerMillion > 0 && _random.ChancePerMillion(_options.BitFlipPerMillion) &&
+            _rejoining.Count == 0 && leader is { Node: { } core } && core.ConfState.Voters.Count >= 4 &&
+            _nodes.Values.All(n => n.StartFailure is null))
+        {
+            // A bit rots in a synced file the node will read at start: a sealed WAL segment or a snapshot. The CRC
+            // must catch it (the node refuses to start or falls back to an older snapshot).
+            bool flipped = _random.Chance(1, 2) ? node.Disk.FlipBit("/data/wal", sealedOnly: true) : node.Disk.FlipBit("/data/snapshots", sealedOnly: false);
+            if (flipped)
+            {
+                Trace($"n{node.Id} a bit flipped on its disk");
+            }
+        }
+    }
+
+    private void Restart(SimNode node)
+    {
+        if (node.IsUp || node.IsStopped || _livenessPhase || _rejoining.Contains(node.Id.Value))
         {
             return;
         }
 
-        host.Start();
-        host.Process();
+        if (!node.Start())
+        {
+            if (node.StartFailure is null)
+            {
+                Schedule(_random.Between(20, 300), () => Restart(node)); // a transient failure: try again
+                return;
+            }
+
+            _stats.RefusedStarts++;
+            WipeAndRejoin(node);
+        }
     }
 
     private void PartitionSomehow()
     {
-        var members = _hosts.Values.Where(h => !h.IsStopped).Select(h => h.Id).ToList();
+        var members = _nodes.Values.Where(h => !h.IsStopped).Select(h => h.Id).ToList();
         if (members.Count < 2)
         {
             return;
@@ -840,97 +1114,273 @@ public sealed class Simulator
 
     private void ChangeMembership()
     {
-        if (CurrentLeader() is not { Node: { } node } leader)
+        if (CurrentLeader() is not { Node: { } core } leader)
         {
             return;
         }
 
-        var conf = node.ConfState;
-        var status = node.GetStatus();
-        int action = _random.Next(3);
-
-        // Promote a learner that has caught up.
-        foreach (var learner in conf.Learners)
+        var conf = core.ConfState;
+        int live = _nodes.Values.Count(h => !h.IsStopped);
+        if (_random.Chance(1, 2) && live < _options.NodeCount + 2 && conf.Learners.Count == 0)
         {
-            var progress = status.Progress.FirstOrDefault(p => p.Id == learner);
-            if (progress.Id == learner && progress.Match.Value + 5 >= status.LastIndex.Value)
-            {
-                var promote = node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, learner, ReadOnlyMemory<byte>.Empty));
-                Trace($"n{leader.Id} propose promote {learner}: {promote.Status}");
-                leader.Process();
-                return;
-            }
-        }
-
-        int live = _hosts.Values.Count(h => !h.IsStopped);
-        if (action == 0 && live < _options.NodeCount + 2 && conf.Learners.Count == 0)
-        {
+            // A join: the leader adds a learner; its driver promotes it once it caught up.
             var id = new NodeId(_nextNodeId);
-            var result = node.ProposeConfChange(new ConfChange(ConfChangeType.AddLearner, id, ReadOnlyMemory<byte>.Empty));
-            Trace($"n{leader.Id} propose add learner {id}: {result.Status}");
-            if (result.IsAccepted)
+            var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, id, Member(id).ToContext()));
+            Trace($"n{leader.Id} propose add learner {id}: {status}");
+            if (status == ProposeStatus.Accepted)
             {
                 _nextNodeId++;
-                var host = CreateHost(id);
-                host.Start();
+                _stats.Joins++;
+                var joiner = CreateNode(id);
+                joiner.Start();
+                JoinStep(joiner);
             }
-
-            leader.Process();
         }
-        else if (action == 1 && conf.Voters.Count >= 3)
+        else if (conf.Voters.Count >= 3 && _rejoining.Count == 0)
         {
+            // Any voter, the leader included, and nodes that are down (they must learn of it when they return).
             var victim = _random.Pick(conf.Voters);
-            var result = node.ProposeConfChange(new ConfChange(ConfChangeType.RemoveNode, victim, ReadOnlyMemory<byte>.Empty));
-            Trace($"n{leader.Id} propose remove {victim}: {result.Status}");
-            leader.Process();
+            var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, victim, ReadOnlyMemory<byte>.Empty));
+            Trace($"n{leader.Id} propose remove {victim}{(_nodes.TryGetValue(victim.Value, out var v) && !v.IsUp ? " (down)" : string.Empty)}: {status}");
         }
     }
 
-    private void OnConfChangeApplied(SimHost host, ConfChange change)
+    private static MemberInfo Member(NodeId id) => new(id.Value, "n" + id.Value, "sim:" + id.Value, "sim:" + id.Value);
+
+    private void OnConfChangeApplied(SimNode node, ConfChange change)
     {
-        if (host.Applied.Value > (ulong)_options.NodeCount && _confChangesSeen.Add(host.Applied))
+        if (change.Type != ConfChangeType.RemoveNode && node.Node?.Role == RaftRole.Leader)
+        {
+            _everMember.Add(change.NodeId.Value);
+        }
+
+        if (node.Applied.Value > (ulong)_options.NodeCount && _confChangesSeen.Add(node.Applied))
         {
             _stats.ConfChangesApplied++;
         }
+    }
 
-        if (change.Type != ConfChangeType.RemoveNode || !_hosts.TryGetValue(change.NodeId.Value, out var removed) || removed.IsStopped)
+    /// <summary>A node learned it was removed: it shuts itself down soon after (as the server does).</summary>
+    private void OnRemoved(SimNode node)
+    {
+        _stats.RemovalsLearned++;
+        Schedule(_random.Between(0, 100), () =>
+        {
+            if (!node.IsStopped && !_rejoining.Contains(node.Id.Value))
+            {
+                node.Stop();
+            }
+        });
+    }
+
+    /// <summary>
+    /// The operator's procedure for a member whose data is gone (wiped, or refused to start on corruption): remove
+    /// it, delete its data, start it empty and add it again as a learner; the leader promotes it when it caught up.
+    /// Never re-added with its old data or before the removal committed: a wiped voter forgot its votes.
+    /// </summary>
+    private void WipeAndRejoin(SimNode node)
+    {
+        if (!_rejoining.Add(node.Id.Value))
         {
             return;
         }
 
-        // The removal is committed: the operator (or the node itself) shuts the removed node down soon after.
-        Trace($"n{host.Id} applied removal of {change.NodeId}; stopping it");
-        Schedule(_random.Between(0, 300), () =>
+        node.Crash();
+        _wiped.Add(node.Id.Value);
+        _stats.Wipes++;
+        Trace($"n{node.Id} will be removed, wiped and rejoined");
+        Schedule(_random.Between(0, 50), () => RejoinStep(node, removed: false));
+    }
+
+    private void RejoinStep(SimNode node, bool removed)
+    {
+        Schedule(_random.Between(20, 100), () =>
         {
-            if (!removed.IsStopped)
+            var leader = CurrentLeader();
+            if (leader?.Node is not { } core)
             {
-                removed.Stop();
+                RejoinStep(node, removed);
+                return;
+            }
+
+            if (!removed)
+            {
+                if (core.ConfState.IsMember(node.Id) || leader.ConfState.IsMember(node.Id))
+                {
+                    var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, node.Id, ReadOnlyMemory<byte>.Empty));
+                    Trace($"n{leader.Id} propose remove {node.Id} (to wipe it): {status}");
+                    RejoinStep(node, removed: false);
+                    return;
+                }
+
+                // The removal is applied on the leader: now the data can go.
+                node.Stop();
+                node.Wipe();
+                node.Revive();
+                if (!node.Start())
+                {
+                    if (node.StartFailure is not null)
+                    {
+                        throw new SimulationFailureException($"node {node.Id} refused to start on an empty disk: {node.StartFailure}");
+                    }
+
+                    RejoinStep(node, removed: false); // the disk is full or failing: try again
+                    return;
+                }
+
+                RejoinStep(node, removed: true);
+                return;
+            }
+
+            if (leader.ConfState.IsMember(node.Id))
+            {
+                // Added back and applied on the leader. A notice from a peer that had applied the removal but not
+                // yet the addition may have made it stop meanwhile; the operator starts it again.
+                if (node.IsStopped)
+                {
+                    node.Revive();
+                }
+
+                if (!node.IsUp && !node.Start())
+                {
+                    RejoinStep(node, removed: true);
+                    return;
+                }
+
+                _rejoining.Remove(node.Id.Value);
+                return;
+            }
+
+            if (!core.ConfState.IsMember(node.Id))
+            {
+                var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                Trace($"n{leader.Id} propose add wiped {node.Id} as learner: {status}");
+            }
+
+            RejoinStep(node, removed: true);
+        });
+    }
+
+    /// <summary>A joining node asks again until its addition is applied on the leader (the server's joiner retries).</summary>
+    private void JoinStep(SimNode node)
+    {
+        Schedule(_random.Between(50, 200), () =>
+        {
+            var leader = CurrentLeader();
+            if (_everMember.Contains(node.Id.Value))
+            {
+                return;
+            }
+
+            if (leader?.Node is { } core && !core.ConfState.IsMember(node.Id))
+            {
+                var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                Trace($"n{leader.Id} propose add learner {node.Id} again: {status}");
+            }
+
+            JoinStep(node);
+        });
+    }
+
+    private void WipeSomeone()
+    {
+        // One at a time, and never the last majority: the removal needs a quorum without the wiped node.
+        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3)
+        {
+            return;
+        }
+
+        var candidates = core.ConfState.Voters.Where(v => v != leader.Id && _nodes.ContainsKey(v.Value) && !_rejoining.Contains(v.Value)).ToList();
+        if (candidates.Count == 0)
+        {
+            return;
+        }
+
+        WipeAndRejoin(_nodes[_random.Pick(candidates).Value]);
+    }
+
+    private void DiskFault()
+    {
+        var up = UpNodes().ToList();
+        if (up.Count == 0)
+        {
+            return;
+        }
+
+        var victim = _random.Pick(up);
+        long duration = _random.Between(20, 800);
+        _stats.DiskFaults++;
+        if (_random.Chance(1, 2))
+        {
+            Trace($"n{victim.Id} disk full for {duration}ms");
+            victim.Disk.Full = true;
+            Schedule(duration, () => victim.Disk.Full = false);
+        }
+        else
+        {
+            Trace($"n{victim.Id} disk failing (EIO) for {duration}ms");
+            victim.Disk.IoErrorPerMillion = _random.Between(10_000, 300_000);
+            Schedule(duration, () => victim.Disk.IoErrorPerMillion = 0);
+        }
+    }
+
+    private void ClockFault()
+    {
+        var up = UpNodes().ToList();
+        if (up.Count == 0)
+        {
+            return;
+        }
+
+        var victim = _random.Pick(up);
+        _stats.ClockFaults++;
+        if (_random.Chance(1, 2))
+        {
+            long step = _random.Between(-10_000, 10_000);
+            victim.Clock.OffsetMs += step;
+            Trace($"n{victim.Id} wall clock steps {step}ms");
+            return;
+        }
+
+        // The tick timer stalls (a starved thread pool): messages are still read, ticks come late, all at once.
+        if (_stalled.ContainsKey(victim.Id.Value))
+        {
+            return;
+        }
+
+        long until = _random.Between(20, 400);
+        _stalled[victim.Id.Value] = 0;
+        Trace($"n{victim.Id} tick timer stalls for {until}ms");
+        Schedule(until, () =>
+        {
+            if (_stalled.Remove(victim.Id.Value, out int missed) && missed > 0)
+            {
+                Trace($"n{victim.Id} timer catches up {missed} ticks");
+                victim.Tick(missed);
             }
         });
     }
 
     private void TransferLeadership()
     {
-        if (CurrentLeader() is not { Node: { } node } leader)
+        if (CurrentLeader() is not { Node: { } core } leader)
         {
             return;
         }
 
-        var others = node.ConfState.Voters.Where(v => v != leader.Id).ToList();
+        var others = core.ConfState.Voters.Where(v => v != leader.Id).ToList();
         if (others.Count == 0)
         {
             return;
         }
 
         var target = _random.Pick(others);
-        var status = node.TransferLeadership(target);
+        var status = leader.TransferLeadership(target);
         Trace($"n{leader.Id} transfer leadership to {target}: {status}");
         if (status == ProposeStatus.Accepted)
         {
             _stats.Transfers++;
         }
-
-        leader.Process();
     }
 
     // ---------------------------------------------------------------- liveness
@@ -941,13 +1391,24 @@ public sealed class Simulator
         _partitions.HealAll();
         _network = _network with { DropPerMillion = 0, DuplicatePerMillion = 0, UnreachableReportPerMillion = 0 };
         Trace("liveness phase: heal everything, restart crashed nodes");
-        foreach (var host in _hosts.Values)
+        foreach (var node in _nodes.Values)
         {
-            host.PendingCrash = null;
-            if (!host.IsUp && !host.IsStopped)
+            node.Disk.CrashAtSync = SyncCrash.None;
+            node.Disk.Full = false;
+            node.Disk.IoErrorPerMillion = 0;
+            if (_stalled.Remove(node.Id.Value, out int missed) && missed > 0)
             {
-                host.Start();
-                host.Process();
+                node.Tick(missed);
+            }
+
+            if (!node.IsUp && !node.IsStopped && !_rejoining.Contains(node.Id.Value))
+            {
+                if (!node.Start() && (node.StartFailure is not null || !node.Start()))
+                {
+                    _stats.RefusedStarts++;
+                    WipeAndRejoin(node);
+                }
+
                 CheckAll();
             }
         }
@@ -956,13 +1417,15 @@ public sealed class Simulator
         long markerId = 0;
         Term markerTerm = Term.Zero;
         LogIndex markerIndex = LogIndex.Zero;
+        ClientOperation? marker = null;
         while (_now < deadline)
         {
             RunUntil(_now + _options.TickMs);
-            if (markerId != 0 && _oracle.TryGetOperationCommit(markerId, out var committedAt, out _))
+            RestartStoppedMembers();
+            if (marker is not null && _oracle.TryGetCommitTime(marker.Index, marker.Term, out _))
             {
-                markerIndex = committedAt;
-                if (Converged(markerIndex))
+                markerIndex = marker.Index;
+                if (Converged(markerIndex, out _))
                 {
                     Trace($"liveness: marker committed at {markerIndex} and all members converged");
                     return;
@@ -971,37 +1434,102 @@ public sealed class Simulator
                 continue;
             }
 
-            if (CurrentLeader() is { Node: { } node } leader && node.Term != markerTerm)
+            if (CurrentLeader() is { Node: { } core } leader && core.Term != markerTerm)
             {
                 long id = _nextOperationId++;
-                var result = leader.Propose(new KvCommand(id, KvOperationKind.Set, LivenessKey, "live", null), (_, _) => { });
-                if (result.IsAccepted)
+                var operation = new ClientOperation { Id = id, Client = -1, Kind = KvOperationKind.Set, Key = LivenessKey, Value = "live", InvokeTime = _now };
+                var status = leader.Propose(ToCommand(operation), _ => { }, out var request);
+                if (status == ProposeStatus.Accepted)
                 {
                     markerId = id;
-                    markerTerm = node.Term;
-                    Trace($"liveness: marker #{id} proposed at n{leader.Id} {result.Term}/{result.FirstIndex}");
+                    markerTerm = core.Term;
+                    operation.Term = request.Term;
+                    operation.Index = request.Index;
+                    marker = operation;
+                    Trace($"liveness: marker #{id} proposed at n{leader.Id} {request.Term}/{request.Index}");
                 }
             }
         }
 
+        Converged(markerIndex, out string why);
         var leaderNow = CurrentLeader();
         throw new SimulationFailureException(
-            $"liveness: no fresh write committed and converged within {_options.LivenessElectionTimeouts} election timeouts after healing " +
+            $"liveness: not converged within {_options.LivenessElectionTimeouts} election timeouts after healing: {why} " +
             $"(leader: {(leaderNow is null ? "none" : leaderNow.Id.ToString())}, marker index {markerIndex}). " + DescribeNodes());
     }
 
-    private bool Converged(LogIndex index)
+    /// <summary>
+    /// A node wiped and added back under its old id can be told "not a member" by a peer that applied its removal
+    /// but not yet its addition, and stop (ids reused are ambiguous by nature); an operator starts a member that
+    /// stopped again.
+    /// </summary>
+    private void RestartStoppedMembers()
     {
+        if (CurrentLeader() is not { } leader)
+        {
+            return;
+        }
+
+        foreach (var member in leader.ConfState.Voters.Concat(leader.ConfState.Learners))
+        {
+            if (_wiped.Contains(member.Value) && _nodes.TryGetValue(member.Value, out var node) && node.IsStopped && !_rejoining.Contains(member.Value) &&
+                _nodes.Values.Where(n => n.IsUp && n.Node!.Role == RaftRole.Leader).All(n => n.ConfState.IsMember(member)))
+            {
+                Trace($"operator restarts member n{node.Id}, which had stopped");
+                node.Revive();
+                node.Start();
+            }
+        }
+    }
+
+    /// <summary>
+    /// After healing: the marker is applied by every member, no learner is left unpromoted, every rejoin finished,
+    /// and every node outside the configuration has shut itself down.
+    /// </summary>
+    private bool Converged(LogIndex index, out string why)
+    {
+        why = "no leader";
         var leader = CurrentLeader();
-        if (leader?.Node is not { } node)
+        if (leader?.Node is not { } core)
         {
             return false;
         }
 
-        foreach (var member in node.ConfState.Voters.Concat(node.ConfState.Learners))
+        if (index == LogIndex.Zero)
         {
-            if (!_hosts.TryGetValue(member.Value, out var host) || !host.IsUp || host.Applied < index)
+            why = "no marker committed";
+            return false;
+        }
+
+        foreach (var member in core.ConfState.Voters.Concat(core.ConfState.Learners))
+        {
+            if (!_nodes.TryGetValue(member.Value, out var node) || !node.IsUp || node.Applied < index)
             {
+                why = $"member {member} has not applied the marker";
+                return false;
+            }
+        }
+
+        if (core.ConfState.Learners.Count > 0)
+        {
+            why = $"learners {string.Join(',', core.ConfState.Learners)} not promoted";
+            return false;
+        }
+
+        if (_rejoining.Count > 0)
+        {
+            why = $"rejoins pending: {string.Join(',', _rejoining)}";
+            return false;
+        }
+
+        foreach (var node in _nodes.Values)
+        {
+            // A node that never applied any configuration never joined in its own view (removed before it caught
+            // up): it cannot tell a removal from a join still in progress, and stays up harmlessly, as in production.
+            bool neverJoined = node.Applied == LogIndex.Zero && node.ConfState.Voters.Count == 0 && node.ConfState.Learners.Count == 0;
+            if (!core.ConfState.IsMember(node.Id) && node.IsUp && !neverJoined)
+            {
+                why = $"node {node.Id} was removed but has not shut down";
                 return false;
             }
         }
@@ -1011,24 +1539,26 @@ public sealed class Simulator
 
     private SimulationStats CollectStats()
     {
-        _stats.SnapshotsTaken = _hosts.Values.Sum(h => (long)h.SnapshotsTaken);
-        _stats.SnapshotsInstalled = _hosts.Values.Sum(h => (long)h.SnapshotsInstalled);
+        _stats.SnapshotsTaken = _nodes.Values.Sum(h => (long)h.SnapshotsTaken);
+        _stats.SnapshotsInstalled = _nodes.Values.Sum(h => (long)h.SnapshotsInstalled);
+        _stats.SyncCrashes = _nodes.Values.Sum(h => h.Disk.SyncCrashes);
+        _stats.StorageRefusals = _nodes.Values.Sum(h => (long)h.StorageRefusals);
         _stats.LeaderTerms = _oracle.LeaderTermCount;
         return _stats;
     }
 
     private string DescribeNodes() =>
-        string.Join("; ", _hosts.Values.Select(h => h.Node is { } n
-            ? $"n{h.Id} {n.Role} term={n.Term} leader={n.Leader} commit={n.CommitIndex} applied={h.Applied} last={h.Disk.LastIndex} conf=[{n.ConfState}]"
-            : $"n{h.Id} {(h.IsStopped ? "stopped" : "down")}"));
+        string.Join("; ", _nodes.Values.Select(h => h.Node is { } n
+            ? $"n{h.Id} {n.Role} term={n.Term} leader={n.Leader} commit={n.CommitIndex} applied={h.Applied} last={h.Log.LastIndex} conf=[{n.ConfState}]{(h.IsWaiting ? " waiting" : string.Empty)}"
+            : $"n{h.Id} {(h.IsStopped ? "stopped" : h.StartFailure is null ? "down" : "refused to start")}"));
 
     // ---------------------------------------------------------------- helpers
 
-    private IEnumerable<SimHost> UpHosts() => _hosts.Values.Where(h => h.IsUp && !_paused.ContainsKey(h.Id.Value));
+    private IEnumerable<SimNode> UpNodes() => _nodes.Values.Where(h => h.IsUp && !_paused.ContainsKey(h.Id.Value));
 
     private void PauseSomeone()
     {
-        var candidates = UpHosts().ToList();
+        var candidates = UpNodes().ToList();
         if (candidates.Count == 0)
         {
             return;
@@ -1045,9 +1575,9 @@ public sealed class Simulator
             if (_paused.Remove(victim.Id.Value, out var pause))
             {
                 Trace($"n{victim.Id} resumes, catching up {pause.MissedTicks} ticks");
-                for (int i = 0; i < pause.MissedTicks; i++)
+                if (pause.MissedTicks > 0)
                 {
-                    victim.Tick();
+                    victim.Tick(pause.MissedTicks);
                 }
             }
         });
@@ -1056,14 +1586,14 @@ public sealed class Simulator
     private readonly record struct Pause(long Until, int MissedTicks);
 
     /// <summary>The leader with the highest term among the nodes that are up (what a client's discovery would find).</summary>
-    private SimHost? CurrentLeader()
+    private SimNode? CurrentLeader()
     {
-        SimHost? best = null;
-        foreach (var host in UpHosts())
+        SimNode? best = null;
+        foreach (var node in UpNodes())
         {
-            if (host.Node!.Role == RaftRole.Leader && (best is null || host.Node.Term > best.Node!.Term))
+            if (!node.IsWaiting && node.Node!.Role == RaftRole.Leader && (best is null || node.Node.Term > best.Node!.Term))
             {
-                best = host;
+                best = node;
             }
         }
 
@@ -1090,6 +1620,11 @@ public sealed class Simulator
         public string? Expected { get; init; }
 
         public required long InvokeTime { get; init; }
+
+        /// <summary>The entry the write was given when proposed (same index and term = same entry).</summary>
+        public Term Term { get; set; }
+
+        public LogIndex Index { get; set; }
 
         public long? CompleteTime { get; set; }
 

@@ -1,0 +1,161 @@
+using Stcache.Raft;
+using Stcache.Storage;
+
+namespace Stcache.Simulation.Sim;
+
+/// <summary>
+/// The real <see cref="WriteAheadLog"/> with a shadow of what it acknowledged as durable, for the checkers: the
+/// oracle reads a node's durable log from the shadow (also while the node is down), and at restart the shadow is
+/// compared with what the WAL recovers from the simulated disk, so a log that loses acknowledged data is caught
+/// directly, not only through its consequences.
+/// </summary>
+internal sealed class DurableLog : IRaftLogStore
+{
+    private readonly SafetyOracle _oracle;
+
+    // Invariant: contiguous; entries at or below the snapshot index may linger until the next snapshot record.
+    private readonly List<Entry> _entries = [];
+    private WriteAheadLog? _wal;
+
+    public DurableLog(NodeId id, SafetyOracle oracle)
+    {
+        Id = id;
+        _oracle = oracle;
+    }
+
+    public NodeId Id { get; }
+
+    /// <summary>The last hard state the WAL accepted (a commit-only change may not be durable; term and vote are).</summary>
+    public HardState HardState { get; private set; } = HardState.Empty;
+
+    public SnapshotMetadata SnapshotMetadata { get; private set; } = SnapshotMetadata.Empty;
+
+    public LogIndex LastIndex => _entries.Count > 0 ? _entries[^1].Index : SnapshotMetadata.Index;
+
+    /// <summary>Attaches the WAL of a new incarnation; <see cref="Load"/> then checks it against the shadow.</summary>
+    public void Attach(WriteAheadLog wal) => _wal = wal;
+
+    public void Detach()
+    {
+        _wal?.Dispose();
+        _wal = null;
+    }
+
+    /// <summary>Forgets the shadow (the operator wiped the disk).</summary>
+    public void Reset()
+    {
+        _entries.Clear();
+        HardState = HardState.Empty;
+        SnapshotMetadata = SnapshotMetadata.Empty;
+    }
+
+    public PersistentState Load()
+    {
+        var state = Wal.Load();
+        CheckNothingAcknowledgedWasLost(state);
+        HardState = state.HardState;
+        SnapshotMetadata = state.Snapshot;
+        _entries.Clear();
+        _entries.AddRange(state.Entries);
+        return state;
+    }
+
+    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    {
+        Wal.Save(hardState, entries);
+        if (entries.Count > 0)
+        {
+            int keep = _entries.FindIndex(e => e.Index >= entries[0].Index);
+            if (keep >= 0)
+            {
+                _entries.RemoveRange(keep, _entries.Count - keep);
+            }
+
+            foreach (var entry in entries)
+            {
+                _entries.Add(entry with { Data = entry.Data.ToArray() });
+            }
+
+            _oracle.ObserveSaved(this, entries);
+        }
+
+        if (hardState is { } state)
+        {
+            HardState = state;
+        }
+    }
+
+    public void ApplySnapshot(SnapshotMetadata snapshot)
+    {
+        Wal.ApplySnapshot(snapshot);
+        if (snapshot.Index <= SnapshotMetadata.Index)
+        {
+            return;
+        }
+
+        if (TermAt(snapshot.Index) == snapshot.Term)
+        {
+            _entries.RemoveAll(e => e.Index <= snapshot.Index);
+        }
+        else
+        {
+            _entries.Clear();
+        }
+
+        SnapshotMetadata = snapshot;
+    }
+
+    public void Compact(LogIndex upTo) => Wal.Compact(upTo);
+
+    public Term? TermAt(LogIndex index)
+    {
+        if (index == SnapshotMetadata.Index)
+        {
+            return SnapshotMetadata.Term;
+        }
+
+        return TryGetEntry(index, out var entry) ? entry.Term : index == LogIndex.Zero ? Term.Zero : null;
+    }
+
+    public bool TryGetEntry(LogIndex index, out Entry entry)
+    {
+        entry = default;
+        if (_entries.Count == 0 || index < _entries[0].Index || index > _entries[^1].Index)
+        {
+            return false;
+        }
+
+        entry = _entries[(int)(index.Value - _entries[0].Index.Value)];
+        return true;
+    }
+
+    private WriteAheadLog Wal => _wal ?? throw new InvalidOperationException($"node {Id} has no open log");
+
+    private void CheckNothingAcknowledgedWasLost(PersistentState recovered)
+    {
+        if (recovered.HardState.Term < HardState.Term ||
+            (recovered.HardState.Term == HardState.Term && !HardState.Vote.IsNone && recovered.HardState.Vote != HardState.Vote))
+        {
+            throw new SimulationFailureException(
+                $"durability: node {Id} restarted with term {recovered.HardState.Term} vote {recovered.HardState.Vote}, but its log had acknowledged term {HardState.Term} vote {HardState.Vote}");
+        }
+
+        var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
+        var byIndex = recovered.Entries.ToDictionary(e => e.Index);
+        foreach (var entry in _entries)
+        {
+            if (entry.Index <= covered)
+            {
+                continue;
+            }
+
+            bool present = byIndex.TryGetValue(entry.Index, out var found);
+            if (!present || found.Term != entry.Term)
+            {
+                throw new SimulationFailureException(
+                    $"durability: node {Id} restarted without entry {entry.Index}/{entry.Term} that its log had acknowledged as saved" +
+                    (present ? $" (found term {found.Term})" : " (missing)"));
+            }
+        }
+    }
+}

@@ -396,7 +396,11 @@ internal sealed class NodeRuntime : IAsyncDisposable
         {
             // Removed already means it was a member: asking again would add back a node an operator just removed
             // (a restart right after the join can replay the membership and apply the removal within one pause).
-            if (Host.Status.ConfState.IsMember(Host.Id) || Host.WasRemoved)
+            // So does anything committed in its log: only a member receives entries from a leader. A restarted
+            // node knows that at once, before it has applied its log again, so it never asks a second time (a
+            // second ask, queued behind an operator's removal, added the removed node back).
+            var status = Host.Status;
+            if (status.ConfState.IsMember(Host.Id) || Host.WasRemoved || status.Commit > LogIndex.Zero)
             {
                 ServerLog.Joined(_logger, target);
                 return true;

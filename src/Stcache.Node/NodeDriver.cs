@@ -615,6 +615,10 @@ public sealed class NodeDriver
             _pendingReads.Clear();
         }
 
+        // Status first: a request woken by the change reads the leader from Status, and an older status there
+        // sent it back to sleep until its deadline (writes through a follower took the whole 5 s timeout after
+        // a failover).
+        PublishStatus();
         _effects.LeadershipChanged(new LeadershipChange(Id, soft.Leader, soft.Role, soft.Term));
     }
 

@@ -574,6 +574,14 @@ internal sealed class SimNode : INodeEffects
     {
         _env.Trace($"n{Id} {change.Role} term={change.Term} leader={change.Leader}");
         _oracle.ObserveRole(Id, change.Role, change.Term);
+
+        // Whoever is woken by a leadership change reads the leader from Status: it must already say so, or the
+        // waiter goes back to sleep until its deadline (a lost wake-up).
+        if (Driver is { Status: var status } && (status.Leader != change.Leader || status.Term != change.Term))
+        {
+            throw new SimulationFailureException(
+                $"node {Id}: leadership changed to {change.Leader} at term {change.Term}, but its status still says leader {status.Leader} at term {status.Term}");
+        }
     }
 
     void INodeEffects.Removed()

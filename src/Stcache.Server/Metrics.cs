@@ -182,7 +182,10 @@ public sealed class PeerRoundTrips
     {
         if (message.Type == MessageType.Heartbeat)
         {
-            _pendingHeartbeat.TryAdd(message.To.Value, Stopwatch.GetTimestamp());
+            // One heartbeat in flight per peer; one unanswered for a second (the peer was down) is forgotten, so
+            // the first answer after an outage does not count the outage as a round trip.
+            long now = Stopwatch.GetTimestamp();
+            _pendingHeartbeat.AddOrUpdate(message.To.Value, now, (_, sent) => Stopwatch.GetElapsedTime(sent, now) > TimeSpan.FromSeconds(1) ? now : sent);
         }
     }
 

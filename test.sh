@@ -7,6 +7,13 @@ cd "$(dirname "$0")"
 
 ./scripts/ensure-deps.sh
 
+# Formatting, by .editorconfig: whitespace over the source tree, read as files (no build, seconds). Code style and
+# naming are checked by the build itself (EnforceCodeStyleInBuild). `dotnet format` fixes both.
+if ! dotnet format whitespace --folder --verify-no-changes --exclude '**/bin/**' --exclude '**/obj/**'; then
+    echo "formatting differs from .editorconfig: run 'dotnet format whitespace --folder' (or 'dotnet format Stcache.slnx')" >&2
+    exit 1
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

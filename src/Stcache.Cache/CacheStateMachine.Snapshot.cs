@@ -459,7 +459,10 @@ public sealed class CacheSnapshot : IDisposable
     public long WriteTo(Stream stream)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        // Not disposed: that would close the caller's stream. It is flushed at the end.
+#pragma warning disable CA2000
         var buffered = new BufferedStream(stream, 1 << 16);
+#pragma warning restore CA2000
         CacheStateMachine.WriteHeader(buffered, this);
 
         // The captured order of the keys with an expiry (their live VolatileSlot may move on while this runs).

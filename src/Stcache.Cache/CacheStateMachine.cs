@@ -50,6 +50,8 @@ public readonly record struct ApplyResult(ApplyStatus Status, ulong Version, boo
 /// without the lock: <see cref="BeginSnapshot"/> captures the entries, and from then on the applier copies an
 /// entry before changing it (copy-on-write), so the captured objects stay exactly as they were at the index.</para>
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001",
+    Justification = "_openSnapshot is not owned: the caller disposes the snapshot view, which clears the field")]
 public sealed partial class CacheStateMachine
 {
     /// <summary>Accounted bytes per key beyond its key and value bytes (roughly what the runtime spends on it).</summary>
@@ -110,9 +112,6 @@ public sealed partial class CacheStateMachine
 
     /// <summary>The deterministic accounted memory of the state (the same on every replica at the same index).</summary>
     public long UsedMemoryBytes => Interlocked.Read(ref _usedBytes);
-
-    /// <summary>Kept for the HTTP API and metrics: the same as <see cref="UsedMemoryBytes"/>.</summary>
-    public long ApproximateBytes => UsedMemoryBytes;
 
     /// <summary>The replicated memory limit (0 = none), set by <see cref="WriteCommand.MemoryPolicy"/>.</summary>
     public long MaxMemoryBytes => Interlocked.Read(ref _maxMemoryBytes);

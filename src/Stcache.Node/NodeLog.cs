@@ -3,7 +3,7 @@ using Stcache.Raft;
 
 namespace Stcache.Node;
 
-/// <summary>NodeDriver events, ids 1000-1099 (shared with the RaftHost shell, which keeps the rest).</summary>
+/// <summary>NodeDriver events, ids 1000-1099 (docs/OPERATIONS.md, "Logging"; the RaftHost shell's are 1200-1299).</summary>
 internal static partial class NodeLog
 {
     [LoggerMessage(1041, LogLevel.Error, "Write-ahead log refused a batch ({Reason}); nothing of it is acknowledged; retrying in {Delay}")]

@@ -71,17 +71,6 @@ public sealed record Message
     /// <summary>Heartbeat rounds (read confirmation) and read request ids.</summary>
     public ulong Context { get; init; }
 
-    public long EntriesSizeBytes()
-    {
-        long total = 0;
-        foreach (var e in Entries)
-        {
-            total += e.SizeBytes;
-        }
-
-        return total;
-    }
-
     /// <summary>
     /// Structural validation for messages decoded from the network. Returns null when acceptable, else why not.
     /// Semantic checks (terms, indexes against the log) are the core's job and never throw.

@@ -40,13 +40,6 @@ public sealed class Ready
     public IReadOnlyList<Entry> CommittedEntries { get; internal set; } = [];
 
     public IReadOnlyList<ReadState> ReadStates { get; internal set; } = [];
-
-    /// <summary>True when something must reach stable storage (with a sync) before MessagesAfterPersist leave.</summary>
-    public bool MustSync => HardState is not null || Entries.Count > 0 || Snapshot is not null;
-
-    public bool IsEmpty =>
-        SoftState is null && HardState is null && Entries.Count == 0 && Snapshot is null && Messages.Count == 0 &&
-        MessagesAfterPersist.Count == 0 && CommittedEntries.Count == 0 && ReadStates.Count == 0;
 }
 
 /// <summary>What a node finds on stable storage when it starts.</summary>

@@ -96,8 +96,6 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
     /// <summary>On the leader's answer to a forwarded write: its applied index as it answered (the write included).</summary>
     public const string AppliedHeader = "X-Stcache-Applied";
 
-    private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
-
     public void Map(WebApplication app)
     {
         app.Use(RefuseBadRequestsAsync);

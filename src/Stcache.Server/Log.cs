@@ -3,28 +3,28 @@ using Stcache.Raft;
 
 namespace Stcache.Server;
 
-/// <summary>RaftHost shell events, ids 1000-1099 (the driver's own are in Stcache.Node's NodeLog).</summary>
+/// <summary>RaftHost shell events, ids 1200-1299 (docs/OPERATIONS.md, "Logging"; the driver's own are in Stcache.Node's NodeLog).</summary>
 internal static partial class Log
 {
-    [LoggerMessage(1090, LogLevel.Error, "Raft input queue full ({Capacity} peer messages and reports waiting): dropped a {Kind}; {Total} dropped since start (the loop is not keeping up; see stcache_raft_inputs_dropped_total)")]
+    [LoggerMessage(1290, LogLevel.Error, "Raft input queue full ({Capacity} peer messages and reports waiting): dropped a {Kind}; {Total} dropped since start (the loop is not keeping up; see stcache_raft_inputs_dropped_total)")]
     public static partial void PeerInputDropped(ILogger logger, int capacity, string kind, long total);
 
-    [LoggerMessage(1011, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
+    [LoggerMessage(1211, LogLevel.Information, "Sending snapshot at index {Index} ({SizeBytes} bytes) to {NodeId}")]
     public static partial void SendingSnapshot(ILogger logger, NodeId nodeId, LogIndex index, long sizeBytes);
 
-    [LoggerMessage(1150, LogLevel.Information, "Snapshot at index {Index} not sent again to {NodeId}: the previous one is still being sent")]
+    [LoggerMessage(1250, LogLevel.Information, "Snapshot at index {Index} not sent again to {NodeId}: the previous one is still being sent")]
     public static partial void SnapshotStillSending(ILogger logger, NodeId nodeId, LogIndex index);
 
-    [LoggerMessage(1012, LogLevel.Warning, "No snapshot at index {Index}, term {Term} in the store to send to {NodeId}")]
+    [LoggerMessage(1212, LogLevel.Warning, "No snapshot at index {Index}, term {Term} in the store to send to {NodeId}")]
     public static partial void SnapshotMissing(ILogger logger, NodeId nodeId, LogIndex index, Term term);
 
-    [LoggerMessage(1013, LogLevel.Warning, "Dropped a message from {NodeId}: {Reason}")]
+    [LoggerMessage(1213, LogLevel.Warning, "Dropped a message from {NodeId}: {Reason}")]
     public static partial void DroppedMessage(ILogger logger, NodeId nodeId, string reason);
 
-    [LoggerMessage(1015, LogLevel.Critical, "Raft host loop failed; the node stops")]
+    [LoggerMessage(1215, LogLevel.Critical, "Raft host loop failed; the node stops")]
     public static partial void LoopFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(1016, LogLevel.Warning, "Leadership change handler failed")]
+    [LoggerMessage(1216, LogLevel.Warning, "Leadership change handler failed")]
     public static partial void HandlerFailed(ILogger logger, Exception exception);
 }
 
@@ -60,9 +60,6 @@ internal static partial class ServerLog
 
     [LoggerMessage(1109, LogLevel.Warning, "SECURITY: HTTP address {HttpAddress} is not loopback and no API token is set: anyone who reaches it can read and write. Set --auth-token")]
     public static partial void ApiUnauthenticated(ILogger logger, string httpAddress);
-
-    [LoggerMessage(1107, LogLevel.Warning, "No transport available: running without peers")]
-    public static partial void NoTransport(ILogger logger);
 
     [LoggerMessage(1110, LogLevel.Warning, "Join refused: node {NodeId} is a member at raft address {MemberAddress}, but a process at {ClaimedAddress} claims its id")]
     public static partial void MemberIdConflict(ILogger logger, NodeId nodeId, string memberAddress, string claimedAddress);

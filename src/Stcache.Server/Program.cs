@@ -251,7 +251,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ElectionTimeoutTicks = options.ElectionTicks,
                 HeartbeatIntervalTicks = options.HeartbeatTicks,
                 LeaderLostDelayTicksMax = options.EffectiveLeaderLostTicks,
+#pragma warning disable CA5394 // the seed of election-timeout jitter, not a secret
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
+#pragma warning restore CA5394
             };
             var hostOptions = new RaftHostOptions
             {

@@ -69,8 +69,10 @@ public sealed class RaftHost : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+#pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
+#pragma warning restore CA5394
         _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
             // The loop may leave a wait on this channel pending while it serves the other one.

@@ -184,7 +184,9 @@ public sealed class FileSnapshotStore : ISnapshotStore
         {
             foreach (SnapshotFileInfo candidate in ListNewestFirst())
             {
+#pragma warning disable CA2000 // returned to the caller, who owns it; null when nothing was opened
                 SnapshotReader? reader = TryOpenVerified(candidate.Path, out string? error);
+#pragma warning restore CA2000
                 if (reader is not null)
                 {
                     return reader;

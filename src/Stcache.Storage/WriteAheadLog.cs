@@ -162,7 +162,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             };
             wal.ResetTermRuns(state);
             wal.PrepareNextSegment();
-            Log.WalOpened(logger, directory, segments.Count, state.HardState.ToString(), state.Snapshot.Index.Value,
+            Log.WalOpened(logger, directory, segments.Count, state.HardState, state.Snapshot.Index.Value,
                 state.Entries.Count > 0 ? state.Entries[0].Index.Value : 0, wal._lastIndex);
             return wal;
         }

@@ -4,7 +4,7 @@ using Stcache.Raft;
 
 namespace Stcache.Transport;
 
-/// <summary>Transport log messages; event ids 3000-3099.</summary>
+/// <summary>Transport log messages; event ids 3000-3999 (docs/OPERATIONS.md, "Logging").</summary>
 internal static partial class Log
 {
     [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Transport of node {NodeId} listening on {EndPoint}")]

@@ -15,6 +15,8 @@ namespace Stcache.Transport;
 /// time, just before the chunk is written, so at most a chunk or two of it is in memory, and a peer that reads
 /// slowly slows the reading (each chunk waits for the flush of the one before).
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001",
+    Justification = "_stop has no timer and no registrations to release; Stop() may race the loop's end, so it is never disposed")]
 internal sealed class PeerSender
 {
     private const int CountBytes = 4;
@@ -224,7 +226,9 @@ internal sealed class PeerSender
 
         // "Equal jitter": at least half the exponential step, so peers that failed together spread out;
         // never below the configured minimum.
+#pragma warning disable CA5394 // back-off jitter, not security
         return TimeSpan.FromMilliseconds(Math.Max(min, (cap / 2) + (Random.Shared.NextDouble() * cap / 2)));
+#pragma warning restore CA5394
     }
 
     private static bool IsConnectionError(Exception exception) =>

@@ -35,7 +35,7 @@ internal sealed class ReferenceModel
 
     private static byte[] B(string key) => Encoding.Latin1.GetBytes(key);
 
-    private static readonly Reply WrongType = Reply.Error(RedisErrors.WrongType);
+    private static readonly Reply s_wrongType = Reply.Error(RedisErrors.WrongType);
 
     private long _now;
     private ulong _index;
@@ -95,17 +95,17 @@ internal sealed class ReferenceModel
         switch (call.Op)
         {
             case Op.Get:
-                return Get(a[0]) switch { null => Reply.Nil, { Text: { } t } => Reply.BulkOf(t), _ => WrongType };
+                return Get(a[0]) switch { null => Reply.Nil, { Text: { } t } => Reply.BulkOf(t), _ => s_wrongType };
             case Op.MGet:
                 return Reply.Array(a.Select(k => Get(k)?.Text is { } t ? Reply.BulkOf(t) : Reply.Nil).ToArray());
             case Op.StrLen:
-                return Get(a[0]) switch { null => Reply.Int(0), { Text: { } t } => Reply.Int(t.Length), _ => WrongType };
+                return Get(a[0]) switch { null => Reply.Int(0), { Text: { } t } => Reply.Int(t.Length), _ => s_wrongType };
             case Op.GetRange:
                 {
                     var item = Get(a[0]);
                     if (item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     string s = Encoding.Latin1.GetString(item?.Text ?? []);
@@ -150,7 +150,7 @@ internal sealed class ReferenceModel
                     var item = Get(a[0]);
                     if (item is { Hash: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     var h = item?.Hash ?? new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
@@ -173,7 +173,7 @@ internal sealed class ReferenceModel
                     bool withGet = (call.Flags & OpFlags.Get) != 0;
                     if (withGet && item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     var old = item?.Text is { } t ? Reply.BulkOf(t) : Reply.Nil;
@@ -213,7 +213,7 @@ internal sealed class ReferenceModel
 
                     if (item.Text is null)
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     var reply = Reply.BulkOf(item.Text);
@@ -248,7 +248,7 @@ internal sealed class ReferenceModel
 
                     if (item.Text is null)
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     _items.Remove(K(a[0]));
@@ -272,7 +272,7 @@ internal sealed class ReferenceModel
                     var item = Get(a[0]);
                     if (item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     byte[] joined = [.. item?.Text ?? [], .. a[1]];
@@ -285,7 +285,7 @@ internal sealed class ReferenceModel
                     var item = Get(a[0]);
                     if (item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     byte[] current = item?.Text ?? [];
@@ -306,7 +306,7 @@ internal sealed class ReferenceModel
                     var item = Get(a[0]);
                     if (item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     long current = 0;
@@ -334,7 +334,7 @@ internal sealed class ReferenceModel
                     var item = Get(a[0]);
                     if (item is { Text: null })
                     {
-                        return WrongType;
+                        return s_wrongType;
                     }
 
                     double current = 0;
@@ -476,7 +476,7 @@ internal sealed class ReferenceModel
         var item = Get(a[0]);
         if (item is { Hash: null })
         {
-            return WrongType;
+            return s_wrongType;
         }
 
         var h = item?.Hash ?? new SortedDictionary<string, byte[]>(StringComparer.Ordinal);

@@ -22,6 +22,7 @@ namespace Stcache.Faults.Tests;
 /// re-pointing the link (docs/FAULTS.md, two nodes claiming one id).
 /// </remarks>
 [Collection(ProcessCollection.Name)]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "xunit calls DisposeAsync, which disposes the client")]
 public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : NodeTest("stcache-dupid-")
 {
     private static readonly TimeSpan s_window = TimeSpan.FromSeconds(45);
@@ -194,7 +195,7 @@ public sealed class DuplicateNodeIdTests(ITestOutputHelper output) : NodeTest("s
     }
 
     /// <summary>All members run, list each other as voters, and agree on leader, commit and applied index.</summary>
-    private async Task WaitConvergedAsync(IReadOnlyList<NodeProcess> members)
+    private static async Task WaitConvergedAsync(IReadOnlyList<NodeProcess> members)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (true)

@@ -17,12 +17,12 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
 
 
-    [Fact]
+    [EnvironmentFact("STCACHE_FAILOVER_REPS")]
     public async Task MeasureFailover()
     {
         if (!int.TryParse(Environment.GetEnvironmentVariable("STCACHE_FAILOVER_REPS"), CultureInfo.InvariantCulture, out int repetitions))
         {
-            return;
+            throw new InvalidOperationException("STCACHE_FAILOVER_REPS must be an integer");
         }
 
         // Extra server flags for every node, to compare settings (e.g. STCACHE_FAILOVER_FLAGS=--leader-lost-ticks=0).

@@ -14,12 +14,18 @@ namespace Stcache.Integration.Tests;
 public sealed class RaftInputQueueTests
 {
     /// <summary>A log store whose saves block while the gate is closed, like a disk that stopped answering.</summary>
-    private sealed class GatedLogStore(IRaftLogStore inner) : IRaftLogStore
+    private sealed class GatedLogStore(IRaftLogStore inner) : IRaftLogStore, IDisposable
     {
         private readonly ManualResetEventSlim _open = new(initialState: true);
         private readonly SemaphoreSlim _blocked = new(0);
 
         public void Close() => _open.Reset();
+
+        public void Dispose()
+        {
+            _open.Dispose();
+            _blocked.Dispose();
+        }
 
         public void Open() => _open.Set();
 
@@ -48,6 +54,7 @@ public sealed class RaftInputQueueTests
     public async Task A_peer_message_gets_in_while_the_client_queue_is_full()
     {
         var (host, store) = SingleNode(clientQueue: 4, raftQueue: 1024);
+        using var gate = store;
         await using var _ = host;
         host.Start();
         await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");
@@ -95,6 +102,7 @@ public sealed class RaftInputQueueTests
         const int capacity = 8;
         const int sent = 100;
         var (host, store) = SingleNode(clientQueue: 4, raftQueue: capacity);
+        using var gate = store;
         await using var _ = host;
         host.Start();
         await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");

@@ -11,6 +11,7 @@ namespace Stcache.Integration.Tests;
 /// A static cluster with every protection on: peer TLS from a private CA, a cluster secret, HTTPS for the API and
 /// an API token. Writes sent to a follower must still be forwarded (the token and the CA travel with them).
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "xunit calls DisposeAsync, which disposes the client")]
 public sealed class SecurityTests : ProcessTest
 {
     private const string Token = "integration-test-token-0123456789";

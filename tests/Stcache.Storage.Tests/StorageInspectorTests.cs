@@ -12,7 +12,7 @@ public sealed class StorageInspectorTests : IDisposable
 
     private string NodePath => _temp.Combine("node0");
 
-    private void Populate(DataDirectory directory)
+    private static void Populate(DataDirectory directory)
     {
         using WriteAheadLog wal = directory.OpenLog();
         var change = new ConfChange(ConfChangeType.AddVoter, new NodeId(1), "127.0.0.1:7000"u8.ToArray());

@@ -17,6 +17,8 @@ internal delegate void Reply(RespWriter writer);
 /// from a follower); consecutive reads share one ReadIndex confirmation. A protocol error is answered and the
 /// connection closed, as Redis does; nothing here can take down another connection or the node.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001",
+    Justification = "_killed has no timer and _writeLock no wait handle; Kill() may come from another thread after the connection ended")]
 internal sealed class RespConnection
 {
     private const int BatchCommandsMax = 1024;

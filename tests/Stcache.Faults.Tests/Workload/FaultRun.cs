@@ -52,6 +52,7 @@ public static class FaultRun
         KvWorkload? workload = null;
         var nemesis = new Nemesis(cluster, random, log, () => workload!.NextEpoch());
         workload = new KvWorkload(options.Workload with { Seed = options.Seed }, () => nemesis.Members);
+        using var disposeWorkload = workload;
         bool passed = true;
         try
         {

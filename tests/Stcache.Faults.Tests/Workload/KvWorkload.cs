@@ -54,7 +54,7 @@ public sealed record WorkloadOptions
 /// Concurrent HTTP clients doing gets, sets, compare-and-sets and deletes on a few keys, each request to a random
 /// node, plus write-once keys whose acknowledged values must survive everything. Every operation is recorded.
 /// </summary>
-public sealed class KvWorkload
+public sealed class KvWorkload : IDisposable
 {
     public const string KeyPrefix = "k";
     public const string DurableKeyPrefix = "durable-";
@@ -104,6 +104,8 @@ public sealed class KvWorkload
 
     private static string KeyOf(int epoch, int index) =>
         string.Create(CultureInfo.InvariantCulture, $"{KeyPrefix}{epoch}-{index}");
+
+    public void Dispose() => _http.Dispose();
 
     public async Task RunAsync(CancellationToken stop)
     {

@@ -10,9 +10,9 @@ namespace Stcache.Simulation.Scenarios;
 /// </summary>
 public sealed class ProtocolScenarioTests
 {
-    private static readonly NodeId N1 = new(1);
-    private static readonly NodeId N2 = new(2);
-    private static readonly NodeId N5 = new(5);
+    private static readonly NodeId s_n1 = new(1);
+    private static readonly NodeId s_n2 = new(2);
+    private static readonly NodeId s_n5 = new(5);
 
     [Fact]
     public void ElectionWithoutMajority_WithoutPreVote_TermsKeepRising()
@@ -341,7 +341,7 @@ public sealed class ProtocolScenarioTests
         c.TickAll(3);
         foreach (var id in new[] { 1, 2, 3, 4 })
         {
-            Assert.Equal([N1, N2, new NodeId(3), new NodeId(4)], c.Node(id).ConfState.Voters);
+            Assert.Equal([s_n1, s_n2, new NodeId(3), new NodeId(4)], c.Node(id).ConfState.Voters);
             Assert.Equal(c.Node(id).ConfState, c[id].ConfState);
         }
     }
@@ -363,7 +363,7 @@ public sealed class ProtocolScenarioTests
 
         var leader = Assert.IsType<int>(c.Leader());
         Assert.NotEqual(1, leader);
-        Assert.Equal([N2, new NodeId(3)], c.Node(leader).ConfState.Voters);
+        Assert.Equal([s_n2, new NodeId(3)], c.Node(leader).ConfState.Voters);
         var write = c.Set(leader, "k", "v");
         c.Stabilize();
         Assert.Equal(WriteOutcome.Committed, write.Outcome);
@@ -415,12 +415,12 @@ public sealed class ProtocolScenarioTests
         // (a) S1 (term 2) replicates an entry to S2 only.
         var write = c.Set(1, "k", "term-2");
         var index = write.Result.FirstIndex;
-        c.Stabilize(m => !(m.Type == MessageType.Append && m.From == N1 && m.To != N2));
+        c.Stabilize(m => !(m.Type == MessageType.Append && m.From == s_n1 && m.To != s_n2));
         Assert.True(c.Node(1).CommitIndex < index);
 
         // (b) S1 crashes; S5 wins term 3 with votes from S3, S4 and appends its own entry at index, which reaches nobody.
         c.Crash(1);
-        CampaignUntilLeader(c, 5, m => !(m.Type == MessageType.Append && m.From == N5));
+        CampaignUntilLeader(c, 5, m => !(m.Type == MessageType.Append && m.From == s_n5));
         Assert.Equal(new Term(3), c.Node(5).Term);
         Assert.True(c[5].Log.TryGetEntry(index, out var s5Entry));
         Assert.Equal(new Term(3), s5Entry.Term);

@@ -2,7 +2,7 @@
 # Measures the leader's expiry and eviction (issue 11, docs/CACHE.md) on a 3-node cluster on free loopback ports:
 #
 # 1. Reclaim: KEYS keys of VALUE_SIZE bytes, all written with the same absolute expiry (SET ... PXAT T, loaded
-#    through redis-cli --pipe on the leader's RESP port; T is set after a probe of the load rate (three times the probed load time) so that the load
+#    through redis-cli --pipe on the leader's RESP port; T is set after a probe of the load rate (1.5 times the probed load time, plus 30 s) so that the load
 #    ends before T). From T on, the script samples every node's accounted used_memory (INFO) and RSS (/proc) every
 #    100 ms until used_memory is back at the baseline, while a steady writer sets one of 100 keys back to back on
 #    the leader. Reports the time to reclaim (T to baseline on every node), the reclaim rate, RSS before, at the
@@ -119,8 +119,10 @@ class Cluster:
         started = time.time()
         with open(path, "rb") as f:
             r = subprocess.run(["redis-cli", "-p", str(self.ports[i][2]), "--pipe"], stdin=f, capture_output=True, text=True)
-        if "errors: 0" not in r.stdout:
-            log("redis-cli --pipe: " + r.stdout.strip().replace("\n", " | "))
+        said = (r.stdout + r.stderr).strip().splitlines()
+        summary = said[-1] if said else f"exit code {r.returncode}"
+        if "errors: 0," not in summary:
+            log("redis-cli --pipe: " + " | ".join(said[-5:]))
         return time.time() - started
 
 def resp_command(sock, reader, *args):
@@ -140,7 +142,7 @@ def reclaim():
     probe = min(20000, keys // 10)
     probe_seconds = c.pipe(lead, [["SET", f"probe:{n:07d}", value, "PX", "1000"] for n in range(probe)])
     rate = probe / max(probe_seconds, 0.001)
-    expire_at = int((time.time() + keys / rate * 3 + 10) * 1000)
+    expire_at = int((time.time() + keys / rate * 1.5 + 30) * 1000)
     log(f"probe: {probe} keys in {probe_seconds:.1f} s ({rate:,.0f}/s); all {keys:,} keys expire at +{(expire_at / 1000 - time.time()):.0f} s")
     load_seconds = c.pipe(lead, [["SET", f"key:{n:07d}", value, "PXAT", str(expire_at)] for n in range(keys)])
     loaded = [c.used(i) for i in range(3)]

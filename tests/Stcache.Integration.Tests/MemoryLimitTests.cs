@@ -103,6 +103,41 @@ public sealed class MemoryLimitTests : ProcessTest
         Assert.Equal("+OK", (await PipelineAsync(leader, [["SET", "small", "v"]]))[0]);
     }
 
+    /// <summary>
+    /// LFU counts reads served by a follower: its access report reaches the leader as an Access entry, so keys
+    /// read only on a follower outlive an eviction that takes half of the others. (Without the report every key
+    /// has the same frequency and about half of the read keys would go.)
+    /// </summary>
+    [Fact]
+    public async Task AllKeysLfu_KeysReadOnlyOnAFollower_SurviveEviction()
+    {
+        var nodes = await StartThreeAsync("--max-memory=200kb", "--eviction-policy=allkeys-lfu");
+        var leader = await Api.WaitForLeaderAsync(nodes, s_wait);
+        await Api.WaitUntilAsync("the leader to hold the configured limit", async () =>
+            (await InfoAsync(leader)).GetValueOrDefault("maxmemory_policy") == "allkeys-lfu", s_wait, nodes);
+
+        // About 90% of the limit, then reads of the first 50 keys on a follower, three times each.
+        var first = await PipelineAsync(leader, Enumerable.Range(0, 600).Select(i => new[] { "SET", $"key:{i:D5}", new string('v', ValueBytes) }));
+        Assert.All(first, reply => Assert.Equal("+OK", reply));
+        var follower = nodes.First(n => n != leader);
+        ulong before = (await Api.StatusAsync(leader))!.Value.GetProperty("commit").GetUInt64();
+        await Api.WaitUntilAsync("the follower to apply the writes", async () =>
+            (await Api.StatusAsync(follower))?.GetProperty("applied").GetUInt64() >= before, s_wait, nodes);
+        var reads = await PipelineAsync(follower, Enumerable.Range(0, 3).SelectMany(_ => Enumerable.Range(0, 50).Select(i => new[] { "GET", $"key:{i:D5}" })));
+        Assert.All(reads, reply => Assert.Equal(new string('v', ValueBytes), reply));
+
+        // Nothing else is proposed now (no expiries, under the limit): the next entry is the follower's report.
+        await Api.WaitUntilAsync("the follower's access report to commit", async () =>
+            (await Api.StatusAsync(leader))?.GetProperty("commit").GetUInt64() > before, s_wait, nodes);
+
+        var second = await PipelineAsync(leader, Enumerable.Range(600, 600).Select(i => new[] { "SET", $"key:{i:D5}", new string('v', ValueBytes) }));
+        Assert.All(second, reply => Assert.Equal("+OK", reply));
+        var info = await InfoAsync(leader);
+        Assert.True(long.Parse(info["evicted_keys"], CultureInfo.InvariantCulture) >= 500, "expected about half the keys evicted");
+        var exists = await PipelineAsync(leader, Enumerable.Range(0, 50).Select(i => new[] { "EXISTS", $"key:{i:D5}" }));
+        Assert.Equal(50, exists.Count(reply => reply == ":1"));
+    }
+
     private async Task<Node[]> StartThreeAsync(params string[] extra)
     {
         var n1 = StartNode("n1", ["--bootstrap", .. extra]);

@@ -13,7 +13,7 @@
 # Usage: bench/expiry-reclaim.sh [stcached]
 #   stcached: a published stcached (default out/stcached, built with ./build.sh when missing) or a stcached.dll
 #   KEYS (1000000), VALUE_SIZE (100), LIMIT (64mb), FILL_KEYS (600000), LIMIT_S (3600), WORK (a temp dir),
-#   PHASES ("reclaim limit")
+#   PHASES ("reclaim limit"), EXPIRE_IN_S (seconds from the probe to the expiry; default from the probed rate)
 # Needs redis-cli (Debian redis-tools). Prints a line per figure with the load average, and one JSON line at the end.
 # Everything it starts is killed on exit.
 set -euo pipefail
@@ -118,7 +118,7 @@ class Cluster:
                     f.write(b"$%d\r\n%s\r\n" % (len(b), b))
         started = time.time()
         with open(path, "rb") as f:
-            r = subprocess.run(["redis-cli", "-p", str(self.ports[i][2]), "--pipe"], stdin=f, capture_output=True, text=True)
+            r = subprocess.run(["redis-cli", "-p", str(self.ports[i][2]), "--pipe", "--pipe-timeout", "0"], stdin=f, capture_output=True, text=True)
         said = (r.stdout + r.stderr).strip().splitlines()
         summary = said[-1] if said else f"exit code {r.returncode}"
         if "errors: 0," not in summary:
@@ -142,12 +142,15 @@ def reclaim():
     probe = min(20000, keys // 10)
     probe_seconds = c.pipe(lead, [["SET", f"probe:{n:07d}", value, "PX", "1000"] for n in range(probe)])
     rate = probe / max(probe_seconds, 0.001)
-    expire_at = int((time.time() + keys / rate * 1.5 + 30) * 1000)
+    expire_in = float(os.environ.get("EXPIRE_IN_S") or keys / rate * 1.5 + 30)
+    expire_at = int((time.time() + expire_in) * 1000)
     log(f"probe: {probe} keys in {probe_seconds:.1f} s ({rate:,.0f}/s); all {keys:,} keys expire at +{(expire_at / 1000 - time.time()):.0f} s")
     load_seconds = c.pipe(lead, [["SET", f"key:{n:07d}", value, "PXAT", str(expire_at)] for n in range(keys)])
     loaded = [c.used(i) for i in range(3)]
     peak_rss = [c.rss_mib(i) for i in range(3)]
-    log(f"loaded {keys:,} keys in {load_seconds:.1f} s; used_memory {loaded}, RSS MiB {[round(r) for r in peak_rss]} (load {load_average()})")
+    present = int(subprocess.run(["redis-cli", "-p", str(c.ports[lead][2]), "DBSIZE"], capture_output=True, text=True).stdout.strip() or 0)
+    log(f"loaded {keys:,} keys in {load_seconds:.1f} s ({present:,} present); used_memory {loaded}, RSS MiB {[round(r) for r in peak_rss]} (load {load_average()})")
+    results["keys_present"] = present
     if time.time() * 1000 > expire_at:
         log("WARNING: the load ended after the expiry time; the reclaim began during the load")
 
@@ -183,14 +186,21 @@ def reclaim():
         time.sleep(0.1)
     stop.set()
     thread.join(10)
+    before = sorted(l for t, l in latencies if t * 1000 < expire_at)
     during = sorted(l for t, l in latencies if t * 1000 >= expire_at and t - expire_at / 1000 <= max(d or 0 for d in done))
     worst = during[-1] * 1000 if during else float("nan")
     p99 = during[int(len(during) * 0.99) - 1] * 1000 if len(during) >= 100 else worst
     seconds = max(d or float("inf") for d in done)
     after_rss = [c.rss_mib(i) for i in range(3)]
     half = next((t for t, u in samples if all(u[i] <= base_used[i] + (loaded[i] - base_used[i]) / 2 for i in range(3))), None)
-    log(f"reclaimed {keys:,} keys on every node in {seconds:.1f} s after the expiry ({keys / seconds:,.0f} keys/s; half of it by {half if half is None else round(half, 1)} s) (load {load_average()})")
-    log(f"steady writer during the reclaim: {len(during)} writes, worst {worst:.1f} ms, p99 {p99:.1f} ms")
+    log(f"reclaimed {present:,} keys on every node in {seconds:.1f} s after the expiry ({present / seconds:,.0f} keys/s; half of it by {half if half is None else round(half, 1)} s) (load {load_average()})")
+    log(f"steady writer during the reclaim: {len(during)} writes, worst {worst:.1f} ms, p99 {p99:.1f} ms, median {during[len(during) // 2] * 1000 if during else float('nan'):.1f} ms; "
+        f"in the 2 s before: {len(before)} writes, worst {before[-1] * 1000 if before else float('nan'):.1f} ms, median {before[len(before) // 2] * 1000 if before else float('nan'):.1f} ms")
+    time.sleep(10)
+    later_rss = [c.rss_mib(i) for i in range(3)]
+    log(f"RSS MiB 10 s after the reclaim: {[round(r) for r in later_rss]}")
+    results["rss_mib_10s_after"] = [round(r) for r in later_rss]
+    results["writer_before_worst_ms"] = round(before[-1] * 1000, 1) if before else None
     log(f"RSS MiB per node: baseline {[round(r) for r in base_rss]}, peak {[round(r) for r in peak_rss]}, after the reclaim {[round(r) for r in after_rss]}")
     info = c.info(lead)
     results["reclaim"] = {"seconds": round(seconds, 2), "per_node_seconds": [round(d, 2) for d in done], "half_seconds": half,

@@ -56,6 +56,13 @@ public sealed class MemoryLimitTests : ProcessTest
             Assert.True(long.Parse(info["evicted_keys"], CultureInfo.InvariantCulture) > 0, $"{node.Name} evicted nothing");
             long keys = long.Parse((await PipelineAsync(node, [["DBSIZE"]]))[0][1..], CultureInfo.InvariantCulture);
             Assert.InRange(keys, 1, Keys - 1);
+
+            // The same figures through OpenTelemetry's Prometheus exposition.
+            var metrics = await MetricsAsync(node);
+            Assert.Equal(Limit, metrics["stcache_memory_limit_bytes"]);
+            Assert.Equal(used, metrics["stcache_cache_memory_used_bytes"]);
+            Assert.Equal(long.Parse(info["evicted_keys"], CultureInfo.InvariantCulture), metrics["stcache_cache_evictions_total"]);
+            Assert.True(metrics.ContainsKey("stcache_cache_expirations_total"));
         }
 
         // A runtime change stands until a node restarts with other flags: the next leader does not undo it.
@@ -160,6 +167,25 @@ public sealed class MemoryLimitTests : ProcessTest
         Nodes.Add(node);
         node.Start();
         return node;
+    }
+
+    private static async Task<Dictionary<string, long>> MetricsAsync(Node node)
+    {
+        string text = await Api.GetStringAsync($"http://{node.Http}/metrics");
+        var values = new Dictionary<string, long>();
+        foreach (string line in text.Split('\n'))
+        {
+            if (line.StartsWith("stcache_", StringComparison.Ordinal) && line.Split(' ') is { Length: >= 2 } parts)
+            {
+                string name = parts[0].Split('{')[0];
+                if (double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+                {
+                    values.TryAdd(name, (long)value);
+                }
+            }
+        }
+
+        return values;
     }
 
     private async Task<Dictionary<string, string>> InfoAsync(Node node)

@@ -63,9 +63,13 @@ public sealed partial class CacheStateMachine
     /// <summary>Keys sampled per eviction (Redis's maxmemory-samples default).</summary>
     public const int EvictionSamples = 5;
 
+    /// <summary>Expired keys remembered from reads until the driver drains them (beyond, the active cycle finds them).</summary>
+    public const int LazyExpiredMax = 4096;
+
     private const byte LfuInitialValue = 5;
 
     private readonly Lock _lock = new();
+    private readonly HashSet<byte[]> _lazyExpired = new(ByteStringComparer.Instance);
     private KeyTable _keys = new();
 
     // Every entry, in a deterministic order (swap-remove), for sampling; snapshots keep the order.
@@ -126,6 +130,31 @@ public sealed partial class CacheStateMachine
 
     public long ExpiredKeys => Interlocked.Read(ref _expiredKeys);
 
+    /// <summary>Expired keys this node's reads met (at most <see cref="LazyExpiredMax"/> until drained), for the
+    /// leader's lazy expiry: the node driver drains them and, on the leader, proposes their deletion.</summary>
+    public IReadOnlyList<byte[]> DrainLazyExpired()
+    {
+        lock (_lock)
+        {
+            if (_lazyExpired.Count == 0)
+            {
+                return [];
+            }
+
+            var keys = _lazyExpired.ToArray();
+            _lazyExpired.Clear();
+            return keys;
+        }
+    }
+
+    private void NoteLazyExpired(byte[] key)
+    {
+        if (_lazyExpired.Count < LazyExpiredMax)
+        {
+            _lazyExpired.Add(key);
+        }
+    }
+
     /// <summary>Reads served by this node, for the access reports that keep LRU/LFU replicated (see docs/CACHE.md).</summary>
     public AccessRecorder AccessRecorder { get; }
 
@@ -135,11 +164,15 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            if (_keys.TryGetValue(Encoding.UTF8.GetBytes(key), out var found) && found.IsString
-                && (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs))
+            if (_keys.TryGetValue(Encoding.UTF8.GetBytes(key), out var found) && found.IsString)
             {
-                entry = new CacheEntry(found.Text, found.Version, found.ExpiresAtUnixMs);
-                return true;
+                if (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs)
+                {
+                    entry = new CacheEntry(found.Text, found.Version, found.ExpiresAtUnixMs);
+                    return true;
+                }
+
+                NoteLazyExpired(found.Key);
             }
         }
 
@@ -327,6 +360,7 @@ public sealed partial class CacheStateMachine
             else
             {
                 _expiredSeen?.Add(key);
+                NoteLazyExpired(entry.Key);
             }
 
             return null;

@@ -36,6 +36,7 @@ public sealed class NodeDriver
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly RaftNode _node;
+    private readonly CacheHousekeeper _housekeeper;
 
     private readonly Dictionary<LogIndex, ProposalRequest> _waiters = [];
     private readonly Dictionary<ulong, NodeRequest<LogIndex>> _pendingReads = [];
@@ -101,6 +102,7 @@ public sealed class NodeDriver
         _nextReadId = readIdSeed;
         var state = Recover();
         _node = new RaftNode(options.Raft, state);
+        _housekeeper = new CacheHousekeeper(options, cache, time);
         _status = new HostStatus(Id, options.Self.Name, "follower", state.HardState.Term, NodeId.None,
             state.HardState.Commit, _cache.AppliedIndex, LogIndex.Zero, _lastSnapshot.Index, _confState, []);
         NodeLog.HostStarted(_logger, Id, state.HardState.Term, state.HardState.Commit, _lastSnapshot.Index, state.Entries.Count);
@@ -143,6 +145,9 @@ public sealed class NodeDriver
 
     /// <summary>The core, for invariant checks and inspection by tests. Feed it only through the driver.</summary>
     public RaftNode Core => _node;
+
+    /// <summary>The leader's expiry, eviction, access-report and memory-setting decisions (counters for tests).</summary>
+    internal CacheHousekeeper Housekeeper => _housekeeper;
 
     /// <summary>The newest snapshot this node saved or installed.</summary>
     public SnapshotMetadata LastSnapshot => _lastSnapshot;
@@ -337,7 +342,7 @@ public sealed class NodeDriver
             if (_ready is null)
             {
                 DeliverTicks();
-                if (!_node.HasReady())
+                if (!_node.HasReady() && !_housekeeper.Run(_node, _ticksDone, _effects))
                 {
                     break;
                 }
@@ -662,6 +667,7 @@ public sealed class NodeDriver
         }
 
         FailWaitersUpTo(snapshot.Metadata.Index);
+        _housekeeper.NoteApplied();
         _lastSnapshot = snapshot.Metadata;
         _effects.SnapshotRestored(snapshot.Metadata, installed: true);
         NodeLog.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
@@ -713,6 +719,7 @@ public sealed class NodeDriver
         }
 
         _appliedTerm = entry.Term;
+        _housekeeper.NoteApplied();
         _effects.Applied(entry);
         if (_waiters.Remove(entry.Index, out var waiter))
         {

@@ -37,6 +37,25 @@ public sealed record RaftHostOptions
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 
+    /// <summary>This node's <c>--max-memory</c>/<c>--eviction-policy</c>, or null when neither was given. The leader
+    /// proposes it when the replicated setting differs, until the state has held it once (docs/CACHE.md).</summary>
+    public MemorySetting? ConfiguredMemory { get; init; }
+
+    /// <summary>Keys a leader's active expiry examines per batch, and the most one ExpireKeys entry names.</summary>
+    public int ExpireBatchKeysMax { get; init; } = 1000;
+
+    /// <summary>Expiry (and eviction) batches a leader proposes per tick at most; one is in flight at a time.</summary>
+    public int HousekeepingBatchesPerTick { get; init; } = 10;
+
+    /// <summary>Keys one Evict entry names at most.</summary>
+    public int EvictBatchKeysMax { get; init; } = 1000;
+
+    /// <summary>How often the reads a node served are reported for LRU/LFU (an Access entry).</summary>
+    public TimeSpan AccessReportInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The access report interval in ticks (at least one).</summary>
+    public long AccessReportIntervalTicks => Math.Max(1, (long)(AccessReportInterval / TickInterval));
+
     /// <summary>The snapshot interval in ticks (at least one).</summary>
     public long SnapshotIntervalTicks => Math.Max(1, (long)(SnapshotInterval / TickInterval));
 
@@ -53,12 +72,25 @@ public sealed record RaftHostOptions
             throw new ArgumentException("tick interval and request timeout must be positive");
         }
 
+        if (ExpireBatchKeysMax <= 0 || HousekeepingBatchesPerTick <= 0 || EvictBatchKeysMax <= 0 || AccessReportInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("expiry, eviction and access report settings must be positive");
+        }
+
+        if (ConfiguredMemory is { MaxBytes: < 0 })
+        {
+            throw new ArgumentException("max memory must not be negative");
+        }
+
         if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || PeerInputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)
         {
             throw new ArgumentException("snapshot threshold and queue sizes must be positive");
         }
     }
 }
+
+/// <summary>A memory limit (0 = none) and eviction policy, as <c>--max-memory</c> and <c>--eviction-policy</c> give them.</summary>
+public sealed record MemorySetting(long MaxBytes, EvictionPolicy Policy);
 
 public enum HostErrorKind
 {
@@ -259,6 +291,13 @@ public interface INodeEffects
 
     /// <summary>One Ready was handled in this long (metrics).</summary>
     void ReadyHandled(TimeSpan elapsed) { }
+
+    /// <summary>
+    /// A follower's access report: keys its reads found since the last one (each repeated by its count, bounded),
+    /// for the LRU/LFU data. The host sends them to <paramref name="leader"/> as one
+    /// <see cref="WriteCommand.Access"/> write, at most one report in flight; a lost report only costs precision.
+    /// </summary>
+    void AccessReport(NodeId leader, IReadOnlyList<byte[]> keys) { }
 }
 
 /// <summary>Why the driver cannot go on until the host hands it a completion.</summary>

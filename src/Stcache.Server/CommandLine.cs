@@ -119,6 +119,13 @@ public sealed record ServerOptions
     /// <summary>A RESP connection idle this long is closed (Redis's <c>timeout</c>); zero: never.</summary>
     public TimeSpan RespIdleTimeout { get; init; } = TimeSpan.Zero;
 
+    /// <summary>The memory limit in accounted bytes (0 = none); null when not given (the replicated setting, as
+    /// CONFIG SET leaves it, stands).</summary>
+    public long? MaxMemoryBytes { get; init; }
+
+    /// <summary>Redis's maxmemory-policy; null when not given.</summary>
+    public Stcache.Cache.EvictionPolicy? EvictionPolicy { get; init; }
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -165,6 +172,8 @@ public static class CommandLine
         new(["tls-ca"], false, "HTTPS: CA that signs the other members' API certificates (for forwarded requests)", (o, v) => o with { TlsCa = v }),
         new(["auth-token"], false, "require 'Authorization: Bearer <token>' on every API call but /healthz and /readyz (or set STCACHE_AUTH_TOKEN)", (o, v) => o with { AuthToken = v }),
         new(["auth-token-file"], false, "file holding the API token", (o, v) => o with { AuthTokenFile = v }),
+        new(["max-memory", "maxmemory"], false, "memory limit in bytes, with Redis's units (100mb, 2gb; 0 = none); the leader evicts by --eviction-policy", (o, v) => o with { MaxMemoryBytes = ParseBytes("max-memory", v) }),
+        new(["eviction-policy", "maxmemory-policy"], false, "noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl (default noeviction)", (o, v) => o with { EvictionPolicy = ParsePolicy("eviction-policy", v) }),
         new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt("max-connections", v, 1, 1_000_000) }),
         new(["resp", "resp-address"], false, "Redis protocol (RESP) listen address host:port (default: none)", (o, v) => o with { RespAddress = v }),
         new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt("max-clients", v, 1, 1_000_000) }),
@@ -294,7 +303,7 @@ public static class CommandLine
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",
         ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
-        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits",
+        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
         ["log-level"] = "Configuration", ["help"] = "Configuration",
     };
 
@@ -461,6 +470,36 @@ public static class CommandLine
 
         return result;
     }
+
+    /// <summary>A byte count as Redis's config takes it: digits with an optional unit, k/m/g (powers of 1000) or
+    /// kb/mb/gb (powers of 1024), any case.</summary>
+    internal static long ParseBytes(string flag, string value)
+    {
+        string text = value.Trim().ToLowerInvariant();
+        (string Suffix, long Factor)[] units = [("kb", 1L << 10), ("mb", 1L << 20), ("gb", 1L << 30), ("k", 1000), ("m", 1000_000), ("g", 1000_000_000), ("b", 1)];
+        long factor = 1;
+        foreach (var (suffix, unit) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                text = text[..^suffix.Length];
+                factor = unit;
+                break;
+            }
+        }
+
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long number) || number > long.MaxValue / factor)
+        {
+            throw new UsageException($"--{flag}: '{value}' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb; 0 = no limit)");
+        }
+
+        return number * factor;
+    }
+
+    internal static Stcache.Cache.EvictionPolicy ParsePolicy(string flag, string value) =>
+        Stcache.Cache.EvictionPolicies.TryParse(value.Trim(), out var policy)
+            ? policy
+            : throw new UsageException($"--{flag}: '{value}' is not a policy (noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl)");
 
     private static ulong ParseId(string value)
     {

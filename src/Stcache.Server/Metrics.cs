@@ -66,14 +66,6 @@ internal static class ServerMetrics
     public static readonly Counter<long> ProposalsFailed = s_meter.CreateCounter<long>(
         "stcache.proposals.failed", null, "writes that failed with a server-side error (503, 504, 500)");
 
-    /// <summary>Keys removed by eviction under the memory limit. Recorded by the cache's eviction (issue 11).</summary>
-    public static readonly Counter<long> Evictions = s_meter.CreateCounter<long>(
-        "stcache.cache.evictions", null, "keys evicted under the memory limit");
-
-    /// <summary>Keys removed because their TTL passed. Recorded by the cache's expiry (issue 11).</summary>
-    public static readonly Counter<long> Expirations = s_meter.CreateCounter<long>(
-        "stcache.cache.expirations", null, "keys removed because their TTL passed");
-
     public static double Seconds(long startTimestamp) => Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds;
 
     /// <summary>OpenTelemetry: this meter (with second buckets for its histograms), .NET's runtime meter (GC and
@@ -120,8 +112,14 @@ internal sealed class NodeMetrics : IDisposable
         _meter.CreateObservableCounter("stcache.raft.inputs_dropped", () => _host.PeerInputsDropped, null,
             "peer messages and transport reports the Raft loop's queue could not take (each also logged, at most once a second)");
         _meter.CreateObservableGauge("stcache.memory.used", () => Environment.WorkingSet, "By", "process working set");
-        _meter.CreateObservableGauge("stcache.memory.limit", () => memoryLimitBytes() is { } limit ? [new Measurement<long>(limit)] : Array.Empty<Measurement<long>>(),
-            "By", "the configured memory limit (--max-memory), when set");
+        _meter.CreateObservableGauge("stcache.memory.limit", () => (memoryLimitBytes() ?? _host.Cache.MaxMemoryBytes) is > 0 and var limit ? [new Measurement<long>(limit)] : Array.Empty<Measurement<long>>(),
+            "By", "the memory limit (--max-memory or CONFIG SET maxmemory, as replicated), when set");
+        _meter.CreateObservableGauge("stcache.cache.memory.used", () => _host.Cache.UsedMemoryBytes, "By",
+            "accounted memory of the cache's state (what the limit applies to; the same on every replica at the same index)");
+
+        // Counted where entries are applied (evictions and expiries come from the log), so every replica counts the same.
+        _meter.CreateObservableCounter("stcache.cache.evictions", () => _host.Cache.EvictedKeys, null, "keys evicted under the memory limit");
+        _meter.CreateObservableCounter("stcache.cache.expirations", () => _host.Cache.ExpiredKeys, null, "keys removed because their TTL passed");
         _meter.CreateObservableGauge("stcache.snapshot.size", () => NewestSnapshotBytes(snapshotDirectory()), "By", "size of the newest snapshot file");
         host.LeadershipChanged += OnLeadershipChanged;
     }

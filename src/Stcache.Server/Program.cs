@@ -120,6 +120,7 @@ public static class Program
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());
+        AccessReports.Attach(node.Host, service);
         var api = new HttpApi(node.Host, service, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app);
         OpsEndpoints.Map(app, node, options);
@@ -264,6 +265,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotInterval = options.SnapshotInterval,
                 SnapshotThreshold = options.SnapshotThreshold,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
+                ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
+                    : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };
 
             RaftHost? host = null;

@@ -101,6 +101,9 @@ public sealed class RaftHost : IAsyncDisposable
     /// <summary>Raised once when this node applies its own removal from the cluster.</summary>
     public event Action? RemovedFromCluster;
 
+    /// <summary>Raised on the loop with a follower's access report for the leader (docs/CACHE.md). Must not block.</summary>
+    public event Action<NodeId, IReadOnlyList<byte[]>>? AccessReported;
+
     /// <summary>True once this node has applied its own removal, or learned of it from a peer.</summary>
     public bool WasRemoved => _driver.WasRemoved;
 
@@ -669,6 +672,8 @@ public sealed class RaftHost : IAsyncDisposable
         public void LeadershipChanged(LeadershipChange change) => host.RaiseLeadershipChanged(change);
 
         public void Removed() => host.RemovedFromCluster?.Invoke();
+
+        public void AccessReport(NodeId leader, IReadOnlyList<byte[]> keys) => host.AccessReported?.Invoke(leader, keys);
 
         public void WalSaved(TimeSpan elapsed) => ServerMetrics.WalSave.Record(elapsed.TotalSeconds);
 

@@ -143,9 +143,9 @@ internal static class Dashboard
             .ToArray();
         return new DashboardNode(status.Id.ToString(), status.Name, status.Role, status.Term.Value, status.Leader.ToString(),
             status.Commit.Value, status.Applied.Value, status.LastIndex.Value, status.SnapshotIndex.Value, host.Cache.Count,
-            Environment.WorkingSet, null,
+            host.Cache.UsedMemoryBytes, host.Cache.MaxMemoryBytes > 0 ? host.Cache.MaxMemoryBytes : null,
             new DashboardHistogram(requests.Count, requests.Buckets), new DashboardHistogram(fsync.Count, fsync.Buckets),
-            aggregates.Counter("stcache.cache.expirations"), aggregates.Counter("stcache.cache.evictions"),
+            host.Cache.ExpiredKeys, host.Cache.EvictedKeys,
             peers, events.Recent(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
     }
 

@@ -374,14 +374,21 @@ internal sealed partial class RespCommands
         });
         Section("memory", () =>
         {
-            long used = GC.GetTotalMemory(false);
+            // used_memory is the accounted memory the limit applies to (docs/CACHE.md), as Redis compares its
+            // used_memory with maxmemory; the process's own figures follow.
+            long used = Host.Cache.UsedMemoryBytes;
+            long limit = Host.Cache.MaxMemoryBytes;
             Line("used_memory", used);
             Line("used_memory_human", $"{used / 1048576.0:0.00}M");
             Line("used_memory_rss", Environment.WorkingSet);
-            Line("used_memory_dataset", Host.Cache.UsedMemoryBytes);
-            Line("maxmemory", Host.Cache.MaxMemoryBytes);
+            Line("used_memory_rss_human", $"{Environment.WorkingSet / 1048576.0:0.00}M");
+            Line("used_memory_dataset", used);
+            Line("used_memory_heap", GC.GetTotalMemory(false));
+            Line("maxmemory", limit);
+            Line("maxmemory_human", $"{limit / 1048576.0:0.00}M");
             Line("maxmemory_policy", Host.Cache.Policy.Name());
             Line("evicted_keys", Host.Cache.EvictedKeys);
+            Line("expired_keys", Host.Cache.ExpiredKeys);
         });
         Section("persistence", () =>
         {

@@ -131,6 +131,9 @@ internal sealed class SimNode : INodeEffects
     /// <summary>Called when the node learns it was removed.</summary>
     public Action<SimNode>? RemovedFromCluster { get; set; }
 
+    /// <summary>Called with a follower's access report for the leader (the host would send it over HTTP).</summary>
+    public Action<NodeId, IReadOnlyList<byte[]>>? AccessReported { get; set; }
+
     /// <summary>Starts (or restarts) the node from its disk. False if its storage is corrupt: it refuses to start.</summary>
     public bool Start()
     {
@@ -590,6 +593,8 @@ internal sealed class SimNode : INodeEffects
         _env.Trace($"n{Id} learned it was removed");
         RemovedFromCluster?.Invoke(this);
     }
+
+    void INodeEffects.AccessReport(NodeId leader, IReadOnlyList<byte[]> keys) => AccessReported?.Invoke(leader, keys);
 
     void INodeEffects.Applied(Entry entry)
     {

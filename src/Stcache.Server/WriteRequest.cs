@@ -15,13 +15,18 @@ public sealed class WriteRequest
     private const byte KindRedis = 2;
     private const byte KindPrepared = 3;
 
-    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null)
+    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null)
     {
         Command = command;
         Argv = argv;
         Transaction = transaction;
         Prepared = prepared;
+        Watched = watched ?? [];
     }
+
+    /// <summary>For a transaction under WATCH: each watched key and the version it had when watched (0: absent). The
+    /// state machine checks them when it applies the entry and applies nothing if one changed.</summary>
+    public (byte[] Key, ulong Version)[] Watched { get; }
 
     /// <summary>A cache write that does not depend on time (CONFIG SET's memory policy); the leader stamps it.</summary>
     public WriteCommand? Prepared { get; }
@@ -41,7 +46,8 @@ public sealed class WriteRequest
     public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
 
     /// <summary>MULTI/EXEC: every queued command in one entry, applied atomically; the reply is their array.</summary>
-    public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands) => new(null, [.. commands], true);
+    public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands, IEnumerable<(byte[] Key, ulong Version)>? watched = null) =>
+        new(null, [.. commands], true, watched: watched?.ToArray());
 
     /// <summary>Checks limits before anything is proposed; null when fine.</summary>
     public string? Validate(int valueBytesMax)
@@ -93,12 +99,13 @@ public sealed class WriteRequest
             single = parsed.Write;
         }
 
-        var write = Transaction ? WriteCommand.Batch(invocations) : single!;
+        var write = Transaction ? WriteCommand.Batch(invocations, Watched) : single!;
         return (write.Encode(logTimeUnixMs), null);
     }
 
-    /// <summary>[count u32] then per request: [1][length u32][command] or [2][transaction u8][commands u32] and per
-    /// command [argc u32] and per argument [length u32][bytes].</summary>
+    /// <summary>[count u32] then per request: [1][length u32][command], [3][length u32][prepared command], or
+    /// [2][transaction u8][commands u32] and per command [argc u32] and per argument [length u32][bytes]. A transaction
+    /// under WATCH has transaction byte 2 and, before its commands, [watched u32] and per key [length u32][key][version u64].</summary>
     public static byte[] EncodeAll(IReadOnlyList<WriteRequest> requests)
     {
         using var buffer = new MemoryStream();
@@ -131,7 +138,20 @@ public sealed class WriteRequest
             }
 
             buffer.WriteByte(KindRedis);
-            buffer.WriteByte(request.Transaction ? (byte)1 : (byte)0);
+            buffer.WriteByte(request.Watched.Length > 0 ? (byte)2 : request.Transaction ? (byte)1 : (byte)0);
+            if (request.Watched.Length > 0)
+            {
+                Int(request.Watched.Length);
+                foreach (var (key, version) in request.Watched)
+                {
+                    Int(key.Length);
+                    buffer.Write(key);
+                    byte[] versionBytes = new byte[8];
+                    BinaryPrimitives.WriteUInt64LittleEndian(versionBytes, version);
+                    buffer.Write(versionBytes);
+                }
+            }
+
             Int(request.Argv!.Length);
             foreach (byte[][] argv in request.Argv)
             {
@@ -216,8 +236,33 @@ public sealed class WriteRequest
                 return null;
             }
 
-            bool transaction = span[offset++] == 1;
-            if (!TryInt(span, out int commands) || commands == 0 || commands > Invocation.ArgsMax)
+            byte transactionKind = span[offset++];
+            bool transaction = transactionKind is 1 or 2;
+            var watched = new List<(byte[] Key, ulong Version)>();
+            if (transactionKind == 2)
+            {
+                if (!TryInt(span, out int pairs) || pairs == 0 || pairs > Invocation.ArgsMax)
+                {
+                    problem = "bad watched key count";
+                    return null;
+                }
+
+                for (int w = 0; w < pairs; w++)
+                {
+                    if (!TryInt(span, out int length) || span.Length - offset < length + 8)
+                    {
+                        problem = "bad watched key";
+                        return null;
+                    }
+
+                    byte[] key = span.Slice(offset, length).ToArray();
+                    offset += length;
+                    watched.Add((key, BinaryPrimitives.ReadUInt64LittleEndian(span[offset..])));
+                    offset += 8;
+                }
+            }
+
+            if (!TryInt(span, out int commands) || (commands == 0 && transactionKind != 2) || commands > Invocation.ArgsMax)
             {
                 problem = "bad command count";
                 return null;
@@ -248,7 +293,7 @@ public sealed class WriteRequest
                 list.Add([.. argv]);
             }
 
-            requests.Add(transaction ? RedisTransaction(list) : new WriteRequest(null, [.. list], false));
+            requests.Add(transaction ? RedisTransaction(list, watched) : new WriteRequest(null, [.. list], false));
         }
 
         if (offset != span.Length)

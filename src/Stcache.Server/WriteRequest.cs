@@ -14,6 +14,7 @@ public sealed class WriteRequest
     private const byte KindCommand = 1;
     private const byte KindRedis = 2;
     private const byte KindPrepared = 3;
+    private const byte KindCommandWithTtl = 4;
 
     private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null)
     {
@@ -43,6 +44,13 @@ public sealed class WriteRequest
 
     public static WriteRequest Of(CacheCommand command) => new(command, null, false);
 
+    /// <summary>An HTTP API write that expires <paramref name="ttlMs"/> after the leader's log time (the HTTP API's
+    /// <c>?ttl=</c>): the leader turns it into an absolute expiry when it makes the entry.</summary>
+    public static WriteRequest Of(CacheCommand command, long ttlMs) => new(command, null, false) { TtlMs = ttlMs };
+
+    /// <summary>For <see cref="Command"/>: a relative expiry in ms, resolved by the leader's clock; 0: none.</summary>
+    public long TtlMs { get; private init; }
+
     public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
 
     /// <summary>MULTI/EXEC: every queued command in one entry, applied atomically; the reply is their array.</summary>
@@ -71,8 +79,14 @@ public sealed class WriteRequest
     {
         if (Command is { } command)
         {
-            // The leader's log time, unless the caller (the HTTP API, for a TTL) already stamped it.
-            return ((command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command).Encode(), null);
+            // The leader's log time, unless the caller already stamped it; a relative TTL counts from it.
+            var stamped = command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command;
+            if (TtlMs > 0)
+            {
+                stamped = stamped with { ExpiresAtUnixMs = stamped.LogTimeUnixMs + TtlMs };
+            }
+
+            return (stamped.Encode(), null);
         }
 
         if (Prepared is { } prepared)
@@ -103,7 +117,8 @@ public sealed class WriteRequest
         return (write.Encode(logTimeUnixMs), null);
     }
 
-    /// <summary>[count u32] then per request: [1][length u32][command], [3][length u32][prepared command], or
+    /// <summary>[count u32] then per request: [1][length u32][command] ([4][ttl ms i64][length u32][command] with a
+    /// TTL), [3][length u32][prepared command], or
     /// [2][transaction u8][commands u32] and per command [argc u32] and per argument [length u32][bytes]. A transaction
     /// under WATCH has transaction byte 2 and, before its commands, [watched u32] and per key [length u32][key][version u64].</summary>
     public static byte[] EncodeAll(IReadOnlyList<WriteRequest> requests)
@@ -121,7 +136,18 @@ public sealed class WriteRequest
         {
             if (request.Command is { } command)
             {
-                buffer.WriteByte(KindCommand);
+                if (request.TtlMs > 0)
+                {
+                    buffer.WriteByte(KindCommandWithTtl);
+                    byte[] ttl = new byte[8];
+                    BinaryPrimitives.WriteInt64LittleEndian(ttl, request.TtlMs);
+                    buffer.Write(ttl);
+                }
+                else
+                {
+                    buffer.WriteByte(KindCommand);
+                }
+
                 byte[] encoded = command.Encode();
                 Int(encoded.Length);
                 buffer.Write(encoded);
@@ -202,6 +228,19 @@ public sealed class WriteRequest
             }
 
             byte kind = span[offset++];
+            long ttlMs = 0;
+            if (kind == KindCommandWithTtl)
+            {
+                if (span.Length - offset < 8 || (ttlMs = BinaryPrimitives.ReadInt64LittleEndian(span[offset..])) <= 0)
+                {
+                    problem = "bad ttl";
+                    return null;
+                }
+
+                offset += 8;
+                kind = KindCommand;
+            }
+
             if (kind == KindCommand)
             {
                 if (!TryInt(span, out int length) || span.Length - offset < length
@@ -212,7 +251,7 @@ public sealed class WriteRequest
                 }
 
                 offset += length;
-                requests.Add(Of(command!));
+                requests.Add(ttlMs > 0 ? Of(command!, ttlMs) : Of(command!));
                 continue;
             }
 

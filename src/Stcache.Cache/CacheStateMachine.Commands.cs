@@ -16,6 +16,13 @@ public sealed partial class CacheStateMachine
     {
         _now = time;
         _index = index;
+        bool guarded = invocation.Op == Op.Batch && invocation.Batch.Length > 0 && invocation.Batch[0].Op == Op.IfVersions;
+        if (guarded && !VersionsMatch(invocation.Batch[0].Args))
+        {
+            // WATCH: a watched key changed since it was watched; nothing is applied (EXEC answers a null).
+            return Reply.Nil;
+        }
+
         if (index != 0 && NeedsMemory(invocation) && !MakeRoom())
         {
             return s_outOfMemory;
@@ -23,16 +30,33 @@ public sealed partial class CacheStateMachine
 
         if (invocation.Op == Op.Batch)
         {
-            var replies = new Reply[invocation.Batch.Length];
+            int first = guarded ? 1 : 0;
+            var replies = new Reply[invocation.Batch.Length - first];
             for (int i = 0; i < replies.Length; i++)
             {
-                replies[i] = Dispatch(invocation.Batch[i]);
+                replies[i] = Dispatch(invocation.Batch[first + i]);
             }
 
             return Reply.Array(replies);
         }
 
         return Dispatch(invocation);
+    }
+
+    /// <summary>Whether each key (args alternate key and 8-byte version) has that version now, 0 meaning absent.
+    /// Physical: a key past its expiry that no replicated expiry has removed yet keeps its version.</summary>
+    private bool VersionsMatch(byte[][] a)
+    {
+        for (int i = 0; i + 1 < a.Length; i += 2)
+        {
+            ulong current = _keys.TryGetValue(a[i], out var entry) ? entry.Version : 0;
+            if (a[i + 1].Length != 8 || current != BinaryPrimitives.ReadUInt64LittleEndian(a[i + 1]))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     // Redis's "denyoom" commands: those that may grow memory. Deletes, expiries and renames always run.

@@ -180,6 +180,16 @@ public sealed partial class CacheStateMachine
         return false;
     }
 
+    /// <summary>The version of any key (string or hash) as WATCH records it: the index of the entry that last
+    /// changed it, 0 when absent. Physical, like the check a guarded batch makes when applied.</summary>
+    public ulong VersionOf(ReadOnlySpan<byte> key)
+    {
+        lock (_lock)
+        {
+            return _keys.TryGetValue(key, out var found) ? found.Version : 0;
+        }
+    }
+
     /// <summary>Applies the entry at <paramref name="index"/>: a <see cref="WriteCommand"/> (its reply is in
     /// <see cref="ApplyResult.Reply"/>) or an older <see cref="CacheCommand"/>. Deterministic: no clock, no
     /// randomness but seeded by the index; malformed data yields <see cref="ApplyStatus.Invalid"/> and changes

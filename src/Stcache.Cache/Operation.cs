@@ -68,6 +68,11 @@ public enum Op : byte
     /// policy (<see cref="Invocation.Flags"/>).</summary>
     MemoryPolicy = 115,
 
+    /// <summary>WATCH's guard, only as the first item of a <see cref="Batch"/>: args alternate key and 8-byte
+    /// little-endian version (0: absent). If any key's version differs, nothing in the batch is applied and the reply is
+    /// a null (EXEC's abort), decided when the entry is applied, so no write can slip in between check and batch.</summary>
+    IfVersions = 116,
+
     /// <summary>Several operations applied atomically, replying with an array (MULTI/EXEC).</summary>
     Batch = 127,
 }
@@ -301,6 +306,25 @@ public sealed class WriteCommand
     /// <summary>Builds a MULTI/EXEC batch: the writes and reads run in order in one entry; the reply is their array.</summary>
     public static WriteCommand Batch(IEnumerable<Invocation> items) =>
         new(new Invocation(Op.Batch, OpFlags.None, 0, [], items.ToArray()));
+
+    /// <summary>A MULTI/EXEC batch under WATCH: applied only if every watched key still has the version it had when
+    /// it was watched; otherwise nothing is applied and the reply is <see cref="Reply.Nil"/>.</summary>
+    public static WriteCommand Batch(IEnumerable<Invocation> items, IReadOnlyCollection<(byte[] Key, ulong Version)> watched) =>
+        watched.Count == 0 ? Batch(items) : new(new Invocation(Op.Batch, OpFlags.None, 0, [], [IfVersions(watched), .. items]));
+
+    private static Invocation IfVersions(IEnumerable<(byte[] Key, ulong Version)> watched)
+    {
+        var args = new List<byte[]>();
+        foreach (var (key, version) in watched)
+        {
+            args.Add(key);
+            var versionBytes = new byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(versionBytes, version);
+            args.Add(versionBytes);
+        }
+
+        return new Invocation(Op.IfVersions, OpFlags.None, 0, [.. args]);
+    }
 
     /// <summary>The leader's replicated expiry: delete those of <paramref name="keys"/> that expire at or before
     /// <paramref name="expiredAtUnixMs"/> (a key rewritten since keeps its new life).</summary>

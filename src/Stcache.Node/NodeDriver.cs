@@ -580,7 +580,7 @@ public sealed class NodeDriver
             ProposeStatus.Overloaded =>
                 new RaftHostException(HostErrorKind.Overloaded, "too many uncommitted writes; not applied, retry later"),
             ProposeStatus.ConfChangeInProgress =>
-                new RaftHostException(HostErrorKind.ConfChangeRejected, "another membership change is in progress (or the new leader has not committed yet); retry"),
+                new RaftHostException(HostErrorKind.ConfChangeInProgress, "another membership change is in progress (or the new leader has not committed yet); retry"),
             _ => new RaftHostException(HostErrorKind.ConfChangeRejected, $"change rejected: {result.Status}"),
         });
     }

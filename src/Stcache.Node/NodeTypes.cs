@@ -108,8 +108,11 @@ public enum HostErrorKind
 
     Overloaded,
 
-    /// <summary>Another membership change is still in progress, or the change is invalid.</summary>
+    /// <summary>The membership change is invalid.</summary>
     ConfChangeRejected,
+
+    /// <summary>Another membership change is still in progress (or the new leader has not committed yet): retry.</summary>
+    ConfChangeInProgress,
 
     TransferInProgress,
 

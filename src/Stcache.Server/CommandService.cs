@@ -37,7 +37,8 @@ public enum FailureKind
     Invalid,
 }
 
-/// <summary>The typed answer to a write: the state machine's result, or why there is none.</summary>
+/// <summary>The typed answer to a write: the state machine's result, or why there is none. <see cref="Leader"/> names
+/// the leader a follower forwarded the write to (applied or not), or the leader a refusal points at.</summary>
 public readonly record struct WriteOutcome(WriteStatus Status, ApplyResult Result, FailureKind Failure, string Detail, NodeId Leader)
 {
     public static WriteOutcome Applied(ApplyResult result) => new(WriteStatus.Applied, result, FailureKind.None, string.Empty, NodeId.None);
@@ -81,7 +82,7 @@ public sealed record ForwardedResult(
             outcome.Status == WriteStatus.Applied ? outcome.Result.Error : outcome.Detail, ReplyView.From(outcome.Result.Reply));
 
     public WriteOutcome ToOutcome(NodeId leader) => Write == WriteStatus.Applied
-        ? WriteOutcome.Applied(new ApplyResult(Status, Version, PreviousExisted, Error) { Reply = Reply?.ToReply() })
+        ? WriteOutcome.Applied(new ApplyResult(Status, Version, PreviousExisted, Error) { Reply = Reply?.ToReply() }) with { Leader = leader }
         : new WriteOutcome(Write, default, Failure, Error ?? string.Empty, leader);
 }
 
@@ -133,13 +134,20 @@ internal sealed class CommandService
     }
 
     /// <summary>The current status once a leader is known; null if none is elected before <paramref name="deadline"/>.</summary>
-    public async Task<HostStatus?> WaitForLeaderAsync(CancellationToken deadline)
+    public Task<HostStatus?> WaitForLeaderAsync(CancellationToken deadline) =>
+        WaitForLeaderChangeAsync(status => !status.Leader.IsNone, deadline);
+
+    /// <summary>
+    /// The current status once <paramref name="until"/> holds for it, checked now and after every leadership change
+    /// (signalled by the host, never polled); null if it does not hold before <paramref name="deadline"/>.
+    /// </summary>
+    public async Task<HostStatus?> WaitForLeaderChangeAsync(Func<HostStatus, bool> until, CancellationToken deadline)
     {
         while (true)
         {
             var changed = Volatile.Read(ref _leaderChanged).Task;
             var status = _host.Status;
-            if (!status.Leader.IsNone)
+            if (until(status))
             {
                 return status;
             }

@@ -85,8 +85,13 @@ public sealed partial class ApiJson : JsonSerializerContext
 {
 }
 
-/// <summary>The HTTP API: the seeds' endpoints and /v1. Handlers are thin; the host does the work.</summary>
-internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
+/// <summary>
+/// The HTTP API, in endpoint groups: the seeds' endpoints (HttpApi.Seeds.cs), <c>/v1/kv</c> (HttpApi.Kv.cs) and
+/// <c>/v1</c> cluster and internal endpoints (HttpApi.Cluster.cs). Handlers are thin: key-value reads and writes go
+/// through <see cref="CommandService"/>, the protocol-agnostic service the RESP front end uses too, and its typed
+/// outcomes are mapped to HTTP statuses here.
+/// </summary>
+internal sealed partial class HttpApi(RaftHost host, CommandService service, ServerOptions options, IHttpClientFactory clients, ILogger<HttpApi> logger)
 {
     public const string VersionHeader = "X-Stcache-Version";
     public const string LeaderHeader = "X-Stcache-Leader";
@@ -101,34 +106,10 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         app.Use(RefuseBadRequestsAsync);
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
-
-        // stcache seed (000/001) and raft-demo seed (002/003)
-        app.MapGet("/set", SeedSet);
-        app.MapGet("/get", SeedGet);
-        app.MapGet("/join", SeedJoin);
-
-        // shaj13 seed (004)
-        app.MapMethods("/", ["PUT", "POST"], (Delegate)SeedPut);
-        app.MapGet("/mgmt/nodes", MgmtNodes);
-        app.MapDelete("/mgmt/nodes/{id}", RemoveMember);
-
+        MapSeeds(app);
         var v1 = app.MapGroup("/v1");
-        v1.MapGet("/kv/{**key}", GetKey);
-        v1.MapPut("/kv/{**key}", PutKey);
-        v1.MapPost("/kv/{**key}", PutKey);
-        v1.MapDelete("/kv/{**key}", DeleteKey);
-        v1.MapGet("/status", (HttpContext _) => TypedResults.Json(StatusOf(host.Status), ApiJson.Default.StatusView));
-        v1.MapGet("/cluster", (Delegate)Cluster);
-        v1.MapPost("/cluster/members", (Delegate)AddMember);
-        v1.MapDelete("/cluster/members/{id}", RemoveMember);
-        v1.MapPost("/cluster/transfer-leader", (Delegate)TransferLeader);
-        v1.MapPost("/snapshot", (Delegate)Snapshot);
-        v1.MapPost(CommandService.ProposePath["/v1".Length..], (Delegate)ProposeForwarded);
-
-        app.MapGet("/{key}", SeedGetPath);
-
-        // The shaj13 walkthrough removes a node with "curl -X DELETE http://host:api/<ID>".
-        app.MapDelete("/{id}", RemoveMember);
+        MapKv(v1);
+        MapCluster(v1);
     }
 
     /// <summary>
@@ -177,462 +158,14 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
             : TypedResults.Text("ok\n");
     }
 
-    // ---- seed endpoints -------------------------------------------------------------------------------------
-
-    private async Task<IResult> SeedSet(HttpContext context, string? key, string? value)
-    {
-        if (string.IsNullOrEmpty(key) || value is null)
-        {
-            return TypedResults.Text("invalid key or value\n", statusCode: StatusCodes.Status400BadRequest);
-        }
-
-        return await WriteAsync(context, CacheCommand.Set(key, Encoding.UTF8.GetBytes(value)), null, _ => TypedResults.Text("ok\n"));
-    }
-
-    private async Task<IResult> SeedGet(HttpContext context, string? key, string? consistency)
-    {
-        if (string.IsNullOrEmpty(key))
-        {
-            return TypedResults.Text("invalid key\n", statusCode: StatusCodes.Status400BadRequest);
-        }
-
-        var (entry, error) = await ReadAsync(context, key, consistency);
-        if (error is not null)
-        {
-            return error;
-        }
-
-        return entry is null ? TypedResults.Text(string.Empty) : TypedResults.Text(Encoding.UTF8.GetString(entry.Value));
-    }
-
-    private async Task<IResult> SeedGetPath(HttpContext context, string key, string? consistency)
-    {
-        var (entry, error) = await ReadAsync(context, key, consistency);
-        if (error is not null)
-        {
-            return error;
-        }
-
-        return entry is null
-            ? TypedResults.Text("key not found\n", statusCode: StatusCodes.Status404NotFound)
-            : TypedResults.Text(Encoding.UTF8.GetString(entry.Value));
-    }
-
-    private async Task<IResult> SeedPut(HttpContext context)
-    {
-        byte[] body = await ReadBodyAsync(context);
-        if (body.Length > options.ValueBytesMax + CacheCommand.KeyBytesMax * 6 + 64)
-        {
-            return Error(StatusCodes.Status413PayloadTooLarge, "request too large", "not-applied");
-        }
-
-        SeedEntry? entry;
-        try
-        {
-            entry = JsonSerializer.Deserialize(body, ApiJson.Default.SeedEntry);
-        }
-        catch (JsonException e)
-        {
-            return Error(StatusCodes.Status400BadRequest, "malformed JSON: " + e.Message, "not-applied");
-        }
-
-        if (entry?.Key is not { Length: > 0 } key || entry.Value is null)
-        {
-            return Error(StatusCodes.Status400BadRequest, "expected {\"Key\":\"...\",\"Value\":\"...\"}", "not-applied");
-        }
-
-        return await WriteAsync(context, CacheCommand.Set(key, Encoding.UTF8.GetBytes(entry.Value)), body,
-            result => WithVersion(context, result.Version, TypedResults.NoContent()));
-    }
-
-    private async Task<IResult> SeedJoin(HttpContext context, string? peerAddress, string? httpAddress, string? name, ulong? id)
-    {
-        if (string.IsNullOrEmpty(peerAddress))
-        {
-            return TypedResults.Text("invalid peerAddress\n", statusCode: StatusCodes.Status400BadRequest);
-        }
-
-        var result = await AddMemberCoreAsync(context, new MemberRequest(id, name, peerAddress, httpAddress), null);
-        return result ?? TypedResults.Text("ok");
-    }
-
-    private IResult MgmtNodes() => TypedResults.Json(MemberViews(host.Status), ApiJson.Default.MemberViewArray);
-
-    /// <summary>The leader's side of <see cref="CommandService"/>'s forwarding: a follower's batch of encoded commands.</summary>
-    private async Task<IResult> ProposeForwarded(HttpContext context)
-    {
-        byte[] body = await ReadBodyAsync(context);
-        if (WriteRequest.DecodeAll(body, out string? problem) is not { } commands)
-        {
-            return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
-        }
-
-        if (!host.Status.IsLeader)
-        {
-            return Failure(StatusCodes.Status503ServiceUnavailable, FailureKind.NoLeader, "not the leader (any more); not applied", "not-applied");
-        }
-
-        var outcomes = await service.ProposeLocallyAsync(commands, context.RequestAborted);
-        return TypedResults.Json(outcomes.Select(ForwardedResult.From).ToArray(), CommandJson.Default.ForwardedResultArray);
-    }
-
-    private static IResult Failure(int statusCode, FailureKind failure, string message, string outcome) =>
-        new FailureResult(Error(statusCode, message, outcome), failure);
-
-    private sealed class FailureResult(IResult inner, FailureKind failure) : IResult
-    {
-        public Task ExecuteAsync(HttpContext httpContext)
-        {
-            httpContext.Response.Headers[CommandService.FailureHeader] = failure.ToString();
-            return inner.ExecuteAsync(httpContext);
-        }
-    }
-
-    // ---- /v1/kv ---------------------------------------------------------------------------------------------
-
-    private async Task<IResult> GetKey(HttpContext context, string key, string? consistency)
-    {
-        var (entry, error) = await ReadAsync(context, key, consistency);
-        if (error is not null)
-        {
-            return error;
-        }
-
-        if (entry is null)
-        {
-            return Error(StatusCodes.Status404NotFound, "key not found", "none");
-        }
-
-        return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));
-    }
-
-    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue, long? ttl)
-    {
-        if (ttl is <= 0 or > MaxTtlSeconds)
-        {
-            return Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied");
-        }
-
-        if (context.Request.ContentLength > options.ValueBytesMax)
-        {
-            return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
-        }
-
-        byte[] body;
-        try
-        {
-            body = await ReadBodyAsync(context);
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
-        }
-
-        if (prevVersion is not null && prevValue is not null)
-        {
-            return Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied");
-        }
-
-        var command = prevVersion is { } version
-            ? CacheCommand.SetIfVersion(key, body, version)
-            : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-        return await WriteAsync(context, command, body, result => WriteAnswer(context, key, result), ttl ?? 0);
-    }
-
-    private async Task<IResult> DeleteKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
-    {
-        if (prevVersion is not null && prevValue is not null)
-        {
-            return Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied");
-        }
-
-        var command = CacheCommand.Delete(key);
-        if (prevVersion is { } version)
-        {
-            command = command with { Compare = CompareKind.Version, ExpectedVersion = version };
-        }
-        else if (prevValue is not null)
-        {
-            command = command with { Compare = CompareKind.Value, ExpectedValue = Encoding.UTF8.GetBytes(prevValue) };
-        }
-
-        return await WriteAsync(context, command, null, result => WriteAnswer(context, key, result));
-    }
-
-    private static IResult WriteAnswer(HttpContext context, string key, ApplyResult result)
-    {
-        var view = new KvWriteView(key, result.Succeeded, result.Version, result.PreviousExisted);
-        return result.Status switch
-        {
-            ApplyStatus.Ok => WithVersion(context, result.Version, TypedResults.Json(view, ApiJson.Default.KvWriteView)),
-            ApplyStatus.CompareFailed => WithVersion(context, result.Version,
-                TypedResults.Json(view, ApiJson.Default.KvWriteView, statusCode: StatusCodes.Status412PreconditionFailed)),
-            ApplyStatus.OutOfMemory => Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied"),
-            _ => Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied"),
-        };
-    }
-
-    // ---- cluster --------------------------------------------------------------------------------------------
-
-    private async Task<IResult> AddMember(HttpContext context)
-    {
-        byte[] body = await ReadBodyAsync(context);
-        MemberRequest? request;
-        try
-        {
-            request = JsonSerializer.Deserialize(body, ApiJson.Default.MemberRequest);
-        }
-        catch (JsonException e)
-        {
-            return Error(StatusCodes.Status400BadRequest, "malformed JSON: " + e.Message, "not-applied");
-        }
-
-        if (request is null)
-        {
-            return Error(StatusCodes.Status400BadRequest, "expected {\"raftAddress\":\"host:port\",\"httpAddress\":\"host:port\"}", "not-applied");
-        }
-
-        var result = await AddMemberCoreAsync(context, request, body);
-        return result ?? TypedResults.Json(MemberViews(host.Status), ApiJson.Default.MemberViewArray);
-    }
-
-    /// <summary>Adds a member; null on success, else the answer to send.</summary>
-    private async Task<IResult?> AddMemberCoreAsync(HttpContext context, MemberRequest request, byte[]? body)
-    {
-        if (string.IsNullOrWhiteSpace(request.RaftAddress) || !request.RaftAddress.Contains(':', StringComparison.Ordinal))
-        {
-            return Error(StatusCodes.Status400BadRequest, "raftAddress must be host:port", "not-applied");
-        }
-
-        string raftAddress = CommandLine.NormalizeAddress(request.RaftAddress);
-        string name = string.IsNullOrEmpty(request.Name) ? raftAddress : request.Name;
-        ulong id = request.Id is > 0 ? request.Id.Value : MemberInfo.IdFromName(name);
-        string httpAddress = string.IsNullOrEmpty(request.HttpAddress) ? string.Empty : CommandLine.NormalizeAddress(request.HttpAddress);
-        var info = new MemberInfo(id, name, raftAddress, httpAddress);
-
-        var status = host.Status;
-        var existing = host.Members.Find(new NodeId(id));
-        if (status.ConfState.IsVoter(new NodeId(id)) && existing is not null && existing.RaftAddress == raftAddress)
-        {
-            return null; // joining again is harmless
-        }
-
-        if (IdClaimedElsewhere(status, existing, raftAddress) is { } conflict)
-        {
-            return conflict;
-        }
-
-        var forward = await LeaderOrForwardAsync(context, body ?? JsonSerializer.SerializeToUtf8Bytes(request, ApiJson.Default.MemberRequest));
-        if (forward is not null)
-        {
-            return forward;
-        }
-
-        // A new member joins as a learner; the leader's host promotes it to voter once it has caught up
-        // (thesis §4.2.1, RaftHost.PromoteCaughtUpLearners). An empty voter would count towards the quorum at once,
-        // stalling commits, or blocking them for good if it never came up.
-        var nodeId = new NodeId(id);
-        if (host.Status.ConfState.IsMember(nodeId))
-        {
-            return null;
-        }
-
-        return await ConfChangeAsync(new ConfChange(ConfChangeType.AddLearner, nodeId, info.ToContext()), context.RequestAborted);
-    }
-
-    /// <summary>
-    /// A join that names an existing member's id at another raft address is a second process claiming that id (a
-    /// copied data directory, a reused --name), not the member itself: refused with 409. Accepting it would let
-    /// the node serving a raft-channel join point its link for that id at the newcomer, so the real member stops
-    /// hearing the leader, which counts the newcomer's answers as the member's. A member's raft address changes
-    /// only through the replicated member book (its conf change, or its own announcement as leader); to move a
-    /// member, remove it first.
-    /// </summary>
-    private IResult? IdClaimedElsewhere(HostStatus status, MemberInfo? existing, string raftAddress)
-    {
-        if (existing is null || existing.RaftAddress.Length == 0 || !status.ConfState.IsMember(new NodeId(existing.Id))
-            || string.Equals(CommandLine.NormalizeAddress(existing.RaftAddress), raftAddress, StringComparison.Ordinal))
-        {
-            return null;
-        }
-
-        ServerLog.MemberIdConflict(logger, new NodeId(existing.Id), existing.RaftAddress, raftAddress);
-        return Error(StatusCodes.Status409Conflict,
-            $"node id {existing.Id} ({existing.Name}) is already a member at raft address {existing.RaftAddress}, not {raftAddress}: "
-            + "two processes claim one id; give the new node its own --name (or remove the old member first)",
-            "not-applied");
-    }
-
-    private async Task<IResult> RemoveMember(HttpContext context, string id)
-    {
-        if (!TryParseMemberId(id, out var nodeId))
-        {
-            return Error(StatusCodes.Status400BadRequest, $"'{id}' is not a member id or name", "not-applied");
-        }
-
-        if (!host.Status.ConfState.IsMember(nodeId))
-        {
-            return Error(StatusCodes.Status404NotFound, $"node {nodeId} is not a member", "not-applied");
-        }
-
-        var forward = await LeaderOrForwardAsync(context, null);
-        if (forward is not null)
-        {
-            return forward;
-        }
-
-        var result = await ConfChangeAsync(new ConfChange(ConfChangeType.RemoveNode, nodeId, ReadOnlyMemory<byte>.Empty), context.RequestAborted);
-        return result ?? TypedResults.Text("ok\n");
-    }
-
-    private async Task<IResult?> ConfChangeAsync(ConfChange change, CancellationToken cancellationToken)
-    {
-        var deadline = DateTime.UtcNow + host.RequestTimeout;
-        while (true)
-        {
-            try
-            {
-                await host.ChangeMembershipAsync(change, cancellationToken);
-                return null;
-            }
-            catch (RaftHostException e) when (e.Kind == HostErrorKind.ConfChangeRejected && e.Message.Contains("in progress", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100, cancellationToken);
-            }
-            catch (RaftHostException e)
-            {
-                return HostError(e);
-            }
-        }
-    }
-
-    private async Task<IResult> TransferLeader(HttpContext context)
-    {
-        byte[] body = await ReadBodyAsync(context);
-        TransferRequest? request = null;
-        if (body.Length > 0)
-        {
-            try
-            {
-                request = JsonSerializer.Deserialize(body, ApiJson.Default.TransferRequest);
-            }
-            catch (JsonException e)
-            {
-                return Error(StatusCodes.Status400BadRequest, "malformed JSON: " + e.Message, "not-applied");
-            }
-        }
-
-        string? targetText = request?.Id ?? context.Request.Query["id"].FirstOrDefault();
-        var forward = await LeaderOrForwardAsync(context, body);
-        if (forward is not null)
-        {
-            return forward;
-        }
-
-        var status = host.Status;
-        NodeId target;
-        if (targetText is not null)
-        {
-            if (!TryParseMemberId(targetText, out target) || !status.ConfState.IsVoter(target))
-            {
-                return Error(StatusCodes.Status400BadRequest, $"'{targetText}' is not a voting member", "not-applied");
-            }
-        }
-        else
-        {
-            var best = status.Progress.Where(p => p.Id != host.Id && !p.IsLearner).OrderByDescending(p => p.Match).FirstOrDefault();
-            if (best.Id.IsNone)
-            {
-                return Error(StatusCodes.Status400BadRequest, "no other voter to transfer to", "not-applied");
-            }
-
-            target = best.Id;
-        }
-
-        if (target == host.Id)
-        {
-            return TypedResults.Json(StatusOf(status), ApiJson.Default.StatusView);
-        }
-
-        var started = await host.TransferLeadershipAsync(target, context.RequestAborted);
-        if (started != ProposeStatus.Accepted)
-        {
-            return Error(StatusCodes.Status503ServiceUnavailable, $"transfer refused: {started}", "not-applied");
-        }
-
-        var deadline = DateTime.UtcNow + host.RequestTimeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (host.Status.Leader == target)
-            {
-                return TypedResults.Json(StatusOf(host.Status), ApiJson.Default.StatusView);
-            }
-
-            await Task.Delay(20, context.RequestAborted);
-        }
-
-        return Error(StatusCodes.Status503ServiceUnavailable, $"node {target} did not take over within the request timeout", "unknown");
-    }
-
-    private async Task<IResult> Snapshot(HttpContext context)
-    {
-        try
-        {
-            var metadata = await host.SnapshotAsync(context.RequestAborted);
-            return TypedResults.Json(new SnapshotView(metadata.Index.Value, metadata.Term.Value), ApiJson.Default.SnapshotView);
-        }
-        catch (RaftHostException e)
-        {
-            return HostError(e);
-        }
-        catch (IOException e)
-        {
-            return Error(StatusCodes.Status500InternalServerError, "snapshot failed: " + e.Message, "none");
-        }
-    }
-
-    private async Task<IResult> Cluster(HttpContext context)
-    {
-        var status = host.Status;
-        var members = MemberViews(status);
-        using var client = clients.CreateClient();
-        client.Timeout = TimeSpan.FromSeconds(1);
-        var views = await Task.WhenAll(members.Select(async member =>
-        {
-            if (member.Id == host.Id.ToString())
-            {
-                return new ClusterMemberView(member, StatusOf(status), null);
-            }
-
-            if (member.ApiAddress.Length == 0)
-            {
-                return new ClusterMemberView(member, null, "API address unknown");
-            }
-
-            try
-            {
-                using var response = await client.GetAsync($"{options.HttpScheme}://{member.ApiAddress}/v1/status", context.RequestAborted);
-                response.EnsureSuccessStatusCode();
-                var remote = JsonSerializer.Deserialize(await response.Content.ReadAsByteArrayAsync(context.RequestAborted), ApiJson.Default.StatusView);
-                return new ClusterMemberView(member, remote, null);
-            }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
-            {
-                return new ClusterMemberView(member, null, "unreachable: " + e.Message);
-            }
-        }));
-        return TypedResults.Json(new ClusterView(status.Leader.ToString(), status.Term.Value, views), ApiJson.Default.ClusterView);
-    }
-
     // ---- shared plumbing ------------------------------------------------------------------------------------
 
-    // About 100 years: keeps now + ttl far from overflow.
-    private const long MaxTtlSeconds = 3_153_600_000;
-
-    /// <summary>The leader's log time for a write it proposes: its clock, never behind the last log time.</summary>
-    private long LogTimeNow() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host.Cache.LastLogTimeUnixMs);
-
-    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, byte[]? body, Func<ApplyResult, IResult> success, long ttlSeconds = 0)
+    /// <summary>
+    /// A key-value write (the seeds' and <c>/v1/kv</c>'s), through <see cref="CommandService"/>: proposed here on the
+    /// leader, forwarded to the leader inside the cluster from a follower (a relative TTL resolved by the leader's
+    /// clock), under one request deadline. The typed outcome becomes the HTTP answer.
+    /// </summary>
+    private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, Func<ApplyResult, IResult> success, long ttlSeconds = 0)
     {
         string? problem = command.Validate();
         if (problem is not null)
@@ -647,20 +180,25 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
             return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
         }
 
-        var forward = await LeaderOrForwardAsync(context, body);
-        if (forward is not null)
+        // The leader stamps the log time and turns a relative TTL into an absolute expiry (docs/CACHE.md).
+        var request = ttlSeconds > 0 ? WriteRequest.Of(command, ttlSeconds * 1000) : WriteRequest.Of(command);
+        var outcome = await service.WriteAsync(request, context.RequestAborted);
+        if (!outcome.Leader.IsNone && outcome.Leader != host.Id)
         {
-            return forward;
+            context.Response.Headers[LeaderHeader] = LeaderAddress(outcome.Leader);
         }
 
-        // On the leader: stamp the log time, and turn a relative TTL into an absolute expiry (docs/CACHE.md).
-        long logTime = LogTimeNow();
-        command = command with { LogTimeUnixMs = logTime, ExpiresAtUnixMs = ttlSeconds > 0 ? logTime + (ttlSeconds * 1000) : command.ExpiresAtUnixMs };
-        var outcome = await service.ProposeLocallyAsync(WriteRequest.Of(command), context.RequestAborted);
-        return outcome.Status == WriteStatus.Applied ? success(outcome.Result) : OutcomeError(outcome);
+        return outcome switch
+        {
+            { Status: WriteStatus.Applied } => success(outcome.Result),
+            { Failure: FailureKind.ForwardingDisabled } => TypedResults.Text($"write method not allowed\nleader: {LeaderAddress(outcome.Leader)}\n",
+                statusCode: StatusCodes.Status403Forbidden),
+            _ => OutcomeError(outcome),
+        };
     }
 
-    /// <summary>A write that did not complete, from its typed outcome.</summary>
+    /// <summary>A write that did not complete, from its typed outcome: 400 for a command that breaks a limit, 503
+    /// for the rest, with the outcome (not applied, or unknown) in the body and the header.</summary>
     private IResult OutcomeError(WriteOutcome outcome)
     {
         string? leader = outcome.Leader.IsNone ? null : host.Members.Find(outcome.Leader)?.HttpAddress ?? outcome.Leader.ToString();
@@ -668,7 +206,12 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         return Error(code, outcome.Detail, outcome.Status == WriteStatus.Unknown ? "unknown" : "not-applied", leader);
     }
 
-    /// <summary>Null when this node is the leader; otherwise the answer: forwarded, refused, or no leader.</summary>
+    /// <summary>The leader's HTTP address, or its id while it has not published one.</summary>
+    private string LeaderAddress(NodeId leader) =>
+        host.Members.Find(leader)?.HttpAddress is { Length: > 0 } address ? address : leader.ToString();
+
+    /// <summary>For the cluster endpoints, which the leader must serve: null when this node is the leader; otherwise
+    /// the answer: the request proxied to the leader, refused, or no leader.</summary>
     private async Task<IResult?> LeaderOrForwardAsync(HttpContext context, byte[]? body)
     {
         var status = await WaitForLeaderAsync(context.RequestAborted);
@@ -838,7 +381,7 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
 
         // A key is visible while its expiry is later than the read's time: this node's clock for a linearizable or
         // lease read, the last applied log time for a stale one (docs/CACHE.md).
-        long readTime = consistency == "stale" ? host.Cache.LastLogTimeUnixMs : LogTimeNow();
+        long readTime = service.ReadTime(consistency == "stale" ? ReadConsistency.Stale : ReadConsistency.Linearizable);
         return host.Cache.TryGet(key, out var entry, readTime) ? (entry, null) : (null, null);
     }
 

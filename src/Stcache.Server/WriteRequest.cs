@@ -14,14 +14,20 @@ public sealed class WriteRequest
     private const byte KindCommand = 1;
     private const byte KindRedis = 2;
     private const byte KindPrepared = 3;
+    private const byte KindCommandWithTtl = 4;
 
-    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null)
+    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null)
     {
         Command = command;
         Argv = argv;
         Transaction = transaction;
         Prepared = prepared;
+        Watched = watched ?? [];
     }
+
+    /// <summary>For a transaction under WATCH: each watched key and the version it had when watched (0: absent). The
+    /// state machine checks them when it applies the entry and applies nothing if one changed.</summary>
+    public (byte[] Key, ulong Version)[] Watched { get; }
 
     /// <summary>A cache write that does not depend on time (CONFIG SET's memory policy); the leader stamps it.</summary>
     public WriteCommand? Prepared { get; }
@@ -38,10 +44,18 @@ public sealed class WriteRequest
 
     public static WriteRequest Of(CacheCommand command) => new(command, null, false);
 
+    /// <summary>An HTTP API write that expires <paramref name="ttlMs"/> after the leader's log time (the HTTP API's
+    /// <c>?ttl=</c>): the leader turns it into an absolute expiry when it makes the entry.</summary>
+    public static WriteRequest Of(CacheCommand command, long ttlMs) => new(command, null, false) { TtlMs = ttlMs };
+
+    /// <summary>For <see cref="Command"/>: a relative expiry in ms, resolved by the leader's clock; 0: none.</summary>
+    public long TtlMs { get; private init; }
+
     public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
 
     /// <summary>MULTI/EXEC: every queued command in one entry, applied atomically; the reply is their array.</summary>
-    public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands) => new(null, [.. commands], true);
+    public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands, IEnumerable<(byte[] Key, ulong Version)>? watched = null) =>
+        new(null, [.. commands], true, watched: watched?.ToArray());
 
     /// <summary>Checks limits before anything is proposed; null when fine.</summary>
     public string? Validate(int valueBytesMax)
@@ -65,8 +79,14 @@ public sealed class WriteRequest
     {
         if (Command is { } command)
         {
-            // The leader's log time, unless the caller (the HTTP API, for a TTL) already stamped it.
-            return ((command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command).Encode(), null);
+            // The leader's log time, unless the caller already stamped it; a relative TTL counts from it.
+            var stamped = command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command;
+            if (TtlMs > 0)
+            {
+                stamped = stamped with { ExpiresAtUnixMs = stamped.LogTimeUnixMs + TtlMs };
+            }
+
+            return (stamped.Encode(), null);
         }
 
         if (Prepared is { } prepared)
@@ -93,12 +113,14 @@ public sealed class WriteRequest
             single = parsed.Write;
         }
 
-        var write = Transaction ? WriteCommand.Batch(invocations) : single!;
+        var write = Transaction ? WriteCommand.Batch(invocations, Watched) : single!;
         return (write.Encode(logTimeUnixMs), null);
     }
 
-    /// <summary>[count u32] then per request: [1][length u32][command] or [2][transaction u8][commands u32] and per
-    /// command [argc u32] and per argument [length u32][bytes].</summary>
+    /// <summary>[count u32] then per request: [1][length u32][command] ([4][ttl ms i64][length u32][command] with a
+    /// TTL), [3][length u32][prepared command], or
+    /// [2][transaction u8][commands u32] and per command [argc u32] and per argument [length u32][bytes]. A transaction
+    /// under WATCH has transaction byte 2 and, before its commands, [watched u32] and per key [length u32][key][version u64].</summary>
     public static byte[] EncodeAll(IReadOnlyList<WriteRequest> requests)
     {
         using var buffer = new MemoryStream();
@@ -114,7 +136,18 @@ public sealed class WriteRequest
         {
             if (request.Command is { } command)
             {
-                buffer.WriteByte(KindCommand);
+                if (request.TtlMs > 0)
+                {
+                    buffer.WriteByte(KindCommandWithTtl);
+                    byte[] ttl = new byte[8];
+                    BinaryPrimitives.WriteInt64LittleEndian(ttl, request.TtlMs);
+                    buffer.Write(ttl);
+                }
+                else
+                {
+                    buffer.WriteByte(KindCommand);
+                }
+
                 byte[] encoded = command.Encode();
                 Int(encoded.Length);
                 buffer.Write(encoded);
@@ -131,7 +164,20 @@ public sealed class WriteRequest
             }
 
             buffer.WriteByte(KindRedis);
-            buffer.WriteByte(request.Transaction ? (byte)1 : (byte)0);
+            buffer.WriteByte(request.Watched.Length > 0 ? (byte)2 : request.Transaction ? (byte)1 : (byte)0);
+            if (request.Watched.Length > 0)
+            {
+                Int(request.Watched.Length);
+                foreach (var (key, version) in request.Watched)
+                {
+                    Int(key.Length);
+                    buffer.Write(key);
+                    byte[] versionBytes = new byte[8];
+                    BinaryPrimitives.WriteUInt64LittleEndian(versionBytes, version);
+                    buffer.Write(versionBytes);
+                }
+            }
+
             Int(request.Argv!.Length);
             foreach (byte[][] argv in request.Argv)
             {
@@ -182,6 +228,19 @@ public sealed class WriteRequest
             }
 
             byte kind = span[offset++];
+            long ttlMs = 0;
+            if (kind == KindCommandWithTtl)
+            {
+                if (span.Length - offset < 8 || (ttlMs = BinaryPrimitives.ReadInt64LittleEndian(span[offset..])) <= 0)
+                {
+                    problem = "bad ttl";
+                    return null;
+                }
+
+                offset += 8;
+                kind = KindCommand;
+            }
+
             if (kind == KindCommand)
             {
                 if (!TryInt(span, out int length) || span.Length - offset < length
@@ -192,7 +251,7 @@ public sealed class WriteRequest
                 }
 
                 offset += length;
-                requests.Add(Of(command!));
+                requests.Add(ttlMs > 0 ? Of(command!, ttlMs) : Of(command!));
                 continue;
             }
 
@@ -216,8 +275,33 @@ public sealed class WriteRequest
                 return null;
             }
 
-            bool transaction = span[offset++] == 1;
-            if (!TryInt(span, out int commands) || commands == 0 || commands > Invocation.ArgsMax)
+            byte transactionKind = span[offset++];
+            bool transaction = transactionKind is 1 or 2;
+            var watched = new List<(byte[] Key, ulong Version)>();
+            if (transactionKind == 2)
+            {
+                if (!TryInt(span, out int pairs) || pairs == 0 || pairs > Invocation.ArgsMax)
+                {
+                    problem = "bad watched key count";
+                    return null;
+                }
+
+                for (int w = 0; w < pairs; w++)
+                {
+                    if (!TryInt(span, out int length) || span.Length - offset < length + 8)
+                    {
+                        problem = "bad watched key";
+                        return null;
+                    }
+
+                    byte[] key = span.Slice(offset, length).ToArray();
+                    offset += length;
+                    watched.Add((key, BinaryPrimitives.ReadUInt64LittleEndian(span[offset..])));
+                    offset += 8;
+                }
+            }
+
+            if (!TryInt(span, out int commands) || (commands == 0 && transactionKind != 2) || commands > Invocation.ArgsMax)
             {
                 problem = "bad command count";
                 return null;
@@ -248,7 +332,7 @@ public sealed class WriteRequest
                 list.Add([.. argv]);
             }
 
-            requests.Add(transaction ? RedisTransaction(list) : new WriteRequest(null, [.. list], false));
+            requests.Add(transaction ? RedisTransaction(list, watched) : new WriteRequest(null, [.. list], false));
         }
 
         if (offset != span.Length)

@@ -154,6 +154,56 @@ public sealed class CommandTests
     }
 }
 
+public sealed class WatchGuardTests
+{
+    private static WriteCommand Guarded(IReadOnlyCollection<(byte[] Key, ulong Version)> watched, params string[][] commands) =>
+        WriteCommand.Batch(commands.Select(argv => CommandParser.Parse(0, argv).Invocation!), watched);
+
+    [Fact]
+    public void AGuardedBatchAppliesOnlyWhileEveryWatchedVersionHolds()
+    {
+        var r = new CommandRunner();
+        Assert.Equal("+OK", r.Text("SET", "w", "1"));
+        ulong version = r.Cache.VersionOf("w"u8);
+        Assert.NotEqual(0UL, version);
+        Assert.Equal(0UL, r.Cache.VersionOf("absent"u8));
+        Assert.Equal(":1", r.Text("HSET", "h", "f", "v"));
+        ulong hashVersion = r.Cache.VersionOf("h"u8);
+        Assert.NotEqual(0UL, hashVersion);
+
+        // Unchanged (a string, a hash and an absent key): applied, and the reply holds only the queued commands.
+        var watched = new[] { ("w"u8.ToArray(), version), ("h"u8.ToArray(), hashVersion), ("absent"u8.ToArray(), 0UL) };
+        Assert.Equal("[+OK, \"2\"]", r.ApplyWrite(Guarded(watched, ["SET", "w", "2"], ["GET", "w"])).ToString());
+
+        // The batch itself changed w: the same guard now fails, nothing is applied, the reply is a null.
+        Assert.Equal(ReplyKind.Null, r.ApplyWrite(Guarded(watched, ["SET", "w", "3"], ["SET", "other", "x"])).Kind);
+        Assert.Equal("\"2\"", r.Text("GET", "w"));
+        Assert.Equal(":0", r.Text("EXISTS", "other"));
+
+        // A key that appears, or one deleted, fails its guard too.
+        ulong current = r.Cache.VersionOf("w"u8);
+        Assert.Equal("+OK", r.Text("SET", "absent", "now"));
+        Assert.Equal(ReplyKind.Null, r.ApplyWrite(Guarded([("absent"u8.ToArray(), 0UL)], ["DEL", "absent"])).Kind);
+        Assert.Equal(":1", r.Text("DEL", "w"));
+        Assert.Equal(ReplyKind.Null, r.ApplyWrite(Guarded([("w"u8.ToArray(), current)], ["SET", "w", "back"])).Kind);
+        Assert.Equal(":0", r.Text("EXISTS", "w"));
+        r.Cache.AssertInvariants();
+    }
+
+    [Fact]
+    public void AGuardSurvivesTheLogEncodingAndAloneIsNotACommand()
+    {
+        var write = WriteCommand.Batch([CommandParser.Parse(0, "SET", "k", "v").Invocation!], [("k"u8.ToArray(), 7UL)]);
+        Assert.True(WriteCommand.TryDecode(write.Encode(1), out var decoded, out _, out string? error), error);
+        Assert.Equal(Op.IfVersions, decoded!.Invocation.Batch[0].Op);
+        Assert.Equal(7UL, System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(decoded.Invocation.Batch[0].Args[1]));
+
+        var r = new CommandRunner();
+        var alone = new WriteCommand(new Invocation(Op.IfVersions, OpFlags.None, 0, ["k"u8.ToArray(), new byte[8]]));
+        Assert.Equal(ReplyKind.Error, r.ApplyWrite(alone).Kind);
+    }
+}
+
 public sealed class HttpCommandTimeTests
 {
     [Fact]

@@ -110,15 +110,35 @@ public abstract class RespClusterTest : ProcessTest
 public sealed class RawClient : IAsyncDisposable
 {
     private readonly TcpClient _tcp;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly byte[] _buffer = new byte[64 * 1024];
     private int _start;
     private int _end;
 
-    private RawClient(TcpClient tcp)
+    private RawClient(TcpClient tcp, Stream? stream = null)
     {
         _tcp = tcp;
-        _stream = tcp.GetStream();
+        _stream = stream ?? tcp.GetStream();
+    }
+
+    /// <summary>A connection over TLS that trusts only <paramref name="ca"/> and checks the name 127.0.0.1.</summary>
+    public static async Task<RawClient> ConnectTlsAsync(int port, System.Security.Cryptography.X509Certificates.X509Certificate2 ca)
+    {
+        var tcp = new TcpClient { NoDelay = true };
+        await tcp.ConnectAsync("127.0.0.1", port);
+        var tls = new System.Net.Security.SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
+        var trust = new System.Security.Cryptography.X509Certificates.X509ChainPolicy
+        {
+            TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+        };
+        trust.CustomTrustStore.Add(ca);
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "127.0.0.1",
+            CertificateChainPolicy = trust,
+        });
+        return new RawClient(tcp, tls);
     }
 
     public static async Task<RawClient> ConnectAsync(int port)

@@ -586,23 +586,31 @@ internal sealed partial class RespCommands
         return Done(s_ok);
     }
 
-    private ValueTask<Reply> Watch(RespConnection connection, byte[][] arguments, CancellationToken _)
+    /// <summary>
+    /// Records each key's version as of now: after a confirmation round (a follower's state may lag, and a version
+    /// read from the past could match again after the key was changed and deleted). EXEC sends the versions in its
+    /// log entry, and the state machine applies the batch only if none changed (<see cref="Op.IfVersions"/>).
+    /// </summary>
+    private async ValueTask<Reply> Watch(RespConnection connection, byte[][] arguments, CancellationToken cancellationToken)
     {
         if (connection.Queued is not null)
         {
-            return Done(Error("WATCH inside MULTI is not allowed"));
+            return Error("WATCH inside MULTI is not allowed");
+        }
+
+        var barrier = await Service.ReadBarrierAsync(ReadConsistency.Linearizable, cancellationToken).ConfigureAwait(false);
+        if (!barrier.Succeeded)
+        {
+            return ReadFailure(barrier);
         }
 
         foreach (byte[] key in arguments.Skip(1))
         {
-            string name = Text(key);
-            connection.Watched.TryAdd(name, PhysicalVersion(name));
+            connection.Watched.TryAdd(Encoding.Latin1.GetString(key), (key, Host.Cache.VersionOf(key)));
         }
 
-        return Done(s_ok);
+        return s_ok;
     }
-
-    private ulong PhysicalVersion(string key) => Host.Cache.TryGet(key, out var entry) ? entry.Version : 0;
 
     private async ValueTask<Reply> Exec(RespConnection connection, byte[][] arguments, CancellationToken cancellationToken)
     {
@@ -620,30 +628,22 @@ internal sealed partial class RespCommands
             return w => w.CodedError("EXECABORT Transaction discarded because of previous errors.");
         }
 
-        if (watched.Count > 0)
-        {
-            var barrier = await Service.ReadBarrierAsync(ReadConsistency.Linearizable, cancellationToken).ConfigureAwait(false);
-            if (!barrier.Succeeded)
-            {
-                return ReadFailure(barrier);
-            }
-
-            if (watched.Any(pair => PhysicalVersion(pair.Key) != pair.Value))
-            {
-                return w => w.NullArray();
-            }
-        }
-
-        if (queued.Count == 0)
+        if (queued.Count == 0 && watched.Count == 0)
         {
             return w => w.Array(0);
         }
 
-        // One log entry: every queued command applied atomically on every replica; the reply is their array.
-        var outcome = await Service.WriteAsync(WriteRequest.RedisTransaction(queued), cancellationToken).ConfigureAwait(false);
+        // One log entry: every queued command applied atomically on every replica; the reply is their array. Under
+        // WATCH the entry carries the watched versions and the state machine decides, when it applies the entry,
+        // whether anything changed since (then nothing is applied and the reply is a null).
+        var outcome = await Service.WriteAsync(WriteRequest.RedisTransaction(queued, watched.Select(pair => pair.Value)), cancellationToken).ConfigureAwait(false);
         if (outcome.Status == WriteStatus.Applied)
         {
             connection.LastWriteIndex = Host.Cache.AppliedIndex.Value;
+            if (outcome.Result.Reply is { Kind: ReplyKind.Null })
+            {
+                return w => w.NullArray();
+            }
         }
 
         return Render(outcome);

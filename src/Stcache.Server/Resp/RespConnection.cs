@@ -81,8 +81,8 @@ internal sealed class RespConnection
     /// <summary>A command queued after MULTI was refused: EXEC answers EXECABORT.</summary>
     public bool TransactionFailed { get; set; }
 
-    /// <summary>WATCHed keys and the version each had then (0: absent).</summary>
-    public Dictionary<string, ulong> Watched { get; } = new(StringComparer.Ordinal);
+    /// <summary>WATCHed keys (by name) with their bytes and the version each had then (0: absent).</summary>
+    public Dictionary<string, (byte[] Key, ulong Version)> Watched { get; } = new(StringComparer.Ordinal);
 
     public HashSet<string> Channels { get; } = new(StringComparer.Ordinal);
 

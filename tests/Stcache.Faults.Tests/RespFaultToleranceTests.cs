@@ -16,7 +16,7 @@ public sealed class RespFaultToleranceTests(ITestOutputHelper output)
     public async Task Redis_clients_see_linearizable_histories_and_lose_no_acknowledged_incr_under_faults()
     {
         int seed = int.TryParse(Environment.GetEnvironmentVariable("FAULTS_SEED"), out int s) ? s : Environment.TickCount & 0x7fffffff;
-        double seconds = double.TryParse(Environment.GetEnvironmentVariable("FAULTS_RESP_CI_SECONDS"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) ? value : 30;
+        double seconds = double.TryParse(Environment.GetEnvironmentVariable("FAULTS_RESP_CI_SECONDS"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) ? value : 40;
         var options = new FaultRunOptions
         {
             Cluster = new ClusterOptions { Voters = 3, Spares = 1 },

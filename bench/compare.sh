@@ -503,10 +503,10 @@ resp_bench() { # system row port requests benchmark-args...
   if grep -qiE '^(ERR|Error)|error reply' "$raw"; then
     log "$system $row: error replies (see $raw)"
   fi
-  awk -v system="$system" -v row="$row" '
+  awk -v name="$system" -v row="$row" '
     /throughput summary:/ { rps = $3 }
     /latency summary/ { getline header; getline values; split(values, v); p50 = v[3]; p99 = v[5] }
-    END { printf "%s,%s,%s,%s,%s\n", system, row, (rps == "" ? "NaN" : rps), (p50 == "" ? "NaN" : p50), (p99 == "" ? "NaN" : p99) }
+    END { printf "%s,%s,%s,%s,%s\n", name, row, (rps == "" ? "NaN" : rps), (p50 == "" ? "NaN" : p50), (p99 == "" ? "NaN" : p99) }
   ' "$raw" >>"$RESP_OUT/results.csv"
 }
 

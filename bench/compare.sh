@@ -488,6 +488,7 @@ else
   RESP_N_P16=${RESP_N_P16:-1000000}
 fi
 RESP_OUT=${RESP_OUT:-"$BENCH/results/resp/$STAMP"}
+RESP_RUN_TIMEOUT=${RESP_RUN_TIMEOUT:-900}   # seconds before one redis-benchmark run is abandoned (it waits forever on a dead server)
 declare -a RS_HTTP=() RS_RAFT=() RS_RESP=()
 
 resp_ping() { [[ "$(redis-cli -p "$1" PING 2>/dev/null)" == PONG ]]; }
@@ -498,9 +499,9 @@ resp_bench() { # system row port requests benchmark-args...
   shift 4
   local raw="$RESP_OUT/raw/$system-$row.txt"
   log "$system $row: redis-benchmark -p $port -n $requests -d 100 -r 10000 $*"
-  redis-benchmark -h 127.0.0.1 -p "$port" -n "$requests" -d 100 -r 10000 --precision 3 "$@" >"$raw" 2>&1 ||
+  timeout "$RESP_RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -n "$requests" -d 100 -r 10000 --precision 3 "$@" >"$raw" 2>&1 ||
     log "$system $row: redis-benchmark failed (see $raw)"
-  if grep -qiE '^(ERR|Error)|error reply' "$raw"; then
+  if grep -q 'Error from server' "$raw"; then
     log "$system $row: error replies (see $raw)"
   fi
   awk -v name="$system" -v row="$row" '

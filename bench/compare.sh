@@ -11,7 +11,11 @@
 #   QUICK=1            smoke run of ~2-3 minutes plus builds (2 s runs, 3 failovers, 50,000 keys for memory)
 #   SYSTEMS            which systems to run (default "etcd dotnext stcache baseline"; stcache is skipped without ./build.sh)
 #   PARTS              which measurements (default "workloads failover memory"); e.g. PARTS=failover
-#                      SYSTEMS="etcd stcache" for the failover figures alone, beside etcd's
+#                      SYSTEMS="etcd stcache" for the failover figures alone, beside etcd's; PARTS=resp runs
+#                      the Redis-protocol section alone (redis-benchmark vs Redis and Garnet; see below)
+#   RESP_SYSTEMS       systems of the RESP section (default "redis garnet stcache")
+#   RESP_N_C1, RESP_N_C50, RESP_N_P16   redis-benchmark requests per -c 1, -c 50 and -P 16 run
+#                      (default 20000, 200000, 1000000; QUICK 2000, 20000, 100000)
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
@@ -62,6 +66,10 @@ install_missing() {
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  if has_part resp; then
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+  fi
   if (( ${#missing[@]} == 0 )); then
     return
   fi
@@ -461,9 +469,223 @@ measure_memory() { # system api url pids...
   done
 }
 
+# ---- RESP (PARTS=resp) ------------------------------------------------------------------------------------------
+# redis-benchmark against Redis 7 (Debian redis-server, appendonly yes + appendfsync always: the single-node twin
+# of stcache's durability), Garnet (bench/garnet-host, Microsoft.Garnet with default settings) and a 3-node stcache
+# cluster: 100-byte values, 10,000 keys, SET and GET at -c 1, -c 50 and -c 50 -P 16, and for stcache a READONLY
+# GET row (stale local reads on a follower: the nodes restart with --resp-readonly=true on the same data, so
+# redis-benchmark's connections start in READONLY mode). Writes and linearizable reads go to the leader. Figures
+# come from redis-benchmark's own summary (throughput, p50 and p99 of its latency histogram). Results go to
+# bench/results/resp/<UTC time>/ (RESP_OUT); the targets of issue 12 are printed MET or MISSED.
+RESP_SYSTEMS=${RESP_SYSTEMS:-"redis garnet stcache"}
+if [[ "$QUICK" == 1 ]]; then
+  RESP_N_C1=${RESP_N_C1:-2000}
+  RESP_N_C50=${RESP_N_C50:-20000}
+  RESP_N_P16=${RESP_N_P16:-100000}
+else
+  RESP_N_C1=${RESP_N_C1:-20000}
+  RESP_N_C50=${RESP_N_C50:-200000}
+  RESP_N_P16=${RESP_N_P16:-1000000}
+fi
+RESP_OUT=${RESP_OUT:-"$BENCH/results/resp/$STAMP"}
+RESP_RUN_TIMEOUT=${RESP_RUN_TIMEOUT:-900}   # seconds before one redis-benchmark run is abandoned (it waits forever on a dead server)
+declare -a RS_HTTP=() RS_RAFT=() RS_RESP=()
+
+resp_ping() { [[ "$(redis-cli -p "$1" PING 2>/dev/null)" == PONG ]]; }
+
+# One redis-benchmark run; its full output is kept, the summary goes into results.csv.
+resp_bench() { # system row port requests benchmark-args...
+  local system=$1 row=$2 port=$3 requests=$4
+  shift 4
+  local raw="$RESP_OUT/raw/$system-$row.txt"
+  log "$system $row: redis-benchmark -p $port -n $requests -d 100 -r 10000 $*"
+  timeout "$RESP_RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -n "$requests" -d 100 -r 10000 --precision 3 "$@" >"$raw" 2>&1 ||
+    log "$system $row: redis-benchmark failed (see $raw)"
+  if grep -q 'Error from server' "$raw"; then
+    log "$system $row: error replies (see $raw)"
+  fi
+  awk -v name="$system" -v row="$row" '
+    /throughput summary:/ { rps = $3 }
+    /latency summary/ { getline header; getline values; split(values, v); p50 = v[3]; p99 = v[5] }
+    END { printf "%s,%s,%s,%s,%s\n", name, row, (rps == "" ? "NaN" : rps), (p50 == "" ? "NaN" : p50), (p99 == "" ? "NaN" : p99) }
+  ' "$raw" >>"$RESP_OUT/results.csv"
+}
+
+resp_rows() { # system port
+  local system=$1 port=$2
+  resp_bench "$system" set-c1 "$port" "$RESP_N_C1" -t set -c 1
+  resp_bench "$system" get-c1 "$port" "$RESP_N_C1" -t get -c 1
+  resp_bench "$system" set-c50 "$port" "$RESP_N_C50" -t set -c 50
+  resp_bench "$system" get-c50 "$port" "$RESP_N_C50" -t get -c 50
+  resp_bench "$system" set-c50-P16 "$port" "$RESP_N_P16" -t set -c 50 -P 16
+  resp_bench "$system" get-c50-P16 "$port" "$RESP_N_P16" -t get -c 50 -P 16
+}
+
+resp_redis() {
+  local port
+  port=$(free_port)
+  mkdir -p "$WORK/redis"
+  start_process redis "$WORK/redis.log" redis-server --bind 127.0.0.1 --port "$port" --dir "$WORK/redis" \
+    --appendonly yes --appendfsync always
+  wait_until 30 resp_ping "$port" || die "redis-server did not start (see $WORK/redis.log)"
+  echo "redis=$(redis-server --version | awk '{print $3}' | sed 's/v=//') appendonly=yes appendfsync=always" >>"$RESP_OUT/machine.txt"
+  resp_rows redis "$port"
+  stop_process redis TERM
+}
+
+resp_garnet() {
+  local port
+  port=$(free_port)
+  log "building bench/garnet-host"
+  dotnet publish "$BENCH/garnet-host/GarnetHost.csproj" -c Release -o "$WORK/garnet" --nologo -v quiet >"$WORK/garnet-build.log" 2>&1 ||
+    die "garnet-host build failed (see $WORK/garnet-build.log)"
+  start_process garnet "$WORK/garnet.log" "$WORK/garnet/garnet-host" --bind 127.0.0.1 --port "$port"
+  wait_until 60 resp_ping "$port" || die "garnet did not start (see $WORK/garnet.log)"
+  echo "garnet=Microsoft.Garnet $(sed -n 's/.*Include="Microsoft.Garnet" Version="\([^"]*\)".*/\1/p' "$ROOT/Directory.Packages.props") (default settings)" >>"$RESP_OUT/machine.txt"
+  resp_rows garnet "$port"
+  stop_process garnet TERM
+}
+
+resp_stcache_start_node() { # index extra-flags...
+  local i=$1 cluster="" j
+  shift
+  for j in 1 2 3; do
+    cluster+="${cluster:+,}$j/127.0.0.1:${RS_RAFT[$j]}"
+  done
+  # shellcheck disable=SC2086 # STCACHE_FLAGS is a list of flags
+  start_process "resp-stcache$i" "$WORK/resp-stcache$i.log" "$STCACHED" --http_addr="127.0.0.1:${RS_HTTP[$i]}" \
+    --raft_addr="127.0.0.1:${RS_RAFT[$i]}" --raft_id="$i" --raft_cluster="$cluster" --node="$WORK/resp-stcache$i" \
+    --resp="127.0.0.1:${RS_RESP[$i]}" --log-level=Warning $STCACHE_FLAGS "$@"
+}
+
+resp_stcache_role() { # index : prints the node's RESP role (master/slave)
+  redis-cli -p "${RS_RESP[$1]}" ROLE 2>/dev/null | head -1
+}
+
+resp_stcache_leader() { # prints the index of the node whose RESP ROLE says master, once a write is acknowledged
+  local i
+  for i in 1 2 3; do
+    if [[ "$(resp_stcache_role "$i")" == master ]]; then
+      echo "$i"
+      return 0
+    fi
+  done
+  return 1
+}
+
+resp_stcache_writes() { [[ "$(redis-cli -p "${RS_RESP[1]}" SET resp-ready 1 2>/dev/null)" == OK ]]; }
+
+resp_stcache_up() { # extra-flags... : starts (or restarts) the three nodes and waits for a leader that writes
+  local i
+  for i in 1 2 3; do
+    resp_stcache_start_node "$i" "$@"
+  done
+  wait_until 60 resp_stcache_leader || die "stcache (RESP) elected no leader (see $WORK/resp-stcache*.log)"
+  wait_until 30 resp_stcache_writes || die "stcache (RESP) did not acknowledge a write"
+}
+
+resp_stcache() {
+  local i leader follower
+  for i in 1 2 3; do
+    RS_HTTP[$i]=$(free_port)
+    RS_RAFT[$i]=$(free_port)
+    RS_RESP[$i]=$(free_port)
+  done
+  resp_stcache_up
+  leader=$(resp_stcache_leader)
+  log "stcache (RESP) up on ports ${RS_RESP[*]}, leader node $leader"
+  echo "stcache=3 nodes, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), flags: $STCACHE_FLAGS" >>"$RESP_OUT/machine.txt"
+  resp_rows stcache "${RS_RESP[$leader]}"
+  # READONLY GET: the same data, every connection starting in READONLY mode, read from a follower.
+  for i in 1 2 3; do stop_process "resp-stcache$i" TERM; done
+  resp_stcache_up --resp-readonly=true
+  leader=$(resp_stcache_leader)
+  follower=$(( leader % 3 + 1 ))
+  resp_bench stcache readonly-get-c50 "${RS_RESP[$follower]}" "$RESP_N_C50" -t get -c 50
+  for i in 1 2 3; do stop_process "resp-stcache$i" TERM; done
+}
+
+resp_report() {
+  python3 - "$RESP_OUT" <<'PY'
+import csv, math, sys
+out = sys.argv[1]
+rows = list(csv.DictReader(open(f"{out}/results.csv")))
+data = {(r["system"], r["row"]): r for r in rows}
+systems = [s for s in ["redis", "garnet", "stcache"] if any(r["system"] == s for r in rows)]
+order = ["set-c1", "get-c1", "set-c50", "get-c50", "set-c50-P16", "get-c50-P16", "readonly-get-c50"]
+def num(system, row, field):
+    r = data.get((system, row))
+    try:
+        return float(r[field]) if r else math.nan
+    except ValueError:
+        return math.nan
+lines = []
+head = f"{'row':<18}" + "".join(f"{s + ' ops/s':>16}{'p50 ms':>9}{'p99 ms':>9}" for s in systems)
+lines.append(head)
+lines.append("-" * len(head))
+for row in order:
+    if not any((s, row) in data for s in systems):
+        continue
+    cells = []
+    for s in systems:
+        if (s, row) in data:
+            cells.append(f"{num(s, row, 'ops_per_second'):>16,.0f}{num(s, row, 'p50_ms'):>9.3f}{num(s, row, 'p99_ms'):>9.3f}")
+        else:
+            cells.append(f"{'-':>16}{'-':>9}{'-':>9}")
+    lines.append(f"{row:<18}" + "".join(cells))
+lines.append("")
+def target(name, value, goal, met):
+    state = "n/a" if math.isnan(value) or math.isnan(goal) else ("MET" if met else "MISSED")
+    lines.append(f"{state:<7} {name}: {value:,.3f} vs {goal:,.3f}")
+st, rd = "stcache", "redis"
+v = num(st, "set-c50", "ops_per_second"); g = num(rd, "set-c50", "ops_per_second")
+target("SET -c 50 ops/s >= Redis (fsync always) SET -c 50", v, g, v >= g)
+v = num(st, "set-c50-P16", "ops_per_second")
+target("SET -c 50 -P 16 ops/s >= 100,000", v, 100000.0, v >= 100000)
+v = num(st, "get-c50", "ops_per_second"); g = num(rd, "get-c50", "ops_per_second") / 2
+target("linearizable GET -c 50 ops/s >= half of Redis GET -c 50", v, g, v >= g)
+v = num(st, "readonly-get-c50", "ops_per_second"); g = num(rd, "get-c50", "ops_per_second") * 0.8
+target("READONLY GET -c 50 ops/s >= 80% of Redis GET -c 50", v, g, v >= g)
+v = num(st, "set-c1", "p50_ms")
+target("SET -c 1 p50 ms <= 0.5", v, 0.5, v <= 0.5)
+text = "\n".join(lines) + "\n"
+open(f"{out}/table.txt", "w").write(text)
+print(text, end="")
+PY
+}
+
+resp_main() {
+  mkdir -p "$RESP_OUT/raw"
+  echo "system,row,ops_per_second,p50_ms,p99_ms" >"$RESP_OUT/results.csv"
+  {
+    echo "date_utc=$STAMP"
+    echo "kernel=$(uname -sr)"
+    echo "cpus=$(nproc)"
+    echo "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+    echo "redis_benchmark=$(redis-benchmark --version | awk '{print $2}')"
+    echo "dotnet=$(dotnet --version)"
+    echo "requests: c1=$RESP_N_C1 c50=$RESP_N_C50 P16=$RESP_N_P16 quick=$QUICK; 100-byte values, -r 10000"
+    echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  } >"$RESP_OUT/machine.txt"
+  if [[ " $RESP_SYSTEMS " == *" redis "* ]]; then resp_redis; fi
+  if [[ " $RESP_SYSTEMS " == *" garnet "* ]]; then resp_garnet; fi
+  if [[ " $RESP_SYSTEMS " == *" stcache "* ]]; then
+    if stcache_build; then resp_stcache; else log "no ./build.sh: skipping stcache"; fi
+  fi
+  echo "loadavg_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESP_OUT/machine.txt"
+  resp_report
+  log "RESP results in $RESP_OUT"
+}
+
 # ---- main -------------------------------------------------------------------------------------------------------
 
 install_missing
+if has_part resp; then
+  resp_main
+  if ! has_part workloads && ! has_part failover && ! has_part memory; then
+    exit 0
+  fi
+fi
 mkdir -p "$OUT/raw"
 echo "system,workload,connections,ops_per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,requests,errors" >"$RESULTS_CSV"
 echo "system,rep,ms" >"$FAILOVER_CSV"

@@ -125,6 +125,8 @@ public sealed record ServerOptions
 
     /// <summary>Redis's maxmemory-policy; null when not given.</summary>
     public Stcache.Cache.EvictionPolicy? EvictionPolicy { get; init; }
+    /// <summary>RESP connections start in READONLY mode (stale local reads) until they send READWRITE.</summary>
+    public bool RespReadOnly { get; init; }
 
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
@@ -178,6 +180,7 @@ public static class CommandLine
         new(["resp", "resp-address"], false, "Redis protocol (RESP) listen address host:port (default: none)", (o, v) => o with { RespAddress = v }),
         new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt("max-clients", v, 1, 1_000_000) }),
         new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt("resp-idle-timeout-s", v, 0, 31_536_000)) }),
+        new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];

@@ -319,7 +319,7 @@ internal sealed partial class RespCommands
 
         connection.Channels.Clear();
         connection.Patterns.Clear();
-        connection.StaleReads = false;
+        connection.StaleReads = _server.Options.RespReadOnly;
         connection.Name = string.Empty;
         connection.Protocol = 2;
         connection.Authenticated = _server.Options.AuthToken is null;

@@ -35,6 +35,7 @@ internal sealed class RespConnection
     public RespConnection(RespServer server, long id, EndPoint? remote, EndPoint? local, PipeReader input, PipeWriter output, bool authenticated)
     {
         _server = server;
+        StaleReads = server.Options.RespReadOnly;
         Id = id;
         Remote = remote?.ToString() ?? "?";
         Local = local?.ToString() ?? "?";

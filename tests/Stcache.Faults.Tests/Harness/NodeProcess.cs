@@ -49,6 +49,11 @@ public sealed class NodeProcess : IDisposable
 
     public string RaftAddress => FreePorts.Address(RaftPort);
 
+    /// <summary>The slot's Redis-protocol port; the node listens on it when the cluster runs with RESP.</summary>
+    public int RespPort { get; } = FreePorts.Next();
+
+    public string RespAddress => FreePorts.Address(RespPort);
+
     public string DataDirectory { get; }
 
     public bool IsRunning => _process is { HasExited: false };

@@ -32,6 +32,9 @@ public sealed record ClusterOptions
 
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
+    /// <summary>Every node also listens for Redis clients (<c>--resp</c>) on its slot's RESP port.</summary>
+    public bool Resp { get; init; }
+
     /// <summary>Information shows elections and membership in the failure dump.</summary>
     public string LogLevel { get; init; } = "Information";
 
@@ -367,6 +370,7 @@ public sealed class StcacheCluster : IAsyncDisposable
             "--election-ticks=" + Options.ElectionTicks.ToString(CultureInfo.InvariantCulture),
             "--request-timeout-ms=" + Options.RequestTimeoutMilliseconds.ToString(CultureInfo.InvariantCulture),
             "--log-level=" + Options.LogLevel,
+            .. Options.Resp ? ["--resp=" + node.RespAddress] : Array.Empty<string>(),
             .. Options.ExtraArguments,
         ];
     }

@@ -316,15 +316,15 @@ public static class CommandLine
     {
         ["http"] = "Cluster", ["raft"] = "Cluster", ["bootstrap"] = "Cluster", ["join"] = "Cluster", ["name"] = "Cluster",
         ["raft_id"] = "Cluster", ["raft_cluster"] = "Cluster", ["peer-dial"] = "Cluster", ["cluster-id"] = "Cluster",
-        ["forward-writes"] = "Cluster",
+        ["forward-writes"] = "Cluster", ["resp"] = "Cluster",
         ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
         ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
-        ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing",
+        ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing", ["leader-lost-ticks"] = "Raft timing",
         ["request-timeout-ms"] = "Raft timing",
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",
         ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
-        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits",
+        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
         ["log-level"] = "Configuration", ["help"] = "Configuration",
     };
 

@@ -156,15 +156,15 @@ public static class CommandLine
         new(["forward-writes"], true, "forward writes received by a follower to the leader (default true)", (o, v) => o with { ForwardWrites = ParseBool("forward-writes", v) }),
         new(["cluster-id"], false, "cluster id checked in the peer handshake (default stcache)", (o, v) => o with { ClusterId = v }),
         new(["cluster-secret"], false, "shared secret authenticating peers", (o, v) => o with { ClusterSecret = v }),
-        new(["tick-ms"], false, "Raft tick in milliseconds (default 50)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt("tick-ms", v, 1, 60_000)) }),
-        new(["election-ticks"], false, "election timeout in ticks (default 10)", (o, v) => o with { ElectionTicks = ParseInt("election-ticks", v, 2, 10_000) }),
-        new(["heartbeat-ticks"], false, "heartbeat interval in ticks (default 1)", (o, v) => o with { HeartbeatTicks = ParseInt("heartbeat-ticks", v, 1, 10_000) }),
-        new(["leader-lost-ticks"], false, "most ticks a follower waits to campaign once its leader's connections reset (default 3, 0 = off)", (o, v) => o with { LeaderLostTicks = ParseInt("leader-lost-ticks", v, 0, 10_000) }),
-        new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt("request-timeout-ms", v, 1, 3_600_000)) }),
-        new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt("snapshot-interval-s", v, 0, 86_400)) }),
-        new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt("snapshot-threshold", v, 1, int.MaxValue) }),
-        new(["snapshot-trailing"], false, "log entries kept behind a snapshot, in memory and in the write-ahead log (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt("snapshot-trailing", v, 0, int.MaxValue) }),
-        new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt("max-value-bytes", v, 1, 64 << 20) }),
+        new(["tick-ms"], false, "Raft tick in milliseconds (default 50)", (o, v) => o with { TickInterval = TimeSpan.FromMilliseconds(ParseInt(v)) }),
+        new(["election-ticks"], false, "election timeout in ticks (default 10)", (o, v) => o with { ElectionTicks = ParseInt(v) }),
+        new(["heartbeat-ticks"], false, "heartbeat interval in ticks (default 1)", (o, v) => o with { HeartbeatTicks = ParseInt(v) }),
+        new(["leader-lost-ticks"], false, "most ticks a follower waits to campaign once its leader's connections reset (default 3, 0 = off)", (o, v) => o with { LeaderLostTicks = ParseInt(v) }),
+        new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt(v)) }),
+        new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt(v)) }),
+        new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt(v) }),
+        new(["snapshot-trailing"], false, "log entries kept behind a snapshot, in memory and in the write-ahead log (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt(v) }),
+        new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt(v) }),
         new(["cluster-secret-file"], false, "file holding the cluster secret (or set STCACHE_CLUSTER_SECRET)", (o, v) => o with { ClusterSecretFile = v }),
         new(["peer-tls-cert"], false, "TLS on peer links: this node's certificate (PEM, or .pfx)", (o, v) => o with { PeerTlsCert = v }),
         new(["peer-tls-key"], false, "TLS on peer links: this node's private key (PEM)", (o, v) => o with { PeerTlsKey = v }),
@@ -176,19 +176,39 @@ public static class CommandLine
         new(["auth-token-file"], false, "file holding the API token", (o, v) => o with { AuthTokenFile = v }),
         new(["max-memory", "maxmemory"], false, "memory limit in bytes, with Redis's units (100mb, 2gb; 0 = none); the leader evicts by --eviction-policy", (o, v) => o with { MaxMemoryBytes = ParseBytes("max-memory", v) }),
         new(["eviction-policy", "maxmemory-policy"], false, "noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl (default noeviction)", (o, v) => o with { EvictionPolicy = ParsePolicy("eviction-policy", v) }),
-        new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt("max-connections", v, 1, 1_000_000) }),
+        new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt(v) }),
         new(["resp", "resp-address"], false, "Redis protocol (RESP) listen address host:port (default: none)", (o, v) => o with { RespAddress = v }),
-        new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt("max-clients", v, 1, 1_000_000) }),
-        new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt("resp-idle-timeout-s", v, 0, 31_536_000)) }),
+        new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt(v) }),
+        new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
 
-    public static ServerOptions Parse(IReadOnlyList<string> args)
+    public static ServerOptions Parse(IReadOnlyList<string> args) => Parse(args, new Dictionary<string, string>());
+
+    /// <summary>
+    /// Parses, then validates: each value's range and form by <see cref="ServerSettings"/> (bound from configuration,
+    /// checked by its compile-time validator), then the checks across flags. <paramref name="sources"/> names where a
+    /// setting that did not come from the command line came from (by canonical flag), for the messages.
+    /// </summary>
+    public static ServerOptions Parse(IReadOnlyList<string> args, IReadOnlyDictionary<string, string> sources)
     {
-        var options = ParseFlags(args);
-        return options.Help ? options : Validate(options);
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var written = new Dictionary<string, string>(StringComparer.Ordinal);
+        var options = ParseFlags(args, values, written);
+        if (options.Help)
+        {
+            return options;
+        }
+
+        foreach (var (flag, where) in sources)
+        {
+            written[flag] = where + ": --" + flag;
+        }
+
+        ServerSettings.Validate(values, written);
+        return Validate(options);
     }
 
     /// <summary>The flag's first name, or null when no flag has this name.</summary>
@@ -201,8 +221,9 @@ public static class CommandLine
     /// <summary>Every flag's names, first name first (for the configuration file and environment).</summary>
     internal static IEnumerable<string[]> FlagNames => s_flags.Select(f => f.Names);
 
-    /// <summary>Parses flags without the checks across flags (<see cref="Parse"/> adds them).</summary>
-    internal static ServerOptions ParseFlags(IReadOnlyList<string> args)
+    /// <summary>Parses flags: their syntax only (<see cref="Parse"/> adds the checks of values and across flags).
+    /// Records each flag's value and the name it was given as, by canonical name, when asked.</summary>
+    internal static ServerOptions ParseFlags(IReadOnlyList<string> args, Dictionary<string, string>? values = null, Dictionary<string, string>? written = null)
     {
         var options = new ServerOptions();
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -249,6 +270,15 @@ public static class CommandLine
 
             options = flag.Set(options, value);
             options = options with { Dialect = DialectOf(body, options.Dialect) };
+            if (values is not null)
+            {
+                values[canonical] = value;
+            }
+
+            if (written is not null)
+            {
+                written[canonical] = arg.StartsWith("--", StringComparison.Ordinal) ? "--" + body : "-" + body;
+            }
         }
 
         return options;
@@ -298,15 +328,16 @@ public static class CommandLine
     {
         ["http"] = "Cluster", ["raft"] = "Cluster", ["bootstrap"] = "Cluster", ["join"] = "Cluster", ["name"] = "Cluster",
         ["raft_id"] = "Cluster", ["raft_cluster"] = "Cluster", ["peer-dial"] = "Cluster", ["cluster-id"] = "Cluster",
-        ["forward-writes"] = "Cluster",
+        ["forward-writes"] = "Cluster", ["resp"] = "Cluster", ["resp-readonly"] = "Cluster",
         ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
         ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
-        ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing",
+        ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing", ["leader-lost-ticks"] = "Raft timing",
         ["request-timeout-ms"] = "Raft timing",
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",
         ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
-        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
+        ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
+        ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
         ["log-level"] = "Configuration", ["help"] = "Configuration",
     };
 
@@ -341,8 +372,7 @@ public static class CommandLine
             throw new UsageException("--cluster-id must be 1..64 characters");
         }
 
-        CheckAddress("http", options.HttpAddress);
-        CheckAddress("raft", options.RaftAddress);
+        // Each address's form is checked by ServerSettings; here only how they relate.
         if (string.Equals(NormalizeAddress(options.HttpAddress), NormalizeAddress(options.RaftAddress), StringComparison.Ordinal))
         {
             throw new UsageException("HTTP and raft addresses must differ");
@@ -350,7 +380,6 @@ public static class CommandLine
 
         if (options.RespAddress is { } resp)
         {
-            CheckAddress("resp", resp);
             string normalized = NormalizeAddress(resp);
             if (normalized == NormalizeAddress(options.HttpAddress) || normalized == NormalizeAddress(options.RaftAddress))
             {
@@ -391,11 +420,6 @@ public static class CommandLine
             throw new UsageException("--raft_id needs --raft_cluster");
         }
 
-        if (options.Join is not null)
-        {
-            CheckAddress("join", options.Join);
-        }
-
         if (options.ElectionTicks <= options.HeartbeatTicks)
         {
             throw new UsageException("--election-ticks must exceed --heartbeat-ticks");
@@ -404,11 +428,6 @@ public static class CommandLine
         if (options.LeaderLostTicks >= options.ElectionTicks)
         {
             throw new UsageException("--leader-lost-ticks must be below --election-ticks");
-        }
-
-        if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(options.LogLevel, true, out _))
-        {
-            throw new UsageException($"unknown --log-level '{options.LogLevel}'");
         }
 
         return options;
@@ -464,15 +483,10 @@ public static class CommandLine
         _ => throw new UsageException($"--{flag}: '{value}' is not a boolean"),
     };
 
-    private static int ParseInt(string flag, string value, int min, int max)
-    {
-        if (!int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int result) || result < min || result > max)
-        {
-            throw new UsageException($"--{flag}: '{value}' must be an integer in [{min}, {max}]");
-        }
-
-        return result;
-    }
+    /// <summary>The number, or 0 for text that is none: <see cref="ServerSettings"/>'s range then reports it (with
+    /// where it came from) before the options are used.</summary>
+    private static int ParseInt(string value) =>
+        int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int result) ? result : 0;
 
     /// <summary>A byte count as Redis's config takes it: digits with an optional unit, k/m/g (powers of 1000) or
     /// kb/mb/gb (powers of 1024), any case.</summary>

@@ -44,7 +44,8 @@ public static class ConfigurationSources
         var fromEnvironment = FromEnvironment(environment).Where(s => !given.Contains(s.Flag)).ToList();
         var fromFile = configFile is null ? [] : FromFile(configFile).Where(s => !given.Contains(s.Flag) && !fromEnvironment.Any(e => e.Flag == s.Flag)).ToList();
         var merged = fromFile.Concat(fromEnvironment).SelectMany(s => s.Args).Concat(commandLine).ToList();
-        return CommandLine.Parse(merged);
+        var sources = fromFile.Concat(fromEnvironment).ToDictionary(s => s.Flag, s => s.Source, StringComparer.Ordinal);
+        return CommandLine.Parse(merged, sources);
     }
 
     /// <summary>Canonical names of the flags on the command line (values skipped).</summary>
@@ -75,7 +76,9 @@ public static class ConfigurationSources
         return given;
     }
 
-    private sealed record Setting(string Flag, string[] Args);
+    /// <summary>One setting from the environment or the file: its canonical flag, the flag it becomes, and where it
+    /// came from as the user wrote it (<c>STCACHE_TICK_MS</c>, <c>--config FILE: "tick-ms"</c>).</summary>
+    private sealed record Setting(string Flag, string[] Args, string Source);
 
     private static List<Setting> FromEnvironment(IDictionary environment)
     {
@@ -97,7 +100,7 @@ public static class ConfigurationSources
                         throw new UsageException($"{variable}: --{names[0]} is set by two environment variables");
                     }
 
-                    settings.Add(Checked(new Setting(names[0], [$"--{name}={value}"]), variable));
+                    settings.Add(Checked(new Setting(names[0], [$"--{name}={value}"], variable)));
                 }
             }
         }
@@ -147,14 +150,15 @@ public static class ConfigurationSources
                 JsonValueKind.False => "false",
                 _ => throw new UsageException($"{where} must be a string, number or boolean"),
             };
-            settings.Add(Checked(new Setting(canonical, [$"--{property.Name}={value}"]), where));
+            settings.Add(Checked(new Setting(canonical, [$"--{property.Name}={value}"], where)));
         }
 
         return settings;
     }
 
-    /// <summary>Parses the one flag alone so that a bad value is reported with its source.</summary>
-    private static Setting Checked(Setting setting, string source)
+    /// <summary>Parses the one flag alone so that a bad form (a boolean, an id list) is reported with its source;
+    /// ranges and addresses are checked later by <see cref="ServerSettings"/>, which names the source too.</summary>
+    private static Setting Checked(Setting setting)
     {
         try
         {
@@ -162,7 +166,7 @@ public static class ConfigurationSources
         }
         catch (UsageException e)
         {
-            throw new UsageException($"{source}: {e.Message}");
+            throw new UsageException($"{setting.Source}: {e.Message}");
         }
 
         return setting;

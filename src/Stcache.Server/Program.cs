@@ -27,8 +27,12 @@ public static class Program
         }
         catch (UsageException e)
         {
-            // One line that names the setting and where it came from (flag, STCACHE_* variable or --config file).
-            await Console.Error.WriteLineAsync("stcached: " + e.Message + " (see stcached --help)");
+            // One line per bad setting, naming it as given and where (flag, STCACHE_* variable or --config file).
+            foreach (string line in e.Message.Split('\n'))
+            {
+                await Console.Error.WriteLineAsync("stcached: " + line + " (see stcached --help)");
+            }
+
             return ExitUsage;
         }
 

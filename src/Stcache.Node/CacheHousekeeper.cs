@@ -152,7 +152,7 @@ internal sealed class CacheHousekeeper
 
     /// <summary>Redis's active expire cycle, one batch: the keys reads found expired first, then a sample of keys
     /// with an expiry. Another batch follows in the same tick (once this one is applied) while the sample found
-    /// more than a quarter expired, up to the per-tick budget.</summary>
+    /// more than a tenth expired, up to the per-tick budget.</summary>
     private bool ProposeExpiry(RaftNode node, long ticks)
     {
         long now = LogTime();
@@ -167,7 +167,7 @@ internal sealed class CacheHousekeeper
         }
 
         var sampled = _cache.SampleExpiredKeys(now, Seed(ticks, (ulong)_expireBatchesThisTick), max);
-        _expireMore = sampled.Count * 4 > max;
+        _expireMore = sampled.Count * 10 > max;
         foreach (var key in sampled)
         {
             if (keys.Count >= max)

@@ -145,6 +145,19 @@ public sealed class MemoryLimitTests : ProcessTest
         Assert.Equal(50, exists.Count(reply => reply == ":1"));
     }
 
+    [Theory]
+    [InlineData("--max-memory=lots", "--max-memory: 'lots' is not a size")]
+    [InlineData("--eviction-policy=lru", "--eviction-policy: 'lru' is not a policy")]
+    public async Task ABadValue_StopsTheStartWithOneLine(string flag, string message)
+    {
+        var node = StartNode("bad", "--bootstrap", flag);
+        await node.WaitForExitAsync(s_wait);
+        Assert.Equal(2, node.ExitCode);
+        var lines = node.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Contains(lines, line => line.Contains(message, StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, line => line.StartsWith("at ", StringComparison.Ordinal)); // no stack trace
+    }
+
     private async Task<Node[]> StartThreeAsync(params string[] extra)
     {
         var n1 = StartNode("n1", ["--bootstrap", .. extra]);

@@ -8,8 +8,8 @@ namespace Stcache.Integration.Tests;
 /// The clock of an in-process <see cref="RaftHost"/>, moved by the test: a <see cref="FakeTimeProvider"/> that
 /// advances one Raft tick at a time, and only while the test waits for something that needs time (an election, a
 /// storage retry, a request deadline). Nothing waits for real timer ticks, and a busy machine cannot make ticks
-/// pile up: the next tick is given once the host has taken the last one (or is busy elsewhere, e.g. waiting on
-/// this very clock for a storage retry).
+/// pile up: the next tick is given once the host has taken the last one, or at once while the host waits on this
+/// very clock for a storage retry (it takes no ticks then).
 /// </summary>
 internal sealed class FakeRaftClock
 {
@@ -51,7 +51,7 @@ internal sealed class FakeRaftClock
             advanced += Tick;
             long due = ++_advancedTicks;
             var given = Stopwatch.StartNew();
-            while (!task.IsCompleted && host.Status.Ticks < due && given.Elapsed < s_tickTaken)
+            while (!task.IsCompleted && host.Status.Ticks < due && !host.StorageFailing && given.Elapsed < s_tickTaken)
             {
                 await Task.WhenAny(task, Task.Delay(1));
             }

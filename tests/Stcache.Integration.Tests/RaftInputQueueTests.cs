@@ -83,7 +83,8 @@ public sealed class RaftInputQueueTests
         host.Deliver(new Message { Type = MessageType.Heartbeat, From = new NodeId(2), To = host.Id, Term = newer });
         store.Open();
 
-        await follows.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        bool followed = await Task.WhenAny(follows.Task, Task.Delay(TimeSpan.FromSeconds(20))) == follows.Task;
+        Assert.True(followed, $"the heartbeat of term {newer} was lost: still at term {host.Status.Term}, {host.PeerInputsDropped} dropped");
         Assert.Equal(newer, host.Status.Term);
 
         Assert.Equal(0, host.PeerInputsDropped);

@@ -309,8 +309,8 @@ public sealed class RaftHost : IAsyncDisposable
 
     private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(limit);
+        using var deadline = new CancellationTokenSource(limit, _time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
         try
         {
             await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
@@ -328,8 +328,8 @@ public sealed class RaftHost : IAsyncDisposable
 
     private async Task<ApplyResult> WaitForWriteAsync(NodeInput input, ProposalWaiter waiter, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(_options.RequestTimeout);
+        using var deadline = new CancellationTokenSource(_options.RequestTimeout, _time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
         try
         {
             await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);

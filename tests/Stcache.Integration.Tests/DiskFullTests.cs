@@ -51,21 +51,23 @@ public sealed class DiskFullTests
             TickInterval = TimeSpan.FromMilliseconds(10),
             RequestTimeout = TimeSpan.FromSeconds(2),
         };
-        await using var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance);
+        var clock = new FakeRaftClock(options.TickInterval);
+        await using var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
         host.Start();
 
-        var acknowledged = await WriteWhenLeaderAsync(host, "before", "1");
+        var acknowledged = await WriteWhenLeaderAsync(host, clock, "before", "1");
         Assert.True(acknowledged.Succeeded);
 
         store.Full = true;
-        var refused = await Assert.ThrowsAsync<RaftHostException>(() => host.ProposeAsync(CacheCommand.Set("during", Encoding.UTF8.GetBytes("2"))));
+        var refused = await Assert.ThrowsAsync<RaftHostException>(() => clock.RunUntilAsync(host, host.ProposeAsync(CacheCommand.Set("during", Encoding.UTF8.GetBytes("2")))));
         Assert.True(refused.OutcomeUnknown, refused.Message);
         Assert.True(host.StorageFailing);
         Assert.True(store.Refused > 0);
         Assert.False(host.Completion.IsCompleted, "the node must stay up while its disk is full");
 
+        // The loop retries the refused batch after a back-off on the host's clock: the fake clock runs it.
         store.Full = false;
-        var after = await host.ProposeAsync(CacheCommand.Set("after", Encoding.UTF8.GetBytes("3")));
+        var after = await clock.RunUntilAsync(host, host.ProposeAsync(CacheCommand.Set("after", Encoding.UTF8.GetBytes("3"))));
         Assert.True(after.Succeeded);
         Assert.False(host.StorageFailing);
         Assert.True(host.Cache.TryGet("before", out var before));
@@ -73,19 +75,10 @@ public sealed class DiskFullTests
         Assert.True(host.Cache.TryGet("after", out _));
     }
 
-    internal static async Task<ApplyResult> WriteWhenLeaderAsync(RaftHost host, string key, string value)
+    /// <summary>Ticks the single node until it elects itself, then writes through it.</summary>
+    internal static async Task<ApplyResult> WriteWhenLeaderAsync(RaftHost host, FakeRaftClock clock, string key, string value)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            try
-            {
-                return await host.ProposeAsync(CacheCommand.Set(key, Encoding.UTF8.GetBytes(value)));
-            }
-            catch (RaftHostException) when (DateTime.UtcNow < deadline)
-            {
-                // Not leader yet: the single node elects itself within a few ticks.
-            }
-        }
+        await clock.ElectAsync(host);
+        return await clock.RunUntilAsync(host, host.ProposeAsync(CacheCommand.Set(key, Encoding.UTF8.GetBytes(value))));
     }
 }

@@ -53,11 +53,11 @@ public sealed class RaftInputQueueTests
     [Fact]
     public async Task A_peer_message_gets_in_while_the_client_queue_is_full()
     {
-        var (host, store) = SingleNode(clientQueue: 4, raftQueue: 1024);
+        var (host, store, clock) = SingleNode(clientQueue: 4, raftQueue: 1024);
         using var gate = store;
         await using var _ = host;
         host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");
+        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
         var term = host.Status.Term;
 
         // Hold the loop in a save, then queue more client writes than the client queue holds: the first four
@@ -72,23 +72,31 @@ public sealed class RaftInputQueueTests
 
         // A leader of a newer term speaks: it must get in, and this node must follow it.
         var newer = new Term(term.Value + 1);
+        var follows = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.LeadershipChanged += change =>
+        {
+            if (change.Term >= newer)
+            {
+                follows.TrySetResult();
+            }
+        };
         host.Deliver(new Message { Type = MessageType.Heartbeat, From = new NodeId(2), To = host.Id, Term = newer });
         store.Open();
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (host.Status.Term < newer)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the heartbeat of term {newer} was lost: still at term {host.Status.Term}, {host.PeerInputsDropped} dropped");
-            await Task.Delay(10);
-        }
+        bool followed = await Task.WhenAny(follows.Task, Task.Delay(TimeSpan.FromSeconds(20))) == follows.Task;
+        Assert.True(followed, $"the heartbeat of term {newer} was lost: still at term {host.Status.Term}, {host.PeerInputsDropped} dropped");
+        Assert.Equal(newer, host.Status.Term);
 
         Assert.Equal(0, host.PeerInputsDropped);
+
+        // Deposed mid-way: each write either committed or failed with a clear error, by the request timeout at the
+        // latest (fake time); none may hang.
+        await clock.AdvanceUntilAsync(host, Task.WhenAll(writes), TimeSpan.FromSeconds(30));
         foreach (var write in writes)
         {
-            // Deposed mid-way: each write either committed or failed with a clear error; none may hang.
             try
             {
-                await write.WaitAsync(TimeSpan.FromSeconds(30));
+                await write;
             }
             catch (RaftHostException)
             {
@@ -101,11 +109,11 @@ public sealed class RaftInputQueueTests
     {
         const int capacity = 8;
         const int sent = 100;
-        var (host, store) = SingleNode(clientQueue: 4, raftQueue: capacity);
+        var (host, store, clock) = SingleNode(clientQueue: 4, raftQueue: capacity);
         using var gate = store;
         await using var _ = host;
         host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, "warm", "up");
+        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
         var term = host.Status.Term;
 
         store.Close();
@@ -119,10 +127,10 @@ public sealed class RaftInputQueueTests
         long dropped = host.PeerInputsDropped;
         store.Open();
         Assert.InRange(dropped, sent - capacity, sent);
-        Assert.True((await held).Succeeded);
+        Assert.True((await clock.RunUntilAsync(host, held)).Succeeded);
     }
 
-    private static (RaftHost Host, GatedLogStore Store) SingleNode(int clientQueue, int raftQueue)
+    private static (RaftHost Host, GatedLogStore Store, FakeRaftClock Clock) SingleNode(int clientQueue, int raftQueue)
     {
         var id = new NodeId(1);
         var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
@@ -137,8 +145,9 @@ public sealed class RaftInputQueueTests
             InputQueueCapacity = clientQueue,
             PeerInputQueueCapacity = raftQueue,
         };
-        var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance);
-        return (host, store);
+        var clock = new FakeRaftClock(options.TickInterval);
+        var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
+        return (host, store, clock);
     }
 
     private static CacheCommand Set(string key) => CacheCommand.Set(key, Encoding.UTF8.GetBytes("v"));

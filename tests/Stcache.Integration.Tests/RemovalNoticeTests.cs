@@ -25,12 +25,13 @@ public sealed class RemovalNoticeTests
             RequestTimeout = TimeSpan.FromSeconds(2),
         };
         var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
+        var clock = new FakeRaftClock(options.TickInterval);
         await using var host = new RaftHost(options, new MemoryLogStore(initial), new MemorySnapshotStore(), new NullPeerNetwork(),
-            new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance);
+            new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
         var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         host.RemovedFromCluster += () => removed.TrySetResult();
         host.Start();
-        Assert.True((await DiskFullTests.WriteWhenLeaderAsync(host, "k", "v")).Succeeded);
+        Assert.True((await DiskFullTests.WriteWhenLeaderAsync(host, clock, "k", "v")).Succeeded);
 
         // What it tells dialers: nothing to a member, its applied index to anyone else.
         Assert.Null(host.NotAMemberAsOf(id));
@@ -41,12 +42,12 @@ public sealed class RemovalNoticeTests
         // applied both were handled.
         host.ReportNotAMember(new NodeId(2), applied);
         host.ReportNotAMember(new NodeId(3), applied.Previous);
-        Assert.True((await host.ProposeAsync(CacheCommand.Set("k", "w"u8.ToArray()))).Succeeded);
+        Assert.True((await clock.RunUntilAsync(host, host.ProposeAsync(CacheCommand.Set("k", "w"u8.ToArray())))).Succeeded);
         Assert.False(removed.Task.IsCompleted, "a peer that is not ahead shut a member down");
         Assert.False(host.Completion.IsCompleted);
 
         // A peer whose configuration is newer than everything this node applied: it was removed.
         host.ReportNotAMember(new NodeId(2), new LogIndex(host.Cache.AppliedIndex.Value + 100));
-        await removed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await clock.AdvanceUntilAsync(host, removed.Task);
     }
 }

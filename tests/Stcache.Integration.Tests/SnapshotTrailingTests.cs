@@ -43,19 +43,20 @@ public sealed class SnapshotTrailingTests : IDisposable
             SnapshotInterval = TimeSpan.FromHours(1),
             SnapshotTrailingEntries = trailing,
         };
-        await using (var host = new RaftHost(options, wal, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance))
+        var clock = new FakeRaftClock(options.TickInterval);
+        await using (var host = new RaftHost(options, wal, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time))
         {
             host.Start();
-            await DiskFullTests.WriteWhenLeaderAsync(host, "first", "v");
+            await DiskFullTests.WriteWhenLeaderAsync(host, clock, "first", "v");
 
             // 1,000 writes, 50 at a time so they share fsyncs, then a snapshot.
             for (int round = 0; round < 20; round++)
             {
-                await Task.WhenAll(Enumerable.Range(0, 50).Select(i =>
-                    host.ProposeAsync(CacheCommand.Set(string.Create(CultureInfo.InvariantCulture, $"key-{round}-{i}"), Encoding.UTF8.GetBytes("value-with-some-padding")))));
+                await clock.AdvanceUntilAsync(host, Task.WhenAll(Enumerable.Range(0, 50).Select(i =>
+                    host.ProposeAsync(CacheCommand.Set(string.Create(CultureInfo.InvariantCulture, $"key-{round}-{i}"), Encoding.UTF8.GetBytes("value-with-some-padding"))))));
             }
 
-            var snapshot = await host.SnapshotAsync();
+            var snapshot = await clock.RunUntilAsync(host, host.SnapshotAsync());
             Assert.True(snapshot.Index.Value > 1_000, $"snapshot at {snapshot.Index}");
 
             ulong oldest = OldestSegmentFirstIndex();

@@ -67,6 +67,13 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
                 respClients.Add(client);
             }
 
+            // The survivors' JIT and GC counters (the runtime's System.Runtime meter on /metrics) before the kill.
+            var before = new List<RuntimeCounters>();
+            foreach (var survivor in survivors)
+            {
+                before.Add(await RuntimeCounters.ReadAsync(survivor));
+            }
+
             var killedAt = DateTime.Now;
             var stopwatch = Stopwatch.StartNew();
             await leader.KillAsync(entireProcessTree: false);
@@ -97,6 +104,13 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
             gone.Add(goneMs);
             output.WriteLine($"round {round + 1}: killed {leader.Name} (gone after {goneMs:F0} ms); new leader {newLeader.Name} seen by the client after {sawLeaderMs:F0} ms, acknowledged after {leaderMs:F0} ms, " +
                 $"follower {survivors[followerAt].Name} (forwarding) after {forwardedMs:F0} ms, RESP SET through it after {respMs[followerAt]:F0} ms");
+            for (int i = 0; i < survivors.Length; i++)
+            {
+                var after = await RuntimeCounters.ReadAsync(survivors[i]);
+                output.WriteLine($"    {survivors[i].Name} during the failover: {after.JitMethods - before[i].JitMethods:F0} methods JIT-compiled in " +
+                    $"{(after.JitSeconds - before[i].JitSeconds) * 1000:F0} ms, {after.GcCollections - before[i].GcCollections:F0} GCs pausing {(after.GcPauseSeconds - before[i].GcPauseSeconds) * 1000:F0} ms");
+            }
+
             foreach (var survivor in survivors)
             {
                 foreach (string line in FailoverLog(survivor, killedAt))
@@ -178,6 +192,25 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
 
         Assert.Fail($"{survivor.Name} acknowledged no SET over RESP");
         return 0;
+    }
+
+    /// <summary>The runtime's JIT and GC totals from a node's Prometheus endpoint (the System.Runtime meter).</summary>
+    private readonly record struct RuntimeCounters(double JitMethods, double JitSeconds, double GcCollections, double GcPauseSeconds)
+    {
+        public static async Task<RuntimeCounters> ReadAsync(Node node)
+        {
+            var (code, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{node.Http}/metrics");
+            if (code != HttpStatusCode.OK)
+            {
+                return default;
+            }
+
+            double Sum(string prefix) => body.Split('\n')
+                .Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+                .Sum(l => double.TryParse(l[(l.LastIndexOf(' ') + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : 0);
+
+            return new RuntimeCounters(Sum("dotnet_jit_compiled_methods"), Sum("dotnet_jit_compilation_time"), Sum("dotnet_gc_collections"), Sum("dotnet_gc_pause_time"));
+        }
     }
 
     /// <summary>One RESP connection: SET key value, the reply's first line.</summary>

@@ -12,8 +12,8 @@ namespace Stcache.Simulation;
 /// (reordering), a few drops and duplicates; clock drift within the lease margin. Once the first leader is elected
 /// no node may reach a later term and no other node may lead (<see cref="SimulationOptions.ExpectStableLeader"/>),
 /// so the fast failover path (connection lost) and anything else cannot cause a spurious election. Environment:
-/// QUIET_SEEDS (default 300) and QUIET_START (default 0); QUIET_SEED replays one seed with its trace (written to
-/// SIM_TRACE_FILE if set):
+/// QUIET_SEEDS (default 300) and QUIET_START (default 0); QUIET_PREVOTE=0 or QUIET_CHECKQUORUM=0 turn those off
+/// (for the README's ablations); QUIET_SEED replays one seed with its trace (written to SIM_TRACE_FILE if set):
 /// QUIET_SEED=12 dotnet test tests/Stcache.Simulation -c Release --filter FullyQualifiedName~QuietRunTests.ReplayQuietSeed
 /// </summary>
 public sealed class QuietRunTests(ITestOutputHelper output)
@@ -25,8 +25,8 @@ public sealed class QuietRunTests(ITestOutputHelper output)
         var random = new SplitMix(((ulong)seed * 0x9E3779B97F4A7C15UL) + 1);
         return drawn with
         {
-            PreVote = true,
-            CheckQuorum = true,
+            PreVote = SimulationTests.EnvironmentInt("QUIET_PREVOTE") != 0,
+            CheckQuorum = SimulationTests.EnvironmentInt("QUIET_CHECKQUORUM") != 0,
             FaultIntervalMs = 0,
             CrashWeight = 0,
             PartitionWeight = 0,

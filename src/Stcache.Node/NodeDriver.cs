@@ -984,6 +984,15 @@ public sealed class NodeDriver
                 throw new InvalidDataException($"the log was compacted to {state.Snapshot.Index} but the newest snapshot is at {snapshot.Metadata.Index}");
             }
 
+            var logLast = state.Entries.Count > 0 ? state.Entries[^1].Index : state.Snapshot.Index;
+            if (logLast < snapshot.Metadata.Index)
+            {
+                // The log ends before the snapshot: the process stopped between saving a snapshot (installed from
+                // the leader, or taken of entries applied before this node's own log had synced them) and recording
+                // it in the log. Finish that now, or the log would refuse the entries that follow the snapshot.
+                _logStore.ApplySnapshot(snapshot.Metadata);
+            }
+
             RestoreFrom(snapshot.Metadata, snapshot.Data);
             _lastSnapshot = snapshot.Metadata;
             _effects.SnapshotRestored(snapshot.Metadata, installed: false);

@@ -12,6 +12,8 @@ namespace Stcache.Simulation;
 /// <item>SIM_SEEDS (default 1000) and SIM_START (default 0): the seeds [SIM_START, SIM_START + SIM_SEEDS).</item>
 /// <item>SIM_SEED: replay exactly one seed with a full event trace (ReplaySeed).</item>
 /// <item>SIM_PARALLEL: worker count (default: processor count).</item>
+/// <item>SIM_RESETS=0: do not model connection resets (crashes and refused dials reported as connection lost), to
+/// compare with the runs before that model.</item>
 /// </list>
 /// </summary>
 public sealed class SimulationTests
@@ -36,7 +38,7 @@ public sealed class SimulationTests
         var clock = Stopwatch.StartNew();
         Parallel.For(start, start + count, new ParallelOptions { MaxDegreeOfParallelism = workers }, seed =>
         {
-            var result = Simulator.Run(seed);
+            var result = new Simulator(Options(seed)).Run();
             Interlocked.Add(ref events, result.Events);
             if (result.Linearizability == Testing.LinearizabilityVerdict.Unknown)
             {
@@ -65,6 +67,14 @@ public sealed class SimulationTests
 
         Assert.True(sorted.Count == 0,
             $"{sorted.Count} of {count} seeds failed; first: {(sorted.Count > 0 ? sorted[0].ToString() : string.Empty)}");
+
+        // The crash path is exercised: crashed leaders are replaced through the connection-lost path (faster than
+        // any election timer), not only by the timeout.
+        if (count >= 200)
+        {
+            Assert.True(stats.FastFailovers > 0 && stats.ConnectionLostReports > 0,
+                $"no crashed leader was replaced by the fast path ({stats.LeaderCrashes} leader crashes, {stats.ConnectionLostReports} connection-lost reports)");
+        }
     }
 
     [EnvironmentFact("SIM_SEED")]
@@ -77,11 +87,11 @@ public sealed class SimulationTests
 
         // The trace file is written as the run goes, so a run that hangs still shows where.
         using var file = path is null ? null : new StreamWriter(path) { AutoFlush = true };
-        var result = Simulator.Run(seed, line =>
+        var result = new Simulator(Options(seed), line =>
         {
             lines.Add(line);
             file?.WriteLine(line);
-        });
+        }).Run();
 
         foreach (var line in lines.TakeLast(path is null ? 3000 : 50))
         {
@@ -128,6 +138,9 @@ public sealed class SimulationTests
         Assert.Equal(a.Events, b.Events);
         Assert.Equal(first, second);
     }
+
+    private static SimulationOptions Options(int seed) =>
+        SimulationOptions.FromSeed(seed) with { ConnectionResets = EnvironmentInt("SIM_RESETS") != 0 };
 
     internal static int? EnvironmentInt(string name) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value : null;

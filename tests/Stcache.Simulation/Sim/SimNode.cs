@@ -133,6 +133,9 @@ internal sealed class SimNode : INodeEffects
 
     /// <summary>Called with a follower's access report for the leader (the host would send it over HTTP).</summary>
     public Action<NodeId, IReadOnlyList<byte[]>>? AccessReported { get; set; }
+    /// <summary>Called when the process goes away (crash, failed start, shutdown), before its state is dropped: its
+    /// core is still readable.</summary>
+    public Action<SimNode>? GoingDown { get; set; }
 
     /// <summary>Starts (or restarts) the node from its disk. False if its storage is corrupt: it refuses to start.</summary>
     public bool Start()
@@ -346,6 +349,9 @@ internal sealed class SimNode : INodeEffects
 
     public void ReportUnreachable(NodeId peer) => Run(driver => driver.ReportUnreachable(peer));
 
+    /// <summary>The transport saw the connection to <paramref name="peer"/> reset or a dial to it refused.</summary>
+    public void ReportConnectionLost(NodeId peer) => Run(driver => driver.ReportConnectionLost(peer));
+
     public void ReportNotAMember(NodeId peer, LogIndex asOf) => Run(driver => driver.ReportNotAMember(peer, asOf));
 
     /// <summary>Lets the driver process what the core has pending (after a test fed the core directly).</summary>
@@ -486,6 +492,7 @@ internal sealed class SimNode : INodeEffects
 
     private void Down()
     {
+        GoingDown?.Invoke(this);
         _incarnation++;
         Driver = null;
         Cache = null;

@@ -89,6 +89,16 @@ public sealed record SimulationOptions
 
     public InjectedBug Bug { get; init; }
 
+    /// <summary>Model the connection resets a crash causes: the dead process's connections reset (its peers learn it
+    /// one network delay later) and dials to a node that is down are refused, both reported to the driver as
+    /// connection lost (production's <c>PeerConnectionLost</c>). A partition resets nothing. Off only to show what
+    /// the model exercises.</summary>
+    public bool ConnectionResets { get; init; } = true;
+
+    /// <summary>The run has no crash, partition, long pause or stall, stopping disk fault, transfer or membership
+    /// change: once a leader is elected, no node may ever reach a later term (checked after every event).</summary>
+    public bool ExpectStableLeader { get; init; }
+
     /// <summary>Draws a random configuration from the seed: node count, Raft options, network and fault mix.</summary>
     public static SimulationOptions FromSeed(int seed)
     {
@@ -133,6 +143,7 @@ public sealed record SimulationOptions
         $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
         $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
+        $"resets={ConnectionResets} stableLeader={ExpectStableLeader} " +
         $"net={Network}";
 }
 
@@ -205,8 +216,22 @@ public sealed class SimulationStats
 
     public long FollowerWrites { get; set; }
 
+    /// <summary>Connection-lost reports delivered to drivers (resets on crash, refused dials).</summary>
+    public long ConnectionLostReports { get; set; }
+
+    /// <summary>Leaders that crashed (or otherwise went down) during the safety phase.</summary>
+    public long LeaderCrashes { get; set; }
+
+    /// <summary>Crashed leaders replaced within half an election timeout of the crash by a node that had been told
+    /// the crashed leader's connection was lost: the fast path (a follower's election timer waits at least a whole
+    /// election timeout after it last heard from the leader).</summary>
+    public long FastFailovers { get; set; }
+
     public void Add(SimulationStats other)
     {
+        ConnectionLostReports += other.ConnectionLostReports;
+        LeaderCrashes += other.LeaderCrashes;
+        FastFailovers += other.FastFailovers;
         SyncCrashes += other.SyncCrashes;
         DiskFaults += other.DiskFaults;
         StorageRefusals += other.StorageRefusals;
@@ -234,7 +259,8 @@ public sealed class SimulationStats
         $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} pauses={Pauses} snapshotsTaken={SnapshotsTaken} " +
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
         $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} " +
-        $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites}";
+        $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites} " +
+        $"connectionLostReports={ConnectionLostReports} leaderCrashes={LeaderCrashes} fastFailovers={FastFailovers}";
 }
 
 /// <summary>Deliberate disk bugs, to prove the checkers catch what they claim to catch. Bugs in the node itself
@@ -280,7 +306,12 @@ internal sealed class Simulator : ISimEnvironment
     private readonly HashSet<ulong> _everMember = [];
     private readonly HashSet<ulong> _wiped = [];
     private readonly List<string> _keys = [];
+    private readonly Dictionary<(ulong From, ulong To), long> _refusedAt = [];
     private NetworkOptions _network;
+    private (NodeId Id, Term Term, long At)? _crashedLeader;
+    private readonly HashSet<ulong> _toldOfCrashedLeader = [];
+    private readonly HashSet<ulong> _joinedInOwnView = [];
+    private (NodeId Id, Term Term)? _firstLeader;
     private long _now;
     private long _sequence;
     private long _eventCount;
@@ -444,6 +475,7 @@ internal sealed class Simulator : ISimEnvironment
         {
             ConfChangeApplied = OnConfChangeApplied,
             RemovedFromCluster = OnRemoved,
+            GoingDown = OnGoingDown,
         };
         node.Disk.StrictDirectories = _options.StrictDirectories;
         node.Disk.TornGarbage = _options.TornGarbage;
@@ -497,6 +529,7 @@ internal sealed class Simulator : ISimEnvironment
             _eventCount++;
             action();
             CheckAll();
+            CheckLeaderChanges();
         }
 
         _now = Math.Max(_now, time);
@@ -535,9 +568,14 @@ internal sealed class Simulator : ISimEnvironment
     {
         var from = message.From;
         var to = message.To;
-        if (!_nodes.TryGetValue(to.Value, out _))
+        if (!_nodes.TryGetValue(to.Value, out var receiver))
         {
             return;
+        }
+
+        if (!receiver.IsUp && !_partitions.IsBlocked(from, to))
+        {
+            DialRefused(from, to);
         }
 
         if (_partitions.IsBlocked(from, to))
@@ -568,6 +606,121 @@ internal sealed class Simulator : ISimEnvironment
         if (_networkRandom.ChancePerMillion(_network.DuplicatePerMillion))
         {
             Schedule(Delay(), () => Deliver(message));
+        }
+    }
+
+    /// <summary>
+    /// The process of <paramref name="node"/> is going away. Its connections reset: each live peer it can reach
+    /// learns it one network delay later, as production's transport raises <c>PeerConnectionLost</c> (and
+    /// <c>PeerUnreachable</c>) when a session ends with a reset or EOF. Across a partition the reset is lost like
+    /// any other packet, so a partition alone never produces the report.
+    /// </summary>
+    private void OnGoingDown(SimNode node)
+    {
+        if (node.Node is { Role: RaftRole.Leader } core && !_livenessPhase)
+        {
+            _stats.LeaderCrashes++;
+            _crashedLeader = (node.Id, core.Term, _now);
+            _toldOfCrashedLeader.Clear();
+        }
+
+        if (!_options.ConnectionResets)
+        {
+            return;
+        }
+
+        foreach (var peer in _nodes.Values)
+        {
+            if (peer != node && peer.IsUp && !_partitions.IsBlocked(node.Id, peer.Id))
+            {
+                var (gone, to) = (node.Id, peer.Id);
+                Schedule(Delay(), () => ConnectionLost(to, gone));
+            }
+        }
+    }
+
+    /// <summary>A live node's transport dials a peer that is down and is refused (nothing listens there); it
+    /// redials after its back-off (50 ms at first), so a link reports at most once per 50 ms.</summary>
+    private void DialRefused(NodeId from, NodeId to)
+    {
+        if (!_options.ConnectionResets ||
+            (_refusedAt.TryGetValue((from.Value, to.Value), out long last) && _now - last < 50))
+        {
+            return;
+        }
+
+        _refusedAt[(from.Value, to.Value)] = _now;
+        Schedule(_networkRandom.Between(0, _network.DelayMinMs), () => ConnectionLost(from, to));
+    }
+
+    private void ConnectionLost(NodeId at, NodeId peer)
+    {
+        if (_paused.TryGetValue(at.Value, out var pause))
+        {
+            Schedule(pause.Until - _now, () => ConnectionLost(at, peer));
+            return;
+        }
+
+        if (_nodes.TryGetValue(at.Value, out var node) && node.IsUp)
+        {
+            _stats.ConnectionLostReports++;
+            Trace($"n{at} connection to n{peer} lost");
+            if (_crashedLeader is { } crashed && crashed.Id == peer)
+            {
+                _toldOfCrashedLeader.Add(at.Value);
+            }
+
+            node.ReportUnreachable(peer);
+            node.ReportConnectionLost(peer);
+        }
+    }
+
+    /// <summary>After every event: times the replacement of a crashed leader, and (in a run that expects a stable
+    /// leader) fails as soon as any node reaches a term after the first leader's or another node leads.</summary>
+    private void CheckLeaderChanges()
+    {
+        if (_crashedLeader is null && !_options.ExpectStableLeader)
+        {
+            return;
+        }
+
+        foreach (var node in _nodes.Values)
+        {
+            if (node.Node is not { } core || node.IsWaiting)
+            {
+                continue;
+            }
+
+            if (_crashedLeader is { } crashed && core.Role == RaftRole.Leader && core.Term > crashed.Term)
+            {
+                long tookMs = _now - crashed.At;
+                bool fast = tookMs * 2 < (long)_options.ElectionTimeoutTicks * _options.TickMs && _toldOfCrashedLeader.Contains(node.Id.Value);
+                if (fast)
+                {
+                    _stats.FastFailovers++;
+                }
+
+                Trace($"n{node.Id} replaced the crashed leader n{crashed.Id} of {crashed.Term} after {tookMs} ms{(fast ? " (connection lost)" : string.Empty)}");
+                _crashedLeader = null;
+            }
+
+            if (!_options.ExpectStableLeader)
+            {
+                continue;
+            }
+
+            if (_firstLeader is null && core.Role == RaftRole.Leader)
+            {
+                _firstLeader = (node.Id, core.Term);
+                Trace($"n{node.Id} is the first leader, term {core.Term}");
+            }
+            else if (_firstLeader is { } first &&
+                (core.Term > first.Term || (core.Role == RaftRole.Leader) != (node.Id == first.Id)))
+            {
+                throw new SimulationFailureException(
+                    $"stable leader: in a run without faults n{node.Id} is {core.Role} in term {core.Term} at t={_now}ms, " +
+                    $"after n{first.Id} was elected in term {first.Term}. " + DescribeNodes());
+            }
         }
     }
 
@@ -1149,6 +1302,11 @@ internal sealed class Simulator : ISimEnvironment
 
     private void OnConfChangeApplied(SimNode node, ConfChange change)
     {
+        if (node.ConfState.IsMember(node.Id))
+        {
+            _joinedInOwnView.Add(node.Id.Value);
+        }
+
         if (change.Type != ConfChangeType.RemoveNode && node.Node?.Role == RaftRole.Leader)
         {
             _everMember.Add(change.NodeId.Value);
@@ -1216,6 +1374,7 @@ internal sealed class Simulator : ISimEnvironment
                 // The removal is applied on the leader: now the data can go.
                 node.Stop();
                 node.Wipe();
+                _joinedInOwnView.Remove(node.Id.Value);
                 node.Revive();
                 if (!node.Start())
                 {
@@ -1526,8 +1685,17 @@ internal sealed class Simulator : ISimEnvironment
         {
             // A node that never applied any configuration never joined in its own view (removed before it caught
             // up): it cannot tell a removal from a join still in progress, and stays up harmlessly, as in production.
-            bool neverJoined = node.Applied == LogIndex.Zero && node.ConfState.Voters.Count == 0 && node.ConfState.Learners.Count == 0;
-            if (!core.ConfState.IsMember(node.Id) && node.IsUp && !neverJoined)
+            // So does one removed before it applied its own addition (a joiner still catching up).
+            bool neverJoined = (node.Applied == LogIndex.Zero && node.ConfState.Voters.Count == 0 && node.ConfState.Learners.Count == 0) ||
+                (!node.ConfState.IsMember(node.Id) && !_joinedInOwnView.Contains(node.Id.Value));
+
+            // A removed node learns of it from a peer's "not a member" notice, which needs a message to a member
+            // that is up: a learner never sends one, and a node whose configuration names only members that have
+            // shut down has nobody to ask. Production cannot tell them either; the operator stops them.
+            bool cannotAsk = node.ConfState.Learners.Contains(node.Id) ||
+                (node.ConfState.IsMember(node.Id) && node.ConfState.Voters.Concat(node.ConfState.Learners)
+                    .All(peer => peer == node.Id || !_nodes.TryGetValue(peer.Value, out var other) || !other.IsUp));
+            if (!core.ConfState.IsMember(node.Id) && node.IsUp && !neverJoined && !cannotAsk)
             {
                 why = $"node {node.Id} was removed but has not shut down";
                 return false;

@@ -687,7 +687,7 @@ internal sealed class SimProposal(SimNode node, Action<SimProposal> done) : Prop
 }
 
 /// <summary>A read barrier; reads the key from the node's cache when it passes.</summary>
-internal sealed class SimRead(SimNode node, string key, Action<bool, string?> done) : NodeRequest<LogIndex>
+internal sealed class SimRead(SimNode node, string key, Action<bool, string?> done) : NodeRequest<ReadPoint>
 {
     public bool Failed { get; private set; }
 
@@ -695,9 +695,10 @@ internal sealed class SimRead(SimNode node, string key, Action<bool, string?> do
     /// return value, without the callback.</summary>
     public bool Started { get; set; }
 
-    public override void Complete(LogIndex result)
+    public override void Complete(ReadPoint result)
     {
-        string? value = node.Cache!.TryGet(key, out var entry) ? Encoding.UTF8.GetString(entry.Value) : null;
+        // Served at the read's time (the leader's when it confirmed the index), as the server does.
+        string? value = node.Cache!.TryGet(key, out var entry, result.TimeUnixMs) ? Encoding.UTF8.GetString(entry.Value) : null;
         done(true, value);
     }
 

@@ -95,6 +95,7 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
 
     /// <summary>On the leader's answer to a forwarded write: its applied index as it answered (the write included).</summary>
     public const string AppliedHeader = "X-Stcache-Applied";
+    public const string ExpiresAtHeader = "X-Stcache-Expires-At";
 
     private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
 
@@ -303,6 +304,12 @@ internal sealed class HttpApi(RaftHost host, CommandService service, ServerOptio
         if (entry is null)
         {
             return Error(StatusCodes.Status404NotFound, "key not found", "none");
+        }
+
+        if (entry.ExpiresAtUnixMs != 0)
+        {
+            // The stamped expiry (Unix ms), the same on every node (docs/CACHE.md).
+            context.Response.Headers[ExpiresAtHeader] = entry.ExpiresAtUnixMs.ToString(CultureInfo.InvariantCulture);
         }
 
         return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));

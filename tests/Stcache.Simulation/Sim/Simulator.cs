@@ -89,6 +89,9 @@ public sealed record SimulationOptions
 
     public InjectedBug Bug { get; init; }
 
+    /// <summary>The TTL workload (drawn on its own stream: the options above do not depend on it).</summary>
+    internal TtlOptions Ttl { get; init; } = new();
+
     /// <summary>Draws a random configuration from the seed: node count, Raft options, network and fault mix.</summary>
     public static SimulationOptions FromSeed(int seed)
     {
@@ -124,6 +127,7 @@ public sealed record SimulationOptions
             AppendBytesMax = random.Chance(1, 2) ? 200 : 1 << 20,
             InflightMessagesMax = random.Chance(1, 3) ? 1 : random.Between(2, 64),
             ClockDriftPerMillion = random.Chance(1, 2) ? 0 : random.Between(0, 50_000),
+            Ttl = TtlOptions.FromSeed(seed),
         };
     }
 
@@ -133,7 +137,7 @@ public sealed record SimulationOptions
         $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
         $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
-        $"net={Network}";
+        $"net={Network} {Ttl}";
 }
 
 public sealed record SimulationResult(
@@ -205,8 +209,11 @@ public sealed class SimulationStats
 
     public long FollowerWrites { get; set; }
 
+    public TtlStats Ttl { get; set; } = new();
+
     public void Add(SimulationStats other)
     {
+        Ttl.Add(other.Ttl);
         SyncCrashes += other.SyncCrashes;
         DiskFaults += other.DiskFaults;
         StorageRefusals += other.StorageRefusals;
@@ -234,7 +241,7 @@ public sealed class SimulationStats
         $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} pauses={Pauses} snapshotsTaken={SnapshotsTaken} " +
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
         $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} " +
-        $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites}";
+        $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites} {Ttl}";
 }
 
 /// <summary>Deliberate disk bugs, to prove the checkers catch what they claim to catch. Bugs in the node itself
@@ -287,6 +294,7 @@ internal sealed class Simulator : ISimEnvironment
     private long _nextOperationId = 1;
     private ulong _nextNodeId;
     private bool _livenessPhase;
+    private readonly TtlWorkload? _ttl;
 
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
@@ -302,6 +310,11 @@ internal sealed class Simulator : ISimEnvironment
         }
 
         _keys.Add(LivenessKey);
+        if (options.Ttl.Clients > 0)
+        {
+            _ttl = new TtlWorkload(options.Seed, options.Ttl, this, UpNodes, CurrentLeader, () => _livenessPhase);
+            _keys.AddRange(_ttl.Keys);
+        }
     }
 
     public long Now => _now;
@@ -394,7 +407,8 @@ internal sealed class Simulator : ISimEnvironment
             node.Start();
         }
 
-        for (int c = 0; c < _options.ClientCount; c++)
+        // Under the TTL workload's memory limit a write may be refused; the key-value history would count it.
+        for (int c = 0; c < (_options.Ttl.MaxMemoryBytes > 0 ? 0 : _options.ClientCount); c++)
         {
             int client = c;
             Schedule(_random.Between(0, 50), () => ClientStep(client));
@@ -404,6 +418,8 @@ internal sealed class Simulator : ISimEnvironment
         {
             Schedule(_random.Between(0, _options.FaultIntervalMs * 2), FaultStep);
         }
+
+        _ttl?.Start();
     }
 
     /// <summary>Writes the founders' bootstrap state through the real log, as the server's first start does.</summary>
@@ -445,6 +461,7 @@ internal sealed class Simulator : ISimEnvironment
             ConfChangeApplied = OnConfChangeApplied,
             RemovedFromCluster = OnRemoved,
         };
+        _ttl?.Attach(node);
         node.Disk.StrictDirectories = _options.StrictDirectories;
         node.Disk.TornGarbage = _options.TornGarbage;
         node.Disk.SyncIsALie = _options.Bug == InjectedBug.LyingFsync;
@@ -527,6 +544,8 @@ internal sealed class Simulator : ISimEnvironment
                 _digests[node.Applied.Value] = digest;
             }
         }
+
+        _ttl?.Check(_nodes.Values);
     }
 
     // ---------------------------------------------------------------- network
@@ -1544,6 +1563,7 @@ internal sealed class Simulator : ISimEnvironment
         _stats.SyncCrashes = _nodes.Values.Sum(h => h.Disk.SyncCrashes);
         _stats.StorageRefusals = _nodes.Values.Sum(h => (long)h.StorageRefusals);
         _stats.LeaderTerms = _oracle.LeaderTermCount;
+        _stats.Ttl = _ttl?.Stats ?? new TtlStats();
         return _stats;
     }
 

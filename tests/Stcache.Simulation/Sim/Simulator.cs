@@ -296,6 +296,9 @@ internal sealed class Simulator : ISimEnvironment
     private bool _livenessPhase;
     private readonly TtlWorkload? _ttl;
 
+    // The last index at which a membership change may have been proposed (a wipe waits until a leader applied it).
+    private LogIndex _membershipProposedAt;
+
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
         _options = options;
@@ -1145,6 +1148,7 @@ internal sealed class Simulator : ISimEnvironment
             // A join: the leader adds a learner; its driver promotes it once it caught up.
             var id = new NodeId(_nextNodeId);
             var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, id, Member(id).ToContext()));
+            NoteMembershipProposal(leader, status);
             Trace($"n{leader.Id} propose add learner {id}: {status}");
             if (status == ProposeStatus.Accepted)
             {
@@ -1160,6 +1164,7 @@ internal sealed class Simulator : ISimEnvironment
             // Any voter, the leader included, and nodes that are down (they must learn of it when they return).
             var victim = _random.Pick(conf.Voters);
             var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, victim, ReadOnlyMemory<byte>.Empty));
+            NoteMembershipProposal(leader, status);
             Trace($"n{leader.Id} propose remove {victim}{(_nodes.TryGetValue(victim.Value, out var v) && !v.IsUp ? " (down)" : string.Empty)}: {status}");
         }
     }
@@ -1227,6 +1232,7 @@ internal sealed class Simulator : ISimEnvironment
                 if (core.ConfState.IsMember(node.Id) || leader.ConfState.IsMember(node.Id))
                 {
                     var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, node.Id, ReadOnlyMemory<byte>.Empty));
+                    NoteMembershipProposal(leader, status);
                     Trace($"n{leader.Id} propose remove {node.Id} (to wipe it): {status}");
                     RejoinStep(node, removed: false);
                     return;
@@ -1273,6 +1279,7 @@ internal sealed class Simulator : ISimEnvironment
             if (!core.ConfState.IsMember(node.Id))
             {
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                NoteMembershipProposal(leader, status);
                 Trace($"n{leader.Id} propose add wiped {node.Id} as learner: {status}");
             }
 
@@ -1294,6 +1301,7 @@ internal sealed class Simulator : ISimEnvironment
             if (leader?.Node is { } core && !core.ConfState.IsMember(node.Id))
             {
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                NoteMembershipProposal(leader, status);
                 Trace($"n{leader.Id} propose add learner {node.Id} again: {status}");
             }
 
@@ -1301,10 +1309,21 @@ internal sealed class Simulator : ISimEnvironment
         });
     }
 
+    private void NoteMembershipProposal(SimNode leader, ProposeStatus status)
+    {
+        if (status == ProposeStatus.Accepted && leader.Node is { } core && core.LastIndex > _membershipProposedAt)
+        {
+            _membershipProposedAt = core.LastIndex;
+        }
+    }
+
     private void WipeSomeone()
     {
-        // One at a time, and never the last majority: the removal needs a quorum without the wiped node.
-        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3)
+        // One at a time, and never the last majority: the removal needs a quorum without the wiped node. So no
+        // other membership change may be in flight (a removal applied meanwhile left two voters, both needed), and
+        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote).
+        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
+            leader.Applied < _membershipProposedAt || core.ConfState.Voters.Any(v => _nodes.TryGetValue(v.Value, out var n) && n.IsStopped))
         {
             return;
         }

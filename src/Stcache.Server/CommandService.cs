@@ -315,10 +315,6 @@ internal sealed class CommandService
     /// the log time this node has applied. This node's own clock plays no part.</summary>
     public long ReadTime(ReadOutcome barrier) => Math.Max(barrier.ReadTimeUnixMs, _host.Cache.LastLogTimeUnixMs);
 
-    /// <summary>A read of one key from this node's state; expired entries are absent.</summary>
-    public CacheEntry? Get(string key) =>
-        _host.Cache.TryGet(key, out var entry, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) ? entry : null;
-
     private async Task<WriteOutcome[]> ForwardAsync(IReadOnlyList<WriteRequest> commands, NodeId leader, CancellationToken deadline)
     {
         WriteOutcome[] All(WriteOutcome outcome) => [.. commands.Select(_ => outcome)];

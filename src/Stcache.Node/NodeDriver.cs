@@ -39,8 +39,8 @@ public sealed class NodeDriver
     private readonly CacheHousekeeper _housekeeper;
 
     private readonly Dictionary<LogIndex, ProposalRequest> _waiters = [];
-    private readonly Dictionary<ulong, NodeRequest<LogIndex>> _pendingReads = [];
-    private readonly List<(LogIndex Index, NodeRequest<LogIndex> Read)> _readsWaitingForApply = [];
+    private readonly Dictionary<ulong, NodeRequest<ReadPoint>> _pendingReads = [];
+    private readonly List<(ReadPoint Point, NodeRequest<ReadPoint> Read)> _readsWaitingForApply = [];
     private readonly List<(LogIndex Index, NodeRequest<LogIndex> Wait)> _appliedWaits = [];
     private readonly List<NodeRequest<SnapshotMetadata>> _snapshotRequests = [];
 
@@ -197,10 +197,11 @@ public sealed class NodeDriver
     }
 
     /// <summary>
-    /// A linearizable read barrier (ReadIndex, thesis §6.4): answered with the read index once the leader confirmed
-    /// it and this node applied up to it. With <paramref name="lease"/> the leader may skip the heartbeat round.
+    /// A linearizable read barrier (ReadIndex, thesis §6.4): answered with the read index and the leader's time when
+    /// it confirmed it, once this node applied up to it. With <paramref name="lease"/> the leader may skip the
+    /// heartbeat round (the time is then the leader's when it answered).
     /// </summary>
-    public void ReadBarrier(bool lease, NodeRequest<LogIndex> request)
+    public void ReadBarrier(bool lease, NodeRequest<ReadPoint> request)
     {
         EnsureTakesInput();
         ulong id = ++_nextReadId;
@@ -509,13 +510,16 @@ public sealed class NodeDriver
         {
             if (_pendingReads.Remove(state.RequestId, out var read))
             {
+                // A read this node confirmed as leader is stamped with its own clock now; one asked of the leader
+                // carries the leader's time from its answer. The follower's clock plays no part.
+                var point = new ReadPoint(state.Index, state.LeaderTimeUnixMs > 0 ? state.LeaderTimeUnixMs : LeaderReadTime());
                 if (state.Index <= _cache.AppliedIndex)
                 {
-                    read.Complete(state.Index);
+                    read.Complete(Monotonic(point));
                 }
                 else
                 {
-                    _readsWaitingForApply.Add((state.Index, read));
+                    _readsWaitingForApply.Add((point, read));
                 }
             }
         }
@@ -635,12 +639,24 @@ public sealed class NodeDriver
             {
                 _effects.SendSnapshot(message);
             }
+            else if (message.Type == MessageType.ReadIndexResponse && !message.Reject)
+            {
+                // The core confirmed a follower's read index just now: the read is served at this leader's time.
+                _effects.Send(message with { ReadTimeUnixMs = LeaderReadTime() });
+            }
             else
             {
                 _effects.Send(message);
             }
         }
     }
+
+    /// <summary>The time a read this leader confirms now is served at: its clock, never behind its log time.</summary>
+    private long LeaderReadTime() => Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), _cache.LastLogTimeUnixMs);
+
+    /// <summary>A read point served now: never behind the log time this node has applied (docs/CACHE.md).</summary>
+    private ReadPoint Monotonic(ReadPoint point) =>
+        point with { TimeUnixMs = Math.Max(point.TimeUnixMs, _cache.LastLogTimeUnixMs) };
 
     private void InstallSnapshot(Snapshot snapshot)
     {
@@ -787,12 +803,12 @@ public sealed class NodeDriver
         {
             _readsWaitingForApply.RemoveAll(pair =>
             {
-                if (pair.Index > applied)
+                if (pair.Point.Index > applied)
                 {
                     return false;
                 }
 
-                pair.Read.Complete(pair.Index);
+                pair.Read.Complete(Monotonic(pair.Point));
                 return true;
             });
         }

@@ -165,6 +165,14 @@ public sealed record HostStatus(
 }
 
 /// <summary>
+/// Where and when a linearizable or lease read is served (docs/CACHE.md): once this node has applied
+/// <see cref="Index"/>, at <see cref="TimeUnixMs"/>, the leader's wall time when it confirmed the index (never
+/// behind the log time this node had applied when the read completed). Every replica answers the same at the same
+/// index and time, whatever its own clock says.
+/// </summary>
+public readonly record struct ReadPoint(LogIndex Index, long TimeUnixMs);
+
+/// <summary>
 /// A request the driver answers exactly once, by <see cref="Complete"/> or <see cref="Fail"/>, on the driver's
 /// thread. The host completes a task from it; the simulator records the answer in its history.
 /// </summary>

@@ -72,6 +72,12 @@ public sealed record Message
     public ulong Context { get; init; }
 
     /// <summary>
+    /// ReadIndexResponse: the leader's wall time (Unix ms) when it confirmed the read index, the time the read is
+    /// served at on the asking node. The core leaves it 0; the leader's host stamps it as it sends the answer.
+    /// </summary>
+    public long ReadTimeUnixMs { get; init; }
+
+    /// <summary>
     /// Structural validation for messages decoded from the network. Returns null when acceptable, else why not.
     /// Semantic checks (terms, indexes against the log) are the core's job and never throw.
     /// </summary>
@@ -120,6 +126,11 @@ public sealed record Message
             previousTerm = entry.Term;
         }
 
+        if (ReadTimeUnixMs < 0 || (ReadTimeUnixMs != 0 && Type != MessageType.ReadIndexResponse))
+        {
+            return "read time on a message other than a read index answer";
+        }
+
         if (Type == MessageType.Snapshot && (Snapshot is null || Snapshot.IsEmpty))
         {
             return "snapshot message without a snapshot";
@@ -135,5 +146,6 @@ public sealed record Message
 
     public override string ToString() =>
         $"{From}->{To} {Type} term={Term} logTerm={LogTerm} index={Index} commit={Commit} entries={Entries.Length}" +
-        (Reject ? $" reject hint={RejectHint}" : string.Empty) + (Context != 0 ? $" ctx={Context}" : string.Empty);
+        (Reject ? $" reject hint={RejectHint}" : string.Empty) + (Context != 0 ? $" ctx={Context}" : string.Empty) +
+        (ReadTimeUnixMs != 0 ? $" readTime={ReadTimeUnixMs}" : string.Empty);
 }

@@ -436,7 +436,7 @@ public sealed class RaftNode
             case MessageType.ReadIndexResponse:
                 if (!message.Reject)
                 {
-                    _readStates.Add(new ReadState(message.Context, message.Index));
+                    _readStates.Add(new ReadState(message.Context, message.Index, message.ReadTimeUnixMs));
                 }
 
                 break;

@@ -227,8 +227,13 @@ public enum RaftRole : byte
 /// <summary>Volatile state worth telling the host about when it changes.</summary>
 public readonly record struct SoftState(NodeId Leader, RaftRole Role, Term Term);
 
-/// <summary>A read that has become safe to serve once the node has applied up to <see cref="Index"/>.</summary>
-public readonly record struct ReadState(ulong RequestId, LogIndex Index);
+/// <summary>
+/// A read that has become safe to serve once the node has applied up to <see cref="Index"/>.
+/// <see cref="LeaderTimeUnixMs"/> is the leader's wall time when it confirmed the index, as its host stamped it on
+/// the <see cref="MessageType.ReadIndexResponse"/>; 0 for a read this node confirmed itself (as leader), which its
+/// host stamps with its own clock. The core never reads a clock.
+/// </summary>
+public readonly record struct ReadState(ulong RequestId, LogIndex Index, long LeaderTimeUnixMs = 0);
 
 /// <summary>Thrown when a Raft invariant is broken. Always a bug, never bad input.</summary>
 public sealed class InvariantViolationException : Exception

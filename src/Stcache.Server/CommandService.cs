@@ -64,6 +64,10 @@ public readonly record struct ReadOutcome(FailureKind Failure, string Detail)
 {
     public static readonly ReadOutcome Ok = new(FailureKind.None, string.Empty);
 
+    /// <summary>The time the read is served at (Unix ms; docs/CACHE.md): the leader's when it confirmed the read
+    /// index for a linearizable or lease read, this node's last applied log time for a stale one.</summary>
+    public long ReadTimeUnixMs { get; init; }
+
     public bool Succeeded => Failure == FailureKind.None;
 }
 
@@ -288,7 +292,7 @@ internal sealed class CommandService
     {
         if (consistency == ReadConsistency.Stale)
         {
-            return ReadOutcome.Ok;
+            return ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
         }
 
         using var deadline = Deadline(cancellationToken);
@@ -299,8 +303,10 @@ internal sealed class CommandService
 
         try
         {
-            await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync(deadline.Token).ConfigureAwait(false);
-            return ReadOutcome.Ok;
+            var point = await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync(deadline.Token).ConfigureAwait(false);
+
+            // Never behind the log time applied here since (a later index may carry a later time).
+            return ReadOutcome.Ok with { ReadTimeUnixMs = Math.Max(point.TimeUnixMs, _host.Cache.LastLogTimeUnixMs) };
         }
         catch (RaftHostException e)
         {
@@ -312,14 +318,10 @@ internal sealed class CommandService
         }
     }
 
-    /// <summary>The time a read is served at (docs/CACHE.md): this node's clock, never behind its log time.</summary>
-    public long ReadTime(ReadConsistency consistency) => consistency == ReadConsistency.Stale
-        ? _host.Cache.LastLogTimeUnixMs
-        : Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
-
-    /// <summary>A read of one key from this node's state; expired entries are absent.</summary>
-    public CacheEntry? Get(string key) =>
-        _host.Cache.TryGet(key, out var entry, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) ? entry : null;
+    /// <summary>The time a read that passed <paramref name="barrier"/> is served at (docs/CACHE.md): the leader's
+    /// time when it confirmed the read index, or for a stale read this node's last applied log time; never behind
+    /// the log time this node has applied. This node's own clock plays no part.</summary>
+    public long ReadTime(ReadOutcome barrier) => Math.Max(barrier.ReadTimeUnixMs, _host.Cache.LastLogTimeUnixMs);
 
     private async Task<WriteOutcome[]> ForwardAsync(IReadOnlyList<WriteRequest> commands, NodeId leader, CancellationToken deadline)
     {
@@ -451,18 +453,19 @@ internal sealed class CommandService
 /// waits for the next one, which starts when the current one ends: a round that began before the read arrived
 /// could miss a write acknowledged in between, so it must not serve it.
 /// </summary>
-internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrier)
+internal sealed class ReadBatcher(Func<CancellationToken, Task<ReadPoint>> barrier)
 {
     private readonly Lock _lock = new();
-    private Task? _inFlight;
-    private TaskCompletionSource? _next;
+    private Task<ReadPoint>? _inFlight;
+    private TaskCompletionSource<ReadPoint>? _next;
 
     /// <summary>Rounds started, for tests and metrics.</summary>
     public long Rounds { get; private set; }
 
-    public Task WaitAsync(CancellationToken cancellationToken)
+    /// <summary>Waits for the next round that starts after this call; answers with that round's read point.</summary>
+    public Task<ReadPoint> WaitAsync(CancellationToken cancellationToken)
     {
-        Task round;
+        Task<ReadPoint> round;
         lock (_lock)
         {
             if (_inFlight is null)
@@ -471,7 +474,7 @@ internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrie
             }
             else
             {
-                _next ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _next ??= new TaskCompletionSource<ReadPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
                 round = _next.Task;
             }
         }
@@ -479,7 +482,7 @@ internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrie
         return round.WaitAsync(cancellationToken);
     }
 
-    private Task StartRound()
+    private Task<ReadPoint> StartRound()
     {
         Rounds++;
 
@@ -491,7 +494,7 @@ internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrie
 
     private void OnRoundFinished(Task finished)
     {
-        TaskCompletionSource? waiting;
+        TaskCompletionSource<ReadPoint>? waiting;
         lock (_lock)
         {
             waiting = _next;
@@ -512,7 +515,7 @@ internal sealed class ReadBatcher(Func<CancellationToken, Task<LogIndex>> barrie
                     }
                     else
                     {
-                        waiting.TrySetResult();
+                        waiting.TrySetResult(t.Result);
                     }
                 }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }

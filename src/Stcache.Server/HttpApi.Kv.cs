@@ -37,6 +37,12 @@ internal sealed partial class HttpApi
             return Error(StatusCodes.Status404NotFound, "key not found", "none");
         }
 
+        if (entry.ExpiresAtUnixMs != 0)
+        {
+            // The stamped expiry (Unix ms), the same on every node (docs/CACHE.md).
+            context.Response.Headers[ExpiresAtHeader] = entry.ExpiresAtUnixMs.ToString(CultureInfo.InvariantCulture);
+        }
+
         return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));
     }
 

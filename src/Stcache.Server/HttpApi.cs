@@ -100,6 +100,7 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
     /// <summary>On the leader's answer to a forwarded write: its applied index as it answered (the write included).</summary>
     public const string AppliedHeader = "X-Stcache-Applied";
+    public const string ExpiresAtHeader = "X-Stcache-Expires-At";
 
     public void Map(WebApplication app)
     {
@@ -361,17 +362,19 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             return (null, Error(StatusCodes.Status413PayloadTooLarge, "key too large", "none"));
         }
 
+        var barrier = ReadOutcome.Ok;
         switch (consistency ?? "linearizable")
         {
             case "stale":
-                break;
             case "linearizable":
             case "lease":
                 // One confirmation round serves every read waiting at that moment, HTTP and RESP alike.
-                var read = await service.ReadBarrierAsync(consistency == "lease" ? ReadConsistency.Lease : ReadConsistency.Linearizable, context.RequestAborted);
-                if (!read.Succeeded)
+                barrier = await service.ReadBarrierAsync(
+                    consistency switch { "stale" => ReadConsistency.Stale, "lease" => ReadConsistency.Lease, _ => ReadConsistency.Linearizable },
+                    context.RequestAborted);
+                if (!barrier.Succeeded)
                 {
-                    return (null, Error(StatusCodes.Status503ServiceUnavailable, read.Detail, "none"));
+                    return (null, Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none"));
                 }
 
                 break;
@@ -379,9 +382,9 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
                 return (null, Error(StatusCodes.Status400BadRequest, "consistency must be linearizable, lease or stale", "none"));
         }
 
-        // A key is visible while its expiry is later than the read's time: this node's clock for a linearizable or
-        // lease read, the last applied log time for a stale one (docs/CACHE.md).
-        long readTime = service.ReadTime(consistency == "stale" ? ReadConsistency.Stale : ReadConsistency.Linearizable);
+        // A key is visible while its expiry is later than the read's time: the leader's time when it confirmed the
+        // read index for a linearizable or lease read, the last applied log time for a stale one (docs/CACHE.md).
+        long readTime = service.ReadTime(barrier);
         return host.Cache.TryGet(key, out var entry, readTime) ? (entry, null) : (null, null);
     }
 

@@ -232,9 +232,10 @@ public sealed class RaftHost : IAsyncDisposable
     /// <summary>
     /// Waits until a read at this moment is linearizable on this node (ReadIndex, thesis §6.4): the read index is
     /// confirmed by the leader and this node has applied up to it. With <paramref name="lease"/> the leader may
-    /// skip the heartbeat round while its lease holds.
+    /// skip the heartbeat round while its lease holds. The answer carries the time the read is served at: the
+    /// leader's when it confirmed the index (docs/CACHE.md).
     /// </summary>
-    public Task<LogIndex> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
+    public Task<ReadPoint> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
     {
         var input = new ReadInput(lease);
         return AwaitInputAsync(input, input.Request.Completion.Task, _options.RequestTimeout,
@@ -307,7 +308,7 @@ public sealed class RaftHost : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    private async Task<LogIndex> AwaitInputAsync(NodeInput input, Task<LogIndex> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
+    private async Task<T> AwaitInputAsync<T>(NodeInput input, Task<T> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
     {
         using var deadline = new CancellationTokenSource(limit, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);

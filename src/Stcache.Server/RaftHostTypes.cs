@@ -86,12 +86,12 @@ internal class TaskRequest<T> : NodeRequest<T>
 }
 
 /// <summary>A read barrier; records the barrier histogram when answered.</summary>
-internal sealed class ReadRequest : TaskRequest<LogIndex>
+internal sealed class ReadRequest : TaskRequest<ReadPoint>
 {
     /// <summary>When the loop started the read (Stopwatch timestamp).</summary>
     public long StartedAt { get; set; }
 
-    public override void Complete(LogIndex result)
+    public override void Complete(ReadPoint result)
     {
         ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(StartedAt));
         base.Complete(result);

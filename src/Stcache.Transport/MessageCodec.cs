@@ -24,6 +24,7 @@ public enum DecodeStatus : byte
 /// [u64 context][u32 entryCount]{[u64 term][u64 index][u8 type][u32 length][data]}*</c>
 /// followed, when flags bit 1 is set, by the snapshot
 /// <c>[u64 index][u64 term][u32 voterCount][u64]*[u32 learnerCount][u64]*[u32 dataLength][data]</c>.
+/// and, when flags bit 2 is set, by <c>[i64 readTimeUnixMs]</c> (<see cref="Message.ReadTimeUnixMs"/>).
 /// Flags bit 0 is <see cref="Message.Reject"/>. Every decoded message passes <see cref="Message.Validate"/>.
 /// </summary>
 public static class MessageCodec
@@ -37,7 +38,8 @@ public static class MessageCodec
 
     private const byte FlagReject = 1;
     private const byte FlagSnapshot = 2;
-    private const byte FlagsKnown = FlagReject | FlagSnapshot;
+    private const byte FlagReadTime = 4;
+    private const byte FlagsKnown = FlagReject | FlagSnapshot | FlagReadTime;
 
     /// <summary>Bytes <see cref="Encode(Message, Span{byte})"/> writes for <paramref name="message"/>, prefix included.</summary>
     public static long GetEncodedLength(Message message) => LengthPrefixBytes + GetBodyLength(message);
@@ -233,6 +235,13 @@ public static class MessageCodec
             }
         }
 
+        ulong readTime = 0;
+        if ((flags & FlagReadTime) != 0 && !reader.TryReadUInt64(out readTime))
+        {
+            error = "truncated read time";
+            return DecodeStatus.Malformed;
+        }
+
         if (reader.Remaining != 0)
         {
             error = "trailing bytes after the message";
@@ -251,6 +260,7 @@ public static class MessageCodec
             Reject = (flags & FlagReject) != 0,
             RejectHint = new LogIndex(rejectHint),
             Context = context,
+            ReadTimeUnixMs = unchecked((long)readTime),
             Entries = entries,
             Snapshot = snapshot,
         };
@@ -278,6 +288,11 @@ public static class MessageCodec
         {
             var conf = snapshot.Metadata.ConfState;
             length += SnapshotFixedBytes + (8L * conf.Voters.Count) + (8L * conf.Learners.Count) + snapshot.Data.Length;
+        }
+
+        if (message.ReadTimeUnixMs != 0)
+        {
+            length += 8;
         }
 
         return length;
@@ -347,7 +362,8 @@ public static class MessageCodec
         writer.WriteUInt64(message.LogTerm.Value);
         writer.WriteUInt64(message.Index.Value);
         writer.WriteUInt64(message.Commit.Value);
-        byte flags = (byte)((message.Reject ? FlagReject : 0) | (message.Snapshot is null ? 0 : FlagSnapshot));
+        byte flags = (byte)((message.Reject ? FlagReject : 0) | (message.Snapshot is null ? 0 : FlagSnapshot) |
+            (message.ReadTimeUnixMs == 0 ? 0 : FlagReadTime));
         writer.WriteByte(flags);
         writer.WriteUInt64(message.RejectHint.Value);
         writer.WriteUInt64(message.Context);
@@ -367,6 +383,11 @@ public static class MessageCodec
             WriteNodeIds(ref writer, snapshot.Metadata.ConfState.Voters);
             WriteNodeIds(ref writer, snapshot.Metadata.ConfState.Learners);
             writer.WriteBytes(snapshot.Data.Span);
+        }
+
+        if (message.ReadTimeUnixMs != 0)
+        {
+            writer.WriteUInt64(unchecked((ulong)message.ReadTimeUnixMs));
         }
 
         Invariant(writer.Written == destination.Length, "encoded length differs from the computed length");

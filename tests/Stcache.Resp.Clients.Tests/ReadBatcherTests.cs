@@ -11,12 +11,12 @@ public sealed class ReadBatcherTests
     [Fact]
     public async Task ReadsWaitingTogetherShareOneRoundAndLateReadsTakeTheNext()
     {
-        var rounds = new List<TaskCompletionSource<LogIndex>>();
+        var rounds = new List<TaskCompletionSource<ReadPoint>>();
         var batcher = new ReadBatcher(_ =>
         {
             lock (rounds)
             {
-                var round = new TaskCompletionSource<LogIndex>(TaskCreationOptions.RunContinuationsAsynchronously);
+                var round = new TaskCompletionSource<ReadPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
                 rounds.Add(round);
                 return round.Task;
             }
@@ -28,14 +28,14 @@ public sealed class ReadBatcherTests
         Assert.Equal(1, batcher.Rounds);
         Assert.False(second.IsCompleted);
 
-        rounds[0].SetResult(new LogIndex(1));
-        await first;
+        rounds[0].SetResult(new ReadPoint(new LogIndex(1), 1000));
+        Assert.Equal(1000, (await first).TimeUnixMs);
         Assert.False(second.IsCompleted || third.IsCompleted);
         await WaitForRoundsAsync(rounds, 2);
         var late = batcher.WaitAsync(CancellationToken.None);
 
-        rounds[1].SetResult(new LogIndex(2));
-        await Task.WhenAll(second, third);
+        rounds[1].SetResult(new ReadPoint(new LogIndex(2), 2000));
+        Assert.Equal([2000L, 2000L], (await Task.WhenAll(second, third)).Select(p => p.TimeUnixMs));
         Assert.False(late.IsCompleted);
         await WaitForRoundsAsync(rounds, 3);
         rounds[2].SetException(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
@@ -43,7 +43,7 @@ public sealed class ReadBatcherTests
         Assert.Equal(3, batcher.Rounds);
     }
 
-    private static async Task WaitForRoundsAsync(List<TaskCompletionSource<LogIndex>> rounds, int count)
+    private static async Task WaitForRoundsAsync(List<TaskCompletionSource<ReadPoint>> rounds, int count)
     {
         // The next round starts from the previous one's continuation; bounded wait for it.
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);

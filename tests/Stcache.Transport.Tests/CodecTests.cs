@@ -45,6 +45,25 @@ public sealed class CodecTests
     }
 
     [Fact]
+    public void ReadIndexAnswerCarriesTheLeadersReadTime()
+    {
+        var answer = new Message
+        {
+            Type = MessageType.ReadIndexResponse, From = new NodeId(1), To = new NodeId(2), Term = new Term(3),
+            Index = new LogIndex(17), Context = 99, ReadTimeUnixMs = 1_790_000_000_123,
+        };
+        var decoded = RoundTrip(answer);
+        TestMessages.AssertSame(answer, decoded);
+        Assert.Equal(1_790_000_000_123, decoded.ReadTimeUnixMs);
+        Assert.Equal(0, RoundTrip(answer with { ReadTimeUnixMs = 0 }).ReadTimeUnixMs);
+
+        // A read time on any other message is refused.
+        byte[] bytes = MessageCodec.Encode(answer with { Type = MessageType.Heartbeat });
+        Assert.Equal(DecodeStatus.Malformed, MessageCodec.TryDecode(bytes, FrameMax, out _, out _, out string? error));
+        Assert.NotNull(error);
+    }
+
+    [Fact]
     public void RandomMessagesRoundTripThroughSpansAndSegmentedSequences()
     {
         int seed = Environment.GetEnvironmentVariable("STCACHE_SEED") is { } s ? int.Parse(s) : Random.Shared.Next();

@@ -35,8 +35,8 @@ internal sealed partial class RespCommands
         CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
 
     /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>
-    public Stcache.Cache.Reply Read(ParsedCommand parsed, ReadConsistency consistency) =>
-        Host.Cache.Read(parsed.Read!, Service.ReadTime(consistency));
+    public Stcache.Cache.Reply Read(ParsedCommand parsed, ReadOutcome barrier) =>
+        Host.Cache.Read(parsed.Read!, Service.ReadTime(barrier));
 
     /// <summary>The cache's reply, or the failure of the write that should have produced it.</summary>
     public static Reply Render(WriteOutcome outcome) =>

@@ -351,7 +351,7 @@ internal sealed class RespConnection
         var outcome = await _server.Service.ReadBarrierAsync(ReadConsistency, cancellationToken).ConfigureAwait(false);
         foreach (var read in reads)
         {
-            (outcome.Succeeded ? RespCommands.Render(_server.Commands.Read(read, ReadConsistency)) : RespCommands.ReadFailure(outcome))(_writer);
+            (outcome.Succeeded ? RespCommands.Render(_server.Commands.Read(read, outcome)) : RespCommands.ReadFailure(outcome))(_writer);
         }
 
         return end;

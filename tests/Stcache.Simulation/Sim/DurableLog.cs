@@ -17,6 +17,10 @@ internal sealed class DurableLog : IRaftLogStore
     private readonly List<Entry> _entries = [];
     private WriteAheadLog? _wal;
 
+    // The batch of a save that has not returned (a crash inside it): if its sync took effect, it legitimately
+    // replaced acknowledged entries from its first index on.
+    private (LogIndex Index, Term Term)? _saving;
+
     public DurableLog(NodeId id, SafetyOracle oracle)
     {
         Id = id;
@@ -62,7 +66,9 @@ internal sealed class DurableLog : IRaftLogStore
 
     public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
+        _saving = entries.Count > 0 ? (entries[0].Index, entries[0].Term) : null;
         Wal.Save(hardState, entries);
+        _saving = null;
         if (entries.Count > 0)
         {
             int keep = _entries.FindIndex(e => e.Index >= entries[0].Index);
@@ -142,9 +148,13 @@ internal sealed class DurableLog : IRaftLogStore
 
         var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
         var byIndex = recovered.Entries.ToDictionary(e => e.Index);
+        var replacedFrom = _saving is { } saving && byIndex.TryGetValue(saving.Index, out var first) && first.Term == saving.Term
+            ? saving.Index
+            : new LogIndex(ulong.MaxValue);
+        _saving = null;
         foreach (var entry in _entries)
         {
-            if (entry.Index <= covered)
+            if (entry.Index <= covered || entry.Index >= replacedFrom)
             {
                 continue;
             }

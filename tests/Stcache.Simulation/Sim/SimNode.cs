@@ -27,6 +27,9 @@ internal sealed class SimClock(ISimEnvironment environment) : TimeProvider
 {
     private static readonly DateTimeOffset s_epoch = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
+    /// <summary>Virtual time 0 in Unix ms: the true time of a simulated instant is this plus its virtual time.</summary>
+    public static long EpochUnixMs => s_epoch.ToUnixTimeMilliseconds();
+
     /// <summary>Offset from true virtual time (NTP steps move it, either way).</summary>
     public long OffsetMs { get; set; }
 
@@ -241,7 +244,11 @@ internal sealed class SimNode : INodeEffects
     }
 
     /// <summary>Proposes a cache command. The callback gets the result, or the error (null result).</summary>
-    public ProposeStatus Propose(CacheCommand command, Action<SimProposal> done, out SimProposal proposal)
+    public ProposeStatus Propose(CacheCommand command, Action<SimProposal> done, out SimProposal proposal) =>
+        ProposeEntry(command.Encode(), done, out proposal);
+
+    /// <summary>Proposes an encoded cache entry (a <see cref="WriteCommand"/> the caller stamped as the leader).</summary>
+    public ProposeStatus ProposeEntry(ReadOnlyMemory<byte> entry, Action<SimProposal> done, out SimProposal proposal)
     {
         proposal = new SimProposal(this, done);
         if (Driver is null || IsWaiting)
@@ -252,7 +259,7 @@ internal sealed class SimNode : INodeEffects
         var request = proposal;
         Run(driver =>
         {
-            driver.Propose(command.Encode(), request);
+            driver.Propose(entry, request);
             if (!request.Answered && request.Index != LogIndex.Zero)
             {
                 request.Accepted();
@@ -280,6 +287,23 @@ internal sealed class SimNode : INodeEffects
         }
 
         var request = new SimRead(this, key, done);
+        Run(driver =>
+        {
+            driver.ReadBarrier(lease, request);
+            request.Started = !request.Failed;
+        });
+        return !request.Failed;
+    }
+
+    /// <summary>A read barrier answered with its read point (index and the leader's time); false if refused at once.</summary>
+    public bool ReadPoint(bool lease, Action<ReadPoint?> done)
+    {
+        if (Driver is null || IsWaiting)
+        {
+            return false;
+        }
+
+        var request = new SimReadPoint(done);
         Run(driver =>
         {
             driver.ReadBarrier(lease, request);
@@ -381,10 +405,14 @@ internal sealed class SimNode : INodeEffects
         }
     }
 
-    /// <summary>A digest of the cache's state for the given keys (value, version, expiry).</summary>
+    /// <summary>A digest of the cache's state for the given keys (value, version, expiry), its log time, accounted
+    /// memory and memory policy.</summary>
     public ulong Digest(IEnumerable<string> keys)
     {
         ulong hash = 14695981039346656037UL;
+        hash = (hash ^ (ulong)Cache!.LastLogTimeUnixMs) * 1099511628211UL;
+        hash = (hash ^ (ulong)Cache.UsedMemoryBytes) * 1099511628211UL;
+        hash = (hash ^ (ulong)Cache.MaxMemoryBytes ^ ((ulong)Cache.Policy << 56)) * 1099511628211UL;
         foreach (string key in keys)
         {
             if (Cache!.TryGet(key, out var entry))
@@ -699,7 +727,7 @@ internal sealed class SimProposal(SimNode node, Action<SimProposal> done) : Prop
 }
 
 /// <summary>A read barrier; reads the key from the node's cache when it passes.</summary>
-internal sealed class SimRead(SimNode node, string key, Action<bool, string?> done) : NodeRequest<LogIndex>
+internal sealed class SimRead(SimNode node, string key, Action<bool, string?> done) : NodeRequest<ReadPoint>
 {
     public bool Failed { get; private set; }
 
@@ -707,9 +735,10 @@ internal sealed class SimRead(SimNode node, string key, Action<bool, string?> do
     /// return value, without the callback.</summary>
     public bool Started { get; set; }
 
-    public override void Complete(LogIndex result)
+    public override void Complete(ReadPoint result)
     {
-        string? value = node.Cache!.TryGet(key, out var entry) ? Encoding.UTF8.GetString(entry.Value) : null;
+        // Served at the read's time (the leader's when it confirmed the index), as the server does.
+        string? value = node.Cache!.TryGet(key, out var entry, result.TimeUnixMs) ? Encoding.UTF8.GetString(entry.Value) : null;
         done(true, value);
     }
 
@@ -719,6 +748,25 @@ internal sealed class SimRead(SimNode node, string key, Action<bool, string?> do
         if (Started)
         {
             done(false, null);
+        }
+    }
+}
+
+/// <summary>A read barrier whose caller serves the read itself at the read point (null: failed).</summary>
+internal sealed class SimReadPoint(Action<ReadPoint?> done) : NodeRequest<ReadPoint>
+{
+    public bool Failed { get; private set; }
+
+    public bool Started { get; set; }
+
+    public override void Complete(ReadPoint result) => done(result);
+
+    public override void Fail(RaftHostException error)
+    {
+        Failed = true;
+        if (Started)
+        {
+            done(null);
         }
     }
 }

@@ -99,6 +99,9 @@ public sealed record SimulationOptions
     /// change: once a leader is elected, no node may ever reach a later term (checked after every event).</summary>
     public bool ExpectStableLeader { get; init; }
 
+    /// <summary>The TTL workload (drawn on its own stream: the options above do not depend on it).</summary>
+    internal TtlOptions Ttl { get; init; } = new();
+
     /// <summary>Draws a random configuration from the seed: node count, Raft options, network and fault mix.</summary>
     public static SimulationOptions FromSeed(int seed)
     {
@@ -134,6 +137,7 @@ public sealed record SimulationOptions
             AppendBytesMax = random.Chance(1, 2) ? 200 : 1 << 20,
             InflightMessagesMax = random.Chance(1, 3) ? 1 : random.Between(2, 64),
             ClockDriftPerMillion = random.Chance(1, 2) ? 0 : random.Between(0, 50_000),
+            Ttl = TtlOptions.FromSeed(seed),
         };
     }
 
@@ -144,7 +148,7 @@ public sealed record SimulationOptions
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
         $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
         $"resets={ConnectionResets} stableLeader={ExpectStableLeader} " +
-        $"net={Network}";
+        $"net={Network} {Ttl}";
 }
 
 public sealed record SimulationResult(
@@ -227,8 +231,11 @@ public sealed class SimulationStats
     /// election timeout after it last heard from the leader).</summary>
     public long FastFailovers { get; set; }
 
+    public TtlStats Ttl { get; set; } = new();
+
     public void Add(SimulationStats other)
     {
+        Ttl.Add(other.Ttl);
         ConnectionLostReports += other.ConnectionLostReports;
         LeaderCrashes += other.LeaderCrashes;
         FastFailovers += other.FastFailovers;
@@ -260,7 +267,7 @@ public sealed class SimulationStats
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
         $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} " +
         $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites} " +
-        $"connectionLostReports={ConnectionLostReports} leaderCrashes={LeaderCrashes} fastFailovers={FastFailovers}";
+        $"connectionLostReports={ConnectionLostReports} leaderCrashes={LeaderCrashes} fastFailovers={FastFailovers} {Ttl}";
 }
 
 /// <summary>Deliberate disk bugs, to prove the checkers catch what they claim to catch. Bugs in the node itself
@@ -318,6 +325,10 @@ internal sealed class Simulator : ISimEnvironment
     private long _nextOperationId = 1;
     private ulong _nextNodeId;
     private bool _livenessPhase;
+    private readonly TtlWorkload? _ttl;
+
+    // The last index at which a membership change may have been proposed (a wipe waits until a leader applied it).
+    private LogIndex _membershipProposedAt;
 
     public Simulator(SimulationOptions options, Action<string>? trace = null)
     {
@@ -333,6 +344,11 @@ internal sealed class Simulator : ISimEnvironment
         }
 
         _keys.Add(LivenessKey);
+        if (options.Ttl.Clients > 0)
+        {
+            _ttl = new TtlWorkload(options.Seed, options.Ttl, this, UpNodes, CurrentLeader, () => _livenessPhase);
+            _keys.AddRange(_ttl.Keys);
+        }
     }
 
     public long Now => _now;
@@ -425,7 +441,8 @@ internal sealed class Simulator : ISimEnvironment
             node.Start();
         }
 
-        for (int c = 0; c < _options.ClientCount; c++)
+        // Under the TTL workload's memory limit a write may be refused; the key-value history would count it.
+        for (int c = 0; c < (_options.Ttl.MaxMemoryBytes > 0 ? 0 : _options.ClientCount); c++)
         {
             int client = c;
             Schedule(_random.Between(0, 50), () => ClientStep(client));
@@ -435,6 +452,8 @@ internal sealed class Simulator : ISimEnvironment
         {
             Schedule(_random.Between(0, _options.FaultIntervalMs * 2), FaultStep);
         }
+
+        _ttl?.Start();
     }
 
     /// <summary>Writes the founders' bootstrap state through the real log, as the server's first start does.</summary>
@@ -477,6 +496,7 @@ internal sealed class Simulator : ISimEnvironment
             RemovedFromCluster = OnRemoved,
             GoingDown = OnGoingDown,
         };
+        _ttl?.Attach(node);
         node.Disk.StrictDirectories = _options.StrictDirectories;
         node.Disk.TornGarbage = _options.TornGarbage;
         node.Disk.SyncIsALie = _options.Bug == InjectedBug.LyingFsync;
@@ -560,6 +580,8 @@ internal sealed class Simulator : ISimEnvironment
                 _digests[node.Applied.Value] = digest;
             }
         }
+
+        _ttl?.Check(_nodes.Values);
     }
 
     // ---------------------------------------------------------------- network
@@ -1279,6 +1301,7 @@ internal sealed class Simulator : ISimEnvironment
             // A join: the leader adds a learner; its driver promotes it once it caught up.
             var id = new NodeId(_nextNodeId);
             var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, id, Member(id).ToContext()));
+            NoteMembershipProposal(leader, status);
             Trace($"n{leader.Id} propose add learner {id}: {status}");
             if (status == ProposeStatus.Accepted)
             {
@@ -1294,6 +1317,7 @@ internal sealed class Simulator : ISimEnvironment
             // Any voter, the leader included, and nodes that are down (they must learn of it when they return).
             var victim = _random.Pick(conf.Voters);
             var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, victim, ReadOnlyMemory<byte>.Empty));
+            NoteMembershipProposal(leader, status);
             Trace($"n{leader.Id} propose remove {victim}{(_nodes.TryGetValue(victim.Value, out var v) && !v.IsUp ? " (down)" : string.Empty)}: {status}");
         }
     }
@@ -1366,6 +1390,7 @@ internal sealed class Simulator : ISimEnvironment
                 if (core.ConfState.IsMember(node.Id) || leader.ConfState.IsMember(node.Id))
                 {
                     var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, node.Id, ReadOnlyMemory<byte>.Empty));
+                    NoteMembershipProposal(leader, status);
                     Trace($"n{leader.Id} propose remove {node.Id} (to wipe it): {status}");
                     RejoinStep(node, removed: false);
                     return;
@@ -1413,6 +1438,7 @@ internal sealed class Simulator : ISimEnvironment
             if (!core.ConfState.IsMember(node.Id))
             {
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                NoteMembershipProposal(leader, status);
                 Trace($"n{leader.Id} propose add wiped {node.Id} as learner: {status}");
             }
 
@@ -1434,6 +1460,7 @@ internal sealed class Simulator : ISimEnvironment
             if (leader?.Node is { } core && !core.ConfState.IsMember(node.Id))
             {
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
+                NoteMembershipProposal(leader, status);
                 Trace($"n{leader.Id} propose add learner {node.Id} again: {status}");
             }
 
@@ -1441,10 +1468,21 @@ internal sealed class Simulator : ISimEnvironment
         });
     }
 
+    private void NoteMembershipProposal(SimNode leader, ProposeStatus status)
+    {
+        if (status == ProposeStatus.Accepted && leader.Node is { } core && core.LastIndex > _membershipProposedAt)
+        {
+            _membershipProposedAt = core.LastIndex;
+        }
+    }
+
     private void WipeSomeone()
     {
-        // One at a time, and never the last majority: the removal needs a quorum without the wiped node.
-        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3)
+        // One at a time, and never the last majority: the removal needs a quorum without the wiped node. So no
+        // other membership change may be in flight (a removal applied meanwhile left two voters, both needed), and
+        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote).
+        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
+            leader.Applied < _membershipProposedAt || core.ConfState.Voters.Any(v => _nodes.TryGetValue(v.Value, out var n) && n.IsStopped))
         {
             return;
         }
@@ -1712,6 +1750,7 @@ internal sealed class Simulator : ISimEnvironment
         _stats.SyncCrashes = _nodes.Values.Sum(h => h.Disk.SyncCrashes);
         _stats.StorageRefusals = _nodes.Values.Sum(h => (long)h.StorageRefusals);
         _stats.LeaderTerms = _oracle.LeaderTermCount;
+        _stats.Ttl = _ttl?.Stats ?? new TtlStats();
         return _stats;
     }
 

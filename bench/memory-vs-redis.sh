@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# bench/memory-vs-redis.sh: RSS of each stcached node of a 3-node cluster after KEYS keys of VALUE_BYTES bytes,
+# beside Debian's redis-server holding the same keys (issue 11: aim for at most 1.5 times Redis's RSS).
+#
+# Both get the same RESP stream (SET key:NNNNNNN <value> [PX ttl]) through `redis-cli --pipe`: stcache through the
+# leader's RESP port, so every node applies the keys from the log. RSS is read from /proc after every node has
+# applied the last key (and after the same wait for Redis). Everything started is stopped on exit.
+#
+# Settings (environment):
+#   KEYS          keys to load (default 1000000)
+#   VALUE_BYTES   value size (default 100)
+#   TTL_MS        if set, every SET gets PX TTL_MS (a long TTL, so nothing expires while measuring)
+#   STCACHED      use this stcached binary instead of building with ./build.sh
+#   KEEP=1        keep the temporary directory (logs, data)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KEYS=${KEYS:-1000000}
+VALUE_BYTES=${VALUE_BYTES:-100}
+TTL_MS=${TTL_MS:-}
+KEEP=${KEEP:-0}
+WORK=$(mktemp -d)
+declare -A PIDS=()
+
+log() { printf '[memory %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+  local name
+  for name in "${!PIDS[@]}"; do
+    kill -9 "${PIDS[$name]}" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [[ "$KEEP" == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+for tool in redis-server redis-cli curl python3; do
+  command -v "$tool" >/dev/null || die "$tool is missing (scripts/ensure-deps.sh installs redis-server and redis-tools)"
+done
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+wait_until() { # seconds command...
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+if [[ -z "${STCACHED:-}" ]]; then
+  log "building stcached (./build.sh)"
+  (cd "$ROOT" && ./build.sh >"$WORK/build.log" 2>&1) || die "build failed (see $WORK/build.log)"
+  STCACHED="$ROOT/out/stcached"
+fi
+
+log "writing the RESP stream: $KEYS keys of $VALUE_BYTES B${TTL_MS:+, PX $TTL_MS}"
+python3 - "$KEYS" "$VALUE_BYTES" "$TTL_MS" >"$WORK/load.resp" <<'EOF'
+import sys
+keys, size, ttl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+out = sys.stdout.buffer
+value = b"v" * size
+def bulk(b): return b"$%d\r\n%s\r\n" % (len(b), b)
+for i in range(keys):
+    key = b"key:%07d" % i
+    parts = [b"SET", key, value] + ([b"PX", ttl.encode()] if ttl else [])
+    out.write(b"*%d\r\n" % len(parts) + b"".join(bulk(p) for p in parts))
+EOF
+LAST_KEY=$(printf 'key:%07d' $((KEYS - 1)))
+
+# ---- stcache -------------------------------------------------------------------------------------------------
+declare -a HTTP=() RAFT=() RESP=()
+for i in 1 2 3; do HTTP[$i]=$(free_port); RAFT[$i]=$(free_port); RESP[$i]=$(free_port); done
+CLUSTER="1/127.0.0.1:${RAFT[1]},2/127.0.0.1:${RAFT[2]},3/127.0.0.1:${RAFT[3]}"
+for i in 1 2 3; do
+  mkdir -p "$WORK/n$i"
+  (cd "$WORK/n$i" && exec "$STCACHED" --http_addr="127.0.0.1:${HTTP[$i]}" --raft_addr="127.0.0.1:${RAFT[$i]}" \
+    --raft_id="$i" --raft_cluster="$CLUSTER" --resp="127.0.0.1:${RESP[$i]}" >"$WORK/n$i.log" 2>&1) &
+  PIDS[n$i]=$!
+done
+
+leader() {
+  local i
+  for i in 1 2 3; do
+    if curl -sf --max-time 1 "http://127.0.0.1:${HTTP[$i]}/v1/status" | grep -q '"role":"leader"'; then echo "$i"; return 0; fi
+  done
+  return 1
+}
+wait_until 60 leader || die "no stcache leader (see $WORK/n*.log)"
+L=$(leader)
+wait_until 30 redis-cli -p "${RESP[$L]}" SET warm x || die "the leader does not take writes"
+declare -a EMPTY=()
+for i in 1 2 3; do EMPTY[$i]=$(rss_kib "${PIDS[n$i]}"); done
+
+log "loading stcache through node $L's RESP port"
+start=$SECONDS
+redis-cli -p "${RESP[$L]}" --pipe <"$WORK/load.resp" >"$WORK/stcache-pipe.log" 2>&1 || die "redis-cli --pipe into stcache failed: $(tail -3 "$WORK/stcache-pipe.log")"
+applied_everywhere() {
+  local i
+  for i in 1 2 3; do
+    curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:${HTTP[$i]}/v1/kv/$LAST_KEY?consistency=stale" || return 1
+  done
+}
+wait_until 300 applied_everywhere || die "not every node applied the last key"
+log "stcache loaded in $((SECONDS - start)) s: $(tail -1 "$WORK/stcache-pipe.log")"
+sleep 2 # let the last snapshot and its buffers settle before reading RSS
+declare -a RSS=()
+for i in 1 2 3; do RSS[$i]=$(rss_kib "${PIDS[n$i]}"); done
+USED=$(redis-cli -p "${RESP[$L]}" INFO memory | awk -F: '/^used_memory:/ { gsub("\r", "", $2); print $2 }')
+
+# ---- redis-server --------------------------------------------------------------------------------------------
+RPORT=$(free_port)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS[redis]=$!
+wait_until 30 redis-cli -p "$RPORT" PING || die "redis-server did not start"
+REDIS_EMPTY=$(rss_kib "${PIDS[redis]}")
+redis-cli -p "$RPORT" --pipe <"$WORK/load.resp" >"$WORK/redis-pipe.log" 2>&1 || die "redis-cli --pipe into redis failed"
+sleep 2
+REDIS_RSS=$(rss_kib "${PIDS[redis]}")
+REDIS_USED=$(redis-cli -p "$RPORT" INFO memory | awk -F: '/^used_memory:/ { gsub("\r", "", $2); print $2 }')
+REDIS_VERSION=$(redis-server --version | awk '{ print $3 }')
+
+# ---- report --------------------------------------------------------------------------------------------------
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; keys=$KEYS value=${VALUE_BYTES}B ttl=${TTL_MS:-none}"
+printf '%-14s %12s %12s %14s %10s\n' process "RSS MiB" "empty MiB" "B/key (RSS)" "vs Redis"
+redis_per_key=$(( (REDIS_RSS - REDIS_EMPTY) * 1024 / KEYS ))
+for i in 1 2 3; do
+  per_key=$(( (RSS[i] - EMPTY[i]) * 1024 / KEYS ))
+  printf '%-14s %12d %12d %14d %10s\n' "stcached n$i" $((RSS[i] / 1024)) $((EMPTY[i] / 1024)) "$per_key" \
+    "$(python3 -c "print(f'{${RSS[$i]} / $REDIS_RSS:.2f}x')")"
+done
+printf '%-14s %12d %12d %14d %10s\n' "redis $REDIS_VERSION" $((REDIS_RSS / 1024)) $((REDIS_EMPTY / 1024)) "$redis_per_key" "1.00x"
+echo "accounted used_memory: stcache ${USED:-?} B, redis ${REDIS_USED:-?} B"

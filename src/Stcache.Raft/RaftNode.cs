@@ -236,7 +236,7 @@ public sealed class RaftNode
     private void RequestVotes(MessageType type, Term term, bool transfer)
     {
         // Our own vote counts first; a single-voter cluster wins at once.
-        if (Poll(Id, granted: true) == VoteOutcome.Won)
+        if (Poll(Id, granted: true) == VoteResult.Won)
         {
             if (type == MessageType.PreVote)
             {
@@ -479,13 +479,13 @@ public sealed class RaftNode
 
                 switch (Poll(message.From, !message.Reject))
                 {
-                    case VoteOutcome.Won when _role == RaftRole.PreCandidate:
+                    case VoteResult.Won when _role == RaftRole.PreCandidate:
                         StartElectionAfterPreVote();
                         break;
-                    case VoteOutcome.Won:
+                    case VoteResult.Won:
                         BecomeLeader();
                         break;
-                    case VoteOutcome.Lost:
+                    case VoteResult.Lost:
                         BecomeFollower(_term, NodeId.None);
                         break;
                     default:
@@ -838,14 +838,7 @@ public sealed class RaftNode
             matches[n++] = _progress.TryGetValue(voter, out var p) ? p.Match.Value : 0;
         }
 
-        if (n == 0)
-        {
-            return LogIndex.Zero;
-        }
-
-        matches.Sort();
-        // Sorted ascending: the value at n - (n/2 + 1) is held by at least a majority.
-        return new LogIndex(matches[n - (n / 2 + 1)]);
+        return new LogIndex(Quorum.MajorityValue(matches));
     }
 
     private bool QuorumRecentlyActive()
@@ -859,7 +852,7 @@ public sealed class RaftNode
             }
         }
 
-        return active >= (_conf.Voters.Count / 2) + 1;
+        return Quorum.IsReached(_conf.Voters.Count, active);
     }
 
     public ProposeResult Propose(ReadOnlyMemory<byte> command) => Propose([command]);
@@ -1028,13 +1021,7 @@ public sealed class RaftNode
             acks[n++] = voter == Id ? _reads.LastRound : (_progress.TryGetValue(voter, out var p) ? p.AckedRound : 0);
         }
 
-        if (n == 0)
-        {
-            return 0;
-        }
-
-        acks.Sort();
-        return acks[n - (n / 2 + 1)];
+        return Quorum.MajorityValue(acks);
     }
 
     private void CompleteRead(ulong requestId, NodeId origin, LogIndex index)
@@ -1447,18 +1434,11 @@ public sealed class RaftNode
         AfterLeaderAppend();
     }
 
-    private enum VoteOutcome
-    {
-        Pending,
-        Won,
-        Lost,
-    }
-
-    private VoteOutcome Poll(NodeId from, bool granted)
+    private VoteResult Poll(NodeId from, bool granted)
     {
         if (!_conf.IsVoter(from))
         {
-            return VoteOutcome.Pending;
+            return VoteResult.Pending;
         }
 
         _votes.TryAdd(from, granted);
@@ -1476,13 +1456,7 @@ public sealed class RaftNode
             }
         }
 
-        int quorum = (_conf.Voters.Count / 2) + 1;
-        if (yes >= quorum)
-        {
-            return VoteOutcome.Won;
-        }
-
-        return no > _conf.Voters.Count - quorum ? VoteOutcome.Lost : VoteOutcome.Pending;
+        return Quorum.Vote(_conf.Voters.Count, yes, no);
     }
 
     private void Send(Message message)

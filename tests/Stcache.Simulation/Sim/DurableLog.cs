@@ -17,6 +17,10 @@ internal sealed class DurableLog : IRaftLogStore
     private readonly List<Entry> _entries = [];
     private WriteAheadLog? _wal;
 
+    // The batch being saved when the power failed inside its sync, if it did: it may have become durable (a crash
+    // after the sync took effect), so a restart may find it instead of the entries it overwrote.
+    private Entry[]? _inFlight;
+
     public DurableLog(NodeId id, SafetyOracle oracle)
     {
         Id = id;
@@ -45,6 +49,7 @@ internal sealed class DurableLog : IRaftLogStore
     public void Reset()
     {
         _entries.Clear();
+        _inFlight = null;
         HardState = HardState.Empty;
         SnapshotMetadata = SnapshotMetadata.Empty;
     }
@@ -53,6 +58,7 @@ internal sealed class DurableLog : IRaftLogStore
     {
         var state = Wal.Load();
         CheckNothingAcknowledgedWasLost(state);
+        _inFlight = null;
         HardState = state.HardState;
         SnapshotMetadata = state.Snapshot;
         _entries.Clear();
@@ -62,7 +68,9 @@ internal sealed class DurableLog : IRaftLogStore
 
     public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
+        _inFlight = [.. entries];
         Wal.Save(hardState, entries);
+        _inFlight = null;
         if (entries.Count > 0)
         {
             int keep = _entries.FindIndex(e => e.Index >= entries[0].Index);
@@ -142,7 +150,19 @@ internal sealed class DurableLog : IRaftLogStore
 
         var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
         var byIndex = recovered.Entries.ToDictionary(e => e.Index);
-        foreach (var entry in _entries)
+        if (_inFlight is { Length: > 0 } batch && batch.All(e => e.Index <= covered || (byIndex.TryGetValue(e.Index, out var f) && f.Term == e.Term)))
+        {
+            // The batch in flight at the crash became durable: it replaced the acknowledged entries from its first index.
+            CheckEntries(_entries.Where(e => e.Index < batch[0].Index), covered, byIndex);
+            return;
+        }
+
+        CheckEntries(_entries, covered, byIndex);
+    }
+
+    private void CheckEntries(IEnumerable<Entry> acknowledged, LogIndex covered, Dictionary<LogIndex, Entry> byIndex)
+    {
+        foreach (var entry in acknowledged)
         {
             if (entry.Index <= covered)
             {

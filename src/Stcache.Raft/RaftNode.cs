@@ -7,8 +7,6 @@ namespace Stcache.Raft;
 /// </summary>
 public sealed class RaftNode
 {
-    /// <summary>Context of a Vote/PreVote that was caused by a leadership transfer: it ignores leases.</summary>
-    private const ulong TransferCampaignContext = 1;
 
     /// <summary>Election timeouts a follower may stay in Snapshot state with no news before it is probed again.</summary>
     private const int SnapshotStaleRoundsMax = 5;
@@ -263,7 +261,7 @@ public sealed class RaftNode
                 Term = term,
                 LogTerm = _log.LastTerm,
                 Index = _log.LastIndex,
-                Context = transfer ? TransferCampaignContext : 0,
+                Campaign = transfer ? CampaignKind.Transfer : CampaignKind.Election,
             });
         }
     }
@@ -291,7 +289,7 @@ public sealed class RaftNode
                 bool inLease = _config.CheckQuorum &&
                     ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks && _leaderLostTick < 0) ||
                      _ticks < _config.ElectionTimeoutTicks);
-                if (inLease && message.Context != TransferCampaignContext)
+                if (inLease && message.Campaign != CampaignKind.Transfer)
                 {
                     return;
                 }
@@ -433,7 +431,7 @@ public sealed class RaftNode
             case MessageType.ReadIndexResponse:
                 if (!message.Reject)
                 {
-                    _readStates.Add(new ReadState(message.Context, message.Index));
+                    _readStates.Add(new ReadState(message.RequestId, message.Index));
                 }
 
                 break;
@@ -547,7 +545,7 @@ public sealed class RaftNode
     {
         // The leader sends min(match, commit), so this never exceeds what we hold in common with it.
         _log.CommitTo(LogIndex.Min(message.Commit, _log.LastIndex));
-        Send(new Message { Type = MessageType.HeartbeatResponse, From = Id, To = message.From, Term = _term, Context = message.Context });
+        Send(new Message { Type = MessageType.HeartbeatResponse, From = Id, To = message.From, Term = _term, Round = message.Round });
     }
 
     private void HandleSnapshot(Message message)
@@ -590,9 +588,9 @@ public sealed class RaftNode
             case MessageType.HeartbeatResponse:
                 progress.RecentActive = true;
                 progress.ProbeSent = false;
-                if (message.Context > progress.AckedRound)
+                if (message.Round > progress.AckedRound)
                 {
-                    progress.AckedRound = message.Context;
+                    progress.AckedRound = message.Round;
                     ReleaseConfirmedReads();
                 }
 
@@ -610,9 +608,9 @@ public sealed class RaftNode
                 break;
             case MessageType.ReadIndex:
                 progress.RecentActive = true;
-                if (!LeaderRead(message.Context, message.From, lease: false))
+                if (!LeaderRead(message.RequestId, message.From, lease: false))
                 {
-                    Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = message.From, Term = _term, Context = message.Context, Reject = true });
+                    Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = message.From, Term = _term, RequestId = message.RequestId, Reject = true });
                 }
 
                 break;
@@ -803,7 +801,7 @@ public sealed class RaftNode
                 To = id,
                 Term = _term,
                 Commit = LogIndex.Min(progress.Match, _log.Committed),
-                Context = round,
+                Round = round,
             });
         }
     }
@@ -929,7 +927,7 @@ public sealed class RaftNode
             return ReadStatus.NoLeader;
         }
 
-        Send(new Message { Type = MessageType.ReadIndex, From = Id, To = _leader, Term = _term, Context = requestId });
+        Send(new Message { Type = MessageType.ReadIndex, From = Id, To = _leader, Term = _term, RequestId = requestId });
         return ReadStatus.Accepted;
     }
 
@@ -991,7 +989,7 @@ public sealed class RaftNode
         }
         else
         {
-            Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = origin, Term = _term, Index = index, Context = requestId });
+            Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = origin, Term = _term, Index = index, RequestId = requestId });
         }
     }
 

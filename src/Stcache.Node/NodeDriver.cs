@@ -1010,6 +1010,14 @@ public sealed class NodeDriver
             }
 
             RestoreFrom(snapshot.Metadata, snapshot.Data);
+            if (snapshot.Metadata.Index > state.Snapshot.Index)
+            {
+                // The snapshot was saved but the node stopped before the log recorded it (an installed snapshot
+                // whose log record failed with EIO): record it now, or the first append after a log that ends
+                // below the snapshot leaves a gap the log refuses.
+                _logStore.ApplySnapshot(snapshot.Metadata);
+            }
+
             _lastSnapshot = snapshot.Metadata;
             _effects.SnapshotRestored(snapshot.Metadata, installed: false);
 

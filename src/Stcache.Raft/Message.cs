@@ -18,7 +18,7 @@ public enum MessageType : byte
 
     PreVoteResponse = 6,
 
-    /// <summary>Leader to follower: keeps leadership, carries commit and the read round in Context.</summary>
+    /// <summary>Leader to follower: keeps leadership, carries commit and the read round in <see cref="Message.Round"/>.</summary>
     Heartbeat = 7,
 
     HeartbeatResponse = 8,
@@ -26,14 +26,24 @@ public enum MessageType : byte
     /// <summary>Leader to follower: install the snapshot described by <see cref="Message.Snapshot"/>.</summary>
     Snapshot = 9,
 
-    /// <summary>Follower to leader: asks for a read index for the request in Context.</summary>
+    /// <summary>Follower to leader: asks for a read index for the request <see cref="Message.RequestId"/>.</summary>
     ReadIndex = 10,
 
-    /// <summary>Leader to follower: the read index (Index) for the request in Context; Reject if it cannot serve.</summary>
+    /// <summary>Leader to follower: the read index (Index) for the request <see cref="Message.RequestId"/>; Reject if it cannot serve.</summary>
     ReadIndexResponse = 11,
 
     /// <summary>Leader to its chosen successor: start an election now, ignoring leases (thesis §3.10).</summary>
     TimeoutNow = 12,
+}
+
+/// <summary>Why a candidate asks for votes.</summary>
+public enum CampaignKind : byte
+{
+    /// <summary>Its election timeout passed (or it was told its leader is gone).</summary>
+    Election = 0,
+
+    /// <summary>The leader handed leadership over (TimeoutNow): voters ignore their leader lease for it.</summary>
+    Transfer = 1,
 }
 
 /// <summary>
@@ -68,8 +78,14 @@ public sealed record Message
     /// <summary>Snapshot message only. The core sends metadata with empty data; the host attaches the data.</summary>
     public Snapshot? Snapshot { get; init; }
 
-    /// <summary>Heartbeat rounds (read confirmation) and read request ids.</summary>
-    public ulong Context { get; init; }
+    /// <summary>Vote and PreVote: why the candidate campaigns.</summary>
+    public CampaignKind Campaign { get; init; }
+
+    /// <summary>Heartbeat and HeartbeatResponse: the leader's heartbeat round (read confirmation, leases).</summary>
+    public ulong Round { get; init; }
+
+    /// <summary>ReadIndex and ReadIndexResponse: the asking follower's read request id.</summary>
+    public ulong RequestId { get; init; }
 
     /// <summary>
     /// ReadIndexResponse: the leader's wall time (Unix ms) when it confirmed the read index, the time the read is
@@ -146,6 +162,7 @@ public sealed record Message
 
     public override string ToString() =>
         $"{From}->{To} {Type} term={Term} logTerm={LogTerm} index={Index} commit={Commit} entries={Entries.Length}" +
-        (Reject ? $" reject hint={RejectHint}" : string.Empty) + (Context != 0 ? $" ctx={Context}" : string.Empty) +
+        (Reject ? $" reject hint={RejectHint}" : string.Empty) + (Campaign != CampaignKind.Election ? $" campaign={Campaign}" : string.Empty) +
+        (Round != 0 ? $" round={Round}" : string.Empty) + (RequestId != 0 ? $" request={RequestId}" : string.Empty) +
         (ReadTimeUnixMs != 0 ? $" readTime={ReadTimeUnixMs}" : string.Empty);
 }

@@ -143,6 +143,14 @@ internal sealed class Progress
             return false;
         }
 
+        if (hint < Match)
+        {
+            // The follower's log ends below what it acknowledged: it lost its log (wiped and added back under its
+            // old id, while an acknowledgement from its earlier life arrived late). Probing above the old match
+            // would never reach what it has; start again from its hint.
+            Match = hint;
+        }
+
         Next = LogIndex.Max(LogIndex.Min(rejected, hint.Next), Match.Next);
         ProbeSent = false;
         return true;

@@ -7,8 +7,6 @@ namespace Stcache.Raft;
 /// </summary>
 public sealed class RaftNode
 {
-    /// <summary>Context of a Vote/PreVote that was caused by a leadership transfer: it ignores leases.</summary>
-    private const ulong TransferCampaignContext = 1;
 
     /// <summary>Election timeouts a follower may stay in Snapshot state with no news before it is probed again.</summary>
     private const int SnapshotStaleRoundsMax = 5;
@@ -16,8 +14,7 @@ public sealed class RaftNode
     private readonly RaftConfig _config;
     private readonly SplitMix64 _random;
     private readonly RaftLog _log;
-    private readonly Dictionary<NodeId, Progress> _progress = [];
-    private readonly Dictionary<NodeId, bool> _votes = [];
+    private readonly Tracker _tracker = new();
 
     private List<Message> _messages = [];
     private List<Message> _messagesAfterPersist = [];
@@ -29,9 +26,7 @@ public sealed class RaftNode
     private NodeId _leader;
     private RaftRole _role;
 
-    private ConfState _conf;
-
-    // Index of the last conf change folded into _conf.
+    // Index of the last conf change folded into the tracker's configuration.
     private LogIndex _confIndex;
 
     // Leader: index of the latest conf change proposed; a new one waits until it is applied.
@@ -75,7 +70,7 @@ public sealed class RaftNode
         _log = new RaftLog(state.Snapshot, state.Entries, state.HardState.Commit);
         _term = state.HardState.Term;
         _vote = state.HardState.Vote;
-        _conf = state.Snapshot.ConfState;
+        _tracker.Config = state.Snapshot.ConfState;
         _confIndex = state.Snapshot.Index;
 
         // Conf changes that are committed take effect at once on restart; uncommitted ones wait for commit.
@@ -84,7 +79,7 @@ public sealed class RaftNode
             var entry = _log.EntryAt(i);
             if (entry.Type == EntryType.ConfChange && ConfChange.TryDecode(entry.Data.Span, out var change))
             {
-                _conf = _conf.Apply(change!);
+                _tracker.Config = _tracker.Config.Apply(change!);
                 _confIndex = i;
             }
         }
@@ -108,11 +103,11 @@ public sealed class RaftNode
 
     public LogIndex LastIndex => _log.LastIndex;
 
-    public ConfState ConfState => _conf;
+    public ConfState ConfState => _tracker.Config;
 
     private HardState CurrentHardState => new(_term, _vote, _log.Committed);
 
-    private bool IsPromotable => _conf.IsVoter(Id);
+    private bool IsPromotable => _tracker.Config.IsVoter(Id);
 
     /// <summary>Advances logical time by one tick (elections, heartbeats, check-quorum, lease expiry).</summary>
     public void Tick()
@@ -154,13 +149,13 @@ public sealed class RaftNode
             _electionElapsed = 0;
             if (_config.CheckQuorum)
             {
-                if (!QuorumRecentlyActive())
+                if (!_tracker.QuorumRecentlyActive(Id))
                 {
                     BecomeFollower(_term, NodeId.None);
                     return;
                 }
 
-                foreach (var (id, progress) in _progress)
+                foreach (var (id, progress) in _tracker.Progress)
                 {
                     progress.RecentActive = id == Id;
                 }
@@ -171,7 +166,7 @@ public sealed class RaftNode
 
             // A snapshot whose outcome the host never reported (lost with its connection, say) is retried
             // rather than leaving the follower stranded.
-            foreach (var (_, progress) in _progress)
+            foreach (var (_, progress) in _tracker.Progress)
             {
                 if (progress.State == ProgressState.Snapshot && ++progress.SnapshotStaleRounds > SnapshotStaleRoundsMax)
                 {
@@ -236,7 +231,7 @@ public sealed class RaftNode
     private void RequestVotes(MessageType type, Term term, bool transfer)
     {
         // Our own vote counts first; a single-voter cluster wins at once.
-        if (Poll(Id, granted: true) == VoteOutcome.Won)
+        if (_tracker.RecordVote(Id, true) == VoteResult.Won)
         {
             if (type == MessageType.PreVote)
             {
@@ -251,7 +246,7 @@ public sealed class RaftNode
             return;
         }
 
-        foreach (var voter in _conf.Voters)
+        foreach (var voter in _tracker.Config.Voters)
         {
             if (voter == Id)
             {
@@ -266,7 +261,7 @@ public sealed class RaftNode
                 Term = term,
                 LogTerm = _log.LastTerm,
                 Index = _log.LastIndex,
-                Context = transfer ? TransferCampaignContext : 0,
+                Campaign = transfer ? CampaignKind.Transfer : CampaignKind.Election,
             });
         }
     }
@@ -294,7 +289,7 @@ public sealed class RaftNode
                 bool inLease = _config.CheckQuorum &&
                     ((!_leader.IsNone && _electionElapsed < _config.ElectionTimeoutTicks && _leaderLostTick < 0) ||
                      _ticks < _config.ElectionTimeoutTicks);
-                if (inLease && message.Context != TransferCampaignContext)
+                if (inLease && message.Campaign != CampaignKind.Transfer)
                 {
                     return;
                 }
@@ -436,7 +431,7 @@ public sealed class RaftNode
             case MessageType.ReadIndexResponse:
                 if (!message.Reject)
                 {
-                    _readStates.Add(new ReadState(message.Context, message.Index, message.ReadTimeUnixMs));
+                    _readStates.Add(new ReadState(message.RequestId, message.Index, message.ReadTimeUnixMs));
                 }
 
                 break;
@@ -477,15 +472,15 @@ public sealed class RaftNode
                     _randomizedElectionTimeout = 1 + (int)_random.NextBelow((ulong)_config.LeaderLostDelayTicksMax);
                 }
 
-                switch (Poll(message.From, !message.Reject))
+                switch (_tracker.RecordVote(message.From, !message.Reject))
                 {
-                    case VoteOutcome.Won when _role == RaftRole.PreCandidate:
+                    case VoteResult.Won when _role == RaftRole.PreCandidate:
                         StartElectionAfterPreVote();
                         break;
-                    case VoteOutcome.Won:
+                    case VoteResult.Won:
                         BecomeLeader();
                         break;
-                    case VoteOutcome.Lost:
+                    case VoteResult.Lost:
                         BecomeFollower(_term, NodeId.None);
                         break;
                     default:
@@ -550,7 +545,7 @@ public sealed class RaftNode
     {
         // The leader sends min(match, commit), so this never exceeds what we hold in common with it.
         _log.CommitTo(LogIndex.Min(message.Commit, _log.LastIndex));
-        Send(new Message { Type = MessageType.HeartbeatResponse, From = Id, To = message.From, Term = _term, Context = message.Context });
+        Send(new Message { Type = MessageType.HeartbeatResponse, From = Id, To = message.From, Term = _term, Round = message.Round });
     }
 
     private void HandleSnapshot(Message message)
@@ -571,7 +566,7 @@ public sealed class RaftNode
         }
 
         _log.Restore(metadata);
-        _conf = metadata.ConfState;
+        _tracker.Config = metadata.ConfState;
         _confIndex = metadata.Index;
         _pendingSnapshot = message.Snapshot;
         Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.LastIndex });
@@ -579,7 +574,7 @@ public sealed class RaftNode
 
     private void StepLeader(Message message)
     {
-        if (!_progress.TryGetValue(message.From, out var progress))
+        if (!_tracker.Progress.TryGetValue(message.From, out var progress))
         {
             return;
         }
@@ -593,9 +588,9 @@ public sealed class RaftNode
             case MessageType.HeartbeatResponse:
                 progress.RecentActive = true;
                 progress.ProbeSent = false;
-                if (message.Context > progress.AckedRound)
+                if (message.Round > progress.AckedRound)
                 {
-                    progress.AckedRound = message.Context;
+                    progress.AckedRound = message.Round;
                     ReleaseConfirmedReads();
                 }
 
@@ -613,9 +608,9 @@ public sealed class RaftNode
                 break;
             case MessageType.ReadIndex:
                 progress.RecentActive = true;
-                if (!LeaderRead(message.Context, message.From, lease: false))
+                if (!LeaderRead(message.RequestId, message.From, lease: false))
                 {
-                    Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = message.From, Term = _term, Context = message.Context, Reject = true });
+                    Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = message.From, Term = _term, RequestId = message.RequestId, Reject = true });
                 }
 
                 break;
@@ -781,7 +776,7 @@ public sealed class RaftNode
 
     private void BroadcastAppend()
     {
-        foreach (var (id, progress) in _progress)
+        foreach (var (id, progress) in _tracker.Progress)
         {
             if (id != Id)
             {
@@ -792,7 +787,7 @@ public sealed class RaftNode
 
     private void BroadcastHeartbeat(ulong round)
     {
-        foreach (var (id, progress) in _progress)
+        foreach (var (id, progress) in _tracker.Progress)
         {
             if (id == Id)
             {
@@ -806,7 +801,7 @@ public sealed class RaftNode
                 To = id,
                 Term = _term,
                 Commit = LogIndex.Min(progress.Match, _log.Committed),
-                Context = round,
+                Round = round,
             });
         }
     }
@@ -815,7 +810,7 @@ public sealed class RaftNode
     /// (thesis §3.6.2: entries of older terms commit only indirectly; the Figure 8 case).</summary>
     private bool MaybeCommit()
     {
-        var quorumIndex = QuorumMatch();
+        var quorumIndex = _tracker.QuorumMatch();
         if (quorumIndex <= _log.Committed || _log.TermOrZero(quorumIndex) != _term)
         {
             return false;
@@ -827,39 +822,6 @@ public sealed class RaftNode
         _reads.LeaderCommittedInTerm = true;
         ReleaseConfirmedReads();
         return true;
-    }
-
-    private LogIndex QuorumMatch()
-    {
-        Span<ulong> matches = stackalloc ulong[_conf.Voters.Count];
-        int n = 0;
-        foreach (var voter in _conf.Voters)
-        {
-            matches[n++] = _progress.TryGetValue(voter, out var p) ? p.Match.Value : 0;
-        }
-
-        if (n == 0)
-        {
-            return LogIndex.Zero;
-        }
-
-        matches.Sort();
-        // Sorted ascending: the value at n - (n/2 + 1) is held by at least a majority.
-        return new LogIndex(matches[n - (n / 2 + 1)]);
-    }
-
-    private bool QuorumRecentlyActive()
-    {
-        int active = 0;
-        foreach (var voter in _conf.Voters)
-        {
-            if (voter == Id || (_progress.TryGetValue(voter, out var p) && p.RecentActive))
-            {
-                active++;
-            }
-        }
-
-        return active >= (_conf.Voters.Count / 2) + 1;
     }
 
     public ProposeResult Propose(ReadOnlyMemory<byte> command) => Propose([command]);
@@ -915,9 +877,9 @@ public sealed class RaftNode
 
         bool valid = change.Type switch
         {
-            ConfChangeType.AddVoter => !_conf.IsVoter(change.NodeId),
-            ConfChangeType.AddLearner => !_conf.IsMember(change.NodeId),
-            ConfChangeType.RemoveNode => _conf.IsMember(change.NodeId) && !(_conf.IsVoter(change.NodeId) && _conf.Voters.Count == 1),
+            ConfChangeType.AddVoter => !_tracker.Config.IsVoter(change.NodeId),
+            ConfChangeType.AddLearner => !_tracker.Config.IsMember(change.NodeId),
+            ConfChangeType.RemoveNode => _tracker.Config.IsMember(change.NodeId) && !(_tracker.Config.IsVoter(change.NodeId) && _tracker.Config.Voters.Count == 1),
             _ => false,
         };
         if (!valid)
@@ -965,7 +927,7 @@ public sealed class RaftNode
             return ReadStatus.NoLeader;
         }
 
-        Send(new Message { Type = MessageType.ReadIndex, From = Id, To = _leader, Term = _term, Context = requestId });
+        Send(new Message { Type = MessageType.ReadIndex, From = Id, To = _leader, Term = _term, RequestId = requestId });
         return ReadStatus.Accepted;
     }
 
@@ -976,7 +938,7 @@ public sealed class RaftNode
             return false;
         }
 
-        bool single = _conf.Voters.Count == 1 && _conf.IsVoter(Id);
+        bool single = _tracker.Config.Voters.Count == 1 && _tracker.Config.IsVoter(Id);
         bool leaseValid = lease && _config.CheckQuorum && _transferTarget.IsNone && _ticks < _leaseUntilTick;
         if (_reads.LeaderCommittedInTerm && (single || leaseValid))
         {
@@ -1002,7 +964,7 @@ public sealed class RaftNode
             return;
         }
 
-        var acked = QuorumAckedRound();
+        var acked = _tracker.QuorumAckedRound(Id, _reads.LastRound);
         if (acked > 0)
         {
             long sentTick = _reads.SentTickOf(acked);
@@ -1019,24 +981,6 @@ public sealed class RaftNode
         }
     }
 
-    private ulong QuorumAckedRound()
-    {
-        Span<ulong> acks = stackalloc ulong[_conf.Voters.Count];
-        int n = 0;
-        foreach (var voter in _conf.Voters)
-        {
-            acks[n++] = voter == Id ? _reads.LastRound : (_progress.TryGetValue(voter, out var p) ? p.AckedRound : 0);
-        }
-
-        if (n == 0)
-        {
-            return 0;
-        }
-
-        acks.Sort();
-        return acks[n - (n / 2 + 1)];
-    }
-
     private void CompleteRead(ulong requestId, NodeId origin, LogIndex index)
     {
         if (origin == Id)
@@ -1045,7 +989,7 @@ public sealed class RaftNode
         }
         else
         {
-            Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = origin, Term = _term, Index = index, Context = requestId });
+            Send(new Message { Type = MessageType.ReadIndexResponse, From = Id, To = origin, Term = _term, Index = index, RequestId = requestId });
         }
     }
 
@@ -1058,7 +1002,7 @@ public sealed class RaftNode
             return ProposeStatus.NotLeader;
         }
 
-        if (target == Id || !_conf.IsVoter(target) || !_progress.TryGetValue(target, out var progress))
+        if (target == Id || !_tracker.Config.IsVoter(target) || !_tracker.Progress.TryGetValue(target, out var progress))
         {
             return ProposeStatus.Rejected;
         }
@@ -1088,7 +1032,7 @@ public sealed class RaftNode
     public void ReportUnreachable(NodeId peer)
     {
         EnsureNoReadyInProgress();
-        if (_role == RaftRole.Leader && _progress.TryGetValue(peer, out var progress) && progress.State == ProgressState.Replicate)
+        if (_role == RaftRole.Leader && _tracker.Progress.TryGetValue(peer, out var progress) && progress.State == ProgressState.Replicate)
         {
             progress.BecomeProbe();
         }
@@ -1110,14 +1054,14 @@ public sealed class RaftNode
         EnsureNoReadyInProgress();
         if (_role == RaftRole.Leader)
         {
-            if (_progress.TryGetValue(peer, out var progress) && peer != Id)
+            if (_tracker.Progress.TryGetValue(peer, out var progress) && peer != Id)
             {
                 if (progress.State == ProgressState.Replicate)
                 {
                     progress.BecomeProbe();
                 }
 
-                if (_conf.IsVoter(peer))
+                if (_tracker.Config.IsVoter(peer))
                 {
                     _leaseUntilTick = 0;
                 }
@@ -1154,7 +1098,7 @@ public sealed class RaftNode
     public void ReportSnapshot(NodeId peer, bool succeeded)
     {
         EnsureNoReadyInProgress();
-        if (_role != RaftRole.Leader || !_progress.TryGetValue(peer, out var progress) || progress.State != ProgressState.Snapshot)
+        if (_role != RaftRole.Leader || !_tracker.Progress.TryGetValue(peer, out var progress) || progress.State != ProgressState.Snapshot)
         {
             return;
         }
@@ -1279,7 +1223,7 @@ public sealed class RaftNode
         {
             var last = ready.Entries[^1];
             _log.StableTo(last.Index, last.Term);
-            if (_role == RaftRole.Leader && _progress.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
+            if (_role == RaftRole.Leader && _tracker.Progress.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
             {
                 BroadcastAppend();
             }
@@ -1312,7 +1256,7 @@ public sealed class RaftNode
             throw new InvariantViolationException($"undecodable conf change at index {entry.Index}");
         }
 
-        _conf = _conf.Apply(change!);
+        _tracker.Config = _tracker.Config.Apply(change!);
         if (_role != RaftRole.Leader)
         {
             return;
@@ -1320,7 +1264,7 @@ public sealed class RaftNode
 
         if (change!.Type == ConfChangeType.RemoveNode)
         {
-            _progress.Remove(change.NodeId);
+            _tracker.Progress.Remove(change.NodeId);
             if (change.NodeId == _transferTarget)
             {
                 _transferTarget = NodeId.None;
@@ -1333,13 +1277,13 @@ public sealed class RaftNode
                 return;
             }
         }
-        else if (_progress.TryGetValue(change.NodeId, out var existing))
+        else if (_tracker.Progress.TryGetValue(change.NodeId, out var existing))
         {
             existing.IsLearner = change.Type == ConfChangeType.AddLearner;
         }
         else
         {
-            _progress[change.NodeId] = new Progress(_log.LastIndex.Next, _config.InflightMessagesMax, change.Type == ConfChangeType.AddLearner)
+            _tracker.Progress[change.NodeId] = new Progress(_log.LastIndex.Next, _config.InflightMessagesMax, change.Type == ConfChangeType.AddLearner)
             {
                 RecentActive = true,
             };
@@ -1355,7 +1299,7 @@ public sealed class RaftNode
             ReleaseConfirmedReads();
         }
 
-        foreach (var (id, progress) in _progress)
+        foreach (var (id, progress) in _tracker.Progress)
         {
             if (id != Id && progress.Match == LogIndex.Zero)
             {
@@ -1377,22 +1321,12 @@ public sealed class RaftNode
         _heartbeatElapsed = 0;
         RandomizeElectionTimeout();
         _transferTarget = NodeId.None;
-        _votes.Clear();
+        _tracker.ResetVotes();
         _pendingConfIndex = LogIndex.Zero;
         _uncommittedBytes = 0;
         _leaseUntilTick = 0;
         _reads.Reset();
-        _progress.Clear();
-        foreach (var id in _conf.Voters.Concat(_conf.Learners))
-        {
-            var progress = new Progress(_log.LastIndex.Next, _config.InflightMessagesMax, _conf.IsLearner(id));
-            if (id == Id)
-            {
-                progress.MaybeUpdate(_log.Stable);
-            }
-
-            _progress[id] = progress;
-        }
+        _tracker.ResetProgress(Id, _log.LastIndex.Next, _log.Stable, _config.InflightMessagesMax);
     }
 
     private void BecomeFollower(Term term, NodeId leader)
@@ -1409,7 +1343,7 @@ public sealed class RaftNode
     private void BecomePreCandidate()
     {
         Invariant.Check(_role != RaftRole.Leader, "a leader cannot become a pre-candidate");
-        _votes.Clear();
+        _tracker.ResetVotes();
         _leader = NodeId.None;
         _role = RaftRole.PreCandidate;
     }
@@ -1430,7 +1364,7 @@ public sealed class RaftNode
         _leader = Id;
         _leaderLostTick = -1;
         _fastCampaignUntilTick = 0;
-        foreach (var (id, progress) in _progress)
+        foreach (var (id, progress) in _tracker.Progress)
         {
             progress.RecentActive = true;
             if (id == Id)
@@ -1445,44 +1379,6 @@ public sealed class RaftNode
         // The no-op commits everything before it and tells us the commit index is current (thesis §6.4).
         _log.Append(new Entry(_term, _log.LastIndex.Next, EntryType.Normal, ReadOnlyMemory<byte>.Empty));
         AfterLeaderAppend();
-    }
-
-    private enum VoteOutcome
-    {
-        Pending,
-        Won,
-        Lost,
-    }
-
-    private VoteOutcome Poll(NodeId from, bool granted)
-    {
-        if (!_conf.IsVoter(from))
-        {
-            return VoteOutcome.Pending;
-        }
-
-        _votes.TryAdd(from, granted);
-        int yes = 0;
-        int no = 0;
-        foreach (var (_, vote) in _votes)
-        {
-            if (vote)
-            {
-                yes++;
-            }
-            else
-            {
-                no++;
-            }
-        }
-
-        int quorum = (_conf.Voters.Count / 2) + 1;
-        if (yes >= quorum)
-        {
-            return VoteOutcome.Won;
-        }
-
-        return no > _conf.Voters.Count - quorum ? VoteOutcome.Lost : VoteOutcome.Pending;
     }
 
     private void Send(Message message)
@@ -1503,13 +1399,13 @@ public sealed class RaftNode
         var progress = new List<ProgressStatus>();
         if (_role == RaftRole.Leader)
         {
-            foreach (var (id, p) in _progress.OrderBy(p => p.Key))
+            foreach (var (id, p) in _tracker.Progress.OrderBy(p => p.Key))
             {
                 progress.Add(new ProgressStatus(id, p.IsLearner, p.Match, p.Next, p.State.ToString(), p.RecentActive));
             }
         }
 
-        return new RaftStatus(Id, _role, _term, _vote, _leader, _log.Committed, _log.Applied, _log.FirstIndex, _log.LastIndex, _conf, _transferTarget, progress);
+        return new RaftStatus(Id, _role, _term, _vote, _leader, _log.Committed, _log.Applied, _log.FirstIndex, _log.LastIndex, _tracker.Config, _transferTarget, progress);
     }
 
     /// <summary>Checks the expensive invariants; the simulator calls it after every step.</summary>
@@ -1521,7 +1417,7 @@ public sealed class RaftNode
         Invariant.Check(_role != RaftRole.Candidate || _vote == Id, "candidate has not voted for itself");
         if (_role == RaftRole.Leader)
         {
-            foreach (var (id, p) in _progress)
+            foreach (var (id, p) in _tracker.Progress)
             {
                 Invariant.Check(p.Match < p.Next, $"progress of {id}: match {p.Match} not below next {p.Next}");
                 Invariant.Check(p.Match <= _log.LastIndex, $"progress of {id}: match beyond the leader's log");

@@ -349,9 +349,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
     /// (which forwards to the leader) and answers with the member list.</summary>
     public void ServeRaftChannelJoins(IHttpClientFactory clients, CancellationToken cancellationToken)
     {
-        Host.JoinMessageReceived += message =>
+        _transport.JoinReceived += (from, frame) =>
         {
-            if (RaftChannelJoin.ParseAnswer(message) is { } members)
+            if (RaftChannelJoin.ParseAnswer(frame) is { } members)
             {
                 foreach (var member in members)
                 {
@@ -361,7 +361,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 return;
             }
 
-            if (RaftChannelJoin.ParseRequest(message) is not { } joiner || joiner.Id != message.From.Value || joiner.RaftAddress.Length == 0)
+            if (RaftChannelJoin.ParseRequest(frame) is not { } joiner || joiner.Id != from.Value || joiner.RaftAddress.Length == 0)
             {
                 return;
             }
@@ -377,8 +377,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                         JsonContent.Create(joiner, MembershipJson.Default.MemberInfo), cancellationToken);
                     if (response.IsSuccessStatusCode)
                     {
-                        _transport.SetPeer(message.From, joiner.RaftAddress);
-                        _transport.Send(RaftChannelJoin.Answer(Host.Id, message.From, Host.Members.All));
+                        _transport.SetPeer(from, joiner.RaftAddress);
+                        _transport.SendJoin(from, RaftChannelJoin.Answer(Host.Members.All));
                     }
                     else
                     {
@@ -415,7 +415,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 return true;
             }
 
-            _transport.Send(RaftChannelJoin.Request(Host.Id, member, self));
+            _transport.SendJoin(member, RaftChannelJoin.Request(self));
             try
             {
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);

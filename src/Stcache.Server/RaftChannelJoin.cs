@@ -1,54 +1,40 @@
 using System.Text.Json;
-using Stcache.Raft;
+using Stcache.Transport;
 
 namespace Stcache.Server;
 
 /// <summary>
 /// Joining through a member's raft address (the shaj13 seed's <c>-join :8080</c>), where no HTTP address is known.
-/// Two host-level messages ride the peer transport and never reach the core: a request carrying the joiner's
-/// addresses, and an answer carrying the member list. Both are Append messages at term 0 (which no real Raft
-/// message uses) marked by a magic context, with one entry holding JSON.
+/// Two host-level frames ride the peer transport as <see cref="FrameType.Join"/> frames, never as Raft messages: a
+/// request carrying the joiner's addresses, and an answer carrying the member list (JSON). The transport names the
+/// sender (the connection's handshaken peer).
 /// </summary>
 public static class RaftChannelJoin
 {
-    public const ulong RequestMagic = 0x4A4F494E52455131; // "JOINREQ1"
-    public const ulong AnswerMagic = 0x4A4F494E414E5331; // "JOINANS1"
+    public static JoinFrame Request(MemberInfo self) => new(JoinFrameKind.Request, self.ToContext());
 
-    public static bool IsJoinMessage(Message message) =>
-        message.Type == MessageType.Append && message.Term == Term.Zero && message.Context is RequestMagic or AnswerMagic;
+    public static JoinFrame Answer(IReadOnlyList<MemberInfo> members) =>
+        new(JoinFrameKind.Answer, JsonSerializer.SerializeToUtf8Bytes(members.ToArray(), MembershipJson.Default.MemberInfoArray));
 
-    public static Message Request(NodeId from, NodeId to, MemberInfo self) => Wrap(from, to, RequestMagic, self.ToContext());
+    /// <summary>The joiner a request describes, or null if it is not a well-formed request.</summary>
+    public static MemberInfo? ParseRequest(JoinFrame frame) =>
+        frame.Kind == JoinFrameKind.Request ? MemberInfo.FromContext(frame.Payload.Span) : null;
 
-    public static Message Answer(NodeId from, NodeId to, IReadOnlyList<MemberInfo> members) =>
-        Wrap(from, to, AnswerMagic, JsonSerializer.SerializeToUtf8Bytes(members.ToArray(), MembershipJson.Default.MemberInfoArray));
-
-    public static MemberInfo? ParseRequest(Message message) =>
-        message.Context == RequestMagic && message.Entries.Length == 1 ? MemberInfo.FromContext(message.Entries[0].Data.Span) : null;
-
-    public static MemberInfo[]? ParseAnswer(Message message)
+    /// <summary>The member list an answer carries, or null if it is not a well-formed answer.</summary>
+    public static MemberInfo[]? ParseAnswer(JoinFrame frame)
     {
-        if (message.Context != AnswerMagic || message.Entries.Length != 1)
+        if (frame.Kind != JoinFrameKind.Answer)
         {
             return null;
         }
 
         try
         {
-            return MemberBook.Deserialize(message.Entries[0].Data.Span);
+            return MemberBook.Deserialize(frame.Payload.Span);
         }
         catch (JsonException)
         {
             return null;
         }
     }
-
-    private static Message Wrap(NodeId from, NodeId to, ulong magic, byte[] payload) => new()
-    {
-        Type = MessageType.Append,
-        From = from,
-        To = to,
-        Term = Term.Zero,
-        Context = magic,
-        Entries = [new Entry(Term.Zero, new LogIndex(1), EntryType.Normal, payload)],
-    };
 }

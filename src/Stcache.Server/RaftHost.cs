@@ -95,9 +95,6 @@ public sealed class RaftHost : IAsyncDisposable
     /// <summary>Raised on the loop when leader, role or term changes. Handlers must not block.</summary>
     public event Action<LeadershipChange>? LeadershipChanged;
 
-    /// <summary>Raised on a transport thread for a <see cref="RaftChannelJoin"/> message. Handlers must not block.</summary>
-    public event Action<Message>? JoinMessageReceived;
-
     /// <summary>Raised once when this node applies its own removal from the cluster.</summary>
     public event Action? RemovedFromCluster;
 
@@ -144,16 +141,6 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     public void Deliver(Message message)
     {
-        if (RaftChannelJoin.IsJoinMessage(message))
-        {
-            if (message.To == Id && !message.From.IsNone)
-            {
-                JoinMessageReceived?.Invoke(message);
-            }
-
-            return;
-        }
-
         string? problem = message.Validate();
         if (problem is not null || message.To != Id)
         {

@@ -37,6 +37,9 @@ public enum FrameType : byte
     /// into its own store and verifies before delivering the message (see <c>ISnapshotStore.BeginReceive</c>).
     /// </summary>
     SnapshotFileBegin = 8,
+
+    /// <summary>Either way: a <see cref="JoinFrame"/> (<c>[u8 kind][payload]</c>), for the host, never for Raft.</summary>
+    Join = 9,
 }
 
 /// <summary>

@@ -102,6 +102,14 @@ internal sealed class InboundSession
                 return HandleSnapshotFileBegin(body);
             case FrameType.SnapshotChunk:
                 return _fileReceiver is null ? HandleSnapshotChunk(body) : HandleSnapshotFileChunk(body);
+            case FrameType.Join:
+                if (JoinFrame.TryDecodeBody(body, out var join, out string? error) != DecodeStatus.Complete)
+                {
+                    return error ?? "malformed join frame";
+                }
+
+                _transport.DeliverJoin(join!, _peer);
+                return null;
             default:
                 return $"unexpected {type} frame";
         }

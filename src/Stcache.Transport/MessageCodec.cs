@@ -25,7 +25,9 @@ public enum DecodeStatus : byte
 /// followed, when flags bit 1 is set, by the snapshot
 /// <c>[u64 index][u64 term][u32 voterCount][u64]*[u32 learnerCount][u64]*[u32 dataLength][data]</c>.
 /// and, when flags bit 2 is set, by <c>[i64 readTimeUnixMs]</c> (<see cref="Message.ReadTimeUnixMs"/>).
-/// Flags bit 0 is <see cref="Message.Reject"/>. Every decoded message passes <see cref="Message.Validate"/>.
+/// Flags bit 0 is <see cref="Message.Reject"/>. The context slot is <see cref="Message.Campaign"/> on Vote and PreVote,
+/// <see cref="Message.Round"/> on Heartbeat and HeartbeatResponse, <see cref="Message.RequestId"/> on ReadIndex and
+/// ReadIndexResponse, and zero (ignored) on the others. Every decoded message passes <see cref="Message.Validate"/>.
 /// </summary>
 public static class MessageCodec
 {
@@ -203,6 +205,12 @@ public static class MessageCodec
             return DecodeStatus.Malformed;
         }
 
+        if (type is (byte)MessageType.Vote or (byte)MessageType.PreVote && context > (ulong)CampaignKind.Transfer)
+        {
+            error = "unknown campaign kind";
+            return DecodeStatus.Malformed;
+        }
+
         // Each entry needs at least its header, so the count is bounded by the body length before any allocation.
         if (entryCount > (uint)(reader.Remaining / EntryHeaderBytes))
         {
@@ -259,8 +267,10 @@ public static class MessageCodec
             Commit = new LogIndex(commit),
             Reject = (flags & FlagReject) != 0,
             RejectHint = new LogIndex(rejectHint),
-            Context = context,
             ReadTimeUnixMs = unchecked((long)readTime),
+            Campaign = type is (byte)MessageType.Vote or (byte)MessageType.PreVote ? (CampaignKind)context : CampaignKind.Election,
+            Round = type is (byte)MessageType.Heartbeat or (byte)MessageType.HeartbeatResponse ? context : 0,
+            RequestId = type is (byte)MessageType.ReadIndex or (byte)MessageType.ReadIndexResponse ? context : 0,
             Entries = entries,
             Snapshot = snapshot,
         };
@@ -274,6 +284,18 @@ public static class MessageCodec
         message = decoded;
         return DecodeStatus.Complete;
     }
+
+    /// <summary>
+    /// The one u64 slot the fields that travel in it share, each on the types that carry it: the campaign kind on
+    /// votes, the heartbeat round on heartbeats, the read request id on read-index messages. Zero on the others.
+    /// </summary>
+    private static ulong WireContext(Message message) => message.Type switch
+    {
+        MessageType.Vote or MessageType.PreVote => (ulong)message.Campaign,
+        MessageType.Heartbeat or MessageType.HeartbeatResponse => message.Round,
+        MessageType.ReadIndex or MessageType.ReadIndexResponse => message.RequestId,
+        _ => 0,
+    };
 
     internal static long GetBodyLength(Message message)
     {
@@ -366,7 +388,7 @@ public static class MessageCodec
             (message.ReadTimeUnixMs == 0 ? 0 : FlagReadTime));
         writer.WriteByte(flags);
         writer.WriteUInt64(message.RejectHint.Value);
-        writer.WriteUInt64(message.Context);
+        writer.WriteUInt64(WireContext(message));
         writer.WriteUInt32((uint)message.Entries.Length);
         foreach (var entry in message.Entries)
         {

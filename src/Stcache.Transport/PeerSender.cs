@@ -26,6 +26,7 @@ internal sealed class PeerSender
     private readonly Channel<Outbound> _queue;
     private readonly CancellationTokenSource _stop = new();
     private readonly Queue<Outbound> _pendingSnapshots = new();
+    private readonly Queue<JoinFrame> _pendingJoins = new();
     private readonly List<Message> _batch = [];
     private readonly object _sessionLock = new();
     private CancellationTokenSource? _session;
@@ -66,6 +67,8 @@ internal sealed class PeerSender
 
     /// <summary>Queues a snapshot to stream from <paramref name="stored"/>; on success the sender owns the stream.</summary>
     public bool TryEnqueueSnapshot(Message header, Stream stored) => _queue.Writer.TryWrite(new Outbound(header, stored));
+
+    public bool TryEnqueueJoin(JoinFrame frame) => _queue.Writer.TryWrite(new Outbound(null, null, frame));
 
     public void SetAddress(string address)
     {
@@ -178,6 +181,7 @@ internal sealed class PeerSender
                     _connected = false;
                     FailSnapshots();
                     _batch.Clear();
+                    _pendingJoins.Clear(); // the joiner asks again
                     await connection.DisposeAsync().ConfigureAwait(false);
                 }
 
@@ -198,7 +202,7 @@ internal sealed class PeerSender
             while (_queue.Reader.TryRead(out var outbound))
             {
                 outbound.Stored?.Dispose();
-                if (outbound.Message.Type == MessageType.Snapshot)
+                if (outbound.Message?.Type == MessageType.Snapshot)
                 {
                     _transport.RaiseSnapshotSendCompleted(Id, ok: false);
                 }
@@ -342,6 +346,14 @@ internal sealed class PeerSender
                 frames++;
             }
 
+            while (_pendingJoins.TryDequeue(out var join))
+            {
+                byte[] joinBody = join.EncodeBody();
+                FrameCodec.WriteFrame(writer, FrameType.Join, joinBody);
+                written += FrameCodec.HeaderBytes + joinBody.Length;
+                frames++;
+            }
+
             bool snapshotDone = false;
             if (_currentSnapshot is null)
             {
@@ -414,6 +426,12 @@ internal sealed class PeerSender
                     break;
                 }
 
+                if (outbound.Message is null)
+                {
+                    _pendingJoins.Enqueue(outbound.Join!);
+                    continue;
+                }
+
                 if (outbound.Message.Type == MessageType.Snapshot)
                 {
                     _pendingSnapshots.Enqueue(outbound);
@@ -450,7 +468,7 @@ internal sealed class PeerSender
     /// </summary>
     private long WriteSnapshotBegin(PipeWriter writer, Outbound outbound)
     {
-        var message = outbound.Message;
+        var message = outbound.Message!;
         var snapshot = message.Snapshot!;
         var header = message with { Snapshot = snapshot with { Data = ReadOnlyMemory<byte>.Empty } };
         long bodyLength = 8 + MessageCodec.GetEncodedLength(header);
@@ -529,7 +547,7 @@ internal sealed class PeerSender
     private void DropSnapshot(Outbound outbound, string reason)
     {
         outbound.Stored?.Dispose();
-        _transport.Drop(outbound.Message, reason, logWarning: true);
+        _transport.Drop(outbound.Message!, reason, logWarning: true);
     }
 
     private void DropQueued(string reason)
@@ -546,7 +564,10 @@ internal sealed class PeerSender
         {
             any = true;
             outbound.Stored?.Dispose();
-            _transport.Drop(outbound.Message, reason, logWarning: false);
+            if (outbound.Message is not null)
+            {
+                _transport.Drop(outbound.Message, reason, logWarning: false);
+            }
         }
 
         if (!any)
@@ -704,4 +725,5 @@ internal sealed class PeerSender
 }
 
 /// <summary>A message on a sender's queue; a snapshot to stream from its store carries the stream.</summary>
-internal readonly record struct Outbound(Message Message, Stream? Stored);
+/// <summary>A queued message (with the stored snapshot it announces, if any), or a join frame (no message).</summary>
+internal readonly record struct Outbound(Message? Message, Stream? Stored, JoinFrame? Join = null);

@@ -95,6 +95,10 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     /// </summary>
     public event Action<NodeId, LogIndex>? ToldNotAMember;
 
+    /// <summary>Raised on a connection thread for each <see cref="JoinFrame"/> a peer sent, with the peer's
+    /// handshaken id. Handlers must not block.</summary>
+    public event Action<NodeId, JoinFrame>? JoinReceived;
+
     /// <summary>
     /// Asked during each inbound handshake, on a connection thread: null when the dialer is a member of this node's
     /// configuration (or this node knows none yet), else the applied index that configuration is as of; the dialer
@@ -364,6 +368,21 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             stored.Dispose();
             Drop(header, "peer queue full", logWarning: false);
         }
+    }
+
+    /// <summary>
+    /// Queues a join frame for <paramref name="to"/> without blocking (see <see cref="JoinFrame"/>). False when the
+    /// peer is unknown, its queue is full, or the transport stopped; the joiner simply asks again.
+    /// </summary>
+    public bool SendJoin(NodeId to, JoinFrame frame)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        if (frame.Payload.IsEmpty || 1 + frame.Payload.Length > _options.FrameBytesMax)
+        {
+            throw new ArgumentException($"A join frame needs a payload of 1 to {_options.FrameBytesMax - 1} bytes.", nameof(frame));
+        }
+
+        return !_disposed && _peers.TryGetValue(to, out var sender) && sender.TryEnqueueJoin(frame);
     }
 
     public async ValueTask DisposeAsync()
@@ -861,6 +880,18 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         catch (Exception exception)
         {
             Log.HandlerFailed(_logger, peer, exception);
+        }
+    }
+
+    internal void DeliverJoin(JoinFrame frame, NodeId peer)
+    {
+        try
+        {
+            JoinReceived?.Invoke(peer, frame);
+        }
+        catch (Exception exception)
+        {
+            Log.EventHandlerFailed(_logger, nameof(JoinReceived), exception);
         }
     }
 

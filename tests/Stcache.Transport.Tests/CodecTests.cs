@@ -29,7 +29,6 @@ public sealed class CodecTests
             Commit = new LogIndex(40),
             Reject = true,
             RejectHint = new LogIndex(12),
-            Context = 0xDEADBEEF,
             Entries =
             [
                 new Entry(new Term(7), new LogIndex(42), EntryType.Normal, new byte[] { 1, 2, 3 }),
@@ -195,6 +194,36 @@ public sealed class CodecTests
 
         // Message length above the caller's bound.
         Assert.Equal(DecodeStatus.Malformed, MessageCodec.TryDecode(bytes, 16, out _, out _, out _));
+    }
+
+    [Fact]
+    public void TheContextSlotCarriesOneMeaningPerMessageType()
+    {
+        var vote = new Message { Type = MessageType.PreVote, From = new NodeId(1), To = new NodeId(2), Term = new Term(3), Campaign = CampaignKind.Transfer };
+        Assert.Equal(CampaignKind.Transfer, RoundTrip(vote).Campaign);
+        var heartbeat = TestMessages.Heartbeat(1, 2, round: 41);
+        var decodedHeartbeat = RoundTrip(heartbeat);
+        Assert.Equal(41UL, decodedHeartbeat.Round);
+        Assert.Equal(0UL, decodedHeartbeat.RequestId);
+        var read = new Message { Type = MessageType.ReadIndexResponse, From = new NodeId(2), To = new NodeId(1), Term = new Term(3), Index = new LogIndex(9), RequestId = 77 };
+        var decodedRead = RoundTrip(read);
+        Assert.Equal(77UL, decodedRead.RequestId);
+        Assert.Equal(0UL, decodedRead.Round);
+
+        // The slot sits after the fixed fields before it: type, from, to, term, logTerm, index, commit, flags, rejectHint.
+        const int slot = MessageCodec.LengthPrefixBytes + 1 + (8 * 6) + 1 + 8;
+
+        // Another build's value in the slot of a type that carries none is ignored, not handed to Raft.
+        byte[] append = MessageCodec.Encode(new Message { Type = MessageType.Append, From = new NodeId(1), To = new NodeId(2), Term = new Term(3) });
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(append.AsSpan(slot), 0x4A4F494E52455131);
+        Assert.Equal(DecodeStatus.Complete, MessageCodec.TryDecode(append, FrameMax, out var decodedAppend, out _, out _));
+        Assert.Equal((CampaignKind.Election, 0UL, 0UL), (decodedAppend!.Campaign, decodedAppend.Round, decodedAppend.RequestId));
+
+        // A vote with a campaign kind this build does not know is refused.
+        byte[] badVote = MessageCodec.Encode(vote);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(badVote.AsSpan(slot), 2);
+        Assert.Equal(DecodeStatus.Malformed, MessageCodec.TryDecode(badVote, FrameMax, out _, out _, out string? error));
+        Assert.Equal("unknown campaign kind", error);
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public sealed class PeerTlsTests : IDisposable
         a.Transport.SetPeer(new NodeId(2), b.Address);
         b.Transport.SetPeer(new NodeId(1), a.Address);
 
-        var heartbeat = TestMessages.Heartbeat(1, 2, context: 42);
+        var heartbeat = TestMessages.Heartbeat(1, 2, round: 42);
         a.Transport.Send(heartbeat);
         TestMessages.AssertSame(heartbeat, await b.ReceiveAsync());
 
@@ -58,8 +58,8 @@ public sealed class PeerTlsTests : IDisposable
         Assert.False(wrongSecret.Transport.IsConnected(new NodeId(2)));
 
         a.Transport.SetPeer(new NodeId(2), b.Address);
-        a.Transport.Send(TestMessages.Heartbeat(1, 2, context: 7));
-        Assert.Equal(7UL, (await b.ReceiveAsync()).Context);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, round: 7));
+        Assert.Equal(7UL, (await b.ReceiveAsync()).Round);
     }
 
     [Fact]
@@ -191,7 +191,7 @@ public sealed class PeerTlsTests : IDisposable
 
         // Addressed by IP, a certificate from the cluster CA suffices.
         byIp.Transport.SetPeer(new NodeId(2), b.Address);
-        byIp.Transport.Send(TestMessages.Heartbeat(1, 2, context: 5));
+        byIp.Transport.Send(TestMessages.Heartbeat(1, 2, round: 5));
         var received = await b.ReceiveAsync();
         Assert.Equal(new NodeId(1), received.From);
     }
@@ -215,8 +215,8 @@ public sealed class PeerTlsTests : IDisposable
         });
         await using var b = await StartTlsAsync(2, _pki.Issue(ca, "node2"));
         a.Transport.SetPeer(new NodeId(2), b.Address);
-        a.Transport.Send(TestMessages.Heartbeat(1, 2, context: 9));
-        Assert.Equal(9UL, (await b.ReceiveAsync()).Context);
+        a.Transport.Send(TestMessages.Heartbeat(1, 2, round: 9));
+        Assert.Equal(9UL, (await b.ReceiveAsync()).Round);
 
         var wrongPassword = Assert.Throws<CertificateFileException>(() => CertificateFiles.LoadPfx(Path.Combine(_pki.Directory, "node1.pfx"), "wrong"));
         Assert.Contains("node1.pfx", wrongPassword.Message, StringComparison.Ordinal);
@@ -297,10 +297,10 @@ public sealed class PeerTlsTests : IDisposable
             ulong from = dialer.Transport.NodeId.Value;
             ulong to = listener.Transport.NodeId.Value;
             dialer.Transport.SetPeer(listener.Transport.NodeId, listener.Address);
-            dialer.Transport.Send(TestMessages.Heartbeat(from, to, context: 99));
+            dialer.Transport.Send(TestMessages.Heartbeat(from, to, round: 99));
             var received = await listener.ReceiveAsync();
             Assert.Equal(dialer.Transport.NodeId, received.From);
-            Assert.Equal(99UL, received.Context);
+            Assert.Equal(99UL, received.Round);
         }
     }
 

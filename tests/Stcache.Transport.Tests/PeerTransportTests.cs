@@ -71,7 +71,7 @@ public sealed class PeerTransportTests
         }
 
         var received = await b.ReceiveAsync(count);
-        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Context));
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Round));
         await Wait.UntilAsync(() => a.Transport.MessagesSent == count, "all sends are counted");
         _output.WriteLine($"{count} messages in {a.Transport.FramesSent} frames");
 
@@ -92,7 +92,7 @@ public sealed class PeerTransportTests
         }
 
         var received = await b.ReceiveAsync(count);
-        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Context));
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Round));
         await Wait.UntilAsync(() => a.Transport.MessagesSent == count, "all sends are counted");
         Assert.True(a.Transport.FramesSent >= count * 74 / 1000, $"{a.Transport.FramesSent} frames");
     }
@@ -137,7 +137,7 @@ public sealed class PeerTransportTests
         var port = b.Transport.ListenEndPoint!.Port;
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
-        Assert.Equal(1UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(1UL, (await b.ReceiveAsync()).Round);
         await b.DisposeAsync();
 
         await using var restarted = await Node.StartAsync(2, o => o.ListenEndPoint = new IPEndPoint(IPAddress.Loopback, port));
@@ -150,7 +150,7 @@ public sealed class PeerTransportTests
             try
             {
                 var message = await restarted.Received.Reader.ReadAsync(attempt.Token);
-                Assert.True(message.Context >= 100);
+                Assert.True(message.Round >= 100);
                 break;
             }
             catch (OperationCanceledException) when (deadline.Elapsed < TimeSpan.FromSeconds(10))
@@ -206,7 +206,7 @@ public sealed class PeerTransportTests
         await using var b = await Node.StartAsync(2, o => o.ClusterSecret = secret);
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 5));
-        Assert.Equal(5UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(5UL, (await b.ReceiveAsync()).Round);
     }
 
     [Fact]
@@ -216,7 +216,7 @@ public sealed class PeerTransportTests
         await using var a = await Node.StartAsync(1);
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
-        Assert.Equal(1UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(1UL, (await b.ReceiveAsync()).Round);
 
         var random = new Random(11);
         byte[] garbage = new byte[4096];
@@ -250,7 +250,7 @@ public sealed class PeerTransportTests
         Assert.True(b.Logger.Has(LogLevel.Warning, 3005));
 
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 2));
-        Assert.Equal(2UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(2UL, (await b.ReceiveAsync()).Round);
         Assert.Equal(2, b.Transport.MessagesReceived);
     }
 
@@ -304,7 +304,7 @@ public sealed class PeerTransportTests
         var snapshots = received.Where(m => m.Type == MessageType.Snapshot).ToList();
         Assert.Single(snapshots);
         TestMessages.AssertSame(snapshot, snapshots[0]);
-        Assert.Equal(Enumerable.Range(1, 50).Select(i => (ulong)i), received.Where(m => m.Type == MessageType.Heartbeat).Select(m => m.Context));
+        Assert.Equal(Enumerable.Range(1, 50).Select(i => (ulong)i), received.Where(m => m.Type == MessageType.Heartbeat).Select(m => m.Round));
         Assert.Equal((new NodeId(2), true), await completed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.True(a.Transport.FramesSent >= 20, "the snapshot went in chunks");
     }
@@ -389,7 +389,7 @@ public sealed class PeerTransportTests
             using var attempt = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
             try
             {
-                Assert.Equal(2UL, (await b.Received.Reader.ReadAsync(attempt.Token)).Context);
+                Assert.Equal(2UL, (await b.Received.Reader.ReadAsync(attempt.Token)).Round);
                 break;
             }
             catch (OperationCanceledException) when (deadline.Elapsed < TimeSpan.FromSeconds(10))
@@ -422,7 +422,7 @@ public sealed class PeerTransportTests
         // The first connect is lazy: nothing has been written yet.
         a.Transport.RemovePeer(new NodeId(2));
         var received = await b.ReceiveAsync(count);
-        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Context));
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(m => m.Round));
 
         long dropped = a.Transport.MessagesDropped;
         a.Transport.Send(TestMessages.Heartbeat(1, 2, count));
@@ -440,7 +440,7 @@ public sealed class PeerTransportTests
         a.Transport.SetPeer(new NodeId(2), b.Address);
 
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 5));
-        Assert.Equal(5UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(5UL, (await b.ReceiveAsync()).Round);
         Assert.Equal((new NodeId(2), new LogIndex(42)), await told.Task.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
@@ -454,7 +454,7 @@ public sealed class PeerTransportTests
         a.Transport.ToldNotAMember += (_, _) => Interlocked.Increment(ref told);
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 5));
-        Assert.Equal(5UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(5UL, (await b.ReceiveAsync()).Round);
         Assert.Equal(0, Volatile.Read(ref told));
     }
 
@@ -470,7 +470,7 @@ public sealed class PeerTransportTests
         a.Transport.ToldNotAMember += (_, asOf) => told.TrySetResult(asOf);
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 1));
-        Assert.Equal(1UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(1UL, (await b.ReceiveAsync()).Round);
 
         Volatile.Write(ref removed, true);
         b.Transport.RemovePeer(new NodeId(1));
@@ -661,7 +661,7 @@ public sealed class PeerTransportTests
         await using var a = await Node.StartAsync(1, o => o.ClusterSecret = secret);
         a.Transport.SetPeer(new NodeId(2), b.Address);
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 77));
-        Assert.Equal(77UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(77UL, (await b.ReceiveAsync()).Round);
     }
 
     private static async Task DialAsync(

@@ -41,7 +41,7 @@ public sealed class StoredSnapshotTests
         Assert.True(receiver.Completed);
         Assert.True(source.LargestRead <= chunk, $"largest read {source.LargestRead} bytes; chunks are {chunk}");
         Assert.True(source.Disposed, "the transport closes the stored snapshot when done");
-        Assert.Equal([1UL, 2UL], received.Where(m => m.Type == MessageType.Heartbeat).Select(m => m.Context));
+        Assert.Equal([1UL, 2UL], received.Where(m => m.Type == MessageType.Heartbeat).Select(m => m.Round));
     }
 
     [Fact]
@@ -93,7 +93,7 @@ public sealed class StoredSnapshotTests
         // Once the sender has seen the connection go, it connects again for what follows.
         await Wait.UntilAsync(() => a.Transport.ConnectionFailures >= 1, "the sender sees the connection closed");
         a.Transport.Send(TestMessages.Heartbeat(1, 2, 7));
-        Assert.Equal(7UL, (await b.ReceiveAsync()).Context);
+        Assert.Equal(7UL, (await b.ReceiveAsync()).Round);
     }
 
     [Fact]

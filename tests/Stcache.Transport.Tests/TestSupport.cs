@@ -83,14 +83,14 @@ internal sealed class Node : IAsyncDisposable
 
 internal static class TestMessages
 {
-    public static Message Heartbeat(ulong from, ulong to, ulong context = 0) => new()
+    public static Message Heartbeat(ulong from, ulong to, ulong round = 0) => new()
     {
         Type = MessageType.Heartbeat,
         From = new NodeId(from),
         To = new NodeId(to),
         Term = new Term(3),
         Commit = new LogIndex(7),
-        Context = context,
+        Round = round,
     };
 
     public static Message Snapshot(ulong from, ulong to, byte[] data) => new()
@@ -157,7 +157,9 @@ internal static class TestMessages
             Reject = random.Next(2) == 0,
             RejectHint = new LogIndex((ulong)random.NextInt64()),
             Snapshot = snapshot,
-            Context = (ulong)random.NextInt64(),
+            Campaign = type is MessageType.Vote or MessageType.PreVote ? (CampaignKind)random.Next(2) : CampaignKind.Election,
+            Round = type is MessageType.Heartbeat or MessageType.HeartbeatResponse ? (ulong)random.NextInt64() : 0,
+            RequestId = type is MessageType.ReadIndex or MessageType.ReadIndexResponse ? (ulong)random.NextInt64() : 0,
         };
     }
 
@@ -172,7 +174,9 @@ internal static class TestMessages
         Assert.Equal(expected.Commit, actual.Commit);
         Assert.Equal(expected.Reject, actual.Reject);
         Assert.Equal(expected.RejectHint, actual.RejectHint);
-        Assert.Equal(expected.Context, actual.Context);
+        Assert.Equal(expected.Campaign, actual.Campaign);
+        Assert.Equal(expected.Round, actual.Round);
+        Assert.Equal(expected.RequestId, actual.RequestId);
         Assert.Equal(expected.Entries.Length, actual.Entries.Length);
         for (int i = 0; i < expected.Entries.Length; i++)
         {

@@ -17,9 +17,9 @@ internal sealed class DurableLog : IRaftLogStore
     private readonly List<Entry> _entries = [];
     private WriteAheadLog? _wal;
 
-    // The batch of a save that has not returned (a crash inside it): if its sync took effect, it legitimately
-    // replaced acknowledged entries from its first index on.
-    private (LogIndex Index, Term Term)? _saving;
+    // The batch being saved when the power failed inside its sync, if it did: it may have become durable (a crash
+    // after the sync took effect), so a restart may find it instead of the entries it overwrote.
+    private Entry[]? _inFlight;
 
     public DurableLog(NodeId id, SafetyOracle oracle)
     {
@@ -49,6 +49,7 @@ internal sealed class DurableLog : IRaftLogStore
     public void Reset()
     {
         _entries.Clear();
+        _inFlight = null;
         HardState = HardState.Empty;
         SnapshotMetadata = SnapshotMetadata.Empty;
     }
@@ -57,6 +58,7 @@ internal sealed class DurableLog : IRaftLogStore
     {
         var state = Wal.Load();
         CheckNothingAcknowledgedWasLost(state);
+        _inFlight = null;
         HardState = state.HardState;
         SnapshotMetadata = state.Snapshot;
         _entries.Clear();
@@ -66,9 +68,9 @@ internal sealed class DurableLog : IRaftLogStore
 
     public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
-        _saving = entries.Count > 0 ? (entries[0].Index, entries[0].Term) : null;
+        _inFlight = [.. entries];
         Wal.Save(hardState, entries);
-        _saving = null;
+        _inFlight = null;
         if (entries.Count > 0)
         {
             int keep = _entries.FindIndex(e => e.Index >= entries[0].Index);
@@ -148,11 +150,19 @@ internal sealed class DurableLog : IRaftLogStore
 
         var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
         var byIndex = recovered.Entries.ToDictionary(e => e.Index);
-        var replacedFrom = _saving is { } saving && byIndex.TryGetValue(saving.Index, out var first) && first.Term == saving.Term
-            ? saving.Index
-            : new LogIndex(ulong.MaxValue);
-        _saving = null;
-        foreach (var entry in _entries)
+        if (_inFlight is { Length: > 0 } batch && batch.All(e => e.Index <= covered || (byIndex.TryGetValue(e.Index, out var f) && f.Term == e.Term)))
+        {
+            // The batch in flight at the crash became durable: it replaced the acknowledged entries from its first index.
+            CheckEntries(_entries.Where(e => e.Index < batch[0].Index), covered, byIndex);
+            return;
+        }
+
+        CheckEntries(_entries, covered, byIndex);
+    }
+
+    private void CheckEntries(IEnumerable<Entry> acknowledged, LogIndex covered, Dictionary<LogIndex, Entry> byIndex)
+    {
+        foreach (var entry in acknowledged)
         {
             if (entry.Index <= covered || entry.Index >= replacedFrom)
             {

@@ -52,7 +52,7 @@ internal sealed class SimClock(ISimEnvironment environment) : TimeProvider
 /// plays the host: it hands inputs in, performs the effects (messages, snapshot writes and sends, storage retries)
 /// as scheduled events, and checks what the node does.
 /// </summary>
-internal sealed class SimNode : INodeEffects
+internal sealed partial class SimNode : INodeEffects
 {
     private const string WalDirectory = "/data/wal";
     private const string SnapshotDirectory = "/data/snapshots";
@@ -251,7 +251,7 @@ internal sealed class SimNode : INodeEffects
     public ProposeStatus ProposeEntry(ReadOnlyMemory<byte> entry, Action<SimProposal> done, out SimProposal proposal)
     {
         proposal = new SimProposal(this, done);
-        if (Driver is null || IsWaiting)
+        if (Driver is null || IsWaiting || InSync)
         {
             return ProposeStatus.Overloaded;
         }
@@ -281,7 +281,7 @@ internal sealed class SimNode : INodeEffects
     /// <summary>A linearizable read of <paramref name="key"/>: the callback gets the value once the barrier passed.</summary>
     public bool Read(string key, bool lease, Action<bool, string?> done)
     {
-        if (Driver is null || IsWaiting)
+        if (Driver is null || IsWaiting || InSync)
         {
             return false;
         }
@@ -315,7 +315,7 @@ internal sealed class SimNode : INodeEffects
     /// <summary>Calls back once this node applied <paramref name="index"/> (false if it failed); false if down.</summary>
     public bool WaitForApplied(LogIndex index, Action<bool> done)
     {
-        if (Driver is null || IsWaiting)
+        if (Driver is null || IsWaiting || InSync)
         {
             return false;
         }
@@ -331,7 +331,7 @@ internal sealed class SimNode : INodeEffects
     public ProposeStatus ChangeMembership(ConfChange change)
     {
         var status = ProposeStatus.Overloaded;
-        if (Driver is null || IsWaiting)
+        if (Driver is null || IsWaiting || InSync)
         {
             return status;
         }
@@ -344,7 +344,7 @@ internal sealed class SimNode : INodeEffects
     public ProposeStatus TransferLeadership(NodeId target)
     {
         var status = ProposeStatus.Overloaded;
-        if (Driver is null || IsWaiting)
+        if (Driver is null || IsWaiting || InSync)
         {
             return status;
         }
@@ -446,12 +446,13 @@ internal sealed class SimNode : INodeEffects
             return;
         }
 
-        if (Driver.Waiting != DriverWait.None)
+        if (Driver.Waiting != DriverWait.None || InSync)
         {
             _backlog.Enqueue(input);
             return;
         }
 
+        bool outermost = BeginRun();
         Guarded(driver =>
         {
             input(driver);
@@ -464,6 +465,7 @@ internal sealed class SimNode : INodeEffects
 
             AfterProcess(driver);
         });
+        EndRun(outermost);
     }
 
     private void Guarded(Action<NodeDriver> action)
@@ -526,6 +528,7 @@ internal sealed class SimNode : INodeEffects
         Cache = null;
         _snapshots = null;
         _backlog.Clear();
+        DropHeld();
         Log.Detach();
         var orphans = _outstanding.ToList();
         _outstanding.Clear();
@@ -537,7 +540,7 @@ internal sealed class SimNode : INodeEffects
 
     // ---------------------------------------------------------------- effects
 
-    void INodeEffects.Send(Message message) => _env.Send(message);
+    void INodeEffects.Send(Message message) => SendEffect(message);
 
     void INodeEffects.SendSnapshot(Message message)
     {
@@ -804,4 +807,9 @@ internal sealed record SimNodeSettings
     public bool Preallocate { get; init; }
 
     public int SnapshotWriteMsMax { get; init; } = 20;
+
+    /// <summary>Simulated fsync latency range in milliseconds (max 0: a sync takes no time).</summary>
+    public int FsyncLatencyMsMin { get; init; }
+
+    public int FsyncLatencyMsMax { get; init; }
 }

@@ -87,6 +87,15 @@ public sealed record SimulationOptions
     /// <summary>Maximum relative tick-rate difference of a node's clock, in parts per million (within the lease margin).</summary>
     public int ClockDriftPerMillion { get; init; }
 
+    /// <summary>Chance that a new leader is knocked out a few network delays after it won (Figure 8 churn; 0 = off).</summary>
+    public int LeaderChurnPerMillion { get; init; }
+
+    /// <summary>Upper bound of one simulated fsync, in milliseconds (0: syncs take no time).</summary>
+    public int FsyncLatencyMsMax { get; init; }
+
+    /// <summary>Runs the Figure 8 fault schedule (<c>Sim/Figure8.cs</c>) again and again during the safety phase.</summary>
+    public bool Figure8 { get; init; }
+
     public InjectedBug Bug { get; init; }
 
     /// <summary>Model the connection resets a crash causes: the dead process's connections reset (its peers learn it
@@ -138,6 +147,9 @@ public sealed record SimulationOptions
             InflightMessagesMax = random.Chance(1, 3) ? 1 : random.Between(2, 64),
             ClockDriftPerMillion = random.Chance(1, 2) ? 0 : random.Between(0, 50_000),
             Ttl = TtlOptions.FromSeed(seed),
+            LeaderChurnPerMillion = random.Chance(1, 2) ? 0 : random.Between(200_000, 1_000_000),
+            FsyncLatencyMsMax = random.Chance(1, 3) ? 0 : random.Between(1, 15),
+            Figure8 = random.Chance(1, 2),
         };
     }
 
@@ -146,7 +158,7 @@ public sealed record SimulationOptions
         $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} pause={PauseWeight} " +
         $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
-        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} bug={Bug} " +
+        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} churn={LeaderChurnPerMillion} fsync={FsyncLatencyMsMax}ms figure8={Figure8} bug={Bug} " +
         $"resets={ConnectionResets} stableLeader={ExpectStableLeader} " +
         $"net={Network} {Ttl}";
 }
@@ -289,7 +301,7 @@ public enum InjectedBug : byte
 /// healed) in which a fresh write must commit, learners be promoted, removed nodes stop, and every member converge
 /// within a bound. Safety is checked after every event; the clients' history is checked for linearizability.
 /// </summary>
-internal sealed class Simulator : ISimEnvironment
+internal sealed partial class Simulator : ISimEnvironment
 {
     private const string LivenessKey = "__liveness";
 
@@ -454,6 +466,8 @@ internal sealed class Simulator : ISimEnvironment
         }
 
         _ttl?.Start();
+        StartLeaderChurn();
+        StartFigure8();
     }
 
     /// <summary>Writes the founders' bootstrap state through the real log, as the server's first start does.</summary>
@@ -489,6 +503,7 @@ internal sealed class Simulator : ISimEnvironment
             LearnerTrailingEntriesMax = _options.LearnerTrailingEntriesMax,
             SegmentSizeBytes = _options.SegmentSizeBytes,
             Preallocate = _options.Preallocate,
+            FsyncLatencyMsMax = _options.FsyncLatencyMsMax,
         };
         var node = new SimNode(config, settings, _oracle, this, _diskRandom.Fork())
         {

@@ -49,7 +49,7 @@ public sealed class CodecTests
         var answer = new Message
         {
             Type = MessageType.ReadIndexResponse, From = new NodeId(1), To = new NodeId(2), Term = new Term(3),
-            Index = new LogIndex(17), Context = 99, ReadTimeUnixMs = 1_790_000_000_123,
+            Index = new LogIndex(17), RequestId = 99, ReadTimeUnixMs = 1_790_000_000_123,
         };
         var decoded = RoundTrip(answer);
         TestMessages.AssertSame(answer, decoded);

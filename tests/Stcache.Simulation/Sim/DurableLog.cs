@@ -164,7 +164,7 @@ internal sealed class DurableLog : IRaftLogStore
     {
         foreach (var entry in acknowledged)
         {
-            if (entry.Index <= covered || entry.Index >= replacedFrom)
+            if (entry.Index <= covered)
             {
                 continue;
             }

@@ -37,6 +37,9 @@ public sealed class QuietRunTests(ITestOutputHelper output)
             ClockFaultWeight = 0,
             WipeWeight = 0,
             BitFlipPerMillion = 0,
+            LeaderChurnPerMillion = 0, // knocks leaders out: a fault
+            Figure8 = false, // partitions around leaders: a fault
+            FsyncLatencyMsMax = 0, // a sync that outlasts the election timeout stalls the leader like a pause
             ClientCount = random.Between(2, 4),
             ClockDriftPerMillion = random.Between(0, 50_000),
             Network = drawn.Network with

@@ -150,10 +150,13 @@ internal sealed class DurableLog : IRaftLogStore
 
         var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
         var byIndex = recovered.Entries.ToDictionary(e => e.Index);
-        if (_inFlight is { Length: > 0 } batch && batch.All(e => e.Index <= covered || (byIndex.TryGetValue(e.Index, out var f) && f.Term == e.Term)))
+        if (_inFlight is { Length: > 0 } batch && batch[0] is var first
+            && (first.Index <= covered || (byIndex.TryGetValue(first.Index, out var f) && f.Term == first.Term)))
         {
-            // The batch in flight at the crash became durable: it replaced the acknowledged entries from its first index.
-            CheckEntries(_entries.Where(e => e.Index < batch[0].Index), covered, byIndex);
+            // The batch in flight at the crash became durable, wholly or a prefix of it (a write not yet synced may
+            // reach the disk in part): it replaced the acknowledged entries from its first index, which the node had
+            // given up when it accepted the conflicting batch.
+            CheckEntries(_entries.Where(e => e.Index < first.Index), covered, byIndex);
             return;
         }
 

@@ -53,6 +53,10 @@ public sealed class RaftNode
 
     private Snapshot? _pendingSnapshot;
 
+    // The highest index a leader told us is committed (an Append's commit, an installed snapshot). While our log
+    // ends below it we are known to be stale and never campaign: see StartElection.
+    private LogIndex _knownCommit;
+
     // The last entry array sent in an Append, shared with the next follower at the same position.
     private Entry[]? _lastSlice;
     private bool _lastSliceFull;
@@ -109,6 +113,9 @@ public sealed class RaftNode
 
     private bool IsPromotable => _tracker.Config.IsVoter(Id);
 
+    // A leader told us of a commit index beyond our log's end: we cannot be a legitimate leader (StartElection).
+    private bool KnownStale => _knownCommit > _log.LastIndex;
+
     /// <summary>Advances logical time by one tick (elections, heartbeats, check-quorum, lease expiry).</summary>
     public void Tick()
     {
@@ -123,7 +130,7 @@ public sealed class RaftNode
         {
             TickLeader();
         }
-        else if (_electionElapsed >= _randomizedElectionTimeout && IsPromotable)
+        else if (_electionElapsed >= _randomizedElectionTimeout && IsPromotable && !KnownStale)
         {
             _electionElapsed = 0;
             StartElection(transfer: false);
@@ -136,9 +143,9 @@ public sealed class RaftNode
             }
         }
 
-        // A node that cannot campaign (a learner, or one that believes so) lets the timer run on: its view of the
-        // leader's lease must lapse and stay lapsed until it hears from a leader again, or it would keep ignoring
-        // the pre-votes of the candidate that needs it (sim seed 57967).
+        // A node that cannot campaign (a learner, one that believes so, or one that knows its log is stale) lets
+        // the timer run on: its view of the leader's lease must lapse and stay lapsed until it hears from a leader
+        // again, or it would keep ignoring the pre-votes of the candidate that needs it (sim seeds 57967, 9728).
     }
 
     private void TickLeader()
@@ -198,6 +205,19 @@ public sealed class RaftNode
         // A node must not campaign while committed conf changes are unapplied: it could count votes against a
         // configuration that is no longer current.
         if (HasUnappliedConfChange())
+        {
+            return;
+        }
+
+        // Nor while a leader has told it of a commit index beyond its log's end. Every later leader must hold that
+        // entry (Leader Completeness), so this node cannot be a legitimate leader until it has it; and the
+        // configuration it has applied is only a prefix of the history, which may name a quorum that no longer
+        // exists. A node wiped and added back under its old id replays the log from index 1: after the first
+        // founder's AddVoter alone it is the only voter of that configuration, and without this check it elected
+        // itself and wrote its no-op over committed index 2 (sim seeds 3390, 4061, 6311, 7660, 9728). Nobody
+        // waits on this node: it still votes, and it campaigns again once it has caught up. The bound is kept in
+        // memory only; docs/RAFT.md says what a restart mid-catch-up leaves open.
+        if (KnownStale)
         {
             return;
         }
@@ -513,6 +533,7 @@ public sealed class RaftNode
 
     private void HandleAppend(Message message)
     {
+        _knownCommit = LogIndex.Max(_knownCommit, message.Commit);
         if (message.Index < _log.Committed)
         {
             Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.Committed });
@@ -551,6 +572,7 @@ public sealed class RaftNode
     private void HandleSnapshot(Message message)
     {
         var metadata = message.Snapshot!.Metadata;
+        _knownCommit = LogIndex.Max(_knownCommit, metadata.Index);
         if (metadata.Index <= _log.Committed)
         {
             Send(new Message { Type = MessageType.AppendResponse, From = Id, To = message.From, Term = _term, Index = _log.Committed });

@@ -193,6 +193,109 @@ public sealed class MembershipTransferSnapshotTests
     }
 }
 
+/// <summary>
+/// A node wiped and added back under its old id replays the log from index 1; a prefix of that log may name a
+/// configuration in which it is the only voter (the first founder's AddVoter). It must not campaign while a leader
+/// has told it of a commit index beyond its log (sim seeds 3390, 4061, 6311, 7660, 9728).
+/// </summary>
+public sealed class StaleLogCampaignTests
+{
+    private static readonly NodeId Self = new(1);
+    private static readonly NodeId LeaderId = new(2);
+
+    private static void Drain(RaftNode node)
+    {
+        while (node.HasReady())
+        {
+            node.Advance(node.GetReady());
+        }
+    }
+
+    private static RaftNode WipedNodeHoldingFirstFounderOnly(bool preVote)
+    {
+        var node = new RaftNode(new RaftConfig { Id = Self, RandomSeed = 42, PreVote = preVote }, PersistentState.Empty);
+        var founder = new ConfChange(ConfChangeType.AddVoter, Self, ReadOnlyMemory<byte>.Empty).Encode();
+        node.Step(new Message
+        {
+            Type = MessageType.Append,
+            From = LeaderId,
+            To = Self,
+            Term = new Term(5),
+            Index = LogIndex.Zero,
+            LogTerm = Term.Zero,
+            Commit = new LogIndex(10),
+            Entries = [new Entry(new Term(1), new LogIndex(1), EntryType.ConfChange, founder)],
+        });
+        Drain(node);
+
+        // The premise: the applied prefix names this node as the only voter.
+        Assert.Equal([Self], node.ConfState.Voters);
+        Assert.Equal(new LogIndex(1), node.CommitIndex);
+        return node;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WipedNodeBehindTheKnownCommitNeverCampaigns(bool preVote)
+    {
+        var node = WipedNodeHoldingFirstFounderOnly(preVote);
+        for (int tick = 0; tick < 200; tick++)
+        {
+            node.Tick();
+            Drain(node);
+            Assert.Equal(RaftRole.Follower, node.Role);
+        }
+
+        node.Campaign();
+        Drain(node);
+        Assert.Equal(RaftRole.Follower, node.Role);
+        Assert.Equal(new Term(5), node.Term);
+
+        // It still votes: its timer ran on, so the leader's lease lapsed and an up-to-date candidate gets its vote.
+        node.Step(new Message
+        {
+            Type = preVote ? MessageType.PreVote : MessageType.Vote,
+            From = new NodeId(3),
+            To = Self,
+            Term = new Term(6),
+            Index = new LogIndex(10),
+            LogTerm = new Term(5),
+            Campaign = CampaignKind.Election,
+        });
+        var ready = node.GetReady();
+        var response = Assert.Single(ready.Messages.Concat(ready.MessagesAfterPersist));
+        Assert.False(response.Reject);
+        node.Advance(ready);
+    }
+
+    [Fact]
+    public void CaughtUpNodeCampaignsAgain()
+    {
+        var node = WipedNodeHoldingFirstFounderOnly(preVote: true);
+        var rest = Enumerable.Range(2, 9).Select(i => new Entry(new Term(5), new LogIndex((ulong)i), EntryType.Normal, ReadOnlyMemory<byte>.Empty)).ToArray();
+        node.Step(new Message
+        {
+            Type = MessageType.Append,
+            From = LeaderId,
+            To = Self,
+            Term = new Term(5),
+            Index = new LogIndex(1),
+            LogTerm = new Term(1),
+            Commit = new LogIndex(10),
+            Entries = rest,
+        });
+        Drain(node);
+        for (int tick = 0; tick < 200 && node.Role != RaftRole.Leader; tick++)
+        {
+            node.Tick();
+            Drain(node);
+        }
+
+        Assert.Equal(RaftRole.Leader, node.Role);
+    }
+}
+
 public sealed class ReadyContractTests
 {
     [Fact]

@@ -201,12 +201,27 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         ValidateEntries(entries);
         _recovered = null;
         _buffer.ResetWrittenCount();
+
+        // A power failure during the sync may keep any prefix of the batch. A new term or vote goes before the
+        // entries, so a prefix that holds an entry of a term also holds that term: after the entries, a torn tail
+        // recovered entries of term T under an older term (a node restarted at term 2 holding term 3 entries).
+        // Its commit index stops below the batch, so that prefix never claims entries it lost; the full hard state
+        // follows the entries when its commit index covers them.
+        bool writeLeadingHardState = writeHardState && entries.Count > 0 &&
+            (hardState!.Value.Term != _hardState.Term || hardState.Value.Vote != _hardState.Vote);
+        HardState leading = default;
+        if (writeLeadingHardState)
+        {
+            leading = hardState!.Value with { Commit = LogIndex.Min(hardState.Value.Commit, entries[0].Index.Previous) };
+            WalFormat.AppendHardState(_buffer, leading);
+        }
+
         for (int i = 0; i < entries.Count; i++)
         {
             WalFormat.AppendEntry(_buffer, entries[i]);
         }
 
-        if (writeHardState)
+        if (writeHardState && (!writeLeadingHardState || leading != hardState!.Value))
         {
             WalFormat.AppendHardState(_buffer, hardState!.Value);
         }

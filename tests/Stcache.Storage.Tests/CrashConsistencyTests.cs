@@ -166,6 +166,16 @@ public sealed class CrashConsistencyTests : IDisposable
                 }
 
                 long start = wal.ActiveOffset;
+                int hardStateBytes = WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes);
+                HardState? leading = null;
+                if (hardState is { } changed && (changed.Term != wal.HardState.Term || changed.Vote != wal.HardState.Vote))
+                {
+                    // A new term or vote precedes the batch's entries, its commit index below them.
+                    leading = changed with { Commit = LogIndex.Min(changed.Commit, entries[0].Index.Previous) };
+                    records.Add(new Written(null, leading, start, start + hardStateBytes));
+                    start += hardStateBytes;
+                }
+
                 foreach (Entry entry in entries)
                 {
                     long end = start + WalFormat.AlignedRecordBytes(WalFormat.EntryPayloadHeaderBytes + entry.Data.Length);
@@ -173,7 +183,7 @@ public sealed class CrashConsistencyTests : IDisposable
                     start = end;
                 }
 
-                if (hardState is not null)
+                if (hardState is not null && hardState != leading)
                 {
                     records.Add(new Written(null, hardState, start, start + WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes)));
                 }

@@ -277,6 +277,44 @@ public sealed class WriteAheadLogTests : IDisposable
     }
 
     [Fact]
+    public void TornBatchNeverRecoversEntriesOfATermItsHardStateHasNotReached()
+    {
+        // A follower at term 1 learns term 2 with the leader's entries 4..6 and a commit index covering them, in one
+        // batch. The power fails during its sync: any prefix of the batch may be on disk, cut at any byte.
+        string segment;
+        long batchStart;
+        long batchEnd;
+        using (WriteAheadLog wal = Open())
+        {
+            wal.Save(Hard(1, 1, 3), Range(1, 1, 3));
+            segment = wal.ActiveSegmentPath;
+            batchStart = wal.ActiveOffset;
+            wal.Save(Hard(2, 0, 6), Range(2, 4, 6));
+            batchEnd = wal.ActiveOffset;
+        }
+
+        byte[] complete = File.ReadAllBytes(segment);
+        for (long cut = batchStart; cut <= batchEnd; cut++)
+        {
+            byte[] torn = (byte[])complete.Clone();
+            Array.Clear(torn, (int)cut, (int)(batchEnd - cut));
+            File.WriteAllBytes(segment, torn);
+
+            using WriteAheadLog wal = Open();
+            PersistentState state = wal.Load();
+            foreach (Entry entry in state.Entries)
+            {
+                Assert.True(entry.Term <= state.HardState.Term,
+                    $"cut at byte {cut}: entry {entry.Index}/{entry.Term} recovered under term {state.HardState.Term}");
+            }
+
+            // The recovered commit index never names an entry the cut lost (RaftLog refuses such a state).
+            Assert.True(state.HardState.Commit.Value <= state.Entries[^1].Index.Value,
+                $"cut at byte {cut}: commit {state.HardState.Commit} beyond the last entry {state.Entries[^1].Index}");
+        }
+    }
+
+    [Fact]
     public void BadRecordBeforeTheTailRefusesToOpenNamingFileAndOffset()
     {
         string segment;

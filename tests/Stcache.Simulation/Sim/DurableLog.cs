@@ -150,17 +150,36 @@ internal sealed class DurableLog : IRaftLogStore
 
         var covered = recovered.Snapshot.Index > SnapshotMetadata.Index ? recovered.Snapshot.Index : SnapshotMetadata.Index;
         var byIndex = recovered.Entries.ToDictionary(e => e.Index);
-        if (_inFlight is { Length: > 0 } batch && batch[0] is var first
-            && (first.Index <= covered || (byIndex.TryGetValue(first.Index, out var f) && f.Term == first.Term)))
+        if (_inFlight is { Length: > 0 } batch && BatchPrefixBecameDurable(batch, covered, recovered.Entries, byIndex))
         {
-            // The batch in flight at the crash became durable, wholly or a prefix of it (a write not yet synced may
-            // reach the disk in part): it replaced the acknowledged entries from its first index, which the node had
-            // given up when it accepted the conflicting batch.
-            CheckEntries(_entries.Where(e => e.Index < first.Index), covered, byIndex);
+            // The batch in flight at the crash became durable, whole or a prefix of it (the power failed during its
+            // sync; the rest was never acknowledged): it replaced the acknowledged entries from its first index. Raft
+            // overwrites only entries that conflict with a leader's, which are not committed, and a prefix leaves
+            // the log the node would hold had the leader sent it only those entries.
+            CheckEntries(_entries.Where(e => e.Index < batch[0].Index), covered, byIndex);
             return;
         }
 
         CheckEntries(_entries, covered, byIndex);
+    }
+
+    /// <summary>True if the recovered log, from the batch's first index on, is a non-empty prefix of the batch (or
+    /// the snapshot covers the whole batch).</summary>
+    private static bool BatchPrefixBecameDurable(Entry[] batch, LogIndex covered, IReadOnlyList<Entry> recovered, Dictionary<LogIndex, Entry> byIndex)
+    {
+        var beyond = batch.Where(e => e.Index > covered).ToList();
+        if (beyond.Count == 0)
+        {
+            return true;
+        }
+
+        if (!byIndex.TryGetValue(beyond[0].Index, out var head) || head.Term != beyond[0].Term)
+        {
+            return false;
+        }
+
+        var batchByIndex = beyond.ToDictionary(e => e.Index);
+        return recovered.Where(e => e.Index >= beyond[0].Index).All(e => batchByIndex.TryGetValue(e.Index, out var b) && b.Term == e.Term);
     }
 
     private void CheckEntries(IEnumerable<Entry> acknowledged, LogIndex covered, Dictionary<LogIndex, Entry> byIndex)

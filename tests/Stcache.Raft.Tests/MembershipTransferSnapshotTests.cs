@@ -200,8 +200,8 @@ public sealed class MembershipTransferSnapshotTests
 /// </summary>
 public sealed class StaleLogCampaignTests
 {
-    private static readonly NodeId Self = new(1);
-    private static readonly NodeId LeaderId = new(2);
+    private static readonly NodeId s_self = new(1);
+    private static readonly NodeId s_leaderId = new(2);
 
     private static void Drain(RaftNode node)
     {
@@ -213,13 +213,13 @@ public sealed class StaleLogCampaignTests
 
     private static RaftNode WipedNodeHoldingFirstFounderOnly(bool preVote)
     {
-        var node = new RaftNode(new RaftConfig { Id = Self, RandomSeed = 42, PreVote = preVote }, PersistentState.Empty);
-        var founder = new ConfChange(ConfChangeType.AddVoter, Self, ReadOnlyMemory<byte>.Empty).Encode();
+        var node = new RaftNode(new RaftConfig { Id = s_self, RandomSeed = 42, PreVote = preVote }, PersistentState.Empty);
+        var founder = new ConfChange(ConfChangeType.AddVoter, s_self, ReadOnlyMemory<byte>.Empty).Encode();
         node.Step(new Message
         {
             Type = MessageType.Append,
-            From = LeaderId,
-            To = Self,
+            From = s_leaderId,
+            To = s_self,
             Term = new Term(5),
             Index = LogIndex.Zero,
             LogTerm = Term.Zero,
@@ -229,7 +229,7 @@ public sealed class StaleLogCampaignTests
         Drain(node);
 
         // The premise: the applied prefix names this node as the only voter.
-        Assert.Equal([Self], node.ConfState.Voters);
+        Assert.Equal([s_self], node.ConfState.Voters);
         Assert.Equal(new LogIndex(1), node.CommitIndex);
         return node;
     }
@@ -257,7 +257,7 @@ public sealed class StaleLogCampaignTests
         {
             Type = preVote ? MessageType.PreVote : MessageType.Vote,
             From = new NodeId(3),
-            To = Self,
+            To = s_self,
             Term = new Term(6),
             Index = new LogIndex(10),
             LogTerm = new Term(5),
@@ -277,8 +277,8 @@ public sealed class StaleLogCampaignTests
         node.Step(new Message
         {
             Type = MessageType.Append,
-            From = LeaderId,
-            To = Self,
+            From = s_leaderId,
+            To = s_self,
             Term = new Term(5),
             Index = new LogIndex(1),
             LogTerm = new Term(1),

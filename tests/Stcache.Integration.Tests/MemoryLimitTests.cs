@@ -57,11 +57,14 @@ public sealed class MemoryLimitTests : ProcessTest
             long keys = long.Parse((await PipelineAsync(node, [["DBSIZE"]]))[0][1..], CultureInfo.InvariantCulture);
             Assert.InRange(keys, 1, Keys - 1);
 
-            // The same figures through OpenTelemetry's Prometheus exposition.
+            // The same figures through OpenTelemetry's Prometheus exposition, read a moment later: the leader's
+            // eviction batches may land in between, so memory can only have stayed within the limit and the
+            // eviction count can only have grown.
             var metrics = await MetricsAsync(node);
             Assert.Equal(Limit, metrics["stcache_memory_limit_bytes"]);
-            Assert.Equal(used, metrics["stcache_cache_memory_used_bytes"]);
-            Assert.Equal(long.Parse(info["evicted_keys"], CultureInfo.InvariantCulture), metrics["stcache_cache_evictions_total"]);
+            Assert.InRange(metrics["stcache_cache_memory_used_bytes"], 1, Limit + OneWrite);
+            Assert.True(metrics["stcache_cache_evictions_total"] >= long.Parse(info["evicted_keys"], CultureInfo.InvariantCulture),
+                $"{node.Name}: evictions went back from INFO's {info["evicted_keys"]} to {metrics["stcache_cache_evictions_total"]}");
             Assert.True(metrics.ContainsKey("stcache_cache_expirations_total"));
         }
 

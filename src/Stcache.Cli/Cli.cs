@@ -457,6 +457,9 @@ internal static class Cli
                 {
                     await io.Error.WriteLineAsync("bench: " + Line());
                 }
+
+                // And the final one, as the terminal's live line ends: a run shorter than a second printed none.
+                await io.Error.WriteLineAsync("bench: " + Line());
             }
 
             var report = await run;

@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Stcache.Integration.Tests;
+using Stcache.Testing;
 
 namespace Stcache.Cli.Tests;
 
@@ -178,27 +178,7 @@ public sealed class AgainstANodeTests : ProcessTest
 
     private static async Task<(int Code, string Stdout, string Stderr)> RunProcessAsync(params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "stcachectl.dll"));
-        foreach (string arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return (process.ExitCode, await stdout, await stderr);
+        var run = await ChildProcess.RunDotnetAsync("stcachectl.dll", TimeSpan.FromSeconds(60), args);
+        return (run.Code, run.Stdout, run.Stderr);
     }
 }

@@ -1,7 +1,7 @@
 using System.Collections;
-using System.Diagnostics;
 using Stcache.Integration.Tests;
 using Stcache.Server;
+using Stcache.Testing;
 
 namespace Stcache.Operations.Tests;
 
@@ -152,16 +152,10 @@ public sealed class ConfigurationTests : ClusterTest
 
         await Api.WaitForLeaderAsync([node], Wait);
 
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "stcached.dll"));
-        info.ArgumentList.Add("--config");
-        info.ArgumentList.Add(WriteConfig("""{ "max-connections": -5 }"""));
-        using var bad = Process.Start(info)!;
-        string stderr = await bad.StandardError.ReadToEndAsync();
-        await bad.WaitForExitAsync();
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains("\"max-connections\": --max-connections: '-5' must be an integer in [1, 1000000]", stderr, StringComparison.Ordinal);
+        var bad = await ChildProcess.RunDotnetAsync("stcached.dll", TimeSpan.FromSeconds(60), "--config", WriteConfig("""{ "max-connections": -5 }"""));
+        Assert.Equal(2, bad.Code);
+        Assert.Single(bad.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("\"max-connections\": --max-connections: '-5' must be an integer in [1, 1000000]", bad.Stderr, StringComparison.Ordinal);
     }
 
     /// <summary>The real process, one bad value of each kind: exit code 2 and exactly one line on stderr, no stack trace.</summary>
@@ -172,16 +166,10 @@ public sealed class ConfigurationTests : ClusterTest
     [InlineData("--peer-tls-ca=/nonexistent/peer-ca.pem", "stcached: --peer-tls-ca: cannot read '/nonexistent/peer-ca.pem'")]
     public async Task The_process_refuses_a_bad_value_with_one_line(string flag, string expected)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "stcached.dll"));
-        info.ArgumentList.Add(flag);
-        using var bad = Process.Start(info)!;
-        string stderr = await bad.StandardError.ReadToEndAsync();
-        string stdout = await bad.StandardOutput.ReadToEndAsync();
-        await bad.WaitForExitAsync();
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Equal(string.Empty, stdout);
-        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var bad = await ChildProcess.RunDotnetAsync("stcached.dll", TimeSpan.FromSeconds(60), flag);
+        Assert.Equal(2, bad.Code);
+        Assert.Equal(string.Empty, bad.Stdout);
+        string line = Assert.Single(bad.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith(expected, line, StringComparison.Ordinal);
         Assert.DoesNotContain(" at ", line, StringComparison.Ordinal);
     }

@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Net;
 using Stcache.Integration.Tests;
+using Stcache.Testing;
 
 namespace Stcache.Operations.Tests;
 
@@ -105,34 +105,6 @@ public sealed class RecoveryTests : ClusterTest
         Assert.Empty(notOne.Stdout);
     }
 
-    private sealed record Run(int Code, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {Code}\n--- stdout ---\n{Stdout}\n--- stderr ---\n{Stderr}";
-    }
-
-    private static async Task<Run> RunCtlAsync(params string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "stcachectl.dll"));
-        foreach (string arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return new Run(process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<ChildProcessResult> RunCtlAsync(params string[] args) =>
+        ChildProcess.RunDotnetAsync("stcachectl.dll", TimeSpan.FromSeconds(120), args);
 }

@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Stcache.Integration.Tests;
+using Stcache.Testing;
 
 namespace Stcache.Resp.Clients.Tests;
 
@@ -70,39 +70,8 @@ public abstract class RespClusterTest : ProcessTest
     /// <summary>Runs a program to completion (bounded); returns exit code and output.</summary>
     public static async Task<(int Code, string Output)> RunAsync(string program, IEnumerable<string> arguments, string? input = null, TimeSpan? timeout = null)
     {
-        var info = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(info)!;
-        if (input is not null)
-        {
-            await process.StandardInput.WriteAsync(input);
-        }
-
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cancel = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(120));
-        try
-        {
-            await process.WaitForExitAsync(cancel.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        var run = await ChildProcess.RunAsync(program, arguments, timeout ?? TimeSpan.FromSeconds(120), input);
+        return (run.Code, run.Stdout + run.Stderr);
     }
 }
 

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using Stcache.Faults.Tests.Harness;
 using Stcache.Testing;
 
@@ -31,74 +29,16 @@ public sealed record FaultRunResult(bool Passed, string Report, int Operations, 
 /// </summary>
 public static class FaultRun
 {
-    public static async Task<FaultRunResult> RunAsync(FaultRunOptions options, Action<string> log)
-    {
-        var report = new StringBuilder();
-        void Note(string line)
-        {
-            lock (report)
+    public static Task<FaultRunResult> RunAsync(FaultRunOptions options, Action<string> log) =>
+        FaultRunner.RunAsync(options, "fault run", log,
+            members => new KvWorkload(options.Workload with { Seed = options.Seed }, members),
+            async (workload, members, note) =>
             {
-                report.AppendLine(line);
-                log(line);
-            }
-        }
-
-        Note(string.Create(CultureInfo.InvariantCulture,
-            $"fault run: {options.Cluster.Voters} voters (+{options.Cluster.Spares} spare), {options.Workload.Clients} clients, {options.Workload.Keys} keys, {options.Duration.TotalSeconds}s, seed {options.Seed}, election timeout {options.Cluster.ElectionTimeout.TotalMilliseconds}ms"));
-        var random = new Random(options.Seed);
-        var started = Stopwatch.StartNew();
-        await using var cluster = await StcacheCluster.StartAsync(options.Cluster, log, TimeSpan.FromSeconds(30));
-        Note(string.Create(CultureInfo.InvariantCulture, $"cluster up in {started.Elapsed.TotalSeconds:F1}s: {string.Join(", ", cluster.Founders)}"));
-        KvWorkload? workload = null;
-        var nemesis = new Nemesis(cluster, random, log, () => workload!.NextEpoch());
-        workload = new KvWorkload(options.Workload with { Seed = options.Seed }, () => nemesis.Members);
-        using var disposeWorkload = workload;
-        bool passed = true;
-        try
-        {
-            using var stop = new CancellationTokenSource();
-            var load = workload.RunAsync(stop.Token);
-            try
-            {
-                await nemesis.RunAsync(options.Faults, options.Duration, options.Hold, options.Quiet);
-            }
-            finally
-            {
-                await stop.CancelAsync();
-                await load;
-            }
-
-            await nemesis.HealAsync();
-            var members = nemesis.Members;
-            var statuses = await cluster.WaitForConvergenceAsync(members, TimeSpan.FromSeconds(30));
-            Note(string.Create(CultureInfo.InvariantCulture, $"healed and converged: commit {statuses[0].Commit} on {string.Join(", ", members.Select(m => m.MemberName))}"));
-
-            passed &= await CheckFinalStateAsync(workload, members, Note);
-            var summary = HistoryCheck.Check(workload.Operations);
-            Note(summary.Report.TrimEnd());
-            passed &= summary.Result.IsLinearizable;
-            Note(string.Create(CultureInfo.InvariantCulture, $"faults injected: {nemesis.Injected.Count}"));
-            foreach (string fault in nemesis.Injected)
-            {
-                Note("  " + fault);
-            }
-
-            Note(string.Create(CultureInfo.InvariantCulture, $"VERDICT: {(passed ? "PASS" : "FAIL")} ({summary.Total} ops, {nemesis.Injected.Count} faults, {started.Elapsed.TotalSeconds:F0}s, seed {options.Seed})"));
-            if (!passed)
-            {
-                Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 30));
-            }
-
-            return new FaultRunResult(passed, report.ToString(), summary.Total, nemesis.Injected.Count);
-        }
-        catch (Exception e) when (e is TimeoutException or InvalidOperationException)
-        {
-            Note("faults injected so far: " + string.Join("; ", nemesis.Injected));
-            Note("run aborted: " + e.Message);
-            Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 80));
-            return new FaultRunResult(false, report.ToString(), workload.Operations.Count, nemesis.Injected.Count);
-        }
-    }
+                bool passed = await CheckFinalStateAsync(workload, members, note);
+                var summary = HistoryCheck.Check(workload.Operations);
+                note(summary.Report.TrimEnd());
+                return (passed && summary.Result.IsLinearizable, summary.Total);
+            });
 
     /// <summary>Final reads (recorded into the history), acknowledged write-once keys, identical replicas.</summary>
     private static async Task<bool> CheckFinalStateAsync(KvWorkload workload, IReadOnlyList<NodeProcess> members, Action<string> note)

@@ -54,7 +54,7 @@ public sealed record WorkloadOptions
 /// Concurrent HTTP clients doing gets, sets, compare-and-sets and deletes on a few keys, each request to a random
 /// node, plus write-once keys whose acknowledged values must survive everything. Every operation is recorded.
 /// </summary>
-public sealed class KvWorkload : IDisposable
+public sealed class KvWorkload : IFaultWorkload, IDisposable
 {
     public const string KeyPrefix = "k";
     public const string DurableKeyPrefix = "durable-";
@@ -81,6 +81,8 @@ public sealed class KvWorkload : IDisposable
     }
 
     public IReadOnlyCollection<RecordedOp> Operations => _ops;
+
+    public int OperationCount => _ops.Count;
 
     /// <summary>Write-once keys whose write was acknowledged, with their values.</summary>
     public IReadOnlyDictionary<string, string> DurableAcknowledged => _durableAcknowledged;

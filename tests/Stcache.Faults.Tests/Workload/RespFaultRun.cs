@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using Stcache.Faults.Tests.Harness;
 using Stcache.Testing;
 
@@ -13,80 +12,25 @@ namespace Stcache.Faults.Tests.Workload;
 /// </summary>
 public static class RespFaultRun
 {
-    public static async Task<FaultRunResult> RunAsync(FaultRunOptions options, Action<string> log)
-    {
-        var report = new StringBuilder();
-        void Note(string line)
-        {
-            lock (report)
+    public static Task<FaultRunResult> RunAsync(FaultRunOptions options, Action<string> log) =>
+        FaultRunner.RunAsync(options with { Cluster = options.Cluster with { Resp = true } }, "RESP fault run (keys are groups of 2)", log,
+            members => new RespWorkload(options.Workload with { Seed = options.Seed }, members),
+            async (workload, members, note) =>
             {
-                report.AppendLine(line);
-                log(line);
-            }
-        }
-
-        Note(string.Create(CultureInfo.InvariantCulture,
-            $"RESP fault run: {options.Cluster.Voters} voters (+{options.Cluster.Spares} spare), {options.Workload.Clients} clients, {options.Workload.Keys} groups of 2 keys, {options.Duration.TotalSeconds}s, seed {options.Seed}"));
-        var random = new Random(options.Seed);
-        var started = Stopwatch.StartNew();
-        await using var cluster = await StcacheCluster.StartAsync(options.Cluster with { Resp = true }, log, TimeSpan.FromSeconds(30));
-        Note(string.Create(CultureInfo.InvariantCulture, $"cluster up in {started.Elapsed.TotalSeconds:F1}s: {string.Join(", ", cluster.Founders)}"));
-        RespWorkload? workload = null;
-        var nemesis = new Nemesis(cluster, random, log, () => workload!.NextEpoch());
-        workload = new RespWorkload(options.Workload with { Seed = options.Seed }, () => nemesis.Members);
-        try
-        {
-            using var stop = new CancellationTokenSource();
-            var load = workload.RunAsync(stop.Token);
-            try
-            {
-                await nemesis.RunAsync(options.Faults, options.Duration, options.Hold, options.Quiet);
-            }
-            finally
-            {
-                await stop.CancelAsync();
-                await load;
-            }
-
-            await nemesis.HealAsync();
-            var members = nemesis.Members;
-            var statuses = await cluster.WaitForConvergenceAsync(members, TimeSpan.FromSeconds(30));
-            Note(string.Create(CultureInfo.InvariantCulture, $"healed and converged: commit {statuses[0].Commit} on {string.Join(", ", members.Select(m => m.MemberName))}"));
-
-            var final = new List<RespRecordedOp>();
-            foreach (string group in workload.GroupsUsed.Where(g => RespWorkload.EpochOf(g) >= workload.Epoch - 1))
-            {
-                foreach (var member in members)
+                var final = new List<RespRecordedOp>();
+                foreach (string group in workload.GroupsUsed.Where(g => RespWorkload.EpochOf(g) >= workload.Epoch - 1))
                 {
-                    final.Add(await workload.ReadGroupAsync(member, group));
+                    foreach (var member in members)
+                    {
+                        final.Add(await workload.ReadGroupAsync(member, group));
+                    }
                 }
-            }
 
-            bool passed = await CheckCounterAsync(workload, members, Note);
-            var all = workload.Operations.Concat(final).ToList();
-            passed &= CheckHistories(all, Note);
-            Note(string.Create(CultureInfo.InvariantCulture, $"faults injected: {nemesis.Injected.Count}"));
-            foreach (string fault in nemesis.Injected)
-            {
-                Note("  " + fault);
-            }
-
-            Note(string.Create(CultureInfo.InvariantCulture, $"VERDICT: {(passed ? "PASS" : "FAIL")} ({all.Count} ops, {nemesis.Injected.Count} faults, {started.Elapsed.TotalSeconds:F0}s, seed {options.Seed})"));
-            if (!passed)
-            {
-                Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 30));
-            }
-
-            return new FaultRunResult(passed, report.ToString(), all.Count, nemesis.Injected.Count);
-        }
-        catch (Exception e) when (e is TimeoutException or InvalidOperationException)
-        {
-            Note("faults injected so far: " + string.Join("; ", nemesis.Injected));
-            Note("run aborted: " + e.Message);
-            Note(NodeProcess.Describe(cluster.Nodes.Where(n => n.Starts > 0), 80));
-            return new FaultRunResult(false, report.ToString(), workload.Operations.Count, nemesis.Injected.Count);
-        }
-    }
+                bool passed = await CheckCounterAsync(workload, members, note);
+                var all = workload.Operations.Concat(final).ToList();
+                passed &= CheckHistories(all, note);
+                return (passed, all.Count);
+            });
 
     /// <summary>Linearizability of every group's history; the report lists each failing group's operations.</summary>
     public static bool CheckHistories(IReadOnlyCollection<RespRecordedOp> all, Action<string> note)

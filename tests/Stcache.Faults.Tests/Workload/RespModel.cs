@@ -60,8 +60,8 @@ public sealed record RespRecordedOp(
 
 /// <summary>
 /// The sequential model of a group of two keys holding integers (or nothing), and a linearizability check of RESP
-/// histories against it: the Wing–Gong search with memoized (linearized set, state), as in Stcache.Testing's
-/// key-value checker, but over a group's pair of values so that a MULTI/EXEC touching both keys must be atomic.
+/// histories against it with <see cref="WingGongSearch"/>, over a group's pair of values so that a MULTI/EXEC
+/// touching both keys must be atomic.
 /// Operations with an unknown outcome may take effect at any time after their invocation, or never; their replies
 /// are not checked. Operations that certainly failed, and reads without an answer, are left out.
 /// </summary>
@@ -113,68 +113,12 @@ public static class RespModel
             .ToList();
     }
 
-    private sealed class GroupSearch
+    private sealed class GroupSearch(string group, List<RespRecordedOp> ops, long budget)
     {
-        private readonly string _group;
-        private readonly long _budget;
-        private readonly List<RespRecordedOp> _ops;
-        private readonly Dictionary<(long?, long?), int> _stateIds = [];
-        private readonly List<(long? A, long? B)> _states = [];
-        private readonly int[] _next;
-        private readonly int[] _previous;
-        private readonly int[] _opOfNode;
-        private readonly bool[] _isCall;
-        private readonly int[] _returnNode;
-        private readonly ulong[] _zobrist;
-        private readonly int _head;
+        private readonly Dictionary<(long?, long?), int> _stateIds = new() { [(null, null)] = 0 };
+        private readonly List<(long? A, long? B)> _states = [(null, null)];
 
-        public GroupSearch(string group, List<RespRecordedOp> ops, long budget)
-        {
-            _group = group;
-            _ops = ops;
-            _budget = budget;
-            int n = ops.Count;
-            _next = new int[(2 * n) + 1];
-            _previous = new int[(2 * n) + 1];
-            _opOfNode = new int[2 * n];
-            _isCall = new bool[2 * n];
-            _returnNode = new int[n];
-            _zobrist = new ulong[n];
-            _head = 2 * n;
-            var events = new List<(long Time, bool IsCall, int Op)>(2 * n);
-            for (int i = 0; i < n; i++)
-            {
-                events.Add((ops[i].InvokeTime, true, i));
-                events.Add((IsComplete(i) ? ops[i].CompleteTime : long.MaxValue, false, i));
-            }
-
-            events.Sort((a, b) => a.Time != b.Time ? a.Time.CompareTo(b.Time) : a.IsCall != b.IsCall ? (a.IsCall ? -1 : 1) : a.Op.CompareTo(b.Op));
-            int previous = _head;
-            for (int node = 0; node < events.Count; node++)
-            {
-                _opOfNode[node] = events[node].Op;
-                _isCall[node] = events[node].IsCall;
-                if (!events[node].IsCall)
-                {
-                    _returnNode[events[node].Op] = node;
-                }
-
-                _next[previous] = node;
-                _previous[node] = previous;
-                previous = node;
-            }
-
-            _next[previous] = -1;
-            var random = new Random(n);
-            for (int i = 0; i < n; i++)
-            {
-                _zobrist[i] = (ulong)random.NextInt64() ^ ((ulong)random.NextInt64() << 1);
-            }
-
-            StateId((null, null));
-        }
-
-        private bool IsComplete(int op) => _ops[op].Outcome == OpOutcome.Ok;
+        private bool IsComplete(int op) => ops[op].Outcome == OpOutcome.Ok;
 
         private int StateId((long?, long?) state)
         {
@@ -191,7 +135,7 @@ public static class RespModel
         private bool TryStep(int stateId, int op, out int next)
         {
             var state = _states[stateId];
-            var recorded = _ops[op];
+            var recorded = ops[op];
             for (int i = 0; i < recorded.Steps.Count; i++)
             {
                 var expected = Apply(ref state, recorded.Steps[i]);
@@ -208,135 +152,39 @@ public static class RespModel
 
         public GroupResult Run()
         {
-            int n = _ops.Count;
-            int remaining = Enumerable.Range(0, n).Count(IsComplete);
-            var linearized = new ulong[(n + 63) / 64];
-            ulong hash = 0;
-            int state = 0;
-            var cache = new HashSet<(ulong Hash, int State, string Set)>();
-            var calls = new Stack<(int Node, int StateBefore)>();
-            var best = new List<int>();
-            int bestState = 0;
-            long steps = 0;
-            int entry = _next[_head];
-            while (remaining > 0)
+            var intervals = Enumerable.Range(0, ops.Count)
+                .Select(i => new WingGongSearch.Interval(ops[i].InvokeTime, IsComplete(i) ? ops[i].CompleteTime : null))
+                .ToList();
+            var outcome = WingGongSearch.Run(intervals, initialState: 0, TryStep, budget);
+            string? explanation = outcome.Verdict switch
             {
-                if (++steps > _budget)
-                {
-                    return new GroupResult(_group, LinearizabilityVerdict.Unknown, n, steps, "search budget exhausted");
-                }
-
-                if (_isCall[entry])
-                {
-                    int op = _opOfNode[entry];
-                    if (TryStep(state, op, out int newState))
-                    {
-                        linearized[op >> 6] |= 1UL << (op & 63);
-                        ulong newHash = hash ^ _zobrist[op];
-                        if (cache.Add((newHash, newState, Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(linearized.AsSpan())))))
-                        {
-                            calls.Push((entry, state));
-                            state = newState;
-                            hash = newHash;
-                            Lift(entry);
-                            if (IsComplete(op))
-                            {
-                                remaining--;
-                            }
-
-                            if (calls.Count > best.Count)
-                            {
-                                best = calls.Select(c => _opOfNode[c.Node]).Reverse().ToList();
-                                bestState = state;
-                            }
-
-                            entry = _next[_head];
-                            continue;
-                        }
-
-                        linearized[op >> 6] &= ~(1UL << (op & 63));
-                    }
-
-                    entry = _next[entry];
-                }
-                else
-                {
-                    if (calls.Count == 0)
-                    {
-                        return new GroupResult(_group, LinearizabilityVerdict.NotLinearizable, n, steps, Explain(best, bestState));
-                    }
-
-                    var (callNode, before) = calls.Pop();
-                    int op = _opOfNode[callNode];
-                    linearized[op >> 6] &= ~(1UL << (op & 63));
-                    hash ^= _zobrist[op];
-                    state = before;
-                    Unlift(callNode);
-                    if (IsComplete(op))
-                    {
-                        remaining++;
-                    }
-
-                    entry = _next[callNode];
-                }
-            }
-
-            return new GroupResult(_group, LinearizabilityVerdict.Linearizable, n, steps, null);
+                LinearizabilityVerdict.Linearizable => null,
+                LinearizabilityVerdict.Unknown => "search budget exhausted",
+                _ => Explain(outcome.LongestPrefix, outcome.StateAfterPrefix),
+            };
+            return new GroupResult(group, outcome.Verdict, ops.Count, outcome.Steps, explanation);
         }
 
-        private void Lift(int callNode)
-        {
-            _next[_previous[callNode]] = _next[callNode];
-            if (_next[callNode] >= 0)
-            {
-                _previous[_next[callNode]] = _previous[callNode];
-            }
-
-            int returnNode = _returnNode[_opOfNode[callNode]];
-            _next[_previous[returnNode]] = _next[returnNode];
-            if (_next[returnNode] >= 0)
-            {
-                _previous[_next[returnNode]] = _previous[returnNode];
-            }
-        }
-
-        private void Unlift(int callNode)
-        {
-            int returnNode = _returnNode[_opOfNode[callNode]];
-            if (_next[returnNode] >= 0)
-            {
-                _previous[_next[returnNode]] = returnNode;
-            }
-
-            _next[_previous[returnNode]] = returnNode;
-            if (_next[callNode] >= 0)
-            {
-                _previous[_next[callNode]] = callNode;
-            }
-
-            _next[_previous[callNode]] = callNode;
-        }
-
-        private string Explain(List<int> best, int stateAfter)
+        private string Explain(IReadOnlyList<int> best, int stateAfter)
         {
             var text = new StringBuilder();
-            text.Append(CultureInfo.InvariantCulture, $"  longest linearizable prefix: {best.Count} of {_ops.Count} operations");
+            text.Append(CultureInfo.InvariantCulture, $"  longest linearizable prefix: {best.Count} of {ops.Count} operations");
             foreach (int op in best.Skip(Math.Max(0, best.Count - 8)))
             {
-                text.AppendLine().Append("    ").Append(_ops[op]);
+                text.AppendLine().Append("    ").Append(ops[op]);
             }
 
             var (a, b) = _states[stateAfter];
             text.AppendLine().Append(CultureInfo.InvariantCulture, $"  state after that prefix: a={a?.ToString(CultureInfo.InvariantCulture) ?? "absent"} b={b?.ToString(CultureInfo.InvariantCulture) ?? "absent"}");
             var done = new HashSet<int>(best);
-            var blocking = Enumerable.Range(0, _ops.Count).Where(i => !done.Contains(i) && IsComplete(i)).OrderBy(i => _ops[i].CompleteTime).FirstOrDefault(-1);
+            var blocking = Enumerable.Range(0, ops.Count).Where(i => !done.Contains(i) && IsComplete(i)).OrderBy(i => ops[i].CompleteTime).FirstOrDefault(-1);
             if (blocking >= 0)
             {
-                long deadline = _ops[blocking].CompleteTime;
+                long deadline = ops[blocking].CompleteTime;
                 text.AppendLine().Append("  no order of these concurrent operations explains the replies:");
-                foreach (int i in Enumerable.Range(0, _ops.Count).Where(i => !done.Contains(i) && _ops[i].InvokeTime <= deadline).Take(12))
+                foreach (int i in Enumerable.Range(0, ops.Count).Where(i => !done.Contains(i) && ops[i].InvokeTime <= deadline).Take(12))
                 {
-                    text.AppendLine().Append("    ").Append(_ops[i]);
+                    text.AppendLine().Append("    ").Append(ops[i]);
                 }
             }
 

@@ -11,7 +11,7 @@ namespace Stcache.Faults.Tests.Workload;
 /// groups, MULTI/EXEC transactions over both keys of a group, and INCRs of one counter that must lose no
 /// acknowledged increment. Every operation is recorded with its outcome.
 /// </summary>
-public sealed class RespWorkload(WorkloadOptions options, Func<IReadOnlyList<NodeProcess>> targets)
+public sealed class RespWorkload(WorkloadOptions options, Func<IReadOnlyList<NodeProcess>> targets) : IFaultWorkload
 {
     public const string CounterKey = "resp-incr-total";
 
@@ -22,6 +22,8 @@ public sealed class RespWorkload(WorkloadOptions options, Func<IReadOnlyList<Nod
     private int _epoch;
 
     public IReadOnlyCollection<RespRecordedOp> Operations => _ops;
+
+    public int OperationCount => _ops.Count;
 
     /// <summary>The values the acknowledged INCRs of <see cref="CounterKey"/> answered.</summary>
     public IReadOnlyCollection<long> CounterAcknowledged => _counterAcknowledged;

@@ -159,6 +159,29 @@ for part in f.split("."):
 print(v)' "$1"
 }
 
+# ---- shared by the 3-node systems -------------------------------------------------------------------------------
+
+three_pids() { local i; for i in 1 2 3; do echo "${PIDS[$1$i]:-}"; done; } # system
+
+http_kv_leader() { # system http-ports : the 1-based index of the node whose /v1/status says it leads, or nothing
+  local system=$1 i status role
+  local -n http_ports=$2
+  for i in 1 2 3; do
+    [[ -n "${PIDS[$system$i]:-}" ]] || continue
+    status=$(curl -sf --max-time 1 "http://127.0.0.1:${http_ports[$i]}/v1/status") || continue
+    role=$(json_field role <<<"$status")
+    if [[ "${role,,}" == leader ]]; then
+      echo "$i"
+      return
+    fi
+  done
+}
+
+http_kv_put() { # http-ports index : one /v1/kv write with a short timeout; success only when acknowledged
+  local -n http_ports=$1
+  curl -sf --max-time 0.5 -X PUT --data-binary x "http://127.0.0.1:${http_ports[$2]}/v1/kv/failover" >/dev/null 2>&1
+}
+
 # ---- etcd -------------------------------------------------------------------------------------------------------
 
 declare -a ETCD_CLIENT=() ETCD_PEER=()
@@ -212,7 +235,7 @@ etcd_put() { # index : one write with a short timeout; success only when acknowl
 
 etcd_url() { echo "http://127.0.0.1:${ETCD_CLIENT[$1]}"; }
 
-etcd_pids() { local i; for i in 1 2 3; do echo "${PIDS[etcd$i]:-}"; done; }
+etcd_pids() { three_pids etcd; }
 
 # ---- stcache ----------------------------------------------------------------------------------------------------
 
@@ -230,16 +253,21 @@ stcache_build() {
   [[ -x "$STCACHED" ]] || die "./build.sh did not produce out/stcached"
 }
 
-stcache_start_node() { # index (1-based): the raft-demo static form, so every node starts (and restarts) alike
-  local i=$1 cluster="" j
+stcache_launch() { # name-prefix http-ports raft-ports index extra-flags... : one node of a 3-node stcache, in the
+  # raft-demo static form, so every node starts (and restarts) alike; the port arguments name arrays
+  local prefix=$1 i=$4 cluster="" j
+  local -n http_ports=$2 raft_ports=$3
+  shift 4
   for j in 1 2 3; do
-    cluster+="${cluster:+,}$j/127.0.0.1:${ST_RAFT[$j]}"
+    cluster+="${cluster:+,}$j/127.0.0.1:${raft_ports[$j]}"
   done
   # shellcheck disable=SC2086 # STCACHE_FLAGS is a list of flags
-  start_process "stcache$i" "$WORK/stcache$i.log" "$STCACHED" --http_addr="127.0.0.1:${ST_HTTP[$i]}" \
-    --raft_addr="127.0.0.1:${ST_RAFT[$i]}" --raft_id="$i" --raft_cluster="$cluster" --node="$WORK/stcache$i" \
-    --log-level=Warning $STCACHE_FLAGS
+  start_process "$prefix$i" "$WORK/$prefix$i.log" "$STCACHED" --http_addr="127.0.0.1:${http_ports[$i]}" \
+    --raft_addr="127.0.0.1:${raft_ports[$i]}" --raft_id="$i" --raft_cluster="$cluster" --node="$WORK/$prefix$i" \
+    --log-level=Warning $STCACHE_FLAGS "$@"
 }
+
+stcache_start_node() { stcache_launch stcache ST_HTTP ST_RAFT "$1"; } # index (1-based)
 
 stcache_healthy() { curl -sf --max-time 1 "http://127.0.0.1:${ST_HTTP[$1]}/v1/status" | grep -q '"leader":"[1-9]'; }
 
@@ -259,24 +287,13 @@ stcache_start() {
   log "stcache up on HTTP ports ${ST_HTTP[*]}"
 }
 
-stcache_leader() {
-  local i status role
-  for i in 1 2 3; do
-    [[ -n "${PIDS[stcache$i]:-}" ]] || continue
-    status=$(curl -sf --max-time 1 "http://127.0.0.1:${ST_HTTP[$i]}/v1/status") || continue
-    role=$(json_field role <<<"$status")
-    if [[ "${role,,}" == leader ]]; then
-      echo "$i"
-      return
-    fi
-  done
-}
+stcache_leader() { http_kv_leader stcache ST_HTTP; }
 
-stcache_put() { curl -sf --max-time 0.5 -X PUT --data-binary x "http://127.0.0.1:${ST_HTTP[$1]}/v1/kv/failover" >/dev/null 2>&1; }
+stcache_put() { http_kv_put ST_HTTP "$1"; }
 
 stcache_url() { echo "http://127.0.0.1:${ST_HTTP[$1]}"; }
 
-stcache_pids() { local i; for i in 1 2 3; do echo "${PIDS[stcache$i]:-}"; done; }
+stcache_pids() { three_pids stcache; }
 
 # ---- DotNext KV --------------------------------------------------------------------------------------------------
 # bench/dotnext-kv: DotNext.AspNetCore.Cluster's Raft over HTTP (on the same Kestrel port as the API), its
@@ -318,24 +335,13 @@ dotnext_start() {
   log "DotNext KV up on ports ${DN_HTTP[*]}"
 }
 
-dotnext_leader() {
-  local i status role
-  for i in 1 2 3; do
-    [[ -n "${PIDS[dotnext$i]:-}" ]] || continue
-    status=$(curl -sf --max-time 1 "http://127.0.0.1:${DN_HTTP[$i]}/v1/status") || continue
-    role=$(json_field role <<<"$status")
-    if [[ "$role" == leader ]]; then
-      echo "$i"
-      return
-    fi
-  done
-}
+dotnext_leader() { http_kv_leader dotnext DN_HTTP; }
 
-dotnext_put() { curl -sf --max-time 0.5 -X PUT --data-binary x "http://127.0.0.1:${DN_HTTP[$1]}/v1/kv/failover" >/dev/null 2>&1; }
+dotnext_put() { http_kv_put DN_HTTP "$1"; }
 
 dotnext_url() { echo "http://127.0.0.1:${DN_HTTP[$1]}"; }
 
-dotnext_pids() { local i; for i in 1 2 3; do echo "${PIDS[dotnext$i]:-}"; done; }
+dotnext_pids() { three_pids dotnext; }
 
 # ---- baseline ---------------------------------------------------------------------------------------------------
 
@@ -547,15 +553,9 @@ resp_garnet() {
 }
 
 resp_stcache_start_node() { # index extra-flags...
-  local i=$1 cluster="" j
+  local i=$1
   shift
-  for j in 1 2 3; do
-    cluster+="${cluster:+,}$j/127.0.0.1:${RS_RAFT[$j]}"
-  done
-  # shellcheck disable=SC2086 # STCACHE_FLAGS is a list of flags
-  start_process "resp-stcache$i" "$WORK/resp-stcache$i.log" "$STCACHED" --http_addr="127.0.0.1:${RS_HTTP[$i]}" \
-    --raft_addr="127.0.0.1:${RS_RAFT[$i]}" --raft_id="$i" --raft_cluster="$cluster" --node="$WORK/resp-stcache$i" \
-    --resp="127.0.0.1:${RS_RESP[$i]}" --log-level=Warning $STCACHE_FLAGS "$@"
+  stcache_launch resp-stcache RS_HTTP RS_RAFT "$i" --resp="127.0.0.1:${RS_RESP[$i]}" "$@"
 }
 
 resp_stcache_role() { # index : prints the node's RESP role (master/slave)
@@ -573,6 +573,18 @@ resp_stcache_leader() { # prints the index of the node whose RESP ROLE says mast
   return 1
 }
 
+resp_stcache_leader_now() { # the leader's index, waiting out an election (a loaded machine may hold one at any time)
+  local leader
+  for _ in $(seq 300); do
+    if leader=$(resp_stcache_leader); then
+      echo "$leader"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "stcache (RESP) has had no leader for 30 s (see $WORK/resp-stcache*.log)"
+}
+
 resp_stcache_writes() { [[ "$(redis-cli -p "${RS_RESP[1]}" SET resp-ready 1 2>/dev/null)" == OK ]]; }
 
 resp_stcache_up() { # extra-flags... : starts (or restarts) the three nodes and waits for a leader that writes
@@ -580,7 +592,7 @@ resp_stcache_up() { # extra-flags... : starts (or restarts) the three nodes and 
   for i in 1 2 3; do
     resp_stcache_start_node "$i" "$@"
   done
-  wait_until 60 resp_stcache_leader || die "stcache (RESP) elected no leader (see $WORK/resp-stcache*.log)"
+  wait_until 60 resp_stcache_leader >/dev/null || die "stcache (RESP) elected no leader (see $WORK/resp-stcache*.log)"
   wait_until 30 resp_stcache_writes || die "stcache (RESP) did not acknowledge a write"
 }
 
@@ -592,14 +604,14 @@ resp_stcache() {
     RS_RESP[$i]=$(free_port)
   done
   resp_stcache_up
-  leader=$(resp_stcache_leader)
+  leader=$(resp_stcache_leader_now)
   log "stcache (RESP) up on ports ${RS_RESP[*]}, leader node $leader"
   echo "stcache=3 nodes, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), flags: $STCACHE_FLAGS" >>"$RESP_OUT/machine.txt"
   resp_rows stcache "${RS_RESP[$leader]}"
   # READONLY GET: the same data, every connection starting in READONLY mode, read from a follower.
   for i in 1 2 3; do stop_process "resp-stcache$i" TERM; done
   resp_stcache_up --resp-readonly=true
-  leader=$(resp_stcache_leader)
+  leader=$(resp_stcache_leader_now)
   follower=$(( leader % 3 + 1 ))
   resp_bench stcache readonly-get-c50 "${RS_RESP[$follower]}" "$RESP_N_C50" -t get -c 50
   for i in 1 2 3; do stop_process "resp-stcache$i" TERM; done

@@ -120,6 +120,8 @@ internal sealed class ScenarioCluster : ISimEnvironment
     {
     }
 
+    long? ISimEnvironment.PausedUntil(NodeId id) => null; // scenarios pause no process
+
     /// <summary>Runs the work nodes scheduled (snapshot writes, retries), in order.</summary>
     public void RunScheduled()
     {

@@ -69,17 +69,26 @@ internal sealed partial class SimNode
         SyncLatencyMaxMs = Math.Max(SyncLatencyMaxMs, latency);
         int incarnation = _incarnation;
         _syncBusyIncarnation = incarnation;
-        _env.Schedule(latency, () =>
-        {
-            if (_incarnation != incarnation)
-            {
-                return; // crashed inside the sync window: the held messages never left (Down dropped them)
-            }
+        _env.Schedule(latency, () => SyncReturned(incarnation));
+    }
 
-            _syncBusyIncarnation = -1;
-            FlushHeld();
-            Run(_ => { });
-        });
+    private void SyncReturned(int incarnation)
+    {
+        if (_incarnation != incarnation)
+        {
+            return; // crashed inside the sync window: the held messages never left (Down dropped them)
+        }
+
+        if (_env.PausedUntil(Id) is { } until)
+        {
+            // The disk finished, but a paused process runs nothing: what follows the sync waits for the resume.
+            _env.Schedule(Math.Max(1, until - _env.Now), () => SyncReturned(incarnation));
+            return;
+        }
+
+        _syncBusyIncarnation = -1;
+        FlushHeld();
+        Run(_ => { });
     }
 
     private void SendEffect(Message message)

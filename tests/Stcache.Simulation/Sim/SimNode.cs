@@ -20,6 +20,9 @@ internal interface ISimEnvironment
     int Random(int low, int high);
 
     void Trace(string line);
+
+    /// <summary>The virtual time a paused process resumes at, or null while <paramref name="id"/> runs.</summary>
+    long? PausedUntil(NodeId id);
 }
 
 /// <summary>A node's wall clock: virtual time, with its own offset, drift and NTP steps.</summary>

@@ -427,6 +427,8 @@ internal sealed partial class Simulator : ISimEnvironment
 
     void ISimEnvironment.Trace(string line) => Trace(line);
 
+    long? ISimEnvironment.PausedUntil(NodeId id) => _paused.TryGetValue(id.Value, out var pause) ? pause.Until : null;
+
     // ---------------------------------------------------------------- setup
 
     private void Setup()
@@ -562,6 +564,9 @@ internal sealed partial class Simulator : ISimEnvironment
             var action = _events.Dequeue();
             _now = at.Time;
             _eventCount++;
+
+            // A leader may confirm a read and step down within one event: its clock counts from the event's start.
+            _ttl?.SampleLeaderClocks();
             action();
             CheckAll();
             CheckLeaderChanges();

@@ -163,7 +163,9 @@ internal sealed class TtlWorkload
         SampleLeaderClocks();
     }
 
-    private void SampleLeaderClocks()
+    /// <summary>Records the clock of every node leading now in each read in flight (the simulator calls it before
+    /// every event, and the checks after it).</summary>
+    public void SampleLeaderClocks()
     {
         if (_pending.Count == 0)
         {

@@ -44,6 +44,10 @@ public sealed class NodeDriver
     private readonly List<(LogIndex Index, NodeRequest<LogIndex> Wait)> _appliedWaits = [];
     private readonly List<NodeRequest<SnapshotMetadata>> _snapshotRequests = [];
 
+    // Propose(batch)'s scratch lists, reused.
+    private readonly List<ReadOnlyMemory<byte>> _batchCommands = [];
+    private readonly List<ProposalRequest> _batchRequests = [];
+
     // Leader: per learner, the commit index its current catch-up round must reach and the tick the round began.
     private readonly Dictionary<NodeId, (LogIndex Target, long StartTick)> _catchUpRounds = [];
 
@@ -184,6 +188,47 @@ public sealed class NodeDriver
         {
             Track(request, _node.Propose(command));
         }
+    }
+
+    /// <summary>
+    /// Proposes several cache commands as one batch, in order: the core appends them together and sends each
+    /// follower one Append for all of them (proposed one by one, each went out in its own Append, and each
+    /// follower answered each). <paramref name="requests"/>[i] is answered for <paramref name="commands"/>[i]; a
+    /// request whose caller already gave up is left out. The batch is accepted or refused as a whole.
+    /// </summary>
+    public void Propose(IReadOnlyList<ReadOnlyMemory<byte>> commands, IReadOnlyList<ProposalRequest> requests)
+    {
+        EnsureTakesInput();
+        if (commands.Count != requests.Count)
+        {
+            throw new ArgumentException("one request per command", nameof(requests));
+        }
+
+        _batchCommands.Clear();
+        _batchRequests.Clear();
+        for (int i = 0; i < commands.Count; i++)
+        {
+            if (requests[i].TryMarkProposed())
+            {
+                _batchCommands.Add(commands[i]);
+                _batchRequests.Add(requests[i]);
+            }
+        }
+
+        if (_batchCommands.Count == 0)
+        {
+            return;
+        }
+
+        var result = _node.Propose(_batchCommands);
+        for (int i = 0; i < _batchRequests.Count; i++)
+        {
+            var index = result.FirstIndex + (ulong)i;
+            Track(_batchRequests[i], result with { FirstIndex = index, LastIndex = index });
+        }
+
+        _batchCommands.Clear();
+        _batchRequests.Clear();
     }
 
     /// <summary>Proposes a membership change; answered once it is applied, lost or refused.</summary>

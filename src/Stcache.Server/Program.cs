@@ -60,7 +60,9 @@ public static class Program
         using var raftListener = Listeners.Bind("raft", options.RaftAddress);
         using var httpListener = Listeners.Bind("http", options.HttpAddress, dualModeWhenAny: true);
         using var respListener = options.RespAddress is null ? null : Listeners.Bind("resp", options.RespAddress);
-        var builder = WebApplication.CreateSlimBuilder();
+        // No reloadOnChange: the node reads no appsettings file, and its watcher covered the whole working directory
+        // tree (53,000 inotify watches from /), so every WAL write under it cost a managed event on every node.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {

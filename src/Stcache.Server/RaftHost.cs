@@ -41,6 +41,8 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly NodeDriver _driver;
 
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
+    private readonly List<ReadOnlyMemory<byte>> _queuedCommands = [];
+    private readonly List<ProposalRequest> _queuedWaiters = [];
     private long _tickEpoch;
     private Task? _snapshotTask;
     private Task? _loop;
@@ -390,9 +392,20 @@ public sealed class RaftHost : IAsyncDisposable
                 handled = 0;
                 while (handled < _options.InputBatchMax && clientReader.TryRead(out var input))
                 {
-                    Handle(input);
+                    if (input is ProposeInput propose)
+                    {
+                        QueueProposal(propose);
+                    }
+                    else
+                    {
+                        ProposeQueued();
+                        Handle(input);
+                    }
+
                     handled++;
                 }
+
+                ProposeQueued();
 
                 if (!await ProcessAsync().ConfigureAwait(false))
                 {
@@ -487,6 +500,29 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <summary>Holds a proposal back until the next input of another kind, or the end of the drained batch, so
+    /// that consecutive proposals reach the core as one batch (<see cref="ProposeQueued"/>).</summary>
+    private void QueueProposal(ProposeInput propose)
+    {
+        ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
+        propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
+        _queuedCommands.Add(propose.Command);
+        _queuedWaiters.Add(propose.Waiter);
+    }
+
+    /// <summary>Proposes the held-back proposals together: one append, one Append message per follower.</summary>
+    private void ProposeQueued()
+    {
+        if (_queuedCommands.Count == 0)
+        {
+            return;
+        }
+
+        _driver.Propose(_queuedCommands, _queuedWaiters);
+        _queuedCommands.Clear();
+        _queuedWaiters.Clear(); // if Propose threw, FailAll answers them
+    }
+
     private void Handle(NodeInput input)
     {
         switch (input)
@@ -499,9 +535,8 @@ public sealed class RaftHost : IAsyncDisposable
                 _driver.Step(peer.Message);
                 break;
             case ProposeInput propose:
-                ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
-                propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
-                _driver.Propose(propose.Command, propose.Waiter);
+                QueueProposal(propose);
+                ProposeQueued();
                 break;
             case ConfChangeInput change:
                 _driver.ChangeMembership(change.Change, change.Waiter);
@@ -622,6 +657,13 @@ public sealed class RaftHost : IAsyncDisposable
     private void FailAll(RaftHostException error)
     {
         _driver.FailAll(error);
+        foreach (var waiter in _queuedWaiters)
+        {
+            waiter.Fail(error);
+        }
+
+        _queuedCommands.Clear();
+        _queuedWaiters.Clear();
         while (_inputs.Reader.TryRead(out var input))
         {
             switch (input)

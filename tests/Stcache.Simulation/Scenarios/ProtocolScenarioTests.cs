@@ -186,6 +186,45 @@ public sealed class ProtocolScenarioTests
     }
 
     [Fact]
+    public void AProposalBatchGoesOutAsOneAppendPerFollowerAndEachWriteIsAnsweredAtItsIndex()
+    {
+        var c = new ScenarioCluster(3);
+        c.Elect(1);
+        Assert.Empty(c.InFlight);
+        var sets = Enumerable.Range(0, 10).Select(i => ("k" + i, "v" + i)).ToList();
+        var writes = c.SetMany(1, sets);
+
+        // Proposed one by one, the same ten writes left as ten Appends to each follower.
+        var appends = c.InFlight.Where(m => m.Type == MessageType.Append).ToList();
+        Assert.Equal(2, appends.Count);
+        Assert.All(appends, append => Assert.Equal(10, append.Entries.Length));
+        c.Stabilize();
+        for (int i = 0; i < sets.Count; i++)
+        {
+            Assert.True(writes[i].Result.IsAccepted);
+            Assert.Equal(writes[0].Result.FirstIndex + (ulong)i, writes[i].Result.FirstIndex);
+            Assert.Equal(WriteOutcome.Committed, writes[i].Outcome);
+            Assert.Equal(sets[i].Item2, c[1].Machine.Get(sets[i].Item1));
+        }
+
+        c.TickAll(1);
+        Assert.Equal("v9", c[3].Machine.Get("k9"));
+    }
+
+    [Fact]
+    public void AProposalBatchOnAFollowerIsRefusedAsAWhole()
+    {
+        var c = new ScenarioCluster(3);
+        c.Elect(1);
+        var writes = c.SetMany(2, [("a", "1"), ("b", "2")]);
+        Assert.All(writes, write => Assert.Equal(ProposeStatus.NotLeader, write.Result.Status));
+        Assert.Empty(c.InFlight);
+        c.TickAll(2);
+        Assert.All(writes, write => Assert.Null(write.Outcome));
+        Assert.Null(c[1].Machine.Get("a"));
+    }
+
+    [Fact]
     public void ReplicationAcknowledgedByBareMajorityCommits()
     {
         var c = new ScenarioCluster(5);

@@ -240,6 +240,26 @@ internal sealed class ScenarioCluster : ISimEnvironment
         return tracker;
     }
 
+    /// <summary>Proposes sets on node <paramref name="id"/> as one batch; one tracker per set, in order.</summary>
+    public List<WriteTracker> SetMany(int id, IReadOnlyList<(string Key, string Value)> sets)
+    {
+        var trackers = sets.Select(_ => new WriteTracker()).ToList();
+        var entries = sets.Select(s => (ReadOnlyMemory<byte>)CacheCommand.Set(s.Key, Encoding.UTF8.GetBytes(s.Value)).Encode()).ToList();
+        var status = this[id].ProposeEntries(entries, [.. trackers.Select(tracker => (Action<SimProposal>)(proposal =>
+        {
+            tracker.Outcome = proposal.Result is not null ? WriteOutcome.Committed
+                : proposal.Error is { Kind: HostErrorKind.Lost, OutcomeUnknown: false } ? WriteOutcome.Lost
+                : WriteOutcome.Unknown;
+        }))], out var requests);
+        for (int i = 0; i < trackers.Count; i++)
+        {
+            trackers[i].Result = new ProposeResult(status, requests[i].Term, requests[i].Index, requests[i].Index, NodeId.None);
+        }
+
+        Check();
+        return trackers;
+    }
+
     public ReadTracker Read(int id, string key, bool lease = false)
     {
         var tracker = new ReadTracker();

@@ -281,6 +281,37 @@ internal sealed partial class SimNode : INodeEffects
         return ProposeStatus.Accepted;
     }
 
+    /// <summary>Proposes several encoded entries as one batch, as the host proposes what queued up while its loop was
+    /// busy; the batch is accepted or refused as a whole. <paramref name="done"/>[i] learns the outcome of entry i.</summary>
+    public ProposeStatus ProposeEntries(IReadOnlyList<ReadOnlyMemory<byte>> entries, IReadOnlyList<Action<SimProposal>> done, out SimProposal[] proposals)
+    {
+        var requests = proposals = [.. done.Select(d => new SimProposal(this, d))];
+        if (Driver is null || IsWaiting || InSync)
+        {
+            return ProposeStatus.Overloaded;
+        }
+
+        Run(driver =>
+        {
+            driver.Propose(entries, requests);
+            foreach (var request in requests)
+            {
+                if (!request.Answered && request.Index != LogIndex.Zero)
+                {
+                    request.Accepted();
+                }
+            }
+        });
+        return requests.Length > 0 && requests[0] is { Answered: true, Error: { } error, Index.Value: 0 }
+            ? error.Kind switch
+            {
+                HostErrorKind.NotLeader or HostErrorKind.NoLeader => ProposeStatus.NotLeader,
+                HostErrorKind.TransferInProgress => ProposeStatus.TransferInProgress,
+                _ => ProposeStatus.Overloaded,
+            }
+            : ProposeStatus.Accepted;
+    }
+
     /// <summary>A linearizable read of <paramref name="key"/>: the callback gets the value once the barrier passed.</summary>
     public bool Read(string key, bool lease, Action<bool, string?> done)
     {

@@ -19,6 +19,9 @@
 #   KEEP=1        keep the temporary directory (logs, data)
 #   SETTLE_S      seconds to wait after the snapshots before the settled reading (default 10)
 #   REDIS=0       skip redis-server (the ratio column is then left out)
+#   GCDUMP=PATH   a dotnet-gcdump executable: after the settled reading, each node's heap is dumped (this forces a
+#                 full, compacting GC) and the largest types are printed, with the heap and RSS after that GC
+#   RESP_STREAM   a file to keep the generated RESP stream in and reuse (it takes a while to write)
 #   STCACHE_FLAGS extra flags for every node (e.g. --snapshot-threshold=...); DOTNET_* variables in the
 #                 environment reach the nodes (GC settings to compare), and are printed with the results
 set -euo pipefail
@@ -53,8 +56,8 @@ done
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-# "RSS anon file" in KiB
-rss_split() { awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print r + 0, a + 0, f + 0 }' "/proc/$1/status" 2>/dev/null || echo "0 0 0"; }
+# "RSS anon file" in bytes (RssFile includes shared memory: the JIT's double-mapped code)
+rss_split() { awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^RssShmem:/ { f += $2 } END { print r * 1024, a * 1024, f * 1024 }' "/proc/$1/status" 2>/dev/null || echo "0 0 0"; }
 # The managed heap after the last GC, from /metrics: "gen0 gen1 gen2 loh poh fragmentation committed" in bytes.
 gc_heap() {
   curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
@@ -91,8 +94,12 @@ if [[ -z "${STCACHED:-}" ]]; then
   STCACHED="$ROOT/out/stcached"
 fi
 
+STREAM=${RESP_STREAM:-$WORK/load.resp}
+if [[ -n "${RESP_STREAM:-}" && -s "$STREAM" && -s "$STREAM.params" && "$(cat "$STREAM.params")" == "$KEYS $VALUE_BYTES $TTL_MS" ]]; then
+  log "reusing the RESP stream $STREAM"
+else
 log "writing the RESP stream: $KEYS keys of $VALUE_BYTES B${TTL_MS:+, PX $TTL_MS}"
-python3 - "$KEYS" "$VALUE_BYTES" "$TTL_MS" >"$WORK/load.resp" <<'EOF'
+python3 - "$KEYS" "$VALUE_BYTES" "$TTL_MS" >"$STREAM" <<'EOF'
 import sys
 keys, size, ttl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 out = sys.stdout.buffer
@@ -103,6 +110,8 @@ for i in range(keys):
     parts = [b"SET", key, value] + ([b"PX", ttl.encode()] if ttl else [])
     out.write(b"*%d\r\n" % len(parts) + b"".join(bulk(p) for p in parts))
 EOF
+echo "$KEYS $VALUE_BYTES $TTL_MS" >"$STREAM.params"
+fi
 LAST_KEY=$(printf 'key:%07d' $((KEYS - 1)))
 
 # ---- stcache -------------------------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ for i in 1 2 3; do EMPTY[$i]=$(rss_kib "${PIDS[n$i]}"); breakdown_row empty "n$i
 
 log "loading stcache through node $L's RESP port"
 start=$SECONDS
-redis-cli -p "${RESP[$L]}" --pipe <"$WORK/load.resp" >"$WORK/stcache-pipe.log" 2>&1 || die "redis-cli --pipe into stcache failed: $(tail -3 "$WORK/stcache-pipe.log")"
+redis-cli -p "${RESP[$L]}" --pipe <"$STREAM" >"$WORK/stcache-pipe.log" 2>&1 || die "redis-cli --pipe into stcache failed: $(tail -3 "$WORK/stcache-pipe.log")"
 applied_everywhere() {
   local i
   for i in 1 2 3; do
@@ -152,6 +161,15 @@ done
 sleep "$SETTLE_S"
 declare -a SETTLED=()
 for i in 1 2 3; do SETTLED[$i]=$(rss_kib "${PIDS[n$i]}"); breakdown_row settled "n$i" "${PIDS[n$i]}" "${HTTP[$i]}"; done
+GCDUMPS=""
+if [[ -n "${GCDUMP:-}" ]]; then
+  for i in 1 2 3; do
+    "$GCDUMP" collect -p "${PIDS[n$i]}" -o "$WORK/n$i.gcdump" >/dev/null 2>&1 || log "node $i: gcdump failed"
+    breakdown_row "gc'd" "n$i" "${PIDS[n$i]}" "${HTTP[$i]}"
+    GCDUMPS+="node $i, largest types after a full GC (bytes, count, type):"$'\n'
+    GCDUMPS+=$("$GCDUMP" report "$WORK/n$i.gcdump" 2>/dev/null | head -14)$'\n'
+  done
+fi
 
 # ---- redis-server --------------------------------------------------------------------------------------------
 REDIS_RSS=0 REDIS_EMPTY=0 REDIS_USED="" REDIS_VERSION=""
@@ -161,7 +179,7 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$
 PIDS[redis]=$!
 wait_until 30 redis-cli -p "$RPORT" PING || die "redis-server did not start"
 REDIS_EMPTY=$(rss_kib "${PIDS[redis]}")
-redis-cli -p "$RPORT" --pipe <"$WORK/load.resp" >"$WORK/redis-pipe.log" 2>&1 || die "redis-cli --pipe into redis failed"
+redis-cli -p "$RPORT" --pipe <"$STREAM" >"$WORK/redis-pipe.log" 2>&1 || die "redis-cli --pipe into redis failed"
 sleep 2
 REDIS_RSS=$(rss_kib "${PIDS[redis]}")
 REDIS_USED=$(redis-cli -p "$RPORT" INFO memory | awk -F: '/^used_memory:/ { gsub("\r", "", $2); print $2 }')
@@ -188,3 +206,4 @@ echo "leader: n$L. Breakdown in MiB: RSS = anonymous + mapped files; the managed
 echo "its fragmentation (free space inside the generations) and the memory the GC had committed:"
 printf '%-8s %-4s %6s %6s %6s | %5s %5s %5s %5s %5s %6s %7s\n' phase node RSS anon file gen0 gen1 gen2 loh poh frag commit
 printf '%s' "$BREAKDOWN"
+printf '%s' "$GCDUMPS"

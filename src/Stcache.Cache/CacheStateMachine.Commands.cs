@@ -43,14 +43,25 @@ public sealed partial class CacheStateMachine
         return Dispatch(invocation);
     }
 
-    /// <summary>Whether each key (args alternate key and 8-byte version) has that version now, 0 meaning absent.
-    /// Physical: a key past its expiry that no replicated expiry has removed yet keeps its version.</summary>
+    /// <summary>Whether each key (args alternate key and 8-byte token) is as it was watched: a present key still has
+    /// that version; an absent one (<see cref="WatchToken"/>'s mark) is still absent and no key of its deletion bucket
+    /// was deleted since; 0, as entries written before the mark existed say, means absent now. Physical: a key past its
+    /// expiry that no replicated expiry has removed yet keeps its version.</summary>
     private bool VersionsMatch(byte[][] a)
     {
         for (int i = 0; i + 1 < a.Length; i += 2)
         {
-            ulong current = _keys.TryGetValue(a[i], out var entry) ? entry.Version : 0;
-            if (a[i + 1].Length != 8 || current != BinaryPrimitives.ReadUInt64LittleEndian(a[i + 1]))
+            if (a[i + 1].Length != 8)
+            {
+                return false;
+            }
+
+            ulong watched = BinaryPrimitives.ReadUInt64LittleEndian(a[i + 1]);
+            bool present = _keys.TryGetValue(a[i], out var entry);
+            bool same = (watched & AbsentWatchMark) != 0
+                ? !present && _deletedAt[DeletionBucket(a[i])] == (watched & ~AbsentWatchMark)
+                : (present ? entry!.Version : 0) == watched;
+            if (!same)
             {
                 return false;
             }

@@ -9,6 +9,7 @@ public sealed partial class CacheStateMachine
     private const uint SnapshotMagic = 0x53435453; // "STCS"
     private const byte SnapshotFormatV1 = 1;
     private const byte SnapshotFormatV2 = 2;
+    private const byte SnapshotFormatV3 = 3;
     private const byte RecordEntry = 1;
     private const byte RecordEnd = 0;
     private const byte TypeString = 1;
@@ -90,7 +91,18 @@ public sealed partial class CacheStateMachine
             }
 
             _generation++;
-            _openSnapshot = new CacheSnapshot(this, _slots.ToArray(), _volatile.ToArray(), AppliedIndex, _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
+            // Each key's position among the keys with an expiry, as of now: the applier moves the live positions of
+            // captured entries (swap-remove) while the view is written. 4 bytes a key, where a map from entry to
+            // position cost some 30 bytes a key with an expiry for every snapshot.
+            var entries = _slots.ToArray();
+            var volatileSlots = new int[entries.Length];
+            for (int i = 0; i < entries.Length; i++)
+            {
+                volatileSlots[i] = entries[i].VolatileSlot;
+            }
+
+            _openSnapshot = new CacheSnapshot(this, entries, volatileSlots, (ulong[])_deletedAt.Clone(), AppliedIndex,
+                _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
             return _openSnapshot;
         }
     }
@@ -107,7 +119,7 @@ public sealed partial class CacheStateMachine
     }
 
     /// <summary>Replaces the whole state with a snapshot written by <see cref="CacheSnapshot.WriteTo"/> (or by the
-    /// format-1 writer before expiry and hashes). Validates the stream fully before swapping; on bad data throws
+    /// format-1 writer before expiry and hashes, or the format-2 one before the deletion record). Validates the stream fully before swapping; on bad data throws
     /// <see cref="InvalidDataException"/> and keeps the old state.</summary>
     public void Restore(Stream stream)
     {
@@ -122,7 +134,8 @@ public sealed partial class CacheStateMachine
             // Loaded entries have generation 0, the current one after this.
             _generation = 0;
 
-            ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.Used, loaded.MaxMemory, loaded.Policy, loaded.LastLogTime, loaded.Index);
+            ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.DeletedAt, loaded.Used, loaded.MaxMemory, loaded.Policy,
+                loaded.LastLogTime, loaded.Index);
         }
     }
 
@@ -130,12 +143,29 @@ public sealed partial class CacheStateMachine
     {
         Span<byte> header = stackalloc byte[30];
         BinaryPrimitives.WriteUInt32LittleEndian(header, SnapshotMagic);
-        header[4] = SnapshotFormatV2;
+        header[4] = SnapshotFormatV3;
         BinaryPrimitives.WriteUInt64LittleEndian(header[5..], snapshot.Index.Value);
         BinaryPrimitives.WriteInt64LittleEndian(header[13..], snapshot.LastLogTimeUnixMs);
         BinaryPrimitives.WriteInt64LittleEndian(header[21..], snapshot.MaxMemoryBytes);
         header[29] = (byte)snapshot.Policy;
         stream.Write(header);
+
+        // Format 3: the deletion record WATCH uses, its buckets that ever saw a deletion, in increasing order:
+        // [count u32] then count x ([bucket u32][index u64]).
+        var deletedAt = snapshot.DeletedAt;
+        int used = deletedAt.Count(index => index != 0);
+        Span<byte> item = stackalloc byte[12];
+        BinaryPrimitives.WriteInt32LittleEndian(item, used);
+        stream.Write(item[..4]);
+        for (int bucket = 0; bucket < deletedAt.Length; bucket++)
+        {
+            if (deletedAt[bucket] != 0)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(item, bucket);
+                BinaryPrimitives.WriteUInt64LittleEndian(item[4..], deletedAt[bucket]);
+                stream.Write(item);
+            }
+        }
     }
 
     // Record: [1][type u8][key length i32][key][version u64][expiry i64][volatile slot i32][access u32][frequency u8]
@@ -186,7 +216,7 @@ public sealed partial class CacheStateMachine
         stream.Write(end);
     }
 
-    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, long Used,
+    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, ulong[] DeletedAt, long Used,
         long MaxMemory, EvictionPolicy Policy, long LastLogTime, ulong Index);
 
     private static LoadedState ReadSnapshot(Stream stream)
@@ -194,12 +224,13 @@ public sealed partial class CacheStateMachine
         var reader = new SnapshotReader(stream);
         Span<byte> start = stackalloc byte[5];
         reader.Read(start);
-        if (BinaryPrimitives.ReadUInt32LittleEndian(start) != SnapshotMagic || start[4] is not (SnapshotFormatV1 or SnapshotFormatV2))
+        if (BinaryPrimitives.ReadUInt32LittleEndian(start) != SnapshotMagic || start[4] is not (SnapshotFormatV1 or SnapshotFormatV2 or SnapshotFormatV3))
         {
             throw new InvalidDataException("not a cache snapshot or unknown format version");
         }
 
-        bool v2 = start[4] == SnapshotFormatV2;
+        // Format 2 is format 3 without the deletion record, format 1 has neither the header's fields nor types.
+        bool v2 = start[4] >= SnapshotFormatV2;
         ulong index = reader.UInt64();
         long lastLogTime = v2 ? reader.Int64() : 0;
         long maxMemory = v2 ? reader.Int64() : 0;
@@ -208,6 +239,10 @@ public sealed partial class CacheStateMachine
         {
             throw new InvalidDataException("bad snapshot header");
         }
+
+        // Before format 3 there was no record: none of the keys absent now counts as deleted (WATCH's tokens of an
+        // absent key made before this node ran a version with the record are not trusted across such a restore).
+        var deletedAt = start[4] == SnapshotFormatV3 ? ReadDeletionRecord(reader, index) : new ulong[DeletionBuckets];
 
         var keys = new KeyTable();
         var slots = new List<KeyEntry>();
@@ -273,7 +308,33 @@ public sealed partial class CacheStateMachine
             volatileKeys[slot] = entry;
         }
 
-        return new LoadedState(keys, slots, volatileKeys.ToList()!, used, maxMemory, policy, lastLogTime, index);
+        return new LoadedState(keys, slots, volatileKeys.ToList()!, deletedAt, used, maxMemory, policy, lastLogTime, index);
+    }
+
+    private static ulong[] ReadDeletionRecord(SnapshotReader reader, ulong index)
+    {
+        int count = reader.Int32();
+        if (count < 0 || count > DeletionBuckets)
+        {
+            throw new InvalidDataException("bad snapshot deletion record count");
+        }
+
+        var deletedAt = new ulong[DeletionBuckets];
+        int previous = -1;
+        for (int i = 0; i < count; i++)
+        {
+            int bucket = reader.Int32();
+            ulong at = reader.UInt64();
+            if (bucket <= previous || bucket >= DeletionBuckets || at == 0 || at > index)
+            {
+                throw new InvalidDataException("bad snapshot deletion record");
+            }
+
+            deletedAt[bucket] = at;
+            previous = bucket;
+        }
+
+        return deletedAt;
     }
 
     private static KeyEntry ReadEntryV1(SnapshotReader reader, ulong index)
@@ -429,14 +490,16 @@ public sealed class CacheSnapshot : IDisposable
 {
     private readonly CacheStateMachine _owner;
     private readonly KeyEntry[] _entries;
-    private readonly KeyEntry[] _volatile;
+    private readonly int[] _volatileSlots;
     private int _disposed;
 
-    internal CacheSnapshot(CacheStateMachine owner, KeyEntry[] entries, KeyEntry[] volatileEntries, LogIndex index, long lastLogTimeUnixMs, long maxMemoryBytes, EvictionPolicy policy)
+    internal CacheSnapshot(CacheStateMachine owner, KeyEntry[] entries, int[] volatileSlots, ulong[] deletedAt, LogIndex index,
+        long lastLogTimeUnixMs, long maxMemoryBytes, EvictionPolicy policy)
     {
         _owner = owner;
         _entries = entries;
-        _volatile = volatileEntries;
+        _volatileSlots = volatileSlots;
+        DeletedAt = deletedAt;
         Index = index;
         LastLogTimeUnixMs = lastLogTimeUnixMs;
         MaxMemoryBytes = maxMemoryBytes;
@@ -452,6 +515,9 @@ public sealed class CacheSnapshot : IDisposable
 
     public EvictionPolicy Policy { get; }
 
+    /// <summary>The deletion record at <see cref="Index"/> (a copy).</summary>
+    internal ulong[] DeletedAt { get; }
+
     public int Count => _entries.Length;
 
     /// <summary>Streams the view. Safe to call on any thread while the applier keeps applying: the captured entries
@@ -465,16 +531,9 @@ public sealed class CacheSnapshot : IDisposable
 #pragma warning restore CA2000
         CacheStateMachine.WriteHeader(buffered, this);
 
-        // The captured order of the keys with an expiry (their live VolatileSlot may move on while this runs).
-        var volatileSlots = new Dictionary<object, int>(_volatile.Length, ReferenceEqualityComparer.Instance);
-        for (int i = 0; i < _volatile.Length; i++)
+        for (int i = 0; i < _entries.Length; i++)
         {
-            volatileSlots.Add(_volatile[i], i);
-        }
-
-        foreach (var entry in _entries)
-        {
-            CacheStateMachine.WriteEntry(buffered, entry, volatileSlots.GetValueOrDefault(entry, -1));
+            CacheStateMachine.WriteEntry(buffered, _entries[i], _volatileSlots[i]);
         }
 
         CacheStateMachine.WriteEnd(buffered, _entries.Length);

@@ -66,6 +66,16 @@ public sealed partial class CacheStateMachine
     /// <summary>Expired keys remembered from reads until the driver drains them (beyond, the active cycle finds them).</summary>
     public const int LazyExpiredMax = 4096;
 
+    /// <summary>Bytes a Raft log holds in memory for one entry beyond its data: the entry's slot in the log's array
+    /// (with the array's growth slack) and the data array's header.</summary>
+    public const int LogEntryOverheadBytes = 96;
+
+    /// <summary>Buckets of the deletion record WATCH uses for absent keys (see <see cref="WatchToken"/>).</summary>
+    public const int DeletionBuckets = 4096;
+
+    /// <summary>Marks a watch token of an absent key; the low bits are its deletion bucket's index then.</summary>
+    public const ulong AbsentWatchMark = 1UL << 63;
+
     private const byte LfuInitialValue = 5;
 
     private readonly Lock _lock = new();
@@ -84,6 +94,12 @@ public sealed partial class CacheStateMachine
     private long _appliedIndex;
     private long _evictedKeys;
     private long _expiredKeys;
+    private long _appliedEntryBytes;
+
+    // Replicated: for each bucket of the stable key hash, the index of the last entry that deleted a key in it. A
+    // WATCH of an absent key records its bucket's value; EXEC aborts if it moved (the key may have been created and
+    // deleted in between). Part of the snapshot, so every replica holds the same values at the same index.
+    private ulong[] _deletedAt = new ulong[DeletionBuckets];
 
     // Copy-on-write: while _openSnapshot is set, an entry whose Generation differs from _generation may be read by
     // the snapshot writer and is cloned before any change.
@@ -127,6 +143,11 @@ public sealed partial class CacheStateMachine
     public long LastLogTimeUnixMs => Interlocked.Read(ref _lastLogTimeUnixMs);
 
     public long EvictedKeys => Interlocked.Read(ref _evictedKeys);
+
+    /// <summary>The in-memory size of the log entries applied by this process so far (their data plus
+    /// <see cref="LogEntryOverheadBytes"/> each), counted locally, not replicated: the node driver's snapshot policy
+    /// compares it with the cache's size, because the log holds every entry until a snapshot covers it.</summary>
+    public long AppliedEntryBytes => Interlocked.Read(ref _appliedEntryBytes);
 
     public long ExpiredKeys => Interlocked.Read(ref _expiredKeys);
 
@@ -180,8 +201,8 @@ public sealed partial class CacheStateMachine
         return false;
     }
 
-    /// <summary>The version of any key (string or hash) as WATCH records it: the index of the entry that last
-    /// changed it, 0 when absent. Physical, like the check a guarded batch makes when applied.</summary>
+    /// <summary>The version of any key (string or hash): the index of the entry that last changed it, 0 when
+    /// absent. Physical, like the check a guarded batch makes when applied.</summary>
     public ulong VersionOf(ReadOnlySpan<byte> key)
     {
         lock (_lock)
@@ -189,6 +210,21 @@ public sealed partial class CacheStateMachine
             return _keys.TryGetValue(key, out var found) ? found.Version : 0;
         }
     }
+
+    /// <summary>What WATCH records for a key, for <see cref="Op.IfVersions"/>: a present key's version; for an absent
+    /// key, <see cref="AbsentWatchMark"/> with the index of the last deletion in the key's bucket. A guard holding the
+    /// latter fails if the key exists or a key of its bucket was deleted since: so a key created and deleted again
+    /// between WATCH and EXEC aborts the transaction, as in Redis (a deletion of another key of the bucket aborts it
+    /// too, a conservative false abort).</summary>
+    public ulong WatchToken(ReadOnlySpan<byte> key)
+    {
+        lock (_lock)
+        {
+            return _keys.TryGetValue(key, out var found) ? found.Version : AbsentWatchMark | _deletedAt[DeletionBucket(key)];
+        }
+    }
+
+    private static int DeletionBucket(ReadOnlySpan<byte> key) => (int)(ByteStringComparer.StableHash(key) % DeletionBuckets);
 
     /// <summary>Applies the entry at <paramref name="index"/>: a <see cref="WriteCommand"/> (its reply is in
     /// <see cref="ApplyResult.Reply"/>) or an older <see cref="CacheCommand"/>. Deterministic: no clock, no
@@ -225,6 +261,7 @@ public sealed partial class CacheStateMachine
             }
 
             Volatile.Write(ref _appliedIndex, (long)index.Value);
+            Interlocked.Add(ref _appliedEntryBytes, data.Length + LogEntryOverheadBytes);
             AssertInvariantsCheap();
             return result;
         }
@@ -237,6 +274,7 @@ public sealed partial class CacheStateMachine
         {
             CheckNextIndex(index);
             Volatile.Write(ref _appliedIndex, (long)index.Value);
+            Interlocked.Add(ref _appliedEntryBytes, LogEntryOverheadBytes);
         }
     }
 
@@ -265,16 +303,17 @@ public sealed partial class CacheStateMachine
         lock (_lock)
         {
             // An open snapshot keeps its own captured entries, none of which the new state shares.
-            ReplaceState(new KeyTable(), [], [], 0, 0, EvictionPolicy.NoEviction, 0, 0);
+            ReplaceState(new KeyTable(), [], [], new ulong[DeletionBuckets], 0, 0, EvictionPolicy.NoEviction, 0, 0);
         }
     }
 
-    private void ReplaceState(KeyTable keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, long used,
+    private void ReplaceState(KeyTable keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, ulong[] deletedAt, long used,
         long maxMemory, EvictionPolicy policy, long lastLogTime, ulong index)
     {
         _keys = keys;
         _slots = slots;
         _volatile = volatileKeys;
+        _deletedAt = deletedAt;
         Interlocked.Exchange(ref _usedBytes, used);
         Interlocked.Exchange(ref _maxMemoryBytes, maxMemory);
         _policy = policy;
@@ -421,6 +460,7 @@ public sealed partial class CacheStateMachine
 
     private void Remove(KeyEntry entry)
     {
+        _deletedAt[DeletionBucket(entry.Key)] = _index;
         _keys.Remove(entry);
         SwapRemove(_slots, entry.Slot, moved => moved.Slot = entry.Slot);
         if (entry.VolatileSlot >= 0)

@@ -57,6 +57,9 @@ public sealed class NodeDriver
     private ulong _nextReadId;
     private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
     private long _lastSnapshotTick;
+
+    // AppliedEntryBytes when the newest snapshot was begun or installed: the log entries in memory since then.
+    private long _entryBytesAtSnapshot;
     private SnapshotJob? _snapshotJob;
     private SnapshotJob? _savedDuringReady;
     private bool _announceAddress;
@@ -730,6 +733,7 @@ public sealed class NodeDriver
         FailWaitersUpTo(snapshot.Metadata.Index);
         _housekeeper.NoteApplied();
         _lastSnapshot = snapshot.Metadata;
+        _entryBytesAtSnapshot = _cache.AppliedEntryBytes;
         _effects.SnapshotRestored(snapshot.Metadata, installed: true);
         NodeLog.SnapshotInstalled(_logger, snapshot.Metadata.Index, snapshot.Metadata.Term, _cache.Count);
     }
@@ -897,16 +901,26 @@ public sealed class NodeDriver
         {
             bool enoughEntries = LogIndex.Distance(_lastSnapshot.Index, applied) >= _options.SnapshotThreshold;
             bool enoughTime = _ticksDone - _lastSnapshotTick >= _options.SnapshotIntervalTicks;
-            if (!enoughEntries || !enoughTime)
+            if ((!enoughEntries || !enoughTime) && !LogHoldsTooMuch())
             {
                 return;
             }
         }
 
+        _entryBytesAtSnapshot = _cache.AppliedEntryBytes;
         var metadata = new SnapshotMetadata(applied, _appliedTerm, _confState);
         _snapshotJob = new SnapshotJob(_snapshotStore, metadata, _cache.BeginSnapshot(), _members.Serialize());
         NodeLog.SnapshotStarted(_logger, metadata.Index, metadata.Term);
         _effects.SaveSnapshot(_snapshotJob);
+    }
+
+    /// <summary>The entries applied since the last snapshot hold <see cref="RaftHostOptions.SnapshotLogBytes"/> and a
+    /// share of the cache's accounted memory (they stay in the in-memory log until a snapshot covers them).</summary>
+    private bool LogHoldsTooMuch()
+    {
+        long logBytes = _cache.AppliedEntryBytes - _entryBytesAtSnapshot;
+        return _options.SnapshotLogBytes > 0 &&
+            logBytes >= Math.Max(_options.SnapshotLogBytes, _cache.UsedMemoryBytes / RaftHostOptions.SnapshotLogShareDivisor);
     }
 
     private void OnSnapshotSaved(SnapshotJob job)

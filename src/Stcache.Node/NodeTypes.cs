@@ -21,6 +21,18 @@ public sealed record RaftHostOptions
 
     public ulong SnapshotThreshold { get; init; } = 8192;
 
+    /// <summary>A snapshot is also taken, whatever <see cref="SnapshotInterval"/> says, once the entries applied
+    /// since the previous one hold this many bytes in memory and at least a quarter of the cache's accounted memory
+    /// (<see cref="CacheStateMachine.AppliedEntryBytes"/>): the Raft log keeps every entry in memory until a snapshot
+    /// covers it, so a burst of writes between two timed snapshots held its data twice, once in the cache and once in
+    /// the log. A quarter bounds the log to about a quarter of the data, and the snapshots' writing to four times the
+    /// bytes written to the log. 0 turns this trigger off.</summary>
+    public long SnapshotLogBytes { get; init; } = 16L << 20;
+
+    /// <summary>The share of the cache's accounted memory the in-memory log may reach before a snapshot (see
+    /// <see cref="SnapshotLogBytes"/>): 4 means a quarter.</summary>
+    public const int SnapshotLogShareDivisor = 4;
+
     public ulong SnapshotTrailingEntries { get; init; } = 1024;
 
     /// <summary>Client inputs (proposals, reads, membership changes) waiting for the loop; a full queue makes
@@ -80,6 +92,11 @@ public sealed record RaftHostOptions
         if (ConfiguredMemory is { MaxBytes: < 0 })
         {
             throw new ArgumentException("max memory must not be negative");
+        }
+
+        if (SnapshotLogBytes < 0)
+        {
+            throw new ArgumentException("the snapshot log bytes must not be negative");
         }
 
         if (SnapshotThreshold == 0 || InputQueueCapacity <= 0 || PeerInputQueueCapacity <= 0 || InputBatchMax <= 0 || LearnerTrailingEntriesMax < 0)

@@ -351,7 +351,9 @@ internal sealed class RaftLog
 /// </summary>
 internal sealed class EntryBuffer
 {
-    private Entry[] _items = new Entry[64];
+    private const int MinimumCapacity = 64;
+
+    private Entry[] _items = new Entry[MinimumCapacity];
     private int _start;
 
     public int Count { get; private set; }
@@ -387,7 +389,15 @@ internal sealed class EntryBuffer
 
     public void Clear()
     {
-        Array.Clear(_items);
+        if (_items.Length > MinimumCapacity)
+        {
+            _items = new Entry[MinimumCapacity];
+        }
+        else
+        {
+            Array.Clear(_items);
+        }
+
         _start = 0;
         Count = 0;
         Version++;
@@ -406,6 +416,16 @@ internal sealed class EntryBuffer
         _start += count;
         Count -= count;
         Version++;
+
+        // A burst grew the array (40 bytes an entry, in the large object heap); once a snapshot compacted the log
+        // to a quarter of it, a smaller one takes the rest, so a burst does not keep its peak for good.
+        if (_items.Length > MinimumCapacity && Count <= _items.Length / 4)
+        {
+            var smaller = new Entry[Math.Max(MinimumCapacity, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, Count * 2)))];
+            Array.Copy(_items, _start, smaller, 0, Count);
+            _items = smaller;
+            _start = 0;
+        }
     }
 
     public Entry[] Copy(int start, int count)

@@ -81,6 +81,8 @@ public sealed record ServerOptions
 
     public ulong SnapshotThreshold { get; init; } = 8192;
 
+    public long SnapshotLogBytes { get; init; } = 16L << 20;
+
     public ulong SnapshotTrailingEntries { get; init; } = 1024;
 
     public int ValueBytesMax { get; init; } = 1 << 20;
@@ -163,6 +165,7 @@ public static class CommandLine
         new(["request-timeout-ms"], false, "client request timeout in milliseconds (default 5000)", (o, v) => o with { RequestTimeout = TimeSpan.FromMilliseconds(ParseInt(v)) }),
         new(["snapshot-interval-s"], false, "seconds between snapshot checks (default 30)", (o, v) => o with { SnapshotInterval = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["snapshot-threshold"], false, "entries applied since the last snapshot before a new one (default 8192)", (o, v) => o with { SnapshotThreshold = (ulong)ParseInt(v) }),
+        new(["snapshot-log-bytes"], false, "a snapshot also once the entries applied since the last one hold this many bytes and a quarter of the cache's memory, whatever the interval (default 16777216; 0 = off)", (o, v) => o with { SnapshotLogBytes = ParseInt(v) }),
         new(["snapshot-trailing"], false, "log entries kept behind a snapshot, in memory and in the write-ahead log (default 1024)", (o, v) => o with { SnapshotTrailingEntries = (ulong)ParseInt(v) }),
         new(["max-value-bytes"], false, "largest value accepted (default 1048576)", (o, v) => o with { ValueBytesMax = ParseInt(v) }),
         new(["cluster-secret-file"], false, "file holding the cluster secret (or set STCACHE_CLUSTER_SECRET)", (o, v) => o with { ClusterSecretFile = v }),
@@ -331,6 +334,7 @@ public static class CommandLine
         ["forward-writes"] = "Cluster", ["resp"] = "Cluster", ["resp-readonly"] = "Cluster",
         ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
         ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
+        ["snapshot-log-bytes"] = "Storage and snapshots",
         ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing", ["leader-lost-ticks"] = "Raft timing",
         ["request-timeout-ms"] = "Raft timing",
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",

@@ -270,6 +270,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 RequestTimeout = options.RequestTimeout,
                 SnapshotInterval = options.SnapshotInterval,
                 SnapshotThreshold = options.SnapshotThreshold,
+                SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),

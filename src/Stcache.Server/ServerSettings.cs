@@ -64,6 +64,10 @@ public sealed class ServerSettings
     [FlagRange("snapshot-threshold", 1, int.MaxValue)]
     public string? SnapshotThreshold { get; set; }
 
+    [ConfigurationKeyName("snapshot-log-bytes")]
+    [FlagRange("snapshot-log-bytes", 0, int.MaxValue)]
+    public string? SnapshotLogBytes { get; set; }
+
     [ConfigurationKeyName("snapshot-trailing")]
     [FlagRange("snapshot-trailing", 0, int.MaxValue)]
     public string? SnapshotTrailing { get; set; }

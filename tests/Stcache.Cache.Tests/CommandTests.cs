@@ -38,6 +38,20 @@ internal sealed class CommandRunner
     }
 
     public string Text(params string[] argv) => Run(argv).ToString();
+
+    /// <summary>Replaces the state with a snapshot of <paramref name="source"/>'s; later writes follow its index.</summary>
+    public void RestoreFrom(CacheStateMachine source)
+    {
+        var stream = new MemoryStream();
+        using (var snapshot = source.BeginSnapshot())
+        {
+            snapshot.WriteTo(stream);
+        }
+
+        stream.Position = 0;
+        Cache.Restore(stream);
+        _index = Cache.AppliedIndex.Value;
+    }
 }
 
 public sealed class CommandTests
@@ -188,6 +202,94 @@ public sealed class WatchGuardTests
         Assert.Equal(ReplyKind.Null, r.ApplyWrite(Guarded([("w"u8.ToArray(), current)], ["SET", "w", "back"])).Kind);
         Assert.Equal(":0", r.Text("EXISTS", "w"));
         r.Cache.AssertInvariants();
+    }
+
+    /// <summary>Issue 12: a key absent when watched, then created and deleted again before EXEC, aborts it as in
+    /// Redis. Its token records the key's deletion bucket, which every deletion moves, also through a snapshot.</summary>
+    [Fact]
+    public void AnAbsentKeyCreatedAndDeletedAgainFailsItsGuard()
+    {
+        var r = new CommandRunner();
+        ulong token = r.Cache.WatchToken("k"u8);
+        Assert.Equal(CacheStateMachine.AbsentWatchMark, token); // no deletion in its bucket yet
+        Assert.Equal("+OK", r.Text("SET", "other", "1"));
+        Assert.Equal("[+OK]", r.ApplyWrite(Guarded([("k"u8.ToArray(), token)], ["SET", "k", "mine"])).ToString());
+        Assert.Equal(":1", r.Text("DEL", "k"));
+
+        // Created, then deleted by DEL, by an expiry a write meets, by the leader's expiry batch, by an eviction, by
+        // GETDEL, by RENAME away from it, by FLUSHALL, by deleting a hash's last field: each fails the guard taken
+        // before, and nothing of the batch is applied.
+        Action[] createThenDelete =
+        [
+            () => r.Run("SET", "k", "x"),
+            () => r.Run("SET", "k", "x", "PX", "5"),
+            () => r.Run("SET", "k", "x", "PX", "5"),
+            () => r.Run("SET", "k", "x"),
+            () => r.Run("SET", "k", "x"),
+            () => r.Run("SET", "k", "x"),
+            () => r.Run("SET", "k", "x"),
+            () => r.Run("HSET", "k", "f", "v"),
+        ];
+        Action[] deletions =
+        [
+            () => Assert.Equal(":1", r.Text("DEL", "k")),
+            () =>
+            {
+                r.NowUnixMs += 10;
+                Assert.Equal("(nil)", r.Text("GETDEL", "k"));
+            },
+            () =>
+            {
+                r.NowUnixMs += 10;
+                r.ApplyWrite(WriteCommand.ExpireKeys(r.NowUnixMs, ["k"u8.ToArray()]));
+            },
+            () => r.ApplyWrite(WriteCommand.Evict([("k"u8.ToArray(), r.Cache.VersionOf("k"u8))])),
+            () => Assert.Equal("\"x\"", r.Text("GETDEL", "k")),
+            () => Assert.Equal("+OK", r.Text("RENAME", "k", "elsewhere")),
+            () => Assert.Equal("+OK", r.Text("FLUSHALL")),
+            () => Assert.Equal(":1", r.Text("HDEL", "k", "f")),
+        ];
+        for (int i = 0; i < deletions.Length; i++)
+        {
+            token = r.Cache.WatchToken("k"u8);
+            createThenDelete[i]();
+            deletions[i]();
+            Assert.Equal(0UL, r.Cache.VersionOf("k"u8));
+            Assert.Equal(ReplyKind.Null, r.ApplyWrite(Guarded([("k"u8.ToArray(), token)], ["SET", "k", "mine"], ["SET", "side", "x"])).Kind);
+            Assert.Equal(":0", r.Text("EXISTS", "k", "side"));
+        }
+
+        // A token taken after the deletion holds; the pre-mark form (0: absent now) still means what it meant.
+        token = r.Cache.WatchToken("k"u8);
+        Assert.Equal("[+OK]", r.ApplyWrite(Guarded([("k"u8.ToArray(), token)], ["SET", "k", "mine"])).ToString());
+        Assert.Equal(":1", r.Text("DEL", "k"));
+        Assert.Equal("[+OK]", r.ApplyWrite(Guarded([("k"u8.ToArray(), 0UL)], ["SET", "k", "mine"])).ToString());
+
+        // Through a snapshot: a replica restored from it holds the same record and decides as the one that applied
+        // the entries.
+        for (int i = 0; i < 100; i++)
+        {
+            r.Run("SET", "key" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), "v");
+            r.Run("DEL", "key" + (i / 2).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        Assert.Equal(":1", r.Text("DEL", "k"));
+        token = r.Cache.WatchToken("k"u8);
+        Assert.Equal("+OK", r.Text("SET", "k", "again"));
+        Assert.Equal(":1", r.Text("DEL", "k"));
+        var restored = new CommandRunner();
+        restored.RestoreFrom(r.Cache);
+        for (int i = 0; i < 300; i++)
+        {
+            byte[] key = System.Text.Encoding.ASCII.GetBytes("key" + i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(r.Cache.WatchToken(key), restored.Cache.WatchToken(key));
+        }
+
+        ulong after = restored.Cache.WatchToken("k"u8);
+        Assert.Equal(ReplyKind.Null, restored.ApplyWrite(Guarded([("k"u8.ToArray(), token)], ["SET", "k", "mine"])).Kind);
+        Assert.Equal("[+OK]", restored.ApplyWrite(Guarded([("k"u8.ToArray(), after)], ["SET", "k", "mine"])).ToString());
+        r.Cache.AssertInvariants();
+        restored.Cache.AssertInvariants();
     }
 
     [Fact]

@@ -73,6 +73,14 @@ public sealed class WatchTests(WatchCluster cluster, ITestOutputHelper output) :
             Assert.Equal("+OK", await writer.CommandAsync("SET", key, "new"));
             Assert.Equal("*-1", await TransactionAsync(watcher));
             Assert.Equal("$3\r\nnew\r\n", await writer.CommandAsync("GET", key));
+
+            // Absent when watched, then created and deleted again by the other client: aborted, as in Redis.
+            Assert.Equal(":1", await writer.CommandAsync("DEL", key));
+            Assert.Equal("+OK", await watcher.CommandAsync("WATCH", key));
+            Assert.Equal("+OK", await writer.CommandAsync("SET", key, "brief"));
+            Assert.Equal(":1", await writer.CommandAsync("DEL", key));
+            Assert.Equal("*-1", await TransactionAsync(watcher, ["SET", key, "mine"]));
+            Assert.Equal(":0", await writer.CommandAsync("EXISTS", key));
         }
     }
 

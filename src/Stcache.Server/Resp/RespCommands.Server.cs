@@ -587,8 +587,9 @@ internal sealed partial class RespCommands
     }
 
     /// <summary>
-    /// Records each key's version as of now: after a confirmation round (a follower's state may lag, and a version
-    /// read from the past could match again after the key was changed and deleted). EXEC sends the versions in its
+    /// Records each key's version as of now (for an absent key, its deletion bucket's last deletion index:
+    /// <see cref="CacheStateMachine.WatchToken"/>): after a confirmation round (a follower's state may lag, and a
+    /// version read from the past could match again after the key was changed and deleted). EXEC sends them in its
     /// log entry, and the state machine applies the batch only if none changed (<see cref="Op.IfVersions"/>).
     /// </summary>
     private async ValueTask<Reply> Watch(RespConnection connection, byte[][] arguments, CancellationToken cancellationToken)
@@ -606,7 +607,7 @@ internal sealed partial class RespCommands
 
         foreach (byte[] key in arguments.Skip(1))
         {
-            connection.Watched.TryAdd(Encoding.Latin1.GetString(key), (key, Host.Cache.VersionOf(key)));
+            connection.Watched.TryAdd(Encoding.Latin1.GetString(key), (key, Host.Cache.WatchToken(key)));
         }
 
         return s_ok;

@@ -439,8 +439,9 @@ internal sealed partial class SimNode : INodeEffects
         }
     }
 
-    /// <summary>A digest of the cache's state for the given keys (value, version, expiry), its log time, accounted
-    /// memory and memory policy.</summary>
+    /// <summary>A digest of the cache's state for the given keys (value, version, expiry, and what WATCH would record:
+    /// for an absent key its bucket of the replicated deletion record), its log time, accounted memory and memory
+    /// policy.</summary>
     public ulong Digest(IEnumerable<string> keys)
     {
         ulong hash = 14695981039346656037UL;
@@ -464,6 +465,8 @@ internal sealed partial class SimNode : INodeEffects
                 hash = (hash ^ entry.Version) * 1099511628211UL;
                 hash = (hash ^ (ulong)entry.ExpiresAtUnixMs) * 1099511628211UL;
             }
+
+            hash = (hash ^ Cache.WatchToken(Encoding.UTF8.GetBytes(key))) * 1099511628211UL;
         }
 
         return hash;

@@ -1057,9 +1057,11 @@ public sealed class NodeDriver
             _lastSnapshot = snapshot.Metadata;
             _effects.SnapshotRestored(snapshot.Metadata, installed: false);
 
-            // This node saved a snapshot taken after its own removal: the removal entry will not be applied again.
-            // (Not for a snapshot installed from a leader: a joiner may get one from before its addition.)
-            _removalApplied = (_confState.Voters.Count > 0 || _confState.Learners.Count > 0) && !_confState.IsMember(Id);
+            // The snapshot is from after this node's removal: the removal entry will not be applied again. Its
+            // removed ids say so exactly. A configuration that does not list this node does not: a joiner may have
+            // installed a snapshot from before its addition and stopped before applying that (sim seed 60925: the
+            // restarted learner took itself for removed and shut down).
+            _removalApplied = _members.IsRemoved(Id);
             var hard = state.HardState;
             if (hard.Commit < snapshot.Metadata.Index)
             {

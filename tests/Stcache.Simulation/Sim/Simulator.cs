@@ -323,6 +323,10 @@ internal sealed partial class Simulator : ISimEnvironment
     private readonly HashSet<ulong> _rejoining = [];
     private readonly HashSet<(ulong From, ulong To, ulong AsOf)> _notices = [];
     private readonly HashSet<ulong> _everMember = [];
+
+    // Nodes that are down with a bit flipped on their disk, not yet restarted: they may refuse to start and need a
+    // wipe of their own.
+    private readonly HashSet<ulong> _rotten = [];
     private readonly List<string> _keys = [];
     private readonly Dictionary<(ulong From, ulong To), long> _refusedAt = [];
     private NetworkOptions _network;
@@ -1230,6 +1234,7 @@ internal sealed partial class Simulator : ISimEnvironment
             bool flipped = _random.Chance(1, 2) ? node.Disk.FlipBit("/data/wal", sealedOnly: true) : node.Disk.FlipBit("/data/snapshots", sealedOnly: false);
             if (flipped)
             {
+                _rotten.Add(node.Id.Value);
                 Trace($"n{node.Id} a bit flipped on its disk");
             }
         }
@@ -1242,7 +1247,11 @@ internal sealed partial class Simulator : ISimEnvironment
             return;
         }
 
-        if (!node.Start())
+        if (node.Start())
+        {
+            _rotten.Remove(node.Id.Value);
+        }
+        else
         {
             if (node.StartFailure is null)
             {
@@ -1385,6 +1394,7 @@ internal sealed partial class Simulator : ISimEnvironment
         }
 
         node.Crash();
+        _rotten.Remove(node.Id.Value);
         _stats.Wipes++;
         Trace($"n{node.Id} will be removed, wiped and rejoined under a new id");
         Schedule(_random.Between(0, 50), () => RemoveWiped(node));
@@ -1496,8 +1506,9 @@ internal sealed partial class Simulator : ISimEnvironment
     {
         // One at a time, and never the last majority: the removal needs a quorum without the wiped node. So no
         // other membership change may be in flight (a removal applied meanwhile left two voters, both needed), and
-        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote).
-        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
+        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote), nor down
+        // with a rotten disk (it may refuse to start and need a wipe too: seed 63656 lost two of four voters so).
+        if (_rejoining.Count > 0 || _rotten.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
             leader.Applied < _membershipProposedAt || core.ConfState.Voters.Any(v => _nodes.TryGetValue(v.Value, out var n) && n.IsStopped))
         {
             return;
@@ -1616,7 +1627,11 @@ internal sealed partial class Simulator : ISimEnvironment
 
             if (!node.IsUp && !node.IsStopped && !_rejoining.Contains(node.Id.Value))
             {
-                if (!node.Start() && (node.StartFailure is not null || !node.Start()))
+                if (node.Start() || (node.StartFailure is null && node.Start()))
+                {
+                    _rotten.Remove(node.Id.Value);
+                }
+                else
                 {
                     _stats.RefusedStarts++;
                     WipeAndRejoin(node);

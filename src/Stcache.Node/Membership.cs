@@ -56,6 +56,10 @@ public sealed class MemberBook
 {
     private readonly ConcurrentDictionary<ulong, MemberInfo> _members = new();
 
+    // Every id a committed RemoveNode named (replicated: applied from the log and carried in snapshots). A node id
+    // names one incarnation of a data directory, so a removed id is never added again (docs/RAFT.md, "Node ids").
+    private readonly ConcurrentDictionary<ulong, bool> _removed = new();
+
     public event Action<MemberInfo>? Changed;
 
     public event Action<NodeId>? Removed;
@@ -92,11 +96,28 @@ public sealed class MemberBook
         Set(info);
     }
 
+    /// <summary>Forgets the member's addresses and records its id as removed for good.</summary>
     public void Remove(NodeId id)
     {
+        _removed[id.Value] = true;
         if (_members.TryRemove(id.Value, out _))
         {
             Removed?.Invoke(id);
+        }
+    }
+
+    /// <summary>True if a committed change removed <paramref name="id"/>: it may never be added again.</summary>
+    public bool IsRemoved(NodeId id) => _removed.ContainsKey(id.Value);
+
+    /// <summary>The ids removed so far, in ascending order (the snapshot carries them).</summary>
+    public IReadOnlyList<NodeId> RemovedIds => [.. _removed.Keys.Order().Select(id => new NodeId(id))];
+
+    /// <summary>Adds the removed ids a snapshot names. The set only grows: removal is for good.</summary>
+    public void MergeRemoved(IEnumerable<NodeId> ids)
+    {
+        foreach (var id in ids)
+        {
+            _removed[id.Value] = true;
         }
     }
 
@@ -143,28 +164,55 @@ public static class HostCommand
         data.Length > 1 && data[0] == MemberAddressTag ? MemberInfo.FromContext(data[1..]) : null;
 }
 
-/// <summary>Snapshot data: [magic u32][members length u32][members json][cache snapshot].</summary>
+/// <summary>
+/// Snapshot data: [magic u32][members length u32][members json][removed count u32][removed ids u64 each][cache
+/// snapshot]. The first format (magic "STSN") had no removed ids; it is still read, as an empty set.
+/// </summary>
 public static class SnapshotFormat
 {
-    private const uint Magic = 0x4E535453; // "STSN"
+    private const uint MagicWithoutRemoved = 0x4E535453; // "STSN"
+    private const uint Magic = 0x32535453; // "STS2"
+    private const int RemovedMax = 1 << 20;
 
+    /// <summary>The first format, without removed ids (a snapshot seeding a new cluster has none).</summary>
     public static void WriteHeader(Stream stream, byte[] members)
+    {
+        Span<byte> header = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, MagicWithoutRemoved);
+        BinaryPrimitives.WriteInt32LittleEndian(header[4..], members.Length);
+        stream.Write(header);
+        stream.Write(members);
+    }
+
+    public static void WriteHeader(Stream stream, byte[] members, IReadOnlyList<NodeId> removed)
     {
         Span<byte> header = stackalloc byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
         BinaryPrimitives.WriteInt32LittleEndian(header[4..], members.Length);
         stream.Write(header);
         stream.Write(members);
+        var ids = new byte[4 + (8 * removed.Count)];
+        BinaryPrimitives.WriteInt32LittleEndian(ids, removed.Count);
+        for (int i = 0; i < removed.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(ids.AsSpan(4 + (8 * i)), removed[i].Value);
+        }
+
+        stream.Write(ids);
     }
 
     /// <summary>Reads the header and member list, leaving the stream at the cache snapshot.</summary>
-    public static MemberInfo[] ReadHeader(Stream stream)
+    public static MemberInfo[] ReadHeader(Stream stream) => ReadHeader(stream, out _);
+
+    /// <summary>Reads the header, member list and removed ids, leaving the stream at the cache snapshot.</summary>
+    public static MemberInfo[] ReadHeader(Stream stream, out NodeId[] removed)
     {
         Span<byte> header = stackalloc byte[8];
         try
         {
             stream.ReadExactly(header);
-            if (BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic)
+            uint magic = BinaryPrimitives.ReadUInt32LittleEndian(header);
+            if (magic is not (Magic or MagicWithoutRemoved))
             {
                 throw new InvalidDataException("not an stcache snapshot");
             }
@@ -177,6 +225,25 @@ public static class SnapshotFormat
 
             var members = new byte[length];
             stream.ReadExactly(members);
+            removed = [];
+            if (magic == Magic)
+            {
+                stream.ReadExactly(header[..4]);
+                int count = BinaryPrimitives.ReadInt32LittleEndian(header);
+                if (count < 0 || count > RemovedMax)
+                {
+                    throw new InvalidDataException("bad removed id count in snapshot");
+                }
+
+                var ids = new byte[8 * count];
+                stream.ReadExactly(ids);
+                removed = new NodeId[count];
+                for (int i = 0; i < count; i++)
+                {
+                    removed[i] = new NodeId(BinaryPrimitives.ReadUInt64LittleEndian(ids.AsSpan(8 * i)));
+                }
+            }
+
             return MemberBook.Deserialize(members);
         }
         catch (EndOfStreamException e)

@@ -176,10 +176,19 @@ public sealed class NodeDriver
         MaybeSnapshot(force: false);
     }
 
-    /// <summary>A Raft message from a peer, already validated and addressed to this node.</summary>
+    /// <summary>A Raft message from a peer, already validated and addressed to this node. A message from an id this
+    /// node has applied the removal of is dropped: that id is gone for good (a removed id is never added again), so
+    /// whatever runs under it (a process that missed its removal, or one restarted on a wiped directory with its old
+    /// id) neither votes nor acknowledges here.</summary>
     public void Step(Message message)
     {
         EnsureTakesInput();
+        if (_members.IsRemoved(message.From))
+        {
+            NodeLog.MessageFromRemovedDropped(_logger, message.Type, message.From);
+            return;
+        }
+
         _node.Step(message);
     }
 
@@ -234,10 +243,29 @@ public sealed class NodeDriver
         _batchRequests.Clear();
     }
 
-    /// <summary>Proposes a membership change; answered once it is applied, lost or refused.</summary>
+    /// <summary>
+    /// Proposes a membership change; answered once it is applied, lost or refused. Adding an id that a committed
+    /// change removed is refused (<see cref="HostErrorKind.MemberIdRemoved"/>): a node id names one incarnation of a
+    /// data directory, and an id that comes back may be a wiped node that forgot its votes and log. Every replica
+    /// holds the same removed set at the same applied index (from the log and the snapshot), and a leader proposes
+    /// only once it has applied every earlier change, so the refusal does not depend on which node leads.
+    /// </summary>
     public void ChangeMembership(ConfChange change, ProposalRequest request)
     {
         EnsureTakesInput();
+        ArgumentNullException.ThrowIfNull(change);
+        if (change.Type != ConfChangeType.RemoveNode && _members.IsRemoved(change.NodeId))
+        {
+            if (request.TryMarkProposed())
+            {
+                NodeLog.RemovedIdRefused(_logger, change.NodeId, change.Type);
+                request.Fail(new RaftHostException(HostErrorKind.MemberIdRemoved,
+                    $"node id {change.NodeId} was removed from the cluster and is never added again; a node that lost its data joins as a new member, under a new id (a new --name, or none)"));
+            }
+
+            return;
+        }
+
         if (request.TryMarkProposed())
         {
             Track(request, _node.ProposeConfChange(change));
@@ -740,7 +768,7 @@ public sealed class NodeDriver
 
     private void RestoreFrom(SnapshotMetadata metadata, Stream data)
     {
-        var members = SnapshotFormat.ReadHeader(data);
+        var members = SnapshotFormat.ReadHeader(data, out var removed);
         _cache.Restore(data);
         if (_cache.AppliedIndex != metadata.Index)
         {
@@ -748,6 +776,7 @@ public sealed class NodeDriver
         }
 
         _members.MergeAll(members);
+        _members.MergeRemoved(removed);
         _confState = metadata.ConfState;
         _appliedTerm = metadata.Term;
     }
@@ -822,9 +851,16 @@ public sealed class NodeDriver
             return;
         }
 
+        if (_members.IsRemoved(id))
+        {
+            // Never proposed since removed ids are refused (ChangeMembership); a log written before that rule may
+            // hold one. The core applies it like any committed change; say so.
+            NodeLog.RemovedIdAddedBack(_logger, id, entry.Index);
+        }
+
         if (id == Id)
         {
-            _removalApplied = false; // added back (a wiped node rejoining under its old id replays its removal)
+            _removalApplied = false; // added back (a log written before removed ids were refused)
         }
 
         var info = MemberInfo.FromContext(change.Context.Span) ?? new MemberInfo(id.Value, id.ToString(), string.Empty, string.Empty);
@@ -909,7 +945,7 @@ public sealed class NodeDriver
 
         _entryBytesAtSnapshot = _cache.AppliedEntryBytes;
         var metadata = new SnapshotMetadata(applied, _appliedTerm, _confState);
-        _snapshotJob = new SnapshotJob(_snapshotStore, metadata, _cache.BeginSnapshot(), _members.Serialize());
+        _snapshotJob = new SnapshotJob(_snapshotStore, metadata, _cache.BeginSnapshot(), _members.Serialize(), _members.RemovedIds);
         NodeLog.SnapshotStarted(_logger, metadata.Index, metadata.Term);
         _effects.SaveSnapshot(_snapshotJob);
     }
@@ -1080,9 +1116,11 @@ public sealed class NodeDriver
             _lastSnapshot = snapshot.Metadata;
             _effects.SnapshotRestored(snapshot.Metadata, installed: false);
 
-            // This node saved a snapshot taken after its own removal: the removal entry will not be applied again.
-            // (Not for a snapshot installed from a leader: a joiner may get one from before its addition.)
-            _removalApplied = (_confState.Voters.Count > 0 || _confState.Learners.Count > 0) && !_confState.IsMember(Id);
+            // The snapshot is from after this node's removal: the removal entry will not be applied again. Its
+            // removed ids say so exactly. A configuration that does not list this node does not: a joiner may have
+            // installed a snapshot from before its addition and stopped before applying that (sim seed 60925: the
+            // restarted learner took itself for removed and shut down).
+            _removalApplied = _members.IsRemoved(Id);
             var hard = state.HardState;
             if (hard.Commit < snapshot.Metadata.Index)
             {

@@ -18,6 +18,15 @@ internal static partial class NodeLog
     [LoggerMessage(1044, LogLevel.Debug, "Member {PeerId} does not list this node as of index {AsOf}; this node is at {Applied}, so that member is behind")]
     public static partial void NotAMemberIgnored(ILogger logger, NodeId peerId, LogIndex asOf, LogIndex applied);
 
+    [LoggerMessage(1045, LogLevel.Warning, "Refused to add node {NodeId} as {ChangeType}: that id was removed from the cluster, and a removed id is never added again (a node that lost its data joins under a new id)")]
+    public static partial void RemovedIdRefused(ILogger logger, NodeId nodeId, ConfChangeType changeType);
+
+    [LoggerMessage(1046, LogLevel.Error, "Committed entry {Index} adds node {NodeId}, which an earlier entry removed (a log written before removed ids were refused)")]
+    public static partial void RemovedIdAddedBack(ILogger logger, NodeId nodeId, LogIndex index);
+
+    [LoggerMessage(1047, LogLevel.Debug, "Dropped a {MessageType} from node {PeerId}, which was removed from the cluster")]
+    public static partial void MessageFromRemovedDropped(ILogger logger, MessageType messageType, NodeId peerId);
+
     [LoggerMessage(1040, LogLevel.Information, "Learner {NodeId} has caught up (match {Match}); proposing it as a voter")]
     public static partial void PromotingLearner(ILogger logger, NodeId nodeId, LogIndex match);
 

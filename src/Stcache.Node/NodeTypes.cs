@@ -131,6 +131,9 @@ public enum HostErrorKind
     /// <summary>Another membership change is still in progress (or the new leader has not committed yet): retry.</summary>
     ConfChangeInProgress,
 
+    /// <summary>The change adds a node id that a committed change removed: removed ids are never added again.</summary>
+    MemberIdRemoved,
+
     TransferInProgress,
 
     ShuttingDown,
@@ -235,14 +238,16 @@ public sealed class SnapshotJob
     private readonly ISnapshotStore _store;
     private readonly CacheSnapshot _view;
     private readonly byte[] _members;
+    private readonly IReadOnlyList<NodeId> _removed;
     private int _ran;
 
-    internal SnapshotJob(ISnapshotStore store, SnapshotMetadata metadata, CacheSnapshot view, byte[] members)
+    internal SnapshotJob(ISnapshotStore store, SnapshotMetadata metadata, CacheSnapshot view, byte[] members, IReadOnlyList<NodeId> removed)
     {
         _store = store;
         Metadata = metadata;
         _view = view;
         _members = members;
+        _removed = removed;
     }
 
     public SnapshotMetadata Metadata { get; }
@@ -265,7 +270,7 @@ public sealed class SnapshotJob
         {
             _store.Save(Metadata, stream =>
             {
-                SnapshotFormat.WriteHeader(stream, _members);
+                SnapshotFormat.WriteHeader(stream, _members, _removed);
                 _view.WriteTo(stream);
             });
         }

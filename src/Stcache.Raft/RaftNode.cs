@@ -216,7 +216,8 @@ public sealed class RaftNode
         // founder's AddVoter alone it is the only voter of that configuration, and without this check it elected
         // itself and wrote its no-op over committed index 2 (sim seeds 3390, 4061, 6311, 7660, 9728). Nobody
         // waits on this node: it still votes, and it campaigns again once it has caught up. The bound is kept in
-        // memory only; docs/RAFT.md says what a restart mid-catch-up leaves open.
+        // memory only: with ids unique per incarnation (a wiped node returns under a new id) a node restarted in
+        // the middle of its catch-up cannot win anyway (docs/RAFT.md, "Node ids").
         if (KnownStale)
         {
             return;

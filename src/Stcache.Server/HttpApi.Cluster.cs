@@ -61,6 +61,12 @@ internal sealed partial class HttpApi
         var info = new MemberInfo(id, name, raftAddress, httpAddress);
 
         var status = host.Status;
+        if (host.Members.IsRemoved(new NodeId(id)))
+        {
+            // Removal is for good and this node has applied it, so the leader refuses too; say so without asking.
+            return RemovedIdError(new NodeId(id), name);
+        }
+
         var existing = host.Members.Find(new NodeId(id));
         if (status.ConfState.IsVoter(new NodeId(id)) && existing is not null && existing.RaftAddress == raftAddress)
         {
@@ -89,6 +95,14 @@ internal sealed partial class HttpApi
 
         return await ConfChangeAsync(new ConfChange(ConfChangeType.AddLearner, nodeId, info.ToContext()), context.RequestAborted);
     }
+
+    /// <summary>A node id names one incarnation of a data directory: once removed, it is never added again (a wiped
+    /// node that came back under it would vote without the votes and log it had acknowledged). 409, not applied.</summary>
+    private static IResult RemovedIdError(NodeId id, string name) =>
+        Error(StatusCodes.Status409Conflict,
+            $"node id {id} ({name}) was removed from the cluster, and a removed id is never added again: "
+            + "a node that lost its data joins as a new member under a new id (start it with a new --name, or with none)",
+            "not-applied");
 
     /// <summary>
     /// A join that names an existing member's id at another raft address is a second process claiming that id (a
@@ -150,6 +164,10 @@ internal sealed partial class HttpApi
             catch (RaftHostException e) when (e.Kind == HostErrorKind.ConfChangeInProgress && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(100, cancellationToken);
+            }
+            catch (RaftHostException e) when (e.Kind == HostErrorKind.MemberIdRemoved)
+            {
+                return Error(StatusCodes.Status409Conflict, e.Message, "not-applied");
             }
             catch (RaftHostException e)
             {

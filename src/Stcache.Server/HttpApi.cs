@@ -418,7 +418,11 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             return true;
         }
 
-        var byName = host.Members.All.FirstOrDefault(m => m.Name == text || m.RaftAddress == CommandLine.NormalizeAddress(text));
+        // A name may have named a removed member before the current one (a node replaced under a new id): the
+        // member in the configuration wins.
+        var conf = host.Status.ConfState;
+        var byName = host.Members.All.Where(m => m.Name == text || m.RaftAddress == CommandLine.NormalizeAddress(text))
+            .OrderByDescending(m => conf.IsMember(new NodeId(m.Id))).FirstOrDefault();
         id = byName is null ? NodeId.None : new NodeId(byName.Id);
         return byName is not null;
     }

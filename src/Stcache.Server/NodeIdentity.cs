@@ -14,6 +14,20 @@ public sealed record NodeIdentity(
 {
     public const string FileName = "stcached.json";
 
+    /// <summary>A random non-zero 64-bit node id, for a data directory initialised now (one incarnation).</summary>
+    public static ulong NewId()
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        ulong id;
+        do
+        {
+            System.Security.Cryptography.RandomNumberGenerator.Fill(bytes);
+            id = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        }
+        while (id == 0);
+        return id;
+    }
+
     public static NodeIdentity? Load(string directory)
     {
         string path = Path.Combine(directory, FileName);

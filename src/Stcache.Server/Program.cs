@@ -480,8 +480,17 @@ internal sealed class NodeRuntime : IAsyncDisposable
             return new NodeIdentity(raftId, name, raftAddress, httpAddress, options.ClusterId, true);
         }
 
+        // A node id names one incarnation of a data directory, and a removed id is never added again (docs/RAFT.md,
+        // "Node ids"). A node that joins or bootstraps under its default name (its raft address) draws a new random
+        // id here, when its data directory is initialised: a wiped node restarted with the same flags is a new
+        // member, never its old self with its votes and log forgotten. An explicit --name keeps the id derived from
+        // it (stcachectl members add and the shaj13 seed's joiners compute it); reusing the name of a removed member
+        // is refused by the cluster.
         string memberName = options.Name ?? raftAddress;
-        return new NodeIdentity(MemberInfo.IdFromName(memberName), memberName, raftAddress, httpAddress, options.ClusterId, true);
+        ulong id = options.Name is null && options.Dialect == FlagDialect.Stcache && (options.Join is not null || options.Bootstrap)
+            ? NodeIdentity.NewId()
+            : MemberInfo.IdFromName(memberName);
+        return new NodeIdentity(id, memberName, raftAddress, httpAddress, options.ClusterId, true);
     }
 
     private static PersistentState? InitialState(ServerOptions options, NodeIdentity identity)

@@ -10,6 +10,8 @@ namespace Stcache.Simulation;
 /// Randomized whole-cluster runs. Environment:
 /// <list type="bullet">
 /// <item>SIM_SEEDS (default 1000) and SIM_START (default 0): the seeds [SIM_START, SIM_START + SIM_SEEDS).</item>
+/// <item>SIM_SEED_LIST: instead, the seeds listed (comma- or line-separated), or in the file it names (a soak's
+/// failures, rerun after a fix).</item>
 /// <item>SIM_SEED: replay exactly one seed with a full event trace (ReplaySeed).</item>
 /// <item>SIM_PARALLEL: worker count (default: processor count).</item>
 /// <item>SIM_RESETS=0: do not model connection resets (crashes and refused dials reported as connection lost), to
@@ -30,13 +32,15 @@ public sealed class SimulationTests
     {
         int count = EnvironmentInt("SIM_SEEDS") ?? 1000;
         int start = EnvironmentInt("SIM_START") ?? 0;
+        int[] seeds = SeedList() ?? [.. Enumerable.Range(start, count)];
+        count = seeds.Length;
         int workers = EnvironmentInt("SIM_PARALLEL") ?? Environment.ProcessorCount;
         var failures = new ConcurrentBag<SimulationResult>();
         long events = 0;
         long unknownLinearizability = 0;
         var stats = new SimulationStats();
         var clock = Stopwatch.StartNew();
-        Parallel.For(start, start + count, new ParallelOptions { MaxDegreeOfParallelism = workers }, seed =>
+        Parallel.ForEach(seeds, new ParallelOptions { MaxDegreeOfParallelism = workers }, seed =>
         {
             var result = new Simulator(Options(seed)).Run();
             Interlocked.Add(ref events, result.Events);
@@ -57,10 +61,10 @@ public sealed class SimulationTests
         });
 
         _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{count} seeds from {start}: {failures.Count} failed, {events} events, {unknownLinearizability} undecided histories, {clock.Elapsed.TotalSeconds:F1}s"));
+            $"{count} seeds from {seeds.FirstOrDefault()}: {failures.Count} failed, {events} events, {unknownLinearizability} undecided histories, {clock.Elapsed.TotalSeconds:F1}s"));
         _output.WriteLine(stats.ToString());
         var sorted = failures.OrderBy(f => f.Seed).ToList();
-        foreach (var failure in sorted.Take(20))
+        foreach (var failure in sorted.Take(200))
         {
             _output.WriteLine(failure.ToString());
         }
@@ -137,6 +141,23 @@ public sealed class SimulationTests
         var b = Simulator.Run(7, second.Add);
         Assert.Equal(a.Events, b.Events);
         Assert.Equal(first, second);
+    }
+
+    private static int[]? SeedList()
+    {
+        string? list = Environment.GetEnvironmentVariable("SIM_SEED_LIST");
+        if (string.IsNullOrWhiteSpace(list))
+        {
+            return null;
+        }
+
+        if (File.Exists(list))
+        {
+            list = File.ReadAllText(list);
+        }
+
+        return [.. list.Split([',', '\n', '\r', ' '], StringSplitOptions.RemoveEmptyEntries)
+            .Select(text => int.Parse(text, NumberStyles.Integer, CultureInfo.InvariantCulture))];
     }
 
     private static SimulationOptions Options(int seed) =>

@@ -233,7 +233,7 @@ internal sealed partial class SimNode : INodeEffects
         IsStopped = true;
     }
 
-    /// <summary>An operator wiped the data directory: the node starts again empty.</summary>
+    /// <summary>An operator wiped the data directory of this incarnation (its id is never used again).</summary>
     public void Wipe()
     {
         if (IsUp)
@@ -359,9 +359,6 @@ internal sealed partial class SimNode : INodeEffects
         return true;
     }
 
-    /// <summary>A stopped node may run again (an operator wiped it to add it back).</summary>
-    public void Revive() => IsStopped = false;
-
     public ProposeStatus ChangeMembership(ConfChange change)
     {
         var status = ProposeStatus.Overloaded;
@@ -372,7 +369,13 @@ internal sealed partial class SimNode : INodeEffects
 
         var request = new SimProposal(this, _ => { });
         Run(driver => driver.ChangeMembership(change, request));
-        return request.Answered && request.Index == LogIndex.Zero ? ProposeStatus.ConfChangeInProgress : ProposeStatus.Accepted;
+        if (request.Answered && request.Index == LogIndex.Zero)
+        {
+            // Adding a removed id is refused for good; anything else is worth another try.
+            return request.Error?.Kind == HostErrorKind.MemberIdRemoved ? ProposeStatus.Rejected : ProposeStatus.ConfChangeInProgress;
+        }
+
+        return ProposeStatus.Accepted;
     }
 
     public ProposeStatus TransferLeadership(NodeId target)

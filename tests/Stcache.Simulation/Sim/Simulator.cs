@@ -323,7 +323,10 @@ internal sealed partial class Simulator : ISimEnvironment
     private readonly HashSet<ulong> _rejoining = [];
     private readonly HashSet<(ulong From, ulong To, ulong AsOf)> _notices = [];
     private readonly HashSet<ulong> _everMember = [];
-    private readonly HashSet<ulong> _wiped = [];
+
+    // Nodes that are down with a bit flipped on their disk, not yet restarted: they may refuse to start and need a
+    // wipe of their own.
+    private readonly HashSet<ulong> _rotten = [];
     private readonly List<string> _keys = [];
     private readonly Dictionary<(ulong From, ulong To), long> _refusedAt = [];
     private NetworkOptions _network;
@@ -1236,6 +1239,7 @@ internal sealed partial class Simulator : ISimEnvironment
             bool flipped = _random.Chance(1, 2) ? node.Disk.FlipBit("/data/wal", sealedOnly: true) : node.Disk.FlipBit("/data/snapshots", sealedOnly: false);
             if (flipped)
             {
+                _rotten.Add(node.Id.Value);
                 Trace($"n{node.Id} a bit flipped on its disk");
             }
         }
@@ -1248,7 +1252,11 @@ internal sealed partial class Simulator : ISimEnvironment
             return;
         }
 
-        if (!node.Start())
+        if (node.Start())
+        {
+            _rotten.Remove(node.Id.Value);
+        }
+        else
         {
             if (node.StartFailure is null)
             {
@@ -1377,8 +1385,11 @@ internal sealed partial class Simulator : ISimEnvironment
 
     /// <summary>
     /// The operator's procedure for a member whose data is gone (wiped, or refused to start on corruption): remove
-    /// it, delete its data, start it empty and add it again as a learner; the leader promotes it when it caught up.
-    /// Never re-added with its old data or before the removal committed: a wiped voter forgot its votes.
+    /// it, delete its data, and start a new incarnation on an empty disk under a new id, added as a learner; the
+    /// leader promotes it when it caught up. A node id names one incarnation of a data directory: the old id is
+    /// never added again (the cluster refuses it), because a wiped node forgot the votes and entries it had
+    /// acknowledged under it (seed 44893: a stale node won an election with the votes of two wiped nodes re-added
+    /// under ids that were still voters in its configuration).
     /// </summary>
     private void WipeAndRejoin(SimNode node)
     {
@@ -1388,70 +1399,66 @@ internal sealed partial class Simulator : ISimEnvironment
         }
 
         node.Crash();
-        _wiped.Add(node.Id.Value);
+        _rotten.Remove(node.Id.Value);
         _stats.Wipes++;
-        Trace($"n{node.Id} will be removed, wiped and rejoined");
-        Schedule(_random.Between(0, 50), () => RejoinStep(node, removed: false));
+        Trace($"n{node.Id} will be removed, wiped and rejoined under a new id");
+        Schedule(_random.Between(0, 50), () => RemoveWiped(node));
     }
 
-    private void RejoinStep(SimNode node, bool removed)
+    /// <summary>Removes the wiped node's id; once the leader applied that, its data goes and a new incarnation starts.</summary>
+    private void RemoveWiped(SimNode node)
     {
         Schedule(_random.Between(20, 100), () =>
         {
             var leader = CurrentLeader();
             if (leader?.Node is not { } core)
             {
-                RejoinStep(node, removed);
+                RemoveWiped(node);
                 return;
             }
 
-            if (!removed)
+            if (core.ConfState.IsMember(node.Id) || leader.ConfState.IsMember(node.Id))
             {
-                if (core.ConfState.IsMember(node.Id) || leader.ConfState.IsMember(node.Id))
-                {
-                    var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, node.Id, ReadOnlyMemory<byte>.Empty));
-                    NoteMembershipProposal(leader, status);
-                    Trace($"n{leader.Id} propose remove {node.Id} (to wipe it): {status}");
-                    RejoinStep(node, removed: false);
-                    return;
-                }
-
-                // The removal is applied on the leader: now the data can go.
-                node.Stop();
-                node.Wipe();
-                _joinedInOwnView.Remove(node.Id.Value);
-                node.Revive();
-                if (!node.Start())
-                {
-                    if (node.StartFailure is not null)
-                    {
-                        throw new SimulationFailureException($"node {node.Id} refused to start on an empty disk: {node.StartFailure}");
-                    }
-
-                    RejoinStep(node, removed: false); // the disk is full or failing: try again
-                    return;
-                }
-
-                RejoinStep(node, removed: true);
+                var status = leader.ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, node.Id, ReadOnlyMemory<byte>.Empty));
+                NoteMembershipProposal(leader, status);
+                Trace($"n{leader.Id} propose remove {node.Id} (to wipe it): {status}");
+                RemoveWiped(node);
                 return;
             }
 
-            if (leader.ConfState.IsMember(node.Id))
+            // The removal is applied on the leader: the old incarnation is gone for good, its data deleted.
+            node.Stop();
+            node.Wipe();
+            _rejoining.Remove(node.Id.Value);
+            var fresh = CreateNode(new NodeId(_nextNodeId++));
+            _rejoining.Add(fresh.Id.Value);
+            Trace($"n{fresh.Id} is the new incarnation of wiped n{node.Id}");
+            StartRejoined(fresh);
+        });
+    }
+
+    /// <summary>Starts the new incarnation (again, if a fault stopped it) and asks the leader to add it until it has.</summary>
+    private void StartRejoined(SimNode node)
+    {
+        if (!node.IsUp && !node.IsStopped && !node.Start() && node.StartFailure is not null)
+        {
+            throw new SimulationFailureException($"node {node.Id}, a wiped node's new incarnation, refused to start: {node.StartFailure}");
+        }
+
+        Schedule(_random.Between(20, 100), () =>
+        {
+            var leader = CurrentLeader();
+            if (leader?.Node is not { } core)
             {
-                // Added back and applied on the leader. A notice from a peer that had applied the removal but not
-                // yet the addition may have made it stop meanwhile; the operator starts it again.
-                if (node.IsStopped)
-                {
-                    node.Revive();
-                }
+                StartRejoined(node);
+                return;
+            }
 
-                if (!node.IsUp && !node.Start())
-                {
-                    RejoinStep(node, removed: true);
-                    return;
-                }
-
+            if (leader.ConfState.IsMember(node.Id) && node.IsUp)
+            {
+                // Added and applied on the leader, and running: from here on it is a member like any other.
                 _rejoining.Remove(node.Id.Value);
+                _everMember.Add(node.Id.Value);
                 return;
             }
 
@@ -1459,10 +1466,10 @@ internal sealed partial class Simulator : ISimEnvironment
             {
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
                 NoteMembershipProposal(leader, status);
-                Trace($"n{leader.Id} propose add wiped {node.Id} as learner: {status}");
+                Trace($"n{leader.Id} propose add {node.Id} (a wiped node's new incarnation) as learner: {status}");
             }
 
-            RejoinStep(node, removed: true);
+            StartRejoined(node);
         });
     }
 
@@ -1472,9 +1479,9 @@ internal sealed partial class Simulator : ISimEnvironment
         Schedule(_random.Between(50, 200), () =>
         {
             var leader = CurrentLeader();
-            if (_everMember.Contains(node.Id.Value))
+            if (_everMember.Contains(node.Id.Value) || node.IsStopped)
             {
-                return;
+                return; // added; or gone for good (wiped: its new incarnation joins under a new id)
             }
 
             if (leader?.Node is { } core && !core.ConfState.IsMember(node.Id))
@@ -1482,6 +1489,10 @@ internal sealed partial class Simulator : ISimEnvironment
                 var status = leader.ChangeMembership(new ConfChange(ConfChangeType.AddLearner, node.Id, Member(node.Id).ToContext()));
                 NoteMembershipProposal(leader, status);
                 Trace($"n{leader.Id} propose add learner {node.Id} again: {status}");
+                if (status == ProposeStatus.Rejected)
+                {
+                    return; // added and removed meanwhile: a removed id is never added again
+                }
             }
 
             JoinStep(node);
@@ -1500,8 +1511,9 @@ internal sealed partial class Simulator : ISimEnvironment
     {
         // One at a time, and never the last majority: the removal needs a quorum without the wiped node. So no
         // other membership change may be in flight (a removal applied meanwhile left two voters, both needed), and
-        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote).
-        if (_rejoining.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
+        // the other voters must not be stopped (one that stopped, believing itself removed, does not vote), nor down
+        // with a rotten disk (it may refuse to start and need a wipe too: seed 63656 lost two of four voters so).
+        if (_rejoining.Count > 0 || _rotten.Count > 0 || CurrentLeader() is not { Node: { } core } leader || core.ConfState.Voters.Count < 3 ||
             leader.Applied < _membershipProposedAt || core.ConfState.Voters.Any(v => _nodes.TryGetValue(v.Value, out var n) && n.IsStopped))
         {
             return;
@@ -1620,7 +1632,11 @@ internal sealed partial class Simulator : ISimEnvironment
 
             if (!node.IsUp && !node.IsStopped && !_rejoining.Contains(node.Id.Value))
             {
-                if (!node.Start() && (node.StartFailure is not null || !node.Start()))
+                if (node.Start() || (node.StartFailure is null && node.Start()))
+                {
+                    _rotten.Remove(node.Id.Value);
+                }
+                else
                 {
                     _stats.RefusedStarts++;
                     WipeAndRejoin(node);
@@ -1638,7 +1654,6 @@ internal sealed partial class Simulator : ISimEnvironment
         while (_now < deadline)
         {
             RunUntil(_now + _options.TickMs);
-            RestartStoppedMembers();
             if (marker is not null && _oracle.TryGetCommitTime(marker.Index, marker.Term, out _))
             {
                 markerIndex = marker.Index;
@@ -1673,30 +1688,6 @@ internal sealed partial class Simulator : ISimEnvironment
         throw new SimulationFailureException(
             $"liveness: not converged within {_options.LivenessElectionTimeouts} election timeouts after healing: {why} " +
             $"(leader: {(leaderNow is null ? "none" : leaderNow.Id.ToString())}, marker index {markerIndex}). " + DescribeNodes());
-    }
-
-    /// <summary>
-    /// A node wiped and added back under its old id can be told "not a member" by a peer that applied its removal
-    /// but not yet its addition, and stop (ids reused are ambiguous by nature); an operator starts a member that
-    /// stopped again.
-    /// </summary>
-    private void RestartStoppedMembers()
-    {
-        if (CurrentLeader() is not { } leader)
-        {
-            return;
-        }
-
-        foreach (var member in leader.ConfState.Voters.Concat(leader.ConfState.Learners))
-        {
-            if (_wiped.Contains(member.Value) && _nodes.TryGetValue(member.Value, out var node) && node.IsStopped && !_rejoining.Contains(member.Value) &&
-                _nodes.Values.Where(n => n.IsUp && n.Node!.Role == RaftRole.Leader).All(n => n.ConfState.IsMember(member)))
-            {
-                Trace($"operator restarts member n{node.Id}, which had stopped");
-                node.Revive();
-                node.Start();
-            }
-        }
     }
 
     /// <summary>

@@ -278,6 +278,7 @@ internal sealed partial class HttpApi
     private async Task<IResult> ProposeForwarded(HttpContext context)
     {
         byte[] body = await ReadBodyAsync(context);
+        service.Trace.Reached(FailoverStage.ForwardedReceived);
         if (WriteRequest.DecodeAll(body, out string? problem) is not { } commands)
         {
             return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
@@ -289,6 +290,7 @@ internal sealed partial class HttpApi
         }
 
         var outcomes = await service.ProposeLocallyAsync(commands, context.RequestAborted);
+        service.Trace.Reached(FailoverStage.ForwardedAnswered);
         return TypedResults.Json(outcomes.Select(ForwardedResult.From).ToArray(), CommandJson.Default.ForwardedResultArray);
     }
 

@@ -149,7 +149,7 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
     /// <summary>The node's log lines about the failover, from just before the kill, as "+offset ms message".</summary>
     private static IEnumerable<string> FailoverLog(Node node, DateTime killedAt)
     {
-        string[] wanted = ["lost", "election", "became", "Connected to", "Accepted peer", "Failover trace", "orward"];
+        string[] wanted = ["lost", "election", "became", "Connected to", "Accepted peer", "Failover trace", "answered before"];
         foreach (string line in node.Output.Split('\n'))
         {
             // SimpleConsole lines begin with the local time "yyyy-MM-ddTHH:mm:ss.fff ".

@@ -120,6 +120,7 @@ internal sealed class CommandService
         _logger = logger;
         _linearizable = new ReadBatcher(token => host.ReadBarrierAsync(false, token));
         _lease = new ReadBatcher(token => host.ReadBarrierAsync(true, token));
+        Trace = new FailoverTrace(host, logger);
         host.LeadershipChanged += _ =>
         {
             var previous = Interlocked.Exchange(ref _leaderChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
@@ -128,6 +129,9 @@ internal sealed class CommandService
     }
 
     public RaftHost Host => _host;
+
+    /// <summary>The write path's first stages after each leadership change, logged once each.</summary>
+    public FailoverTrace Trace { get; }
 
     /// <summary>A token that fires at the request's deadline (the node's request timeout) or when the caller gives up.</summary>
     public CancellationTokenSource Deadline(CancellationToken cancellationToken)
@@ -274,7 +278,9 @@ internal sealed class CommandService
 
         try
         {
-            return WriteOutcome.Applied(await _host.ProposeAsync(entry, cancellationToken).ConfigureAwait(false));
+            var applied = await _host.ProposeAsync(entry, cancellationToken).ConfigureAwait(false);
+            Trace.Reached(FailoverStage.ProposalApplied);
+            return WriteOutcome.Applied(applied);
         }
         catch (RaftHostException e)
         {
@@ -344,7 +350,9 @@ internal sealed class CommandService
         HttpResponseMessage response;
         try
         {
+            Trace.Reached(FailoverStage.ForwardSent);
             response = await client.SendAsync(message, deadline).ConfigureAwait(false);
+            Trace.Reached(FailoverStage.ForwardAnswered);
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
         {
@@ -384,6 +392,7 @@ internal sealed class CommandService
                 }
 
                 await CatchUpAsync(response.Headers, deadline).ConfigureAwait(false);
+                Trace.Reached(FailoverStage.ForwardCaughtUp);
                 return [.. results.Select(r => r.ToOutcome(leader))];
             }
 

@@ -296,6 +296,7 @@ internal sealed partial class HttpApi
     private async Task<IResult> ProposeForwarded(HttpContext context)
     {
         byte[] body = await ReadBodyAsync(context);
+        service.Trace.Reached(FailoverStage.ForwardedReceived);
         if (WriteRequest.DecodeAll(body, out string? problem) is not { } commands)
         {
             return Failure(StatusCodes.Status400BadRequest, FailureKind.Invalid, "bad forwarded commands: " + problem, "not-applied");
@@ -307,6 +308,7 @@ internal sealed partial class HttpApi
         }
 
         var outcomes = await service.ProposeLocallyAsync(commands, context.RequestAborted);
+        service.Trace.Reached(FailoverStage.ForwardedAnswered);
         return TypedResults.Json(outcomes.Select(ForwardedResult.From).ToArray(), CommandJson.Default.ForwardedResultArray);
     }
 

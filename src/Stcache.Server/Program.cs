@@ -60,6 +60,10 @@ public static class Program
         using var raftListener = Listeners.Bind("raft", options.RaftAddress);
         using var httpListener = Listeners.Bind("http", options.HttpAddress, dualModeWhenAny: true);
         using var respListener = options.RespAddress is null ? null : Listeners.Bind("resp", options.RespAddress);
+
+        // The code a failover runs, compiled before this node serves and before the metrics listeners start (Warmup.cs).
+        var warmup = Task.Run(() => Warmup.RunAsync(options));
+
         // No reloadOnChange: the node reads no appsettings file, and its watcher covered the whole working directory
         // tree (53,000 inotify watches from /), so every WAL write under it cost a managed event on every node.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
@@ -96,9 +100,11 @@ public static class Program
         Security.ConfigureMemberClients(builder.Services, options);
         builder.Services.AddOpenTelemetry().WithMetrics(ServerMetrics.Configure);
 
+        var warmedUp = await warmup;
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger("stcached");
+        warmedUp.Log(logger);
 
         Security.WarnIfExposed(logger, options);
         if (options.AuthToken is { } token)
@@ -129,6 +135,7 @@ public static class Program
         AccessReports.Attach(node.Host, service);
         var api = new HttpApi(node.Host, service, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app);
+        AddressAnnouncement.Map(app, node.Host);
         OpsEndpoints.Map(app, node, options);
         await using var resp = options.RespAddress is null ? null : new Resp.RespServer(service, options, apiCertificate, loggerFactory.CreateLogger<Resp.RespServer>());
 
@@ -150,6 +157,10 @@ public static class Program
         ServerLog.Listening(logger, options.HttpAddress, options.RaftAddress, node.Host.Id, node.Identity.Name, node.DataPath);
         node.ServeRaftChannelJoins(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
         node.StartJoining(app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
+        var announced = new MemberInfo(node.Host.Id.Value, node.Identity.Name, node.Identity.RaftAddress, node.Identity.HttpAddress,
+            options.RespAddress is { } respAddress ? CommandLine.NormalizeAddress(respAddress) : null);
+        AddressAnnouncement.Start(node.Host, announced, options, app.Services.GetRequiredService<IHttpClientFactory>(), logger, lifetime.ApplicationStopping);
+        _ = Warmup.ForwardToSelfAsync(options, app.Services.GetRequiredService<IHttpClientFactory>(), lifetime.ApplicationStopping);
 
         var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lifetime.ApplicationStopping.Register(() => stopped.TrySetResult());

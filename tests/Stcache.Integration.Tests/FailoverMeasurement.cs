@@ -16,6 +16,7 @@ namespace Stcache.Integration.Tests;
 /// STCACHE_FAILOVER_REPS=10 dotnet test tests/Stcache.Integration.Tests --filter FailoverMeasurement --logger "console;verbosity=detailed"
 /// STCACHE_FAILOVER_FLAGS adds server flags to every node (--leader-lost-ticks=0 measures without the fast path).
 /// STCACHE_FAILOVER_SETTLE_MS waits that long after the first leader is elected before the first kill.
+/// STCACHE_FAILOVER_LOGS names a directory to write every node's whole output to at the end.
 /// </summary>
 public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
 {
@@ -88,7 +89,8 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
             // At once: one client writes to whichever survivor says it leads; one client per survivor writes to that
             // survivor whatever its role, so the one that ends up a follower measures the forwarded path.
             var toLeader = FirstWriteToLeaderAsync(survivors, stopwatch, round);
-            var toEach = survivors.Select(s => FirstWriteThroughAsync(s, stopwatch, round)).ToArray();
+            var attempts = survivors.Select(_ => new List<string>()).ToArray();
+            var toEach = survivors.Select((s, i) => FirstWriteThroughAsync(s, stopwatch, round, attempts[i])).ToArray();
             var overResp = respClients.Select((c, i) => FirstRespSetAsync(c, survivors[i], ports[Array.IndexOf(nodes, survivors[i])].Resp, stopwatch, round)).ToArray();
             var (leaderMs, sawLeaderMs) = await toLeader;
             double[] eachMs = await Task.WhenAll(toEach);
@@ -107,6 +109,7 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
             gone.Add(goneMs);
             output.WriteLine($"round {round + 1}: killed {leader.Name} (gone after {goneMs:F0} ms); new leader {newLeader.Name} seen by the client after {sawLeaderMs:F0} ms, acknowledged after {leaderMs:F0} ms, " +
                 $"follower {survivors[followerAt].Name} (forwarding) after {forwardedMs:F0} ms, RESP SET through it after {respMs[followerAt]:F0} ms");
+            output.WriteLine($"    HTTP writes through {survivors[followerAt].Name}: {string.Join("; ", attempts[followerAt])}");
             for (int i = 0; i < survivors.Length; i++)
             {
                 var after = await RuntimeCounters.ReadAsync(survivors[i]);
@@ -130,12 +133,23 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
         output.WriteLine($"failover over {forwarded.Count} kills, write through a follower: {Summary(forwarded)}");
         output.WriteLine($"failover over {resp.Count} kills, RESP SET through a follower: {Summary(resp)}");
         output.WriteLine($"kill -9 until the process had exited:          {Summary(gone)}");
+
+        // The nodes' whole output, for a closer look (with DOTNET_JitStdOutFile unset and DOTNET_JitDisasmSummary=1
+        // it lists every method the JIT compiled, between the timestamped log lines).
+        if (Environment.GetEnvironmentVariable("STCACHE_FAILOVER_LOGS") is { Length: > 0 } logs)
+        {
+            Directory.CreateDirectory(logs);
+            foreach (var node in nodes)
+            {
+                await File.WriteAllTextAsync(Path.Combine(logs, node.Name + ".log"), node.Output);
+            }
+        }
     }
 
     /// <summary>The node's log lines about the failover, from just before the kill, as "+offset ms message".</summary>
     private static IEnumerable<string> FailoverLog(Node node, DateTime killedAt)
     {
-        string[] wanted = ["lost", "election", "became", "Connected to", "Accepted peer"];
+        string[] wanted = ["lost", "election", "became", "Connected to", "Accepted peer", "Failover trace", "answered before"];
         foreach (string line in node.Output.Split('\n'))
         {
             // SimpleConsole lines begin with the local time "yyyy-MM-ddTHH:mm:ss.fff ".
@@ -295,15 +309,21 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
         return (0, 0);
     }
 
-    /// <summary>Writes to one survivor, whatever its role, until it acknowledges; the elapsed ms.</summary>
-    private static async Task<double> FirstWriteThroughAsync(Node survivor, Stopwatch stopwatch, int round)
+    /// <summary>Writes to one survivor, whatever its role, until it acknowledges; the elapsed ms. Each attempt is
+    /// noted as "sent-answered ms status".</summary>
+    private static async Task<double> FirstWriteThroughAsync(Node survivor, Stopwatch stopwatch, int round, List<string> attempts)
     {
         while (stopwatch.Elapsed < s_wait)
         {
-            var (code, _, _) = await Api.SendAsync(HttpMethod.Get, $"http://{survivor.Http}/set?key=failover-{survivor.Name}&value={round}");
+            double sent = stopwatch.Elapsed.TotalMilliseconds;
+            var (code, body, _) = await Api.SendAsync(HttpMethod.Get, $"http://{survivor.Http}/set?key=failover-{survivor.Name}&value={round}");
+            double answered = stopwatch.Elapsed.TotalMilliseconds;
+            attempts.Add(code == HttpStatusCode.OK
+                ? $"{sent:F0}-{answered:F0} ms {(int)code}"
+                : $"{sent:F0}-{answered:F0} ms {(int)code} {body.Trim()[..Math.Min(body.Trim().Length, 90)]}");
             if (code == HttpStatusCode.OK)
             {
-                return stopwatch.Elapsed.TotalMilliseconds;
+                return answered;
             }
 
             await Task.Delay(10);

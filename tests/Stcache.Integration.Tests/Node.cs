@@ -9,7 +9,11 @@ namespace Stcache.Integration.Tests;
 /// <summary>One real stcached process on loopback. Always killed on dispose.</summary>
 public sealed class Node : IAsyncDisposable
 {
-    private static readonly string s_serverDll = Path.Combine(AppContext.BaseDirectory, "stcached.dll");
+    /// <summary>The build output, or a node published into node/ beside the tests when there is one: to time the
+    /// build.sh (ReadyToRun) binary against the plain build (docs/PERFORMANCE.md, "Where a failover's time goes").</summary>
+    private static readonly string s_serverDll = File.Exists(Path.Combine(AppContext.BaseDirectory, "node", "stcached.dll"))
+        ? Path.Combine(AppContext.BaseDirectory, "node", "stcached.dll")
+        : Path.Combine(AppContext.BaseDirectory, "stcached.dll");
     private readonly StringBuilder _output = new();
     private Process? _process;
 

@@ -15,6 +15,9 @@ public sealed class AccessRecorder
 
     private readonly Lock _lock = new();
     private Dictionary<byte[], int> _counts = new(ByteStringComparer.Instance);
+
+    // The recorded keys by slot (the order they were first recorded), to pick a victim without walking the dictionary.
+    private readonly List<byte[]> _slots = new(CapacityKeys);
     private long _overflow;
 
     /// <summary>Records one read of a key.</summary>
@@ -22,20 +25,23 @@ public sealed class AccessRecorder
     {
         lock (_lock)
         {
-            if (_counts.TryGetValue(key, out int count))
+            ref int count = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrNullRef(_counts, key);
+            if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref count))
             {
-                _counts[key] = Math.Min(CountMax, count + 1);
+                count = Math.Min(CountMax, count + 1);
             }
             else if (_counts.Count < CapacityKeys)
             {
                 _counts[key] = 1;
+                _slots.Add(key);
             }
             else if (++_overflow % SampleEvery == 0)
             {
                 // Replace a deterministic victim, so a long tail of keys still gets some representation.
-                var victim = _counts.Keys.ElementAt((int)(_overflow / SampleEvery % CapacityKeys));
-                _counts.Remove(victim);
+                int slot = (int)(_overflow / SampleEvery % CapacityKeys);
+                _counts.Remove(_slots[slot]);
                 _counts[key] = 1;
+                _slots[slot] = key;
             }
         }
     }
@@ -48,6 +54,7 @@ public sealed class AccessRecorder
         {
             taken = _counts;
             _counts = new Dictionary<byte[], int>(ByteStringComparer.Instance);
+            _slots.Clear();
             _overflow = 0;
         }
 

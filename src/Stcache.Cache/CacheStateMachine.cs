@@ -183,9 +183,13 @@ public sealed partial class CacheStateMachine
     /// <paramref name="nowUnixMs"/> is given. A hash is reported absent.</summary>
     public bool TryGet(string key, out CacheEntry entry, long nowUnixMs = 0)
     {
+        // The key's bytes on the stack when short (the HTTP read path), so a lookup allocates only its answer.
+        int length = Encoding.UTF8.GetMaxByteCount(key.Length) <= 512 ? 512 : Encoding.UTF8.GetByteCount(key);
+        Span<byte> bytes = length <= 512 ? stackalloc byte[512] : new byte[length];
+        bytes = bytes[..Encoding.UTF8.GetBytes(key, bytes)];
         lock (_lock)
         {
-            if (_keys.TryGetValue(Encoding.UTF8.GetBytes(key), out var found) && found.IsString)
+            if (_keys.TryGetValue(bytes, out var found) && found.IsString)
             {
                 if (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs)
                 {

@@ -93,7 +93,7 @@ public static class CommandParser
     public static IEnumerable<string> CommandNames => s_commands.Keys;
 
     /// <summary>Whether this layer knows the command (so a protocol layer can dispatch its own, like PING, first).</summary>
-    public static bool IsKnown(ReadOnlySpan<byte> name) => name.Length <= 32 && s_commands.ContainsKey(Encoding.ASCII.GetString(name));
+    public static bool IsKnown(ReadOnlySpan<byte> name) => TryFind(name, out _, out _);
 
     /// <summary>Parses one command. <paramref name="argv"/>[0] is the command name.</summary>
     public static ParsedCommand Parse(IReadOnlyList<ReadOnlyMemory<byte>> argv, long nowUnixMs)
@@ -104,9 +104,9 @@ public static class CommandParser
             return ParsedCommand.Fail(RedisErrors.UnknownCommand("", []));
         }
 
-        string name = Encoding.UTF8.GetString(args[0].Span);
-        if (!s_commands.TryGetValue(name, out var command))
+        if (!TryFind(args[0].Span, out string name, out var command))
         {
+            name = Encoding.UTF8.GetString(args[0].Span);
             return ParsedCommand.Fail(RedisErrors.UnknownCommand(name, args.Skip(1).Select(arg => Encoding.UTF8.GetString(arg.Span))));
         }
 
@@ -115,7 +115,27 @@ public static class CommandParser
             return ParsedCommand.Fail(RedisErrors.Arity(name));
         }
 
-        return command.Parse(name.ToLowerInvariant(), args, nowUnixMs);
+        return command.Parse(name, args, nowUnixMs);
+    }
+
+    private static readonly Dictionary<string, (int Arity, Parser Parse)>.AlternateLookup<ReadOnlySpan<char>> s_commandsBySpan =
+        s_commands.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    /// <summary>Finds a command by its name's bytes, any case, with no string made: <paramref name="name"/> is the
+    /// table's (lowercase) name.</summary>
+    private static bool TryFind(ReadOnlySpan<byte> bytes, out string name, out (int Arity, Parser Parse) command)
+    {
+        const int Longest = 32;
+        name = string.Empty;
+        command = default;
+        if (bytes.Length > Longest || !System.Text.Ascii.IsValid(bytes))
+        {
+            return false; // every name in the table is short ASCII
+        }
+
+        Span<char> chars = stackalloc char[Longest];
+        int length = Encoding.ASCII.GetChars(bytes, chars);
+        return s_commandsBySpan.TryGetValue(chars[..length], out name!, out command);
     }
 
     /// <summary>Convenience for tests and tools: parses text arguments.</summary>

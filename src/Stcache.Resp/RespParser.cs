@@ -101,19 +101,19 @@ public static class RespParser
         arguments = [];
         error = null;
         reader.Advance(1);
-        var line = ReadCountLine(ref reader, out bool tooBig);
+        bool complete = ReadCountLine(ref reader, out bool tooBig, out var count);
         if (tooBig)
         {
             error = new RespProtocolError("Protocol error: too big mbulk count string");
             return ParseStatus.Malformed;
         }
 
-        if (line is not { } count)
+        if (!complete)
         {
             return ParseStatus.NeedMoreData;
         }
 
-        if (!TryParseInt64(count, out long length) || length > int.MaxValue)
+        if (!TryParseCount(count, out long length) || length > int.MaxValue)
         {
             error = new RespProtocolError("Protocol error: invalid multibulk length");
             return ParseStatus.Malformed;
@@ -130,8 +130,9 @@ public static class RespParser
             return ParseStatus.Malformed;
         }
 
-        // A peer may announce two billion arguments and send none: grow the list as arguments arrive.
-        var parsed = new List<byte[]>((int)Math.Min(length, 1024));
+        // A peer may announce two billion arguments and send none: beyond 1,024, grow a list as arguments arrive.
+        byte[][]? exact = length <= 1024 ? new byte[length][] : null;
+        var grown = exact is null ? new List<byte[]>(1024) : null;
         for (long i = 0; i < length; i++)
         {
             if (reader.End)
@@ -140,14 +141,14 @@ public static class RespParser
             }
 
             reader.TryPeek(out byte marker);
-            var bulkLine = ReadCountLine(ref reader, out tooBig, skipFirst: true);
+            complete = ReadCountLine(ref reader, out tooBig, out var bulkCount, skipFirst: true);
             if (tooBig)
             {
                 error = new RespProtocolError("Protocol error: too big bulk count string");
                 return ParseStatus.Malformed;
             }
 
-            if (bulkLine is not { } bulkCount)
+            if (!complete)
             {
                 return ParseStatus.NeedMoreData;
             }
@@ -158,7 +159,7 @@ public static class RespParser
                 return ParseStatus.Malformed;
             }
 
-            if (!TryParseInt64(bulkCount, out long bulkLength) || bulkLength < 0 || bulkLength > limits.BulkBytesMax)
+            if (!TryParseCount(bulkCount, out long bulkLength) || bulkLength < 0 || bulkLength > limits.BulkBytesMax)
             {
                 error = new RespProtocolError("Protocol error: invalid bulk length");
                 return ParseStatus.Malformed;
@@ -179,10 +180,17 @@ public static class RespParser
             var argument = new byte[bulkLength];
             reader.TryCopyTo(argument);
             reader.Advance(bulkLength + 2);
-            parsed.Add(argument);
+            if (exact is not null)
+            {
+                exact[i] = argument;
+            }
+            else
+            {
+                grown!.Add(argument);
+            }
         }
 
-        arguments = [.. parsed];
+        arguments = exact ?? [.. grown!];
         return ParseStatus.Complete;
     }
 
@@ -191,7 +199,7 @@ public static class RespParser
     /// that it is LF). Null when the CR, or the byte after it, has not arrived; <paramref name="tooBig"/> when no CR
     /// came within <see cref="RespLimits.InlineBytesMax"/> bytes of what is left.
     /// </summary>
-    private static byte[]? ReadCountLine(ref SequenceReader<byte> reader, out bool tooBig, bool skipFirst = false)
+    private static bool ReadCountLine(ref SequenceReader<byte> reader, out bool tooBig, out ReadOnlySequence<byte> digits, bool skipFirst = false)
     {
         tooBig = false;
         var start = reader;
@@ -200,21 +208,40 @@ public static class RespParser
             reader.Advance(1);
         }
 
-        if (!reader.TryReadTo(out ReadOnlySequence<byte> digits, (byte)'\r', advancePastDelimiter: true))
+        if (!reader.TryReadTo(out digits, (byte)'\r', advancePastDelimiter: true))
         {
             tooBig = start.Remaining > RespLimits.InlineBytesMax;
             reader = start;
-            return null;
+            return false;
         }
 
         if (reader.End)
         {
             reader = start;
-            return null;
+            return false;
         }
 
         reader.Advance(1);
-        return digits.ToArray();
+        return true;
+    }
+
+    /// <summary><see cref="TryParseInt64(ReadOnlySpan{byte}, out long)"/> over a count line's digits, wherever they lie.</summary>
+    private static bool TryParseCount(in ReadOnlySequence<byte> digits, out long value)
+    {
+        if (digits.IsSingleSegment)
+        {
+            return TryParseInt64(digits.FirstSpan, out value);
+        }
+
+        value = 0;
+        if (digits.Length > 20)
+        {
+            return false; // longer than any count TryParseInt64 takes
+        }
+
+        Span<byte> copy = stackalloc byte[20];
+        digits.CopyTo(copy);
+        return TryParseInt64(copy[..(int)digits.Length], out value);
     }
 
     private static ParseStatus ParseInline(ref SequenceReader<byte> reader, out byte[][] arguments, out RespProtocolError? error)

@@ -118,8 +118,8 @@ internal sealed class CommandService
         _options = options;
         _clients = clients;
         _logger = logger;
-        _linearizable = new ReadBatcher(token => host.ReadBarrierAsync(false, token));
-        _lease = new ReadBatcher(token => host.ReadBarrierAsync(true, token));
+        _linearizable = new ReadBatcher(host.NewReadRequest, (request, taken) => host.StartReadRound(false, request, taken));
+        _lease = new ReadBatcher(host.NewReadRequest, (request, taken) => host.StartReadRound(true, request, taken));
         Trace = new FailoverTrace(host, logger);
         host.LeadershipChanged += _ =>
         {
@@ -301,15 +301,20 @@ internal sealed class CommandService
             return ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
         }
 
-        using var deadline = Deadline(cancellationToken);
-        if (await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false) is null)
+        if (_host.Status.Leader.IsNone)
         {
-            return new ReadOutcome(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?)");
+            using var deadline = Deadline(cancellationToken);
+            if (await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false) is null)
+            {
+                return new ReadOutcome(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?)");
+            }
         }
 
         try
         {
-            var point = await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync(deadline.Token).ConfigureAwait(false);
+            // The round carries the request's deadline (it starts when this read joins it, or joined an open one);
+            // a caller that goes away meanwhile is not waited for separately: the round ends within that deadline.
+            var point = await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync().ConfigureAwait(false);
 
             // Never behind the log time applied here since (a later index may carry a later time).
             return ReadOutcome.Ok with { ReadTimeUnixMs = Math.Max(point.TimeUnixMs, _host.Cache.LastLogTimeUnixMs) };
@@ -458,75 +463,107 @@ internal sealed class CommandService
 }
 
 /// <summary>
-/// One confirmation round for every read waiting at that moment. A read that arrives while a round is in flight
-/// waits for the next one, which starts when the current one ends: a round that began before the read arrived
-/// could miss a write acknowledged in between, so it must not serve it.
+/// One confirmation round for every read waiting at that moment. Reads join the open batch. At most one batch is in
+/// the Raft loop's hands at a time: a batch opened while none is goes to the loop at once; one opened while a round
+/// is in flight collects reads until that round is answered, and goes to the loop then, from the answer's own
+/// thread (the loop's), so the next round starts without a thread hop. The loop closes a batch as it takes it,
+/// just before asking for the round: every read of a batch arrived before its round started, and a read arriving
+/// later joins the next batch, never a round begun before it arrived (which could miss a write acknowledged in
+/// between). A batch's deadline runs from its first read, so no read waits longer than the request timeout. A read
+/// costs one short lock; it awaits the loop's own completion, with no continuation in between.
 /// </summary>
-internal sealed class ReadBatcher(Func<CancellationToken, Task<ReadPoint>> barrier)
+internal sealed class ReadBatcher
 {
+    private readonly Func<Action, ReadRequest> _newRequest;
+    private readonly Action<ReadRequest, Action> _start;
     private readonly Lock _lock = new();
-    private Task<ReadPoint>? _inFlight;
-    private TaskCompletionSource<ReadPoint>? _next;
+    private Batch? _open;
+    private Batch? _inFlight;
+    private long _rounds;
 
-    /// <summary>Rounds started, for tests and metrics.</summary>
-    public long Rounds { get; private set; }
-
-    /// <summary>Waits for the next round that starts after this call; answers with that round's read point.</summary>
-    public Task<ReadPoint> WaitAsync(CancellationToken cancellationToken)
+    /// <param name="newRequest">A request whose deadline runs, calling the action once answered.</param>
+    /// <param name="start">Hands a request to the loop, with the action to run as the loop takes it.</param>
+    public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start)
     {
-        Task<ReadPoint> round;
+        _newRequest = newRequest;
+        _start = start;
+    }
+
+    /// <summary>Rounds handed to the loop, for tests and metrics.</summary>
+    public long Rounds => Interlocked.Read(ref _rounds);
+
+    /// <summary>Joins the open batch (opening one if none is); answers with its round's read point.</summary>
+    public Task<ReadPoint> WaitAsync()
+    {
+        Batch? submit = null;
+        Batch open;
         lock (_lock)
         {
-            if (_inFlight is null)
+            if (_open is null)
             {
-                round = _inFlight = StartRound();
+                var batch = new Batch(this);
+                batch.Request = _newRequest(batch.Finished);
+                _open = batch;
+                if (_inFlight is null)
+                {
+                    submit = _inFlight = batch;
+                }
             }
-            else
+
+            open = _open;
+        }
+
+        if (submit is not null)
+        {
+            Submit(submit);
+        }
+
+        return open.Request.Completion.Task;
+    }
+
+    private void Submit(Batch batch)
+    {
+        Interlocked.Increment(ref _rounds);
+        _start(batch.Request, batch.Taken);
+    }
+
+    private sealed class Batch(ReadBatcher owner)
+    {
+        public ReadRequest Request { get; set; } = null!;
+
+        /// <summary>The loop took the batch: later reads join the next.</summary>
+        public void Taken()
+        {
+            lock (owner._lock)
             {
-                _next ??= new TaskCompletionSource<ReadPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-                round = _next.Task;
+                if (ReferenceEquals(owner._open, this))
+                {
+                    owner._open = null;
+                }
             }
         }
 
-        return round.WaitAsync(cancellationToken);
-    }
-
-    private Task<ReadPoint> StartRound()
-    {
-        Rounds++;
-
-        // The round runs to the host's own timeout; a waiter that gives up earlier leaves it to the others.
-        var task = barrier(CancellationToken.None);
-        _ = task.ContinueWith(OnRoundFinished, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-        return task;
-    }
-
-    private void OnRoundFinished(Task finished)
-    {
-        TaskCompletionSource<ReadPoint>? waiting;
-        lock (_lock)
+        /// <summary>The batch's round was answered (or its deadline passed): the waiting batch goes to the loop.</summary>
+        public void Finished()
         {
-            waiting = _next;
-            _next = null;
-            _inFlight = waiting is null ? null : StartRound();
-            if (waiting is not null)
+            Batch? submit = null;
+            lock (owner._lock)
             {
-                var next = _inFlight!;
-                _ = next.ContinueWith(t =>
+                if (ReferenceEquals(owner._open, this))
                 {
-                    if (t.IsFaulted)
-                    {
-                        waiting.TrySetException(t.Exception!.InnerExceptions);
-                    }
-                    else if (t.IsCanceled)
-                    {
-                        waiting.TrySetCanceled();
-                    }
-                    else
-                    {
-                        waiting.TrySetResult(t.Result);
-                    }
-                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    owner._open = null;
+                }
+
+                if (ReferenceEquals(owner._inFlight, this))
+                {
+                    owner._inFlight = owner._open;
+                    submit = owner._open;
+                }
+            }
+
+            if (submit is not null)
+            {
+                owner.Submit(submit);
             }
         }
     }

@@ -227,9 +227,52 @@ public sealed class RaftHost : IAsyncDisposable
     public Task<ReadPoint> ReadBarrierAsync(bool lease, CancellationToken cancellationToken = default)
     {
         var input = new ReadInput(lease);
-        return AwaitInputAsync(input, input.Request.Completion.Task, _options.RequestTimeout,
-            "read could not be confirmed by a leader within the request timeout (no leader or no quorum)", cancellationToken);
+        return AwaitInputAsync(input, input.Request.Completion.Task, _options.RequestTimeout, ReadTimeoutMessage, cancellationToken);
     }
+
+    /// <summary>
+    /// Hands one read round for a batch of reads (see <see cref="ReadBatcher"/>) to the loop: the same barrier as
+    /// <see cref="ReadBarrierAsync"/>, answered through <paramref name="request"/> (whose deadline the caller has
+    /// started). <paramref name="taken"/> runs on the loop just before the round is handed to the driver: a read that
+    /// joined the batch before then arrived before the confirmation round that serves it started. Never blocks.
+    /// </summary>
+    internal void StartReadRound(bool lease, ReadRequest request, Action taken)
+    {
+        var input = new ReadInput(lease, request) { Taken = taken };
+        if (!_inputs.Writer.TryWrite(input))
+        {
+            _ = WriteReadInputAsync(input);
+        }
+    }
+
+    /// <summary>A new read request for <see cref="StartReadRound"/>, its deadline (the request timeout) running.</summary>
+    internal ReadRequest NewReadRequest(Action finished)
+    {
+        var request = new ReadRequest { Finished = finished };
+        request.StartDeadline(_options.RequestTimeout, _time);
+        return request;
+    }
+
+    /// <summary>The input queue was full (or closed): waits for room, within the read's deadline.</summary>
+    private async Task WriteReadInputAsync(ReadInput input)
+    {
+        try
+        {
+            using var deadline = new CancellationTokenSource(_options.RequestTimeout, _time);
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token);
+            await _inputs.Writer.WriteAsync(input, stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            input.Request.Fail(new RaftHostException(HostErrorKind.Timeout, ReadTimeoutMessage));
+        }
+        catch (ChannelClosedException)
+        {
+            input.Request.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down"));
+        }
+    }
+
+    internal const string ReadTimeoutMessage = "read could not be confirmed by a leader within the request timeout (no leader or no quorum)";
 
     /// <summary>
     /// Completes once this node has applied <paramref name="index"/> (at once if it already has); throws a
@@ -544,6 +587,7 @@ public sealed class RaftHost : IAsyncDisposable
             case ReadInput read:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(read.QueuedAt), s_readTag);
                 read.Request.StartedAt = Stopwatch.GetTimestamp();
+                read.Taken?.Invoke();
                 _driver.ReadBarrier(read.Lease, read.Request);
                 break;
             case TransferInput transfer:

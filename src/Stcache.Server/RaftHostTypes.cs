@@ -85,16 +85,48 @@ internal class TaskRequest<T> : NodeRequest<T>
     public override void Fail(RaftHostException error) => Completion.TrySetException(error);
 }
 
-/// <summary>A read barrier; records the barrier histogram when answered.</summary>
+/// <summary>A read barrier; records the barrier histogram when answered. Answered once: by the driver (on the loop),
+/// or by its own deadline (<see cref="StartDeadline"/>), whichever comes first; <see cref="Finished"/> runs then.</summary>
 internal sealed class ReadRequest : TaskRequest<ReadPoint>
 {
+    private ITimer? _deadline;
+    private int _answered;
+
     /// <summary>When the loop started the read (Stopwatch timestamp).</summary>
     public long StartedAt { get; set; }
 
+    /// <summary>Runs once the read is answered (on the loop, or on the deadline's timer thread). Must not block.</summary>
+    public Action? Finished { get; init; }
+
+    /// <summary>Fails the read with a timeout error once <paramref name="limit"/> has passed, unless it was answered.</summary>
+    public void StartDeadline(TimeSpan limit, TimeProvider time) =>
+        _deadline = time.CreateTimer(static state =>
+            ((ReadRequest)state!).Fail(new RaftHostException(HostErrorKind.Timeout, RaftHost.ReadTimeoutMessage)),
+            this, limit, Timeout.InfiniteTimeSpan);
+
     public override void Complete(ReadPoint result)
     {
-        ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(StartedAt));
-        base.Complete(result);
+        if (Interlocked.Exchange(ref _answered, 1) == 0)
+        {
+            ServerMetrics.ReadBarrier.Record(ServerMetrics.Seconds(StartedAt));
+            base.Complete(result);
+            Answered();
+        }
+    }
+
+    public override void Fail(RaftHostException error)
+    {
+        if (Interlocked.Exchange(ref _answered, 1) == 0)
+        {
+            base.Fail(error);
+            Answered();
+        }
+    }
+
+    private void Answered()
+    {
+        _deadline?.Dispose();
+        Finished?.Invoke();
     }
 }
 
@@ -112,11 +144,14 @@ internal sealed class ConfChangeInput(ConfChange change, ProposalWaiter waiter) 
     public ProposalWaiter Waiter { get; } = waiter;
 }
 
-internal sealed class ReadInput(bool lease) : NodeInput
+internal sealed class ReadInput(bool lease, ReadRequest? request = null) : NodeInput
 {
     public bool Lease { get; } = lease;
 
-    public ReadRequest Request { get; } = new();
+    /// <summary>Run on the loop as it takes the read, before the driver sees it (closes a batch of reads).</summary>
+    public Action? Taken { get; init; }
+
+    public ReadRequest Request { get; } = request ?? new();
 }
 
 internal sealed class AppliedWaitInput(LogIndex index) : NodeInput

@@ -4,61 +4,116 @@ using Stcache.Server;
 
 namespace Stcache.Resp.Clients.Tests;
 
-/// <summary>One confirmation round serves every read waiting when it starts; a read that arrives during a round
-/// waits for the next one (a round begun before it arrived could miss a write acknowledged in between).</summary>
+/// <summary>One confirmation round serves every read that joined its batch before the Raft loop took it. A read that
+/// arrives after the loop took the batch joins the next one (a round begun before it arrived could miss a write
+/// acknowledged in between), which goes to the loop when the round in flight is answered.</summary>
 public sealed class ReadBatcherTests
 {
-    [Fact]
-    public async Task ReadsWaitingTogetherShareOneRoundAndLateReadsTakeTheNext()
+    private sealed record Round(ReadRequest Request, Action Taken)
     {
-        var rounds = new List<TaskCompletionSource<ReadPoint>>();
-        var batcher = new ReadBatcher(_ =>
-        {
-            lock (rounds)
+        public Task<ReadPoint> Task => Request.Completion.Task;
+    }
+
+    private static (ReadBatcher Batcher, List<Round> Rounds) NewBatcher(TimeSpan? deadline = null)
+    {
+        var rounds = new List<Round>();
+        var batcher = new ReadBatcher(
+            finished =>
             {
-                var round = new TaskCompletionSource<ReadPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-                rounds.Add(round);
-                return round.Task;
-            }
-        });
+                var request = new ReadRequest { Finished = finished };
+                if (deadline is { } limit)
+                {
+                    request.StartDeadline(limit, TimeProvider.System);
+                }
 
-        var first = batcher.WaitAsync(CancellationToken.None);
-        var second = batcher.WaitAsync(CancellationToken.None);
-        var third = batcher.WaitAsync(CancellationToken.None);
+                return request;
+            },
+            (request, taken) =>
+            {
+                lock (rounds)
+                {
+                    rounds.Add(new Round(request, taken));
+                }
+            });
+        return (batcher, rounds);
+    }
+
+    private static ReadPoint At(ulong index, long time) => new(new LogIndex(index), time);
+
+    [Fact]
+    public async Task ReadsJoinTheOpenBatchAndTheNextGoesToTheLoopWhenTheRoundIsAnswered()
+    {
+        var (batcher, rounds) = NewBatcher();
+        var first = batcher.WaitAsync();
+        var second = batcher.WaitAsync();
         Assert.Equal(1, batcher.Rounds);
-        Assert.False(second.IsCompleted);
+        Assert.Same(first, second);
+        Assert.Same(rounds[0].Task, first);
 
-        rounds[0].SetResult(new ReadPoint(new LogIndex(1), 1000));
+        // The loop takes the batch: later reads wait for the next round, not handed over while one is in flight.
+        rounds[0].Taken();
+        var third = batcher.WaitAsync();
+        var fourth = batcher.WaitAsync();
+        Assert.NotSame(first, third);
+        Assert.Same(third, fourth);
+        Assert.Equal(1, batcher.Rounds);
+
+        rounds[0].Request.Complete(At(1, 1000));
+        Assert.Equal(2, batcher.Rounds);
+        Assert.Same(rounds[1].Task, third);
         Assert.Equal(1000, (await first).TimeUnixMs);
-        Assert.False(second.IsCompleted || third.IsCompleted);
-        await WaitForRoundsAsync(rounds, 2);
-        var late = batcher.WaitAsync(CancellationToken.None);
+        Assert.Equal(1000, (await second).TimeUnixMs);
+        Assert.False(third.IsCompleted);
 
-        rounds[1].SetResult(new ReadPoint(new LogIndex(2), 2000));
-        Assert.Equal([2000L, 2000L], (await Task.WhenAll(second, third)).Select(p => p.TimeUnixMs));
-        Assert.False(late.IsCompleted);
-        await WaitForRoundsAsync(rounds, 3);
-        rounds[2].SetException(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
-        await Assert.ThrowsAsync<RaftHostException>(() => late);
+        // Handed over but not yet taken: still open.
+        Assert.Same(third, batcher.WaitAsync());
+        rounds[1].Taken();
+        var fifth = batcher.WaitAsync();
+        Assert.NotSame(third, fifth);
+        rounds[1].Request.Fail(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
+        await Assert.ThrowsAsync<RaftHostException>(() => third);
+        await Assert.ThrowsAsync<RaftHostException>(() => fourth);
+        Assert.Equal(3, batcher.Rounds);
+        Assert.Same(rounds[2].Task, fifth);
+
+        // A round answered twice (the driver after the deadline) hands nothing over twice.
+        rounds[2].Request.Complete(At(3, 3000));
+        rounds[2].Request.Fail(new RaftHostException(HostErrorKind.Timeout, "late"));
+        Assert.Equal(3000, (await fifth).TimeUnixMs);
         Assert.Equal(3, batcher.Rounds);
     }
 
-    private static async Task WaitForRoundsAsync(List<TaskCompletionSource<ReadPoint>> rounds, int count)
+    [Fact]
+    public async Task ABatchAnsweredBeforeTheLoopTookItIsNotJoined()
     {
-        // The next round starts from the previous one's continuation; bounded wait for it.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            lock (rounds)
-            {
-                if (rounds.Count >= count)
-                {
-                    return;
-                }
-            }
+        var (batcher, rounds) = NewBatcher();
+        var timedOut = batcher.WaitAsync();
+        rounds[0].Request.Fail(new RaftHostException(HostErrorKind.Timeout, "queue full"));
+        await Assert.ThrowsAsync<RaftHostException>(() => timedOut);
 
-            Assert.True(DateTime.UtcNow < deadline, $"round {count} never started");
-            await Task.Yield();
-        }
+        var next = batcher.WaitAsync();
+        Assert.Equal(2, batcher.Rounds);
+        Assert.False(next.IsCompleted);
+
+        // The late 'taken' of the ended batch does not close the new one.
+        rounds[0].Taken();
+        Assert.Same(next, batcher.WaitAsync());
+    }
+
+    [Fact]
+    public async Task AReadWaitsNoLongerThanItsBatchDeadlineEvenBehindAStuckRound()
+    {
+        var (batcher, rounds) = NewBatcher(TimeSpan.FromMilliseconds(200));
+        var stuck = batcher.WaitAsync();
+        rounds[0].Taken();
+        var behind = batcher.WaitAsync();
+        var error = await Assert.ThrowsAsync<RaftHostException>(() => behind);
+        Assert.Equal(HostErrorKind.Timeout, error.Kind);
+        await Assert.ThrowsAsync<RaftHostException>(() => stuck);
+
+        // Both ended: the next read opens a batch and hands it to the loop at once.
+        int before = (int)batcher.Rounds;
+        _ = batcher.WaitAsync();
+        Assert.Equal(before + 1, batcher.Rounds);
     }
 }

@@ -31,8 +31,16 @@ internal sealed partial class RespCommands
 
     /// <summary>Parses a data command with this node's clock (to classify and validate it; the leader parses a write
     /// again with its own clock).</summary>
-    public static ParsedCommand ParseData(byte[][] argv) =>
-        CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    public static ParsedCommand ParseData(byte[][] argv)
+    {
+        var memory = new ReadOnlyMemory<byte>[argv.Length];
+        for (int i = 0; i < argv.Length; i++)
+        {
+            memory[i] = argv[i];
+        }
+
+        return CommandParser.Parse(memory, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
 
     /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>
     public Stcache.Cache.Reply Read(ParsedCommand parsed, ReadOutcome barrier) =>
@@ -47,7 +55,8 @@ internal sealed partial class RespCommands
 
     public static Reply Render(Stcache.Cache.Reply reply) => w => Write(w, reply);
 
-    private static void Write(RespWriter w, Stcache.Cache.Reply reply)
+    /// <summary>Writes the cache's reply in the connection's protocol.</summary>
+    public static void Write(RespWriter w, Stcache.Cache.Reply reply)
     {
         switch (reply.Kind)
         {

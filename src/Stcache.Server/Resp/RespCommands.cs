@@ -24,6 +24,9 @@ internal sealed record WritePlan(List<CacheCommand> Commands, Func<IReadOnlyList
     public static WritePlan Refuse(Reply reply) => new([], _ => reply);
 }
 
+/// <summary>A command name as sent, resolved: <see cref="RespCommands.Resolve"/>.</summary>
+internal sealed record CommandName(string Upper, string Lower, RespCommand? Command, bool IsData);
+
 /// <summary>One entry of the command table: what COMMAND reports, and the code that runs it.</summary>
 internal sealed record RespCommand(string Name, int Arity, CommandKind Kind, string[] Flags, int FirstKey, int LastKey, int Step)
 {
@@ -48,13 +51,46 @@ internal sealed partial class RespCommands
     private readonly RespServer _server;
     private readonly Dictionary<string, RespCommand> _table = new(StringComparer.Ordinal);
 
+    // Every known command name (this table's and the cache's), resolved once: a command's name is looked up by its
+    // bytes, case-insensitively, with no string made per command.
+    private readonly Dictionary<string, CommandName> _names;
+    private readonly Dictionary<string, CommandName>.AlternateLookup<ReadOnlySpan<char>> _namesBySpan;
+
     public RespCommands(RespServer server)
     {
         _server = server;
         AddConnectionCommands();
         AddServerCommands();
         AddDataCommands();
+        _names = new Dictionary<string, CommandName>(StringComparer.OrdinalIgnoreCase);
+        foreach (string name in _table.Keys.Concat(_data.Select(c => c.Name)))
+        {
+            _names[name] = NameOf(name);
+        }
+
+        _namesBySpan = _names.GetAlternateLookup<ReadOnlySpan<char>>();
     }
+
+    /// <summary>What a command name (argv[0], any case) refers to: its upper- and lowercase forms, this table's
+    /// command if it has one, and whether the cache serves it.</summary>
+    public CommandName Resolve(byte[] name)
+    {
+        const int Longest = 32;
+        if (name.Length <= Longest && System.Text.Ascii.IsValid(name))
+        {
+            Span<char> chars = stackalloc char[Longest];
+            int length = Encoding.ASCII.GetChars(name, chars);
+            if (_namesBySpan.TryGetValue(chars[..length], out var known))
+            {
+                return known;
+            }
+        }
+
+        return NameOf(Encoding.UTF8.GetString(name).ToUpperInvariant(), name);
+    }
+
+    private CommandName NameOf(string upperName, byte[]? bytes = null) =>
+        new(upperName, upperName.ToLowerInvariant(), Find(upperName), IsData(bytes ?? Encoding.UTF8.GetBytes(upperName)));
 
     /// <summary>Every command this node serves: this table's and the cache's data commands.</summary>
     public IEnumerable<RespCommand> All => _table.Values.Concat(_data).OrderBy(c => c.Name, StringComparer.Ordinal);

@@ -32,6 +32,10 @@ internal sealed class RespConnection
     private readonly CancellationTokenSource _killed = new();
     private bool _closeAfterReply;
 
+    // Reused by each batch (batches of one connection run one at a time, under _writeLock).
+    private readonly List<byte[][]> _batch = [];
+    private readonly List<ParsedCommand> _reads = [];
+
     public RespConnection(RespServer server, long id, EndPoint? remote, EndPoint? local, PipeReader input, PipeWriter output, bool authenticated)
     {
         _server = server;
@@ -131,7 +135,8 @@ internal sealed class RespConnection
                 }
 
                 var buffer = result.Buffer;
-                var batch = new List<byte[][]>();
+                var batch = _batch;
+                batch.Clear();
                 RespProtocolError? error = null;
                 bool more = false;
                 while (true)
@@ -237,14 +242,15 @@ internal sealed class RespConnection
     private (RespCommand? Command, ParsedCommand Parsed, Reply? Refusal) Admit(byte[][] arguments)
     {
         Interlocked.Increment(ref _server.CommandsProcessed);
-        string name = Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant();
-        LastCommand = name.ToLowerInvariant();
-        var command = _server.Commands.Find(name);
+        var resolved = _server.Commands.Resolve(arguments[0]);
+        string name = resolved.Upper;
+        LastCommand = resolved.Lower;
+        var command = resolved.Command;
         ParsedCommand parsed = default;
         Reply? refusal = null;
         if (command is null)
         {
-            if (RespCommands.IsData(arguments[0]))
+            if (resolved.IsData)
             {
                 parsed = RespCommands.ParseData(arguments);
                 if (parsed.Error is { } error)
@@ -304,11 +310,12 @@ internal sealed class RespConnection
     {
         parsed = default;
         if (!Authenticated || Queued is not null || (Subscribed && Protocol < 3)
-            || _server.Commands.Find(Encoding.UTF8.GetString(arguments[0]).ToUpperInvariant()) is not null
-            || !RespCommands.IsData(arguments[0]))
+            || _server.Commands.Resolve(arguments[0]) is not { Command: null, IsData: true } resolved)
         {
             return false;
         }
+
+        LastCommand = resolved.Lower;
 
         parsed = RespCommands.ParseData(arguments);
         return parsed.Error is null && parsed.IsWrite == write;
@@ -340,7 +347,9 @@ internal sealed class RespConnection
 
     private async Task<int> RunReadsAsync(IReadOnlyList<byte[][]> batch, int start, ParsedCommand first, CancellationToken cancellationToken)
     {
-        var reads = new List<ParsedCommand> { first };
+        var reads = _reads;
+        reads.Clear();
+        reads.Add(first);
         int end = start + 1;
         for (; end < batch.Count && TryNextData(batch[end], write: false, out var parsed); end++)
         {
@@ -349,11 +358,23 @@ internal sealed class RespConnection
         }
 
         var outcome = await _server.Service.ReadBarrierAsync(ReadConsistency, cancellationToken).ConfigureAwait(false);
-        foreach (var read in reads)
+        if (!outcome.Succeeded)
         {
-            (outcome.Succeeded ? RespCommands.Render(_server.Commands.Read(read, outcome)) : RespCommands.ReadFailure(outcome))(_writer);
+            var failure = RespCommands.ReadFailure(outcome);
+            for (int i = 0; i < reads.Count; i++)
+            {
+                failure(_writer);
+            }
+        }
+        else
+        {
+            foreach (var read in reads)
+            {
+                RespCommands.Write(_writer, _server.Commands.Read(read, outcome));
+            }
         }
 
+        reads.Clear();
         return end;
     }
 

@@ -58,6 +58,9 @@ internal static partial class Warmup
             using var message = HttpApi.ForwardRequest("POST", new Uri($"{options.HttpScheme}://{address}{CommandService.ProposePath}", UriKind.Absolute),
                 WriteRequest.EncodeAll([]), "application/octet-stream");
             message.Headers.TryAddWithoutValidation(HttpApi.ForwardedHeader, "0");
+
+            // Not kept alive: an idle pooled connection to itself would hold one of the node's --max-connections.
+            message.Headers.ConnectionClose = true;
             using var client = clients.CreateClient();
             client.Timeout = options.RequestTimeout;
             using var response = await client.SendAsync(message, stopping).ConfigureAwait(false);

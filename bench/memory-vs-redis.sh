@@ -22,6 +22,8 @@
 #   GCDUMP=PATH   a dotnet-gcdump executable: after the settled reading, each node's heap is dumped (this forces a
 #                 full, compacting GC) and the largest types are printed, with the heap and RSS after that GC
 #   RESP_STREAM   a file to keep the generated RESP stream in and reuse (it takes a while to write)
+#   GETS=N        after the settled reading, N pipelined GETs of one key through the leader (redis-benchmark):
+#                 the rate and the CPU per GET over the three nodes
 #   STCACHE_FLAGS extra flags for every node (e.g. --snapshot-threshold=...); DOTNET_* variables in the
 #                 environment reach the nodes (GC settings to compare), and are printed with the results
 set -euo pipefail
@@ -56,6 +58,9 @@ done
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU time (user + system) a process has used so far, in clock ticks (the comm field of a node has no spaces)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
 # "RSS anon file" in bytes (RssFile includes shared memory: the JIT's double-mapped code)
 rss_split() { awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^RssShmem:/ { f += $2 } END { print r * 1024, a * 1024, f * 1024 }' "/proc/$1/status" 2>/dev/null || echo "0 0 0"; }
 # The managed heap after the last GC, from /metrics: "gen0 gen1 gen2 loh poh fragmentation committed" in bytes.
@@ -69,6 +74,20 @@ gc_heap() {
     BEGIN { want["gen0"]; want["gen1"]; want["gen2"]; want["loh"]; want["poh"] }
     END { printf "%d %d %d %d %d %d %d\n", size["gen0"], size["gen1"], size["gen2"], size["loh"], size["poh"], frag, committed }'
 }
+# RSS by kind of mapping, in MiB: "managed.dll so jit-wx other-file anon(largest 3 blocks)" from /proc/<pid>/smaps.
+# The JIT's code is mapped twice under W^X (a shared "doublemapper" file); anonymous memory holds the GC heap,
+# the runtime's own allocations and thread stacks.
+rss_kinds() {
+  awk '
+    /^[0-9a-f]+-[0-9a-f]+ / { path = $6; kind = "anon"
+      if (path ~ /\.dll$/) kind = "dll"; else if (path ~ /\.so(\.[0-9]+)*$/) kind = "so"
+      else if (path ~ /doublemapper/) kind = "jit"; else if (path ~ /^\// || path ~ /^\[/) kind = (path == "[heap]" || path ~ /^\[stack/ ? "anon" : "file")
+      next }
+    /^Rss:/ { rss[kind] += $2; if (kind == "anon" && $2 > 4096) big = big sprintf(" %d", $2 / 1024) }
+    END { printf "dll %d so %d jit %d file %d anon %d (blocks over 4 MiB:%s)\n", rss["dll"] / 1024, rss["so"] / 1024, rss["jit"] / 1024, rss["file"] / 1024, rss["anon"] / 1024, big }
+  ' "/proc/$1/smaps" 2>/dev/null || echo "?"
+}
+KINDS=""
 mib() { python3 -c "import sys; print(' '.join(f'{int(v) / 1048576:.0f}' for v in sys.argv[1:]))" "$@"; }
 # One row of the breakdown table: phase, node, RSS/anon/file (MiB), heap by generation, fragmentation, committed.
 BREAKDOWN=""
@@ -135,8 +154,9 @@ leader() {
 wait_until 60 leader || die "no stcache leader (see $WORK/n*.log)"
 L=$(leader)
 wait_until 30 redis-cli -p "${RESP[$L]}" SET warm x || die "the leader does not take writes"
-declare -a EMPTY=()
+declare -a EMPTY=() CPU0=()
 for i in 1 2 3; do EMPTY[$i]=$(rss_kib "${PIDS[n$i]}"); breakdown_row empty "n$i" "${PIDS[n$i]}" "${HTTP[$i]}"; done
+for i in 1 2 3; do CPU0[$i]=$(cpu_ticks "${PIDS[n$i]}"); KINDS+="empty   n$i $(rss_kinds "${PIDS[n$i]}")"$'\n'; done
 
 log "loading stcache through node $L's RESP port"
 start=$SECONDS
@@ -148,7 +168,10 @@ applied_everywhere() {
   done
 }
 wait_until 300 applied_everywhere || die "not every node applied the last key"
-log "stcache loaded in $((SECONDS - start)) s: $(tail -1 "$WORK/stcache-pipe.log")"
+LOAD_S=$((SECONDS - start))
+log "stcache loaded in $LOAD_S s: $(tail -1 "$WORK/stcache-pipe.log")"
+declare -a CPU=()
+for i in 1 2 3; do CPU[$i]=$(( $(cpu_ticks "${PIDS[n$i]}") - CPU0[i] )); done
 sleep 2 # let the last snapshot and its buffers settle before reading RSS
 declare -a RSS=()
 for i in 1 2 3; do RSS[$i]=$(rss_kib "${PIDS[n$i]}"); breakdown_row loaded "n$i" "${PIDS[n$i]}" "${HTTP[$i]}"; done
@@ -161,6 +184,17 @@ done
 sleep "$SETTLE_S"
 declare -a SETTLED=()
 for i in 1 2 3; do SETTLED[$i]=$(rss_kib "${PIDS[n$i]}"); breakdown_row settled "n$i" "${PIDS[n$i]}" "${HTTP[$i]}"; done
+for i in 1 2 3; do KINDS+="settled n$i $(rss_kinds "${PIDS[n$i]}")"$'\n'; done
+GET_LINE=""
+if [[ "${GETS:-0}" -gt 0 ]]; then
+  # Reads of a present key through the leader's RESP port, pipelined so the nodes' CPU, not the round trips, sets
+  # the pace: CPU per GET summed over the three nodes, and the rate (both noisy on a loaded machine).
+  for i in 1 2 3; do CPU0[$i]=$(cpu_ticks "${PIDS[n$i]}"); done
+  redis-benchmark -p "${RESP[$L]}" -n "$GETS" -c 50 -P 16 -q GET key:0000000 >"$WORK/gets.log" 2>&1 || log "redis-benchmark failed"
+  ticks=0
+  for i in 1 2 3; do ticks=$(( ticks + $(cpu_ticks "${PIDS[n$i]}") - CPU0[i] )); done
+  GET_LINE="GET key:0000000 x $GETS (-c 50 -P 16): $(tr '\r' '\n' <"$WORK/gets.log" | grep -a 'requests per second' | tail -1 | sed 's/^ *//'); CPU over the 3 nodes $(python3 -c "print(f'{$ticks / $CLK_TCK * 1e6 / $GETS:.1f}')") us per GET"
+fi
 GCDUMPS=""
 if [[ -n "${GCDUMP:-}" ]]; then
   for i in 1 2 3; do
@@ -191,19 +225,24 @@ fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; keys=$KEYS value=${VALUE_BYTES}B ttl=${TTL_MS:-none}"
 echo "stcached flags: ${STCACHE_FLAGS:-none}; environment: $(env | grep '^DOTNET_' | sort | tr '\n' ' ')"
 ratio() { if [[ "$REDIS_RSS" -gt 0 ]]; then python3 -c "print(f'{$1 / $REDIS_RSS:.2f}x')"; else echo -; fi; }
-printf '%-14s %12s %12s %12s %14s %10s %10s\n' process "RSS MiB" "empty MiB" "settled MiB" "B/key (RSS)" "vs Redis" "settled"
+echo "stcache load: ${LOAD_S} s; CPU is each node's user + system time from the first write to the last key applied everywhere"
+printf '%-14s %12s %12s %12s %14s %10s %10s %10s %10s\n' process "RSS MiB" "empty MiB" "settled MiB" "B/key (RSS)" "vs Redis" "settled" "CPU s" "CPU us/key"
 for i in 1 2 3; do
   per_key=$(( (RSS[i] - EMPTY[i]) * 1024 / KEYS ))
-  printf '%-14s %12d %12d %12d %14d %10s %10s\n' "stcached n$i" $((RSS[i] / 1024)) $((EMPTY[i] / 1024)) $((SETTLED[i] / 1024)) "$per_key" \
-    "$(ratio "${RSS[$i]}")" "$(ratio "${SETTLED[$i]}")"
+  printf '%-14s %12d %12d %12d %14d %10s %10s %10s %10s\n' "stcached n$i" $((RSS[i] / 1024)) $((EMPTY[i] / 1024)) $((SETTLED[i] / 1024)) "$per_key" \
+    "$(ratio "${RSS[$i]}")" "$(ratio "${SETTLED[$i]}")" "$(python3 -c "print(f'{${CPU[$i]} / $CLK_TCK:.1f}')")" \
+    "$(python3 -c "print(f'{${CPU[$i]} / $CLK_TCK * 1e6 / $KEYS:.1f}')")"
 done
 if [[ "$REDIS" == 1 ]]; then
   redis_per_key=$(( (REDIS_RSS - REDIS_EMPTY) * 1024 / KEYS ))
   printf '%-14s %12d %12d %12s %14d %10s\n' "redis $REDIS_VERSION" $((REDIS_RSS / 1024)) $((REDIS_EMPTY / 1024)) - "$redis_per_key" "1.00x"
 fi
+[[ -n "$GET_LINE" ]] && echo "$GET_LINE"
 echo "accounted used_memory: stcache ${USED:-?} B, redis ${REDIS_USED:-?} B"
 echo "leader: n$L. Breakdown in MiB: RSS = anonymous + mapped files; the managed heap after the last GC by generation,"
 echo "its fragmentation (free space inside the generations) and the memory the GC had committed:"
 printf '%-8s %-4s %6s %6s %6s | %5s %5s %5s %5s %5s %6s %7s\n' phase node RSS anon file gen0 gen1 gen2 loh poh frag commit
 printf '%s' "$BREAKDOWN"
+echo "RSS by mapping (MiB): our and the framework's assemblies, native libraries, the JIT's double-mapped code, other files, anonymous:"
+printf '%s' "$KINDS"
 printf '%s' "$GCDUMPS"

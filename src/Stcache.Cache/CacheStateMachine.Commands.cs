@@ -91,7 +91,7 @@ public sealed partial class CacheStateMachine
         {
             Op.Get => Get(a[0]),
             Op.MGet => Reply.Array(a.Select(key => Lookup(key) is { IsString: true } entry ? Reply.BulkOf(entry.Text) : Reply.Nil).ToArray()),
-            Op.StrLen => StringOp(a[0], entry => Reply.Int(entry?.Text.Length ?? 0)),
+            Op.StrLen => StringOp(a[0], entry => Reply.Int(entry is null ? 0 : entry.Text.Length)),
             Op.GetRange => GetRange(a[0], Int(a[1]), Int(a[2])),
             Op.Exists or Op.Touch => Reply.Int(a.Count(key => Lookup(key) is not null)),
             Op.Type => Lookup(a[0]) switch
@@ -175,7 +175,7 @@ public sealed partial class CacheStateMachine
 
     private Reply GetRange(byte[] key, long start, long end) => StringOp(key, entry =>
     {
-        byte[] text = entry?.Text ?? [];
+        ReadOnlySpan<byte> text = entry is null ? default : entry.Text;
         long length = text.Length;
         if (start < 0 && end < 0 && start > end)
         {
@@ -199,7 +199,7 @@ public sealed partial class CacheStateMachine
             end = length - 1;
         }
 
-        return start > end || length == 0 ? Reply.BulkOf(Array.Empty<byte>()) : Reply.BulkOf(text.AsSpan((int)start, (int)(end - start + 1)).ToArray());
+        return start > end || length == 0 ? Reply.BulkOf(Array.Empty<byte>()) : Reply.BulkOf(text.Slice((int)start, (int)(end - start + 1)));
     });
 
     private Reply Set(Invocation call)
@@ -343,7 +343,9 @@ public sealed partial class CacheStateMachine
             return Reply.Error(RedisErrors.StringTooLong);
         }
 
-        byte[] joined = [.. entry.Text, .. suffix];
+        byte[] joined = new byte[entry.Text.Length + suffix.Length];
+        entry.Text.CopyTo(joined);
+        suffix.CopyTo(joined, entry.Text.Length);
         entry = Own(entry);
         SetValue(entry, joined);
         Changed(entry);
@@ -358,14 +360,14 @@ public sealed partial class CacheStateMachine
             return s_wrongType;
         }
 
-        byte[] current = entry?.Text ?? [];
+        ReadOnlySpan<byte> current = entry is null ? default : entry.Text;
         if (value.Length == 0)
         {
             return Reply.Int(current.Length);
         }
 
         var updated = new byte[Math.Max(current.Length, offset + value.Length)];
-        current.CopyTo(updated, 0);
+        current.CopyTo(updated);
         value.CopyTo(updated, offset);
         if (entry is null)
         {
@@ -486,7 +488,7 @@ public sealed partial class CacheStateMachine
         }
 
         Remove(entry);
-        var moved = Add(target, entry.Value is HashValue hash ? hash.Clone() : entry.Value);
+        var moved = Add(target, entry.CopyValue());
         SetExpiry(moved, entry.ExpiresAtUnixMs);
         moved.AccessSeconds = entry.AccessSeconds;
         moved.Frequency = entry.Frequency;
@@ -517,7 +519,7 @@ public sealed partial class CacheStateMachine
             Remove(existing);
         }
 
-        var copy = Add(target, entry.Value is HashValue hash ? hash.Clone() : entry.Value);
+        var copy = Add(target, entry.CopyValue());
         SetExpiry(copy, entry.ExpiresAtUnixMs);
         return Reply.Int(1);
     }
@@ -598,7 +600,7 @@ public sealed partial class CacheStateMachine
         foreach (ulong position in positions)
         {
             var list = atPosition[position];
-            list.Sort((x, y) => ByteStringComparer.Instance.Compare(x.Key, y.Key));
+            list.Sort((x, y) => x.Key.SequenceCompareTo(y.Key));
             foreach (var entry in list)
             {
                 if (!Visible(entry) || (match && !Glob.IsMatch(pattern, entry.Key)))
@@ -1009,7 +1011,7 @@ public sealed partial class CacheStateMachine
                     break;
                 }
 
-                if (victims.TryAdd(victim.Key, victim.Version))
+                if (victims.TryAdd(victim.KeyArray(), victim.Version))
                 {
                     projected -= Cost(victim);
                 }
@@ -1039,7 +1041,7 @@ public sealed partial class CacheStateMachine
                 {
                     state = ByteStringComparer.Mix(state + 0x9E3779B97F4A7C15UL);
                     var entry = _volatile[(int)(state % (ulong)_volatile.Count)];
-                    if (entry.ExpiresAtUnixMs <= nowUnixMs && expired.TryAdd(entry.Key, true))
+                    if (entry.ExpiresAtUnixMs <= nowUnixMs && expired.TryAdd(entry.KeyArray(), true))
                     {
                         found++;
                     }

@@ -184,13 +184,13 @@ public sealed partial class CacheStateMachine
         BinaryPrimitives.WriteUInt32LittleEndian(head[20..], entry.AccessSeconds);
         head[24] = entry.Frequency;
         stream.Write(head[..25]);
-        if (entry.Value is byte[] text)
+        if (entry.IsString)
         {
-            WriteBlob(stream, text);
+            WriteBlob(stream, entry.Text);
             return;
         }
 
-        var hash = (HashValue)entry.Value;
+        var hash = entry.Hash;
         BinaryPrimitives.WriteInt32LittleEndian(head, hash.Fields.Count);
         stream.Write(head[..4]);
         foreach (var pair in hash.Fields)
@@ -200,7 +200,7 @@ public sealed partial class CacheStateMachine
         }
     }
 
-    private static void WriteBlob(Stream stream, byte[] blob)
+    private static void WriteBlob(Stream stream, ReadOnlySpan<byte> blob)
     {
         Span<byte> length = stackalloc byte[4];
         BinaryPrimitives.WriteInt32LittleEndian(length, blob.Length);
@@ -274,7 +274,7 @@ public sealed partial class CacheStateMachine
                 keys.TryGetValue(entry.Key, out var first);
 
                 // The format-1 writer could write a key twice, both times with its state at the index.
-                if (v2 || first!.Version != entry.Version || !first.Text.AsSpan().SequenceEqual(entry.Text))
+                if (v2 || first!.Version != entry.Version || !first.Text.SequenceEqual(entry.Text))
                 {
                     throw new InvalidDataException("duplicate key in snapshot");
                 }
@@ -570,9 +570,9 @@ public sealed partial class CacheStateMachine
         lock (_lock)
         {
             return _slots.Select(entry => new KeyDump(
-                entry.Key,
-                entry.Value as byte[],
-                entry.Value is HashValue hash ? hash.SortedFields().Select(field => (field, hash.Fields[field])).ToArray() : null,
+                entry.KeyArray(),
+                entry.IsString ? entry.TextArray() : null,
+                entry.IsString ? null : entry.Hash.SortedFields().Select(field => (field, entry.Hash.Fields[field])).ToArray(),
                 entry.ExpiresAtUnixMs,
                 entry.Version,
                 entry.AccessSeconds,

@@ -193,11 +193,11 @@ public sealed partial class CacheStateMachine
             {
                 if (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs)
                 {
-                    entry = new CacheEntry(found.Text, found.Version, found.ExpiresAtUnixMs);
+                    entry = new CacheEntry(found.TextArray(), found.Version, found.ExpiresAtUnixMs);
                     return true;
                 }
 
-                NoteLazyExpired(found.Key);
+                NoteLazyExpired(found.KeyArray());
             }
         }
 
@@ -370,8 +370,9 @@ public sealed partial class CacheStateMachine
                     throw new InvariantViolationException("a key without expiry is in the volatile set");
                 }
 
-                if (entry.Value is HashValue hash)
+                if (!entry.IsString)
                 {
+                    var hash = entry.Hash;
                     long bytes = hash.Fields.Sum(pair => (long)FieldOverheadBytes + pair.Key.Length + pair.Value.Length);
                     if (bytes != hash.Bytes || hash.Fields.Count == 0)
                     {
@@ -390,7 +391,7 @@ public sealed partial class CacheStateMachine
     }
 
     private static long Cost(KeyEntry entry) =>
-        KeyOverheadBytes + entry.Key.Length + (entry.Value is byte[] text ? text.Length : ((HashValue)entry.Value).Bytes);
+        KeyOverheadBytes + entry.Key.Length + entry.ValueBytes;
 
     // ---- Key table primitives: every change of the table goes through these. ----
 
@@ -413,7 +414,7 @@ public sealed partial class CacheStateMachine
             else
             {
                 _expiredSeen?.Add(key);
-                NoteLazyExpired(entry.Key);
+                NoteLazyExpired(key);
             }
 
             return null;
@@ -491,7 +492,7 @@ public sealed partial class CacheStateMachine
     private void SetValue(KeyEntry entry, object value)
     {
         long before = Cost(entry);
-        entry.Value = value;
+        entry.SetValue(value);
         Interlocked.Add(ref _usedBytes, Cost(entry) - before);
     }
 

@@ -57,7 +57,10 @@ internal sealed class HashValue
     // Invariant: Bytes == sum over fields of (FieldOverheadBytes + field length + value length).
     public long Bytes { get; set; }
 
-    public HashValue Clone() => new(new Dictionary<byte[], byte[]>(Fields, ByteStringComparer.Instance), Bytes);
+    /// <summary>The key of the entry holding this hash (set by the entry when it takes the hash).</summary>
+    public byte[] Key { get; set; } = [];
+
+    public HashValue Clone() => new(new Dictionary<byte[], byte[]>(Fields, ByteStringComparer.Instance), Bytes) { Key = Key };
 
     public byte[][] SortedFields()
     {
@@ -69,19 +72,72 @@ internal sealed class HashValue
 
 /// <summary>One key's state. Mutated only by the applier, under the state machine's lock, and never while an open
 /// snapshot may still read it (see <see cref="CacheStateMachine"/>'s copy-on-write rule).</summary>
+/// <remarks>A string key's bytes and its value share one array, <c>[key length in 7-bit groups][key][value]</c>, and
+/// the entry has one reference field for both: a key of 11 B with a value of 100 B costs a 56 B entry and a 136 B
+/// array, against 64 + 40 + 128 B for an entry with a key array and a value array (docs/PERFORMANCE.md, "Memory").
+/// The array is never changed in place: a new one replaces it, so a snapshot holding the old entry or array reads
+/// the old value. A hash's key is held by its <see cref="HashValue"/>.</remarks>
 [StructLayout(LayoutKind.Auto)]
 internal sealed class KeyEntry
 {
-    public KeyEntry(byte[] key, object value)
+    // byte[]: a string (layout above); HashValue: a hash.
+    private object _data;
+
+    /// <param name="value">A string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken).</param>
+    public KeyEntry(ReadOnlySpan<byte> key, object value)
     {
-        Key = key;
-        Value = value;
+        _data = Compose(key, value);
     }
 
-    public byte[] Key { get; }
+    private KeyEntry(object data)
+    {
+        _data = data;
+    }
 
-    /// <summary>A string's bytes (never changed in place: a new array replaces it) or a <see cref="HashValue"/>.</summary>
-    public object Value { get; set; }
+    public ReadOnlySpan<byte> Key
+    {
+        get
+        {
+            if (_data is byte[] bytes)
+            {
+                int start = ReadKeyLength(bytes, out int length);
+                return bytes.AsSpan(start, length);
+            }
+
+            return ((HashValue)_data).Key;
+        }
+    }
+
+    /// <summary>The key as an array, for callers that keep it: a copy for a string; a hash's own key array, which is
+    /// never changed in place.</summary>
+    public byte[] KeyArray() => _data is HashValue hash ? hash.Key : Key.ToArray();
+
+    public bool IsString => _data is byte[];
+
+    /// <summary>A string's value bytes (a view of the entry's array, which is never changed in place).</summary>
+    public ReadOnlySpan<byte> Text
+    {
+        get
+        {
+            var bytes = (byte[])_data;
+            int start = ReadKeyLength(bytes, out int length);
+            return bytes.AsSpan(start + length);
+        }
+    }
+
+    /// <summary>A copy of a string's value, for a reply.</summary>
+    public byte[] TextArray() => Text.ToArray();
+
+    public HashValue Hash => (HashValue)_data;
+
+    /// <summary>A string's length, or a hash's accounted bytes.</summary>
+    public long ValueBytes => _data is HashValue hash ? hash.Bytes : Text.Length;
+
+    /// <summary>The value for another key (COPY, RENAME): a copy of the string's bytes or a clone of the hash.</summary>
+    public object CopyValue() => _data is HashValue hash ? hash.Clone() : TextArray();
+
+    /// <summary>Replaces the value: a string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken).</summary>
+    public void SetValue(object value) => _data = Compose(Key, value);
 
     /// <summary>Absolute expiry in Unix ms; 0 = none.</summary>
     public long ExpiresAtUnixMs { get; set; }
@@ -102,13 +158,7 @@ internal sealed class KeyEntry
 
     public byte Generation { get; set; }
 
-    public bool IsString => Value is byte[];
-
-    public byte[] Text => (byte[])Value;
-
-    public HashValue Hash => (HashValue)Value;
-
-    public KeyEntry Clone(byte generation) => new(Key, Value is HashValue hash ? hash.Clone() : Value)
+    public KeyEntry Clone(byte generation) => new(_data is HashValue hash ? hash.Clone() : _data)
     {
         ExpiresAtUnixMs = ExpiresAtUnixMs,
         Version = Version,
@@ -118,6 +168,77 @@ internal sealed class KeyEntry
         VolatileSlot = VolatileSlot,
         Generation = generation,
     };
+
+    private static object Compose(ReadOnlySpan<byte> key, object value)
+    {
+        if (value is HashValue hash)
+        {
+            if (!key.SequenceEqual(hash.Key))
+            {
+                hash.Key = key.ToArray();
+            }
+
+            return hash;
+        }
+
+        var text = (byte[])value;
+        int prefix = KeyLengthBytes(key.Length);
+        byte[] bytes = GC.AllocateUninitializedArray<byte>(prefix + key.Length + text.Length);
+        WriteKeyLength(bytes, key.Length);
+        key.CopyTo(bytes.AsSpan(prefix));
+        text.CopyTo(bytes.AsSpan(prefix + key.Length));
+        return bytes;
+    }
+
+    private static int KeyLengthBytes(int length)
+    {
+        int bytes = 1;
+        for (uint rest = (uint)length >> 7; rest != 0; rest >>= 7)
+        {
+            bytes++;
+        }
+
+        return bytes;
+    }
+
+    private static void WriteKeyLength(Span<byte> destination, int length)
+    {
+        int i = 0;
+        uint rest = (uint)length;
+        while (rest >= 0x80)
+        {
+            destination[i++] = (byte)(rest | 0x80);
+            rest >>= 7;
+        }
+
+        destination[i] = (byte)rest;
+    }
+
+    /// <summary>Reads the key length at the start of a string's array; returns where the key starts.</summary>
+    private static int ReadKeyLength(byte[] bytes, out int length)
+    {
+        byte first = bytes[0];
+        if (first < 0x80)
+        {
+            length = first;
+            return 1;
+        }
+
+        uint value = 0;
+        int i = 0;
+        int shift = 0;
+        byte b;
+        do
+        {
+            b = bytes[i++];
+            value |= (uint)(b & 0x7f) << shift;
+            shift += 7;
+        }
+        while (b >= 0x80);
+
+        length = (int)value;
+        return i;
+    }
 }
 
 /// <summary>The set of entries, found by key bytes without a separate key-to-entry map (a hash set of the entries
@@ -160,9 +281,9 @@ internal sealed class KeyTable
     {
         public static EntryComparer Instance { get; } = new();
 
-        public bool Equals(KeyEntry? x, KeyEntry? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.AsSpan().SequenceEqual(y.Key));
+        public bool Equals(KeyEntry? x, KeyEntry? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.SequenceEqual(y.Key));
 
-        public int GetHashCode(KeyEntry obj) => GetHashCode(obj.Key.AsSpan());
+        public int GetHashCode(KeyEntry obj) => GetHashCode(obj.Key);
 
         public bool Equals(ReadOnlySpan<byte> alternate, KeyEntry other) => alternate.SequenceEqual(other.Key);
 

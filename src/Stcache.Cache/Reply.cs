@@ -76,6 +76,9 @@ public sealed class Reply : IEquatable<Reply>
 
     public static Reply BulkOf(byte[] value) => new(ReplyKind.Bulk, bulk: value);
 
+    /// <summary>A bulk reply holding a copy of <paramref name="value"/>.</summary>
+    public static Reply BulkOf(ReadOnlySpan<byte> value) => new(ReplyKind.Bulk, bulk: value.ToArray());
+
     public static Reply BulkOf(string value) => new(ReplyKind.Bulk, bulk: Encoding.UTF8.GetBytes(value));
 
     public static Reply BulkOrNil(byte[]? value) => value is null ? Nil : BulkOf(value);

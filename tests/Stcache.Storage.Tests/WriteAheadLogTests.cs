@@ -277,6 +277,61 @@ public sealed class WriteAheadLogTests : IDisposable
     }
 
     [Fact]
+    public void RecordsAcrossTheReadWindowAndLargerThanItAreRecovered()
+    {
+        // Recovery reads a segment through a window of 1 MiB: records straddle its edges, one is three times its
+        // size, the torn tail and a corrupt record's valid successor lie beyond the first window.
+        var options = new WalOptions { SegmentSizeBytes = 16L * 1024 * 1024 };
+        var expected = new List<Entry>();
+        string segment;
+        long bigOffset;
+        long afterBig;
+        long goodEnd;
+        using (WriteAheadLog wal = Open(options))
+        {
+            ulong index = 1;
+            for (int i = 0; i < 40; i++)
+            {
+                expected.Add(Make(1, index++, new string((char)('a' + (i % 26)), 70_001 + i)));
+                wal.Save(null, [expected[^1]]);
+            }
+
+            bigOffset = wal.ActiveOffset;
+            expected.Add(Make(1, index++, new string('z', (3 * 1024 * 1024) + 5)));
+            wal.Save(null, [expected[^1]]);
+            afterBig = wal.ActiveOffset;
+            for (int i = 0; i < 30; i++)
+            {
+                expected.Add(Make(2, index++, new string('q', 50_000 + i)));
+                wal.Save(Hard(2, 0, index - 1), [expected[^1]]);
+            }
+
+            segment = wal.ActiveSegmentPath;
+            goodEnd = wal.ActiveOffset;
+        }
+
+        Assert.True(bigOffset > 2 * 1024 * 1024 && goodEnd > afterBig + (1024 * 1024), $"offsets {bigOffset}, {afterBig}, {goodEnd}");
+        using (var stream = new FileStream(segment, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = goodEnd;
+            stream.Write([40, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9]);
+        }
+
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = Open(options, logger))
+        {
+            AssertSame(expected, wal.Load().Entries);
+            Assert.Equal(goodEnd, wal.ActiveOffset);
+            Assert.Contains(logger.Lines, l => l.Contains("torn tail", StringComparison.Ordinal) && l.Contains("cut 11 bytes", StringComparison.Ordinal));
+        }
+
+        FlipBit(segment, bigOffset + (2 * 1024 * 1024), 4);
+        var error = Assert.Throws<StorageCorruptionException>(() => Open(options));
+        Assert.Equal(bigOffset, error.Offset);
+        Assert.Contains($"a valid record follows at offset {afterBig}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TornBatchNeverRecoversEntriesOfATermItsHardStateHasNotReached()
     {
         // A follower at term 1 learns term 2 with the leader's entries 4..6 and a commit index covering them, in one

@@ -75,6 +75,10 @@ public static class Program
         });
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, true));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+
+        // Off entirely: while this category is enabled at any level, ASP.NET Core's hosting starts an Activity and
+        // pushes a logging scope (two async-local changes) for every request, to log nothing at Warning.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
         var apiCertificate = Security.LoadApiCertificate(options);

@@ -116,24 +116,6 @@ public static class Program
             Security.UseTokenAuthentication(app, token);
         }
 
-        app.Use(async (context, next) =>
-        {
-            // Key-value requests only: the write and read paths whose stages the other histograms split up.
-            if (!context.Request.Path.StartsWithSegments("/v1/kv"))
-            {
-                await next(context);
-                return;
-            }
-
-            long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            await next(context);
-            ServerMetrics.Request.Record(ServerMetrics.Seconds(started), new KeyValuePair<string, object?>("method", context.Request.Method));
-            if (context.Response.StatusCode >= 500 && !Microsoft.AspNetCore.Http.HttpMethods.IsGet(context.Request.Method))
-            {
-                ServerMetrics.ProposalsFailed.Add(1, new KeyValuePair<string, object?>("outcome", context.Response.Headers[HttpApi.OutcomeHeader].ToString()));
-            }
-        });
-
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());
         AccessReports.Attach(node.Host, service);

@@ -13,7 +13,7 @@
 # is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[[ $# -ge 2 ]] || { sed -n '2,12p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,13p' "$0"; exit 2; }
 BIN=("$1" "$2")
 shift 2
 ROWS=${*:-stale lin put put1}
@@ -86,6 +86,7 @@ for t in threads: t.join()
 if failed: sys.exit(f"preload: {len(failed)} keys not written")
 PY
 }
+wait_jobs() { local j; for j in $(jobs -p); do case " ${PID[*]} " in *" $j "*) ;; *) wait "$j" || true;; esac; done; }
 for s in 0 1; do preload "${URL[$s]}" & done
 wait_jobs
 

@@ -34,16 +34,47 @@ internal sealed partial class HttpApi
     /// </summary>
     private void MapKv(RouteGroupBuilder v1)
     {
-        v1.MapGet("/kv/{**key}", (RequestDelegate)GetKeyAsync);
-        v1.MapPut("/kv/{**key}", (RequestDelegate)PutKeyAsync);
-        v1.MapPost("/kv/{**key}", (RequestDelegate)PutKeyAsync);
-        v1.MapDelete("/kv/{**key}", (RequestDelegate)DeleteKeyAsync);
+        // Served by ServeKvAsync before routing; mapped all the same, so that routing answers another method on
+        // these paths with 405, and "/v1/kv" without a key reaches the handlers' checks.
+        v1.MapGet("/kv/{**key}", context => GetKeyAsync(context, KeyOf(context)));
+        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapDelete("/kv/{**key}", context => DeleteKeyAsync(context, KeyOf(context)));
     }
 
-    private Task GetKeyAsync(HttpContext context)
+    /// <summary>
+    /// A middleware before routing: <c>GET</c>, <c>PUT</c>, <c>POST</c> and <c>DELETE</c> of <c>/v1/kv/{key}</c>
+    /// go straight to their handler, without the route match and its route-value dictionary per request. The key
+    /// is the rest of the path, as the catch-all route value was (decoded, a literal <c>%2F</c> kept; the prefix
+    /// matched without regard to case, as routing matches). Anything else goes on to routing.
+    /// </summary>
+    private Task ServeKvAsync(HttpContext context, RequestDelegate next)
+    {
+        const string Prefix = "/v1/kv/";
+        string? path = context.Request.Path.Value;
+        if (path is null || !path.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return next(context);
+        }
+
+        string method = context.Request.Method;
+        string key = path[Prefix.Length..];
+        if (HttpMethods.IsGet(method))
+        {
+            return GetKeyAsync(context, key);
+        }
+
+        if (HttpMethods.IsPut(method) || HttpMethods.IsPost(method))
+        {
+            return PutKeyAsync(context, key);
+        }
+
+        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : next(context);
+    }
+
+    private Task GetKeyAsync(HttpContext context, string key)
     {
         long started = Stopwatch.GetTimestamp();
-        string key = KeyOf(context);
         if (KeyError(key) is { } keyError)
         {
             return Finish(context, started, s_getTag, keyError.ExecuteAsync(context));
@@ -91,12 +122,12 @@ internal sealed partial class HttpApi
         return WriteBodyAsync(response, entry.Value, OctetStream);
     }
 
-    private async Task PutKeyAsync(HttpContext context)
+    private async Task PutKeyAsync(HttpContext context, string key)
     {
         long started = Stopwatch.GetTimestamp();
         try
         {
-            await PutKeyCoreAsync(context);
+            await PutKeyCoreAsync(context, key);
         }
         finally
         {
@@ -104,9 +135,8 @@ internal sealed partial class HttpApi
         }
     }
 
-    private async Task PutKeyCoreAsync(HttpContext context)
+    private async Task PutKeyCoreAsync(HttpContext context, string key)
     {
-        string key = KeyOf(context);
         ulong? prevVersion = null;
         string? prevValue = null;
         long? ttl = null;
@@ -157,12 +187,12 @@ internal sealed partial class HttpApi
         await WriteKeyAsync(context, key, command, ttl ?? 0);
     }
 
-    private async Task DeleteKeyAsync(HttpContext context)
+    private async Task DeleteKeyAsync(HttpContext context, string key)
     {
         long started = Stopwatch.GetTimestamp();
         try
         {
-            await DeleteKeyCoreAsync(context);
+            await DeleteKeyCoreAsync(context, key);
         }
         finally
         {
@@ -170,9 +200,8 @@ internal sealed partial class HttpApi
         }
     }
 
-    private async Task DeleteKeyCoreAsync(HttpContext context)
+    private async Task DeleteKeyCoreAsync(HttpContext context, string key)
     {
-        string key = KeyOf(context);
         ulong? prevVersion = null;
         string? prevValue = null;
         if (context.Request.QueryString.HasValue)
@@ -240,7 +269,7 @@ internal sealed partial class HttpApi
         }
     }
 
-    /// <summary>The key: the rest of the path after <c>/v1/kv/</c>, as routing decoded it (a literal <c>%2F</c> stays).</summary>
+    /// <summary>The key, from the catch-all route value (routing's path: "/v1/kv" alone has none).</summary>
     private static string KeyOf(HttpContext context) => context.Request.RouteValues["key"] as string ?? string.Empty;
 
     /// <summary>

@@ -106,6 +106,10 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     public void Map(WebApplication app)
     {
         app.Use(RefuseBadRequestsAsync);
+
+        // Key-value requests are answered here, before routing; routing (placed after this) serves the rest.
+        app.Use(ServeKvAsync);
+        app.UseRouting();
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
         MapSeeds(app);

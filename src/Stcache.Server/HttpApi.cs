@@ -517,12 +517,23 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
     private sealed class ErrorResult(int statusCode, ErrorView error) : IResult
     {
+        // Serialized on first use: a shared result (a key not found, a bad consistency) then costs no encoding.
+        private byte[]? _body;
+
         /// <summary>The JSON body and a newline, with its length, in one write.</summary>
         public Task ExecuteAsync(HttpContext httpContext)
         {
             var response = httpContext.Response;
             response.StatusCode = statusCode;
             response.Headers[OutcomeHeader] = error.Outcome;
+            byte[] body = _body ??= Serialize(error);
+            response.ContentType = "application/json; charset=utf-8";
+            response.ContentLength = body.Length;
+            return response.Body.WriteAsync(body, httpContext.RequestAborted).AsTask();
+        }
+
+        private static byte[] Serialize(ErrorView error)
+        {
             var body = new ArrayBufferWriter<byte>(128);
             using (var writer = new Utf8JsonWriter(body))
             {
@@ -530,9 +541,7 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             }
 
             body.Write("\n"u8);
-            response.ContentType = "application/json; charset=utf-8";
-            response.ContentLength = body.WrittenCount;
-            return response.Body.WriteAsync(body.WrittenMemory, httpContext.RequestAborted).AsTask();
+            return body.WrittenSpan.ToArray();
         }
     }
 

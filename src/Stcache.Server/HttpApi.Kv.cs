@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -5,7 +6,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Stcache.Cache;
-using Stcache.Raft;
 
 namespace Stcache.Server;
 
@@ -14,48 +14,154 @@ internal sealed partial class HttpApi
     // About 100 years: keeps now + ttl far from overflow.
     private const long MaxTtlSeconds = 3_153_600_000;
 
-    /// <summary><c>/v1/kv</c>: a thin adapter over <see cref="CommandService"/> (reads at the asked consistency,
-    /// writes proposed on or forwarded to the leader), mapping its typed outcomes to HTTP statuses.</summary>
+    private const string OctetStream = "application/octet-stream";
+    private const string JsonUtf8 = "application/json; charset=utf-8";
+
+    // The method tag of stcache.http.request, built once.
+    private static readonly KeyValuePair<string, object?> s_getTag = new("method", HttpMethods.Get);
+    private static readonly KeyValuePair<string, object?> s_putTag = new("method", HttpMethods.Put);
+    private static readonly KeyValuePair<string, object?> s_postTag = new("method", HttpMethods.Post);
+    private static readonly KeyValuePair<string, object?> s_deleteTag = new("method", HttpMethods.Delete);
+
+    private static readonly ErrorResult s_keyNotFound = new(StatusCodes.Status404NotFound, new ErrorView("key not found", "none", null));
+
+    /// <summary>
+    /// <c>/v1/kv</c>: a thin adapter over <see cref="CommandService"/> (reads at the asked consistency, writes
+    /// proposed on or forwarded to the leader), mapping its typed outcomes to HTTP statuses. The handlers are plain
+    /// request delegates: no parameter binding, no result object and no wrapping middleware per request; each
+    /// writes its answer with its length and records <c>stcache.http.request</c> itself. A stale read of a present
+    /// key completes without an await.
+    /// </summary>
     private void MapKv(RouteGroupBuilder v1)
     {
-        v1.MapGet("/kv/{**key}", GetKey);
-        v1.MapPut("/kv/{**key}", PutKey);
-        v1.MapPost("/kv/{**key}", PutKey);
-        v1.MapDelete("/kv/{**key}", DeleteKey);
+        // Served by ServeKvAsync before routing; mapped all the same, so that routing answers another method on
+        // these paths with 405, and "/v1/kv" without a key reaches the handlers' checks.
+        v1.MapGet("/kv/{**key}", context => GetKeyAsync(context, KeyOf(context)));
+        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapDelete("/kv/{**key}", context => DeleteKeyAsync(context, KeyOf(context)));
     }
 
-    private async Task<IResult> GetKey(HttpContext context, string key, string? consistency)
+    /// <summary>
+    /// A middleware before routing: <c>GET</c>, <c>PUT</c>, <c>POST</c> and <c>DELETE</c> of <c>/v1/kv/{key}</c>
+    /// go straight to their handler, without the route match and its route-value dictionary per request. The key
+    /// is the rest of the path, as the catch-all route value was (decoded, a literal <c>%2F</c> kept; the prefix
+    /// matched without regard to case, as routing matches). Anything else goes on to routing.
+    /// </summary>
+    private Task ServeKvAsync(HttpContext context, RequestDelegate next)
     {
-        var (entry, error) = await ReadAsync(context, key, consistency);
-        if (error is not null)
+        const string Prefix = "/v1/kv/";
+        string? path = context.Request.Path.Value;
+        if (path is null || !path.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase))
         {
-            return error;
+            return next(context);
         }
 
-        if (entry is null)
+        string method = context.Request.Method;
+        string key = path[Prefix.Length..];
+        if (HttpMethods.IsGet(method))
         {
-            return Error(StatusCodes.Status404NotFound, "key not found", "none");
+            return GetKeyAsync(context, key);
         }
 
+        if (HttpMethods.IsPut(method) || HttpMethods.IsPost(method))
+        {
+            return PutKeyAsync(context, key);
+        }
+
+        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : next(context);
+    }
+
+    private Task GetKeyAsync(HttpContext context, string key)
+    {
+        long started = Stopwatch.GetTimestamp();
+        if (KeyError(key) is { } keyError)
+        {
+            return Finish(context, started, s_getTag, keyError.ExecuteAsync(context));
+        }
+
+        if (ConsistencyOf(ConsistencyText(context.Request)) is not { } consistency)
+        {
+            return Finish(context, started, s_getTag, ConsistencyError.ExecuteAsync(context));
+        }
+
+        // A stale read needs no coordination: this node's state at its last applied log time (docs/CACHE.md).
+        return consistency == ReadConsistency.Stale
+            ? Finish(context, started, s_getTag, AnswerEntryAsync(context, key, service.ReadTime(ReadOutcome.Ok)))
+            : GetConfirmedAsync(context, key, consistency, started);
+    }
+
+    /// <summary>A linearizable or lease read: after its read barrier (one confirmation round shared by every read
+    /// waiting at that moment, HTTP and RESP alike).</summary>
+    private async Task GetConfirmedAsync(HttpContext context, string key, ReadConsistency consistency, long started)
+    {
+        var barrier = await service.ReadBarrierAsync(consistency, context.RequestAborted);
+        await (barrier.Succeeded
+            ? AnswerEntryAsync(context, key, service.ReadTime(barrier))
+            : Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none").ExecuteAsync(context));
+        Record(context, started, s_getTag);
+    }
+
+    /// <summary>The key's value as the body, its version (and expiry) in headers; 404 if it is not visible at
+    /// <paramref name="readTime"/>.</summary>
+    private Task AnswerEntryAsync(HttpContext context, string key, long readTime)
+    {
+        if (!host.Cache.TryGet(key, out var entry, readTime))
+        {
+            return s_keyNotFound.ExecuteAsync(context);
+        }
+
+        var response = context.Response;
         if (entry.ExpiresAtUnixMs != 0)
         {
             // The stamped expiry (Unix ms), the same on every node (docs/CACHE.md).
-            context.Response.Headers[ExpiresAtHeader] = entry.ExpiresAtUnixMs.ToString(CultureInfo.InvariantCulture);
+            response.Headers[ExpiresAtHeader] = entry.ExpiresAtUnixMs.ToString(CultureInfo.InvariantCulture);
         }
 
-        return WithVersion(context, entry.Version, TypedResults.Bytes(entry.Value, "application/octet-stream"));
+        response.Headers[VersionHeader] = entry.Version.ToString(CultureInfo.InvariantCulture);
+        return WriteBodyAsync(response, entry.Value, OctetStream);
     }
 
-    private async Task<IResult> PutKey(HttpContext context, string key, ulong? prevVersion, string? prevValue, long? ttl)
+    private async Task PutKeyAsync(HttpContext context, string key)
     {
+        long started = Stopwatch.GetTimestamp();
+        try
+        {
+            await PutKeyCoreAsync(context, key);
+        }
+        finally
+        {
+            Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
+        }
+    }
+
+    private async Task PutKeyCoreAsync(HttpContext context, string key)
+    {
+        ulong? prevVersion = null;
+        string? prevValue = null;
+        long? ttl = null;
+        if (context.Request.QueryString.HasValue)
+        {
+            var query = context.Request.Query;
+            if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
+            {
+                await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
+                return;
+            }
+
+            prevValue = query["prevValue"];
+        }
+
         if (ttl is <= 0 or > MaxTtlSeconds)
         {
-            return Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied");
+            await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
+            return;
         }
 
         if (context.Request.ContentLength > options.ValueBytesMax)
         {
-            return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
+            await ValueTooLarge().ExecuteAsync(context);
+            return;
         }
 
         byte[] body;
@@ -65,25 +171,55 @@ internal sealed partial class HttpApi
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
+            await ValueTooLarge().ExecuteAsync(context);
+            return;
         }
 
         if (prevVersion is not null && prevValue is not null)
         {
-            return Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied");
+            await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
+            return;
         }
 
         var command = prevVersion is { } version
             ? CacheCommand.SetIfVersion(key, body, version)
             : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-        return await WriteAsync(context, command, result => WriteAnswer(context, key, result), ttl ?? 0);
+        await WriteKeyAsync(context, key, command, ttl ?? 0);
     }
 
-    private async Task<IResult> DeleteKey(HttpContext context, string key, ulong? prevVersion, string? prevValue)
+    private async Task DeleteKeyAsync(HttpContext context, string key)
     {
+        long started = Stopwatch.GetTimestamp();
+        try
+        {
+            await DeleteKeyCoreAsync(context, key);
+        }
+        finally
+        {
+            Record(context, started, s_deleteTag);
+        }
+    }
+
+    private async Task DeleteKeyCoreAsync(HttpContext context, string key)
+    {
+        ulong? prevVersion = null;
+        string? prevValue = null;
+        if (context.Request.QueryString.HasValue)
+        {
+            var query = context.Request.Query;
+            if (!TryParseQuery(query, "prevVersion", out prevVersion))
+            {
+                await Error(StatusCodes.Status400BadRequest, "prevVersion must be a whole number", "not-applied").ExecuteAsync(context);
+                return;
+            }
+
+            prevValue = query["prevValue"];
+        }
+
         if (prevVersion is not null && prevValue is not null)
         {
-            return Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied");
+            await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
+            return;
         }
 
         var command = CacheCommand.Delete(key);
@@ -96,19 +232,145 @@ internal sealed partial class HttpApi
             command = command with { Compare = CompareKind.Value, ExpectedValue = Encoding.UTF8.GetBytes(prevValue) };
         }
 
-        return await WriteAsync(context, command, result => WriteAnswer(context, key, result));
+        await WriteKeyAsync(context, key, command, 0);
     }
 
-    private static IResult WriteAnswer(HttpContext context, string key, ApplyResult result)
+    /// <summary>A <c>/v1/kv</c> write through <see cref="CommandService"/>, answered with its JSON view.</summary>
+    private async Task WriteKeyAsync(HttpContext context, string key, CacheCommand command, long ttlSeconds)
     {
-        var view = new KvWriteView(key, result.Succeeded, result.Version, result.PreviousExisted);
-        return result.Status switch
+        if (WriteProblem(command) is { } problem)
         {
-            ApplyStatus.Ok => WithVersion(context, result.Version, TypedResults.Json(view, ApiJson.Default.KvWriteView)),
-            ApplyStatus.CompareFailed => WithVersion(context, result.Version,
-                TypedResults.Json(view, ApiJson.Default.KvWriteView, statusCode: StatusCodes.Status412PreconditionFailed)),
-            ApplyStatus.OutOfMemory => Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied"),
-            _ => Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied"),
-        };
+            await problem.ExecuteAsync(context);
+            return;
+        }
+
+        var outcome = await service.WriteAsync(WriteRequestOf(command, ttlSeconds), context.RequestAborted);
+        if (FailureOf(context, outcome) is { } failure)
+        {
+            await failure.ExecuteAsync(context);
+            return;
+        }
+
+        var result = outcome.Result;
+        switch (result.Status)
+        {
+            case ApplyStatus.Ok or ApplyStatus.CompareFailed:
+                context.Response.StatusCode = result.Status == ApplyStatus.Ok ? StatusCodes.Status200OK : StatusCodes.Status412PreconditionFailed;
+                context.Response.Headers[VersionHeader] = result.Version.ToString(CultureInfo.InvariantCulture);
+                byte[] view = JsonSerializer.SerializeToUtf8Bytes(new KvWriteView(key, result.Succeeded, result.Version, result.PreviousExisted), ApiJson.Default.KvWriteView);
+                await WriteBodyAsync(context.Response, view, JsonUtf8);
+                break;
+            case ApplyStatus.OutOfMemory:
+                await Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied").ExecuteAsync(context);
+                break;
+            default:
+                await Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied").ExecuteAsync(context);
+                break;
+        }
+    }
+
+    /// <summary>The key, from the catch-all route value (routing's path: "/v1/kv" alone has none).</summary>
+    private static string KeyOf(HttpContext context) => context.Request.RouteValues["key"] as string ?? string.Empty;
+
+    /// <summary>
+    /// <c>?consistency=</c> as minimal-API binding gave it (null when absent; several values joined by commas). The
+    /// query strings the clients send (<c>?consistency=stale</c> and the like) are recognised without building the
+    /// query collection.
+    /// </summary>
+    private static string? ConsistencyText(HttpRequest request)
+    {
+        string? query = request.QueryString.Value;
+        if (string.IsNullOrEmpty(query))
+        {
+            return null;
+        }
+
+        const string Prefix = "?consistency=";
+        if (query.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            switch (query.AsSpan(Prefix.Length))
+            {
+                case "stale":
+                    return "stale";
+                case "linearizable":
+                    return "linearizable";
+                case "lease":
+                    return "lease";
+            }
+        }
+
+        return request.Query["consistency"];
+    }
+
+    /// <summary>A query parameter bound as minimal APIs bind a nullable number: absent or empty is null, anything
+    /// else must parse.</summary>
+    private static bool TryParseQuery<T>(IQueryCollection query, string name, out T? value)
+        where T : struct, IParsable<T>
+    {
+        value = null;
+        string? text = query[name];
+        if (string.IsNullOrEmpty(text))
+        {
+            return true;
+        }
+
+        if (!T.TryParse(text, CultureInfo.InvariantCulture, out var parsed))
+        {
+            return false;
+        }
+
+        value = parsed;
+        return true;
+    }
+
+    private IResult ValueTooLarge() =>
+        Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
+
+    /// <summary>Writes a whole body with its length, in one write; completes without an await when the transport
+    /// takes it at once.</summary>
+    private static Task WriteBodyAsync(HttpResponse response, byte[] body, string contentType)
+    {
+        response.ContentType = contentType;
+        response.ContentLength = body.Length;
+        var pending = response.BodyWriter.WriteAsync(body);
+        if (pending.IsCompletedSuccessfully)
+        {
+            _ = pending.Result;
+            return Task.CompletedTask;
+        }
+
+        return pending.AsTask();
+    }
+
+    /// <summary>Records the request once its answer is written (without an await when it already is).</summary>
+    private static Task Finish(HttpContext context, long started, KeyValuePair<string, object?> method, Task answer)
+    {
+        if (answer.IsCompletedSuccessfully)
+        {
+            Record(context, started, method);
+            return Task.CompletedTask;
+        }
+
+        return FinishAsync(context, started, method, answer);
+
+        static async Task FinishAsync(HttpContext context, long started, KeyValuePair<string, object?> method, Task answer)
+        {
+            await answer;
+            Record(context, started, method);
+        }
+    }
+
+    /// <summary>
+    /// <c>stcache.http.request</c> for one key-value request (routing to the answer written), and
+    /// <c>stcache.proposals.failed</c> for a write answered 5xx, by its outcome header. Recorded here, not by a
+    /// middleware around every request.
+    /// </summary>
+    private static void Record(HttpContext context, long started, KeyValuePair<string, object?> method)
+    {
+        ServerMetrics.Request.Record(ServerMetrics.Seconds(started), method);
+        if (context.Response.StatusCode >= 500 && method.Value is string name && !HttpMethods.IsGet(name))
+        {
+            ServerMetrics.ProposalsFailed.Add(1, new KeyValuePair<string, object?>("outcome", context.Response.Headers[OutcomeHeader].ToString()));
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
@@ -105,6 +106,10 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     public void Map(WebApplication app)
     {
         app.Use(RefuseBadRequestsAsync);
+
+        // Key-value requests are answered here, before routing; routing (placed after this) serves the rest.
+        app.Use(ServeKvAsync);
+        app.UseRouting();
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
         MapSeeds(app);
@@ -117,9 +122,10 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     /// Kestrel reports a request body that arrives below the minimum data rate (a slow client), exceeds the size
     /// limit or is malformed by throwing <see cref="BadHttpRequestException"/> from the body read. That is the
     /// client's fault, not a server error: answer with Kestrel's status (408, 413, 400) and one warning line,
-    /// instead of an "unhandled exception" error with a stack trace for every slow client.
+    /// instead of an "unhandled exception" error with a stack trace for every slow client. A request answered
+    /// without an await (a stale read) passes through without one here either.
     /// </summary>
-    private async Task RefuseBadRequestsAsync(HttpContext context, RequestDelegate next)
+    private Task RefuseBadRequestsAsync(HttpContext context, RequestDelegate next)
     {
         if (context.Request.Headers.ContainsKey(ForwardedHeader))
         {
@@ -130,20 +136,40 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             });
         }
 
+        Task pending;
         try
         {
-            await next(context);
+            pending = next(context);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
-            string remote = context.Connection.RemoteIpAddress is { } address
-                ? address + ":" + context.Connection.RemotePort.ToString(CultureInfo.InvariantCulture)
-                : "unknown";
-            ServerLog.BadRequestRefused(logger, context.Request.Method, remote, e.StatusCode, e.Message);
-            context.Response.Clear();
-            context.Response.StatusCode = e.StatusCode;
-            await context.Response.WriteAsJsonAsync(new ErrorView(e.Message, "not-applied", null), ApiJson.Default.ErrorView);
+            return RefuseAsync(context, e);
         }
+
+        return pending.IsCompletedSuccessfully ? Task.CompletedTask : AwaitAsync(context, pending);
+
+        async Task AwaitAsync(HttpContext context, Task pending)
+        {
+            try
+            {
+                await pending;
+            }
+            catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+            {
+                await RefuseAsync(context, e);
+            }
+        }
+    }
+
+    private async Task RefuseAsync(HttpContext context, BadHttpRequestException e)
+    {
+        string remote = context.Connection.RemoteIpAddress is { } address
+            ? address + ":" + context.Connection.RemotePort.ToString(CultureInfo.InvariantCulture)
+            : "unknown";
+        ServerLog.BadRequestRefused(logger, context.Request.Method, remote, e.StatusCode, e.Message);
+        context.Response.Clear();
+        context.Response.StatusCode = e.StatusCode;
+        await context.Response.WriteAsJsonAsync(new ErrorView(e.Message, "not-applied", null), ApiJson.Default.ErrorView);
     }
 
     private IResult Ready()
@@ -168,6 +194,18 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     /// </summary>
     private async Task<IResult> WriteAsync(HttpContext context, CacheCommand command, Func<ApplyResult, IResult> success, long ttlSeconds = 0)
     {
+        if (WriteProblem(command) is { } problem)
+        {
+            return problem;
+        }
+
+        var outcome = await service.WriteAsync(WriteRequestOf(command, ttlSeconds), context.RequestAborted);
+        return FailureOf(context, outcome) ?? success(outcome.Result);
+    }
+
+    /// <summary>The answer to a write that breaks a limit (413 for a size, 400 for the rest), or null.</summary>
+    private IResult? WriteProblem(CacheCommand command)
+    {
         string? problem = command.Validate();
         if (problem is not null)
         {
@@ -176,14 +214,19 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             return Error(tooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, problem, "not-applied");
         }
 
-        if (command.Value.Length > options.ValueBytesMax)
-        {
-            return Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied");
-        }
+        return command.Value.Length > options.ValueBytesMax
+            ? Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied")
+            : null;
+    }
 
-        // The leader stamps the log time and turns a relative TTL into an absolute expiry (docs/CACHE.md).
-        var request = ttlSeconds > 0 ? WriteRequest.Of(command, ttlSeconds * 1000) : WriteRequest.Of(command);
-        var outcome = await service.WriteAsync(request, context.RequestAborted);
+    /// <summary>The leader stamps the log time and turns a relative TTL into an absolute expiry (docs/CACHE.md).</summary>
+    private static WriteRequest WriteRequestOf(CacheCommand command, long ttlSeconds) =>
+        ttlSeconds > 0 ? WriteRequest.Of(command, ttlSeconds * 1000) : WriteRequest.Of(command);
+
+    /// <summary>Null for an applied write; else its answer (403 from a follower that does not forward, or the
+    /// outcome's error). Names the leader a follower forwarded to or points at.</summary>
+    private IResult? FailureOf(HttpContext context, WriteOutcome outcome)
+    {
         if (!outcome.Leader.IsNone && outcome.Leader != host.Id)
         {
             context.Response.Headers[LeaderHeader] = LeaderAddress(outcome.Leader);
@@ -191,7 +234,7 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
         return outcome switch
         {
-            { Status: WriteStatus.Applied } => success(outcome.Result),
+            { Status: WriteStatus.Applied } => null,
             { Failure: FailureKind.ForwardingDisabled } => TypedResults.Text($"write method not allowed\nleader: {LeaderAddress(outcome.Leader)}\n",
                 statusCode: StatusCodes.Status403Forbidden),
             _ => OutcomeError(outcome),
@@ -352,34 +395,21 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
     private async Task<(CacheEntry? Entry, IResult? Error)> ReadAsync(HttpContext context, string key, string? consistency)
     {
-        if (key.Length == 0)
+        if (KeyError(key) is { } keyError)
         {
-            return (null, Error(StatusCodes.Status400BadRequest, "key must not be empty", "none"));
+            return (null, keyError);
         }
 
-        if (Encoding.UTF8.GetByteCount(key) > CacheCommand.KeyBytesMax)
+        if (ConsistencyOf(consistency) is not { } level)
         {
-            return (null, Error(StatusCodes.Status413PayloadTooLarge, "key too large", "none"));
+            return (null, ConsistencyError);
         }
 
-        var barrier = ReadOutcome.Ok;
-        switch (consistency ?? "linearizable")
+        // One confirmation round serves every read waiting at that moment, HTTP and RESP alike.
+        var barrier = await service.ReadBarrierAsync(level, context.RequestAborted);
+        if (!barrier.Succeeded)
         {
-            case "stale":
-            case "linearizable":
-            case "lease":
-                // One confirmation round serves every read waiting at that moment, HTTP and RESP alike.
-                barrier = await service.ReadBarrierAsync(
-                    consistency switch { "stale" => ReadConsistency.Stale, "lease" => ReadConsistency.Lease, _ => ReadConsistency.Linearizable },
-                    context.RequestAborted);
-                if (!barrier.Succeeded)
-                {
-                    return (null, Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none"));
-                }
-
-                break;
-            default:
-                return (null, Error(StatusCodes.Status400BadRequest, "consistency must be linearizable, lease or stale", "none"));
+            return (null, Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none"));
         }
 
         // A key is visible while its expiry is later than the read's time: the leader's time when it confirmed the
@@ -388,8 +418,46 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
         return host.Cache.TryGet(key, out var entry, readTime) ? (entry, null) : (null, null);
     }
 
+    private static IResult ConsistencyError { get; } =
+        Error(StatusCodes.Status400BadRequest, "consistency must be linearizable, lease or stale", "none");
+
+    /// <summary>The answer to a key no read may name (empty, or over 4 KiB of UTF-8), or null.</summary>
+    private static IResult? KeyError(string key)
+    {
+        if (key.Length == 0)
+        {
+            return Error(StatusCodes.Status400BadRequest, "key must not be empty", "none");
+        }
+
+        // A UTF-8 character takes at most 3 bytes per UTF-16 unit: only long keys are counted.
+        return key.Length > CacheCommand.KeyBytesMax / 3 && Encoding.UTF8.GetByteCount(key) > CacheCommand.KeyBytesMax
+            ? Error(StatusCodes.Status413PayloadTooLarge, "key too large", "none")
+            : null;
+    }
+
+    /// <summary><c>?consistency=</c>: linearizable when absent; null for anything but the three levels.</summary>
+    private static ReadConsistency? ConsistencyOf(string? consistency) => (consistency ?? "linearizable") switch
+    {
+        "stale" => ReadConsistency.Stale,
+        "lease" => ReadConsistency.Lease,
+        "linearizable" => ReadConsistency.Linearizable,
+        _ => null,
+    };
+
+    private const int ExactBodyBytesMax = 64 * 1024;
+
+    /// <summary>A request body whole: read straight into an array of its length when the client gave one.</summary>
     private static async Task<byte[]> ReadBodyAsync(HttpContext context)
     {
+        if (context.Request.ContentLength is { } length and <= ExactBodyBytesMax)
+        {
+            // A body that ends before its length is a client error Kestrel throws for. Larger bodies are copied, so
+            // that a declared length is never allocated before Kestrel has checked it against the body limit.
+            byte[] body = length == 0 ? [] : new byte[length];
+            await context.Request.Body.ReadExactlyAsync(body, context.RequestAborted);
+            return body;
+        }
+
         using var buffer = new MemoryStream();
         await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
         return buffer.ToArray();
@@ -449,13 +517,31 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
     private sealed class ErrorResult(int statusCode, ErrorView error) : IResult
     {
-        public async Task ExecuteAsync(HttpContext httpContext)
+        // Serialized on first use: a shared result (a key not found, a bad consistency) then costs no encoding.
+        private byte[]? _body;
+
+        /// <summary>The JSON body and a newline, with its length, in one write.</summary>
+        public Task ExecuteAsync(HttpContext httpContext)
         {
-            httpContext.Response.StatusCode = statusCode;
-            httpContext.Response.Headers[OutcomeHeader] = error.Outcome;
-            httpContext.Response.ContentType = "application/json; charset=utf-8";
-            await JsonSerializer.SerializeAsync(httpContext.Response.Body, error, ApiJson.Default.ErrorView, httpContext.RequestAborted);
-            await httpContext.Response.Body.WriteAsync("\n"u8.ToArray(), httpContext.RequestAborted);
+            var response = httpContext.Response;
+            response.StatusCode = statusCode;
+            response.Headers[OutcomeHeader] = error.Outcome;
+            byte[] body = _body ??= Serialize(error);
+            response.ContentType = "application/json; charset=utf-8";
+            response.ContentLength = body.Length;
+            return response.Body.WriteAsync(body, httpContext.RequestAborted).AsTask();
+        }
+
+        private static byte[] Serialize(ErrorView error)
+        {
+            var body = new ArrayBufferWriter<byte>(128);
+            using (var writer = new Utf8JsonWriter(body))
+            {
+                JsonSerializer.Serialize(writer, error, ApiJson.Default.ErrorView);
+            }
+
+            body.Write("\n"u8);
+            return body.WrittenSpan.ToArray();
         }
     }
 

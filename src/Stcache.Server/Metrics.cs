@@ -46,7 +46,8 @@ internal static class ServerMetrics
     public static readonly Histogram<double> Ready = s_meter.CreateHistogram<double>(
         "stcache.host.ready", "s", "handling of one Ready (send, persist, apply)");
 
-    /// <summary>An HTTP request to the key-value API, from routing to the result being written (tag method).</summary>
+    /// <summary>An HTTP request to the key-value API, from its handler's start to its answer written (tag method);
+    /// recorded by the <c>/v1/kv</c> handlers themselves (HttpApi.Kv.cs).</summary>
     public static readonly Histogram<double> Request = s_meter.CreateHistogram<double>(
         "stcache.http.request", "s", "key-value API request handled by this node");
 

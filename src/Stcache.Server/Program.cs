@@ -75,6 +75,10 @@ public static class Program
         });
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, true));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+
+        // Off entirely: while this category is enabled at any level, ASP.NET Core's hosting starts an Activity and
+        // pushes a logging scope (two async-local changes) for every request, to log nothing at Warning.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
         var apiCertificate = Security.LoadApiCertificate(options);
@@ -111,24 +115,6 @@ public static class Program
         {
             Security.UseTokenAuthentication(app, token);
         }
-
-        app.Use(async (context, next) =>
-        {
-            // Key-value requests only: the write and read paths whose stages the other histograms split up.
-            if (!context.Request.Path.StartsWithSegments("/v1/kv"))
-            {
-                await next(context);
-                return;
-            }
-
-            long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            await next(context);
-            ServerMetrics.Request.Record(ServerMetrics.Seconds(started), new KeyValuePair<string, object?>("method", context.Request.Method));
-            if (context.Response.StatusCode >= 500 && !Microsoft.AspNetCore.Http.HttpMethods.IsGet(context.Request.Method))
-            {
-                ServerMetrics.ProposalsFailed.Add(1, new KeyValuePair<string, object?>("outcome", context.Response.Headers[HttpApi.OutcomeHeader].ToString()));
-            }
-        });
 
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());

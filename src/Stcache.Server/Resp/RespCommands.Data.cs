@@ -55,6 +55,28 @@ internal sealed partial class RespCommands
 
     public static Reply Render(Stcache.Cache.Reply reply) => w => Write(w, reply);
 
+    /// <summary>Writes what <see cref="Render(WriteOutcome)"/> renders, with no delegate made for a write that
+    /// was applied.</summary>
+    public static void Write(RespWriter w, WriteOutcome outcome)
+    {
+        if (outcome.Status != WriteStatus.Applied)
+        {
+            WriteFailure(outcome)(w);
+        }
+        else if (outcome.Result.Reply is { } reply)
+        {
+            Write(w, reply);
+        }
+        else if (outcome.Result.Error is { } error)
+        {
+            w.CodedError(WithCode(error));
+        }
+        else
+        {
+            w.Ok();
+        }
+    }
+
     /// <summary>Writes the cache's reply in the connection's protocol.</summary>
     public static void Write(RespWriter w, Stcache.Cache.Reply reply)
     {

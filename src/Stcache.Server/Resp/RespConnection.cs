@@ -332,14 +332,14 @@ internal sealed class RespConnection
         }
 
         var outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
-        if (outcomes.Any(o => o.Status == WriteStatus.Applied))
+        if (Array.Exists(outcomes, o => o.Status == WriteStatus.Applied))
         {
             LastWriteIndex = _server.Service.Host.Cache.AppliedIndex.Value;
         }
 
         foreach (var outcome in outcomes)
         {
-            RespCommands.Render(outcome)(_writer);
+            RespCommands.Write(_writer, outcome);
         }
 
         return i;

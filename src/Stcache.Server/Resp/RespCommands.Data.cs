@@ -29,9 +29,10 @@ internal sealed partial class RespCommands
     /// <summary>Whether a name is a data command (served by the cache) rather than one of this table's.</summary>
     public static bool IsData(byte[] name) => CommandParser.IsKnown(name);
 
-    /// <summary>Parses a data command with this node's clock (to classify and validate it; the leader parses a write
-    /// again with its own clock).</summary>
-    public static ParsedCommand ParseData(byte[][] argv)
+    /// <summary>Parses a data command at <paramref name="logTimeUnixMs"/>, this node's log time
+    /// (<see cref="CommandService.LogTime"/>), to classify and validate it. A write's entry is made by the leader at
+    /// its own log time: from the same parse if that time is the same, else parsed again (<see cref="WriteRequest"/>).</summary>
+    public static ParsedCommand ParseData(byte[][] argv, long logTimeUnixMs)
     {
         var memory = new ReadOnlyMemory<byte>[argv.Length];
         for (int i = 0; i < argv.Length; i++)
@@ -39,7 +40,7 @@ internal sealed partial class RespCommands
             memory[i] = argv[i];
         }
 
-        return CommandParser.Parse(memory, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        return CommandParser.Parse(memory, logTimeUnixMs);
     }
 
     /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>

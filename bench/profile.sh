@@ -7,7 +7,9 @@
 #   bench/profile.sh [path/to/stcached] [rows...]     rows: set-c50 get-c50 set-P16 get-P16 ro-get-c50
 #                                                                http-put http-get http-stale (default: all)
 #
-# Needs perf (Debian linux-perf), redis-benchmark, redis-cli, wrk, python3, and root or perf_event_paranoid <= 1.
+# Each row also prints the bytes every node allocated per operation (dotnet_gc_heap_total_allocated_bytes on /metrics
+# before and after the row, divided by the serving node's commands for RESP rows, wrk's requests for HTTP rows).
+# Needs perf (Debian linux-perf), redis-benchmark, redis-cli, wrk, curl, python3, and root or perf_event_paranoid <= 1.
 # Output in OUT (default a temporary directory, kept): ROW.data (perf), ROW.bench (client output), pids.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,15 +52,34 @@ start() { # flags...
   redis-benchmark -h 127.0.0.1 -p "${RESP[$LEADER]}" -n 50000 -d 100 -r 10000 -c 50 -P 16 -t set -q >/dev/null 2>&1
   redis-benchmark -h 127.0.0.1 -p "${RESP[$LEADER]}" -n 30000 -d 100 -r 10000 -c 50 -t get,set -q >/dev/null 2>&1
 }
-record() { # row serving-pid client-command...
-  local row=$1 serving=$2; shift 2
+allocated() { # node: bytes the node's runtime has allocated so far
+  curl -sf --max-time 5 "http://127.0.0.1:${HTTP[$1]}/metrics" | awk '/^dotnet_gc_heap_total_allocated_bytes/ { print $2; exit }'
+}
+commands() { # node: RESP commands the node has processed so far
+  redis-cli -p "${RESP[$1]}" INFO stats 2>/dev/null | awk -F: '/^total_commands_processed/ { print $2 + 0 }'
+}
+record() { # row serving-node client-command...
+  local row=$1 node=$2 serving=${PID[$2]}; shift 2
+  local i before=() ops_before
+  for i in 1 2 3; do before[$i]=$(allocated "$i"); done
+  ops_before=$(commands "$node")
   "$@" >"$OUT/$row.bench" 2>&1 &
   local client=$!
   sleep 1.5
   perf record -F 499 -a -g -o "$OUT/$row.data" -- sleep "$PERF_SECONDS" >/dev/null 2>&1
-  kill "$client" 2>/dev/null || true
+  if [[ $row != http-* ]]; then kill "$client" 2>/dev/null || true; fi
   wait "$client" 2>/dev/null || true
-  echo "== $row (serving pid $serving)"
+  local ops per=""
+  if [[ $row == http-* ]]; then
+    ops=$(awk '/requests in/ { print $1; exit }' "$OUT/$row.bench")
+  else
+    ops=$(( $(commands "$node") - ops_before - 1 )) # less the INFO that reads the count
+  fi
+  for i in 1 2 3; do
+    per+=" node $i$([[ $i == "$LEADER" ]] && echo ' (leader)'): $(python3 -c "print(f'{($(allocated "$i") - ${before[$i]}) / max(1, ${ops:-0}):,.0f}')") B/op;"
+  done
+  echo "== $row (serving pid $serving, $ops operations)"
+  echo "allocated per operation:$per"
   python3 bench/profile-summary.py "$OUT/$row.data" "$serving"
 }
 rb() { redis-benchmark -h 127.0.0.1 -p "$1" -d 100 -r 10000 "${@:2}"; }
@@ -66,19 +87,19 @@ has() { [[ " $ROWS " == *" $1 "* ]]; }
 
 start
 L=${RESP[$LEADER]}
-has set-c50 && record set-c50 "${PID[$LEADER]}" rb "$L" -t set -c 50 -n 10000000
-has get-c50 && record get-c50 "${PID[$LEADER]}" rb "$L" -t get -c 50 -n 10000000
-has set-P16 && record set-P16 "${PID[$LEADER]}" rb "$L" -t set -c 50 -P 16 -n 100000000
-has get-P16 && record get-P16 "${PID[$LEADER]}" rb "$L" -t get -c 50 -P 16 -n 100000000
+has set-c50 && record set-c50 "$LEADER" rb "$L" -t set -c 50 -n 10000000
+has get-c50 && record get-c50 "$LEADER" rb "$L" -t get -c 50 -n 10000000
+has set-P16 && record set-P16 "$LEADER" rb "$L" -t set -c 50 -P 16 -n 100000000
+has get-P16 && record get-P16 "$LEADER" rb "$L" -t get -c 50 -P 16 -n 100000000
 H="http://127.0.0.1:${HTTP[$LEADER]}"
 for row in http-put http-get http-stale; do
   has $row || continue
   script=$(case $row in http-put) echo puts.lua;; http-get) echo gets.lua;; *) echo stale-gets.lua;; esac)
-  record $row "${PID[$LEADER]}" wrk -t2 -c64 -d"$((PERF_SECONDS + 5))s" --timeout 5s -s "bench/wrk/$script" "$H" -- dialect=stcache
+  record $row "$LEADER" wrk -t2 -c64 -d"$((PERF_SECONDS + 5))s" --timeout 5s -s "bench/wrk/$script" "$H" -- dialect=stcache
 done
 if has ro-get-c50; then
   stop
   start --resp-readonly=true
-  record ro-get-c50 "${PID[$FOLLOWER]}" rb "${RESP[$FOLLOWER]}" -t get -c 50 -n 10000000
+  record ro-get-c50 "$FOLLOWER" rb "${RESP[$FOLLOWER]}" -t get -c 50 -n 10000000
 fi
 echo "perf data in $OUT"

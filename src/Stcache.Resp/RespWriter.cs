@@ -46,7 +46,17 @@ public sealed class RespWriter(IBufferWriter<byte> output)
         Raw("\r\n"u8);
     }
 
-    public void Bulk(string value) => Bulk(Encoding.UTF8.GetBytes(value));
+    /// <summary>A bulk string of <paramref name="value"/>'s UTF-8 bytes, encoded straight into the output.</summary>
+    public void Bulk(string value)
+    {
+        int length = Encoding.UTF8.GetByteCount(value);
+        Header((byte)'$', length);
+        var span = output.GetSpan(length + 2);
+        int written = Encoding.UTF8.GetBytes(value, span);
+        span[written] = (byte)'\r';
+        span[written + 1] = (byte)'\n';
+        output.Advance(written + 2);
+    }
 
     /// <summary>A null bulk string (RESP2 <c>$-1</c>, RESP3 <c>_</c>).</summary>
     public void Null() => Raw(IsResp3 ? "_\r\n"u8 : "$-1\r\n"u8);
@@ -142,7 +152,16 @@ public sealed class RespWriter(IBufferWriter<byte> output)
         output.Advance(written + 3);
     }
 
-    private void Line(byte marker, string text) => Line(marker, Encoding.UTF8.GetBytes(text));
+    /// <summary>A line of <paramref name="text"/>'s UTF-8 bytes, encoded straight into the output.</summary>
+    private void Line(byte marker, string text)
+    {
+        var span = output.GetSpan(Encoding.UTF8.GetByteCount(text) + 3);
+        span[0] = marker;
+        int written = Encoding.UTF8.GetBytes(text, span[1..]);
+        span[1 + written] = (byte)'\r';
+        span[2 + written] = (byte)'\n';
+        output.Advance(written + 3);
+    }
 
     private void Line(byte marker, ReadOnlySpan<byte> text)
     {

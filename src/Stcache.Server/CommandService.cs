@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text.Json;
@@ -179,118 +180,205 @@ internal sealed class CommandService
     /// Proposes several writes together, in order (a pipeline's consecutive writes): on the leader they enter the
     /// log in this order and share its fsyncs; from a follower they travel in one forwarded request. One deadline
     /// covers them all. A suffix that certainly was not applied because leadership moved is retried on the new
-    /// leader while the deadline allows.
+    /// leader while the deadline allows. On the leader nothing but the proposals waits: the deadline is the host's
+    /// (one timer for every pending write), and a cancellation source is made only to wait for a leader or forward.
     /// </summary>
     public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
     {
+        long started = Stopwatch.GetTimestamp();
         var outcomes = new WriteOutcome[commands.Count];
-        var valid = new List<int>(commands.Count);
+        List<int>? valid = null; // null while every command so far is valid
         for (int i = 0; i < commands.Count; i++)
         {
             if (commands[i].Validate(_options.ValueBytesMax) is { } problem)
             {
                 outcomes[i] = WriteOutcome.Failed(FailureKind.Invalid, problem);
+                valid ??= [.. Enumerable.Range(0, i)];
             }
             else
             {
-                valid.Add(i);
+                valid?.Add(i);
             }
         }
 
-        using var deadline = Deadline(cancellationToken);
-        int from = 0;
-        while (from < valid.Count)
+        int count = valid?.Count ?? commands.Count;
+        CancellationTokenSource? deadline = null;
+        try
         {
-            var status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
-            if (status is null)
+            int from = 0;
+            while (from < count)
             {
-                var failure = cancellationToken.IsCancellationRequested
-                    ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
-                    : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
-                for (int i = from; i < valid.Count; i++)
+                var status = _host.Status;
+                if (status.Leader.IsNone)
                 {
-                    outcomes[valid[i]] = failure;
+                    deadline ??= Deadline(started, cancellationToken);
+                    status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
+                    if (status is null)
+                    {
+                        var failure = cancellationToken.IsCancellationRequested
+                            ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
+                            : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
+                        for (int i = from; i < count; i++)
+                        {
+                            outcomes[valid?[i] ?? i] = failure;
+                        }
+
+                        return outcomes;
+                    }
                 }
 
-                return outcomes;
-            }
-
-            var round = valid.Skip(from).Select(i => commands[i]).ToList();
-            WriteOutcome[] results = status.Leader == _host.Id
-                ? await ProposeLocallyAsync(round, deadline.Token).ConfigureAwait(false)
-                : await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
-            for (int i = 0; i < results.Length; i++)
-            {
-                outcomes[valid[from + i]] = results[i];
-            }
-
-            // Leadership moved between looking and proposing: the suffix from the first such failure was certainly
-            // not applied (every later entry failed the same way), so the new leader may take it.
-            int retryFrom = Array.FindIndex(results, IsRetryable);
-            if (retryFrom < 0 || !results.Skip(retryFrom).All(IsRetryable) || deadline.IsCancellationRequested)
-            {
-                return outcomes;
-            }
-
-            from += retryFrom;
-            var changed = Volatile.Read(ref _leaderChanged).Task;
-            if (_host.Status.Leader == status.Leader)
-            {
-                try
+                IReadOnlyList<WriteRequest> round = valid is null && from == 0
+                    ? commands
+                    : [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
+                WriteOutcome[] results;
+                if (status.Leader == _host.Id)
                 {
-                    await changed.WaitAsync(deadline.Token).ConfigureAwait(false);
+                    results = await ProposeLocallyAsync(round, Remaining(started), cancellationToken).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException)
+                else
+                {
+                    deadline ??= Deadline(started, cancellationToken);
+                    results = await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
+                }
+
+                for (int i = 0; i < results.Length; i++)
+                {
+                    outcomes[valid?[from + i] ?? from + i] = results[i];
+                }
+
+                // Leadership moved between looking and proposing: the suffix from the first such failure was certainly
+                // not applied (every later entry failed the same way), so the new leader may take it.
+                int retryFrom = Array.FindIndex(results, IsRetryable);
+                if (retryFrom < 0 || Array.FindIndex(results, retryFrom, outcome => !IsRetryable(outcome)) >= 0
+                    || cancellationToken.IsCancellationRequested || Remaining(started) <= TimeSpan.Zero)
                 {
                     return outcomes;
                 }
+
+                from += retryFrom;
+                deadline ??= Deadline(started, cancellationToken);
+                var changed = Volatile.Read(ref _leaderChanged).Task;
+                if (_host.Status.Leader == status.Leader)
+                {
+                    try
+                    {
+                        await changed.WaitAsync(deadline.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return outcomes;
+                    }
+                }
             }
+
+            return outcomes;
+        }
+        finally
+        {
+            deadline?.Dispose();
+        }
+    }
+
+    /// <summary>What is left of the request timeout of a request that started at <paramref name="started"/>.</summary>
+    private TimeSpan Remaining(long started) => _host.RequestTimeout - Stopwatch.GetElapsedTime(started);
+
+    /// <summary>A token that fires at the end of the request timeout counted from <paramref name="started"/>, or
+    /// when the caller gives up.</summary>
+    private CancellationTokenSource Deadline(long started, CancellationToken cancellationToken)
+    {
+        var source = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var remaining = Remaining(started);
+        if (remaining > TimeSpan.Zero)
+        {
+            source.CancelAfter(remaining);
+        }
+        else
+        {
+            source.Cancel();
         }
 
-        return outcomes;
+        return source;
     }
 
     private static bool IsRetryable(WriteOutcome outcome) =>
         outcome.Status == WriteStatus.NotApplied && outcome.Failure == FailureKind.NoLeader;
 
     /// <summary>Proposes in order on this node (which believes it leads) and waits for all of them.</summary>
-    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    public Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken) =>
+        ProposeLocallyAsync(commands, _host.RequestTimeout, cancellationToken);
+
+    /// <summary>The leader's clock for a new entry, never behind the log's: log time must not run backwards
+    /// (docs/CACHE.md).</summary>
+    public long LogTime() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
+
+    /// <summary>
+    /// Proposes in order on this node, which must believe it leads (also the leader's side of forwarding), and waits
+    /// for all of them, at most <paramref name="timeout"/>: the commands become entries at the leader's log time and
+    /// go to the loop as one batch, answered together.
+    /// </summary>
+    private async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var tasks = new Task<WriteOutcome>[commands.Count];
+        var outcomes = new WriteOutcome[commands.Count];
+        long logTime = LogTime();
+        ReadOnlyMemory<byte>[] entries = new ReadOnlyMemory<byte>[commands.Count];
+        int[]? positions = null; // entry i answers command positions[i], when some commands were refused
+        int count = 0;
         for (int i = 0; i < commands.Count; i++)
         {
-            tasks[i] = ProposeLocallyAsync(commands[i], cancellationToken);
+            var (entry, error) = commands[i].ToEntry(logTime);
+            if (entry is null)
+            {
+                outcomes[i] = WriteOutcome.Failed(FailureKind.Invalid, error!);
+                positions ??= [.. Enumerable.Range(0, commands.Count)];
+                continue;
+            }
+
+            if (positions is not null)
+            {
+                positions[count] = i;
+            }
+
+            entries[count++] = entry;
         }
 
-        return await Task.WhenAll(tasks).ConfigureAwait(false);
-    }
-
-    /// <summary>Proposes on this node, which must believe it leads; used for the leader's side of forwarding.</summary>
-    public async Task<WriteOutcome> ProposeLocallyAsync(WriteRequest request, CancellationToken cancellationToken)
-    {
-        // The leader's clock, never behind the log's: log time must not run backwards (docs/CACHE.md).
-        long logTime = Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
-        var (entry, error) = request.ToEntry(logTime);
-        if (entry is null)
+        if (count == 0)
         {
-            return WriteOutcome.Failed(FailureKind.Invalid, error!);
+            return outcomes;
         }
 
-        try
+        if (timeout <= TimeSpan.Zero)
         {
-            var applied = await _host.ProposeAsync(entry, cancellationToken).ConfigureAwait(false);
+            for (int i = 0; i < count; i++)
+            {
+                outcomes[positions?[i] ?? i] = WriteOutcome.Failed(FailureKind.Timeout, ProposalSlot.NotProposedMessage);
+            }
+
+            return outcomes;
+        }
+
+        var batch = _host.StartProposals(count == entries.Length ? entries : entries.AsMemory(0, count).ToArray(), timeout, cancellationToken);
+        await batch.WaitAsync().ConfigureAwait(false);
+        bool applied = false;
+        for (int i = 0; i < count; i++)
+        {
+            var slot = batch.Slots[i];
+            if (slot.Error is { } error)
+            {
+                outcomes[positions?[i] ?? i] = FromHost(error);
+            }
+            else
+            {
+                outcomes[positions?[i] ?? i] = WriteOutcome.Applied(slot.Result);
+                applied = true;
+            }
+        }
+
+        if (applied)
+        {
             Trace.Reached(FailoverStage.ProposalApplied);
-            return WriteOutcome.Applied(applied);
         }
-        catch (RaftHostException e)
-        {
-            return FromHost(e);
-        }
-        catch (OperationCanceledException)
-        {
-            // The caller gave up after the proposal may have entered the log.
-            return WriteOutcome.Failed(FailureKind.Timeout, "request cancelled; outcome unknown", outcomeUnknown: true);
-        }
+
+        return outcomes;
     }
 
     /// <summary>Waits until a read at this moment may be served from this node's state.</summary>

@@ -39,6 +39,7 @@ public sealed class RaftHost : IAsyncDisposable
     private Task<bool>? _clientWait;
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
+    private readonly ProposalDeadlines _deadlines;
 
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
     private readonly List<ReadOnlyMemory<byte>> _queuedCommands = [];
@@ -75,6 +76,7 @@ public sealed class RaftHost : IAsyncDisposable
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
 #pragma warning restore CA5394
+        _deadlines = new ProposalDeadlines(_time);
         _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
             // The loop may leave a wait on this channel pending while it serves the other one.
@@ -161,6 +163,9 @@ public sealed class RaftHost : IAsyncDisposable
 
     public void ReportSnapshot(NodeId peer, bool succeeded) => EnqueueRaftInput(new SnapshotStatusInput(peer, succeeded), "snapshot report");
 
+    /// <summary>Proposal batches whose callers still wait (each under its deadline), for tests.</summary>
+    internal int PendingProposalBatches => _deadlines.Count;
+
     /// <summary>Peer messages and transport reports dropped because the Raft input queue was full.</summary>
     public long PeerInputsDropped => Interlocked.Read(ref _peerInputsDropped);
 
@@ -198,17 +203,68 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>Proposes a cache command and waits until it is committed and applied (or fails).</summary>
     /// <exception cref="RaftHostException">Not leader, no leader, timeout, lost; see <see cref="RaftHostException.OutcomeUnknown"/>.</exception>
-    public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default)
-    {
-        var waiter = new ProposalWaiter();
-        return WaitForWriteAsync(new ProposeInput(command.Encode(), waiter), waiter, cancellationToken);
-    }
+    public Task<ApplyResult> ProposeAsync(CacheCommand command, CancellationToken cancellationToken = default) =>
+        ProposeAsync(command.Encode(), cancellationToken);
 
     /// <summary>Proposes an encoded cache entry (a <see cref="WriteCommand"/> stamped with the leader's log time).</summary>
-    public Task<ApplyResult> ProposeAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default)
+    public async Task<ApplyResult> ProposeAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default)
     {
-        var waiter = new ProposalWaiter();
-        return WaitForWriteAsync(new ProposeInput(entry, waiter), waiter, cancellationToken);
+        var batch = StartProposals([entry], _options.RequestTimeout, cancellationToken);
+        await batch.WaitAsync().ConfigureAwait(false);
+        var slot = batch.Slots[0];
+        return slot.Error is { } error ? throw error : slot.Result;
+    }
+
+    /// <summary>
+    /// Proposes encoded cache entries in this order (they enter the log together, in one batch if the loop takes them
+    /// at once) and returns their batch, whose <see cref="ProposalBatch.WaitAsync"/> completes once every entry is
+    /// applied or has failed: each slot then holds its result or its error (a <see cref="HostErrorKind.Timeout"/>
+    /// after <paramref name="timeout"/> on this host's clock, or once <paramref name="cancellationToken"/> fires,
+    /// "not applied" if the entry was never proposed and otherwise "outcome unknown"). Never throws.
+    /// </summary>
+    internal ProposalBatch StartProposals(IReadOnlyList<ReadOnlyMemory<byte>> entries, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var batch = new ProposalBatch(entries);
+        if (batch.Slots.Length == 0)
+        {
+            return batch;
+        }
+
+        _deadlines.Add(batch, timeout);
+        if (cancellationToken.CanBeCanceled)
+        {
+            batch.Cancellation = cancellationToken.UnsafeRegister(static state => ((ProposalBatch)state!).Expire(), batch);
+        }
+
+        var input = new ProposeInput(batch);
+        if (!_inputs.Writer.TryWrite(input))
+        {
+            _ = WriteProposalsAsync(input, timeout, cancellationToken);
+        }
+
+        return batch;
+    }
+
+    /// <summary>The input queue was full (or closed): waits for room, within the batch's deadline.</summary>
+    private async Task WriteProposalsAsync(ProposeInput input, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var deadline = new CancellationTokenSource(timeout, _time);
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token, cancellationToken);
+            await _inputs.Writer.WriteAsync(input, stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            input.Batch.Expire();
+        }
+        catch (ChannelClosedException)
+        {
+            foreach (var slot in input.Batch.Slots)
+            {
+                slot.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; the write was not applied"));
+            }
+        }
     }
 
     /// <summary>Proposes a membership change and waits until it is applied.</summary>
@@ -337,6 +393,7 @@ public sealed class RaftHost : IAsyncDisposable
             await _snapshotTask.ConfigureAwait(false);
         }
 
+        _deadlines.Dispose(); // answers any write the loop never saw
         _stopping.Dispose();
     }
 
@@ -372,10 +429,10 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (waiter.TryAbandon())
             {
-                throw new RaftHostException(HostErrorKind.Timeout, "no leader accepted the write within the request timeout; it was not applied");
+                throw new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotProposedMessage);
             }
 
-            throw new RaftHostException(HostErrorKind.Timeout, "the write was proposed but not committed within the request timeout; outcome unknown", outcomeUnknown: true);
+            throw new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotCommittedMessage, outcomeUnknown: true);
         }
     }
 
@@ -548,9 +605,13 @@ public sealed class RaftHost : IAsyncDisposable
     private void QueueProposal(ProposeInput propose)
     {
         ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
-        propose.Waiter.ProposedAt = Stopwatch.GetTimestamp();
-        _queuedCommands.Add(propose.Command);
-        _queuedWaiters.Add(propose.Waiter);
+        long now = Stopwatch.GetTimestamp();
+        foreach (var slot in propose.Batch.Slots)
+        {
+            slot.ProposedAt = now;
+            _queuedCommands.Add(slot.Entry);
+            _queuedWaiters.Add(slot);
+        }
     }
 
     /// <summary>Proposes the held-back proposals together: one append, one Append message per follower.</summary>
@@ -713,7 +774,11 @@ public sealed class RaftHost : IAsyncDisposable
             switch (input)
             {
                 case ProposeInput p:
-                    p.Waiter.Fail(error);
+                    foreach (var slot in p.Batch.Slots)
+                    {
+                        slot.Fail(error);
+                    }
+
                     break;
                 case ConfChangeInput c:
                     c.Waiter.Fail(error);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Threading.Tasks.Sources;
 using Stcache.Cache;
 using Stcache.Node;
 using Stcache.Raft;
@@ -130,11 +131,10 @@ internal sealed class ReadRequest : TaskRequest<ReadPoint>
     }
 }
 
-internal sealed class ProposeInput(ReadOnlyMemory<byte> command, ProposalWaiter waiter) : NodeInput
+/// <summary>Entries one caller proposes together, in order (<see cref="ProposalBatch"/>).</summary>
+internal sealed class ProposeInput(ProposalBatch batch) : NodeInput
 {
-    public ReadOnlyMemory<byte> Command { get; } = command;
-
-    public ProposalWaiter Waiter { get; } = waiter;
+    public ProposalBatch Batch { get; } = batch;
 }
 
 internal sealed class ConfChangeInput(ConfChange change, ProposalWaiter waiter) : NodeInput
@@ -201,4 +201,319 @@ internal sealed class SnapshotStatusInput(NodeId peer, bool succeeded) : NodeInp
     public NodeId Peer { get; } = peer;
 
     public bool Succeeded { get; } = succeeded;
+}
+
+/// <summary>
+/// Writes one caller proposes together (one write, or a pipeline's consecutive writes), answered together: each entry
+/// has its own <see cref="ProposalSlot"/> for the driver, and the caller awaits the batch once (<see cref="WaitAsync"/>),
+/// which completes when every slot is answered. No task, promise or timer per write: the deadline is kept by the
+/// host's <see cref="ProposalDeadlines"/>, one timer for every pending batch, and a caller that goes away is noticed
+/// through one registration on its token. The batch's task never faults: each slot holds its result or its error.
+/// </summary>
+internal sealed class ProposalBatch : IValueTaskSource
+{
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    private int _remaining;
+
+    public ProposalBatch(IReadOnlyList<ReadOnlyMemory<byte>> entries)
+    {
+        var slots = new ProposalSlot[entries.Count];
+        for (int i = 0; i < slots.Length; i++)
+        {
+            slots[i] = new ProposalSlot(this, entries[i]);
+        }
+
+        Slots = slots;
+        _remaining = slots.Length;
+    }
+
+    public ProposalSlot[] Slots { get; }
+
+    /// <summary>When the batch times out (the host clock's timestamp).</summary>
+    public long DeadlineAt { get; set; }
+
+    // The deadline list's links (ProposalDeadlines), guarded by its lock.
+    internal ProposalBatch? Previous { get; set; }
+
+    internal ProposalBatch? Next { get; set; }
+
+    internal bool Linked { get; set; }
+
+    internal ProposalDeadlines? Deadlines { get; set; }
+
+    internal CancellationTokenRegistration Cancellation { get; set; }
+
+    /// <summary>Completes once every slot is answered (applied, failed, or timed out). Await once.</summary>
+    public ValueTask WaitAsync() => new(this, _core.Version);
+
+    /// <summary>The deadline passed or the caller went away: every slot not answered yet fails with a timeout,
+    /// "not applied" if it was never proposed (and now never will be), "outcome unknown" if it was.</summary>
+    public void Expire()
+    {
+        foreach (var slot in Slots)
+        {
+            slot.Expire();
+        }
+    }
+
+    /// <summary>One more slot is answered. <paramref name="inline"/>: the answer came from the deadline's timer or
+    /// the caller's cancellation, not from the Raft loop, so the caller's continuation may run right here (as a
+    /// cancelled wait's would); an answer from the loop hands the continuation to the thread pool, so that the
+    /// loop never runs a front end's reply.</summary>
+    internal void SlotAnswered(bool inline = false)
+    {
+        if (Interlocked.Decrement(ref _remaining) == 0)
+        {
+            Deadlines?.Remove(this);
+            Cancellation.Unregister();
+            _core.RunContinuationsAsynchronously = !inline;
+            _core.SetResult(true);
+        }
+    }
+
+    void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}
+
+/// <summary>One entry of a <see cref="ProposalBatch"/>, as the driver tracks it: answered once, by the driver or by
+/// the batch's deadline, whichever comes first; a later answer is ignored.</summary>
+internal sealed class ProposalSlot(ProposalBatch batch, ReadOnlyMemory<byte> entry) : ProposalRequest
+{
+    internal const string NotProposedMessage = "no leader accepted the write within the request timeout; it was not applied";
+    internal const string NotCommittedMessage = "the write was proposed but not committed within the request timeout; outcome unknown";
+
+    private int _answered;
+
+    public ReadOnlyMemory<byte> Entry { get; } = entry;
+
+    /// <summary>When the loop took it (Stopwatch timestamp), for the commit histogram.</summary>
+    public long ProposedAt { get; set; }
+
+    /// <summary>The state machine's result, once applied.</summary>
+    public ApplyResult Result { get; private set; }
+
+    /// <summary>Why it was not applied (or may not have been), if it was not.</summary>
+    public RaftHostException? Error { get; private set; }
+
+    public override void Complete(ApplyResult result)
+    {
+        if (Interlocked.Exchange(ref _answered, 1) == 0)
+        {
+            ServerMetrics.Commit.Record(ServerMetrics.Seconds(ProposedAt));
+            Result = result;
+            batch.SlotAnswered();
+        }
+    }
+
+    public override void Fail(RaftHostException error)
+    {
+        if (Interlocked.Exchange(ref _answered, 1) == 0)
+        {
+            Error = error;
+            batch.SlotAnswered();
+        }
+    }
+
+    internal void Expire()
+    {
+        if (Interlocked.Exchange(ref _answered, 1) == 0)
+        {
+            Error = TryAbandon()
+                ? new RaftHostException(HostErrorKind.Timeout, NotProposedMessage)
+                : new RaftHostException(HostErrorKind.Timeout, NotCommittedMessage, outcomeUnknown: true);
+            batch.SlotAnswered(inline: true);
+        }
+    }
+}
+
+/// <summary>
+/// The deadlines of every pending <see cref="ProposalBatch"/>, in one list ordered by deadline, and one timer set for
+/// the earliest: when it fires, every batch whose deadline has passed expires. Batches leave the list when answered,
+/// in constant time. Deadlines almost always arrive in order (one request timeout for all), so adding is constant
+/// time too, and the timer is re-armed only when the list's head changes to an earlier deadline.
+/// </summary>
+internal sealed class ProposalDeadlines : IDisposable
+{
+    private readonly TimeProvider _time;
+    private readonly ITimer _timer;
+    private readonly Lock _lock = new();
+    private ProposalBatch? _head;
+    private ProposalBatch? _tail;
+    private long _armedFor = long.MaxValue;
+    private bool _disposed;
+
+    public ProposalDeadlines(TimeProvider time)
+    {
+        _time = time;
+        _timer = time.CreateTimer(static state => ((ProposalDeadlines)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>Pending batches (tests).</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                int count = 0;
+                for (var b = _head; b is not null; b = b.Next)
+                {
+                    count++;
+                }
+
+                return count;
+            }
+        }
+    }
+
+    /// <summary>Adds <paramref name="batch"/> with a deadline <paramref name="timeout"/> from now.</summary>
+    public void Add(ProposalBatch batch, TimeSpan timeout)
+    {
+        long now = _time.GetTimestamp();
+        long deadline = now + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
+        batch.DeadlineAt = deadline;
+        batch.Deadlines = this;
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                batch.Deadlines = null;
+                return;
+            }
+
+            // From the tail: deadlines almost always arrive in order.
+            var after = _tail;
+            while (after is not null && after.DeadlineAt > deadline)
+            {
+                after = after.Previous;
+            }
+
+            batch.Previous = after;
+            batch.Next = after is null ? _head : after.Next;
+            if (batch.Next is null)
+            {
+                _tail = batch;
+            }
+            else
+            {
+                batch.Next.Previous = batch;
+            }
+
+            if (after is null)
+            {
+                _head = batch;
+            }
+            else
+            {
+                after.Next = batch;
+            }
+
+            batch.Linked = true;
+            if (deadline < _armedFor)
+            {
+                Arm(deadline, now);
+            }
+        }
+    }
+
+    /// <summary>Takes an answered batch out of the list (nothing if it is not in it).</summary>
+    public void Remove(ProposalBatch batch)
+    {
+        lock (_lock)
+        {
+            Unlink(batch);
+        }
+
+        // The timer stays set: when it fires for a batch already gone, it re-arms for the new head.
+    }
+
+    /// <summary>Expires every pending batch and stops the timer (the host is gone).</summary>
+    public void Dispose()
+    {
+        List<ProposalBatch> all = [];
+        lock (_lock)
+        {
+            _disposed = true;
+            while (_head is { } batch)
+            {
+                Unlink(batch);
+                all.Add(batch);
+            }
+        }
+
+        _timer.Dispose();
+        foreach (var batch in all)
+        {
+            batch.Expire();
+        }
+    }
+
+    private void OnTimer()
+    {
+        List<ProposalBatch>? expired = null;
+        lock (_lock)
+        {
+            long now = _time.GetTimestamp();
+            _armedFor = long.MaxValue;
+            while (_head is { } batch && batch.DeadlineAt <= now)
+            {
+                Unlink(batch);
+                (expired ??= []).Add(batch);
+            }
+
+            if (_head is { } next && !_disposed)
+            {
+                Arm(next.DeadlineAt, now);
+            }
+        }
+
+        if (expired is not null)
+        {
+            foreach (var batch in expired)
+            {
+                batch.Expire();
+            }
+        }
+    }
+
+    private void Arm(long deadline, long now)
+    {
+        _armedFor = deadline;
+        var due = deadline <= now ? TimeSpan.Zero : _time.GetElapsedTime(now, deadline);
+        _timer.Change(due, Timeout.InfiniteTimeSpan);
+    }
+
+    private void Unlink(ProposalBatch batch)
+    {
+        if (!batch.Linked)
+        {
+            return;
+        }
+
+        if (batch.Previous is null)
+        {
+            _head = batch.Next;
+        }
+        else
+        {
+            batch.Previous.Next = batch.Next;
+        }
+
+        if (batch.Next is null)
+        {
+            _tail = batch.Previous;
+        }
+        else
+        {
+            batch.Next.Previous = batch.Previous;
+        }
+
+        batch.Previous = null;
+        batch.Next = null;
+        batch.Linked = false;
+    }
 }

@@ -53,6 +53,17 @@ public sealed class WriteRequest
 
     public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
 
+    /// <summary>A Redis write the front end already parsed at <paramref name="parsedAtUnixMs"/> (its node's log time,
+    /// <see cref="CommandService.LogTime"/>): the leader that makes the entry at that same log time uses
+    /// <paramref name="parsed"/> instead of parsing again (the parser is a pure function of the arguments and the
+    /// time). Never sent along when forwarded: the leader parses with its own clock.</summary>
+    internal static WriteRequest Redis(byte[][] argv, WriteCommand? parsed, long parsedAtUnixMs) =>
+        new(null, [argv], false) { Parsed = parsed, ParsedAtUnixMs = parsedAtUnixMs };
+
+    private WriteCommand? Parsed { get; init; }
+
+    private long ParsedAtUnixMs { get; init; }
+
     /// <summary>MULTI/EXEC: every queued command in one entry, applied atomically; the reply is their array.</summary>
     public static WriteRequest RedisTransaction(IReadOnlyList<byte[][]> commands, IEnumerable<(byte[] Key, ulong Version)>? watched = null) =>
         new(null, [.. commands], true, watched: watched?.ToArray());
@@ -70,7 +81,18 @@ public sealed class WriteRequest
             return null;
         }
 
-        return Argv!.Any(a => a.Skip(1).Any(x => x.Length > valueBytesMax)) ? RedisErrors.StringTooLong : null;
+        foreach (byte[][] argv in Argv!)
+        {
+            for (int i = 1; i < argv.Length; i++)
+            {
+                if (argv[i].Length > valueBytesMax)
+                {
+                    return RedisErrors.StringTooLong;
+                }
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The log entry at <paramref name="logTimeUnixMs"/>, or the error the command gets instead (its text
@@ -94,11 +116,22 @@ public sealed class WriteRequest
             return (prepared.Encode(logTimeUnixMs), null);
         }
 
-        var invocations = new List<Invocation>(Argv!.Length);
-        WriteCommand? single = null;
-        foreach (byte[][] argv in Argv)
+        if (!Transaction && Parsed is { } already && ParsedAtUnixMs == logTimeUnixMs)
         {
-            var parsed = CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], logTimeUnixMs);
+            return (already.Encode(logTimeUnixMs), null);
+        }
+
+        var invocations = Transaction ? new List<Invocation>(Argv!.Length) : null;
+        WriteCommand? single = null;
+        foreach (byte[][] argv in Argv!)
+        {
+            var arguments = new ReadOnlyMemory<byte>[argv.Length];
+            for (int i = 0; i < argv.Length; i++)
+            {
+                arguments[i] = argv[i];
+            }
+
+            var parsed = CommandParser.Parse(arguments, logTimeUnixMs);
             if (parsed.Error is { } error)
             {
                 return (null, error.Text ?? "ERR invalid command");
@@ -109,11 +142,11 @@ public sealed class WriteRequest
                 return (null, "ERR not a write command");
             }
 
-            invocations.Add(invocation);
+            invocations?.Add(invocation);
             single = parsed.Write;
         }
 
-        var write = Transaction ? WriteCommand.Batch(invocations, Watched) : single!;
+        var write = Transaction ? WriteCommand.Batch(invocations!, Watched) : single!;
         return (write.Encode(logTimeUnixMs), null);
     }
 

@@ -29,9 +29,10 @@ internal sealed partial class RespCommands
     /// <summary>Whether a name is a data command (served by the cache) rather than one of this table's.</summary>
     public static bool IsData(byte[] name) => CommandParser.IsKnown(name);
 
-    /// <summary>Parses a data command with this node's clock (to classify and validate it; the leader parses a write
-    /// again with its own clock).</summary>
-    public static ParsedCommand ParseData(byte[][] argv)
+    /// <summary>Parses a data command at <paramref name="logTimeUnixMs"/>, this node's log time
+    /// (<see cref="CommandService.LogTime"/>), to classify and validate it. A write's entry is made by the leader at
+    /// its own log time: from the same parse if that time is the same, else parsed again (<see cref="WriteRequest"/>).</summary>
+    public static ParsedCommand ParseData(byte[][] argv, long logTimeUnixMs)
     {
         var memory = new ReadOnlyMemory<byte>[argv.Length];
         for (int i = 0; i < argv.Length; i++)
@@ -39,7 +40,7 @@ internal sealed partial class RespCommands
             memory[i] = argv[i];
         }
 
-        return CommandParser.Parse(memory, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        return CommandParser.Parse(memory, logTimeUnixMs);
     }
 
     /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>
@@ -54,6 +55,28 @@ internal sealed partial class RespCommands
         : s_ok;
 
     public static Reply Render(Stcache.Cache.Reply reply) => w => Write(w, reply);
+
+    /// <summary>Writes what <see cref="Render(WriteOutcome)"/> renders, with no delegate made for a write that
+    /// was applied.</summary>
+    public static void Write(RespWriter w, WriteOutcome outcome)
+    {
+        if (outcome.Status != WriteStatus.Applied)
+        {
+            WriteFailure(outcome)(w);
+        }
+        else if (outcome.Result.Reply is { } reply)
+        {
+            Write(w, reply);
+        }
+        else if (outcome.Result.Error is { } error)
+        {
+            w.CodedError(WithCode(error));
+        }
+        else
+        {
+            w.Ok();
+        }
+    }
 
     /// <summary>Writes the cache's reply in the connection's protocol.</summary>
     public static void Write(RespWriter w, Stcache.Cache.Reply reply)

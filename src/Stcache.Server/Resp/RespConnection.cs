@@ -199,7 +199,8 @@ internal sealed class RespConnection
             int i = 0;
             while (i < batch.Count && !_closeAfterReply)
             {
-                var (command, parsed, refusal) = Admit(batch[i]);
+                long parsedAt = _server.Service.LogTime();
+                var (command, parsed, refusal) = Admit(batch[i], parsedAt);
                 if (refusal is not null)
                 {
                     refusal(_writer);
@@ -213,7 +214,7 @@ internal sealed class RespConnection
                 }
                 else if (parsed.IsWrite)
                 {
-                    i = await RunWritesAsync(batch, i, cancellationToken).ConfigureAwait(false);
+                    i = await RunWritesAsync(batch, i, parsed.Write, parsedAt, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
@@ -239,7 +240,7 @@ internal sealed class RespConnection
     /// order: existence and arity (the cache's parser checks a data command's), authentication, then the
     /// transaction and subscriber contexts.
     /// </summary>
-    private (RespCommand? Command, ParsedCommand Parsed, Reply? Refusal) Admit(byte[][] arguments)
+    private (RespCommand? Command, ParsedCommand Parsed, Reply? Refusal) Admit(byte[][] arguments, long parsedAt)
     {
         Interlocked.Increment(ref _server.CommandsProcessed);
         var resolved = _server.Commands.Resolve(arguments[0]);
@@ -252,7 +253,7 @@ internal sealed class RespConnection
         {
             if (resolved.IsData)
             {
-                parsed = RespCommands.ParseData(arguments);
+                parsed = RespCommands.ParseData(arguments, parsedAt);
                 if (parsed.Error is { } error)
                 {
                     refusal = RespCommands.Render(error);
@@ -306,7 +307,7 @@ internal sealed class RespConnection
     }
 
     /// <summary>The next command parsed if it is a data command of the given kind that Admit would let through.</summary>
-    private bool TryNextData(byte[][] arguments, bool write, out ParsedCommand parsed)
+    private bool TryNextData(byte[][] arguments, bool write, long parsedAt, out ParsedCommand parsed)
     {
         parsed = default;
         if (!Authenticated || Queued is not null || (Subscribed && Protocol < 3)
@@ -317,29 +318,35 @@ internal sealed class RespConnection
 
         LastCommand = resolved.Lower;
 
-        parsed = RespCommands.ParseData(arguments);
+        parsed = RespCommands.ParseData(arguments, parsedAt);
         return parsed.Error is null && parsed.IsWrite == write;
     }
 
-    private async Task<int> RunWritesAsync(IReadOnlyList<byte[][]> batch, int start, CancellationToken cancellationToken)
+    private async Task<int> RunWritesAsync(IReadOnlyList<byte[][]> batch, int start, WriteCommand? first, long parsedAt, CancellationToken cancellationToken)
     {
-        var requests = new List<WriteRequest> { WriteRequest.Redis(batch[start]) };
+        var requests = new List<WriteRequest> { WriteRequest.Redis(batch[start], first, parsedAt) };
         int i = start + 1;
-        for (; i < batch.Count && TryNextData(batch[i], write: true, out _); i++)
+        for (; i < batch.Count; i++)
         {
+            long nextAt = _server.Service.LogTime();
+            if (!TryNextData(batch[i], write: true, nextAt, out var next))
+            {
+                break;
+            }
+
             Interlocked.Increment(ref _server.CommandsProcessed);
-            requests.Add(WriteRequest.Redis(batch[i]));
+            requests.Add(WriteRequest.Redis(batch[i], next.Write, nextAt));
         }
 
         var outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
-        if (outcomes.Any(o => o.Status == WriteStatus.Applied))
+        if (Array.Exists(outcomes, o => o.Status == WriteStatus.Applied))
         {
             LastWriteIndex = _server.Service.Host.Cache.AppliedIndex.Value;
         }
 
         foreach (var outcome in outcomes)
         {
-            RespCommands.Render(outcome)(_writer);
+            RespCommands.Write(_writer, outcome);
         }
 
         return i;
@@ -351,7 +358,7 @@ internal sealed class RespConnection
         reads.Clear();
         reads.Add(first);
         int end = start + 1;
-        for (; end < batch.Count && TryNextData(batch[end], write: false, out var parsed); end++)
+        for (; end < batch.Count && TryNextData(batch[end], write: false, _server.Service.LogTime(), out var parsed); end++)
         {
             Interlocked.Increment(ref _server.CommandsProcessed);
             reads.Add(parsed);

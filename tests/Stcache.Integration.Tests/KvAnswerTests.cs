@@ -71,7 +71,7 @@ public sealed class KvAnswerTests : ProcessTest
             (status, body, response) = await Api.SendAsync(HttpMethod.Get, kv + query);
             gets++;
             Assert.True(status == expected, $"GET {query}: {(int)status} {body}");
-            Assert.EndsWith("}\n", body, StringComparison.Ordinal);
+            Assert.True(body.EndsWith("}\n", StringComparison.Ordinal), $"GET {query}: {(int)status} body '{body}'");
             Assert.Equal(outcome, response.Headers.GetValues("X-Stcache-Outcome").Single());
             Assert.Equal(Encoding.UTF8.GetByteCount(body), response.Content.Headers.ContentLength);
             using var error = JsonDocument.Parse(body);

@@ -9,10 +9,11 @@ namespace Stcache.Integration.Tests;
 /// <summary>One real stcached process on loopback. Always killed on dispose.</summary>
 public sealed class Node : IAsyncDisposable
 {
-    /// <summary>The build output, or a node published into node/ beside the tests when there is one: to time the
-    /// build.sh (ReadyToRun) binary against the plain build (docs/PERFORMANCE.md, "Where a failover's time goes").</summary>
-    private static readonly string s_serverDll = File.Exists(Path.Combine(AppContext.BaseDirectory, "node", "stcached.dll"))
-        ? Path.Combine(AppContext.BaseDirectory, "node", "stcached.dll")
+    /// <summary>The build output, or the node named by STCACHE_TEST_NODE (a stcached.dll, e.g. out/stcached.dll from
+    /// build.sh, ReadyToRun) to time that binary against the plain build (docs/PERFORMANCE.md, "Where a failover's
+    /// time goes"). Named explicitly: a copy left beside the tests would silently test an old build.</summary>
+    private static readonly string s_serverDll = Environment.GetEnvironmentVariable("STCACHE_TEST_NODE") is { Length: > 0 } chosen
+        ? (File.Exists(chosen) ? Path.GetFullPath(chosen) : throw new FileNotFoundException("STCACHE_TEST_NODE names no file", chosen))
         : Path.Combine(AppContext.BaseDirectory, "stcached.dll");
     private readonly StringBuilder _output = new();
     private Process? _process;

@@ -146,6 +146,9 @@ public sealed class RaftNode
                 {
                     RandomizeElectionTimeout();
                 }
+
+                // The campaign reaches the voters only; a learner may be the one member left up (sim seed 99197).
+                SendProbes(learnersOnly: true);
             }
             else
             {
@@ -153,7 +156,7 @@ public sealed class RaftNode
                 // lets the timer run on: its view of the leader's lease must lapse and stay lapsed until it hears
                 // from a leader again, or it would keep ignoring the pre-votes of the candidate that needs it (sim
                 // seeds 57967, 9728). It probes the members instead, so that one removed meanwhile hears of it.
-                SendProbes();
+                SendProbes(learnersOnly: false);
             }
         }
     }
@@ -163,17 +166,20 @@ public sealed class RaftNode
     /// removed: without a message from it, no member's transport can tell it it is no longer a member, and a node
     /// removed while it lagged (or while a learner) would run for ever (sim seeds 63414, 64982, 66449, 72131). So
     /// once per election timeout without a leader it sends each other member of its configuration a
-    /// <see cref="MessageType.Probe"/>, which changes nothing where it arrives (see <see cref="Step"/>).
+    /// <see cref="MessageType.Probe"/>, which changes nothing where it arrives (see <see cref="Step"/>). A node
+    /// that campaigns reaches the voters with its requests and probes only the learners
+    /// (<paramref name="learnersOnly"/>): when the voters it knows are gone, a learner of its configuration may be
+    /// the one member left to tell it (sim seed 99197).
     /// </summary>
-    private void SendProbes()
+    private void SendProbes(bool learnersOnly)
     {
-        if (_role != RaftRole.Follower || _ticks < _nextProbeTick || !_tracker.Config.IsMember(Id))
+        if (_role == RaftRole.Leader || _ticks < _nextProbeTick || !_tracker.Config.IsMember(Id))
         {
             return;
         }
 
         _nextProbeTick = _ticks + _config.ElectionTimeoutTicks;
-        foreach (var member in _tracker.Config.Voters.Concat(_tracker.Config.Learners))
+        foreach (var member in learnersOnly ? _tracker.Config.Learners : _tracker.Config.Voters.Concat(_tracker.Config.Learners))
         {
             if (member != Id)
             {

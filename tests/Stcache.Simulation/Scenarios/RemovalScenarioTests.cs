@@ -76,6 +76,44 @@ public sealed class RemovalScenarioTests
         ExpectRemovalLearnedWithoutDisturbingTheMembers(c, 4);
     }
 
+    [Fact]
+    public void CampaignerWhoseVotersAreGoneLearnsOfItsRemovalFromALearner()
+    {
+        var c = new ScenarioCluster(3);
+        c.Elect(1);
+
+        // Node 3 is cut off once it applied the addition of learner 4 (sim seed 99197: 4 later led).
+        c.AddHost(4).Start();
+        Assert.Equal(ProposeStatus.Accepted, c[1].ChangeMembership(new ConfChange(ConfChangeType.AddLearner, s_n4, ScenarioCluster.Member(4))));
+        for (int round = 0; round < 20 && !c[3].ConfState.Learners.Contains(s_n4); round++)
+        {
+            c.Deliver();
+        }
+
+        Assert.Contains(s_n4, c[3].ConfState.Learners);
+        c.Isolate(3);
+        c.Stabilize();
+        c.TickAll(3);
+        Assert.Equal(ProposeStatus.Accepted, c[1].ChangeMembership(new ConfChange(ConfChangeType.RemoveNode, s_n3, ReadOnlyMemory<byte>.Empty)));
+        c.Stabilize();
+        c.TickAll(3);
+        Assert.False(c[4].ConfState.IsMember(s_n3));
+
+        // The voters node 3 knows are gone; its campaigns reach nobody, and only node 4 could tell it.
+        c.Crash(1);
+        c.Crash(2);
+        c.Heal();
+        bool campaigned = false;
+        for (int tick = 0; tick < TicksToLearn && !c[3].LearnedRemoval; tick++)
+        {
+            c.TickAll(1);
+            campaigned |= c.Node(3).Role != RaftRole.Follower;
+        }
+
+        Assert.True(campaigned, "node 3 never campaigned: " + c.Describe());
+        Assert.True(c[3].LearnedRemoval, $"node 3 did not learn of its removal within {TicksToLearn} ticks: {c.Describe()}");
+    }
+
     /// <summary>Ticks until node <paramref name="removed"/> learned of its removal; meanwhile the members keep their
     /// term and leader: the probes raise no term and start no election.</summary>
     private static void ExpectRemovalLearnedWithoutDisturbingTheMembers(ScenarioCluster c, int removed)

@@ -36,8 +36,9 @@ public enum MessageType : byte
     TimeoutNow = 12,
 
     /// <summary>
-    /// A node that may not campaign (a learner, or a voter that knows its log is stale) and has heard no leader for
-    /// an election timeout, to each member of its configuration, once per election timeout. It carries nothing and
+    /// A node that has heard no leader for an election timeout, once per election timeout: one that may not campaign
+    /// (a learner, or a voter that knows its log is stale) to each member of its configuration, one that campaigns to
+    /// the learners, which its vote requests do not reach. It carries nothing and
     /// the receiving core ignores it: no term, vote, leader or timer changes. It exists to reach the member's
     /// transport, whose handshake tells a sender that its configuration no longer lists that it is not a member:
     /// a node removed while it lagged learns of its removal this way (docs/RAFT.md, "Removed nodes").

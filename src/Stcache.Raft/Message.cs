@@ -34,6 +34,16 @@ public enum MessageType : byte
 
     /// <summary>Leader to its chosen successor: start an election now, ignoring leases (thesis §3.10).</summary>
     TimeoutNow = 12,
+
+    /// <summary>
+    /// A node that has heard no leader for an election timeout, once per election timeout: one that may not campaign
+    /// (a learner, or a voter that knows its log is stale) to each member of its configuration, one that campaigns to
+    /// the learners, which its vote requests do not reach. It carries nothing and
+    /// the receiving core ignores it: no term, vote, leader or timer changes. It exists to reach the member's
+    /// transport, whose handshake tells a sender that its configuration no longer lists that it is not a member:
+    /// a node removed while it lagged learns of its removal this way (docs/RAFT.md, "Removed nodes").
+    /// </summary>
+    Probe = 13,
 }
 
 /// <summary>Why a candidate asks for votes.</summary>
@@ -99,7 +109,7 @@ public sealed record Message
     /// </summary>
     public string? Validate()
     {
-        if (Type is < MessageType.Append or > MessageType.TimeoutNow)
+        if (Type is < MessageType.Append or > MessageType.Probe)
         {
             return "unknown message type";
         }

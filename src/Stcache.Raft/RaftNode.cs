@@ -48,6 +48,9 @@ public sealed class RaftNode
     // Until this tick the wait to campaign is short (the leader-lost path); 0 once it ended or was yielded.
     private long _fastCampaignUntilTick;
 
+    // A node that may not campaign sends its next probes at this tick at the earliest (SendProbes).
+    private long _nextProbeTick;
+
     // Leader: until this tick the lease holds (a quorum acknowledged a round sent at least this recently).
     private long _leaseUntilTick;
 
@@ -130,22 +133,59 @@ public sealed class RaftNode
         {
             TickLeader();
         }
-        else if (_electionElapsed >= _randomizedElectionTimeout && IsPromotable && !KnownStale)
+        else if (_electionElapsed >= _randomizedElectionTimeout)
         {
-            _electionElapsed = 0;
-            StartElection(transfer: false);
-
-            // A pre-candidate that campaigns again keeps its timeout; a short one (the leader-lost path) is drawn
-            // again while the path is open, and ends with it.
-            if (_role == RaftRole.PreCandidate && (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks))
+            if (IsPromotable && !KnownStale)
             {
-                RandomizeElectionTimeout();
+                _electionElapsed = 0;
+                StartElection(transfer: false);
+
+                // A pre-candidate that campaigns again keeps its timeout; a short one (the leader-lost path) is drawn
+                // again while the path is open, and ends with it.
+                if (_role == RaftRole.PreCandidate && (LeaderLostWindowOpen || _randomizedElectionTimeout < _config.ElectionTimeoutTicks))
+                {
+                    RandomizeElectionTimeout();
+                }
+
+                // The campaign reaches the voters only; a learner may be the one member left up (sim seed 99197).
+                SendProbes(learnersOnly: true);
+            }
+            else
+            {
+                // A node that cannot campaign (a learner, one that believes so, or one that knows its log is stale)
+                // lets the timer run on: its view of the leader's lease must lapse and stay lapsed until it hears
+                // from a leader again, or it would keep ignoring the pre-votes of the candidate that needs it (sim
+                // seeds 57967, 9728). It probes the members instead, so that one removed meanwhile hears of it.
+                SendProbes(learnersOnly: false);
             }
         }
+    }
 
-        // A node that cannot campaign (a learner, one that believes so, or one that knows its log is stale) lets
-        // the timer run on: its view of the leader's lease must lapse and stay lapsed until it hears from a leader
-        // again, or it would keep ignoring the pre-votes of the candidate that needs it (sim seeds 57967, 9728).
+    /// <summary>
+    /// A node that hears no leader and may not campaign sends nothing else, and no member contacts a node it has
+    /// removed: without a message from it, no member's transport can tell it it is no longer a member, and a node
+    /// removed while it lagged (or while a learner) would run for ever (sim seeds 63414, 64982, 66449, 72131). So
+    /// once per election timeout without a leader it sends each other member of its configuration a
+    /// <see cref="MessageType.Probe"/>, which changes nothing where it arrives (see <see cref="Step"/>). A node
+    /// that campaigns reaches the voters with its requests and probes only the learners
+    /// (<paramref name="learnersOnly"/>): when the voters it knows are gone, a learner of its configuration may be
+    /// the one member left to tell it (sim seed 99197).
+    /// </summary>
+    private void SendProbes(bool learnersOnly)
+    {
+        if (_role == RaftRole.Leader || _ticks < _nextProbeTick || !_tracker.Config.IsMember(Id))
+        {
+            return;
+        }
+
+        _nextProbeTick = _ticks + _config.ElectionTimeoutTicks;
+        foreach (var member in learnersOnly ? _tracker.Config.Learners : _tracker.Config.Voters.Concat(_tracker.Config.Learners))
+        {
+            if (member != Id)
+            {
+                Send(new Message { Type = MessageType.Probe, From = Id, To = member, Term = _term });
+            }
+        }
     }
 
     private void TickLeader()
@@ -294,6 +334,13 @@ public sealed class RaftNode
         ArgumentNullException.ThrowIfNull(message);
         if (message.To != Id || message.Validate() is not null)
         {
+            return;
+        }
+
+        if (message.Type == MessageType.Probe)
+        {
+            // Whatever its term: a probe is for the receiver's transport (the "not a member" notice), and a node
+            // that may not campaign must not disturb anyone (thesis §4.2.3) by raising terms or resetting timers.
             return;
         }
 

@@ -169,6 +169,23 @@ internal sealed class ScenarioCluster : ISimEnvironment
             }
 
             Delivered++;
+
+            // The transport's handshake, as the simulator models it: a node whose applied configuration does not list
+            // the sender tells it so, as of its applied index; the sender's driver judges what the notice means.
+            var conf = host.ConfState;
+            if ((conf.Voters.Count > 0 || conf.Learners.Count > 0) && !conf.IsMember(message.From) &&
+                Hosts.TryGetValue(from, out var dialer) && dialer.IsUp)
+            {
+                var asOf = host.Applied;
+                _scheduled.Add(() =>
+                {
+                    if (dialer.IsUp)
+                    {
+                        dialer.ReportNotAMember(message.To, asOf);
+                    }
+                });
+            }
+
             host.Step(message);
             if (message.Type == MessageType.Snapshot && Hosts.TryGetValue(from, out var sender) && sender.IsUp)
             {

@@ -1739,11 +1739,11 @@ internal sealed partial class Simulator : ISimEnvironment
                 (!node.ConfState.IsMember(node.Id) && !_joinedInOwnView.Contains(node.Id.Value));
 
             // A removed node learns of it from a peer's "not a member" notice, which needs a message to a member
-            // that is up: a learner never sends one, and a node whose configuration names only members that have
-            // shut down has nobody to ask. Production cannot tell them either; the operator stops them.
-            bool cannotAsk = node.ConfState.Learners.Contains(node.Id) ||
-                (node.ConfState.IsMember(node.Id) && node.ConfState.Voters.Concat(node.ConfState.Learners)
-                    .All(peer => peer == node.Id || !_nodes.TryGetValue(peer.Value, out var other) || !other.IsUp));
+            // that is up (a campaign, or the probe of a node that may not campaign: a learner, a voter whose log is
+            // known stale). A node whose configuration names only members that have shut down has nobody to ask.
+            // Production cannot tell it either; the operator stops it.
+            bool cannotAsk = node.ConfState.IsMember(node.Id) && node.ConfState.Voters.Concat(node.ConfState.Learners)
+                .All(peer => peer == node.Id || !_nodes.TryGetValue(peer.Value, out var other) || !other.IsUp);
             if (!core.ConfState.IsMember(node.Id) && node.IsUp && !neverJoined && !cannotAsk)
             {
                 why = $"node {node.Id} was removed but has not shut down";

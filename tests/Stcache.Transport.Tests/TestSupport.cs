@@ -107,7 +107,7 @@ internal static class TestMessages
     /// <summary>A random message that passes <see cref="Message.Validate"/>.</summary>
     public static Message Random(Random random)
     {
-        var type = (MessageType)random.Next(1, 13);
+        var type = (MessageType)random.Next(1, (int)MessageType.Probe + 1);
         ulong from = (ulong)random.Next(1, 6);
         ulong to = from + (ulong)random.Next(1, 4);
         ulong term = (ulong)random.NextInt64(1, long.MaxValue);

@@ -138,6 +138,11 @@ public sealed partial class CacheStateMachine
 
     public EvictionPolicy Policy => _policy;
 
+    /// <summary>Whether reads feed the access recorder: only a memory limit with an LRU or LFU policy uses what it
+    /// collects, so under any other policy a read records nothing (no lock, no dictionary update).</summary>
+    public bool TracksAccess => MaxMemoryBytes > 0
+        && _policy is EvictionPolicy.AllKeysLru or EvictionPolicy.AllKeysLfu or EvictionPolicy.VolatileLru or EvictionPolicy.VolatileLfu;
+
     /// <summary>The greatest log time applied so far. A new leader stamps entries with at least this, and a stale
     /// read on this node uses it as its read time.</summary>
     public long LastLogTimeUnixMs => Interlocked.Read(ref _lastLogTimeUnixMs);
@@ -420,7 +425,7 @@ public sealed partial class CacheStateMachine
             return null;
         }
 
-        if (_index == 0)
+        if (_index == 0 && TracksAccess)
         {
             AccessRecorder.Record(key);
         }

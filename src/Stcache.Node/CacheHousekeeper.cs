@@ -221,9 +221,7 @@ internal sealed class CacheHousekeeper
     private IReadOnlyList<byte[]> TakeAccessReport()
     {
         var keys = _cache.AccessRecorder.Drain();
-        bool used = _cache.MaxMemoryBytes > 0 && _cache.Policy is EvictionPolicy.AllKeysLru or EvictionPolicy.AllKeysLfu
-            or EvictionPolicy.VolatileLru or EvictionPolicy.VolatileLfu;
-        return used ? keys : [];
+        return _cache.TracksAccess ? keys : [];
     }
 
     private InFlight Propose(RaftNode node, WriteCommand command)

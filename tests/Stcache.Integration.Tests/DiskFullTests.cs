@@ -49,7 +49,11 @@ public sealed class DiskFullTests
             Raft = new RaftConfig { Id = id },
             Self = self,
             TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = TimeSpan.FromSeconds(2),
+
+            // Long beside the storage back-off (at most 5 s): while the disk fails, the fake clock runs ahead of the
+            // host (it takes no ticks then), so a short deadline could pass in fake time before a loaded machine
+            // let the host run its successful retry (CI saw the write after recovery time out that way).
+            RequestTimeout = TimeSpan.FromSeconds(20),
         };
         var clock = new FakeRaftClock(options.TickInterval);
         await using var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);

@@ -6,7 +6,8 @@ namespace Stcache.Simulation.Sim;
 /// Cluster-wide safety checks fed by the hosts: election safety (one leader per term), log matching (same index
 /// and term means the same entry and the same term before it), leader completeness (a new leader holds every
 /// committed entry), state machine safety (every node applies the same entry at an index; committed entries never
-/// change). Committed entries are learned from what nodes apply.
+/// change). Committed entries are learned from what nodes apply, each with a bound on the term in which it was
+/// committed: the lowest term any node was in when it applied it.
 /// </summary>
 internal sealed class SafetyOracle
 {
@@ -14,6 +15,10 @@ internal sealed class SafetyOracle
     private readonly List<Entry?> _committed = [null];
     private readonly Dictionary<(ulong Index, ulong Term), (byte[] Data, EntryType Type, Term? PreviousTerm)> _entries = [];
     private readonly Dictionary<ulong, long> _firstApplied = [];
+
+    // Index -> the lowest term any node was in when it applied that index. A node applies only what a leader of its
+    // term or an earlier one knew to be committed, so the entry was committed in this term or before it.
+    private readonly Dictionary<ulong, Term> _committedBy = [];
 
     /// <summary>Highest index known committed (entries below it may be unknown when only snapshots carried them).</summary>
     public LogIndex CommittedMax => new((ulong)_committed.Count - 1);
@@ -64,7 +69,11 @@ internal sealed class SafetyOracle
         _leaders.Add(term, node);
     }
 
-    /// <summary>Leader completeness: a newly elected leader's durable log holds every committed entry.</summary>
+    /// <summary>
+    /// Leader completeness: a newly elected leader's durable log holds every entry committed in an earlier term.
+    /// The host checks it once the leader's log is durable, which may be long after the election (a disk that
+    /// refuses batches, a pause): entries committed meanwhile by leaders of later terms do not bind it.
+    /// </summary>
     public void CheckLeaderCompleteness(NodeId leader, Term term, DurableLog disk)
     {
         for (ulong i = disk.SnapshotMetadata.Index.Value + 1; i < (ulong)_committed.Count; i++)
@@ -80,6 +89,15 @@ internal sealed class SafetyOracle
             if (committed.Term >= term)
             {
                 break;
+            }
+
+            // Raft's leader completeness binds the entries committed in terms before the leader's, not every entry
+            // of an older term committed by now: a leader of term 4 whose first durable moment comes after a
+            // leader of term 5 committed an entry of term 3 (over its own entry of term 5, Figure 8) need not hold
+            // it (sim seed 62729: the winner of term 4 could not write its log until after term 5 had committed).
+            if (_committedBy.TryGetValue(i, out var committedBy) && committedBy >= term)
+            {
+                continue;
             }
 
             if (!disk.TryGetEntry(new LogIndex(i), out var entry) || entry.Term != committed.Term)
@@ -135,10 +153,16 @@ internal sealed class SafetyOracle
 
     /// <summary>State machine safety: every node applies the same entry at each index; committed never changes.
     /// The first time an entry is applied anywhere, it must be durable on a majority of the voters that could
-    /// have committed it (the applying node's configuration, or the one before its last change).</summary>
-    public void ObserveApplied(NodeId node, Entry entry, long time, ConfState? voters = null, ConfState? previousVoters = null)
+    /// have committed it (the applying node's configuration, or the one before its last change).
+    /// <paramref name="nodeTerm"/> is the applying node's current term: the entry was committed in it or earlier.</summary>
+    public void ObserveApplied(NodeId node, Term nodeTerm, Entry entry, long time, ConfState? voters = null, ConfState? previousVoters = null)
     {
         int index = checked((int)entry.Index.Value);
+        if (!_committedBy.TryGetValue(entry.Index.Value, out var by) || nodeTerm < by)
+        {
+            _committedBy[entry.Index.Value] = nodeTerm;
+        }
+
         while (_committed.Count <= index)
         {
             _committed.Add(null);

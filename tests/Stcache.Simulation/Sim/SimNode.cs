@@ -681,7 +681,9 @@ internal sealed partial class SimNode : INodeEffects
             throw new SimulationFailureException($"node {Id}: applied {entry.Index} after {Applied} (not contiguous)");
         }
 
-        _oracle.ObserveApplied(Id, entry, _env.Now, ConfState, PreviousConfState);
+        // Before the driver exists (recovery applies up to the durable commit), the durable term bounds the term
+        // in which that commit was learned.
+        _oracle.ObserveApplied(Id, Driver?.Core.Term ?? Log.HardState.Term, entry, _env.Now, ConfState, PreviousConfState);
         Applied = entry.Index;
         if (entry.Type == EntryType.ConfChange && ConfChange.TryDecode(entry.Data.Span, out var change) && change is not null)
         {

@@ -168,12 +168,12 @@ public sealed class ProposalDeadlineTests
         Assert.False(host.Cache.TryGet("queued", out _));
     }
 
-    private static (RaftHost Host, GatedStore Store, FakeRaftClock Clock) SingleNode(TimeSpan requestTimeout)
+    private static (RaftHost Host, GatedLogStore Store, FakeRaftClock Clock) SingleNode(TimeSpan requestTimeout)
     {
         var id = new NodeId(1);
         var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
         var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
-        var store = new GatedStore(new MemoryLogStore(initial));
+        var store = new GatedLogStore(new MemoryLogStore(initial));
         var options = new RaftHostOptions
         {
             Raft = new RaftConfig { Id = id },
@@ -187,40 +187,4 @@ public sealed class ProposalDeadlineTests
     }
 
     private static CacheCommand Set(string key) => CacheCommand.Set(key, Encoding.UTF8.GetBytes("v"));
-
-    /// <summary>A log store whose saves block while the gate is closed (a disk that stopped answering).</summary>
-    private sealed class GatedStore(IRaftLogStore inner) : IRaftLogStore, IDisposable
-    {
-        private readonly ManualResetEventSlim _open = new(initialState: true);
-        private readonly SemaphoreSlim _blocked = new(0);
-
-        public void Close() => _open.Reset();
-
-        public void Open() => _open.Set();
-
-        public Task<bool> WaitUntilBlockedAsync() => _blocked.WaitAsync(TimeSpan.FromSeconds(20));
-
-        public void Dispose()
-        {
-            _open.Dispose();
-            _blocked.Dispose();
-        }
-
-        public PersistentState Load() => inner.Load();
-
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
-        {
-            if (!_open.IsSet)
-            {
-                _blocked.Release();
-                _open.Wait();
-            }
-
-            inner.Save(hardState, entries);
-        }
-
-        public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);
-
-        public void Compact(LogIndex upTo) => inner.Compact(upTo);
-    }
 }

@@ -172,14 +172,8 @@ public sealed class SecurityTests : ProcessTest
 
         // The removal's answer comes when it is applied; the leader's published status follows within its loop
         // pass, so it is read until it shows the removal (bounded), not once (CI once read it a moment early).
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        int learners;
-        while ((learners = (await StatusAsync(leader)).GetProperty("learners").GetArrayLength()) != 0 && DateTime.UtcNow < until)
-        {
-            await Task.Delay(20);
-        }
-
-        Assert.Equal(0, learners);
+        await Api.WaitUntilAsync("the leader's status to list no learner", async () =>
+            (await StatusAsync(leader)).GetProperty("learners").GetArrayLength() == 0, TimeSpan.FromSeconds(10), leader);
     }
 
     private async Task<JsonElement> StatusAsync(Node node)

@@ -42,6 +42,9 @@ public static class Program
             return 0;
         }
 
+        // Before any socket exists: the runtime reads this once, when its socket engine starts.
+        IoScheduling.Apply(options.InlineIo);
+
         try
         {
             return await RunAsync(options);
@@ -109,6 +112,7 @@ public static class Program
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger("stcached");
         warmedUp.Log(logger);
+        ServerLog.IoThreads(logger, options.InlineIo ? "inline" : "pool", await IoScheduling.ProbeAsync() ? "inline" : "pool");
 
         Security.WarnIfExposed(logger, options);
         if (options.AuthToken is { } token)

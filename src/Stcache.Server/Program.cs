@@ -85,6 +85,11 @@ public static class Program
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
         var apiCertificate = Security.LoadApiCertificate(options);
+
+        // With --io-threads inline, Kestrel runs a connection's request processing where the socket completed (the
+        // runtime's socket thread) instead of queueing it to the thread pool (docs/PERFORMANCE.md, "I/O scheduling,
+        // session 8"): nothing on the request path blocks; it awaits.
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);

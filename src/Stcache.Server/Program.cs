@@ -88,8 +88,9 @@ public static class Program
 
         // With --io-threads inline, Kestrel runs a connection's request processing where the socket completed (the
         // runtime's socket thread) instead of queueing it to the thread pool (docs/PERFORMANCE.md, "I/O scheduling,
-        // session 8"): nothing on the request path blocks; it awaits.
-        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo);
+        // session 8"): nothing on the request path blocks; it awaits. Not under HTTPS: Kestrel's handshake (key
+        // exchange and signature) would then run on the socket thread that every connection shares.
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo && apiCertificate is null);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);

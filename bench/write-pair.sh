@@ -98,7 +98,7 @@ client() { # side row output-file
     set-c1) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n $((N / 20)) --csv >"$out" 2>&1 ;;
     get-c50) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
     ro-get-c50) redis-benchmark -h 127.0.0.1 -p "$follower" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
-    http-put) wrk -t2 -c64 -d"${WRK_SECONDS}s" --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
+    http-put) wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
   esac
 }
 

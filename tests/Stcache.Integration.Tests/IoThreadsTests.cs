@@ -1,5 +1,7 @@
+using System.Collections;
 using System.Net;
 using System.Text;
+using Stcache.Server;
 
 namespace Stcache.Integration.Tests;
 
@@ -33,6 +35,16 @@ public sealed class IoThreadsTests : ProcessTest
         var (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{node.Http}/v1/kv/io", Encoding.UTF8.GetBytes("threads"));
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal("threads", await Api.GetStringAsync($"http://{node.Http}/v1/kv/io?consistency=linearizable"));
+    }
+
+    [Fact]
+    public void The_mode_is_a_setting_like_any_other()
+    {
+        Assert.True(ConfigurationSources.Parse(["--http=127.0.0.1:6400"], new Hashtable()).InlineIo);
+        Assert.False(ConfigurationSources.Parse(["--http=127.0.0.1:6400", "--io-threads", "POOL"], new Hashtable()).InlineIo);
+        Assert.False(ConfigurationSources.Parse(["--http=127.0.0.1:6400"], new Hashtable { ["STCACHE_IO_THREADS"] = "pool" }).InlineIo);
+        Assert.True(ConfigurationSources.Parse(["--http=127.0.0.1:6400", "--io-threads=inline"], new Hashtable { ["STCACHE_IO_THREADS"] = "pool" }).InlineIo);
+        Assert.Contains("--io-threads <value>", CommandLine.Usage(), StringComparison.Ordinal);
     }
 
     [Fact]

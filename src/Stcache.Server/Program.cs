@@ -76,6 +76,10 @@ public static class Program
             o.SingleLine = true;
             o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
         });
+
+        // A full console queue (a slow reader of stdout) drops lines, counted in the log, instead of blocking the
+        // logging thread: with --io-threads inline that thread may be a socket thread serving every connection.
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.QueueFullMode = Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode.DropWrite);
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, true));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 

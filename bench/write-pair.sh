@@ -5,7 +5,10 @@
 # the three nodes' CPU time per operation (utime + stime from /proc) and the bytes each node allocated per
 # operation (dotnet_gc_heap_total_allocated_bytes on /metrics, read before and after the row).
 #
-#   bench/write-pair.sh A/stcached B/stcached [rows...]     rows: set-c50 set-P16 set-c1 http-put (default: all)
+#   bench/write-pair.sh A/stcached B/stcached [rows...]
+#
+# Rows: set-c50 set-P16 set-c1 http-put (the default), and the RESP reads get-c50 (linearizable GET at the leader)
+# and ro-get-c50 (READONLY GET at a follower: both clusters start with --resp-readonly=true for that row).
 #
 # Env: N (requests per RESP row, default 100000; -P 16 rows 4x, -c 1 rows N/20), WRK_SECONDS (default 8),
 # SEQUENTIAL=1 runs A's client then B's instead of both at once (for allocation only: bytes per operation do not
@@ -33,14 +36,15 @@ stop() {
 cleanup() { stop; [[ -n "${KEEP:-}" ]] && echo "kept $OUT" || rm -rf "$OUT"; }
 trap cleanup EXIT INT TERM
 
-start() { # side binary
+start() { # side binary [extra node arguments...]
   local side=$1 bin=$2 i cluster="" raft=()
+  shift 2
   rm -rf "$OUT/$side"; mkdir -p "$OUT/$side"
   for i in 1 2 3; do RESP[$side$i]=$(free_port); HTTP[$side$i]=$(free_port); raft[$i]=$(free_port); done
   for i in 1 2 3; do cluster+="${cluster:+,}$i/127.0.0.1:${raft[$i]}"; done
   for i in 1 2 3; do
     "$bin" --http_addr="127.0.0.1:${HTTP[$side$i]}" --raft_addr="127.0.0.1:${raft[$i]}" --raft_id=$i --raft_cluster="$cluster" \
-      --node="$OUT/$side/n$i" --resp="127.0.0.1:${RESP[$side$i]}" --log-level=Warning >"$OUT/$side/n$i.log" 2>&1 &
+      --node="$OUT/$side/n$i" --resp="127.0.0.1:${RESP[$side$i]}" --log-level=Warning "$@" >"$OUT/$side/n$i.log" 2>&1 &
     PID[$side$i]=$!
     ALL_PIDS+=("$!")
   done
@@ -61,6 +65,7 @@ warm() { # side: tiered compilation settles before anything is measured
   local port=${RESP[$1${LEADER[$1]}]}
   redis-benchmark -h 127.0.0.1 -p "$port" -n 50000 -d 100 -r 10000 -c 50 -P 16 -t set -q >/dev/null 2>&1
   redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t set -q >/dev/null 2>&1
+  redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t get -q >/dev/null 2>&1
   wrk -t1 -c8 -d2s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$1${LEADER[$1]}]}" -- dialect=stcache >/dev/null 2>&1 || true
 }
 
@@ -86,12 +91,14 @@ snapshot() { # side -> "cpu a1 a2 a3" (cpu summed over the three nodes, bytes al
 
 client() { # side row output-file
   local side=$1 row=$2 out=$3 l=${LEADER[$1]}
-  local port=${RESP[$side$l]}
+  local port=${RESP[$side$l]} follower=${RESP[$side$((l % 3 + 1))]}
   case $row in
     set-c50) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -n "$N" --csv >"$out" 2>&1 ;;
     set-P16) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -P 16 -n $((N * 4)) --csv >"$out" 2>&1 ;;
     set-c1) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n $((N / 20)) --csv >"$out" 2>&1 ;;
-    http-put) wrk -t2 -c64 -d"${WRK_SECONDS}s" --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
+    get-c50) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
+    ro-get-c50) redis-benchmark -h 127.0.0.1 -p "$follower" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
+    http-put) wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
   esac
 }
 
@@ -133,14 +140,16 @@ EOF
 }
 
 requests_of() {
-  case $1 in set-c50) echo "$N" ;; set-P16) echo $((N * 4)) ;; set-c1) echo $((N / 20)) ;; *) echo 0 ;; esac
+  case $1 in set-c50 | get-c50 | ro-get-c50) echo "$N" ;; set-P16) echo $((N * 4)) ;; set-c1) echo $((N / 20)) ;; *) echo 0 ;; esac
 }
 
 echo "A = $A"
 echo "B = $B"
 for row in $ROWS; do
-  start A "$A"
-  start B "$B"
+  extra=()
+  [[ $row == ro-get-c50 ]] && extra=(--resp-readonly=true)
+  start A "$A" "${extra[@]}"
+  start B "$B" "${extra[@]}"
   warm A
   warm B
   read -r load _ </proc/loadavg

@@ -42,6 +42,9 @@ public static class Program
             return 0;
         }
 
+        // Before any socket exists: the runtime reads this once, when its socket engine starts.
+        IoScheduling.Apply(options.InlineIo);
+
         try
         {
             return await RunAsync(options);
@@ -73,6 +76,10 @@ public static class Program
             o.SingleLine = true;
             o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
         });
+
+        // A full console queue (a slow reader of stdout) drops lines, counted in the log, instead of blocking the
+        // logging thread: with --io-threads inline that thread may be a socket thread serving every connection.
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.QueueFullMode = Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode.DropWrite);
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, true));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
@@ -82,6 +89,12 @@ public static class Program
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
         var apiCertificate = Security.LoadApiCertificate(options);
+
+        // With --io-threads inline, Kestrel runs a connection's request processing where the socket completed (the
+        // runtime's socket thread) instead of queueing it to the thread pool (docs/PERFORMANCE.md, "I/O scheduling,
+        // session 8"): nothing on the request path blocks; it awaits. Not under HTTPS: Kestrel's handshake (key
+        // exchange and signature) would then run on the socket thread that every connection shares.
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo && apiCertificate is null);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);
@@ -109,6 +122,7 @@ public static class Program
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger("stcached");
         warmedUp.Log(logger);
+        ServerLog.IoThreads(logger, options.InlineIo ? "inline" : "pool", await IoScheduling.ProbeAsync() ? "inline" : "pool");
 
         Security.WarnIfExposed(logger, options);
         if (options.AuthToken is { } token)

@@ -69,6 +69,14 @@ internal sealed class InboundSession
                 }
 
                 _transport.CountReceivedBytes(FrameCodec.HeaderBytes + body.Length);
+                if (WritesToDisk(type) && !Thread.CurrentThread.IsThreadPoolThread)
+                {
+                    // On the runtime's socket thread (--io-threads inline), which serves every other socket too: a
+                    // stored snapshot's file work (create, write, sync, verify) goes to the thread pool. The body
+                    // stays valid: nothing is released to the pipe before AdvanceTo.
+                    await Task.Yield();
+                }
+
                 violation = HandleFrame(type, body);
             }
 
@@ -89,6 +97,10 @@ internal sealed class InboundSession
             }
         }
     }
+
+    /// <summary>Frames whose handling writes the stored snapshot's file.</summary>
+    private bool WritesToDisk(FrameType type) =>
+        type == FrameType.SnapshotFileBegin || (type == FrameType.SnapshotChunk && _fileReceiver is not null);
 
     internal string? HandleFrame(FrameType type, ReadOnlySequence<byte> body)
     {

@@ -375,6 +375,13 @@ internal sealed class PeerSender
                 }
                 else
                 {
+                    if (!Thread.CurrentThread.IsThreadPoolThread)
+                    {
+                        // Resumed on the runtime's socket thread (--io-threads inline) after a flush: the file read
+                        // goes to the thread pool, not onto the thread every socket shares.
+                        await Task.Yield();
+                    }
+
                     await WriteStoredChunkAsync(writer, length, token).ConfigureAwait(false);
                 }
 

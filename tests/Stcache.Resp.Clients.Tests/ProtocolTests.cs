@@ -227,6 +227,61 @@ public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<Proto
         Assert.True(await client.IsClosedAsync(TimeSpan.FromSeconds(15)));
     }
 
+    /// <summary>
+    /// Clients that send and never read fill their sockets; the node's replies to them wait (asynchronously) and
+    /// every other connection is still served. With --io-threads inline (the default) the connections share the
+    /// runtime's socket threads, so a reply that blocked its thread would stall the others.
+    /// </summary>
+    [Fact]
+    public async Task ClientsThatDoNotReadDelayNoOtherConnection()
+    {
+        await using var bystander = await ConnectAsync();
+        Assert.Equal("+OK", await bystander.CommandAsync("SET", "wide", new string('w', 1000)));
+
+        // Each asks for about 20 MB of replies, more than the kernel's socket buffers hold, and reads none of it.
+        byte[] requests = [.. Enumerable.Range(0, 20_000).SelectMany(_ => RawClient.Encode("GET", "wide"))];
+        var slow = new List<RawClient>();
+        var sends = new List<Task>();
+        try
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                var client = await ConnectAsync();
+                slow.Add(client);
+                sends.Add(client.SendAsync(requests)); // not awaited: once the node stops reading, it cannot finish
+            }
+
+            for (int round = 0; round < 20; round++)
+            {
+                Assert.Equal("+PONG", await bystander.CommandAsync("PING"));
+                await bystander.SendAsync(RawClient.Encode("GET", "wide"));
+                Assert.StartsWith("$1000\r\n", await bystander.ReadReplyAsync(TimeSpan.FromSeconds(5)), StringComparison.Ordinal);
+            }
+
+            // The stalled connections were alive all along: one still reads its first reply.
+            Assert.StartsWith("$1000\r\n", await slow[0].ReadReplyAsync(TimeSpan.FromSeconds(5)), StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var client in slow)
+            {
+                await client.DisposeAsync();
+            }
+
+            await Task.WhenAll(sends.Select(async send =>
+            {
+                try
+                {
+                    await send;
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException)
+                {
+                    // closed while the node was not reading: expected
+                }
+            }));
+        }
+    }
+
     [Fact]
     public async Task AuthTokenIsRequired()
     {

@@ -121,11 +121,13 @@ internal sealed class RespServer : IAsyncDisposable
 
             if (_certificate is not null)
             {
-                var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+                var hop = new HandshakeHopStream(stream);
+                var tls = new SslStream(hop, leaveInnerStreamOpen: false);
+                stream = tls;
                 using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
                 handshake.CancelAfter(TimeSpan.FromSeconds(10));
                 await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, handshake.Token).ConfigureAwait(false);
-                stream = tls;
+                hop.OffSocketThread = false;
             }
 
             var connection = new RespConnection(this, id, socket.RemoteEndPoint, socket.LocalEndPoint,
@@ -427,5 +429,79 @@ internal static class Glob
         }
 
         return text.Length == 0;
+    }
+}
+
+/// <summary>
+/// The socket stream under a RESP connection's TLS: while <see cref="OffSocketThread"/> is set (the handshake), a read
+/// that completed on the runtime's socket thread (<c>--io-threads inline</c>) moves to the thread pool before
+/// returning, so the handshake's key exchange and signature run there and not on the thread every socket shares;
+/// a burst of reconnecting TLS clients (after a failover) then delays no other connection. Afterwards reads stay
+/// where they complete.
+/// </summary>
+internal sealed class HandshakeHopStream(Stream inner) : Stream
+{
+    public bool OffSocketThread { get; set; } = true;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        int read = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+        if (OffSocketThread && !Thread.CurrentThread.IsThreadPoolThread)
+        {
+            await Task.Yield();
+        }
+
+        return read;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+        inner.WriteAsync(buffer, cancellationToken);
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        inner.WriteAsync(buffer, offset, count, cancellationToken);
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+
+    public override void Flush() => inner.Flush();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await inner.DisposeAsync().ConfigureAwait(false);
+        await base.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -130,6 +130,9 @@ public sealed record ServerOptions
     /// <summary>RESP connections start in READONLY mode (stale local reads) until they send READWRITE.</summary>
     public bool RespReadOnly { get; init; }
 
+    /// <summary>Give the GC's free memory back once the node turns idle after a large growth (IdleHeapCompactor).</summary>
+    public bool IdleGcCompaction { get; init; }
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -184,6 +187,7 @@ public static class CommandLine
         new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt(v) }),
         new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
+        new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -341,7 +345,7 @@ public static class CommandLine
         ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
         ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
-        ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
+        ["max-memory"] = "Limits", ["eviction-policy"] = "Limits", ["idle-gc-compaction"] = "Limits",
         ["log-level"] = "Configuration", ["help"] = "Configuration",
     };
 

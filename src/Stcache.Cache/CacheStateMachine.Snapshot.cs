@@ -333,7 +333,7 @@ public sealed partial class CacheStateMachine
         byte[] value = reader.Bytes(valueBytes);
         ulong version = reader.UInt64();
         long expires = reader.Int64();
-        if (version == 0 || version > index || expires < 0)
+        if (version == 0 || version > index || version > KeySlot.VersionMax || expires < 0)
         {
             throw new InvalidDataException("bad snapshot entry version");
         }
@@ -355,7 +355,7 @@ public sealed partial class CacheStateMachine
         int volatileSlot = reader.Int32();
         uint access = reader.UInt32();
         byte frequency = reader.Byte();
-        if (version == 0 || version > index || expires < 0 || (expires == 0) != (volatileSlot == -1))
+        if (version == 0 || version > index || version > KeySlot.VersionMax || expires < 0 || (expires == 0) != (volatileSlot == -1))
         {
             throw new InvalidDataException("bad snapshot entry version or expiry");
         }

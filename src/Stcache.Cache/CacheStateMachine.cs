@@ -354,7 +354,7 @@ public sealed partial class CacheStateMachine
             for (int i = 0; i < _keys.Count; i++)
             {
                 var entry = new KeyEntry(_keys, i);
-                if (_keys.At(i).Hash != KeyTable.HashOf(entry.Key) || _keys.Find(entry.Key) != i)
+                if (_keys.Find(entry.Key) != i)
                 {
                     throw new InvariantViolationException($"slot {i} does not match the key table");
                 }

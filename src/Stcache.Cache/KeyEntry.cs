@@ -76,7 +76,7 @@ internal sealed class HashValue
 
 
 /// <summary>One key's state, held by value in the <see cref="KeyTable"/>'s slot chunks: no object per key but the
-/// key's one data array (40 B a slot on 64-bit, against a 56 B entry object and a hash set slot before).</summary>
+/// key's one data array (32 B a slot on 64-bit, against a 56 B entry object and a hash set slot before).</summary>
 /// <remarks>A string key's bytes and its value share one array, <c>[key length in 7-bit groups][key][value]</c>
 /// (<see cref="KeyData"/>), never changed in place: a new one replaces it, so a snapshot holding the old slot reads
 /// the old value. A hash's key is held by its <see cref="HashValue"/>.</remarks>
@@ -85,8 +85,12 @@ internal struct KeySlot
     /// <summary>byte[]: a string (layout above); <see cref="HashValue"/>: a hash.</summary>
     public object Data;
 
-    /// <summary>Log index of the last write that changed the value or the expiry (compare-and-set).</summary>
-    public ulong Version;
+    /// <summary>The largest version a slot holds: the LFU counter takes the top byte of the same field (2^56 log
+    /// entries are out of reach: at a million entries a second, 2,000 years).</summary>
+    public const ulong VersionMax = (1UL << 56) - 1;
+
+    // The version in the low 56 bits, the LFU counter in the top 8.
+    private ulong _versionAndFrequency;
 
     /// <summary>Absolute expiry in Unix ms; 0 = none.</summary>
     public long ExpiresAtUnixMs;
@@ -97,11 +101,27 @@ internal struct KeySlot
     /// <summary>Position among the keys with an expiry (the sampling list of volatile keys); -1 = none.</summary>
     public int VolatileSlot;
 
-    /// <summary>The key's hash in this process (<see cref="KeyTable.HashOf"/>); bookkeeping, not in the snapshot.</summary>
-    public int Hash;
+    /// <summary>Log index of the last write that changed the value or the expiry (compare-and-set).</summary>
+    public ulong Version
+    {
+        readonly get => _versionAndFrequency & VersionMax;
+        set
+        {
+            if (value > VersionMax)
+            {
+                throw new InvalidOperationException($"version {value} is beyond what a key slot holds ({VersionMax})");
+            }
+
+            _versionAndFrequency = (_versionAndFrequency & ~VersionMax) | value;
+        }
+    }
 
     /// <summary>Redis's logarithmic LFU counter.</summary>
-    public byte Frequency;
+    public byte Frequency
+    {
+        readonly get => (byte)(_versionAndFrequency >> 56);
+        set => _versionAndFrequency = (_versionAndFrequency & VersionMax) | ((ulong)value << 56);
+    }
 }
 
 /// <summary>The key and value of a slot's <see cref="KeySlot.Data"/>.</summary>
@@ -295,7 +315,8 @@ internal sealed class KeyEntry
 /// snapshots use), in chunks of <see cref="ChunkSize"/>, and an open-addressing index (linear probing) from the
 /// key's hash to its position.</summary>
 /// <remarks>
-/// <para>Memory: a slot (40 B) plus 4-8 B of index a key, and the key's data array; no object per key.</para>
+/// <para>Memory: a slot (32 B) plus 4-8 B of index a key, and the key's data array; no object per key. The index
+/// keeps no hash: a probe compares the key itself, and deletions and growth hash the keys they move again.</para>
 /// <para>Copy-on-write: <see cref="BeginCapture"/> hands out the chunk list as it is and starts a new generation;
 /// until <see cref="EndCapture"/>, a chunk of an older generation is cloned before a slot of it is written
 /// (<see cref="Writable"/>), so the captured chunks stay exactly as they were. Data arrays are never changed in
@@ -365,8 +386,7 @@ internal sealed class KeyTable
                 return -1;
             }
 
-            ref readonly var slot = ref At(bucket - 1);
-            if (slot.Hash == hash && KeyData.KeyOf(slot.Data).SequenceEqual(key))
+            if (KeyData.KeyOf(At(bucket - 1).Data).SequenceEqual(key))
             {
                 return bucket - 1;
             }
@@ -394,8 +414,7 @@ internal sealed class KeyTable
         int i = hash & mask;
         for (; _buckets[i] != 0; i = (i + 1) & mask)
         {
-            ref readonly var other = ref At(_buckets[i] - 1);
-            if (other.Hash == hash && KeyData.KeyOf(other.Data).SequenceEqual(key))
+            if (KeyData.KeyOf(At(_buckets[i] - 1).Data).SequenceEqual(key))
             {
                 return -1;
             }
@@ -417,7 +436,6 @@ internal sealed class KeyTable
 
         ref var stored = ref Writable(position);
         stored = slot;
-        stored.Hash = hash;
         _buckets[i] = position + 1;
         _count++;
         return position;
@@ -432,13 +450,13 @@ internal sealed class KeyTable
             throw new ArgumentOutOfRangeException(nameof(position));
         }
 
-        DeleteBucket(BucketOf(At(position).Hash, position));
+        DeleteBucket(BucketOf(position));
         int last = _count - 1;
         bool moved = position != last;
         if (moved)
         {
             var lastSlot = At(last);
-            _buckets[BucketOf(lastSlot.Hash, last)] = position + 1;
+            _buckets[BucketOf(last)] = position + 1;
             Writable(position) = lastSlot;
         }
 
@@ -493,10 +511,12 @@ internal sealed class KeyTable
 
     public static ref readonly KeySlot At(KeySlot[]?[] chunks, int position) => ref chunks[position >> ChunkShift]![position & ChunkMask];
 
-    private int BucketOf(int hash, int position)
+    private int HomeOf(int position, int mask) => HashOf(KeyData.KeyOf(At(position).Data)) & mask;
+
+    private int BucketOf(int position)
     {
         int mask = _buckets.Length - 1;
-        for (int i = hash & mask; ; i = (i + 1) & mask)
+        for (int i = HomeOf(position, mask); ; i = (i + 1) & mask)
         {
             if (_buckets[i] == position + 1)
             {
@@ -516,7 +536,7 @@ internal sealed class KeyTable
         int mask = _buckets.Length - 1;
         for (int j = (hole + 1) & mask; _buckets[j] != 0; j = (j + 1) & mask)
         {
-            int home = At(_buckets[j] - 1).Hash & mask;
+            int home = HomeOf(_buckets[j] - 1, mask);
 
             // The key at j may fill the hole when its home is not cyclically within (hole, j].
             bool staysPut = hole <= j ? home > hole && home <= j : home > hole || home <= j;
@@ -536,7 +556,7 @@ internal sealed class KeyTable
         int mask = buckets.Length - 1;
         for (int position = 0; position < _count; position++)
         {
-            int i = At(position).Hash & mask;
+            int i = HomeOf(position, mask);
             while (buckets[i] != 0)
             {
                 i = (i + 1) & mask;

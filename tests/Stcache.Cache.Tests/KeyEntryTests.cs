@@ -96,6 +96,19 @@ public sealed class KeyEntryTests
     }
 
     [Fact]
+    public void The_version_and_the_lfu_counter_share_a_field_without_touching_each_other()
+    {
+        var slot = new KeySlot { Version = KeySlot.VersionMax, Frequency = 255 };
+        Assert.Equal((KeySlot.VersionMax, (byte)255), (slot.Version, slot.Frequency));
+        slot.Frequency = 7;
+        Assert.Equal((KeySlot.VersionMax, (byte)7), (slot.Version, slot.Frequency));
+        slot.Version = 42;
+        Assert.Equal((42UL, (byte)7), (slot.Version, slot.Frequency));
+        Assert.Throws<InvalidOperationException>(() => slot.Version = KeySlot.VersionMax + 1);
+        Assert.Equal((42UL, (byte)7), (slot.Version, slot.Frequency));
+    }
+
+    [Fact]
     public void A_handle_taken_before_a_removal_refuses_to_be_used()
     {
         var table = new KeyTable();

@@ -57,10 +57,10 @@ public sealed partial class CacheStateMachine
             }
 
             ulong watched = BinaryPrimitives.ReadUInt64LittleEndian(a[i + 1]);
-            bool present = _keys.TryGetValue(a[i], out var entry);
+            int position = _keys.Find(a[i]);
             bool same = (watched & AbsentWatchMark) != 0
-                ? !present && _deletedAt[DeletionBucket(a[i])] == (watched & ~AbsentWatchMark)
-                : (present ? entry!.Version : 0) == watched;
+                ? position < 0 && _deletedAt[DeletionBucket(a[i])] == (watched & ~AbsentWatchMark)
+                : (position >= 0 ? _keys.At(position).Version : 0) == watched;
             if (!same)
             {
                 return false;

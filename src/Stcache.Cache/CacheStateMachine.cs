@@ -192,15 +192,16 @@ public sealed partial class CacheStateMachine
         bytes = bytes[..Encoding.UTF8.GetBytes(key, bytes)];
         lock (_lock)
         {
-            if (_keys.TryGetValue(bytes, out var found) && found.IsString)
+            int position = _keys.Find(bytes);
+            if (position >= 0 && _keys.At(position) is { Data: byte[] data } found)
             {
                 if (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs)
                 {
-                    entry = new CacheEntry(found.TextArray(), found.Version, found.ExpiresAtUnixMs);
+                    entry = new CacheEntry(KeyData.TextOf(data).ToArray(), found.Version, found.ExpiresAtUnixMs);
                     return true;
                 }
 
-                NoteLazyExpired(found.KeyArray());
+                NoteLazyExpired(KeyData.KeyOf(data).ToArray());
             }
         }
 
@@ -214,7 +215,8 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            return _keys.TryGetValue(key, out var found) ? found.Version : 0;
+            int position = _keys.Find(key);
+            return position >= 0 ? _keys.At(position).Version : 0;
         }
     }
 
@@ -227,7 +229,8 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            return _keys.TryGetValue(key, out var found) ? found.Version : AbsentWatchMark | _deletedAt[DeletionBucket(key)];
+            int position = _keys.Find(key);
+            return position >= 0 ? _keys.At(position).Version : AbsentWatchMark | _deletedAt[DeletionBucket(key)];
         }
     }
 

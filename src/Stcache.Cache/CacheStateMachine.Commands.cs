@@ -57,10 +57,10 @@ public sealed partial class CacheStateMachine
             }
 
             ulong watched = BinaryPrimitives.ReadUInt64LittleEndian(a[i + 1]);
-            bool present = _keys.TryGetValue(a[i], out var entry);
+            int position = _keys.Find(a[i]);
             bool same = (watched & AbsentWatchMark) != 0
-                ? !present && _deletedAt[DeletionBucket(a[i])] == (watched & ~AbsentWatchMark)
-                : (present ? entry!.Version : 0) == watched;
+                ? position < 0 && _deletedAt[DeletionBucket(a[i])] == (watched & ~AbsentWatchMark)
+                : (position >= 0 ? _keys.At(position).Version : 0) == watched;
             if (!same)
             {
                 return false;
@@ -103,7 +103,7 @@ public sealed partial class CacheStateMachine
             Op.Keys => Keys(a[0]),
             Op.Scan => Scan(call),
             Op.RandomKey => RandomKey(),
-            Op.DbSize => Reply.Int(_keys.Count - _volatile.Count(entry => entry.ExpiresAtUnixMs <= _now)),
+            Op.DbSize => Reply.Int(_keys.Count - _volatile.Count(position => _keys.At(position).ExpiresAtUnixMs <= _now)),
             Op.Ttl or Op.PTtl or Op.ExpireTime or Op.PExpireTime => Ttl(call.Op, a[0]),
             Op.HGet => HashOp(a[0], hash => Reply.BulkOrNil(hash?.Fields.GetValueOrDefault(a[1]))),
             Op.HMGet => HashOp(a[0], hash => Reply.Array(a.Skip(1).Select(field => Reply.BulkOrNil(hash?.Fields.GetValueOrDefault(field))).ToArray())),
@@ -298,8 +298,9 @@ public sealed partial class CacheStateMachine
             return s_wrongType;
         }
 
+        var reply = Reply.BulkOf(entry.Text);
         Remove(entry);
-        return Reply.BulkOf(entry.Text);
+        return reply;
     }
 
     private Reply MSet(byte[][] a, bool onlyIfNoneExist)
@@ -487,11 +488,18 @@ public sealed partial class CacheStateMachine
             Remove(existing);
         }
 
+        // A removal (the target, or an expired target found by the lookup) may have moved the source's slot.
+        entry = new KeyEntry(_keys, _keys.Find(source));
+
+        object value = entry.CopyValue();
+        long expiresAt = entry.ExpiresAtUnixMs;
+        uint accessSeconds = entry.AccessSeconds;
+        byte frequency = entry.Frequency;
         Remove(entry);
-        var moved = Add(target, entry.CopyValue());
-        SetExpiry(moved, entry.ExpiresAtUnixMs);
-        moved.AccessSeconds = entry.AccessSeconds;
-        moved.Frequency = entry.Frequency;
+        var moved = Add(target, value);
+        SetExpiry(moved, expiresAt);
+        moved.AccessSeconds = accessSeconds;
+        moved.Frequency = frequency;
         return onlyIfAbsent ? Reply.Int(1) : Reply.Ok;
     }
 
@@ -519,16 +527,20 @@ public sealed partial class CacheStateMachine
             Remove(existing);
         }
 
-        var copy = Add(target, entry.CopyValue());
-        SetExpiry(copy, entry.ExpiresAtUnixMs);
+        entry = new KeyEntry(_keys, _keys.Find(source));
+
+        object value = entry.CopyValue();
+        long expiresAt = entry.ExpiresAtUnixMs;
+        var copy = Add(target, value);
+        SetExpiry(copy, expiresAt);
         return Reply.Int(1);
     }
 
     private Reply FlushAll()
     {
-        foreach (var entry in _slots.ToArray())
+        while (_keys.Count > 0)
         {
-            Remove(entry);
+            Remove(new KeyEntry(_keys, _keys.Count - 1));
         }
 
         return Reply.Ok;
@@ -540,8 +552,9 @@ public sealed partial class CacheStateMachine
     {
         bool all = pattern is [(byte)'*'];
         var found = new List<Reply>();
-        foreach (var entry in _slots)
+        for (int i = 0; i < _keys.Count; i++)
         {
+            var entry = new KeyEntry(_keys, i);
             if (Visible(entry) && (all || Glob.IsMatch(pattern, entry.Key)))
             {
                 found.Add(Reply.BulkOf(entry.Key));
@@ -568,8 +581,9 @@ public sealed partial class CacheStateMachine
         // The smallest `count` positions at or after the cursor (all keys sharing the boundary position included).
         var positions = new SortedSet<ulong>();
         var atPosition = new Dictionary<ulong, List<KeyEntry>>();
-        foreach (var entry in _slots)
+        for (int i = 0; i < _keys.Count; i++)
         {
+            var entry = new KeyEntry(_keys, i);
             ulong position = ScanPosition(entry.Key);
             if (position < cursor || (positions.Count >= count && position > positions.Max))
             {
@@ -623,7 +637,7 @@ public sealed partial class CacheStateMachine
     // Deterministic given the state and the read: the read time and applied index seed the pick.
     private Reply RandomKey()
     {
-        int total = _slots.Count;
+        int total = _keys.Count;
         if (total == 0)
         {
             return Reply.Nil;
@@ -633,7 +647,7 @@ public sealed partial class CacheStateMachine
         int start = (int)(seed % (ulong)total);
         for (int i = 0; i < total; i++)
         {
-            var entry = _slots[(start + i) % total];
+            var entry = new KeyEntry(_keys, (start + i) % total);
             if (Visible(entry))
             {
                 return Reply.BulkOf(entry.Key);
@@ -962,8 +976,9 @@ public sealed partial class CacheStateMachine
     /// the best victim for the policy, or null when there is no candidate.</summary>
     private KeyEntry? ChooseVictim(ulong seed, ulong round)
     {
-        var pool = _policy.IsVolatileOnly() ? _volatile : _slots;
-        if (pool.Count == 0)
+        bool volatileOnly = _policy.IsVolatileOnly();
+        int poolCount = volatileOnly ? _volatile.Count : _keys.Count;
+        if (poolCount == 0)
         {
             return null;
         }
@@ -975,7 +990,8 @@ public sealed partial class CacheStateMachine
         for (int i = 0; i < EvictionSamples; i++)
         {
             state = ByteStringComparer.Mix(state + 0x9E3779B97F4A7C15UL);
-            var candidate = pool[(int)(state % (ulong)pool.Count)];
+            int pick = (int)(state % (ulong)poolCount);
+            var candidate = new KeyEntry(_keys, volatileOnly ? _volatile[pick] : pick);
             double score = _policy switch
             {
                 EvictionPolicy.AllKeysLru or EvictionPolicy.VolatileLru => nowSeconds - (double)candidate.AccessSeconds,
@@ -1040,7 +1056,7 @@ public sealed partial class CacheStateMachine
                 for (int i = 0; i < round && examined < maxExamined; i++, examined++)
                 {
                     state = ByteStringComparer.Mix(state + 0x9E3779B97F4A7C15UL);
-                    var entry = _volatile[(int)(state % (ulong)_volatile.Count)];
+                    var entry = new KeyEntry(_keys, _volatile[(int)(state % (ulong)_volatile.Count)]);
                     if (entry.ExpiresAtUnixMs <= nowUnixMs && expired.TryAdd(entry.KeyArray(), true))
                     {
                         found++;

@@ -46,10 +46,11 @@ public sealed partial class CacheStateMachine
 
             if (command.ExpiresAtUnixMs != 0 && command.ExpiresAtUnixMs <= _now)
             {
-                // Already expired at its log time: as for SET … PXAT in the past, the key is gone.
-                if (current is not null)
+                // Already expired at its log time: as for SET … PXAT in the past, the key is gone. (Looked up again:
+                // an eviction may have moved or removed it.)
+                if (_keys.TryGetValue(key, out var present))
                 {
-                    Remove(current);
+                    Remove(present);
                 }
 
                 return new ApplyResult(ApplyStatus.Ok, index, existed);
@@ -78,30 +79,11 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("a snapshot is already open");
             }
 
-            // From here on, the captured entries are frozen: Own() clones any of them before a change. Every entry's
-            // generation is at most the current one, so after the increment none equals it (a byte: renumber on wrap).
-            if (_generation == byte.MaxValue)
-            {
-                foreach (var entry in _slots)
-                {
-                    entry.Generation = 0;
-                }
-
-                _generation = 0;
-            }
-
-            _generation++;
-            // Each key's position among the keys with an expiry, as of now: the applier moves the live positions of
-            // captured entries (swap-remove) while the view is written. 4 bytes a key, where a map from entry to
-            // position cost some 30 bytes a key with an expiry for every snapshot.
-            var entries = _slots.ToArray();
-            var volatileSlots = new int[entries.Length];
-            for (int i = 0; i < entries.Length; i++)
-            {
-                volatileSlots[i] = entries[i].VolatileSlot;
-            }
-
-            _openSnapshot = new CacheSnapshot(this, entries, volatileSlots, (ulong[])_deletedAt.Clone(), AppliedIndex,
+            // From here on, the captured chunks are frozen: the table copies a chunk before changing a slot of it, and
+            // Own() clones a hash before changing it.
+            int count = _keys.Count;
+            var chunks = _keys.BeginCapture();
+            _openSnapshot = new CacheSnapshot(this, chunks, count, (ulong[])_deletedAt.Clone(), AppliedIndex,
                 _lastLogTimeUnixMs, _maxMemoryBytes, _policy);
             return _openSnapshot;
         }
@@ -114,6 +96,7 @@ public sealed partial class CacheStateMachine
             if (ReferenceEquals(_openSnapshot, snapshot))
             {
                 _openSnapshot = null;
+                _keys.EndCapture();
             }
         }
     }
@@ -131,10 +114,7 @@ public sealed partial class CacheStateMachine
                 throw new InvalidOperationException("cannot restore while a snapshot is being written");
             }
 
-            // Loaded entries have generation 0, the current one after this.
-            _generation = 0;
-
-            ReplaceState(loaded.Keys, loaded.Slots, loaded.Volatile, loaded.DeletedAt, loaded.Used, loaded.MaxMemory, loaded.Policy,
+            ReplaceState(loaded.Keys, loaded.Volatile, loaded.DeletedAt, loaded.Used, loaded.MaxMemory, loaded.Policy,
                 loaded.LastLogTime, loaded.Index);
         }
     }
@@ -170,27 +150,29 @@ public sealed partial class CacheStateMachine
 
     // Record: [1][type u8][key length i32][key][version u64][expiry i64][volatile slot i32][access u32][frequency u8]
     // then a string: [length i32][bytes]; a hash: [field count i32] then count x ([length i32][field][length i32][value]).
-    internal static void WriteEntry(Stream stream, KeyEntry entry, int volatileSlot)
+    internal static void WriteEntry(Stream stream, in KeySlot entry)
     {
         Span<byte> head = stackalloc byte[35];
+        bool isString = entry.Data is byte[];
+        var key = KeyData.KeyOf(entry.Data);
         head[0] = RecordEntry;
-        head[1] = entry.IsString ? TypeString : TypeHash;
-        BinaryPrimitives.WriteInt32LittleEndian(head[2..], entry.Key.Length);
+        head[1] = isString ? TypeString : TypeHash;
+        BinaryPrimitives.WriteInt32LittleEndian(head[2..], key.Length);
         stream.Write(head[..6]);
-        stream.Write(entry.Key);
+        stream.Write(key);
         BinaryPrimitives.WriteUInt64LittleEndian(head, entry.Version);
         BinaryPrimitives.WriteInt64LittleEndian(head[8..], entry.ExpiresAtUnixMs);
-        BinaryPrimitives.WriteInt32LittleEndian(head[16..], volatileSlot);
+        BinaryPrimitives.WriteInt32LittleEndian(head[16..], entry.VolatileSlot);
         BinaryPrimitives.WriteUInt32LittleEndian(head[20..], entry.AccessSeconds);
         head[24] = entry.Frequency;
         stream.Write(head[..25]);
-        if (entry.IsString)
+        if (isString)
         {
-            WriteBlob(stream, entry.Text);
+            WriteBlob(stream, KeyData.TextOf(entry.Data));
             return;
         }
 
-        var hash = entry.Hash;
+        var hash = (HashValue)entry.Data;
         BinaryPrimitives.WriteInt32LittleEndian(head, hash.Fields.Count);
         stream.Write(head[..4]);
         foreach (var pair in hash.Fields)
@@ -216,7 +198,7 @@ public sealed partial class CacheStateMachine
         stream.Write(end);
     }
 
-    private sealed record LoadedState(KeyTable Keys, List<KeyEntry> Slots, List<KeyEntry> Volatile, ulong[] DeletedAt, long Used,
+    private sealed record LoadedState(KeyTable Keys, List<int> Volatile, ulong[] DeletedAt, long Used,
         long MaxMemory, EvictionPolicy Policy, long LastLogTime, ulong Index);
 
     private static LoadedState ReadSnapshot(Stream stream)
@@ -245,8 +227,7 @@ public sealed partial class CacheStateMachine
         var deletedAt = start[4] == SnapshotFormatV3 ? ReadDeletionRecord(reader, index) : new ulong[DeletionBuckets];
 
         var keys = new KeyTable();
-        var slots = new List<KeyEntry>();
-        var volatileSlots = new List<(int Slot, KeyEntry Entry)>();
+        var volatileSlots = new List<(int Slot, int Position)>();
         long used = 0;
         long count = 0;
         while (true)
@@ -268,13 +249,14 @@ public sealed partial class CacheStateMachine
             }
 
             count++;
-            var entry = v2 ? ReadEntryV2(reader, index) : ReadEntryV1(reader, index);
-            if (!keys.TryAdd(entry))
+            var (key, entry) = v2 ? ReadEntryV2(reader, index) : ReadEntryV1(reader, index);
+            int position = keys.TryAdd(key, entry);
+            if (position < 0)
             {
-                keys.TryGetValue(entry.Key, out var first);
+                var first = keys.At(keys.Find(key));
 
                 // The format-1 writer could write a key twice, both times with its state at the index.
-                if (v2 || first!.Version != entry.Version || !first.Text.SequenceEqual(entry.Text))
+                if (v2 || first.Version != entry.Version || !KeyData.TextOf(first.Data).SequenceEqual(KeyData.TextOf(entry.Data)))
                 {
                     throw new InvalidDataException("duplicate key in snapshot");
                 }
@@ -282,33 +264,32 @@ public sealed partial class CacheStateMachine
                 continue;
             }
 
-            entry.Slot = slots.Count;
-            slots.Add(entry);
             if (entry.ExpiresAtUnixMs != 0)
             {
-                volatileSlots.Add((v2 ? entry.VolatileSlot : volatileSlots.Count, entry));
+                volatileSlots.Add((v2 ? entry.VolatileSlot : volatileSlots.Count, position));
             }
             else if (entry.VolatileSlot != -1)
             {
                 throw new InvalidDataException("snapshot key without expiry has a volatile slot");
             }
 
-            used += Cost(entry);
+            used += Cost(new KeyEntry(keys, position));
         }
 
-        var volatileKeys = new KeyEntry?[volatileSlots.Count];
-        foreach (var (slot, entry) in volatileSlots)
+        var volatileKeys = new int[volatileSlots.Count];
+        Array.Fill(volatileKeys, -1);
+        foreach (var (slot, position) in volatileSlots)
         {
-            if (slot < 0 || slot >= volatileKeys.Length || volatileKeys[slot] is not null)
+            if (slot < 0 || slot >= volatileKeys.Length || volatileKeys[slot] >= 0)
             {
                 throw new InvalidDataException("bad volatile slot in snapshot");
             }
 
-            entry.VolatileSlot = slot;
-            volatileKeys[slot] = entry;
+            keys.Writable(position).VolatileSlot = slot;
+            volatileKeys[slot] = position;
         }
 
-        return new LoadedState(keys, slots, volatileKeys.ToList()!, deletedAt, used, maxMemory, policy, lastLogTime, index);
+        return new LoadedState(keys, [.. volatileKeys], deletedAt, used, maxMemory, policy, lastLogTime, index);
     }
 
     private static ulong[] ReadDeletionRecord(SnapshotReader reader, ulong index)
@@ -337,7 +318,7 @@ public sealed partial class CacheStateMachine
         return deletedAt;
     }
 
-    private static KeyEntry ReadEntryV1(SnapshotReader reader, ulong index)
+    private static (byte[] Key, KeySlot Slot) ReadEntryV1(SnapshotReader reader, ulong index)
     {
         Span<byte> head = stackalloc byte[6];
         reader.Read(head);
@@ -352,15 +333,15 @@ public sealed partial class CacheStateMachine
         byte[] value = reader.Bytes(valueBytes);
         ulong version = reader.UInt64();
         long expires = reader.Int64();
-        if (version == 0 || version > index || expires < 0)
+        if (version == 0 || version > index || version > KeySlot.VersionMax || expires < 0)
         {
             throw new InvalidDataException("bad snapshot entry version");
         }
 
-        return new KeyEntry(key, value) { Version = version, ExpiresAtUnixMs = expires, Frequency = LfuInitialValue, VolatileSlot = -1 };
+        return (key, new KeySlot { Data = KeyData.Compose(key, value), Version = version, ExpiresAtUnixMs = expires, Frequency = LfuInitialValue, VolatileSlot = -1 });
     }
 
-    private static KeyEntry ReadEntryV2(SnapshotReader reader, ulong index)
+    private static (byte[] Key, KeySlot Slot) ReadEntryV2(SnapshotReader reader, ulong index)
     {
         byte type = reader.Byte();
         if (type is not (TypeString or TypeHash))
@@ -374,7 +355,7 @@ public sealed partial class CacheStateMachine
         int volatileSlot = reader.Int32();
         uint access = reader.UInt32();
         byte frequency = reader.Byte();
-        if (version == 0 || version > index || expires < 0 || (expires == 0) != (volatileSlot == -1))
+        if (version == 0 || version > index || version > KeySlot.VersionMax || expires < 0 || (expires == 0) != (volatileSlot == -1))
         {
             throw new InvalidDataException("bad snapshot entry version or expiry");
         }
@@ -408,14 +389,15 @@ public sealed partial class CacheStateMachine
             value = hash;
         }
 
-        return new KeyEntry(key, value)
+        return (key, new KeySlot
         {
+            Data = KeyData.Compose(key, value),
             Version = version,
             ExpiresAtUnixMs = expires,
             VolatileSlot = volatileSlot,
             AccessSeconds = access,
             Frequency = frequency,
-        };
+        });
     }
 
     private sealed class SnapshotReader(Stream stream)
@@ -489,16 +471,16 @@ public sealed partial class CacheStateMachine
 public sealed class CacheSnapshot : IDisposable
 {
     private readonly CacheStateMachine _owner;
-    private readonly KeyEntry[] _entries;
-    private readonly int[] _volatileSlots;
+    private readonly KeySlot[]?[] _chunks;
+    private readonly int _count;
     private int _disposed;
 
-    internal CacheSnapshot(CacheStateMachine owner, KeyEntry[] entries, int[] volatileSlots, ulong[] deletedAt, LogIndex index,
+    internal CacheSnapshot(CacheStateMachine owner, KeySlot[]?[] chunks, int count, ulong[] deletedAt, LogIndex index,
         long lastLogTimeUnixMs, long maxMemoryBytes, EvictionPolicy policy)
     {
         _owner = owner;
-        _entries = entries;
-        _volatileSlots = volatileSlots;
+        _chunks = chunks;
+        _count = count;
         DeletedAt = deletedAt;
         Index = index;
         LastLogTimeUnixMs = lastLogTimeUnixMs;
@@ -518,10 +500,10 @@ public sealed class CacheSnapshot : IDisposable
     /// <summary>The deletion record at <see cref="Index"/> (a copy).</summary>
     internal ulong[] DeletedAt { get; }
 
-    public int Count => _entries.Length;
+    public int Count => _count;
 
-    /// <summary>Streams the view. Safe to call on any thread while the applier keeps applying: the captured entries
-    /// are never changed (the applier clones one before changing it).</summary>
+    /// <summary>Streams the view. Safe to call on any thread while the applier keeps applying: the captured chunks
+    /// of slots and hashes are never changed (the applier copies one before changing it).</summary>
     public long WriteTo(Stream stream)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
@@ -531,14 +513,14 @@ public sealed class CacheSnapshot : IDisposable
 #pragma warning restore CA2000
         CacheStateMachine.WriteHeader(buffered, this);
 
-        for (int i = 0; i < _entries.Length; i++)
+        for (int i = 0; i < _count; i++)
         {
-            CacheStateMachine.WriteEntry(buffered, _entries[i], _volatileSlots[i]);
+            CacheStateMachine.WriteEntry(buffered, KeyTable.At(_chunks, i));
         }
 
-        CacheStateMachine.WriteEnd(buffered, _entries.Length);
+        CacheStateMachine.WriteEnd(buffered, _count);
         buffered.Flush();
-        return _entries.Length;
+        return _count;
     }
 
     public void Dispose()
@@ -569,7 +551,7 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            return _slots.Select(entry => new KeyDump(
+            return Enumerable.Range(0, _keys.Count).Select(position => new KeyEntry(_keys, position)).Select(entry => new KeyDump(
                 entry.KeyArray(),
                 entry.IsString ? entry.TextArray() : null,
                 entry.IsString ? null : entry.Hash.SortedFields().Select(field => (field, entry.Hash.Fields[field])).ToArray(),

@@ -47,8 +47,9 @@ public readonly record struct ApplyResult(ApplyStatus Status, ulong Version, boo
 /// sampler seeded with the entry's index over the replicated state, so every replica evicts the same keys.</para>
 /// <para>Threads: one applier calls <see cref="Apply"/>, <see cref="MarkApplied"/>, <see cref="Restore"/>; readers
 /// call <see cref="Read"/> and <see cref="TryGet"/> concurrently (all under one lock). A snapshot is written
-/// without the lock: <see cref="BeginSnapshot"/> captures the entries, and from then on the applier copies an
-/// entry before changing it (copy-on-write), so the captured objects stay exactly as they were at the index.</para>
+/// without the lock: <see cref="BeginSnapshot"/> captures the key table's chunks of slots, and from then on the
+/// applier copies a chunk before changing a slot of it, and a hash before changing it (copy-on-write,
+/// <see cref="KeyTable"/>), so what the snapshot reads stays exactly as it was at the index.</para>
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001",
     Justification = "_openSnapshot is not owned: the caller disposes the snapshot view, which clears the field")]
@@ -80,13 +81,12 @@ public sealed partial class CacheStateMachine
 
     private readonly Lock _lock = new();
     private readonly HashSet<byte[]> _lazyExpired = new(ByteStringComparer.Instance);
+
+    // Every key, in a deterministic order (swap-remove), for sampling; snapshots keep the order.
     private KeyTable _keys = new();
 
-    // Every entry, in a deterministic order (swap-remove), for sampling; snapshots keep the order.
-    private List<KeyEntry> _slots = [];
-
-    // The entries with an expiry, the same way.
-    private List<KeyEntry> _volatile = [];
+    // The positions in _keys of the keys with an expiry, the same way (each key's VolatileSlot is its index here).
+    private List<int> _volatile = [];
     private long _usedBytes;
     private long _maxMemoryBytes;
     private EvictionPolicy _policy;
@@ -101,9 +101,7 @@ public sealed partial class CacheStateMachine
     // deleted in between). Part of the snapshot, so every replica holds the same values at the same index.
     private ulong[] _deletedAt = new ulong[DeletionBuckets];
 
-    // Copy-on-write: while _openSnapshot is set, an entry whose Generation differs from _generation may be read by
-    // the snapshot writer and is cloned before any change.
-    private byte _generation;
+    // Copy-on-write: while _openSnapshot is set, the key table copies what the snapshot may read before a change.
     private CacheSnapshot? _openSnapshot;
 
     // The operation being executed: its time, its log index (0 for a read), and where reads report what they saw.
@@ -194,15 +192,16 @@ public sealed partial class CacheStateMachine
         bytes = bytes[..Encoding.UTF8.GetBytes(key, bytes)];
         lock (_lock)
         {
-            if (_keys.TryGetValue(bytes, out var found) && found.IsString)
+            int position = _keys.Find(bytes);
+            if (position >= 0 && _keys.At(position) is { Data: byte[] data } found)
             {
                 if (nowUnixMs == 0 || found.ExpiresAtUnixMs == 0 || found.ExpiresAtUnixMs > nowUnixMs)
                 {
-                    entry = new CacheEntry(found.TextArray(), found.Version, found.ExpiresAtUnixMs);
+                    entry = new CacheEntry(KeyData.TextOf(data).ToArray(), found.Version, found.ExpiresAtUnixMs);
                     return true;
                 }
 
-                NoteLazyExpired(found.KeyArray());
+                NoteLazyExpired(KeyData.KeyOf(data).ToArray());
             }
         }
 
@@ -216,7 +215,8 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            return _keys.TryGetValue(key, out var found) ? found.Version : 0;
+            int position = _keys.Find(key);
+            return position >= 0 ? _keys.At(position).Version : 0;
         }
     }
 
@@ -229,7 +229,8 @@ public sealed partial class CacheStateMachine
     {
         lock (_lock)
         {
-            return _keys.TryGetValue(key, out var found) ? found.Version : AbsentWatchMark | _deletedAt[DeletionBucket(key)];
+            int position = _keys.Find(key);
+            return position >= 0 ? _keys.At(position).Version : AbsentWatchMark | _deletedAt[DeletionBucket(key)];
         }
     }
 
@@ -312,15 +313,14 @@ public sealed partial class CacheStateMachine
         lock (_lock)
         {
             // An open snapshot keeps its own captured entries, none of which the new state shares.
-            ReplaceState(new KeyTable(), [], [], new ulong[DeletionBuckets], 0, 0, EvictionPolicy.NoEviction, 0, 0);
+            ReplaceState(new KeyTable(), [], new ulong[DeletionBuckets], 0, 0, EvictionPolicy.NoEviction, 0, 0);
         }
     }
 
-    private void ReplaceState(KeyTable keys, List<KeyEntry> slots, List<KeyEntry> volatileKeys, ulong[] deletedAt, long used,
+    private void ReplaceState(KeyTable keys, List<int> volatileKeys, ulong[] deletedAt, long used,
         long maxMemory, EvictionPolicy policy, long lastLogTime, ulong index)
     {
         _keys = keys;
-        _slots = slots;
         _volatile = volatileKeys;
         _deletedAt = deletedAt;
         Interlocked.Exchange(ref _usedBytes, used);
@@ -340,9 +340,9 @@ public sealed partial class CacheStateMachine
 
     private void AssertInvariantsCheap()
     {
-        if (_slots.Count != _keys.Count || _volatile.Count > _keys.Count || _usedBytes < 0)
+        if (_volatile.Count > _keys.Count || _usedBytes < 0)
         {
-            throw new InvariantViolationException($"cache bookkeeping broken: keys {_keys.Count}, slots {_slots.Count}, volatile {_volatile.Count}, used {_usedBytes}");
+            throw new InvariantViolationException($"cache bookkeeping broken: keys {_keys.Count}, volatile {_volatile.Count}, used {_usedBytes}");
         }
     }
 
@@ -354,10 +354,10 @@ public sealed partial class CacheStateMachine
             AssertInvariantsCheap();
             long used = 0;
             int volatileCount = 0;
-            for (int i = 0; i < _slots.Count; i++)
+            for (int i = 0; i < _keys.Count; i++)
             {
-                var entry = _slots[i];
-                if (entry.Slot != i || !_keys.TryGetValue(entry.Key, out var same) || !ReferenceEquals(same, entry))
+                var entry = new KeyEntry(_keys, i);
+                if (_keys.Find(entry.Key) != i)
                 {
                     throw new InvariantViolationException($"slot {i} does not match the key table");
                 }
@@ -365,7 +365,7 @@ public sealed partial class CacheStateMachine
                 if (entry.ExpiresAtUnixMs != 0)
                 {
                     volatileCount++;
-                    if (entry.VolatileSlot < 0 || !ReferenceEquals(_volatile[entry.VolatileSlot], entry))
+                    if (entry.VolatileSlot < 0 || entry.VolatileSlot >= _volatile.Count || _volatile[entry.VolatileSlot] != i)
                     {
                         throw new InvariantViolationException("a key with an expiry is missing from the volatile set");
                     }
@@ -433,64 +433,81 @@ public sealed partial class CacheStateMachine
         return entry;
     }
 
-    /// <summary>Returns the entry to change in place: a clone when an open snapshot may be reading it.</summary>
+    /// <summary>Returns the entry, ready to be changed in place: its hash (whose fields the caller may change)
+    /// cloned first when an open snapshot may be reading it. Slots themselves are copied on write by the table.</summary>
     private KeyEntry Own(KeyEntry entry)
     {
-        if (_openSnapshot is null || entry.Generation == _generation)
+        if (_keys.Capturing && !entry.IsString && entry.Hash.Generation != _keys.Generation)
         {
-            return entry;
+            var clone = entry.Hash.Clone();
+            clone.Generation = _keys.Generation;
+            entry.SetValue(clone);
         }
 
-        var clone = entry.Clone(_generation);
-        _keys.Replace(clone);
-        _slots[clone.Slot] = clone;
-        if (clone.VolatileSlot >= 0)
-        {
-            _volatile[clone.VolatileSlot] = clone;
-        }
-
-        return clone;
+        return entry;
     }
 
     private KeyEntry Add(byte[] key, object value)
     {
-        var entry = new KeyEntry(key, value)
+        if (value is HashValue hash)
         {
+            hash.Generation = _keys.Generation;
+        }
+
+        var slot = new KeySlot
+        {
+            Data = KeyData.Compose(key, value),
             Version = _index,
-            Slot = _slots.Count,
-            Generation = _generation,
+            VolatileSlot = -1,
             AccessSeconds = NowSeconds,
             Frequency = LfuInitialValue,
         };
-        _keys.Add(entry);
-        _slots.Add(entry);
+        int position = _keys.TryAdd(key, slot);
+        if (position < 0)
+        {
+            throw new InvalidOperationException("key already present");
+        }
+
+        var entry = new KeyEntry(_keys, position);
         Interlocked.Add(ref _usedBytes, Cost(entry));
         return entry;
     }
 
+    /// <summary>Removes the key; any handle taken before is stale afterwards (the last key moves into its place).</summary>
     private void Remove(KeyEntry entry)
     {
         _deletedAt[DeletionBucket(entry.Key)] = _index;
-        _keys.Remove(entry);
-        SwapRemove(_slots, entry.Slot, moved => moved.Slot = entry.Slot);
-        if (entry.VolatileSlot >= 0)
+        Interlocked.Add(ref _usedBytes, -Cost(entry));
+        int position = entry.Slot;
+        int volatileSlot = entry.VolatileSlot;
+        if (volatileSlot >= 0)
         {
-            SwapRemove(_volatile, entry.VolatileSlot, moved => moved.VolatileSlot = entry.VolatileSlot);
+            RemoveVolatile(volatileSlot);
         }
 
-        Interlocked.Add(ref _usedBytes, -Cost(entry));
+        if (_keys.RemoveAt(position))
+        {
+            // The last key moved into the position: its place among the volatile keys follows it.
+            int moved = _keys.At(position).VolatileSlot;
+            if (moved >= 0)
+            {
+                _volatile[moved] = position;
+            }
+        }
     }
 
-    private static void SwapRemove(List<KeyEntry> list, int position, Action<KeyEntry> moved)
+    /// <summary>Swap-removes a key from the volatile list; the key moved into its place learns its new index.</summary>
+    private void RemoveVolatile(int volatileSlot)
     {
-        int last = list.Count - 1;
-        if (position != last)
+        int last = _volatile.Count - 1;
+        if (volatileSlot != last)
         {
-            list[position] = list[last];
-            moved(list[position]);
+            int moved = _volatile[last];
+            _volatile[volatileSlot] = moved;
+            _keys.Writable(moved).VolatileSlot = volatileSlot;
         }
 
-        list.RemoveAt(last);
+        _volatile.RemoveAt(last);
     }
 
     /// <summary>Changes an owned entry's value (any type), keeping the accounting right.</summary>
@@ -506,11 +523,11 @@ public sealed partial class CacheStateMachine
         if (entry.ExpiresAtUnixMs == 0 && expiresAtUnixMs != 0)
         {
             entry.VolatileSlot = _volatile.Count;
-            _volatile.Add(entry);
+            _volatile.Add(entry.Slot);
         }
         else if (entry.ExpiresAtUnixMs != 0 && expiresAtUnixMs == 0)
         {
-            SwapRemove(_volatile, entry.VolatileSlot, moved => moved.VolatileSlot = entry.VolatileSlot);
+            RemoveVolatile(entry.VolatileSlot);
             entry.VolatileSlot = -1;
         }
 

@@ -60,6 +60,10 @@ internal sealed class HashValue
     /// <summary>The key of the entry holding this hash (set by the entry when it takes the hash).</summary>
     public byte[] Key { get; set; } = [];
 
+    /// <summary>The key table's copy-on-write generation when this hash was made: an open snapshot may read a hash
+    /// of an older generation, which is therefore cloned before a change (<see cref="KeyTable.Generation"/>).</summary>
+    public byte Generation { get; set; }
+
     public HashValue Clone() => new(new Dictionary<byte[], byte[]>(Fields, ByteStringComparer.Instance), Bytes) { Key = Key };
 
     public byte[][] SortedFields()
@@ -70,106 +74,61 @@ internal sealed class HashValue
     }
 }
 
-/// <summary>One key's state. Mutated only by the applier, under the state machine's lock, and never while an open
-/// snapshot may still read it (see <see cref="CacheStateMachine"/>'s copy-on-write rule).</summary>
-/// <remarks>A string key's bytes and its value share one array, <c>[key length in 7-bit groups][key][value]</c>, and
-/// the entry has one reference field for both: a key of 11 B with a value of 100 B costs a 56 B entry and a 136 B
-/// array, against 64 + 40 + 128 B for an entry with a key array and a value array (docs/PERFORMANCE.md, "Memory").
-/// The array is never changed in place: a new one replaces it, so a snapshot holding the old entry or array reads
+
+/// <summary>One key's state, held by value in the <see cref="KeyTable"/>'s slot chunks: no object per key but the
+/// key's one data array (32 B a slot on 64-bit, against a 56 B entry object and a hash set slot before).</summary>
+/// <remarks>A string key's bytes and its value share one array, <c>[key length in 7-bit groups][key][value]</c>
+/// (<see cref="KeyData"/>), never changed in place: a new one replaces it, so a snapshot holding the old slot reads
 /// the old value. A hash's key is held by its <see cref="HashValue"/>.</remarks>
-[StructLayout(LayoutKind.Auto)]
-internal sealed class KeyEntry
+internal struct KeySlot
 {
-    // byte[]: a string (layout above); HashValue: a hash.
-    private object _data;
+    /// <summary>byte[]: a string (layout above); <see cref="HashValue"/>: a hash.</summary>
+    public object Data;
 
-    /// <param name="value">A string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken).</param>
-    public KeyEntry(ReadOnlySpan<byte> key, object value)
-    {
-        _data = Compose(key, value);
-    }
+    /// <summary>The largest version a slot holds: the LFU counter takes the top byte of the same field (2^56 log
+    /// entries are out of reach: at a million entries a second, 2,000 years).</summary>
+    public const ulong VersionMax = (1UL << 56) - 1;
 
-    private KeyEntry(object data)
-    {
-        _data = data;
-    }
-
-    public ReadOnlySpan<byte> Key
-    {
-        get
-        {
-            if (_data is byte[] bytes)
-            {
-                int start = ReadKeyLength(bytes, out int length);
-                return bytes.AsSpan(start, length);
-            }
-
-            return ((HashValue)_data).Key;
-        }
-    }
-
-    /// <summary>The key as an array, for callers that keep it: a copy for a string; a hash's own key array, which is
-    /// never changed in place.</summary>
-    public byte[] KeyArray() => _data is HashValue hash ? hash.Key : Key.ToArray();
-
-    public bool IsString => _data is byte[];
-
-    /// <summary>A string's value bytes (a view of the entry's array, which is never changed in place).</summary>
-    public ReadOnlySpan<byte> Text
-    {
-        get
-        {
-            var bytes = (byte[])_data;
-            int start = ReadKeyLength(bytes, out int length);
-            return bytes.AsSpan(start + length);
-        }
-    }
-
-    /// <summary>A copy of a string's value, for a reply.</summary>
-    public byte[] TextArray() => Text.ToArray();
-
-    public HashValue Hash => (HashValue)_data;
-
-    /// <summary>A string's length, or a hash's accounted bytes.</summary>
-    public long ValueBytes => _data is HashValue hash ? hash.Bytes : Text.Length;
-
-    /// <summary>The value for another key (COPY, RENAME): a copy of the string's bytes or a clone of the hash.</summary>
-    public object CopyValue() => _data is HashValue hash ? hash.Clone() : TextArray();
-
-    /// <summary>Replaces the value: a string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken).</summary>
-    public void SetValue(object value) => _data = Compose(Key, value);
+    // The version in the low 56 bits, the LFU counter in the top 8.
+    private ulong _versionAndFrequency;
 
     /// <summary>Absolute expiry in Unix ms; 0 = none.</summary>
-    public long ExpiresAtUnixMs { get; set; }
-
-    /// <summary>Log index of the last write that changed the value or the expiry (compare-and-set).</summary>
-    public ulong Version { get; set; }
+    public long ExpiresAtUnixMs;
 
     /// <summary>Log time in seconds of the last access (LRU), from writes and replicated access reports.</summary>
-    public uint AccessSeconds { get; set; }
+    public uint AccessSeconds;
+
+    /// <summary>Position among the keys with an expiry (the sampling list of volatile keys); -1 = none.</summary>
+    public int VolatileSlot;
+
+    /// <summary>Log index of the last write that changed the value or the expiry (compare-and-set).</summary>
+    public ulong Version
+    {
+        readonly get => _versionAndFrequency & VersionMax;
+        set
+        {
+            if (value > VersionMax)
+            {
+                throw new InvalidOperationException($"version {value} is beyond what a key slot holds ({VersionMax})");
+            }
+
+            _versionAndFrequency = (_versionAndFrequency & ~VersionMax) | value;
+        }
+    }
 
     /// <summary>Redis's logarithmic LFU counter.</summary>
-    public byte Frequency { get; set; }
-
-    // Bookkeeping, never part of the snapshot: positions in the sampling arrays and the copy-on-write generation.
-    public int Slot { get; set; }
-
-    public int VolatileSlot { get; set; } = -1;
-
-    public byte Generation { get; set; }
-
-    public KeyEntry Clone(byte generation) => new(_data is HashValue hash ? hash.Clone() : _data)
+    public byte Frequency
     {
-        ExpiresAtUnixMs = ExpiresAtUnixMs,
-        Version = Version,
-        AccessSeconds = AccessSeconds,
-        Frequency = Frequency,
-        Slot = Slot,
-        VolatileSlot = VolatileSlot,
-        Generation = generation,
-    };
+        readonly get => (byte)(_versionAndFrequency >> 56);
+        set => _versionAndFrequency = (_versionAndFrequency & VersionMax) | ((ulong)value << 56);
+    }
+}
 
-    private static object Compose(ReadOnlySpan<byte> key, object value)
+/// <summary>The key and value of a slot's <see cref="KeySlot.Data"/>.</summary>
+internal static class KeyData
+{
+    /// <param name="value">A string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken; its key is set).</param>
+    public static object Compose(ReadOnlySpan<byte> key, object value)
     {
         if (value is HashValue hash)
         {
@@ -188,6 +147,24 @@ internal sealed class KeyEntry
         key.CopyTo(bytes.AsSpan(prefix));
         text.CopyTo(bytes.AsSpan(prefix + key.Length));
         return bytes;
+    }
+
+    public static ReadOnlySpan<byte> KeyOf(object data)
+    {
+        if (data is byte[] bytes)
+        {
+            int start = ReadKeyLength(bytes, out int length);
+            return bytes.AsSpan(start, length);
+        }
+
+        return ((HashValue)data).Key;
+    }
+
+    public static ReadOnlySpan<byte> TextOf(object data)
+    {
+        var bytes = (byte[])data;
+        int start = ReadKeyLength(bytes, out int length);
+        return bytes.AsSpan(start + length);
     }
 
     private static int KeyLengthBytes(int length)
@@ -241,59 +218,353 @@ internal sealed class KeyEntry
     }
 }
 
-/// <summary>The set of entries, found by key bytes without a separate key-to-entry map (a hash set of the entries
-/// with an alternate lookup by span saves a reference and a hash code per key over a dictionary).</summary>
+/// <summary>A handle on one key of a <see cref="KeyTable"/>, for the commands: reads and writes go to the key's slot
+/// (writes through the table's copy-on-write). A short-lived object of the operation, not stored: any removal from
+/// the table may move a slot (swap-remove), so a handle taken before a removal refuses to be used after it.</summary>
+internal sealed class KeyEntry
+{
+    private readonly KeyTable _table;
+    private readonly int _position;
+    private readonly int _epoch;
+
+    public KeyEntry(KeyTable table, int position)
+    {
+        _table = table;
+        _position = position;
+        _epoch = table.Epoch;
+    }
+
+    /// <summary>The key's position in the table's order (sampling, KEYS, snapshots).</summary>
+    public int Slot => _position;
+
+    private ref readonly KeySlot Read => ref _table.At(Checked());
+
+    private ref KeySlot Write => ref _table.Writable(Checked());
+
+    public ReadOnlySpan<byte> Key => KeyData.KeyOf(Read.Data);
+
+    /// <summary>The key as an array, for callers that keep it: a copy for a string; a hash's own key array, which is
+    /// never changed in place.</summary>
+    public byte[] KeyArray() => Read.Data is HashValue hash ? hash.Key : Key.ToArray();
+
+    public bool IsString => Read.Data is byte[];
+
+    /// <summary>A string's value bytes (a view of the key's array, which is never changed in place).</summary>
+    public ReadOnlySpan<byte> Text => KeyData.TextOf(Read.Data);
+
+    /// <summary>A copy of a string's value, for a reply.</summary>
+    public byte[] TextArray() => Text.ToArray();
+
+    public HashValue Hash => (HashValue)Read.Data;
+
+    /// <summary>A string's length, or a hash's accounted bytes.</summary>
+    public long ValueBytes => Read.Data is HashValue hash ? hash.Bytes : Text.Length;
+
+    /// <summary>The value for another key (COPY, RENAME): a copy of the string's bytes or a clone of the hash.</summary>
+    public object CopyValue() => Read.Data is HashValue hash ? hash.Clone() : TextArray();
+
+    /// <summary>Replaces the value: a string's bytes (byte[], copied) or a <see cref="HashValue"/> (taken).</summary>
+    public void SetValue(object value)
+    {
+        object data = KeyData.Compose(Key, value);
+        Write.Data = data;
+    }
+
+    public long ExpiresAtUnixMs
+    {
+        get => Read.ExpiresAtUnixMs;
+        set => Write.ExpiresAtUnixMs = value;
+    }
+
+    public ulong Version
+    {
+        get => Read.Version;
+        set => Write.Version = value;
+    }
+
+    public uint AccessSeconds
+    {
+        get => Read.AccessSeconds;
+        set => Write.AccessSeconds = value;
+    }
+
+    public byte Frequency
+    {
+        get => Read.Frequency;
+        set => Write.Frequency = value;
+    }
+
+    public int VolatileSlot
+    {
+        get => Read.VolatileSlot;
+        set => Write.VolatileSlot = value;
+    }
+
+    private int Checked()
+    {
+        if (_table.Epoch != _epoch)
+        {
+            throw new InvalidOperationException("a key handle was used after a removal from the table");
+        }
+
+        return _position;
+    }
+}
+
+/// <summary>The keys: their slots in insertion order with swap-remove (the deterministic order sampling, KEYS and
+/// snapshots use), in chunks of <see cref="ChunkSize"/>, and an open-addressing index (linear probing) from the
+/// key's hash to its position.</summary>
+/// <remarks>
+/// <para>Memory: a slot (32 B) plus 4-8 B of index a key, and the key's data array; no object per key. The index
+/// keeps no hash: a probe compares the key itself, and deletions and growth hash the keys they move again.</para>
+/// <para>Copy-on-write: <see cref="BeginCapture"/> hands out the chunk list as it is and starts a new generation;
+/// until <see cref="EndCapture"/>, a chunk of an older generation is cloned before a slot of it is written
+/// (<see cref="Writable"/>), so the captured chunks stay exactly as they were. Data arrays are never changed in
+/// place; a hash is (the state machine clones one of an older generation before changing it).</para>
+/// </remarks>
 internal sealed class KeyTable
 {
-    private readonly HashSet<KeyEntry> _entries = new(EntryComparer.Instance);
-    private readonly HashSet<KeyEntry>.AlternateLookup<ReadOnlySpan<byte>> _byKey;
+    public const int ChunkShift = 9;
+    public const int ChunkSize = 1 << ChunkShift;
+    private const int ChunkMask = ChunkSize - 1;
+    private const int MinimumBuckets = 16;
 
-    public KeyTable()
+    private KeySlot[]?[] _chunks = new KeySlot[]?[4];
+    private byte[] _chunkGenerations = new byte[4];
+    private int _count;
+
+    // Position + 1 of the key whose home (hash & mask) or a later bucket holds it; 0 = empty.
+    private int[] _buckets = new int[MinimumBuckets];
+    private byte _generation;
+    private bool _capturing;
+
+    public int Count => _count;
+
+    /// <summary>Changes on every removal: handles taken before it are stale.</summary>
+    public int Epoch { get; private set; }
+
+    /// <summary>The current copy-on-write generation (see the remarks).</summary>
+    public byte Generation => _generation;
+
+    public bool Capturing => _capturing;
+
+    /// <summary>Index buckets (for tests and memory figures).</summary>
+    public int BucketCount => _buckets.Length;
+
+    public static int HashOf(ReadOnlySpan<byte> key)
     {
-        _byKey = _entries.GetAlternateLookup<ReadOnlySpan<byte>>();
+        var hash = default(HashCode);
+        hash.AddBytes(key);
+        return hash.ToHashCode();
     }
 
-    public int Count => _entries.Count;
+    public ref readonly KeySlot At(int position) => ref _chunks[position >> ChunkShift]![position & ChunkMask];
 
-    public bool TryGetValue(ReadOnlySpan<byte> key, [MaybeNullWhen(false)] out KeyEntry entry) => _byKey.TryGetValue(key, out entry);
-
-    /// <summary>Adds a new entry; false when an entry with the same key is present.</summary>
-    public bool TryAdd(KeyEntry entry) => _entries.Add(entry);
-
-    public void Add(KeyEntry entry)
+    /// <summary>The slot to change, copying its chunk first if an open capture may read it.</summary>
+    public ref KeySlot Writable(int position)
     {
-        if (!_entries.Add(entry))
+        int chunk = position >> ChunkShift;
+        if (_capturing && _chunkGenerations[chunk] != _generation)
         {
-            throw new InvalidOperationException("key already present");
+            _chunks[chunk] = (KeySlot[])_chunks[chunk]!.Clone();
+            _chunkGenerations[chunk] = _generation;
+        }
+
+        return ref _chunks[chunk]![position & ChunkMask];
+    }
+
+    /// <summary>The key's position, or -1.</summary>
+    public int Find(ReadOnlySpan<byte> key)
+    {
+        int hash = HashOf(key);
+        int mask = _buckets.Length - 1;
+        for (int i = hash & mask; ; i = (i + 1) & mask)
+        {
+            int bucket = _buckets[i];
+            if (bucket == 0)
+            {
+                return -1;
+            }
+
+            if (KeyData.KeyOf(At(bucket - 1).Data).SequenceEqual(key))
+            {
+                return bucket - 1;
+            }
         }
     }
 
-    public bool Remove(KeyEntry entry) => _entries.Remove(entry);
-
-    /// <summary>Puts <paramref name="replacement"/> in the place of the entry with the same key.</summary>
-    public void Replace(KeyEntry replacement)
+    public bool TryGetValue(ReadOnlySpan<byte> key, [MaybeNullWhen(false)] out KeyEntry entry)
     {
-        _entries.Remove(replacement);
-        _entries.Add(replacement);
+        int position = Find(key);
+        entry = position < 0 ? null : new KeyEntry(this, position);
+        return position >= 0;
     }
 
-    private sealed class EntryComparer : IEqualityComparer<KeyEntry>, IAlternateEqualityComparer<ReadOnlySpan<byte>, KeyEntry>
+    /// <summary>Appends a key (its <see cref="KeySlot.Data"/> composed for <paramref name="key"/>); returns its
+    /// position, or -1 when the key is present (nothing changes then).</summary>
+    public int TryAdd(ReadOnlySpan<byte> key, in KeySlot slot)
     {
-        public static EntryComparer Instance { get; } = new();
-
-        public bool Equals(KeyEntry? x, KeyEntry? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.Key.SequenceEqual(y.Key));
-
-        public int GetHashCode(KeyEntry obj) => GetHashCode(obj.Key);
-
-        public bool Equals(ReadOnlySpan<byte> alternate, KeyEntry other) => alternate.SequenceEqual(other.Key);
-
-        public int GetHashCode(ReadOnlySpan<byte> alternate)
+        if ((_count + 1) * 4L > _buckets.Length * 3L)
         {
-            var hash = default(HashCode);
-            hash.AddBytes(alternate);
-            return hash.ToHashCode();
+            Rehash(_buckets.Length * 2);
         }
 
-        public KeyEntry Create(ReadOnlySpan<byte> alternate) => throw new NotSupportedException("entries are added whole");
+        int hash = HashOf(key);
+        int mask = _buckets.Length - 1;
+        int i = hash & mask;
+        for (; _buckets[i] != 0; i = (i + 1) & mask)
+        {
+            if (KeyData.KeyOf(At(_buckets[i] - 1).Data).SequenceEqual(key))
+            {
+                return -1;
+            }
+        }
+
+        int position = _count;
+        int chunk = position >> ChunkShift;
+        if (chunk == _chunks.Length)
+        {
+            Array.Resize(ref _chunks, _chunks.Length * 2);
+            Array.Resize(ref _chunkGenerations, _chunks.Length);
+        }
+
+        if (_chunks[chunk] is null)
+        {
+            _chunks[chunk] = new KeySlot[ChunkSize];
+            _chunkGenerations[chunk] = _generation;
+        }
+
+        ref var stored = ref Writable(position);
+        stored = slot;
+        _buckets[i] = position + 1;
+        _count++;
+        return position;
+    }
+
+    /// <summary>Removes the key at <paramref name="position"/>; the last key takes its place. Returns whether a key
+    /// moved into <paramref name="position"/>.</summary>
+    public bool RemoveAt(int position)
+    {
+        if ((uint)position >= (uint)_count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(position));
+        }
+
+        DeleteBucket(BucketOf(position));
+        int last = _count - 1;
+        bool moved = position != last;
+        if (moved)
+        {
+            var lastSlot = At(last);
+            _buckets[BucketOf(last)] = position + 1;
+            Writable(position) = lastSlot;
+        }
+
+        Writable(last) = default;
+        _count = last;
+        if ((last & ChunkMask) == 0)
+        {
+            // The last chunk is empty (a capture keeps its own list of chunks).
+            _chunks[last >> ChunkShift] = null;
+        }
+
+        Epoch++;
+        if (_buckets.Length > MinimumBuckets && _count * 8L < _buckets.Length)
+        {
+            Rehash(_buckets.Length / 2);
+        }
+
+        return moved;
+    }
+
+    /// <summary>Opens a point-in-time view: the chunks as they are now (slots 0 to <see cref="Count"/> - 1), which
+    /// stay unchanged until <see cref="EndCapture"/>.</summary>
+    public KeySlot[]?[] BeginCapture()
+    {
+        if (_capturing)
+        {
+            throw new InvalidOperationException("a capture is already open");
+        }
+
+        // Every chunk's and hash's generation is at most the current one, so after the increment none equals it (a
+        // byte: renumber on wrap).
+        if (_generation == byte.MaxValue)
+        {
+            Array.Clear(_chunkGenerations);
+            for (int i = 0; i < _count; i++)
+            {
+                if (At(i).Data is HashValue hash)
+                {
+                    hash.Generation = 0;
+                }
+            }
+
+            _generation = 0;
+        }
+
+        _generation++;
+        _capturing = true;
+        return (KeySlot[]?[])_chunks.Clone();
+    }
+
+    public void EndCapture() => _capturing = false;
+
+    public static ref readonly KeySlot At(KeySlot[]?[] chunks, int position) => ref chunks[position >> ChunkShift]![position & ChunkMask];
+
+    private int HomeOf(int position, int mask) => HashOf(KeyData.KeyOf(At(position).Data)) & mask;
+
+    private int BucketOf(int position)
+    {
+        int mask = _buckets.Length - 1;
+        for (int i = HomeOf(position, mask); ; i = (i + 1) & mask)
+        {
+            if (_buckets[i] == position + 1)
+            {
+                return i;
+            }
+
+            if (_buckets[i] == 0)
+            {
+                throw new InvalidOperationException("key table index broken");
+            }
+        }
+    }
+
+    // Backward-shift deletion: later keys of the probe run move up so that no lookup meets a gap before its key.
+    private void DeleteBucket(int hole)
+    {
+        int mask = _buckets.Length - 1;
+        for (int j = (hole + 1) & mask; _buckets[j] != 0; j = (j + 1) & mask)
+        {
+            int home = HomeOf(_buckets[j] - 1, mask);
+
+            // The key at j may fill the hole when its home is not cyclically within (hole, j].
+            bool staysPut = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+            if (!staysPut)
+            {
+                _buckets[hole] = _buckets[j];
+                hole = j;
+            }
+        }
+
+        _buckets[hole] = 0;
+    }
+
+    private void Rehash(int size)
+    {
+        var buckets = new int[Math.Max(MinimumBuckets, size)];
+        int mask = buckets.Length - 1;
+        for (int position = 0; position < _count; position++)
+        {
+            int i = HomeOf(position, mask);
+            while (buckets[i] != 0)
+            {
+                i = (i + 1) & mask;
+            }
+
+            buckets[i] = position + 1;
+        }
+
+        _buckets = buckets;
     }
 }

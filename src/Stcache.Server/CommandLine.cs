@@ -134,6 +134,9 @@ public sealed record ServerOptions
     /// handed to the thread pool (<see cref="IoScheduling"/>); <c>pool</c> hands them over.</summary>
     public bool InlineIo { get; init; } = true;
 
+    /// <summary>Give the GC's free memory back once the node turns idle after a large growth (IdleHeapCompactor).</summary>
+    public bool IdleGcCompaction { get; init; }
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -189,6 +192,7 @@ public static class CommandLine
         new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
+        new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -346,7 +350,7 @@ public static class CommandLine
         ["peer-tls-key"] = "Security", ["peer-tls-ca"] = "Security", ["tls-cert"] = "Security", ["tls-key"] = "Security",
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
         ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
-        ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
+        ["max-memory"] = "Limits", ["eviction-policy"] = "Limits", ["idle-gc-compaction"] = "Limits",
         ["log-level"] = "Configuration", ["io-threads"] = "Configuration", ["help"] = "Configuration",
     };
 

@@ -133,6 +133,7 @@ public static class Program
         await using var node = NodeRuntime.Open(options, loggerFactory, logger);
         var service = new CommandService(node.Host, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<CommandService>());
         AccessReports.Attach(node.Host, service);
+        await using var heapCompactor = options.IdleGcCompaction ? IdleHeapCompactor.Start(loggerFactory.CreateLogger<IdleHeapCompactor>()) : null;
         var api = new HttpApi(node.Host, service, options, app.Services.GetRequiredService<IHttpClientFactory>(), loggerFactory.CreateLogger<HttpApi>());
         api.Map(app);
         AddressAnnouncement.Map(app, node.Host);

@@ -93,7 +93,8 @@ public sealed class RaftHost : IAsyncDisposable
 
     public TimeSpan RequestTimeout => _options.RequestTimeout;
 
-    /// <summary>The latest status published by the loop (refreshed after every batch).</summary>
+    /// <summary>The latest status published by the loop (refreshed after every batch, and before the answers to a batch
+    /// of applied entries are given, so a caller that heard its answer reads a status that shows its entry).</summary>
     public HostStatus Status => _driver.Status;
 
     /// <summary>Raised on the loop when leader, role or term changes. Handlers must not block.</summary>
@@ -331,12 +332,12 @@ public sealed class RaftHost : IAsyncDisposable
     internal const string ReadTimeoutMessage = "read could not be confirmed by a leader within the request timeout (no leader or no quorum)";
 
     /// <summary>
-    /// Completes once this node has applied <paramref name="index"/> (at once if it already has); throws a
-    /// <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
+    /// Completes once this node has applied <paramref name="index"/> (at once if it already has), and its
+    /// <see cref="Status"/> shows it; throws a <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
     /// </summary>
     public Task<LogIndex> WaitForAppliedAsync(LogIndex index, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        if (index <= _cache.AppliedIndex)
+        if (index <= _driver.Status.Applied)
         {
             return Task.FromResult(index);
         }

@@ -347,6 +347,19 @@ public sealed class RaftHost : IAsyncDisposable
             $"this node had not applied index {index} after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
     }
 
+    /// <summary>
+    /// Completes once this node has applied every entry its log holds when the loop takes this wait, and its
+    /// <see cref="Status"/> shows them: what a membership change refused as <see cref="HostErrorKind.ConfChangeInProgress"/>
+    /// waits for before it is tried again (the change in flight is in the log by then, and so is a new leader's first
+    /// entry). Throws a <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
+    /// </summary>
+    public Task<LogIndex> WaitForLogAppliedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var input = new AppliedWaitInput(null);
+        return AwaitInputAsync(input, input.Request.Completion.Task, timeout,
+            $"this node had not applied its log after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
+    }
+
     public async Task<ProposeStatus> TransferLeadershipAsync(NodeId target, CancellationToken cancellationToken = default)
     {
         var input = new TransferInput(target);
@@ -671,7 +684,8 @@ public sealed class RaftHost : IAsyncDisposable
                 _driver.ReportSnapshot(status.Peer, status.Succeeded);
                 break;
             case AppliedWaitInput wait:
-                _driver.WaitForApplied(wait.Index, wait.Request);
+                // The core's log as it is now (read, not fed): the status may not show this pass's appends yet.
+                _driver.WaitForApplied(wait.Index ?? _driver.Core.LastIndex, wait.Request);
                 break;
             case NotAMemberInput told:
                 _driver.ReportNotAMember(told.Peer, told.AsOf);

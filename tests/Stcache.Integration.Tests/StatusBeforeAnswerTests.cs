@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Stcache.Cache;
 using Stcache.Node;
@@ -15,8 +14,6 @@ namespace Stcache.Integration.Tests;
 /// </summary>
 public sealed class StatusBeforeAnswerTests
 {
-    private static readonly MemberInfo s_self = new(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
-
     [Fact]
     public void A_membership_change_is_answered_once_the_status_shows_it()
     {
@@ -45,7 +42,7 @@ public sealed class StatusBeforeAnswerTests
             var wait = new SeenRequest<LogIndex>(driver);
             driver.WaitForApplied(target, wait);
             var writes = Enumerable.Range(0, 3).Select(_ => new SeenWrite(driver)).ToList();
-            driver.Propose([.. writes.Select(w => (ReadOnlyMemory<byte>)CacheCommand.Set("k" + round, Encoding.UTF8.GetBytes("v")).Encode())], writes);
+            driver.Propose([.. writes.Select(w => (ReadOnlyMemory<byte>)SingleNodeHost.Set("k" + round).Encode())], writes);
             driver.Process();
 
             foreach (var write in writes)
@@ -62,13 +59,8 @@ public sealed class StatusBeforeAnswerTests
     [Fact]
     public async Task A_removal_over_the_host_is_seen_by_a_status_read_right_after_its_answer()
     {
-        var id = new NodeId(1);
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, s_self.ToContext())]);
-        var options = new RaftHostOptions { Raft = new RaftConfig { Id = id }, Self = s_self, TickInterval = TimeSpan.FromMilliseconds(10) };
-        var clock = new FakeRaftClock(options.TickInterval);
-        await using var host = new RaftHost(options, new MemoryLogStore(initial), new MemorySnapshotStore(), new NullPeerNetwork(),
-            new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
-        host.Start();
+        var (host, clock) = SingleNodeHost.Start();
+        await using var running = host;
         await clock.ElectAsync(host);
 
         for (ulong learner = 2; learner < 102; learner++)
@@ -87,10 +79,8 @@ public sealed class StatusBeforeAnswerTests
     /// <summary>A single voter's driver, ticked until it leads and has committed its first entry.</summary>
     private static NodeDriver LeadingDriver()
     {
-        var id = new NodeId(1);
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, s_self.ToContext())]);
-        var options = new RaftHostOptions { Raft = new RaftConfig { Id = id }, Self = s_self };
-        var driver = new NodeDriver(options, new MemoryLogStore(initial), new MemorySnapshotStore(), new NoEffects(), new CacheStateMachine(),
+        var options = SingleNodeHost.Options;
+        var driver = new NodeDriver(options, SingleNodeHost.Log(), new MemorySnapshotStore(), new NoEffects(), new CacheStateMachine(),
             new MemberBook(), NullLogger.Instance, TimeProvider.System, readIdSeed: 1);
         for (long ticks = 1; !(driver.Status.IsLeader && driver.Status.Applied == driver.Status.LastIndex); ticks++)
         {

@@ -15,16 +15,11 @@ public sealed class ConfChangeWaitTests
     [Fact]
     public async Task A_change_refused_while_another_is_in_flight_goes_through_once_the_log_it_waited_for_is_applied()
     {
-        var store = new GatedLogStore(SingleNodeHost.Log());
-        using var gate = store;
-        var (host, clock) = SingleNodeHost.Start(log: store);
-        await using var running = host;
-        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await using var node = await GatedNode.StartLeadingAsync();
+        var (host, store, _) = node;
 
         // Hold the loop in a save, so that both changes reach it in one pass: the first is proposed, the second refused.
-        store.Close();
-        var held = host.ProposeAsync(SingleNodeHost.Set("held"));
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        var held = await node.HoldInSaveAsync("held");
         var first = host.ChangeMembershipAsync(new ConfChange(ConfChangeType.AddLearner, new NodeId(2), ReadOnlyMemory<byte>.Empty));
         var second = host.ChangeMembershipAsync(new ConfChange(ConfChangeType.AddLearner, new NodeId(3), ReadOnlyMemory<byte>.Empty));
         store.Open();
@@ -45,15 +40,9 @@ public sealed class ConfChangeWaitTests
     [Fact]
     public async Task The_wait_times_out_on_the_host_clock_while_the_log_cannot_be_applied()
     {
-        var store = new GatedLogStore(SingleNodeHost.Log());
-        using var gate = store;
-        var (host, clock) = SingleNodeHost.Start(log: store);
-        await using var running = host;
-        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
-
-        store.Close();
-        var held = host.ProposeAsync(SingleNodeHost.Set("held"));
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        await using var node = await GatedNode.StartLeadingAsync();
+        var (host, store, clock) = node;
+        var held = await node.HoldInSaveAsync("held");
         var wait = host.WaitForLogAppliedAsync(TimeSpan.FromSeconds(2));
         clock.Time.Advance(TimeSpan.FromSeconds(2));
         var error = await Assert.ThrowsAsync<RaftHostException>(() => wait.WaitAsync(TimeSpan.FromSeconds(20)));

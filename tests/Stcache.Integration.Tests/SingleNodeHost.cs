@@ -56,3 +56,45 @@ internal static class SingleNodeHost
     /// <summary>A SET of <paramref name="key"/>.</summary>
     public static CacheCommand Set(string key, string value = "v") => CacheCommand.Set(key, Encoding.UTF8.GetBytes(value));
 }
+
+/// <summary>
+/// <see cref="SingleNodeHost"/> over a <see cref="GatedLogStore"/>, leading, its first write applied: for tests that
+/// hold the loop inside a log save (a disk that stopped answering) and look at what queues meanwhile.
+/// </summary>
+internal sealed record GatedNode(RaftHost Host, GatedLogStore Store, FakeRaftClock Clock) : IAsyncDisposable
+{
+    public static async Task<GatedNode> StartLeadingAsync(RaftHostOptions? options = null)
+    {
+        var store = new GatedLogStore(SingleNodeHost.Log());
+        var (host, clock) = SingleNodeHost.Start(options, store);
+        var node = new GatedNode(host, store, clock);
+        try
+        {
+            await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Closes the gate and proposes a write of <paramref name="key"/>; returns it once the loop is held
+    /// inside its save.</summary>
+    public async Task<Task<ApplyResult>> HoldInSaveAsync(string key)
+    {
+        Store.Close();
+        var write = Host.ProposeAsync(SingleNodeHost.Set(key));
+        Assert.True(await Store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        return write;
+    }
+
+    /// <summary>Opens the gate first: a loop held in a save would never stop.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        Store.Open();
+        await Host.DisposeAsync();
+        Store.Dispose();
+    }
+}

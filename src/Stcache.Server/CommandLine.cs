@@ -130,6 +130,9 @@ public sealed record ServerOptions
     /// <summary>RESP connections start in READONLY mode (stale local reads) until they send READWRITE.</summary>
     public bool RespReadOnly { get; init; }
 
+    /// <summary><c>--warmup on|off</c>: run the failover paths once on a scratch cluster before serving (Warmup.cs).</summary>
+    public bool Warmup { get; init; } = true;
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -184,6 +187,7 @@ public static class CommandLine
         new(["max-clients"], false, "concurrent RESP connections accepted (default 10000)", (o, v) => o with { RespClientsMax = ParseInt(v) }),
         new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
+        new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -342,7 +346,7 @@ public static class CommandLine
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
         ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
         ["max-memory"] = "Limits", ["eviction-policy"] = "Limits",
-        ["log-level"] = "Configuration", ["help"] = "Configuration",
+        ["log-level"] = "Configuration", ["help"] = "Configuration", ["warmup"] = "Configuration",
     };
 
     private static FlagDialect DialectOf(string name, FlagDialect current) => name switch

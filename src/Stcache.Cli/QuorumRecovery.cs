@@ -62,16 +62,14 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
             {
                 host.Start();
                 var last = committedLog.LastIndex;
+                // Answered once the published status shows the index applied (with the configuration as of it).
                 await host.WaitForAppliedAsync(last, TimeSpan.FromMinutes(5), cancellationToken);
-
-                // The host publishes its status at the end of a loop pass; each wait is an input that makes one.
-                for (int pass = 0; host.Status.Applied < last && pass < 100; pass++)
+                var status = host.Status;
+                if (status.Applied < last)
                 {
-                    await host.WaitForAppliedAsync(last, TimeSpan.FromMinutes(5), cancellationToken);
-                    await Task.Delay(10, cancellationToken);
+                    throw new InvalidOperationException($"the replay was answered at index {last} but the status shows {status.Applied} applied");
                 }
 
-                var status = host.Status;
                 configuration = status.ConfState;
                 book = members.All;
                 string learners = configuration.Learners.Count > 0 ? ", learners " + string.Join(", ", configuration.Learners) : string.Empty;

@@ -44,6 +44,14 @@ public sealed class NodeDriver
     private readonly List<(LogIndex Index, NodeRequest<LogIndex> Wait)> _appliedWaits = [];
     private readonly List<NodeRequest<SnapshotMetadata>> _snapshotRequests = [];
 
+    // The answers the Ready being handled owes (applied writes, served reads, applied-index waits), in the order it
+    // decided them. They are given after Advance, once the status that shows their entries applied is published:
+    // a client told that its membership change is applied may read /v1/status next, and must see the change there.
+    private readonly List<Answer> _answers = [];
+
+    // False once the published status shows everything done since; Process publishes again only when true.
+    private bool _statusStale = true;
+
     // Propose(batch)'s scratch lists, reused.
     private readonly List<ReadOnlyMemory<byte>> _batchCommands = [];
     private readonly List<ProposalRequest> _batchRequests = [];
@@ -126,7 +134,8 @@ public sealed class NodeDriver
     /// <summary>The wall clock this node stamps time with (TTLs, log time).</summary>
     public TimeProvider Time => _time;
 
-    /// <summary>The latest status, published after every <see cref="Process"/>. Safe to read from any thread.</summary>
+    /// <summary>The latest status, published after every <see cref="Process"/>, and before any request is answered for
+    /// an entry it applied (so it shows that entry). Safe to read from any thread.</summary>
     public HostStatus Status => _status;
 
     /// <summary>True while the write-ahead log refuses writes. Safe to read from any thread.</summary>
@@ -295,10 +304,11 @@ public sealed class NodeDriver
         }
     }
 
-    /// <summary>Answered once this node has applied <paramref name="index"/> (at once if it has).</summary>
+    /// <summary>Answered once this node has applied <paramref name="index"/> and published a status that shows it
+    /// (at once if it has).</summary>
     public void WaitForApplied(LogIndex index, NodeRequest<LogIndex> request)
     {
-        if (index <= _cache.AppliedIndex)
+        if (index <= _status.Applied)
         {
             request.Complete(index);
             return;
@@ -404,8 +414,9 @@ public sealed class NodeDriver
     }
 
     /// <summary>
-    /// Handles every Ready the core has, then promotes caught-up learners and publishes the status. Returns early
-    /// when the driver must wait (<see cref="Waiting"/>); call again once the wait is over.
+    /// Handles every Ready the core has, then promotes caught-up learners and publishes the status. A Ready that
+    /// answers requests publishes the status before it gives them (<see cref="GiveAnswers"/>). Returns early when the
+    /// driver must wait (<see cref="Waiting"/>); call again once the wait is over.
     /// </summary>
     public void Process()
     {
@@ -414,6 +425,7 @@ public sealed class NodeDriver
             return;
         }
 
+        _statusStale = true; // the inputs handed in since the last Process may have changed what the status shows
         while (true)
         {
             if (_ready is null)
@@ -424,6 +436,7 @@ public sealed class NodeDriver
                     break;
                 }
 
+                _statusStale = true;
                 _ready = _node.GetReady();
                 _readyStage = 0;
                 _readyStarted = _time.GetTimestamp();
@@ -437,6 +450,7 @@ public sealed class NodeDriver
             _node.Advance(_ready);
             _ready = null;
             _effects.ReadyHandled(_time.GetElapsedTime(_readyStarted));
+            GiveAnswers();
             if (_savedDuringReady is { } saved)
             {
                 _savedDuringReady = null;
@@ -446,12 +460,18 @@ public sealed class NodeDriver
             if (_announceAddress)
             {
                 _announceAddress = false;
+                _statusStale = true;
                 _node.Propose(HostCommand.EncodeMemberAddress(_options.Self));
             }
         }
 
         PromoteCaughtUpLearners();
-        PublishStatus();
+        if (_statusStale)
+        {
+            PublishStatus();
+            _statusStale = false;
+        }
+
         DetectAppliedRemoval();
         if (Volatile.Read(ref _removed) == 1)
         {
@@ -463,6 +483,13 @@ public sealed class NodeDriver
     /// <summary>Fails every request the driver holds (the node is stopping).</summary>
     public void FailAll(RaftHostException error)
     {
+        // Decided already (their entries are applied): given as they are.
+        foreach (var answer in _answers)
+        {
+            answer.Give();
+        }
+
+        _answers.Clear();
         foreach (var waiter in _waiters.Values)
         {
             waiter.Fail(error);
@@ -532,7 +559,31 @@ public sealed class NodeDriver
         {
             _node.Tick();
             _ticksDone++;
+            _statusStale = true;
         }
+    }
+
+    /// <summary>
+    /// Gives the answers the Ready just advanced owes, after publishing the status that shows their entries applied
+    /// (and, with the core advanced, a membership change in effect): whoever hears an answer and then reads the
+    /// status sees what was answered. Once per Ready with answers, not per entry; the Process that follows
+    /// publishes again only if something changed since.
+    /// </summary>
+    private void GiveAnswers()
+    {
+        if (_answers.Count == 0)
+        {
+            return;
+        }
+
+        PublishStatus();
+        _statusStale = false;
+        foreach (var answer in _answers)
+        {
+            answer.Give();
+        }
+
+        _answers.Clear();
     }
 
     /// <summary>Runs the stages of one Ready from where it stopped; false when it must wait.</summary>
@@ -591,7 +642,7 @@ public sealed class NodeDriver
                 var point = new ReadPoint(state.Index, state.LeaderTimeUnixMs > 0 ? state.LeaderTimeUnixMs : LeaderReadTime());
                 if (state.Index <= _cache.AppliedIndex)
                 {
-                    read.Complete(Monotonic(point));
+                    _answers.Add(Answer.Served(read, Monotonic(point)));
                 }
                 else
                 {
@@ -817,15 +868,10 @@ public sealed class NodeDriver
         _effects.Applied(entry);
         if (_waiters.Remove(entry.Index, out var waiter))
         {
-            if (waiter.Term == entry.Term)
-            {
-                waiter.Complete(result);
-            }
-            else
-            {
-                waiter.Fail(new RaftHostException(HostErrorKind.Lost,
-                    "leadership changed before the write committed; it was not applied, retry", outcomeUnknown: false));
-            }
+            _answers.Add(waiter.Term == entry.Term
+                ? Answer.Applied(waiter, result)
+                : Answer.Lost(waiter, new RaftHostException(HostErrorKind.Lost,
+                    "leadership changed before the write committed; it was not applied, retry", outcomeUnknown: false)));
         }
     }
 
@@ -879,7 +925,7 @@ public sealed class NodeDriver
                     return false;
                 }
 
-                wait.Wait.Complete(wait.Index);
+                _answers.Add(Answer.Reached(wait.Wait, wait.Index));
                 return true;
             });
         }
@@ -893,7 +939,7 @@ public sealed class NodeDriver
                     return false;
                 }
 
-                pair.Read.Complete(Monotonic(pair.Point));
+                _answers.Add(Answer.Served(pair.Read, Monotonic(pair.Point)));
                 return true;
             });
         }
@@ -1031,6 +1077,7 @@ public sealed class NodeDriver
             var result = _node.ProposeConfChange(new ConfChange(ConfChangeType.AddVoter, progress.Id, context));
             if (result.IsAccepted)
             {
+                _statusStale = true;
                 _catchUpRounds.Remove(progress.Id);
                 NodeLog.PromotingLearner(_logger, progress.Id, progress.Match);
             }
@@ -1136,5 +1183,61 @@ public sealed class NodeDriver
         }
 
         return state;
+    }
+
+    /// <summary>An answer a Ready owes one request (see <see cref="GiveAnswers"/>): a write applied or lost, a read
+    /// served, or an applied index reached.</summary>
+    private readonly struct Answer
+    {
+        private readonly ProposalRequest? _write;
+        private readonly ApplyResult _result;
+        private readonly RaftHostException? _error;
+        private readonly NodeRequest<ReadPoint>? _read;
+        private readonly ReadPoint _point;
+        private readonly NodeRequest<LogIndex>? _wait;
+        private readonly LogIndex _index;
+
+        private Answer(ProposalRequest? write, ApplyResult result, RaftHostException? error, NodeRequest<ReadPoint>? read, ReadPoint point,
+            NodeRequest<LogIndex>? wait, LogIndex index)
+        {
+            _write = write;
+            _result = result;
+            _error = error;
+            _read = read;
+            _point = point;
+            _wait = wait;
+            _index = index;
+        }
+
+        public static Answer Applied(ProposalRequest write, ApplyResult result) => new(write, result, null, null, default, null, default);
+
+        public static Answer Lost(ProposalRequest write, RaftHostException error) => new(write, default, error, null, default, null, default);
+
+        public static Answer Served(NodeRequest<ReadPoint> read, ReadPoint point) => new(null, default, null, read, point, null, default);
+
+        public static Answer Reached(NodeRequest<LogIndex> wait, LogIndex index) => new(null, default, null, null, default, wait, index);
+
+        public void Give()
+        {
+            if (_write is not null)
+            {
+                if (_error is not null)
+                {
+                    _write.Fail(_error);
+                }
+                else
+                {
+                    _write.Complete(_result);
+                }
+            }
+            else if (_read is not null)
+            {
+                _read.Complete(_point);
+            }
+            else
+            {
+                _wait!.Complete(_index);
+            }
+        }
     }
 }

@@ -137,6 +137,9 @@ public sealed record ServerOptions
     /// <summary>Give the GC's free memory back once the node turns idle after a large growth (IdleHeapCompactor).</summary>
     public bool IdleGcCompaction { get; init; }
 
+    /// <summary><c>--warmup on|off</c>: run the failover paths once on a scratch cluster before serving (Warmup.cs).</summary>
+    public bool Warmup { get; init; } = true;
+
     public string HttpScheme => TlsCert is null ? "http" : "https";
 
     public bool Help { get; init; }
@@ -193,6 +196,7 @@ public static class CommandLine
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
+        new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
         new(["help", "h"], true, "show this help", (o, v) => o with { Help = ParseBool("help", v) }),
     ];
@@ -351,7 +355,7 @@ public static class CommandLine
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
         ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
         ["max-memory"] = "Limits", ["eviction-policy"] = "Limits", ["idle-gc-compaction"] = "Limits",
-        ["log-level"] = "Configuration", ["io-threads"] = "Configuration", ["help"] = "Configuration",
+        ["log-level"] = "Configuration", ["io-threads"] = "Configuration", ["help"] = "Configuration", ["warmup"] = "Configuration",
     };
 
     private static FlagDialect DialectOf(string name, FlagDialect current) => name switch

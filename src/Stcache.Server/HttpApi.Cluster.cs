@@ -149,13 +149,15 @@ internal sealed partial class HttpApi
         return result ?? TypedResults.Text("ok\n");
     }
 
-    /// <summary>Proposes a membership change; while another one is still in progress (a typed refusal), retries every
-    /// 100 ms within the request timeout. Null on success, else the answer to send.</summary>
+    /// <summary>Proposes a membership change; while another one is still in progress (a typed refusal), tries again
+    /// each time this node has applied the log it held at the refusal (woken by the host, not polled), within the
+    /// request timeout. Null on success, else the answer to send.</summary>
     private async Task<IResult?> ConfChangeAsync(ConfChange change, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + host.RequestTimeout;
         while (true)
         {
+            RaftHostException refused;
             try
             {
                 await host.ChangeMembershipAsync(change, cancellationToken);
@@ -163,11 +165,30 @@ internal sealed partial class HttpApi
             }
             catch (RaftHostException e) when (e.Kind == HostErrorKind.ConfChangeInProgress && DateTime.UtcNow < deadline)
             {
-                await Task.Delay(100, cancellationToken);
+                refused = e;
             }
             catch (RaftHostException e) when (e.Kind == HostErrorKind.MemberIdRemoved)
             {
                 return Error(StatusCodes.Status409Conflict, e.Message, "not-applied");
+            }
+            catch (RaftHostException e)
+            {
+                return HostError(e);
+            }
+
+            var remaining = deadline - DateTime.UtcNow;
+            if (remaining <= TimeSpan.Zero)
+            {
+                return HostError(refused);
+            }
+
+            try
+            {
+                await host.WaitForLogAppliedAsync(remaining, cancellationToken);
+            }
+            catch (RaftHostException e) when (e.Kind == HostErrorKind.Timeout)
+            {
+                return HostError(refused); // still in progress at the deadline
             }
             catch (RaftHostException e)
             {

@@ -93,7 +93,8 @@ public sealed class RaftHost : IAsyncDisposable
 
     public TimeSpan RequestTimeout => _options.RequestTimeout;
 
-    /// <summary>The latest status published by the loop (refreshed after every batch).</summary>
+    /// <summary>The latest status published by the loop (refreshed after every batch, and before the answers to a batch
+    /// of applied entries are given, so a caller that heard its answer reads a status that shows its entry).</summary>
     public HostStatus Status => _driver.Status;
 
     /// <summary>Raised on the loop when leader, role or term changes. Handlers must not block.</summary>
@@ -331,12 +332,12 @@ public sealed class RaftHost : IAsyncDisposable
     internal const string ReadTimeoutMessage = "read could not be confirmed by a leader within the request timeout (no leader or no quorum)";
 
     /// <summary>
-    /// Completes once this node has applied <paramref name="index"/> (at once if it already has); throws a
-    /// <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
+    /// Completes once this node has applied <paramref name="index"/> (at once if it already has), and its
+    /// <see cref="Status"/> shows it; throws a <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
     /// </summary>
     public Task<LogIndex> WaitForAppliedAsync(LogIndex index, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        if (index <= _cache.AppliedIndex)
+        if (index <= _driver.Status.Applied)
         {
             return Task.FromResult(index);
         }
@@ -344,6 +345,19 @@ public sealed class RaftHost : IAsyncDisposable
         var input = new AppliedWaitInput(index);
         return AwaitInputAsync(input, input.Request.Completion.Task, timeout,
             $"this node had not applied index {index} after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
+    }
+
+    /// <summary>
+    /// Completes once this node has applied every entry its log holds when the loop takes this wait, and its
+    /// <see cref="Status"/> shows them: what a membership change refused as <see cref="HostErrorKind.ConfChangeInProgress"/>
+    /// waits for before it is tried again (the change in flight is in the log by then, and so is a new leader's first
+    /// entry). Throws a <see cref="HostErrorKind.Timeout"/> error after <paramref name="timeout"/>.
+    /// </summary>
+    public Task<LogIndex> WaitForLogAppliedAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var input = new AppliedWaitInput(null);
+        return AwaitInputAsync(input, input.Request.Completion.Task, timeout,
+            $"this node had not applied its log after {timeout.TotalMilliseconds:0} ms (cut off from the leader?)", cancellationToken);
     }
 
     public async Task<ProposeStatus> TransferLeadershipAsync(NodeId target, CancellationToken cancellationToken = default)
@@ -670,7 +684,8 @@ public sealed class RaftHost : IAsyncDisposable
                 _driver.ReportSnapshot(status.Peer, status.Succeeded);
                 break;
             case AppliedWaitInput wait:
-                _driver.WaitForApplied(wait.Index, wait.Request);
+                // The core's log as it is now (read, not fed): the status may not show this pass's appends yet.
+                _driver.WaitForApplied(wait.Index ?? _driver.Core.LastIndex, wait.Request);
                 break;
             case NotAMemberInput told:
                 _driver.ReportNotAMember(told.Peer, told.AsOf);

@@ -154,9 +154,11 @@ internal sealed class ReadInput(bool lease, ReadRequest? request = null) : NodeI
     public ReadRequest Request { get; } = request ?? new();
 }
 
-internal sealed class AppliedWaitInput(LogIndex index) : NodeInput
+/// <summary>Waits until <see cref="Index"/> is applied; without one, the last index the log holds when the loop
+/// takes the input.</summary>
+internal sealed class AppliedWaitInput(LogIndex? index) : NodeInput
 {
-    public LogIndex Index { get; } = index;
+    public LogIndex? Index { get; } = index;
 
     public TaskRequest<LogIndex> Request { get; } = new();
 }

@@ -123,6 +123,10 @@ public sealed class ServerSettings
     public string? AuthTokenFile { get; set; }
 
     // ---- Configuration
+    [ConfigurationKeyName("warmup")]
+    [OneOf("warmup", "on", "off")]
+    public string? Warmup { get; set; }
+
     [ConfigurationKeyName("log-level")]
     [OneOf("log-level", "Trace", "Debug", "Information", "Warning", "Error", "Critical", "None")]
     public string? LogLevel { get; set; }

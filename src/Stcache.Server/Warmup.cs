@@ -18,6 +18,7 @@ namespace Stcache.Server;
 /// failover (its own leader code, and the framework's generic code over its types, which ReadyToRun cannot hold), a
 /// few hundred milliseconds on a busy machine, on the critical path of the first write after the crash. Here they
 /// are compiled once at start, off that path. Best effort: a failure is logged and the node starts anyway.
+/// <c>--warmup off</c> skips it (and the forwarded batch to itself): a faster start, a slower first failover.
 /// </para>
 /// </summary>
 internal static partial class Warmup
@@ -26,9 +27,14 @@ internal static partial class Warmup
     private const int Rounds = 8;
     private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(20);
 
-    /// <summary>Runs the scratch cluster; never throws. Log the report once a logger exists.</summary>
+    /// <summary>Runs the scratch cluster (unless <c>--warmup off</c>); never throws. Log the report once a logger exists.</summary>
     public static async Task<Report> RunAsync(ServerOptions options)
     {
+        if (!options.Warmup)
+        {
+            return new Report(0, 0, null) { Skipped = true };
+        }
+
         long started = Stopwatch.GetTimestamp();
         using var limit = new CancellationTokenSource(s_limit);
         try
@@ -50,6 +56,11 @@ internal static partial class Warmup
     /// </summary>
     public static async Task ForwardToSelfAsync(ServerOptions options, IHttpClientFactory clients, CancellationToken stopping)
     {
+        if (!options.Warmup)
+        {
+            return;
+        }
+
         string address = CommandLine.IsAnyHost(options.HttpAddress)
             ? "127.0.0.1:" + CommandLine.PortOf(CommandLine.NormalizeAddress(options.HttpAddress)).ToString(System.Globalization.CultureInfo.InvariantCulture)
             : CommandLine.NormalizeAddress(options.HttpAddress);
@@ -75,9 +86,16 @@ internal static partial class Warmup
     /// <summary>How the warm-up went.</summary>
     public readonly record struct Report(long ElapsedMs, int Writes, string? Error)
     {
+        /// <summary>Not run: <c>--warmup off</c>.</summary>
+        public bool Skipped { get; init; }
+
         public void Log(ILogger logger)
         {
-            if (Error is null)
+            if (Skipped)
+            {
+                Off(logger);
+            }
+            else if (Error is null)
             {
                 Done(logger, ElapsedMs, Writes);
             }
@@ -237,6 +255,9 @@ internal static partial class Warmup
 
     [LoggerMessage(1142, LogLevel.Warning, "Warm-up stopped after {ElapsedMs} ms: {Reason}; the node starts anyway")]
     private static partial void Failed(ILogger logger, long elapsedMs, string reason);
+
+    [LoggerMessage(1144, LogLevel.Information, "Warm-up off (--warmup off): the first failover this node takes part in compiles its code paths as it goes")]
+    private static partial void Off(ILogger logger);
 
     /// <summary>Hands each message straight to its addressee's host; drops what an isolated node sends or is sent.</summary>
     private sealed class LocalNetwork : IPeerNetwork

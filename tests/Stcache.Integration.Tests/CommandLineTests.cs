@@ -57,6 +57,8 @@ public sealed class CommandLineTests
     [InlineData("--http=nonsense")]
     [InlineData("--tick-ms=0")]
     [InlineData("--election-ticks=1")]
+    [InlineData("--warmup=maybe")]
+    [InlineData("--warmup")]
     public void BadCommandLinesAreUsageErrors(params string[] args)
     {
         Assert.Throws<UsageException>(() => CommandLine.Parse(args));
@@ -69,5 +71,19 @@ public sealed class CommandLineTests
         string usage = CommandLine.Usage();
         Assert.Contains("--forward-writes", usage, StringComparison.Ordinal);
         Assert.Contains("--request-timeout-ms", usage, StringComparison.Ordinal);
+        Assert.Contains("--warmup <value>", usage, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WarmupIsOnUnlessTurnedOff()
+    {
+        string[] addresses = ["--http=127.0.0.1:1", "--raft=127.0.0.1:2"];
+        Assert.True(CommandLine.Parse(addresses).Warmup);
+        Assert.True(CommandLine.Parse([.. addresses, "--warmup=on"]).Warmup);
+        Assert.False(CommandLine.Parse([.. addresses, "--warmup", "off"]).Warmup);
+        Assert.False(CommandLine.Parse([.. addresses, "--warmup=OFF"]).Warmup);
+        var bad = Assert.Throws<UsageException>(() => CommandLine.Parse([.. addresses, "--warmup=maybe"]));
+        Assert.Contains("--warmup", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("one of on, off", bad.Message, StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,3 @@
-using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Stcache.Cache;
 using Stcache.Raft;
@@ -112,15 +110,9 @@ public sealed class ProposalDeadlineTests
     [Fact]
     public async Task A_caller_that_goes_away_frees_its_write_which_is_never_applied_if_not_yet_proposed()
     {
-        var (host, store, clock) = SingleNode(TimeSpan.FromSeconds(20));
-        using var gate = store;
-        await using var running = host;
-        host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
-
-        store.Close();
-        var held = host.ProposeAsync(Set("held"));
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        await using var node = await GatedNode.StartLeadingAsync();
+        var (host, store, clock) = node;
+        var held = await node.HoldInSaveAsync("held");
 
         using var client = new CancellationTokenSource();
         var abandoned = host.ProposeAsync(Set("abandoned"), client.Token);
@@ -142,15 +134,9 @@ public sealed class ProposalDeadlineTests
     public async Task A_write_stuck_in_the_log_save_times_out_on_the_host_clock_with_outcome_unknown()
     {
         var timeout = TimeSpan.FromSeconds(2);
-        var (host, store, clock) = SingleNode(timeout);
-        using var gate = store;
-        await using var running = host;
-        host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
-
-        store.Close();
-        var stuck = host.ProposeAsync(Set("stuck"));
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        await using var node = await GatedNode.StartLeadingAsync(SingleNodeHost.Options with { RequestTimeout = timeout });
+        var (host, store, clock) = node;
+        var stuck = await node.HoldInSaveAsync("stuck");
         var queued = host.ProposeAsync(Set("queued"));
 
         clock.Time.Advance(timeout);
@@ -168,23 +154,5 @@ public sealed class ProposalDeadlineTests
         Assert.False(host.Cache.TryGet("queued", out _));
     }
 
-    private static (RaftHost Host, GatedLogStore Store, FakeRaftClock Clock) SingleNode(TimeSpan requestTimeout)
-    {
-        var id = new NodeId(1);
-        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
-        var store = new GatedLogStore(new MemoryLogStore(initial));
-        var options = new RaftHostOptions
-        {
-            Raft = new RaftConfig { Id = id },
-            Self = self,
-            TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = requestTimeout,
-        };
-        var clock = new FakeRaftClock(options.TickInterval);
-        var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
-        return (host, store, clock);
-    }
-
-    private static CacheCommand Set(string key) => CacheCommand.Set(key, Encoding.UTF8.GetBytes("v"));
+    private static CacheCommand Set(string key) => SingleNodeHost.Set(key);
 }

@@ -1,5 +1,3 @@
-using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using Stcache.Cache;
 using Stcache.Raft;
 using Stcache.Server;
@@ -16,18 +14,13 @@ public sealed class RaftInputQueueTests
     [Fact]
     public async Task A_peer_message_gets_in_while_the_client_queue_is_full()
     {
-        var (host, store, clock) = SingleNode(clientQueue: 4, raftQueue: 1024);
-        using var gate = store;
-        await using var _ = host;
-        host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await using var node = await GatedNode.StartLeadingAsync(Queues(clientQueue: 4, raftQueue: 1024));
+        var (host, store, clock) = node;
         var term = host.Status.Term;
 
         // Hold the loop in a save, then queue more client writes than the client queue holds: the first four
         // fill it, the rest wait for space (back-pressure).
-        store.Close();
-        var writes = new List<Task<ApplyResult>> { host.ProposeAsync(Set("held")) };
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        var writes = new List<Task<ApplyResult>> { await node.HoldInSaveAsync("held") };
         for (int i = 0; i < 8; i++)
         {
             writes.Add(host.ProposeAsync(Set("queued" + i)));
@@ -72,16 +65,11 @@ public sealed class RaftInputQueueTests
     {
         const int capacity = 8;
         const int sent = 100;
-        var (host, store, clock) = SingleNode(clientQueue: 4, raftQueue: capacity);
-        using var gate = store;
-        await using var _ = host;
-        host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await using var node = await GatedNode.StartLeadingAsync(Queues(clientQueue: 4, raftQueue: capacity));
+        var (host, store, clock) = node;
         var term = host.Status.Term;
 
-        store.Close();
-        var held = host.ProposeAsync(Set("held"));
-        Assert.True(await store.WaitUntilBlockedAsync(), "the loop never reached the held save");
+        var held = await node.HoldInSaveAsync("held");
         for (int i = 0; i < sent; i++)
         {
             host.Deliver(new Message { Type = MessageType.HeartbeatResponse, From = new NodeId(2), To = host.Id, Term = term });
@@ -93,25 +81,8 @@ public sealed class RaftInputQueueTests
         Assert.True((await clock.RunUntilAsync(host, held)).Succeeded);
     }
 
-    private static (RaftHost Host, GatedLogStore Store, FakeRaftClock Clock) SingleNode(int clientQueue, int raftQueue)
-    {
-        var id = new NodeId(1);
-        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
-        var store = new GatedLogStore(new MemoryLogStore(initial));
-        var options = new RaftHostOptions
-        {
-            Raft = new RaftConfig { Id = id },
-            Self = self,
-            TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = TimeSpan.FromSeconds(20),
-            InputQueueCapacity = clientQueue,
-            PeerInputQueueCapacity = raftQueue,
-        };
-        var clock = new FakeRaftClock(options.TickInterval);
-        var host = new RaftHost(options, store, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
-        return (host, store, clock);
-    }
+    private static RaftHostOptions Queues(int clientQueue, int raftQueue) =>
+        SingleNodeHost.Options with { InputQueueCapacity = clientQueue, PeerInputQueueCapacity = raftQueue };
 
-    private static CacheCommand Set(string key) => CacheCommand.Set(key, Encoding.UTF8.GetBytes("v"));
+    private static CacheCommand Set(string key) => SingleNodeHost.Set(key);
 }

@@ -1,7 +1,5 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Stcache.Cache;
 using Stcache.Raft;
-using Stcache.Server;
 
 namespace Stcache.Integration.Tests;
 
@@ -15,23 +13,12 @@ public sealed class RemovalNoticeTests
     [Fact]
     public async Task Only_a_notice_newer_than_this_nodes_own_state_shuts_it_down()
     {
-        var id = new NodeId(1);
-        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
-        var options = new RaftHostOptions
-        {
-            Raft = new RaftConfig { Id = id },
-            Self = self,
-            TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = TimeSpan.FromSeconds(2),
-        };
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
-        var clock = new FakeRaftClock(options.TickInterval);
-        await using var host = new RaftHost(options, new MemoryLogStore(initial), new MemorySnapshotStore(), new NullPeerNetwork(),
-            new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
+        var id = SingleNodeHost.Id;
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { RequestTimeout = TimeSpan.FromSeconds(2) });
+        await using var running = host;
         var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         host.RemovedFromCluster += () => removed.TrySetResult();
-        host.Start();
-        Assert.True((await DiskFullTests.WriteWhenLeaderAsync(host, clock, "k", "v")).Succeeded);
+        Assert.True((await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "k", "v")).Succeeded);
 
         // What it tells dialers: nothing to a member, its applied index to anyone else.
         Assert.Null(host.NotAMemberAsOf(id));

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Microsoft.Extensions.Logging.Abstractions;
 using Stcache.Cache;
 using Stcache.Raft;
 using Stcache.Server;
@@ -20,24 +19,11 @@ public sealed class SnapshotLogBytesTests
     [Fact]
     public async Task A_burst_of_writes_is_snapshotted_once_the_log_holds_the_bytes_not_before()
     {
-        var id = new NodeId(1);
-        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
         var store = new SignallingSnapshotStore();
-        var options = new RaftHostOptions
-        {
-            Raft = new RaftConfig { Id = id },
-            Self = self,
-            TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = TimeSpan.FromSeconds(20),
-            SnapshotInterval = TimeSpan.FromHours(1),
-            SnapshotLogBytes = LogBytes,
-        };
-        var clock = new FakeRaftClock(options.TickInterval);
-        var state = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
-        await using var host = new RaftHost(options, new MemoryLogStore(state), store, new NullPeerNetwork(), new CacheStateMachine(),
-            new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
-        host.Start();
-        await DiskFullTests.WriteWhenLeaderAsync(host, clock, "first", "v");
+        var options = SingleNodeHost.Options with { SnapshotInterval = TimeSpan.FromHours(1), SnapshotLogBytes = LogBytes };
+        var (host, clock) = SingleNodeHost.Start(options, snapshots: store);
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "first", "v");
 
         // Writes of 4 KiB until the applied entries hold three quarters of the bytes: ten ticks later (each checks
         // the policy), no snapshot.

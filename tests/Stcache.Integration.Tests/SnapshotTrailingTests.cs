@@ -29,25 +29,13 @@ public sealed class SnapshotTrailingTests : IDisposable
     public async Task The_write_ahead_log_keeps_the_snapshot_trailing_entries_and_no_more()
     {
         const ulong trailing = 100;
-        var id = new NodeId(1);
-        var self = new MemberInfo(1, "n1", "127.0.0.1:1", "127.0.0.1:2");
         using var wal = WriteAheadLog.Open(_directory, new WalOptions { SegmentSizeBytes = 4096 }, NullLogger<WriteAheadLog>.Instance);
-        var initial = PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, id, self.ToContext())]);
+        var initial = SingleNodeHost.Initial;
         wal.Save(initial.HardState, initial.Entries);
-        var options = new RaftHostOptions
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { SnapshotInterval = TimeSpan.FromHours(1), SnapshotTrailingEntries = trailing }, wal);
+        await using (host)
         {
-            Raft = new RaftConfig { Id = id },
-            Self = self,
-            TickInterval = TimeSpan.FromMilliseconds(10),
-            RequestTimeout = TimeSpan.FromSeconds(20),
-            SnapshotInterval = TimeSpan.FromHours(1),
-            SnapshotTrailingEntries = trailing,
-        };
-        var clock = new FakeRaftClock(options.TickInterval);
-        await using (var host = new RaftHost(options, wal, new MemorySnapshotStore(), new NullPeerNetwork(), new CacheStateMachine(), new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time))
-        {
-            host.Start();
-            await DiskFullTests.WriteWhenLeaderAsync(host, clock, "first", "v");
+            await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "first", "v");
 
             // 1,000 writes, 50 at a time so they share fsyncs, then a snapshot.
             for (int round = 0; round < 20; round++)

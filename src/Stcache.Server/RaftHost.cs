@@ -34,9 +34,8 @@ public sealed class RaftHost : IAsyncDisposable
     private long _peerInputsDropped;
     private long _lastDropLogged;
 
-    // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
-    private Task<bool>? _raftWait;
-    private Task<bool>? _clientWait;
+    // Rung by every write to either channel; the loop's thread blocks on it when both are empty (see WaitForInput).
+    private readonly LoopBell _bell = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
     private readonly ProposalDeadlines _deadlines;
@@ -67,22 +66,21 @@ public sealed class RaftHost : IAsyncDisposable
         _members = members;
         _logger = logger;
         _time = time ?? TimeProvider.System;
-        _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
+        _inputs = new BelledChannel(new BoundedChannelOptions(options.InputQueueCapacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
-        });
+        }, _bell);
 #pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
 #pragma warning restore CA5394
         _deadlines = new ProposalDeadlines(_time);
-        _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
+        _raftInputs = new BelledChannel(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
-            // The loop may leave a wait on this channel pending while it serves the other one.
-            SingleReader = false,
+            SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
-        });
+        }, _bell);
     }
 
     public NodeId Id => _options.Raft.Id;
@@ -135,7 +133,26 @@ public sealed class RaftHost : IAsyncDisposable
         _members.Changed += OnMemberChanged;
         _members.Removed += OnMemberRemoved;
         _tickEpoch = _time.GetTimestamp();
-        _loop = Task.Run(RunLoopAsync);
+        // The loop runs on a thread of its own that blocks when it has nothing to do: an input wakes it directly
+        // (one futex), not through a thread-pool work item that then has to find a pool thread.
+        var loop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _loop = loop.Task;
+        new Thread(() =>
+        {
+            try
+            {
+                RunLoop();
+                loop.SetResult();
+            }
+            catch (Exception e)
+            {
+                loop.SetException(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = $"raft-loop-{Id.Value}",
+        }.Start();
         _ticker = Task.Run(RunTickerAsync);
     }
 
@@ -395,6 +412,10 @@ public sealed class RaftHost : IAsyncDisposable
 
         _deadlines.Dispose(); // answers any write the loop never saw
         _stopping.Dispose();
+        if (_loop is null || _loop.IsCompleted)
+        {
+            _bell.Dispose();
+        }
     }
 
     private async Task<T> AwaitInputAsync<T>(NodeInput input, Task<T> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
@@ -470,13 +491,13 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     private long DueTicks() => (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
 
-    private async Task RunLoopAsync()
+    private void RunLoop()
     {
         var raftReader = _raftInputs.Reader;
         var clientReader = _inputs.Reader;
         try
         {
-            while (await WaitForInputAsync().ConfigureAwait(false))
+            while (WaitForInput())
             {
                 _driver.Tick(DueTicks());
                 CollectSavedSnapshot();
@@ -507,7 +528,7 @@ public sealed class RaftHost : IAsyncDisposable
 
                 ProposeQueued();
 
-                if (!await ProcessAsync().ConfigureAwait(false))
+                if (!Process())
                 {
                     break;
                 }
@@ -524,7 +545,7 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>Lets the driver process, performing the waits it asks for; false when stopping cut a wait short.</summary>
-    private async Task<bool> ProcessAsync()
+    private bool Process()
     {
         while (true)
         {
@@ -536,7 +557,7 @@ public sealed class RaftHost : IAsyncDisposable
                 case DriverWait.StorageRetry:
                     try
                     {
-                        await Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).ConfigureAwait(false);
+                        Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).GetAwaiter().GetResult();
                     }
                     catch (OperationCanceledException)
                     {
@@ -546,7 +567,7 @@ public sealed class RaftHost : IAsyncDisposable
                     _driver.RetryStorage();
                     break;
                 case DriverWait.SnapshotSave:
-                    await _snapshotTask!.ConfigureAwait(false);
+                    _snapshotTask!.GetAwaiter().GetResult();
                     CollectSavedSnapshot();
                     break;
             }
@@ -563,10 +584,10 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits until either channel holds an input (true), or both are closed and drained (false). The wait on the
-    /// channel that did not fire stays pending and is reused next time, so an idle channel never collects waits.
+    /// Waits until either channel holds an input (true), or both are closed and drained (false), blocking the loop's
+    /// thread on the bell when both are empty.
     /// </summary>
-    private async ValueTask<bool> WaitForInputAsync()
+    private bool WaitForInput()
     {
         var raftReader = _raftInputs.Reader;
         var clientReader = _inputs.Reader;
@@ -577,26 +598,19 @@ public sealed class RaftHost : IAsyncDisposable
                 return true;
             }
 
-            bool raftDone = raftReader.Completion.IsCompleted;
-            bool clientDone = clientReader.Completion.IsCompleted;
-            if (raftDone && clientDone)
+            if (raftReader.Completion.IsCompleted && clientReader.Completion.IsCompleted)
             {
                 return false;
             }
 
-            if (!raftDone && _raftWait is not { IsCompleted: false })
+            _bell.Arm();
+            if (raftReader.TryPeek(out _) || clientReader.TryPeek(out _)
+                || (raftReader.Completion.IsCompleted && clientReader.Completion.IsCompleted))
             {
-                _raftWait = raftReader.WaitToReadAsync().AsTask();
+                continue;
             }
 
-            if (!clientDone && _clientWait is not { IsCompleted: false })
-            {
-                _clientWait = clientReader.WaitToReadAsync().AsTask();
-            }
-
-            // Shutting down (one channel closed): only the other can still hold something.
-            Task wait = raftDone ? _clientWait! : clientDone ? _raftWait! : Task.WhenAny(_raftWait!, _clientWait!);
-            await wait.ConfigureAwait(false);
+            _bell.Wait();
         }
     }
 

@@ -34,8 +34,9 @@ public sealed class RaftHost : IAsyncDisposable
     private long _peerInputsDropped;
     private long _lastDropLogged;
 
-    // Rung by every write to either channel; the loop's thread blocks on it when both are empty (see WaitForInput).
-    private readonly LoopBell _bell = new();
+    // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
+    private Task<bool>? _raftWait;
+    private Task<bool>? _clientWait;
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
     private readonly ProposalDeadlines _deadlines;
@@ -66,21 +67,22 @@ public sealed class RaftHost : IAsyncDisposable
         _members = members;
         _logger = logger;
         _time = time ?? TimeProvider.System;
-        _inputs = new BelledChannel(new BoundedChannelOptions(options.InputQueueCapacity)
+        _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
-        }, _bell);
+        });
 #pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
 #pragma warning restore CA5394
         _deadlines = new ProposalDeadlines(_time);
-        _raftInputs = new BelledChannel(new BoundedChannelOptions(options.PeerInputQueueCapacity)
+        _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
-            SingleReader = true,
+            // The loop may leave a wait on this channel pending while it serves the other one.
+            SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
-        }, _bell);
+        });
     }
 
     public NodeId Id => _options.Raft.Id;
@@ -133,26 +135,7 @@ public sealed class RaftHost : IAsyncDisposable
         _members.Changed += OnMemberChanged;
         _members.Removed += OnMemberRemoved;
         _tickEpoch = _time.GetTimestamp();
-        // The loop runs on a thread of its own that blocks when it has nothing to do: an input wakes it directly
-        // (one futex), not through a thread-pool work item that then has to find a pool thread.
-        var loop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _loop = loop.Task;
-        new Thread(() =>
-        {
-            try
-            {
-                RunLoop();
-                loop.SetResult();
-            }
-            catch (Exception e)
-            {
-                loop.SetException(e);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = $"raft-loop-{Id.Value}",
-        }.Start();
+        _loop = Task.Run(RunLoopAsync);
         _ticker = Task.Run(RunTickerAsync);
     }
 
@@ -412,10 +395,6 @@ public sealed class RaftHost : IAsyncDisposable
 
         _deadlines.Dispose(); // answers any write the loop never saw
         _stopping.Dispose();
-        if (_loop is null || _loop.IsCompleted)
-        {
-            _bell.Dispose();
-        }
     }
 
     private async Task<T> AwaitInputAsync<T>(NodeInput input, Task<T> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
@@ -491,13 +470,13 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     private long DueTicks() => (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
 
-    private void RunLoop()
+    private async Task RunLoopAsync()
     {
         var raftReader = _raftInputs.Reader;
         var clientReader = _inputs.Reader;
         try
         {
-            while (WaitForInput())
+            while (await WaitForInputAsync().ConfigureAwait(false))
             {
                 _driver.Tick(DueTicks());
                 CollectSavedSnapshot();
@@ -528,7 +507,7 @@ public sealed class RaftHost : IAsyncDisposable
 
                 ProposeQueued();
 
-                if (!Process())
+                if (!await ProcessAsync().ConfigureAwait(false))
                 {
                     break;
                 }
@@ -545,7 +524,7 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>Lets the driver process, performing the waits it asks for; false when stopping cut a wait short.</summary>
-    private bool Process()
+    private async Task<bool> ProcessAsync()
     {
         while (true)
         {
@@ -557,7 +536,7 @@ public sealed class RaftHost : IAsyncDisposable
                 case DriverWait.StorageRetry:
                     try
                     {
-                        Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).GetAwaiter().GetResult();
+                        await Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -567,7 +546,7 @@ public sealed class RaftHost : IAsyncDisposable
                     _driver.RetryStorage();
                     break;
                 case DriverWait.SnapshotSave:
-                    _snapshotTask!.GetAwaiter().GetResult();
+                    await _snapshotTask!.ConfigureAwait(false);
                     CollectSavedSnapshot();
                     break;
             }
@@ -584,10 +563,10 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits until either channel holds an input (true), or both are closed and drained (false), blocking the loop's
-    /// thread on the bell when both are empty.
+    /// Waits until either channel holds an input (true), or both are closed and drained (false). The wait on the
+    /// channel that did not fire stays pending and is reused next time, so an idle channel never collects waits.
     /// </summary>
-    private bool WaitForInput()
+    private async ValueTask<bool> WaitForInputAsync()
     {
         var raftReader = _raftInputs.Reader;
         var clientReader = _inputs.Reader;
@@ -598,19 +577,26 @@ public sealed class RaftHost : IAsyncDisposable
                 return true;
             }
 
-            if (raftReader.Completion.IsCompleted && clientReader.Completion.IsCompleted)
+            bool raftDone = raftReader.Completion.IsCompleted;
+            bool clientDone = clientReader.Completion.IsCompleted;
+            if (raftDone && clientDone)
             {
                 return false;
             }
 
-            _bell.Arm();
-            if (raftReader.TryPeek(out _) || clientReader.TryPeek(out _)
-                || (raftReader.Completion.IsCompleted && clientReader.Completion.IsCompleted))
+            if (!raftDone && _raftWait is not { IsCompleted: false })
             {
-                continue;
+                _raftWait = raftReader.WaitToReadAsync().AsTask();
             }
 
-            _bell.Wait();
+            if (!clientDone && _clientWait is not { IsCompleted: false })
+            {
+                _clientWait = clientReader.WaitToReadAsync().AsTask();
+            }
+
+            // Shutting down (one channel closed): only the other can still hold something.
+            Task wait = raftDone ? _clientWait! : clientDone ? _raftWait! : Task.WhenAny(_raftWait!, _clientWait!);
+            await wait.ConfigureAwait(false);
         }
     }
 

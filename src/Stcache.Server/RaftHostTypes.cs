@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using System.Threading.Tasks.Sources;
 using Stcache.Cache;
 using Stcache.Node;
@@ -516,74 +515,5 @@ internal sealed class ProposalDeadlines : IDisposable
         batch.Previous = null;
         batch.Next = null;
         batch.Linked = false;
-    }
-}
-
-/// <summary>
-/// Wakes the loop's thread when an input arrives. The loop arms it and checks its channels again before it blocks;
-/// a writer rings it after every write. The exchange on both sides is a full fence, so either the loop's second
-/// check sees the write or the writer sees the armed bell and sets the event: no wake-up is lost. A ring that comes
-/// late only makes the loop look at its channels once more.
-/// </summary>
-internal sealed class LoopBell : IDisposable
-{
-    private readonly ManualResetEventSlim _event = new(false, spinCount: 0);
-    private int _armed;
-
-    /// <summary>Called by the loop before its last check of the channels.</summary>
-    public void Arm()
-    {
-        _event.Reset();
-        Interlocked.Exchange(ref _armed, 1);
-    }
-
-    /// <summary>Called by the loop when the last check found nothing: blocks until rung.</summary>
-    public void Wait() => _event.Wait();
-
-    /// <summary>Called by a writer after its input is in a channel (or after a channel was completed).</summary>
-    public void Ring()
-    {
-        if (Interlocked.Exchange(ref _armed, 0) != 0)
-        {
-            _event.Set();
-        }
-    }
-
-    public void Dispose() => _event.Dispose();
-}
-
-/// <summary>A bounded channel whose writes ring the loop's <see cref="LoopBell"/>. Writers that find it full wait
-/// for room through <see cref="ChannelWriter{T}.WriteAsync"/>, which retries <see cref="ChannelWriter{T}.TryWrite"/>.</summary>
-internal sealed class BelledChannel : Channel<NodeInput>
-{
-    public BelledChannel(BoundedChannelOptions options, LoopBell bell)
-    {
-        var inner = Channel.CreateBounded<NodeInput>(options);
-        Reader = inner.Reader;
-        Writer = new BellWriter(inner.Writer, bell);
-    }
-
-    private sealed class BellWriter(ChannelWriter<NodeInput> inner, LoopBell bell) : ChannelWriter<NodeInput>
-    {
-        public override bool TryWrite(NodeInput item)
-        {
-            if (!inner.TryWrite(item))
-            {
-                return false;
-            }
-
-            bell.Ring();
-            return true;
-        }
-
-        public override ValueTask<bool> WaitToWriteAsync(CancellationToken cancellationToken = default) =>
-            inner.WaitToWriteAsync(cancellationToken);
-
-        public override bool TryComplete(Exception? error = null)
-        {
-            bool completed = inner.TryComplete(error);
-            bell.Ring();
-            return completed;
-        }
     }
 }

@@ -44,6 +44,7 @@ public sealed class RaftHost : IAsyncDisposable
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
     private readonly List<ReadOnlyMemory<byte>> _queuedCommands = [];
     private readonly List<ProposalRequest> _queuedWaiters = [];
+    private readonly List<ProposalBatch> _answered = [];
     private long _tickEpoch;
     private Task? _snapshotTask;
     private Task? _loop;
@@ -542,7 +543,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         while (true)
         {
-            _driver.Process();
+            ProcessAnswering();
             switch (_driver.Waiting)
             {
                 case DriverWait.None:
@@ -564,6 +565,39 @@ public sealed class RaftHost : IAsyncDisposable
                     CollectSavedSnapshot();
                     break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Lets the driver process once. The write batches it answers are resumed together, from one thread-pool work
+    /// item, instead of one work item each; a lone batch is resumed as before.
+    /// </summary>
+    private void ProcessAnswering()
+    {
+        _deadlines.Answered = _answered;
+        try
+        {
+            _driver.Process();
+        }
+        finally
+        {
+            _deadlines.Answered = null;
+            if (_answered.Count == 1)
+            {
+                _answered[0].Complete(inline: false);
+            }
+            else if (_answered.Count > 1)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static batches =>
+                {
+                    foreach (var batch in batches)
+                    {
+                        batch.Complete(inline: true);
+                    }
+                }, _answered.ToArray(), preferLocal: false);
+            }
+
+            _answered.Clear();
         }
     }
 

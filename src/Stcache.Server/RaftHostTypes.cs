@@ -266,11 +266,24 @@ internal sealed class ProposalBatch : IValueTaskSource
     {
         if (Interlocked.Decrement(ref _remaining) == 0)
         {
-            Deadlines?.Remove(this);
+            var deadlines = Deadlines;
+            deadlines?.Remove(this);
             Cancellation.Unregister();
-            _core.RunContinuationsAsynchronously = !inline;
-            _core.SetResult(true);
+            if (!inline && deadlines?.Answered is { } answered)
+            {
+                answered.Add(this); // the loop hands it to the thread pool with the others it answers now
+                return;
+            }
+
+            Complete(inline);
         }
+    }
+
+    /// <summary>Resumes the caller: here if <paramref name="inline"/>, else through a thread-pool work item.</summary>
+    internal void Complete(bool inline)
+    {
+        _core.RunContinuationsAsynchronously = !inline;
+        _core.SetResult(true);
     }
 
     void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
@@ -421,6 +434,10 @@ internal sealed class ProposalDeadlines : IDisposable
             }
         }
     }
+
+    /// <summary>Set by the Raft loop (and read only there) while the driver processes: the batches it answers
+    /// meanwhile collect here, and the loop resumes them all from one thread-pool work item.</summary>
+    internal List<ProposalBatch>? Answered { get; set; }
 
     /// <summary>Takes an answered batch out of the list (nothing if it is not in it).</summary>
     public void Remove(ProposalBatch batch)

@@ -56,6 +56,14 @@ internal sealed class PeerSender
             FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
             SingleWriter = false,
+
+            // An idle link (the writer loop parked on an empty queue, no flush in flight) sends on the thread that
+            // enqueues, usually the Raft loop: the writer loop resumes inline, frames the message and flushes, and
+            // a socket send that completes at once returns to the enqueuer without waking another thread. A flush
+            // that would block parks the writer loop as before, and the enqueuer goes on; while it is parked, or
+            // busy, messages queue up for its next batch, in order. Over TLS the encryption stays off the
+            // enqueuer's thread.
+            AllowSynchronousContinuations = !_options.TlsEnabled,
         });
     }
 
@@ -367,6 +375,14 @@ internal sealed class PeerSender
             }
             else
             {
+                if (!Thread.CurrentThread.IsThreadPoolThread)
+                {
+                    // Resumed on the runtime's socket thread (--io-threads inline) after a flush, or still on the
+                    // thread that enqueued the snapshot (the Raft loop): the chunks, and the file reads, go to the
+                    // thread pool, not onto a thread others share.
+                    await Task.Yield();
+                }
+
                 int length = (int)Math.Min(_options.SnapshotChunkBytes, _snapshotLength - _snapshotOffset);
                 if (_currentStored is null)
                 {
@@ -375,13 +391,6 @@ internal sealed class PeerSender
                 }
                 else
                 {
-                    if (!Thread.CurrentThread.IsThreadPoolThread)
-                    {
-                        // Resumed on the runtime's socket thread (--io-threads inline) after a flush: the file read
-                        // goes to the thread pool, not onto the thread every socket shares.
-                        await Task.Yield();
-                    }
-
                     await WriteStoredChunkAsync(writer, length, token).ConfigureAwait(false);
                 }
 

@@ -57,6 +57,38 @@ public sealed class PeerTransportTests
     }
 
     [Fact]
+    public async Task AnIdleLinkSendsBeforeSendReturns()
+    {
+        // On an idle plain link the writer loop resumes inline on the caller of Send (the Raft loop, in a node):
+        // the frame is written, and counted, before Send returns, without waking the sender's task.
+        await using var a = await Node.StartAsync(1);
+        await using var b = await Node.StartAsync(2);
+        a.Transport.SetPeer(new NodeId(2), b.Address);
+        static Message Ack(ulong index) => new() { Type = MessageType.AppendResponse, From = new NodeId(1), To = new NodeId(2), Term = new Term(2), Index = new LogIndex(index) };
+
+        a.Transport.Send(Ack(1));
+        Assert.Equal(1ul, (await b.ReceiveAsync()).Index.Value);
+        await Wait.UntilAsync(() => a.Transport.MessagesSent == 1, "the first send is counted");
+
+        const int sends = 20;
+        int before = 0;
+        for (int i = 2; i <= sends + 1; i++)
+        {
+            a.Transport.Send(Ack((ulong)i));
+            if (a.Transport.MessagesSent == i)
+            {
+                before++;
+            }
+
+            Assert.Equal((ulong)i, (await b.ReceiveAsync()).Index.Value);
+            await Wait.UntilAsync(() => a.Transport.MessagesSent == i, "the send is counted");
+        }
+
+        _output.WriteLine($"{before} of {sends} sends written before Send returned");
+        Assert.True(before >= sends * 3 / 4, $"only {before} of {sends} sends on an idle link were written before Send returned");
+    }
+
+    [Fact]
     public async Task CoalescesQueuedMessagesIntoFewFramesInOrder()
     {
         await using var a = await Node.StartAsync(1);

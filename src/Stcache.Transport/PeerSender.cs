@@ -365,6 +365,14 @@ internal sealed class PeerSender
             bool snapshotDone = false;
             if (_currentSnapshot is null)
             {
+                if (_pendingSnapshots.Count > 0)
+                {
+                    // A snapshot's start (a stored one opens its file) and its chunks go to the thread pool, never
+                    // onto the thread this writer may be running on: the Raft loop that enqueued a message to an idle
+                    // link (itself a pool task, so "is a pool thread" cannot tell it apart), or a socket thread.
+                    await Task.Yield();
+                }
+
                 if (_pendingSnapshots.TryDequeue(out var snapshot))
                 {
                     long beginBytes = WriteSnapshotBegin(writer, snapshot);
@@ -375,13 +383,9 @@ internal sealed class PeerSender
             }
             else
             {
-                if (!Thread.CurrentThread.IsThreadPoolThread)
-                {
-                    // Resumed on the runtime's socket thread (--io-threads inline) after a flush, or still on the
-                    // thread that enqueued the snapshot (the Raft loop): the chunks, and the file reads, go to the
-                    // thread pool, not onto a thread others share.
-                    await Task.Yield();
-                }
+                // Each chunk (and a stored snapshot's file read) on the thread pool, as above: a hop per chunk of
+                // a megabyte costs nothing beside it.
+                await Task.Yield();
 
                 int length = (int)Math.Min(_options.SnapshotChunkBytes, _snapshotLength - _snapshotOffset);
                 if (_currentStored is null)

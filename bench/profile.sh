@@ -53,7 +53,7 @@ start() { # flags...
   redis-benchmark -h 127.0.0.1 -p "${RESP[$LEADER]}" -n 30000 -d 100 -r 10000 -c 50 -t get,set -q >/dev/null 2>&1
 }
 allocated() { # node: bytes the node's runtime has allocated so far
-  curl -sf --max-time 5 "http://127.0.0.1:${HTTP[$1]}/metrics" | awk '/^dotnet_gc_heap_total_allocated_bytes/ { print $2; exit }'
+  curl -sf --max-time 5 "http://127.0.0.1:${HTTP[$1]}/metrics" | awk '/^dotnet_gc_heap_total_allocated_bytes/ && !seen { print $2; seen = 1 }'
 }
 commands() { # node: RESP commands the node has processed so far
   redis-cli -p "${RESP[$1]}" INFO stats 2>/dev/null | awk -F: '/^total_commands_processed/ { print $2 + 0 }'

@@ -74,7 +74,7 @@ cpu_ticks() { # pid: utime + stime in clock ticks
 }
 
 allocated() { # http port
-  curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '/^dotnet_gc_heap_total_allocated_bytes/ { print $2; exit }'
+  curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '/^dotnet_gc_heap_total_allocated_bytes/ && !seen { print $2; seen = 1 }'
 }
 
 # node order for a side: leader first, then the followers

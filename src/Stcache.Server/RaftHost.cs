@@ -574,14 +574,14 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     private void ProcessAnswering()
     {
-        _deadlines.Answered = _answered;
+        ProposalBatch.Collector = _answered;
         try
         {
             _driver.Process();
         }
         finally
         {
-            _deadlines.Answered = null;
+            ProposalBatch.Collector = null;
             if (_answered.Count == 1)
             {
                 _answered[0].Complete(inline: false);

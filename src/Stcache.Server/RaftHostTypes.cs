@@ -214,6 +214,12 @@ internal sealed class SnapshotStatusInput(NodeId peer, bool succeeded) : NodeInp
 /// </summary>
 internal sealed class ProposalBatch : IValueTaskSource
 {
+    // Set by the Raft loop on its own thread while the driver processes (RaftHost.ProcessAnswering): the batches it
+    // answers meanwhile collect here, and the loop resumes them together. Per thread, so that an answer given anywhere
+    // else (a deadline's timer, a caller's cancellation, a closed input queue) is never collected, and so never lost.
+    [ThreadStatic]
+    private static List<ProposalBatch>? s_collector;
+
     private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
     private int _remaining;
 
@@ -245,6 +251,14 @@ internal sealed class ProposalBatch : IValueTaskSource
 
     internal CancellationTokenRegistration Cancellation { get; set; }
 
+    /// <summary>The list that collects the batches answered on this thread until it is set back to null (the Raft
+    /// loop's, around one pass of the driver).</summary>
+    internal static List<ProposalBatch>? Collector
+    {
+        get => s_collector;
+        set => s_collector = value;
+    }
+
     /// <summary>Completes once every slot is answered (applied, failed, or timed out). Await once.</summary>
     public ValueTask WaitAsync() => new(this, _core.Version);
 
@@ -266,10 +280,9 @@ internal sealed class ProposalBatch : IValueTaskSource
     {
         if (Interlocked.Decrement(ref _remaining) == 0)
         {
-            var deadlines = Deadlines;
-            deadlines?.Remove(this);
+            Deadlines?.Remove(this);
             Cancellation.Unregister();
-            if (!inline && deadlines?.Answered is { } answered)
+            if (!inline && s_collector is { } answered)
             {
                 answered.Add(this); // the loop hands it to the thread pool with the others it answers now
                 return;
@@ -434,10 +447,6 @@ internal sealed class ProposalDeadlines : IDisposable
             }
         }
     }
-
-    /// <summary>Set by the Raft loop (and read only there) while the driver processes: the batches it answers
-    /// meanwhile collect here, and the loop resumes them all from one thread-pool work item.</summary>
-    internal List<ProposalBatch>? Answered { get; set; }
 
     /// <summary>Takes an answered batch out of the list (nothing if it is not in it).</summary>
     public void Remove(ProposalBatch batch)

@@ -134,6 +134,11 @@ public sealed record ServerOptions
     /// handed to the thread pool (<see cref="IoScheduling"/>); <c>pool</c> hands them over.</summary>
     public bool InlineIo { get; init; } = true;
 
+    /// <summary><c>--http-scheduling inline</c>: under <c>--io-threads inline</c>, Kestrel processes an HTTP request on
+    /// the socket thread its receive completed on (the default); <c>pool</c> hands it to the thread pool while RESP and
+    /// the peer transport stay inline.</summary>
+    public bool InlineHttp { get; init; } = true;
+
     /// <summary>Give the GC's free memory back once the node turns idle after a large growth (IdleHeapCompactor).</summary>
     public bool IdleGcCompaction { get; init; }
 
@@ -195,6 +200,7 @@ public static class CommandLine
         new(["resp-idle-timeout-s"], false, "close a RESP connection idle this many seconds (default 0: never, as Redis's timeout 0)", (o, v) => o with { RespIdleTimeout = TimeSpan.FromSeconds(ParseInt(v)) }),
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
+        new(["http-scheduling"], false, "where HTTP requests run under --io-threads inline: inline (on the socket thread their receive completed on) or pool (handed to the thread pool: a shorter tail when every core is busy) (default inline)", (o, v) => o with { InlineHttp = string.Equals(v.Trim(), "inline", StringComparison.OrdinalIgnoreCase) }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
@@ -355,7 +361,7 @@ public static class CommandLine
         ["tls-ca"] = "Security", ["auth-token"] = "Security", ["auth-token-file"] = "Security",
         ["max-value-bytes"] = "Limits", ["max-connections"] = "Limits", ["max-clients"] = "Limits", ["resp-idle-timeout-s"] = "Limits",
         ["max-memory"] = "Limits", ["eviction-policy"] = "Limits", ["idle-gc-compaction"] = "Limits",
-        ["log-level"] = "Configuration", ["io-threads"] = "Configuration", ["help"] = "Configuration", ["warmup"] = "Configuration",
+        ["log-level"] = "Configuration", ["io-threads"] = "Configuration", ["http-scheduling"] = "Configuration", ["help"] = "Configuration", ["warmup"] = "Configuration",
     };
 
     private static FlagDialect DialectOf(string name, FlagDialect current) => name switch

@@ -93,8 +93,9 @@ public static class Program
         // With --io-threads inline, Kestrel runs a connection's request processing where the socket completed (the
         // runtime's socket thread) instead of queueing it to the thread pool (docs/PERFORMANCE.md, "I/O scheduling,
         // session 8"): nothing on the request path blocks; it awaits. Not under HTTPS: Kestrel's handshake (key
-        // exchange and signature) would then run on the socket thread that every connection shares.
-        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo && apiCertificate is null);
+        // exchange and signature) would then run on the socket thread that every connection shares. With
+        // --http-scheduling pool, Kestrel queues the request to the pool while RESP and peers stay inline.
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo && options.InlineHttp && apiCertificate is null);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);

@@ -135,6 +135,10 @@ public sealed class ServerSettings
     [OneOf("io-threads", "inline", "pool")]
     public string? IoThreads { get; set; }
 
+    [ConfigurationKeyName("http-scheduling")]
+    [OneOf("http-scheduling", "inline", "pool")]
+    public string? HttpScheduling { get; set; }
+
     /// <summary>How each setting was given, by canonical flag: <c>--http_addr</c>, <c>STCACHE_TICK_MS: --tick-ms</c>,
     /// <c>--config FILE: "tick-ms": --tick-ms</c>. Not bound; the messages start with it.</summary>
     internal Dictionary<string, string> Sources { get; } = new(StringComparer.Ordinal);

@@ -15,15 +15,19 @@ public sealed class IoThreadsTests : ProcessTest
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
 
     [Theory]
-    [InlineData("inline", "inline")]
-    [InlineData("pool", "pool")]
-    [InlineData(null, "inline")]
-    public async Task The_mode_asked_for_is_the_mode_observed(string? mode, string observed)
+    [InlineData("inline", "inline", null)]
+    [InlineData("pool", "pool", null)]
+    [InlineData(null, "inline", null)]
+    [InlineData("inline", "inline", "pool")]
+    [InlineData("inline", "inline", "inline")]
+    [InlineData("pool", "pool", "inline")]
+    public async Task The_mode_asked_for_is_the_mode_observed(string? mode, string observed, string? http)
     {
         var node = new Node("n1", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), n =>
         [
             $"--http={n.Http}", $"--raft={n.Raft}", "--bootstrap=true", "--node=" + Path.Combine(WorkDirectory.Path, "n1"),
             .. mode is null ? Array.Empty<string>() : [$"--io-threads={mode}"],
+            .. http is null ? Array.Empty<string>() : [$"--http-scheduling={http}"],
         ]);
         Nodes.Add(node);
         node.Start();
@@ -45,6 +49,31 @@ public sealed class IoThreadsTests : ProcessTest
         Assert.False(ConfigurationSources.Parse(["--http=127.0.0.1:6400"], new Hashtable { ["STCACHE_IO_THREADS"] = "pool" }).InlineIo);
         Assert.True(ConfigurationSources.Parse(["--http=127.0.0.1:6400", "--io-threads=inline"], new Hashtable { ["STCACHE_IO_THREADS"] = "pool" }).InlineIo);
         Assert.Contains("--io-threads <value>", CommandLine.Usage(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_http_scheduling_is_a_setting_of_its_own()
+    {
+        var defaults = ConfigurationSources.Parse(["--http=127.0.0.1:6400"], new Hashtable());
+        Assert.True(defaults.InlineHttp);
+        var pool = ConfigurationSources.Parse(["--http=127.0.0.1:6400", "--http-scheduling", "POOL"], new Hashtable());
+        Assert.False(pool.InlineHttp);
+        Assert.True(pool.InlineIo);
+        Assert.False(ConfigurationSources.Parse(["--http=127.0.0.1:6400"], new Hashtable { ["STCACHE_HTTP_SCHEDULING"] = "pool" }).InlineHttp);
+        Assert.True(ConfigurationSources.Parse(["--http=127.0.0.1:6400", "--http-scheduling=inline"], new Hashtable { ["STCACHE_HTTP_SCHEDULING"] = "pool" }).InlineHttp);
+        Assert.Contains("--http-scheduling <value>", CommandLine.Usage(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unknown_http_scheduling_is_refused_with_one_line()
+    {
+        var node = new Node("bad", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), n =>
+            [$"--http={n.Http}", $"--raft={n.Raft}", "--bootstrap=true", "--http-scheduling=fast"]);
+        Nodes.Add(node);
+        node.Start();
+        await node.WaitForExitAsync(s_wait);
+        Assert.Equal(2, node.ExitCode);
+        Assert.Contains("--http-scheduling: unknown value 'fast' (one of inline, pool)", node.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -381,40 +381,36 @@ internal sealed class CommandService
         return outcomes;
     }
 
-    /// <summary>Waits until a read at this moment may be served from this node's state.</summary>
-    public async Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits until a read at this moment may be served from this node's state. While a leader is known, a
+    /// linearizable or lease read awaits its batch's own outcome (<see cref="ReadBatcher"/>): one task shared by the
+    /// batch, with no continuation of its own per read. The outcome's time is the leader's when it confirmed the
+    /// index; <see cref="ReadTime"/> raises it to the log time applied here by the time the read is served.
+    /// </summary>
+    public Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken)
     {
         if (consistency == ReadConsistency.Stale)
         {
-            return ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
+            return Task.FromResult(ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs });
         }
 
-        if (_host.Status.Leader.IsNone)
+        // The round carries the request's deadline (it starts when this read joins it, or joined an open one);
+        // a caller that goes away meanwhile is not waited for separately: the round ends within that deadline.
+        var batcher = consistency == ReadConsistency.Lease ? _lease : _linearizable;
+        return _host.Status.Leader.IsNone ? ReadAfterElectionAsync(batcher, cancellationToken) : batcher.WaitAsync();
+    }
+
+    private async Task<ReadOutcome> ReadAfterElectionAsync(ReadBatcher batcher, CancellationToken cancellationToken)
+    {
+        using (var deadline = Deadline(cancellationToken))
         {
-            using var deadline = Deadline(cancellationToken);
             if (await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false) is null)
             {
                 return new ReadOutcome(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?)");
             }
         }
 
-        try
-        {
-            // The round carries the request's deadline (it starts when this read joins it, or joined an open one);
-            // a caller that goes away meanwhile is not waited for separately: the round ends within that deadline.
-            var point = await (consistency == ReadConsistency.Lease ? _lease : _linearizable).WaitAsync().ConfigureAwait(false);
-
-            // Never behind the log time applied here since (a later index may carry a later time).
-            return ReadOutcome.Ok with { ReadTimeUnixMs = Math.Max(point.TimeUnixMs, _host.Cache.LastLogTimeUnixMs) };
-        }
-        catch (RaftHostException e)
-        {
-            return new ReadOutcome(KindOf(e.Kind), e.Message);
-        }
-        catch (OperationCanceledException)
-        {
-            return new ReadOutcome(FailureKind.Timeout, "read could not be confirmed within the request timeout");
-        }
+        return await batcher.WaitAsync().ConfigureAwait(false);
     }
 
     /// <summary>The time a read that passed <paramref name="barrier"/> is served at (docs/CACHE.md): the leader's
@@ -558,7 +554,8 @@ internal sealed class CommandService
 /// just before asking for the round: every read of a batch arrived before its round started, and a read arriving
 /// later joins the next batch, never a round begun before it arrived (which could miss a write acknowledged in
 /// between). A batch's deadline runs from its first read, so no read waits longer than the request timeout. A read
-/// costs one short lock; it awaits the loop's own completion, with no continuation in between.
+/// costs one short lock; it awaits its batch's outcome, completed as the round is answered, with no continuation in
+/// between and no exception per read when the round fails.
 /// </summary>
 internal sealed class ReadBatcher
 {
@@ -580,8 +577,9 @@ internal sealed class ReadBatcher
     /// <summary>Rounds handed to the loop, for tests and metrics.</summary>
     public long Rounds => Interlocked.Read(ref _rounds);
 
-    /// <summary>Joins the open batch (opening one if none is); answers with its round's read point.</summary>
-    public Task<ReadPoint> WaitAsync()
+    /// <summary>Joins the open batch (opening one if none is); answers with its round's outcome: the leader's time
+    /// when it confirmed the read index, or the failure.</summary>
+    public Task<ReadOutcome> WaitAsync()
     {
         Batch? submit = null;
         Batch open;
@@ -606,7 +604,7 @@ internal sealed class ReadBatcher
             Submit(submit);
         }
 
-        return open.Request.Completion.Task;
+        return open.Outcome.Task;
     }
 
     private void Submit(Batch batch)
@@ -618,6 +616,9 @@ internal sealed class ReadBatcher
     private sealed class Batch(ReadBatcher owner)
     {
         public ReadRequest Request { get; set; } = null!;
+
+        /// <summary>What every read of the batch awaits; completed once the round is answered.</summary>
+        public TaskCompletionSource<ReadOutcome> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         /// <summary>The loop took the batch: later reads join the next.</summary>
         public void Taken()
@@ -653,6 +654,15 @@ internal sealed class ReadBatcher
             {
                 owner.Submit(submit);
             }
+
+            Outcome.TrySetResult(OutcomeOf(Request.Completion.Task));
         }
+
+        private static ReadOutcome OutcomeOf(Task<ReadPoint> answered) => answered.Status switch
+        {
+            TaskStatus.RanToCompletion => ReadOutcome.Ok with { ReadTimeUnixMs = answered.Result.TimeUnixMs },
+            TaskStatus.Faulted when answered.Exception!.InnerException is RaftHostException e => new ReadOutcome(CommandService.KindOf(e.Kind), e.Message),
+            _ => new ReadOutcome(FailureKind.Timeout, "read could not be confirmed within the request timeout"),
+        };
     }
 }

@@ -562,16 +562,21 @@ internal sealed class ReadBatcher
     private readonly Func<Action, ReadRequest> _newRequest;
     private readonly Action<ReadRequest, Action> _start;
     private readonly Lock _lock = new();
+    private readonly int _lanes;
     private Batch? _open;
     private Batch? _inFlight;
     private long _rounds;
 
     /// <param name="newRequest">A request whose deadline runs, calling the action once answered.</param>
     /// <param name="start">Hands a request to the loop, with the action to run as the loop takes it.</param>
-    public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start)
+    /// <param name="lanes">How many thread-pool work items resume a batch's reads (default: one per core). Reads join
+    /// the lanes in turn; each lane's reads resume one after another on its work item, so a round of many reads
+    /// wakes a few pool threads, not one per read.</param>
+    public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start, int lanes = 0)
     {
         _newRequest = newRequest;
         _start = start;
+        _lanes = lanes > 0 ? lanes : Environment.ProcessorCount;
     }
 
     /// <summary>Rounds handed to the loop, for tests and metrics.</summary>
@@ -583,6 +588,7 @@ internal sealed class ReadBatcher
     {
         Batch? submit = null;
         Batch open;
+        TaskCompletionSource<ReadOutcome> lane;
         lock (_lock)
         {
             if (_open is null)
@@ -597,6 +603,7 @@ internal sealed class ReadBatcher
             }
 
             open = _open;
+            lane = open.Lane(_lanes);
         }
 
         if (submit is not null)
@@ -604,7 +611,7 @@ internal sealed class ReadBatcher
             Submit(submit);
         }
 
-        return open.Outcome.Task;
+        return lane.Task;
     }
 
     private void Submit(Batch batch)
@@ -615,10 +622,25 @@ internal sealed class ReadBatcher
 
     private sealed class Batch(ReadBatcher owner)
     {
+        // What the reads of the batch await, one per lane, opened as reads join; completed once the round is answered,
+        // each from a pool work item of its own, which runs the lane's waiting reads in turn (so the sources do not
+        // run continuations asynchronously). Guarded by the owner's lock until the batch is finished.
+        private readonly List<TaskCompletionSource<ReadOutcome>> _lanes = [];
+        private int _joined;
+
         public ReadRequest Request { get; set; } = null!;
 
-        /// <summary>What every read of the batch awaits; completed once the round is answered.</summary>
-        public TaskCompletionSource<ReadOutcome> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>The lane the next read joins (the owner's lock held).</summary>
+        public TaskCompletionSource<ReadOutcome> Lane(int lanes)
+        {
+            int index = _joined++ % lanes;
+            if (index == _lanes.Count)
+            {
+                _lanes.Add(new TaskCompletionSource<ReadOutcome>());
+            }
+
+            return _lanes[index];
+        }
 
         /// <summary>The loop took the batch: later reads join the next.</summary>
         public void Taken()
@@ -655,7 +677,12 @@ internal sealed class ReadBatcher
                 owner.Submit(submit);
             }
 
-            Outcome.TrySetResult(OutcomeOf(Request.Completion.Task));
+            // No read joins a finished batch (it is neither open nor in flight), so the lanes are fixed now.
+            var outcome = OutcomeOf(Request.Completion.Task);
+            foreach (var lane in _lanes)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static state => state.Lane.TrySetResult(state.Outcome), (Lane: lane, Outcome: outcome), preferLocal: false);
+            }
         }
 
         private static ReadOutcome OutcomeOf(Task<ReadPoint> answered) => answered.Status switch

@@ -11,7 +11,7 @@ public sealed class ReadBatcherTests
 {
     private sealed record Round(ReadRequest Request, Action Taken);
 
-    private static (ReadBatcher Batcher, List<Round> Rounds) NewBatcher(TimeSpan? deadline = null)
+    private static (ReadBatcher Batcher, List<Round> Rounds) NewBatcher(TimeSpan? deadline = null, int lanes = 1)
     {
         var rounds = new List<Round>();
         var batcher = new ReadBatcher(
@@ -31,7 +31,8 @@ public sealed class ReadBatcherTests
                 {
                     rounds.Add(new Round(request, taken));
                 }
-            });
+            },
+            lanes);
         return (batcher, rounds);
     }
 
@@ -82,6 +83,33 @@ public sealed class ReadBatcherTests
         Assert.True(answered.Succeeded);
         Assert.Equal(3000, answered.ReadTimeUnixMs);
         Assert.Equal(3, batcher.Rounds);
+    }
+
+    [Fact]
+    public async Task ABatchsReadsJoinItsLanesInTurnAndEveryLaneIsAnswered()
+    {
+        var (batcher, rounds) = NewBatcher(lanes: 3);
+        var reads = Enumerable.Range(0, 7).Select(_ => batcher.WaitAsync()).ToArray();
+        Assert.Equal(3, reads.Distinct().Count());
+        Assert.Same(reads[0], reads[3]);
+        Assert.Same(reads[1], reads[4]);
+        Assert.NotSame(reads[0], reads[1]);
+        Assert.Single(rounds);
+
+        rounds[0].Taken();
+        var next = batcher.WaitAsync();
+        Assert.DoesNotContain(next, reads);
+        rounds[0].Request.Complete(At(7, 7000));
+        foreach (var outcome in await Task.WhenAll(reads))
+        {
+            Assert.True(outcome.Succeeded);
+            Assert.Equal(7000, outcome.ReadTimeUnixMs);
+        }
+
+        Assert.False(next.IsCompleted);
+        Assert.Equal(2, rounds.Count);
+        rounds[1].Request.Fail(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
+        Assert.Equal(FailureKind.NoLeader, (await next).Failure);
     }
 
     [Fact]

@@ -89,7 +89,9 @@ public sealed class ReadBatcherTests
     public async Task ABatchsReadsJoinItsLanesInTurnAndEveryLaneIsAnswered()
     {
         var (batcher, rounds) = NewBatcher(lanes: 3);
-        var reads = Enumerable.Range(0, 7).Select(_ => batcher.WaitAsync()).ToArray();
+        var reads = Enumerable.Range(0, 7).Select(_ => batcher.WaitAsync(inLane: true)).ToArray();
+        var outside = batcher.WaitAsync();
+        Assert.DoesNotContain(outside, reads);
         Assert.Equal(3, reads.Distinct().Count());
         Assert.Same(reads[0], reads[3]);
         Assert.Same(reads[1], reads[4]);
@@ -100,7 +102,7 @@ public sealed class ReadBatcherTests
         var next = batcher.WaitAsync();
         Assert.DoesNotContain(next, reads);
         rounds[0].Request.Complete(At(7, 7000));
-        foreach (var outcome in await Task.WhenAll(reads))
+        foreach (var outcome in await Task.WhenAll([.. reads, outside]))
         {
             Assert.True(outcome.Succeeded);
             Assert.Equal(7000, outcome.ReadTimeUnixMs);

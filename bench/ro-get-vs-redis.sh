@@ -4,7 +4,8 @@
 # Redis and a 3-node stcache cluster (--resp-readonly=true, so redis-benchmark's connections read stale locally)
 # run side by side for the whole script; both are filled with the same 10,000 keys of 100 B and warmed up, then
 # each round runs redis-benchmark against Redis, then against the follower, and prints both rates, their ratio and
-# the load average before each run. The runs alternate rather than overlap because the ratio is to Redis on the
+# the load average before each run, and the CPU time the server process spent per GET (utime + stime from /proc:
+# less sensitive to a loaded machine than the rates). The runs alternate rather than overlap because the ratio is to Redis on the
 # same machine at about the same moment; the median of the rounds' ratios is the figure.
 #
 #   bench/ro-get-vs-redis.sh [out/stcached] [-- extra node arguments...]
@@ -87,19 +88,25 @@ for _ in 1 2; do
   bench "$FOLLOWER_PORT" 50000 get >/dev/null
 done
 
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of a process, in clock ticks
+per_op() { python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]) * 1e6 / int(sys.argv[4]):.1f}')" "$@" "$(getconf CLK_TCK)" "$N"; }
 rate() { python3 -c 'import csv,sys; rows=[r for r in csv.reader(open(sys.argv[1])) if r and r[0] != "test"]; print(rows[-1][1] if rows else 0)' "$1"; }
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
   read -r load_redis _ </proc/loadavg
+  c0=$(cpu_ticks "${PIDS[0]}")
   bench "$REDIS_PORT" "$N" get >"$OUT/redis.$round.csv"
+  redis_cpu=$(per_op "$c0" "$(cpu_ticks "${PIDS[0]}")")
   read -r load_follower _ </proc/loadavg
+  c0=$(cpu_ticks "${NODE_PID[$follower]}")
   bench "$FOLLOWER_PORT" "$N" get >"$OUT/follower.$round.csv"
+  follower_cpu=$(per_op "$c0" "$(cpu_ticks "${NODE_PID[$follower]}")")
   r=$(rate "$OUT/redis.$round.csv")
   f=$(rate "$OUT/follower.$round.csv")
   ratio=$(python3 -c "import sys; print(f'{float(sys.argv[2]) / float(sys.argv[1]):.3f}')" "$r" "$f")
   ratios+=("$ratio")
-  printf 'round %d: redis GET -c50 %10.0f ops/s (load %s)  stcache READONLY GET -c50 at a follower %10.0f ops/s (load %s)  ratio %s\n' \
-    "$round" "$r" "$load_redis" "$f" "$load_follower" "$ratio"
+  printf 'round %d: redis GET -c50 %8.0f ops/s %5s us CPU/op (load %s)  stcache READONLY GET -c50 at a follower %8.0f ops/s %5s us CPU/op (load %s)  ratio %s\n' \
+    "$round" "$r" "$redis_cpu" "$load_redis" "$f" "$follower_cpu" "$load_follower" "$ratio"
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"{v[len(v)//2] if len(v)%2 else (v[len(v)//2-1]+v[len(v)//2])/2:.3f}")')
 echo "median ratio over $ROUNDS rounds: $median (target 0.80)"

@@ -16,6 +16,7 @@ namespace Stcache.Cache.Bench;
 /// SET entries for that many keys.</item>
 /// <item><c>apply [BenchmarkDotNet arguments]</c>: BenchmarkDotNet, applying SET with and without a TTL.</item>
 /// <item><c>ttl-ab [rounds=40]</c>: the same comparison interleaved round by round, for a loaded machine.</item>
+/// <item><c>lookup [keys=10000] [rounds=15]</c>: GET's key lookup alone, ns per lookup.</item>
 /// </list>
 /// </summary>
 public static class Program
@@ -35,6 +36,9 @@ public static class Program
             case "ttl-ab":
                 TtlAb.Run(rest);
                 break;
+            case "lookup":
+                LookupBench.Run(rest);
+                break;
             case "apply":
                 // In process: building a separate benchmark project times out on a loaded machine.
                 BenchmarkDotNet.Running.BenchmarkRunner.Run<ApplyBenchmarks>(
@@ -45,7 +49,7 @@ public static class Program
                     rest);
                 break;
             default:
-                Console.Error.WriteLine($"unknown mode '{mode}': snapshot, memory, apply or ttl-ab");
+                Console.Error.WriteLine($"unknown mode '{mode}': snapshot, memory, apply, ttl-ab or lookup");
                 Environment.Exit(2);
                 break;
         }

@@ -307,6 +307,46 @@ public sealed partial class CacheStateMachine
         }
     }
 
+    /// <summary>
+    /// GET served from a key given as bytes, without a query, an entry or a reply object: the value is handed to
+    /// <paramref name="sink"/> inside the state's lock, so the sink must copy it and return (it must not block or
+    /// call back into this state). The same answer as <see cref="Read"/> of a GET at <paramref name="readTimeUnixMs"/>:
+    /// a key past its expiry is absent (and noted for lazy expiry), and a read feeds the access recorder when the
+    /// eviction policy uses it.
+    /// </summary>
+    public StringRead ReadString<TSink>(ReadOnlySpan<byte> key, long readTimeUnixMs, ref TSink sink)
+        where TSink : IValueSink, allows ref struct
+    {
+        lock (_lock)
+        {
+            int position = _keys.Find(key);
+            if (position < 0)
+            {
+                return StringRead.Missing;
+            }
+
+            ref readonly var slot = ref _keys.At(position);
+            if (slot.ExpiresAtUnixMs != 0 && slot.ExpiresAtUnixMs <= readTimeUnixMs)
+            {
+                NoteLazyExpired(key.ToArray());
+                return StringRead.Missing;
+            }
+
+            if (TracksAccess)
+            {
+                AccessRecorder.Record(key.ToArray());
+            }
+
+            if (slot.Data is not byte[])
+            {
+                return StringRead.WrongType;
+            }
+
+            sink.Value(KeyData.TextOf(slot.Data));
+            return StringRead.Found;
+        }
+    }
+
     /// <summary>Resets to the empty state at index 0 (a node whose data was discarded).</summary>
     public void Clear()
     {
@@ -597,4 +637,23 @@ public sealed partial class CacheStateMachine
         long idleMinutes = nowSeconds > entry.AccessSeconds ? (nowSeconds - entry.AccessSeconds) / 60 : 0;
         return (int)Math.Max(0, entry.Frequency - Math.Min(idleMinutes, 255));
     }
+}
+
+/// <summary>What <see cref="CacheStateMachine.ReadString"/> found.</summary>
+public enum StringRead : byte
+{
+    /// <summary>No such key (or it is past its expiry).</summary>
+    Missing,
+
+    /// <summary>A string: its value went to the sink.</summary>
+    Found,
+
+    /// <summary>The key holds a hash (GET answers WRONGTYPE).</summary>
+    WrongType,
+}
+
+/// <summary>Receives a value read inside the state's lock (<see cref="CacheStateMachine.ReadString"/>).</summary>
+public interface IValueSink
+{
+    void Value(ReadOnlySpan<byte> value);
 }

@@ -333,7 +333,9 @@ internal sealed class KeyTable
     private byte[] _chunkGenerations = new byte[4];
     private int _count;
 
-    // Position + 1 of the key whose home (hash & mask) or a later bucket holds it; 0 = empty.
+    // Per bucket (0 = empty): in the bits under the mask (buckets - 1), position + 1 of the key whose home
+    // (hash & mask) is this or an earlier bucket of its run; above them, the same bits of that key's hash, which a
+    // lookup compares before it reads the key (positions stay below the bucket count: at most 3/4 are used).
     private int[] _buckets = new int[MinimumBuckets];
     private byte _generation;
     private bool _capturing;
@@ -378,6 +380,7 @@ internal sealed class KeyTable
     {
         int hash = HashOf(key);
         int mask = _buckets.Length - 1;
+        int tag = hash & ~mask;
         for (int i = hash & mask; ; i = (i + 1) & mask)
         {
             int bucket = _buckets[i];
@@ -386,9 +389,9 @@ internal sealed class KeyTable
                 return -1;
             }
 
-            if (KeyData.KeyOf(At(bucket - 1).Data).SequenceEqual(key))
+            if ((bucket & ~mask) == tag && KeyData.KeyOf(At((bucket & mask) - 1).Data).SequenceEqual(key))
             {
-                return bucket - 1;
+                return (bucket & mask) - 1;
             }
         }
     }
@@ -411,10 +414,12 @@ internal sealed class KeyTable
 
         int hash = HashOf(key);
         int mask = _buckets.Length - 1;
+        int tag = hash & ~mask;
         int i = hash & mask;
         for (; _buckets[i] != 0; i = (i + 1) & mask)
         {
-            if (KeyData.KeyOf(At(_buckets[i] - 1).Data).SequenceEqual(key))
+            int bucket = _buckets[i];
+            if ((bucket & ~mask) == tag && KeyData.KeyOf(At((bucket & mask) - 1).Data).SequenceEqual(key))
             {
                 return -1;
             }
@@ -436,7 +441,7 @@ internal sealed class KeyTable
 
         ref var stored = ref Writable(position);
         stored = slot;
-        _buckets[i] = position + 1;
+        _buckets[i] = tag | (position + 1);
         _count++;
         return position;
     }
@@ -456,7 +461,8 @@ internal sealed class KeyTable
         if (moved)
         {
             var lastSlot = At(last);
-            _buckets[BucketOf(last)] = position + 1;
+            int bucket = BucketOf(last);
+            _buckets[bucket] = (_buckets[bucket] & ~(_buckets.Length - 1)) | (position + 1);
             Writable(position) = lastSlot;
         }
 
@@ -518,7 +524,7 @@ internal sealed class KeyTable
         int mask = _buckets.Length - 1;
         for (int i = HomeOf(position, mask); ; i = (i + 1) & mask)
         {
-            if (_buckets[i] == position + 1)
+            if ((_buckets[i] & mask) == position + 1)
             {
                 return i;
             }
@@ -536,7 +542,7 @@ internal sealed class KeyTable
         int mask = _buckets.Length - 1;
         for (int j = (hole + 1) & mask; _buckets[j] != 0; j = (j + 1) & mask)
         {
-            int home = HomeOf(_buckets[j] - 1, mask);
+            int home = HomeOf((_buckets[j] & mask) - 1, mask);
 
             // The key at j may fill the hole when its home is not cyclically within (hole, j].
             bool staysPut = hole <= j ? home > hole && home <= j : home > hole || home <= j;
@@ -556,13 +562,14 @@ internal sealed class KeyTable
         int mask = buckets.Length - 1;
         for (int position = 0; position < _count; position++)
         {
-            int i = HomeOf(position, mask);
+            int hash = HashOf(KeyData.KeyOf(At(position).Data));
+            int i = hash & mask;
             while (buckets[i] != 0)
             {
                 i = (i + 1) & mask;
             }
 
-            buckets[i] = position + 1;
+            buckets[i] = (hash & ~mask) | (position + 1);
         }
 
         _buckets = buckets;

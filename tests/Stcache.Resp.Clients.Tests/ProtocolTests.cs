@@ -193,6 +193,99 @@ public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<Proto
     }
 
     [Fact]
+    public async Task ReadOnlyGetsAreAnsweredAsReadWriteOnesAndInOrder()
+    {
+        await using var client = await ConnectAsync();
+        Assert.Equal("+OK", await client.CommandAsync("SET", "ro-a", "alpha"));
+        Assert.Equal(":1", await client.CommandAsync("HSET", "ro-h", "f", "v"));
+        var pipeline = new List<byte>();
+        void Add(params string[] arguments) => pipeline.AddRange(RawClient.Encode(arguments));
+        Add("GET", "ro-a");
+        Add("get", "ro-a");
+        Add("gEt", "ro-missing");
+        Add("GET", "ro-h");
+        Add("GET", "");
+        Add("STRLEN", "ro-a");
+        Add("GET", "ro-a");
+        Add("GET", "ro-a", "extra");
+        pipeline.AddRange("GET ro-a\r\n"u8.ToArray());
+        Add("SET", "ro-a", "beta");
+        Add("GET", "ro-a");
+        byte[] bytes = [.. pipeline];
+
+        async Task<List<string>> AnswersAsync(string mode)
+        {
+            Assert.Equal("+OK", await client.CommandAsync(mode));
+            Assert.Equal("+OK", await client.CommandAsync("SET", "ro-a", "alpha"));
+            await client.SendAsync(bytes);
+            var replies = new List<string>();
+            for (int i = 0; i < 11; i++)
+            {
+                replies.Add(await client.ReadReplyAsync());
+            }
+
+            return replies;
+        }
+
+        var readWrite = await AnswersAsync("READWRITE");
+        Assert.Equal("$5\r\nalpha\r\n", readWrite[0]);
+        Assert.Equal("$-1", readWrite[2]);
+        Assert.StartsWith("-WRONGTYPE", readWrite[3], StringComparison.Ordinal);
+        Assert.Equal("$4\r\nbeta\r\n", readWrite[10]);
+        Assert.Equal(readWrite, await AnswersAsync("READONLY"));
+
+        // A key longer than this node's 1 KiB bulk limit: the same protocol error and close in both modes.
+        var refusals = new List<(string, bool)>();
+        foreach (string mode in new[] { "READWRITE", "READONLY" })
+        {
+            await using var other = await ConnectAsync();
+            Assert.Equal("+OK", await other.CommandAsync(mode));
+            await other.SendAsync(RawClient.Encode("GET", new string('k', 1025)));
+            refusals.Add((await other.ReadReplyAsync(), await other.IsClosedAsync(TimeSpan.FromSeconds(10))));
+        }
+
+        Assert.StartsWith("-ERR", refusals[0].Item1, StringComparison.Ordinal);
+        Assert.Equal(refusals[0], refusals[1]);
+
+        // A GET split across reads, and one whose key arrives byte by byte.
+        byte[] get = RawClient.Encode("GET", "ro-a");
+        await client.SendAsync(get[..5]);
+        await client.SendAsync(get[5..]);
+        Assert.Equal("$4\r\nbeta\r\n", await client.ReadReplyAsync());
+        foreach (byte b in get)
+        {
+            await client.SendAsync([b]);
+        }
+
+        Assert.Equal("$4\r\nbeta\r\n", await client.ReadReplyAsync());
+        Assert.Equal("+OK", await client.CommandAsync("READWRITE"));
+    }
+
+    [Theory]
+    [InlineData("*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n", 3)]
+    [InlineData("*2\r\n$3\r\nget\r\n$3\r\nkey\r\n*2\r\n", 3)]
+    [InlineData("*2\r\n$3\r\nGeT\r\n$0\r\n\r\n", 0)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n", 10)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$3\r\nkey\r", -1)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$3\r\nkeyX\r\n", -1)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$03\r\nkey\r\n", -1)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$-1\r\nkey\r\n", -1)]
+    [InlineData("*2\r\n$3\r\nGET\r\n$11\r\n01234567890\r\n", -1)]
+    [InlineData("*2\r\n$3\r\nGEX\r\n$3\r\nkey\r\n", -1)]
+    [InlineData("*3\r\n$3\r\nGET\r\n$3\r\nkey\r\n$1\r\nx\r\n", -1)]
+    [InlineData("GET key\r\n", -1)]
+    public void TheGetShortcutMatchesOnlyAWholeGet(string text, int keyLength)
+    {
+        bool matched = Stcache.Server.Resp.RespConnection.TryMatchGet(Encoding.ASCII.GetBytes(text), 10, out int start, out int length);
+        Assert.Equal(keyLength >= 0, matched);
+        if (matched)
+        {
+            Assert.Equal(keyLength, length);
+            Assert.Equal("\r\n", text.Substring(start + length, 2));
+        }
+    }
+
+    [Fact]
     public async Task MaxClientsRefusesTheExcess()
     {
         var held = new List<RawClient>();

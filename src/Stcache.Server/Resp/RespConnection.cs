@@ -139,6 +139,11 @@ internal sealed class RespConnection
                 batch.Clear();
                 RespProtocolError? error = null;
                 bool more = false;
+                if (StaleReads)
+                {
+                    buffer = ServeLeadingGets(buffer, limitsAuthenticated.BulkBytesMax);
+                }
+
                 while (true)
                 {
                     // Before AUTH, Redis's small limits apply, and AUTH must run before the next command is parsed.
@@ -188,6 +193,99 @@ internal sealed class RespConnection
             await _input.CompleteAsync().ConfigureAwait(false);
             await _output.CompleteAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// READONLY's common case without the general path's objects: the GETs at the head of what arrived, each in
+    /// its exact multibulk form, are answered straight from this node's state (a stale read needs no confirmation
+    /// round), the value copied from the cache into the reply. Returns what is left for the general path: anything
+    /// else (another command, an inline or partial one, a connection not authenticated, in MULTI or subscribed)
+    /// stops it, as does a batch's worth of replies, so that the answers stay in order and are flushed as usual.
+    /// </summary>
+    private ReadOnlySequence<byte> ServeLeadingGets(ReadOnlySequence<byte> buffer, long keyBytesMax)
+    {
+        if (!Authenticated || Queued is not null || Subscribed || _closeAfterReply || !_writeLock.Wait(0))
+        {
+            return buffer;
+        }
+
+        try
+        {
+            var cache = _server.Service.Host.Cache;
+            var sink = new BulkSink(_writer);
+            for (int served = 0; served < BatchCommandsMax && _output.UnflushedBytes <= FlushBytes; served++)
+            {
+                var span = buffer.FirstSpan;
+                if (!TryMatchGet(span, keyBytesMax, out int keyStart, out int keyLength))
+                {
+                    break;
+                }
+
+                Interlocked.Increment(ref _server.CommandsProcessed);
+                LastCommand = "get";
+                var key = span.Slice(keyStart, keyLength);
+                switch (cache.ReadString(key, cache.LastLogTimeUnixMs, ref sink))
+                {
+                    case StringRead.Missing:
+                        _writer.Null();
+                        break;
+                    case StringRead.WrongType:
+                        _writer.CodedError(RedisErrors.WrongType);
+                        break;
+                }
+
+                buffer = buffer.Slice(keyStart + keyLength + 2);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Whether <paramref name="s"/> starts with a whole <c>*2\r\n$3\r\nGET\r\n$n\r\nkey\r\n</c> (the name in any
+    /// case, n without leading zeros and at most <paramref name="keyBytesMax"/>). Anything else, valid or not, is
+    /// left to the general parser.</summary>
+    internal static bool TryMatchGet(ReadOnlySpan<byte> s, long keyBytesMax, out int keyStart, out int keyLength)
+    {
+        keyStart = 0;
+        keyLength = 0;
+        if (s.Length < 19 || !s.StartsWith("*2\r\n$3\r\n"u8) || (s[8] | 0x20) != 'g' || (s[9] | 0x20) != 'e'
+            || (s[10] | 0x20) != 't' || !s[11..].StartsWith("\r\n$"u8))
+        {
+            return false;
+        }
+
+        int i = 14;
+        long length = 0;
+        for (; i < s.Length && i < 14 + 9 && (uint)(s[i] - '0') <= 9; i++)
+        {
+            length = (length * 10) + (s[i] - '0');
+        }
+
+        bool digits = i > 14 && (s[14] != '0' || i == 15);
+        if (!digits || length > keyBytesMax || i + 1 >= s.Length || s[i] != '\r' || s[i + 1] != '\n')
+        {
+            return false;
+        }
+
+        int start = i + 2;
+        if (s.Length - start < length + 2 || s[start + (int)length] != '\r' || s[start + (int)length + 1] != '\n')
+        {
+            return false;
+        }
+
+        keyStart = start;
+        keyLength = (int)length;
+        return true;
+    }
+
+    /// <summary>Writes a value the cache hands over inside its lock as a bulk reply.</summary>
+    private readonly struct BulkSink(RespWriter writer) : IValueSink
+    {
+        public void Value(ReadOnlySpan<byte> value) => writer.Bulk(value);
     }
 
     /// <summary>Runs a batch in order: groups of data writes together, groups of data reads behind one confirmation.</summary>

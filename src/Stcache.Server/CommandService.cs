@@ -227,23 +227,35 @@ internal sealed class CommandService
                     }
                 }
 
-                IReadOnlyList<WriteRequest> round = valid is null && from == 0
+                // The first round of a batch with every command valid (nearly always) answers into the outcomes
+                // themselves; the proposals are awaited in this frame, not in one more below it.
+                bool whole = valid is null && from == 0;
+                IReadOnlyList<WriteRequest> round = whole
                     ? commands
                     : [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
-                WriteOutcome[] results;
+                WriteOutcome[] results = whole ? outcomes : new WriteOutcome[round.Count];
                 if (status.Leader == _host.Id)
                 {
-                    results = await ProposeLocallyAsync(round, Remaining(started), cancellationToken).ConfigureAwait(false);
+                    var batch = StartLocally(round, results, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
+                    if (batch is not null)
+                    {
+                        await batch.WaitAsync().ConfigureAwait(false);
+                        FinishLocally(batch, results, positions, proposed);
+                    }
                 }
                 else
                 {
                     deadline ??= Deadline(started, cancellationToken);
-                    results = await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
+                    var forwarded = await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
+                    forwarded.CopyTo(results, 0);
                 }
 
-                for (int i = 0; i < results.Length; i++)
+                if (!whole)
                 {
-                    outcomes[valid?[from + i] ?? from + i] = results[i];
+                    for (int i = 0; i < results.Length; i++)
+                    {
+                        outcomes[valid?[from + i] ?? from + i] = results[i];
+                    }
                 }
 
                 // Leadership moved between looking and proposing: the suffix from the first such failure was certainly
@@ -304,25 +316,36 @@ internal sealed class CommandService
         outcome.Status == WriteStatus.NotApplied && outcome.Failure == FailureKind.NoLeader;
 
     /// <summary>Proposes in order on this node (which believes it leads) and waits for all of them.</summary>
-    public Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken) =>
-        ProposeLocallyAsync(commands, _host.RequestTimeout, cancellationToken);
+    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    {
+        var outcomes = new WriteOutcome[commands.Count];
+        var batch = StartLocally(commands, outcomes, _host.RequestTimeout, cancellationToken, out int[]? positions, out int proposed);
+        if (batch is not null)
+        {
+            await batch.WaitAsync().ConfigureAwait(false);
+            FinishLocally(batch, outcomes, positions, proposed);
+        }
+
+        return outcomes;
+    }
 
     /// <summary>The leader's clock for a new entry, never behind the log's: log time must not run backwards
     /// (docs/CACHE.md).</summary>
     public long LogTime() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
 
     /// <summary>
-    /// Proposes in order on this node, which must believe it leads (also the leader's side of forwarding), and waits
-    /// for all of them, at most <paramref name="timeout"/>: the commands become entries at the leader's log time and
-    /// go to the loop as one batch, answered together.
+    /// Starts proposing in order on this node, which must believe it leads (also the leader's side of forwarding):
+    /// the commands become entries at the leader's log time and go to the loop as one batch, answered together
+    /// within <paramref name="timeout"/>. Returns the batch to await, then to pass to <see cref="FinishLocally"/>;
+    /// null when nothing was proposed (every command refused, or no time left), with every outcome already set.
+    /// <paramref name="positions"/> maps the batch's slots to command positions when some were refused.
     /// </summary>
-    private async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, TimeSpan timeout, CancellationToken cancellationToken)
+    private ProposalBatch? StartLocally(IReadOnlyList<WriteRequest> commands, WriteOutcome[] outcomes, TimeSpan timeout, CancellationToken cancellationToken, out int[]? positions, out int count)
     {
-        var outcomes = new WriteOutcome[commands.Count];
         long logTime = LogTime();
         ReadOnlyMemory<byte>[] entries = new ReadOnlyMemory<byte>[commands.Count];
-        int[]? positions = null; // entry i answers command positions[i], when some commands were refused
-        int count = 0;
+        positions = null; // entry i answers command positions[i], when some commands were refused
+        count = 0;
         for (int i = 0; i < commands.Count; i++)
         {
             var (entry, error) = commands[i].ToEntry(logTime);
@@ -343,7 +366,7 @@ internal sealed class CommandService
 
         if (count == 0)
         {
-            return outcomes;
+            return null;
         }
 
         if (timeout <= TimeSpan.Zero)
@@ -353,11 +376,15 @@ internal sealed class CommandService
                 outcomes[positions?[i] ?? i] = WriteOutcome.Failed(FailureKind.Timeout, ProposalSlot.NotProposedMessage);
             }
 
-            return outcomes;
+            return null;
         }
 
-        var batch = _host.StartProposals(count == entries.Length ? entries : entries.AsMemory(0, count).ToArray(), timeout, cancellationToken);
-        await batch.WaitAsync().ConfigureAwait(false);
+        return _host.StartProposals(count == entries.Length ? entries : entries.AsMemory(0, count).ToArray(), timeout, cancellationToken);
+    }
+
+    /// <summary>The outcomes of a batch from <see cref="StartLocally"/>, once it completed.</summary>
+    private void FinishLocally(ProposalBatch batch, WriteOutcome[] outcomes, int[]? positions, int count)
+    {
         bool applied = false;
         for (int i = 0; i < count; i++)
         {
@@ -377,8 +404,6 @@ internal sealed class CommandService
         {
             Trace.Reached(FailoverStage.ProposalApplied);
         }
-
-        return outcomes;
     }
 
     /// <summary>Waits until a read at this moment may be served from this node's state.</summary>

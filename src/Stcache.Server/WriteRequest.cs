@@ -102,13 +102,8 @@ public sealed class WriteRequest
         if (Command is { } command)
         {
             // The leader's log time, unless the caller already stamped it; a relative TTL counts from it.
-            var stamped = command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command;
-            if (TtlMs > 0)
-            {
-                stamped = stamped with { ExpiresAtUnixMs = stamped.LogTimeUnixMs + TtlMs };
-            }
-
-            return (stamped.Encode(), null);
+            long stamped = command.LogTimeUnixMs == 0 ? logTimeUnixMs : command.LogTimeUnixMs;
+            return (command.Encode(TtlMs > 0 ? stamped + TtlMs : command.ExpiresAtUnixMs, stamped), null);
         }
 
         if (Prepared is { } prepared)

@@ -183,12 +183,54 @@ internal sealed class CommandService
     /// leader while the deadline allows. On the leader nothing but the proposals waits: the deadline is the host's
     /// (one timer for every pending write), and a cancellation source is made only to wait for a leader or forward.
     /// </summary>
-    public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    public Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
-        var outcomes = new WriteOutcome[commands.Count];
-        List<int>? valid = null; // null while every command so far is valid
+        return commands.Count > 0 && _host.Status.Leader == _host.Id && AllValid(commands)
+            ? ProposeHereAsync(commands, started, cancellationToken)
+            : WriteBatchCoreAsync(commands, started, cancellationToken);
+    }
+
+    private bool AllValid(IReadOnlyList<WriteRequest> commands)
+    {
         for (int i = 0; i < commands.Count; i++)
+        {
+            if (commands[i].Validate(_options.ValueBytesMax) is not null)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// The common case, in a frame of its own that holds little: every command valid and this node leading. The
+    /// commands are proposed here and awaited once; only if leadership moved meanwhile (a suffix certainly not
+    /// applied) does the general path take over, to retry that suffix on the new leader.
+    /// </summary>
+    private async Task<WriteOutcome[]> ProposeHereAsync(IReadOnlyList<WriteRequest> commands, long started, CancellationToken cancellationToken)
+    {
+        var outcomes = new WriteOutcome[commands.Count];
+        var batch = StartLocally(commands, outcomes, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
+        if (batch is not null)
+        {
+            await batch.WaitAsync().ConfigureAwait(false);
+            FinishLocally(batch, outcomes, positions, proposed);
+        }
+
+        return Array.Exists(outcomes, IsRetryable)
+            ? await WriteBatchCoreAsync(commands, started, cancellationToken, outcomes).ConfigureAwait(false)
+            : outcomes;
+    }
+
+    /// <param name="proposedHere">The outcomes of a first round <see cref="ProposeHereAsync"/> proposed on this node
+    /// (every command valid), to go on from; null to start from the beginning.</param>
+    private async Task<WriteOutcome[]> WriteBatchCoreAsync(IReadOnlyList<WriteRequest> commands, long started, CancellationToken cancellationToken, WriteOutcome[]? proposedHere = null)
+    {
+        var outcomes = proposedHere ?? new WriteOutcome[commands.Count];
+        List<int>? valid = null; // null while every command so far is valid
+        for (int i = 0; proposedHere is null && i < commands.Count; i++)
         {
             if (commands[i].Validate(_options.ValueBytesMax) is { } problem)
             {
@@ -208,53 +250,61 @@ internal sealed class CommandService
             int from = 0;
             while (from < count)
             {
-                var status = _host.Status;
-                if (status.Leader.IsNone)
+                WriteOutcome[] results;
+                NodeId leader;
+                if (proposedHere is not null)
                 {
-                    deadline ??= Deadline(started, cancellationToken);
-                    status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
-                    if (status is null)
-                    {
-                        var failure = cancellationToken.IsCancellationRequested
-                            ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
-                            : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
-                        for (int i = from; i < count; i++)
-                        {
-                            outcomes[valid?[i] ?? i] = failure;
-                        }
-
-                        return outcomes;
-                    }
-                }
-
-                // The first round of a batch with every command valid (nearly always) answers into the outcomes
-                // themselves; the proposals are awaited in this frame, not in one more below it.
-                bool whole = valid is null && from == 0;
-                IReadOnlyList<WriteRequest> round = whole
-                    ? commands
-                    : [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
-                WriteOutcome[] results = whole ? outcomes : new WriteOutcome[round.Count];
-                if (status.Leader == _host.Id)
-                {
-                    var batch = StartLocally(round, results, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
-                    if (batch is not null)
-                    {
-                        await batch.WaitAsync().ConfigureAwait(false);
-                        FinishLocally(batch, results, positions, proposed);
-                    }
+                    results = proposedHere;
+                    leader = _host.Id;
+                    proposedHere = null;
                 }
                 else
                 {
-                    deadline ??= Deadline(started, cancellationToken);
-                    var forwarded = await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
-                    forwarded.CopyTo(results, 0);
-                }
-
-                if (!whole)
-                {
-                    for (int i = 0; i < results.Length; i++)
+                    var status = _host.Status;
+                    if (status.Leader.IsNone)
                     {
-                        outcomes[valid?[from + i] ?? from + i] = results[i];
+                        deadline ??= Deadline(started, cancellationToken);
+                        status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
+                        if (status is null)
+                        {
+                            var failure = cancellationToken.IsCancellationRequested
+                                ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
+                                : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
+                            for (int i = from; i < count; i++)
+                            {
+                                outcomes[valid?[i] ?? i] = failure;
+                            }
+
+                            return outcomes;
+                        }
+                    }
+
+                    leader = status.Leader;
+                    bool whole = valid is null && from == 0;
+                    var round = whole ? commands : RoundOf(commands, valid, from, count);
+                    results = whole ? outcomes : new WriteOutcome[round.Count];
+                    if (leader == _host.Id)
+                    {
+                        var batch = StartLocally(round, results, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
+                        if (batch is not null)
+                        {
+                            await batch.WaitAsync().ConfigureAwait(false);
+                            FinishLocally(batch, results, positions, proposed);
+                        }
+                    }
+                    else
+                    {
+                        deadline ??= Deadline(started, cancellationToken);
+                        var forwarded = await ForwardAsync(round, leader, deadline.Token).ConfigureAwait(false);
+                        forwarded.CopyTo(results, 0);
+                    }
+
+                    if (!whole)
+                    {
+                        for (int i = 0; i < results.Length; i++)
+                        {
+                            outcomes[valid?[from + i] ?? from + i] = results[i];
+                        }
                     }
                 }
 
@@ -270,7 +320,7 @@ internal sealed class CommandService
                 from += retryFrom;
                 deadline ??= Deadline(started, cancellationToken);
                 var changed = Volatile.Read(ref _leaderChanged).Task;
-                if (_host.Status.Leader == status.Leader)
+                if (_host.Status.Leader == leader)
                 {
                     try
                     {
@@ -290,6 +340,11 @@ internal sealed class CommandService
             deadline?.Dispose();
         }
     }
+
+    /// <summary>The commands still to propose, from the <paramref name="from"/>-th valid one (a method of its own: a
+    /// lambda capturing the arguments in the caller would allocate its closure on every call).</summary>
+    private static WriteRequest[] RoundOf(IReadOnlyList<WriteRequest> commands, List<int>? valid, int from, int count) =>
+        [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
 
     /// <summary>What is left of the request timeout of a request that started at <paramref name="started"/>.</summary>
     private TimeSpan Remaining(long started) => _host.RequestTimeout - Stopwatch.GetElapsedTime(started);

@@ -327,13 +327,17 @@ internal sealed partial class HttpApi
 
         response.ContentType = JsonUtf8;
         response.ContentLength = buffer.WrittenCount;
-        var pending = response.BodyWriter.WriteAsync(buffer.WrittenMemory); // copied into the pipe before it returns
+        var pending = response.BodyWriter.WriteAsync(buffer.WrittenMemory);
         if (pending.IsCompletedSuccessfully)
         {
             _ = pending.Result;
             return Task.CompletedTask;
         }
 
+        // A write that did not complete may still hold the buffer (the response's start awaiting an OnStarting
+        // callback): it keeps this one, and the thread makes new ones.
+        s_viewBuffer = null;
+        s_viewWriter = null;
         return pending.AsTask();
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Stcache.Cache;
@@ -142,12 +143,53 @@ public static class CommandParser
     public static ParsedCommand Parse(long nowUnixMs, params string[] argv) =>
         Parse(argv.Select(arg => (ReadOnlyMemory<byte>)Encoding.UTF8.GetBytes(arg)).ToArray(), nowUnixMs);
 
+    /// <summary>
+    /// Parses argv whose arrays the caller gives away (a RESP front end's freshly received arguments): the parsed
+    /// command keeps them instead of copies, so the caller must never change them afterwards. Otherwise the same as
+    /// <see cref="Parse(IReadOnlyList{ReadOnlyMemory{byte}}, long)"/>.
+    /// </summary>
+    public static ParsedCommand ParseOwned(byte[][] argv, long nowUnixMs)
+    {
+        // The memory view of argv is scratch of this thread's (no parser keeps the array itself), cleared afterwards.
+        var args = argv.Length < Scratch.Length ? Scratch[argv.Length] ??= new ReadOnlyMemory<byte>[argv.Length] : new ReadOnlyMemory<byte>[argv.Length];
+        for (int i = 0; i < argv.Length; i++)
+        {
+            args[i] = argv[i];
+        }
+
+        s_owned = true;
+        try
+        {
+            return Parse(args, nowUnixMs);
+        }
+        finally
+        {
+            s_owned = false;
+            Array.Clear(args);
+        }
+    }
+
+    [ThreadStatic]
+    private static bool s_owned;
+
+    [ThreadStatic]
+    private static ReadOnlyMemory<byte>[]?[]? s_scratch;
+
+    private static ReadOnlyMemory<byte>[]?[] Scratch => s_scratch ??= new ReadOnlyMemory<byte>[]?[8];
+
+    /// <summary>An argument's bytes to keep: its own array under <see cref="ParseOwned"/> when it is a whole one,
+    /// else a copy.</summary>
+    private static byte[] Own(ReadOnlyMemory<byte> argument) =>
+        s_owned && MemoryMarshal.TryGetArray(argument, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            ? segment.Array
+            : argument.ToArray();
+
     private static byte[][] Rest(ReadOnlyMemory<byte>[] argv, int from)
     {
         var rest = new byte[argv.Length - from][];
         for (int i = from; i < argv.Length; i++)
         {
-            rest[i - from] = argv[i].ToArray();
+            rest[i - from] = Own(argv[i]);
         }
 
         return rest;
@@ -212,7 +254,7 @@ public static class CommandParser
             flags |= OpFlags.HasExpiry;
         }
 
-        return Write(Op.Set, flags, at, [argv[1].ToArray(), argv[2].ToArray()]);
+        return Write(Op.Set, flags, at, [Own(argv[1]), Own(argv[2])]);
     }
 
     private static ParsedCommand ParseGetEx(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs)
@@ -255,7 +297,7 @@ public static class CommandParser
             flags |= OpFlags.HasExpiry;
         }
 
-        return Write(Op.GetEx, flags, at, [argv[1].ToArray()]);
+        return Write(Op.GetEx, flags, at, [Own(argv[1])]);
     }
 
     private enum ExpireUnit
@@ -322,7 +364,7 @@ public static class CommandParser
     private static ParsedCommand ParseSetEx(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs)
     {
         string? error = ExpireMilliseconds(name, argv[2].Span, name == "setex" ? ExpireUnit.Ex : ExpireUnit.Px, nowUnixMs, out long at);
-        return error is not null ? ParsedCommand.Fail(error) : Write(Op.Set, OpFlags.HasExpiry, at, [argv[1].ToArray(), argv[3].ToArray()]);
+        return error is not null ? ParsedCommand.Fail(error) : Write(Op.Set, OpFlags.HasExpiry, at, [Own(argv[1]), Own(argv[3])]);
     }
 
     private static ParsedCommand ParseMSet(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs) =>
@@ -350,7 +392,7 @@ public static class CommandParser
             return ParsedCommand.Fail(RedisErrors.StringTooLong);
         }
 
-        return Write(Op.SetRange, OpFlags.None, offset, [argv[1].ToArray(), argv[3].ToArray()]);
+        return Write(Op.SetRange, OpFlags.None, offset, [Own(argv[1]), Own(argv[3])]);
     }
 
     private static ParsedCommand ParseIncrBy(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs)
@@ -370,7 +412,7 @@ public static class CommandParser
             delta = -delta;
         }
 
-        return Write(Op.IncrBy, OpFlags.None, delta, [argv[1].ToArray()]);
+        return Write(Op.IncrBy, OpFlags.None, delta, [Own(argv[1])]);
     }
 
     private static ParsedCommand ParseIncrByFloat(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs) =>
@@ -403,7 +445,7 @@ public static class CommandParser
             }
         }
 
-        return Write(Op.Copy, flags, 0, [argv[1].ToArray(), argv[2].ToArray()]);
+        return Write(Op.Copy, flags, 0, [Own(argv[1]), Own(argv[2])]);
     }
 
     private static ParsedCommand ParseScan(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs)
@@ -437,12 +479,12 @@ public static class CommandParser
             }
             else if (Is(argv[j], "match") && hasNext)
             {
-                match = argv[++j].ToArray();
+                match = Own(argv[++j]);
                 flags |= OpFlags.WithMatch;
             }
             else if (Is(argv[j], "type") && hasNext)
             {
-                type = argv[++j].ToArray();
+                type = Own(argv[++j]);
                 flags |= OpFlags.WithType;
             }
             else
@@ -523,7 +565,7 @@ public static class CommandParser
             return ParsedCommand.Fail(RedisErrors.InvalidExpire(name));
         }
 
-        return Write(Op.Expire, flags, when + baseTime, [argv[1].ToArray()]);
+        return Write(Op.Expire, flags, when + baseTime, [Own(argv[1])]);
     }
 
     private static ParsedCommand ParseHSet(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs) =>
@@ -533,7 +575,7 @@ public static class CommandParser
 
     private static ParsedCommand ParseHIncrBy(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs) =>
         NumberText.TryParseInt64(argv[3].Span, out long delta)
-            ? Write(Op.HIncrBy, OpFlags.None, delta, [argv[1].ToArray(), argv[2].ToArray()])
+            ? Write(Op.HIncrBy, OpFlags.None, delta, [Own(argv[1]), Own(argv[2])])
             : ParsedCommand.Fail(RedisErrors.NotInteger);
 
     private static ParsedCommand ParseHIncrByFloat(string name, ReadOnlyMemory<byte>[] argv, long nowUnixMs) =>

@@ -183,12 +183,54 @@ internal sealed class CommandService
     /// leader while the deadline allows. On the leader nothing but the proposals waits: the deadline is the host's
     /// (one timer for every pending write), and a cancellation source is made only to wait for a leader or forward.
     /// </summary>
-    public async Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    public Task<WriteOutcome[]> WriteBatchAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
-        var outcomes = new WriteOutcome[commands.Count];
-        List<int>? valid = null; // null while every command so far is valid
+        return commands.Count > 0 && _host.Status.Leader == _host.Id && AllValid(commands)
+            ? ProposeHereAsync(commands, started, cancellationToken)
+            : WriteBatchCoreAsync(commands, started, cancellationToken);
+    }
+
+    private bool AllValid(IReadOnlyList<WriteRequest> commands)
+    {
         for (int i = 0; i < commands.Count; i++)
+        {
+            if (commands[i].Validate(_options.ValueBytesMax) is not null)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// The common case, in a frame of its own that holds little: every command valid and this node leading. The
+    /// commands are proposed here and awaited once; only if leadership moved meanwhile (a suffix certainly not
+    /// applied) does the general path take over, to retry that suffix on the new leader.
+    /// </summary>
+    private async Task<WriteOutcome[]> ProposeHereAsync(IReadOnlyList<WriteRequest> commands, long started, CancellationToken cancellationToken)
+    {
+        var outcomes = new WriteOutcome[commands.Count];
+        var batch = StartLocally(commands, outcomes, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
+        if (batch is not null)
+        {
+            await batch.WaitAsync().ConfigureAwait(false);
+            FinishLocally(batch, outcomes, positions, proposed);
+        }
+
+        return Array.Exists(outcomes, IsRetryable)
+            ? await WriteBatchCoreAsync(commands, started, cancellationToken, outcomes).ConfigureAwait(false)
+            : outcomes;
+    }
+
+    /// <param name="proposedHere">The outcomes of a first round <see cref="ProposeHereAsync"/> proposed on this node
+    /// (every command valid), to go on from; null to start from the beginning.</param>
+    private async Task<WriteOutcome[]> WriteBatchCoreAsync(IReadOnlyList<WriteRequest> commands, long started, CancellationToken cancellationToken, WriteOutcome[]? proposedHere = null)
+    {
+        var outcomes = proposedHere ?? new WriteOutcome[commands.Count];
+        List<int>? valid = null; // null while every command so far is valid
+        for (int i = 0; proposedHere is null && i < commands.Count; i++)
         {
             if (commands[i].Validate(_options.ValueBytesMax) is { } problem)
             {
@@ -208,42 +250,62 @@ internal sealed class CommandService
             int from = 0;
             while (from < count)
             {
-                var status = _host.Status;
-                if (status.Leader.IsNone)
-                {
-                    deadline ??= Deadline(started, cancellationToken);
-                    status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
-                    if (status is null)
-                    {
-                        var failure = cancellationToken.IsCancellationRequested
-                            ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
-                            : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
-                        for (int i = from; i < count; i++)
-                        {
-                            outcomes[valid?[i] ?? i] = failure;
-                        }
-
-                        return outcomes;
-                    }
-                }
-
-                IReadOnlyList<WriteRequest> round = valid is null && from == 0
-                    ? commands
-                    : [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
                 WriteOutcome[] results;
-                if (status.Leader == _host.Id)
+                NodeId leader;
+                if (proposedHere is not null)
                 {
-                    results = await ProposeLocallyAsync(round, Remaining(started), cancellationToken).ConfigureAwait(false);
+                    results = proposedHere;
+                    leader = _host.Id;
+                    proposedHere = null;
                 }
                 else
                 {
-                    deadline ??= Deadline(started, cancellationToken);
-                    results = await ForwardAsync(round, status.Leader, deadline.Token).ConfigureAwait(false);
-                }
+                    var status = _host.Status;
+                    if (status.Leader.IsNone)
+                    {
+                        deadline ??= Deadline(started, cancellationToken);
+                        status = await WaitForLeaderAsync(deadline.Token).ConfigureAwait(false);
+                        if (status is null)
+                        {
+                            var failure = cancellationToken.IsCancellationRequested
+                                ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
+                                : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
+                            for (int i = from; i < count; i++)
+                            {
+                                outcomes[valid?[i] ?? i] = failure;
+                            }
 
-                for (int i = 0; i < results.Length; i++)
-                {
-                    outcomes[valid?[from + i] ?? from + i] = results[i];
+                            return outcomes;
+                        }
+                    }
+
+                    leader = status.Leader;
+                    bool whole = valid is null && from == 0;
+                    var round = whole ? commands : RoundOf(commands, valid, from, count);
+                    results = whole ? outcomes : new WriteOutcome[round.Count];
+                    if (leader == _host.Id)
+                    {
+                        var batch = StartLocally(round, results, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
+                        if (batch is not null)
+                        {
+                            await batch.WaitAsync().ConfigureAwait(false);
+                            FinishLocally(batch, results, positions, proposed);
+                        }
+                    }
+                    else
+                    {
+                        deadline ??= Deadline(started, cancellationToken);
+                        var forwarded = await ForwardAsync(round, leader, deadline.Token).ConfigureAwait(false);
+                        forwarded.CopyTo(results, 0);
+                    }
+
+                    if (!whole)
+                    {
+                        for (int i = 0; i < results.Length; i++)
+                        {
+                            outcomes[valid?[from + i] ?? from + i] = results[i];
+                        }
+                    }
                 }
 
                 // Leadership moved between looking and proposing: the suffix from the first such failure was certainly
@@ -258,7 +320,7 @@ internal sealed class CommandService
                 from += retryFrom;
                 deadline ??= Deadline(started, cancellationToken);
                 var changed = Volatile.Read(ref _leaderChanged).Task;
-                if (_host.Status.Leader == status.Leader)
+                if (_host.Status.Leader == leader)
                 {
                     try
                     {
@@ -278,6 +340,11 @@ internal sealed class CommandService
             deadline?.Dispose();
         }
     }
+
+    /// <summary>The commands still to propose, from the <paramref name="from"/>-th valid one (a method of its own: a
+    /// lambda capturing the arguments in the caller would allocate its closure on every call).</summary>
+    private static WriteRequest[] RoundOf(IReadOnlyList<WriteRequest> commands, List<int>? valid, int from, int count) =>
+        [.. Enumerable.Range(from, count - from).Select(i => commands[valid?[i] ?? i])];
 
     /// <summary>What is left of the request timeout of a request that started at <paramref name="started"/>.</summary>
     private TimeSpan Remaining(long started) => _host.RequestTimeout - Stopwatch.GetElapsedTime(started);
@@ -304,25 +371,36 @@ internal sealed class CommandService
         outcome.Status == WriteStatus.NotApplied && outcome.Failure == FailureKind.NoLeader;
 
     /// <summary>Proposes in order on this node (which believes it leads) and waits for all of them.</summary>
-    public Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken) =>
-        ProposeLocallyAsync(commands, _host.RequestTimeout, cancellationToken);
+    public async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, CancellationToken cancellationToken)
+    {
+        var outcomes = new WriteOutcome[commands.Count];
+        var batch = StartLocally(commands, outcomes, _host.RequestTimeout, cancellationToken, out int[]? positions, out int proposed);
+        if (batch is not null)
+        {
+            await batch.WaitAsync().ConfigureAwait(false);
+            FinishLocally(batch, outcomes, positions, proposed);
+        }
+
+        return outcomes;
+    }
 
     /// <summary>The leader's clock for a new entry, never behind the log's: log time must not run backwards
     /// (docs/CACHE.md).</summary>
     public long LogTime() => Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _host.Cache.LastLogTimeUnixMs);
 
     /// <summary>
-    /// Proposes in order on this node, which must believe it leads (also the leader's side of forwarding), and waits
-    /// for all of them, at most <paramref name="timeout"/>: the commands become entries at the leader's log time and
-    /// go to the loop as one batch, answered together.
+    /// Starts proposing in order on this node, which must believe it leads (also the leader's side of forwarding):
+    /// the commands become entries at the leader's log time and go to the loop as one batch, answered together
+    /// within <paramref name="timeout"/>. Returns the batch to await, then to pass to <see cref="FinishLocally"/>;
+    /// null when nothing was proposed (every command refused, or no time left), with every outcome already set.
+    /// <paramref name="positions"/> maps the batch's slots to command positions when some were refused.
     /// </summary>
-    private async Task<WriteOutcome[]> ProposeLocallyAsync(IReadOnlyList<WriteRequest> commands, TimeSpan timeout, CancellationToken cancellationToken)
+    private ProposalBatch? StartLocally(IReadOnlyList<WriteRequest> commands, WriteOutcome[] outcomes, TimeSpan timeout, CancellationToken cancellationToken, out int[]? positions, out int count)
     {
-        var outcomes = new WriteOutcome[commands.Count];
         long logTime = LogTime();
         ReadOnlyMemory<byte>[] entries = new ReadOnlyMemory<byte>[commands.Count];
-        int[]? positions = null; // entry i answers command positions[i], when some commands were refused
-        int count = 0;
+        positions = null; // entry i answers command positions[i], when some commands were refused
+        count = 0;
         for (int i = 0; i < commands.Count; i++)
         {
             var (entry, error) = commands[i].ToEntry(logTime);
@@ -343,7 +421,7 @@ internal sealed class CommandService
 
         if (count == 0)
         {
-            return outcomes;
+            return null;
         }
 
         if (timeout <= TimeSpan.Zero)
@@ -353,11 +431,15 @@ internal sealed class CommandService
                 outcomes[positions?[i] ?? i] = WriteOutcome.Failed(FailureKind.Timeout, ProposalSlot.NotProposedMessage);
             }
 
-            return outcomes;
+            return null;
         }
 
-        var batch = _host.StartProposals(count == entries.Length ? entries : entries.AsMemory(0, count).ToArray(), timeout, cancellationToken);
-        await batch.WaitAsync().ConfigureAwait(false);
+        return _host.StartProposals(count == entries.Length ? entries : entries.AsMemory(0, count).ToArray(), timeout, cancellationToken);
+    }
+
+    /// <summary>The outcomes of a batch from <see cref="StartLocally"/>, once it completed.</summary>
+    private void FinishLocally(ProposalBatch batch, WriteOutcome[] outcomes, int[]? positions, int count)
+    {
         bool applied = false;
         for (int i = 0; i < count; i++)
         {
@@ -377,8 +459,6 @@ internal sealed class CommandService
         {
             Trace.Reached(FailoverStage.ProposalApplied);
         }
-
-        return outcomes;
     }
 
     /// <summary>

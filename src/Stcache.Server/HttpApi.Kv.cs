@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -43,18 +44,19 @@ internal sealed partial class HttpApi
     }
 
     /// <summary>
-    /// A middleware before routing: <c>GET</c>, <c>PUT</c>, <c>POST</c> and <c>DELETE</c> of <c>/v1/kv/{key}</c>
-    /// go straight to their handler, without the route match and its route-value dictionary per request. The key
-    /// is the rest of the path, as the catch-all route value was (decoded, a literal <c>%2F</c> kept; the prefix
-    /// matched without regard to case, as routing matches). Anything else goes on to routing.
+    /// Before routing (from the first middleware): <c>GET</c>, <c>PUT</c>, <c>POST</c> and <c>DELETE</c> of
+    /// <c>/v1/kv/{key}</c> go straight to their handler, without the route match and its route-value dictionary per
+    /// request; null for anything else, which goes on to routing. The key is the rest of the path, as the catch-all
+    /// route value was (decoded, a literal <c>%2F</c> kept; the prefix matched without regard to case, as routing
+    /// matches).
     /// </summary>
-    private Task ServeKvAsync(HttpContext context, RequestDelegate next)
+    private Task? ServeKv(HttpContext context)
     {
         const string Prefix = "/v1/kv/";
         string? path = context.Request.Path.Value;
         if (path is null || !path.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase))
         {
-            return next(context);
+            return null;
         }
 
         string method = context.Request.Method;
@@ -69,7 +71,7 @@ internal sealed partial class HttpApi
             return PutKeyAsync(context, key);
         }
 
-        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : next(context);
+        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : null;
     }
 
     private Task GetKeyAsync(HttpContext context, string key)
@@ -122,69 +124,98 @@ internal sealed partial class HttpApi
         return WriteBodyAsync(response, entry.Value, OctetStream);
     }
 
+    /// <summary>
+    /// A PUT (or POST) in one async frame down to the proposal's (no frame per step): the body is read into a pooled
+    /// buffer when its length is known (the entry's encoding copies it, and nothing holds it once the write is
+    /// answered), and a body the client sends too slowly or malformed is refused here as the first middleware
+    /// refuses it for other paths.
+    /// </summary>
     private async Task PutKeyAsync(HttpContext context, string key)
     {
         long started = Stopwatch.GetTimestamp();
+        byte[]? rented = null;
         try
         {
-            await PutKeyCoreAsync(context, key);
-        }
-        finally
-        {
-            Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
-        }
-    }
-
-    private async Task PutKeyCoreAsync(HttpContext context, string key)
-    {
-        ulong? prevVersion = null;
-        string? prevValue = null;
-        long? ttl = null;
-        if (context.Request.QueryString.HasValue)
-        {
-            var query = context.Request.Query;
-            if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
+            ulong? prevVersion = null;
+            string? prevValue = null;
+            long? ttl = null;
+            if (context.Request.QueryString.HasValue)
             {
-                await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
+                var query = context.Request.Query;
+                if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
+                {
+                    await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
+                    return;
+                }
+
+                prevValue = query["prevValue"];
+            }
+
+            if (ttl is <= 0 or > MaxTtlSeconds)
+            {
+                await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
                 return;
             }
 
-            prevValue = query["prevValue"];
-        }
+            long? length = context.Request.ContentLength;
+            if (length > options.ValueBytesMax)
+            {
+                await ValueTooLarge().ExecuteAsync(context);
+                return;
+            }
 
-        if (ttl is <= 0 or > MaxTtlSeconds)
-        {
-            await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
-            return;
-        }
+            ReadOnlyMemory<byte> body;
+            try
+            {
+                if (length is > 0 and <= ExactBodyBytesMax)
+                {
+                    // A body that ends before its length is a client error Kestrel throws for (refused below).
+                    rented = ArrayPool<byte>.Shared.Rent((int)length.Value);
+                    body = rented.AsMemory(0, (int)length.Value);
+                    await context.Request.Body.ReadExactlyAsync(rented.AsMemory(0, (int)length.Value), context.RequestAborted);
+                }
+                else
+                {
+                    body = await ReadBodyAsync(context);
+                }
+            }
+            catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                await ValueTooLarge().ExecuteAsync(context);
+                return;
+            }
 
-        if (context.Request.ContentLength > options.ValueBytesMax)
-        {
-            await ValueTooLarge().ExecuteAsync(context);
-            return;
-        }
+            if (prevVersion is not null && prevValue is not null)
+            {
+                await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
+                return;
+            }
 
-        byte[] body;
-        try
-        {
-            body = await ReadBodyAsync(context);
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            await ValueTooLarge().ExecuteAsync(context);
-            return;
-        }
+            var command = prevVersion is { } version
+                ? CacheCommand.SetIfVersion(key, body, version)
+                : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
+            if (WriteProblem(command) is { } problem)
+            {
+                await problem.ExecuteAsync(context);
+                return;
+            }
 
-        if (prevVersion is not null && prevValue is not null)
-        {
-            await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
-            return;
+            var outcomes = await service.WriteBatchAsync([WriteRequestOf(command, ttl ?? 0)], context.RequestAborted);
+            await AnswerWriteAsync(context, key, outcomes[0]);
         }
+        catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+        {
+            await RefuseAsync(context, e);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
 
-        var command = prevVersion is { } version
-            ? CacheCommand.SetIfVersion(key, body, version)
-            : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-        await WriteKeyAsync(context, key, command, ttl ?? 0);
+            Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
+        }
     }
 
     private async Task DeleteKeyAsync(HttpContext context, string key)
@@ -244,11 +275,17 @@ internal sealed partial class HttpApi
             return;
         }
 
-        var outcome = await service.WriteAsync(WriteRequestOf(command, ttlSeconds), context.RequestAborted);
+        var outcomes = await service.WriteBatchAsync([WriteRequestOf(command, ttlSeconds)], context.RequestAborted);
+        await AnswerWriteAsync(context, key, outcomes[0]);
+    }
+
+    /// <summary>A <c>/v1/kv</c> write's answer: its JSON view, or its failure (no await of its own: the body goes
+    /// out in one write).</summary>
+    private Task AnswerWriteAsync(HttpContext context, string key, WriteOutcome outcome)
+    {
         if (FailureOf(context, outcome) is { } failure)
         {
-            await failure.ExecuteAsync(context);
-            return;
+            return failure.ExecuteAsync(context);
         }
 
         var result = outcome.Result;
@@ -257,16 +294,51 @@ internal sealed partial class HttpApi
             case ApplyStatus.Ok or ApplyStatus.CompareFailed:
                 context.Response.StatusCode = result.Status == ApplyStatus.Ok ? StatusCodes.Status200OK : StatusCodes.Status412PreconditionFailed;
                 context.Response.Headers[VersionHeader] = result.Version.ToString(CultureInfo.InvariantCulture);
-                byte[] view = JsonSerializer.SerializeToUtf8Bytes(new KvWriteView(key, result.Succeeded, result.Version, result.PreviousExisted), ApiJson.Default.KvWriteView);
-                await WriteBodyAsync(context.Response, view, JsonUtf8);
-                break;
+                return WriteViewAsync(context.Response, key, result);
             case ApplyStatus.OutOfMemory:
-                await Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied").ExecuteAsync(context);
-                break;
+                return Error(StatusCodes.Status507InsufficientStorage, RedisErrors.OutOfMemory, "not-applied").ExecuteAsync(context);
             default:
-                await Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied").ExecuteAsync(context);
-                break;
+                return Error(StatusCodes.Status400BadRequest, "invalid command", "not-applied").ExecuteAsync(context);
         }
+    }
+
+    // A thread's buffer and writer for write views: the view's bytes are copied into the response as it is written.
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? s_viewBuffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? s_viewWriter;
+
+    /// <summary>A write's <see cref="KvWriteView"/> as its JSON (the same bytes as the serializer's: its properties in
+    /// order, default escaping), written without a view object or an array per answer.</summary>
+    private static Task WriteViewAsync(HttpResponse response, string key, ApplyResult result)
+    {
+        var buffer = s_viewBuffer ??= new ArrayBufferWriter<byte>(256);
+        buffer.ResetWrittenCount();
+        var writer = s_viewWriter ??= new Utf8JsonWriter(buffer);
+        writer.Reset(buffer);
+        writer.WriteStartObject();
+        writer.WriteString("key", key);
+        writer.WriteBoolean("succeeded", result.Succeeded);
+        writer.WriteNumber("version", result.Version);
+        writer.WriteBoolean("previousExisted", result.PreviousExisted);
+        writer.WriteEndObject();
+        writer.Flush();
+
+        response.ContentType = JsonUtf8;
+        response.ContentLength = buffer.WrittenCount;
+        var pending = response.BodyWriter.WriteAsync(buffer.WrittenMemory);
+        if (pending.IsCompletedSuccessfully)
+        {
+            _ = pending.Result;
+            return Task.CompletedTask;
+        }
+
+        // A write that did not complete may still hold the buffer (the response's start awaiting an OnStarting
+        // callback): it keeps this one, and the thread makes new ones.
+        s_viewBuffer = null;
+        s_viewWriter = null;
+        return pending.AsTask();
     }
 
     /// <summary>The key, from the catch-all route value (routing's path: "/v1/kv" alone has none).</summary>

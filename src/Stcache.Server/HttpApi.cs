@@ -105,10 +105,9 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
 
     public void Map(WebApplication app)
     {
+        // Key-value requests are answered by this first middleware, before routing (ServeKv); routing, placed after
+        // it, serves the rest.
         app.Use(RefuseBadRequestsAsync);
-
-        // Key-value requests are answered here, before routing; routing (placed after this) serves the rest.
-        app.Use(ServeKvAsync);
         app.UseRouting();
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/readyz", Ready);
@@ -123,17 +122,19 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     /// limit or is malformed by throwing <see cref="BadHttpRequestException"/> from the body read. That is the
     /// client's fault, not a server error: answer with Kestrel's status (408, 413, 400) and one warning line,
     /// instead of an "unhandled exception" error with a stack trace for every slow client. A request answered
-    /// without an await (a stale read) passes through without one here either.
+    /// without an await (a stale read) passes through without one here either. Key-value requests go straight to
+    /// their handlers (<see cref="ServeKv"/>), which refuse such requests themselves: no frame awaits them here.
     /// </summary>
     private Task RefuseBadRequestsAsync(HttpContext context, RequestDelegate next)
     {
         if (context.Request.Headers.ContainsKey(ForwardedHeader))
         {
-            context.Response.OnStarting(() =>
-            {
-                context.Response.Headers[AppliedHeader] = host.Cache.AppliedIndex.Value.ToString(CultureInfo.InvariantCulture);
-                return Task.CompletedTask;
-            });
+            AnnounceApplied(context);
+        }
+
+        if (ServeKv(context) is { } kv)
+        {
+            return kv;
         }
 
         Task pending;
@@ -160,6 +161,14 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             }
         }
     }
+
+    /// <summary>A forwarded request's answer names the index applied here (a method of its own: a closure made in
+    /// the middleware would be allocated for every request).</summary>
+    private void AnnounceApplied(HttpContext context) => context.Response.OnStarting(() =>
+    {
+        context.Response.Headers[AppliedHeader] = host.Cache.AppliedIndex.Value.ToString(CultureInfo.InvariantCulture);
+        return Task.CompletedTask;
+    });
 
     private async Task RefuseAsync(HttpContext context, BadHttpRequestException e)
     {
@@ -447,7 +456,7 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     private const int ExactBodyBytesMax = 64 * 1024;
 
     /// <summary>A request body whole: read straight into an array of its length when the client gave one.</summary>
-    private static async Task<byte[]> ReadBodyAsync(HttpContext context)
+    private static async ValueTask<byte[]> ReadBodyAsync(HttpContext context)
     {
         if (context.Request.ContentLength is { } length and <= ExactBodyBytesMax)
         {

@@ -16,10 +16,11 @@ public sealed class WriteRequest
     private const byte KindPrepared = 3;
     private const byte KindCommandWithTtl = 4;
 
-    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null)
+    private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null, byte[][]? single = null)
     {
         Command = command;
-        Argv = argv;
+        _argv = argv;
+        _single = single;
         Transaction = transaction;
         Prepared = prepared;
         Watched = watched ?? [];
@@ -37,8 +38,12 @@ public sealed class WriteRequest
     /// <summary>An HTTP API command (set, delete, compare-and-set); its entry does not depend on time.</summary>
     public CacheCommand? Command { get; }
 
+    // One Redis write (nearly always) is kept as its argv alone: no array around it per write.
+    private readonly byte[][][]? _argv;
+    private readonly byte[][]? _single;
+
     /// <summary>Redis commands: one write, or the queued commands of a MULTI (<see cref="Transaction"/>).</summary>
-    public byte[][][]? Argv { get; }
+    public byte[][][]? Argv => _argv ?? (_single is { } one ? [one] : null);
 
     public bool Transaction { get; }
 
@@ -51,14 +56,14 @@ public sealed class WriteRequest
     /// <summary>For <see cref="Command"/>: a relative expiry in ms, resolved by the leader's clock; 0: none.</summary>
     public long TtlMs { get; private init; }
 
-    public static WriteRequest Redis(byte[][] argv) => new(null, [argv], false);
+    public static WriteRequest Redis(byte[][] argv) => new(null, null, false, single: argv);
 
     /// <summary>A Redis write the front end already parsed at <paramref name="parsedAtUnixMs"/> (its node's log time,
     /// <see cref="CommandService.LogTime"/>): the leader that makes the entry at that same log time uses
     /// <paramref name="parsed"/> instead of parsing again (the parser is a pure function of the arguments and the
     /// time). Never sent along when forwarded: the leader parses with its own clock.</summary>
     internal static WriteRequest Redis(byte[][] argv, WriteCommand? parsed, long parsedAtUnixMs) =>
-        new(null, [argv], false) { Parsed = parsed, ParsedAtUnixMs = parsedAtUnixMs };
+        new(null, null, false, single: argv) { Parsed = parsed, ParsedAtUnixMs = parsedAtUnixMs };
 
     private WriteCommand? Parsed { get; init; }
 
@@ -81,18 +86,33 @@ public sealed class WriteRequest
             return null;
         }
 
-        foreach (byte[][] argv in Argv!)
+        if (_single is { } single)
+        {
+            return TooLong(single, valueBytesMax) ? RedisErrors.StringTooLong : null;
+        }
+
+        foreach (byte[][] argv in _argv!)
+        {
+            if (TooLong(argv, valueBytesMax))
+            {
+                return RedisErrors.StringTooLong;
+            }
+        }
+
+        return null;
+
+        static bool TooLong(byte[][] argv, int valueBytesMax)
         {
             for (int i = 1; i < argv.Length; i++)
             {
                 if (argv[i].Length > valueBytesMax)
                 {
-                    return RedisErrors.StringTooLong;
+                    return true;
                 }
             }
-        }
 
-        return null;
+            return false;
+        }
     }
 
     /// <summary>The log entry at <paramref name="logTimeUnixMs"/>, or the error the command gets instead (its text
@@ -102,13 +122,8 @@ public sealed class WriteRequest
         if (Command is { } command)
         {
             // The leader's log time, unless the caller already stamped it; a relative TTL counts from it.
-            var stamped = command.LogTimeUnixMs == 0 ? command with { LogTimeUnixMs = logTimeUnixMs } : command;
-            if (TtlMs > 0)
-            {
-                stamped = stamped with { ExpiresAtUnixMs = stamped.LogTimeUnixMs + TtlMs };
-            }
-
-            return (stamped.Encode(), null);
+            long stamped = command.LogTimeUnixMs == 0 ? logTimeUnixMs : command.LogTimeUnixMs;
+            return (command.Encode(TtlMs > 0 ? stamped + TtlMs : command.ExpiresAtUnixMs, stamped), null);
         }
 
         if (Prepared is { } prepared)

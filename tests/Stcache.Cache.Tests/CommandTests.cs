@@ -327,3 +327,43 @@ public sealed class HttpCommandTimeTests
         Assert.Equal(0, entry.ExpiresAtUnixMs);
     }
 }
+
+public sealed class ParseAndEncodeCopyTests
+{
+    [Fact]
+    public void ParseOwnedKeepsTheCallersArraysAndParsesAsParseDoes()
+    {
+        byte[][] argv = ["SET"u8.ToArray(), "key"u8.ToArray(), "value"u8.ToArray(), "PX"u8.ToArray(), "500"u8.ToArray()];
+        long now = 1_700_000_000_000;
+        var owned = CommandParser.ParseOwned(argv, now);
+        var copied = CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], now);
+
+        Assert.Same(argv[1], owned.Write!.Invocation.Args[0]);
+        Assert.Same(argv[2], owned.Write.Invocation.Args[1]);
+        Assert.NotSame(argv[1], copied.Write!.Invocation.Args[0]);
+        Assert.Equal(copied.Write.Encode(now), owned.Write.Encode(now));
+
+        // A slice is never kept as if it were a whole array, and the next plain parse on this thread copies again.
+        byte[] wide = "xkeyx"u8.ToArray();
+        var slice = CommandParser.Parse(["GET"u8.ToArray(), wide.AsMemory(1, 3)], now);
+        Assert.Equal("key"u8.ToArray(), slice.Read!.Invocation.Args[0]);
+        var again = CommandParser.Parse([.. argv.Select(a => (ReadOnlyMemory<byte>)a)], now);
+        Assert.NotSame(argv[1], again.Write!.Invocation.Args[0]);
+
+        // Errors come out the same.
+        Assert.Equal(
+            CommandParser.Parse(now, "SET", "k").Error!.ToString(),
+            CommandParser.ParseOwned(["SET"u8.ToArray(), "k"u8.ToArray()], now).Error!.ToString());
+    }
+
+    [Fact]
+    public void EncodingWithAStampIsEncodingTheStampedCopy()
+    {
+        var command = CacheCommand.SetIfVersion("k", "v"u8.ToArray(), 3);
+        long now = 1_700_000_000_000;
+        Assert.Equal((command with { LogTimeUnixMs = now, ExpiresAtUnixMs = now + 5000 }).Encode(), command.Encode(now + 5000, now));
+        Assert.Equal((command with { LogTimeUnixMs = now }).Encode(), command.Encode(0, now));
+        Assert.Equal(command.Encode(), command.Encode(0, 0));
+        Assert.Throws<ArgumentException>(() => command.Encode(-1, now));
+    }
+}

@@ -34,6 +34,16 @@ public sealed class KvAnswerTests : ProcessTest
             Assert.Equal(Version(response), view.RootElement.GetProperty("version").GetUInt64());
         }
 
+        // The write view is written by hand: byte for byte what the serializer gives, escaping included.
+        (status, body, response) = await Api.SendThroughElectionsAsync(HttpMethod.Put, kv + "q%22%3C%C3%A9%3E%5C", Encoding.UTF8.GetBytes("x"));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(
+            JsonSerializer.Serialize(new Stcache.Server.KvWriteView("q\"<é>\\", true, Version(response), false), Stcache.Server.ApiJson.Default.KvWriteView),
+            body);
+        Assert.Equal(Encoding.UTF8.GetByteCount(body), response.Content.Headers.ContentLength);
+
+        (status, body, response) = await Api.SendThroughElectionsAsync(HttpMethod.Get, kv + "dir/a%2541b");
+        Assert.Equal(HttpStatusCode.OK, status);
         ulong version = Version(response);
         int gets = 0;
         foreach (string query in new[] { string.Empty, "?consistency=stale", "?consistency=linearizable", "?consistency=lease", "?Consistency=stale" })

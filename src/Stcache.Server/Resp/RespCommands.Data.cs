@@ -32,16 +32,9 @@ internal sealed partial class RespCommands
     /// <summary>Parses a data command at <paramref name="logTimeUnixMs"/>, this node's log time
     /// (<see cref="CommandService.LogTime"/>), to classify and validate it. A write's entry is made by the leader at
     /// its own log time: from the same parse if that time is the same, else parsed again (<see cref="WriteRequest"/>).</summary>
-    public static ParsedCommand ParseData(byte[][] argv, long logTimeUnixMs)
-    {
-        var memory = new ReadOnlyMemory<byte>[argv.Length];
-        for (int i = 0; i < argv.Length; i++)
-        {
-            memory[i] = argv[i];
-        }
-
-        return CommandParser.Parse(memory, logTimeUnixMs);
-    }
+    /// <remarks>The parse keeps the argument arrays, not copies (<see cref="CommandParser.ParseOwned"/>): they are the
+    /// parser's fresh arrays, and nothing changes them afterwards.</remarks>
+    public static ParsedCommand ParseData(byte[][] argv, long logTimeUnixMs) => CommandParser.ParseOwned(argv, logTimeUnixMs);
 
     /// <summary>Serves a parsed read from this node's state (its confirmation round already done).</summary>
     public Stcache.Cache.Reply Read(ParsedCommand parsed, ReadOutcome barrier) =>

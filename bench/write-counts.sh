@@ -51,11 +51,12 @@ port=${RESP[$LEADER]}
 redis-benchmark -h 127.0.0.1 -p "$port" -n 50000 -d 100 -r 10000 -c 50 -P 16 -t set -q >/dev/null 2>&1
 redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t set -q >/dev/null 2>&1
 
-counters() { # http port -> "peer_messages wal_saves"
+counters() { # http port -> "peer_messages wal_saves wal_seconds"
   curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
     /^stcache_host_input_wait_seconds_count/ && /kind="peer"/ { peer = $NF }
     /^stcache_wal_save_seconds_count/ { wal = $NF }
-    END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal) }'
+    /^stcache_wal_save_seconds_sum/ { walsum = $NF }
+    END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal), (walsum == "" ? 0 : walsum) }'
 }
 
 declare -A BEFORE
@@ -68,12 +69,14 @@ if [[ -n "${STRACE:-}" ]]; then
   done
   sleep 1
 fi
+started=$(date +%s.%N)
 case $ROW in
   set-c50) n=$N; redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -n "$n" --csv >"$OUT/row" 2>&1 ;;
   set-P16) n=$((N * 4)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -P 16 -n "$n" --csv >"$OUT/row" 2>&1 ;;
   set-c1) n=$((N / 10)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n "$n" --csv >"$OUT/row" 2>&1 ;;
   *) echo "unknown row $ROW" >&2; exit 2 ;;
 esac
+elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(date +%s.%N)")
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
 STRACES=()
@@ -81,10 +84,10 @@ read -r load _ </proc/loadavg
 echo "== $ROW, $n writes, load average $load: $(tail -1 "$OUT/row")"
 role=leader
 for i in $ORDER; do
-  read -r p0 w0 <<<"${BEFORE[$i]}"
-  read -r p1 w1 <<<"$(counters "${HTTP[$i]}")"
-  python3 -c "import sys; n,p,w=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'{sys.argv[4]:8s} node {sys.argv[5]}: peer messages/write {p/n:.3f}  WAL saves/write {w/n:.4f} ({n/max(w,1):.1f} writes/save)')" \
-    "$n" "$((${p1%.*} - ${p0%.*}))" "$((${w1%.*} - ${w0%.*}))" "$role" "$i"
+  read -r p0 w0 s0 <<<"${BEFORE[$i]}"
+  read -r p1 w1 s1 <<<"$(counters "${HTTP[$i]}")"
+  python3 -c "import sys; n,p,w=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); busy=(float(sys.argv[7])-float(sys.argv[6]))/float(sys.argv[8]); print(f'{sys.argv[4]:8s} node {sys.argv[5]}: peer messages/write {p/n:.3f}  WAL saves/write {w/n:.4f} ({n/max(w,1):.1f} writes/save)  loop in WAL save {busy:.0%} of the row')" \
+    "$n" "$((${p1%.*} - ${p0%.*}))" "$((${w1%.*} - ${w0%.*}))" "$role" "$i" "$s0" "$s1" "$elapsed"
   if [[ -f "$OUT/strace.$i" ]]; then
     python3 - "$OUT/strace.$i" "$n" <<'EOF'
 import sys

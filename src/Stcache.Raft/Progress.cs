@@ -43,6 +43,10 @@ internal sealed class Progress
 
     public bool IsLearner { get; set; }
 
+    /// <summary>The highest commit index an append to this follower carried (the leader's deferred commit
+    /// broadcast skips a follower that already has it).</summary>
+    public LogIndex SentCommit { get; set; }
+
     public Inflights Inflights { get; }
 
     /// <summary>Check-quorum rounds this follower has spent in Snapshot state without an answer.</summary>

@@ -35,6 +35,12 @@ public sealed class RaftNode
     private long _uncommittedBytes;
     private NodeId _transferTarget;
 
+    // Leader: the commit index moved and the followers have not all been sent it. The broadcast waits for GetReady:
+    // an append proposed in the meantime carries the new commit index, and a follower that got one is skipped
+    // (FlushCommitBroadcast). Sent at once, every commit cost each follower a second, empty Append per loop pass,
+    // and an acknowledgement of it.
+    private bool _commitBroadcastPending;
+
     // Monotonic tick counter: the core's only notion of time (leases).
     private long _ticks;
     private int _electionElapsed;
@@ -741,7 +747,7 @@ public sealed class RaftNode
 
         if (MaybeCommit())
         {
-            BroadcastAppend();
+            _commitBroadcastPending = true;
         }
         else if (wasPaused)
         {
@@ -756,6 +762,7 @@ public sealed class RaftNode
 
         if (message.From == _transferTarget && progress.Match == _log.LastIndex)
         {
+            FlushCommitBroadcast(); // the target campaigns at once: it should know the commit index first
             Send(new Message { Type = MessageType.TimeoutNow, From = Id, To = message.From, Term = _term });
         }
     }
@@ -797,7 +804,31 @@ public sealed class RaftNode
             Commit = _log.Committed,
         });
         progress.SentEntries(entries.Length, previous + (ulong)entries.Length, bytes);
+        progress.SentCommit = LogIndex.Max(progress.SentCommit, _log.Committed);
         return true;
+    }
+
+    /// <summary>Sends the moved commit index to every follower no append has carried it to yet.</summary>
+    private void FlushCommitBroadcast()
+    {
+        if (!_commitBroadcastPending)
+        {
+            return;
+        }
+
+        _commitBroadcastPending = false;
+        if (_role != RaftRole.Leader)
+        {
+            return;
+        }
+
+        foreach (var (id, progress) in _tracker.Progress)
+        {
+            if (id != Id && progress.SentCommit < _log.Committed)
+            {
+                SendAppend(id, progress, sendIfEmpty: true);
+            }
+        }
     }
 
     /// <summary>
@@ -1200,7 +1231,7 @@ public sealed class RaftNode
 
     public bool HasReady()
     {
-        return _messages.Count > 0 || _messagesAfterPersist.Count > 0 || _readStates.Count > 0 ||
+        return _messages.Count > 0 || _messagesAfterPersist.Count > 0 || _readStates.Count > 0 || _commitBroadcastPending ||
             _pendingSnapshot is not null || _log.Stable < _log.LastIndex || _log.Applied < _log.Committed ||
             CurrentHardState != _previousHardState || CurrentSoftState != _previousSoftState;
     }
@@ -1223,6 +1254,7 @@ public sealed class RaftNode
             throw new InvalidOperationException("GetReady called again before Advance");
         }
 
+        FlushCommitBroadcast();
         _readyInProgress = true;
         var ready = new Ready();
         var soft = CurrentSoftState;
@@ -1295,7 +1327,7 @@ public sealed class RaftNode
             _log.StableTo(last.Index, last.Term);
             if (_role == RaftRole.Leader && _tracker.Progress.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
             {
-                BroadcastAppend();
+                _commitBroadcastPending = true;
             }
         }
 
@@ -1362,7 +1394,7 @@ public sealed class RaftNode
         // The quorum changed: more may be committed, and new members need the log.
         if (MaybeCommit())
         {
-            BroadcastAppend();
+            _commitBroadcastPending = true;
         }
         else
         {
@@ -1456,6 +1488,16 @@ public sealed class RaftNode
         // Anything that vouches for our term, vote or log leaves only after that state is durable (thesis §3.8).
         if (message.Type is MessageType.Vote or MessageType.VoteResponse or MessageType.AppendResponse)
         {
+            if (message.Type == MessageType.AppendResponse && !message.Reject && _messagesAfterPersist.Count > 0 &&
+                _messagesAfterPersist[^1] is { Type: MessageType.AppendResponse, Reject: false } previous &&
+                previous.To == message.To && previous.Term == message.Term)
+            {
+                // Several appends handled in one Ready: one acknowledgement, of the highest index, answers them all.
+                // The leader's log is append-only within its term, so holding the higher index implies the lower.
+                _messagesAfterPersist[^1] = message.Index >= previous.Index ? message : previous;
+                return;
+            }
+
             _messagesAfterPersist.Add(message);
         }
         else

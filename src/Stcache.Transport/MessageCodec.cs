@@ -218,20 +218,41 @@ public static class MessageCodec
             return DecodeStatus.Malformed;
         }
 
-        var entries = entryCount == 0 ? [] : new Entry[entryCount];
-        for (int i = 0; i < entries.Length; i++)
+        // The entries' data go into one array per message, each entry a slice of it: the log keeps entries until a
+        // snapshot covers them, and one object per message instead of one per entry is less for the GC to copy and
+        // mark as they age. The entries of one message are kept and dropped together (a follower's log only
+        // truncates a conflicting suffix), and apply copies what it keeps, so no slice holds a region alive for long.
+        int dataBytes = 0;
+        var scan = reader;
+        for (uint i = 0; i < entryCount; i++)
         {
-            if (!reader.TryReadUInt64(out ulong entryTerm)
-                || !reader.TryReadUInt64(out ulong entryIndex)
-                || !reader.TryReadByte(out byte entryType)
-                || !reader.TryReadBytes(out ReadOnlySpan<byte> data))
+            if (!scan.TryReadFixed(EntryHeaderBytes - 4, out _) || !scan.TryReadBytes(out ReadOnlySpan<byte> data))
             {
                 error = "truncated entry";
                 return DecodeStatus.Malformed;
             }
 
-            entries[i] = new Entry(
-                new Term(entryTerm), new LogIndex(entryIndex), (EntryType)entryType, data.IsEmpty ? default : data.ToArray());
+            dataBytes += data.Length;
+        }
+
+        byte[]? region = dataBytes == 0 ? null : GC.AllocateUninitializedArray<byte>(dataBytes);
+        int regionOffset = 0;
+        var entries = entryCount == 0 ? [] : new Entry[entryCount];
+        for (int i = 0; i < entries.Length; i++)
+        {
+            reader.TryReadUInt64(out ulong entryTerm);
+            reader.TryReadUInt64(out ulong entryIndex);
+            reader.TryReadByte(out byte entryType);
+            reader.TryReadBytes(out ReadOnlySpan<byte> data);
+            ReadOnlyMemory<byte> copy = default;
+            if (!data.IsEmpty)
+            {
+                data.CopyTo(region.AsSpan(regionOffset));
+                copy = new ReadOnlyMemory<byte>(region, regionOffset, data.Length);
+                regionOffset += data.Length;
+            }
+
+            entries[i] = new Entry(new Term(entryTerm), new LogIndex(entryIndex), (EntryType)entryType, copy);
         }
 
         Snapshot? snapshot = null;

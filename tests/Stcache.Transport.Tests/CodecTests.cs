@@ -44,6 +44,33 @@ public sealed class CodecTests
     }
 
     [Fact]
+    public void EntriesOfOneMessageShareOneArrayAndOwnNothingOfTheInput()
+    {
+        var message = new Message
+        {
+            Type = MessageType.Append, From = new NodeId(1), To = new NodeId(2), Term = new Term(3), LogTerm = new Term(3),
+            Index = new LogIndex(9), Commit = new LogIndex(8),
+            Entries =
+            [
+                new Entry(new Term(3), new LogIndex(10), EntryType.Normal, new byte[] { 1, 2, 3 }),
+                new Entry(new Term(3), new LogIndex(11), EntryType.Normal, ReadOnlyMemory<byte>.Empty),
+                new Entry(new Term(3), new LogIndex(12), EntryType.Normal, new byte[] { 4, 5 }),
+            ],
+        };
+        byte[] bytes = MessageCodec.Encode(message);
+        Assert.Equal(DecodeStatus.Complete, MessageCodec.TryDecode(bytes, FrameMax, out var decoded, out _, out _));
+        Array.Clear(bytes); // the receive buffer is reused: the entries must not point into it
+
+        Assert.Equal(new byte[] { 1, 2, 3 }, decoded!.Entries[0].Data.ToArray());
+        Assert.True(decoded.Entries[1].Data.IsEmpty);
+        Assert.Equal(new byte[] { 4, 5 }, decoded.Entries[2].Data.ToArray());
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(decoded.Entries[0].Data, out var first));
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(decoded.Entries[2].Data, out var last));
+        Assert.Same(first.Array, last.Array);
+        Assert.Equal(5, first.Array!.Length);
+    }
+
+    [Fact]
     public void ReadIndexAnswerCarriesTheLeadersReadTime()
     {
         var answer = new Message

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Per-write counts on the consensus side (docs/PERFORMANCE.md, "Consensus-side writes, session 9"): starts one
+# 3-node cluster of the given build on free loopback ports, warms it, then runs one redis-benchmark SET row against
+# the leader and prints, per node (leader first), per acknowledged write: the peer messages its Raft loop took
+# (stcache_host_input_wait_seconds_count{kind="peer"}), its WAL saves (stcache_wal_save_seconds_count) and, with
+# STRACE=1, its system calls by name (strace -c over every thread of the leader and of one follower; strace slows
+# the nodes, so ops/s under it mean nothing, the counts per write do).
+#
+#   bench/write-counts.sh path/to/stcached [set-c50|set-P16|set-c1]
+#
+# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, KEEP=1 keeps the temporary directory.
+# Needs redis-benchmark, redis-cli, curl, python3 (and strace with STRACE=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:?usage: bench/write-counts.sh path/to/stcached [row]}
+ROW=${2:-set-c50}
+N=${N:-30000}
+[[ -x "$BIN" ]] || { echo "no stcached at $BIN" >&2; exit 2; }
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/stcache-counts.XXXXXX")
+PIDS=()
+STRACES=()
+cleanup() {
+  local p
+  for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}" "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
+  [[ -n "${KEEP:-}" ]] && echo "kept $OUT" || rm -rf "$OUT"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+declare -A RESP HTTP PID
+cluster=""
+for i in 1 2 3; do RESP[$i]=$(free_port); HTTP[$i]=$(free_port); RAFT[$i]=$(free_port); cluster+="${cluster:+,}$i/127.0.0.1:${RAFT[$i]}"; done
+for i in 1 2 3; do
+  "$BIN" --http_addr="127.0.0.1:${HTTP[$i]}" --raft_addr="127.0.0.1:${RAFT[$i]}" --raft_id=$i --raft_cluster="$cluster" \
+    --node="$OUT/n$i" --resp="127.0.0.1:${RESP[$i]}" --log-level=Warning >"$OUT/n$i.log" 2>&1 &
+  PID[$i]=$!
+  PIDS+=("$!")
+done
+LEADER=""
+for _ in $(seq 1 300); do
+  for i in 1 2 3; do [[ "$(redis-cli -p "${RESP[$i]}" ROLE 2>/dev/null | head -1)" == master ]] && LEADER=$i; done
+  [[ -n "$LEADER" && "$(redis-cli -p "${RESP[$LEADER]}" SET ready 1 2>/dev/null)" == OK ]] && break
+  LEADER=""
+  sleep 0.1
+done
+[[ -n "$LEADER" ]] || { echo "no leader elected (logs in $OUT)" >&2; KEEP=1; exit 1; }
+ORDER="$LEADER $((LEADER % 3 + 1)) $(((LEADER + 1) % 3 + 1))"
+port=${RESP[$LEADER]}
+redis-benchmark -h 127.0.0.1 -p "$port" -n 50000 -d 100 -r 10000 -c 50 -P 16 -t set -q >/dev/null 2>&1
+redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t set -q >/dev/null 2>&1
+
+counters() { # http port -> "peer_messages wal_saves wal_seconds"
+  curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
+    /^stcache_host_input_wait_seconds_count/ && /kind="peer"/ { peer = $NF }
+    /^stcache_wal_save_seconds_count/ { wal = $NF }
+    /^stcache_wal_save_seconds_sum/ { walsum = $NF }
+    END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal), (walsum == "" ? 0 : walsum) }'
+}
+
+declare -A BEFORE
+for i in $ORDER; do BEFORE[$i]=$(counters "${HTTP[$i]}"); done
+if [[ -n "${STRACE:-}" ]]; then
+  for i in $LEADER $((LEADER % 3 + 1)); do
+    tasks=$(ls "/proc/${PID[$i]}/task" | paste -sd,)
+    strace -c -f -p "$tasks" -o "$OUT/strace.$i" 2>/dev/null &
+    STRACES+=("$!")
+  done
+  sleep 1
+fi
+started=$(date +%s.%N)
+case $ROW in
+  set-c50) n=$N; redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -n "$n" --csv >"$OUT/row" 2>&1 ;;
+  set-P16) n=$((N * 4)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -P 16 -n "$n" --csv >"$OUT/row" 2>&1 ;;
+  set-c1) n=$((N / 10)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n "$n" --csv >"$OUT/row" 2>&1 ;;
+  *) echo "unknown row $ROW" >&2; exit 2 ;;
+esac
+elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(date +%s.%N)")
+for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
+for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
+STRACES=()
+read -r load _ </proc/loadavg
+echo "== $ROW, $n writes, load average $load: $(tail -1 "$OUT/row")"
+role=leader
+for i in $ORDER; do
+  read -r p0 w0 s0 <<<"${BEFORE[$i]}"
+  read -r p1 w1 s1 <<<"$(counters "${HTTP[$i]}")"
+  python3 -c "import sys; n,p,w=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); busy=(float(sys.argv[7])-float(sys.argv[6]))/float(sys.argv[8]); print(f'{sys.argv[4]:8s} node {sys.argv[5]}: peer messages/write {p/n:.3f}  WAL saves/write {w/n:.4f} ({n/max(w,1):.1f} writes/save)  loop in WAL save {busy:.0%} of the row')" \
+    "$n" "$((${p1%.*} - ${p0%.*}))" "$((${w1%.*} - ${w0%.*}))" "$role" "$i" "$s0" "$s1" "$elapsed"
+  if [[ -f "$OUT/strace.$i" ]]; then
+    python3 - "$OUT/strace.$i" "$n" <<'EOF'
+import sys
+n = int(sys.argv[2])
+rows = []
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] not in ("total",):
+        calls = int(parts[3])
+        rows.append((calls, parts[-1]))
+rows.sort(reverse=True)
+total = sum(c for c, _ in rows)
+print(f"           syscalls/write {total / n:.2f}: " + ", ".join(f"{name} {c / n:.2f}" for c, name in rows[:10]))
+EOF
+  fi
+  role=follower
+done

@@ -16,6 +16,8 @@
 #   RESP_SYSTEMS       systems of the RESP section (default "redis garnet stcache")
 #   RESP_N_C1, RESP_N_C50, RESP_N_P16   redis-benchmark requests per -c 1, -c 50 and -P 16 run
 #                      (default 20000, 200000, 1000000; QUICK 2000, 20000, 100000)
+#   RESP_RUNS          redis-benchmark runs per RESP row and system; the row reports the run with the median
+#                      throughput (default 3; QUICK 1). One -c 50 run on this 2-core machine varies by 15% from the next.
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
@@ -488,7 +490,9 @@ if [[ "$QUICK" == 1 ]]; then
   RESP_N_C1=${RESP_N_C1:-2000}
   RESP_N_C50=${RESP_N_C50:-20000}
   RESP_N_P16=${RESP_N_P16:-100000}
+  RESP_RUNS=${RESP_RUNS:-1}
 else
+  RESP_RUNS=${RESP_RUNS:-3}
   RESP_N_C1=${RESP_N_C1:-20000}
   RESP_N_C50=${RESP_N_C50:-200000}
   RESP_N_P16=${RESP_N_P16:-1000000}
@@ -499,22 +503,33 @@ declare -a RS_HTTP=() RS_RAFT=() RS_RESP=()
 
 resp_ping() { [[ "$(redis-cli -p "$1" PING 2>/dev/null)" == PONG ]]; }
 
-# One redis-benchmark run; its full output is kept, the summary goes into results.csv.
+# RESP_RUNS redis-benchmark runs of one row, one after the other; each full output is kept (raw/<system>-<row>.<k>.txt,
+# and raw/<system>-<row>.txt is the reported one), and the run with the median throughput goes into results.csv
+# (its p50 and p99 with it: the figures of one run, never mixed across runs).
 resp_bench() { # system row port requests benchmark-args...
-  local system=$1 row=$2 port=$3 requests=$4
+  local system=$1 row=$2 port=$3 requests=$4 k raw runs=()
   shift 4
-  local raw="$RESP_OUT/raw/$system-$row.txt"
-  log "$system $row: redis-benchmark -p $port -n $requests -d 100 -r 10000 $*"
-  timeout "$RESP_RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -n "$requests" -d 100 -r 10000 --precision 3 "$@" >"$raw" 2>&1 ||
-    log "$system $row: redis-benchmark failed (see $raw)"
-  if grep -q 'Error from server' "$raw"; then
-    log "$system $row: error replies (see $raw)"
-  fi
-  awk -v name="$system" -v row="$row" '
-    /throughput summary:/ { rps = $3 }
-    /latency summary/ { getline header; getline values; split(values, v); p50 = v[3]; p99 = v[5] }
-    END { printf "%s,%s,%s,%s,%s\n", name, row, (rps == "" ? "NaN" : rps), (p50 == "" ? "NaN" : p50), (p99 == "" ? "NaN" : p99) }
-  ' "$raw" >>"$RESP_OUT/results.csv"
+  for (( k = 1; k <= RESP_RUNS; k++ )); do
+    raw="$RESP_OUT/raw/$system-$row.$k.txt"
+    log "$system $row (run $k of $RESP_RUNS): redis-benchmark -p $port -n $requests -d 100 -r 10000 $*"
+    timeout "$RESP_RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -n "$requests" -d 100 -r 10000 --precision 3 "$@" >"$raw" 2>&1 ||
+      log "$system $row: redis-benchmark failed (see $raw)"
+    if grep -q 'Error from server' "$raw"; then
+      log "$system $row: error replies (see $raw)"
+    fi
+    runs+=("$(awk -v name="$system" -v row="$row" -v run="$k" '
+      /throughput summary:/ { rps = $3 }
+      /latency summary/ { getline header; getline values; split(values, v); p50 = v[3]; p99 = v[5] }
+      END { printf "%s,%s,%s,%s,%s,%s\n", (rps == "" ? "NaN" : rps), name, row, (p50 == "" ? "NaN" : p50), (p99 == "" ? "NaN" : p99), run }
+    ' "$raw")")
+  done
+  # The median run by throughput (a failed run, NaN, sorts first and is reported only if most runs failed).
+  local median
+  median=$(printf '%s\n' "${runs[@]}" | sort -t, -k1,1g | sed -n "$(( (RESP_RUNS + 1) / 2 ))p")
+  IFS=, read -r rps name rowname p50 p99 run <<<"$median"
+  [[ "$RESP_RUNS" -gt 1 ]] && log "$system $row: runs $(printf '%s\n' "${runs[@]}" | cut -d, -f1 | paste -sd' '); reporting run $run"
+  cp "$RESP_OUT/raw/$system-$row.$run.txt" "$RESP_OUT/raw/$system-$row.txt"
+  printf '%s,%s,%s,%s,%s\n' "$name" "$rowname" "$rps" "$p50" "$p99" >>"$RESP_OUT/results.csv"
 }
 
 resp_rows() { # system port
@@ -613,6 +628,10 @@ resp_stcache() {
   resp_stcache_up --resp-readonly=true
   leader=$(resp_stcache_leader_now)
   follower=$(( leader % 3 + 1 ))
+  # The restarted processes are cold (their code not yet tiered up, their buffers not grown) while every other row
+  # runs on warm ones: an unrecorded quarter-length pass first, as the other rows had the rows before them.
+  timeout "$RESP_RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${RS_RESP[$follower]}" -n $(( RESP_N_C50 / 4 )) -d 100 -r 10000 \
+    -t get -c 50 -q >/dev/null 2>&1 || log "stcache readonly-get-c50: the warm-up pass failed"
   resp_bench stcache readonly-get-c50 "${RS_RESP[$follower]}" "$RESP_N_C50" -t get -c 50
   for i in 1 2 3; do stop_process "resp-stcache$i" TERM; done
 }
@@ -676,7 +695,7 @@ resp_main() {
     echo "cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
     echo "redis_benchmark=$(redis-benchmark --version | awk '{print $2}')"
     echo "dotnet=$(dotnet --version)"
-    echo "requests: c1=$RESP_N_C1 c50=$RESP_N_C50 P16=$RESP_N_P16 quick=$QUICK; 100-byte values, -r 10000"
+    echo "requests: c1=$RESP_N_C1 c50=$RESP_N_C50 P16=$RESP_N_P16 runs_per_row=$RESP_RUNS (the median run reported) quick=$QUICK; 100-byte values, -r 10000"
     echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$RESP_OUT/machine.txt"
   if [[ " $RESP_SYSTEMS " == *" redis "* ]]; then resp_redis; fi

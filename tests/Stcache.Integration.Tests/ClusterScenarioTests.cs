@@ -53,14 +53,15 @@ public sealed class ClusterScenarioTests : ProcessTest
         await Api.WaitForLeaderAsync(Nodes, s_wait);
 
         // Writes are accepted by any member.
-        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
-        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
+        string answer;
+        (status, answer, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{third.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"foo\"}"));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, $"{status} {answer}");
         Assert.Equal("foo", await Api.GetStringAsync($"http://{second.Http}/foo"));
 
         // Stop one node, overwrite, restart it: it has caught up.
         await third.StopAsync();
-        (status, _, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"bar\"}"));
-        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
+        (status, answer, _) = await Api.SendThroughElectionsAsync(HttpMethod.Put, $"http://{first.Http}/", Encoding.UTF8.GetBytes("{\"Key\":\"foo\", \"Value\":\"bar\"}"));
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, $"{status} {answer}");
         Assert.Equal("bar", await Api.GetStringAsync($"http://{first.Http}/foo"));
         third.Start();
         await Api.WaitUntilAsync("restarted node caught up", async () =>

@@ -31,8 +31,8 @@ internal static partial class Log
 /// <summary>Node lifecycle and HTTP events, ids 1100-1199.</summary>
 internal static partial class ServerLog
 {
-    [LoggerMessage(1113, LogLevel.Information, "io-threads {Requested}: socket completions observed running {Observed}")]
-    public static partial void IoThreads(ILogger logger, string requested, string observed);
+    [LoggerMessage(1113, LogLevel.Information, "io-threads {Requested}: socket completions observed running {Observed}; HTTP requests run {Http}")]
+    public static partial void IoThreads(ILogger logger, string requested, string observed, string http);
 
     [LoggerMessage(1100, LogLevel.Information, "http server listen:{HttpAddress}, raft {RaftAddress}, node {NodeId} ({Name}), data {DataDirectory}")]
     public static partial void Listening(ILogger logger, string httpAddress, string raftAddress, NodeId nodeId, string name, string dataDirectory);

@@ -95,7 +95,8 @@ public static class Program
         // session 8"): nothing on the request path blocks; it awaits. Not under HTTPS: Kestrel's handshake (key
         // exchange and signature) would then run on the socket thread that every connection shares. With
         // --http-scheduling pool, Kestrel queues the request to the pool while RESP and peers stay inline.
-        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = options.InlineIo && options.InlineHttp && apiCertificate is null);
+        bool inlineHttp = options.InlineIo && options.InlineHttp && apiCertificate is null;
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inlineHttp);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.ValueBytesMax + (64 * 1024);
@@ -123,7 +124,7 @@ public static class Program
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger("stcached");
         warmedUp.Log(logger);
-        ServerLog.IoThreads(logger, options.InlineIo ? "inline" : "pool", await IoScheduling.ProbeAsync() ? "inline" : "pool");
+        ServerLog.IoThreads(logger, options.InlineIo ? "inline" : "pool", await IoScheduling.ProbeAsync() ? "inline" : "pool", inlineHttp ? "inline" : "pool");
 
         Security.WarnIfExposed(logger, options);
         if (options.AuthToken is { } token)

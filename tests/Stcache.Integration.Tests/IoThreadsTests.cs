@@ -15,13 +15,13 @@ public sealed class IoThreadsTests : ProcessTest
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
 
     [Theory]
-    [InlineData("inline", "inline", null)]
-    [InlineData("pool", "pool", null)]
-    [InlineData(null, "inline", null)]
-    [InlineData("inline", "inline", "pool")]
-    [InlineData("inline", "inline", "inline")]
-    [InlineData("pool", "pool", "inline")]
-    public async Task The_mode_asked_for_is_the_mode_observed(string? mode, string observed, string? http)
+    [InlineData("inline", "inline", null, "inline")]
+    [InlineData("pool", "pool", null, "pool")]
+    [InlineData(null, "inline", null, "inline")]
+    [InlineData("inline", "inline", "pool", "pool")]
+    [InlineData("inline", "inline", "inline", "inline")]
+    [InlineData("pool", "pool", "inline", "pool")]
+    public async Task The_mode_asked_for_is_the_mode_observed(string? mode, string observed, string? http, string httpRuns)
     {
         var node = new Node("n1", WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(), n =>
         [
@@ -32,7 +32,7 @@ public sealed class IoThreadsTests : ProcessTest
         Nodes.Add(node);
         node.Start();
 
-        string line = $"io-threads {observed}: socket completions observed running {observed}";
+        string line = $"io-threads {observed}: socket completions observed running {observed}; HTTP requests run {httpRuns}";
         await Api.WaitUntilAsync(line, () => Task.FromResult(node.Output.Contains(line, StringComparison.Ordinal)), s_wait, node);
         await Api.WaitForLeaderAsync([node], s_wait);
 

@@ -8,20 +8,6 @@ namespace Stcache.Raft.Tests;
 /// </summary>
 public sealed class BatchedMessagesTests
 {
-    private static List<Message> Drain(RaftNode node)
-    {
-        var sent = new List<Message>();
-        while (node.HasReady())
-        {
-            var ready = node.GetReady();
-            sent.AddRange(ready.Messages);
-            sent.AddRange(ready.MessagesAfterPersist);
-            node.Advance(ready);
-        }
-
-        return sent;
-    }
-
     private static MiniCluster ClusterLedBy1()
     {
         var cluster = new MiniCluster(3);
@@ -36,14 +22,14 @@ public sealed class BatchedMessagesTests
     {
         var leader = cluster[1];
         Assert.True(leader.Propose(System.Text.Encoding.UTF8.GetBytes(value)).IsAccepted);
-        var appends = Drain(leader).Where(m => m.Type == MessageType.Append).ToList();
+        var appends = MiniCluster.Drain(leader).Where(m => m.Type == MessageType.Append).ToList();
         Assert.Equal(2, appends.Count);
         var acks = new List<Message>();
         foreach (var append in appends)
         {
             var follower = cluster[(int)append.To.Value];
             follower.Step(append);
-            acks.AddRange(Drain(follower).Where(m => m.Type == MessageType.AppendResponse));
+            acks.AddRange(MiniCluster.Drain(follower).Where(m => m.Type == MessageType.AppendResponse));
         }
 
         return acks;
@@ -64,7 +50,7 @@ public sealed class BatchedMessagesTests
         }
 
         Assert.True(leader.Propose("b"u8.ToArray()).IsAccepted);
-        var sent = Drain(leader);
+        var sent = MiniCluster.Drain(leader);
 
         Assert.True(leader.CommitIndex > committedBefore);
         var appends = sent.Where(m => m.Type == MessageType.Append).ToList();
@@ -88,7 +74,7 @@ public sealed class BatchedMessagesTests
         }
 
         Assert.True(leader.HasReady());
-        var appends = Drain(leader).Where(m => m.Type == MessageType.Append).ToList();
+        var appends = MiniCluster.Drain(leader).Where(m => m.Type == MessageType.Append).ToList();
         Assert.Equal(2, appends.Count);
         Assert.All(appends, append =>
         {
@@ -105,13 +91,13 @@ public sealed class BatchedMessagesTests
         var leader = cluster[1];
         var follower = cluster[2];
         Assert.True(leader.Propose("a"u8.ToArray()).IsAccepted);
-        var first = Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
+        var first = MiniCluster.Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
         Assert.True(leader.Propose("b"u8.ToArray()).IsAccepted);
-        var second = Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
+        var second = MiniCluster.Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
 
         follower.Step(first);
         follower.Step(second);
-        var acks = Drain(follower).Where(m => m.Type == MessageType.AppendResponse).ToList();
+        var acks = MiniCluster.Drain(follower).Where(m => m.Type == MessageType.AppendResponse).ToList();
 
         var ack = Assert.Single(acks);
         Assert.False(ack.Reject);
@@ -125,11 +111,11 @@ public sealed class BatchedMessagesTests
         var leader = cluster[1];
         var follower = cluster[2];
         Assert.True(leader.Propose("a"u8.ToArray()).IsAccepted);
-        var append = Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
+        var append = MiniCluster.Drain(leader).Single(m => m.Type == MessageType.Append && m.To == new NodeId(2));
 
         follower.Step(append);
         follower.Step(append with { Index = append.Index + 5UL, LogTerm = append.Term, Entries = [] }); // a gap: rejected
-        var answers = Drain(follower).Where(m => m.Type == MessageType.AppendResponse).ToList();
+        var answers = MiniCluster.Drain(follower).Where(m => m.Type == MessageType.AppendResponse).ToList();
 
         Assert.Equal(2, answers.Count);
         Assert.False(answers[0].Reject);

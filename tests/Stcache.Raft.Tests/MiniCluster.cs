@@ -106,6 +106,22 @@ internal sealed class MiniCluster
         }
     }
 
+    /// <summary>Runs one node's Ready/Advance cycles until it has nothing more, returning every message it sent
+    /// (before and after persisting) instead of delivering them.</summary>
+    public static List<Message> Drain(RaftNode node)
+    {
+        var sent = new List<Message>();
+        while (node.HasReady())
+        {
+            var ready = node.GetReady();
+            sent.AddRange(ready.Messages);
+            sent.AddRange(ready.MessagesAfterPersist);
+            node.Advance(ready);
+        }
+
+        return sent;
+    }
+
     public int Leader()
     {
         var leaders = Nodes.Where(n => n.Value.Role == RaftRole.Leader).Select(n => n.Key).ToList();

@@ -14,20 +14,6 @@ public sealed class ProbeTests
     private static readonly NodeId s_leader = new(2);
     private static readonly NodeId s_other = new(3);
 
-    private static List<Message> Drain(RaftNode node)
-    {
-        var sent = new List<Message>();
-        while (node.HasReady())
-        {
-            var ready = node.GetReady();
-            sent.AddRange(ready.Messages);
-            sent.AddRange(ready.MessagesAfterPersist);
-            node.Advance(ready);
-        }
-
-        return sent;
-    }
-
     private static ConfChange Change(ConfChangeType type, NodeId id) => new(type, id, ReadOnlyMemory<byte>.Empty);
 
     /// <summary>A voter of {1, 2, 3} whose leader told it of commit 10 while its log ends at 3.</summary>
@@ -36,7 +22,7 @@ public sealed class ProbeTests
         var node = new RaftNode(new RaftConfig { Id = s_self, RandomSeed = 7 },
             PersistentState.Bootstrap([Change(ConfChangeType.AddVoter, s_self), Change(ConfChangeType.AddVoter, s_leader), Change(ConfChangeType.AddVoter, s_other)]));
         node.Step(new Message { Type = MessageType.Append, From = s_leader, To = s_self, Term = new Term(5), Index = new LogIndex(3), LogTerm = new Term(1), Commit = new LogIndex(10) });
-        Drain(node);
+        MiniCluster.Drain(node);
         Assert.Equal(new LogIndex(3), node.LastIndex);
         return node;
     }
@@ -57,7 +43,7 @@ public sealed class ProbeTests
             Commit = new LogIndex(3),
             Entries = [new Entry(new Term(5), new LogIndex(3), EntryType.ConfChange, Change(ConfChangeType.AddLearner, s_self).Encode())],
         });
-        Drain(node);
+        MiniCluster.Drain(node);
         Assert.Equal([s_self], node.ConfState.Learners);
         return node;
     }
@@ -72,7 +58,7 @@ public sealed class ProbeTests
         for (int tick = 1; tick <= 20 * ElectionTimeout; tick++)
         {
             node.Tick();
-            foreach (var message in Drain(node))
+            foreach (var message in MiniCluster.Drain(node))
             {
                 Assert.Equal(MessageType.Probe, message.Type);
                 Assert.Equal(new Term(5), message.Term);
@@ -95,11 +81,11 @@ public sealed class ProbeTests
 
         // A leader heard again stops the probes until it is silent for an election timeout.
         node.Step(new Message { Type = MessageType.Heartbeat, From = s_leader, To = s_self, Term = new Term(5), Commit = new LogIndex(3) });
-        Drain(node);
+        MiniCluster.Drain(node);
         for (int tick = 0; tick < ElectionTimeout - 1; tick++)
         {
             node.Tick();
-            Assert.DoesNotContain(Drain(node), m => m.Type == MessageType.Probe);
+            Assert.DoesNotContain(MiniCluster.Drain(node), m => m.Type == MessageType.Probe);
         }
     }
 
@@ -111,7 +97,7 @@ public sealed class ProbeTests
         for (int tick = 0; tick < 5 * ElectionTimeout; tick++)
         {
             node.Tick();
-            Assert.DoesNotContain(Drain(node), m => m.Type == MessageType.Probe);
+            Assert.DoesNotContain(MiniCluster.Drain(node), m => m.Type == MessageType.Probe);
         }
     }
 
@@ -125,7 +111,7 @@ public sealed class ProbeTests
             var node = new RaftNode(new RaftConfig { Id = s_self, RandomSeed = 7 },
                 PersistentState.Bootstrap([Change(ConfChangeType.AddVoter, s_self), Change(ConfChangeType.AddVoter, s_leader), Change(ConfChangeType.AddVoter, s_other)]));
             node.Step(new Message { Type = MessageType.Append, From = s_leader, To = s_self, Term = new Term(5), Index = new LogIndex(3), LogTerm = new Term(1), Commit = new LogIndex(3) });
-            Drain(node);
+            MiniCluster.Drain(node);
             return node;
         }
 
@@ -137,8 +123,8 @@ public sealed class ProbeTests
             probed.Step(new Message { Type = MessageType.Probe, From = s_other, To = s_self, Term = new Term(9) });
             probed.Tick();
             quiet.Tick();
-            var fromProbed = Drain(probed).Select(m => m.ToString()).ToList();
-            var fromQuiet = Drain(quiet).Select(m => m.ToString()).ToList();
+            var fromProbed = MiniCluster.Drain(probed).Select(m => m.ToString()).ToList();
+            var fromQuiet = MiniCluster.Drain(quiet).Select(m => m.ToString()).ToList();
             Assert.Equal(fromQuiet, fromProbed);
             Assert.Equal(quiet.Term, probed.Term);
             Assert.Equal(quiet.Leader, probed.Leader);

@@ -13,6 +13,7 @@
 # Env: N (requests per RESP row, default 100000; -P 16 rows 4x, -c 1 rows N/20), WRK_SECONDS (default 8),
 # SEQUENTIAL=1 runs A's client then B's instead of both at once (for allocation only: bytes per operation do not
 # depend on load), KEEP=1 keeps the temporary directory. Needs redis-benchmark, redis-cli, wrk, curl, python3.
+# A client that fails is reported with its last lines; the other rows still run and the script ends with status 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${1:?usage: bench/write-pair.sh A/stcached B/stcached [rows...]}
@@ -143,6 +144,7 @@ requests_of() {
   case $1 in set-c50 | get-c50 | ro-get-c50) echo "$N" ;; set-P16) echo $((N * 4)) ;; set-c1) echo $((N / 20)) ;; *) echo 0 ;; esac
 }
 
+FAILED=0
 echo "A = $A"
 echo "B = $B"
 for row in $ROWS; do
@@ -155,20 +157,34 @@ for row in $ROWS; do
   read -r load _ </proc/loadavg
   before_a=$(snapshot A)
   before_b=$(snapshot B)
+  status_a=0
+  status_b=0
   if [[ -n "${SEQUENTIAL:-}" ]]; then
-    client A "$row" "$OUT/A.$row"
-    client B "$row" "$OUT/B.$row"
+    client A "$row" "$OUT/A.$row" || status_a=$?
+    client B "$row" "$OUT/B.$row" || status_b=$?
   else
     client A "$row" "$OUT/A.$row" &
     ca=$!
     client B "$row" "$OUT/B.$row" &
     cb=$!
-    wait "$ca" "$cb"
+    wait "$ca" || status_a=$?
+    wait "$cb" || status_b=$?
   fi
   after_a=$(snapshot A)
   after_b=$(snapshot B)
   echo "== $row (load average at start $load)"
+  # A client that fails (redis-benchmark's error reply, wrk unable to connect) is named with its last lines, and
+  # the script goes on to the next row but ends with status 1, instead of leaving silently under set -e.
+  for side in A B; do
+    status_var=status_${side,,}
+    if [[ ${!status_var} -ne 0 ]]; then
+      echo "$row: client $side exited with status ${!status_var}; its last lines:" >&2
+      tail -n 5 "$OUT/$side.$row" >&2 || true
+      FAILED=1
+    fi
+  done
   report A "$row" "$before_a" "$after_a" "$OUT/A.$row" "$(requests_of "$row")"
   report B "$row" "$before_b" "$after_b" "$OUT/B.$row" "$(requests_of "$row")"
   stop
 done
+exit "$FAILED"

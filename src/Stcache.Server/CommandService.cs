@@ -268,7 +268,7 @@ internal sealed class CommandService
                         if (status is null)
                         {
                             var failure = cancellationToken.IsCancellationRequested
-                                ? WriteOutcome.Failed(FailureKind.Timeout, "the client went away; not applied")
+                                ? WriteOutcome.Failed(FailureKind.Timeout, "the request was cancelled before a leader was known (the client went away, or the node closed the connection after a leader change); not applied")
                                 : WriteOutcome.Failed(FailureKind.NoLeader, "no leader elected within the request timeout (no quorum?); not applied");
                             for (int i = from; i < count; i++)
                             {

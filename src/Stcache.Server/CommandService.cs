@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Logging;
 using Stcache.Cache;
 using Stcache.Raft;
@@ -464,24 +465,46 @@ internal sealed class CommandService
     /// <summary>
     /// Waits until a read at this moment may be served from this node's state. While a leader is known, a
     /// linearizable or lease read awaits its batch's own outcome (<see cref="ReadBatcher"/>): one task shared by the
-    /// batch, with no continuation of its own per read. The outcome's time is the leader's when it confirmed the
-    /// index; <see cref="ReadTime"/> raises it to the log time applied here by the time the read is served. With
-    /// <paramref name="inLane"/> the read resumes on one of its batch's lanes (<see cref="ReadBatcher"/>).
+    /// batch, with no continuation of its own per read; each read resumes on a thread-pool work item of its own.
+    /// The outcome's time is the leader's when it confirmed the index; <see cref="ReadTime"/> raises it to the log
+    /// time applied here by the time the read is served.
     /// </summary>
-    public Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken, bool inLane = false)
+    public Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken)
     {
         if (consistency == ReadConsistency.Stale)
         {
-            return Task.FromResult(ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs });
+            return Task.FromResult(StaleOutcome());
         }
 
         // The round carries the request's deadline (it starts when this read joins it, or joined an open one);
         // a caller that goes away meanwhile is not waited for separately: the round ends within that deadline.
-        var batcher = consistency == ReadConsistency.Lease ? _lease : _linearizable;
-        return _host.Status.Leader.IsNone ? ReadAfterElectionAsync(batcher, inLane, cancellationToken) : batcher.WaitAsync(inLane);
+        var batcher = BatcherOf(consistency);
+        return _host.Status.Leader.IsNone ? ReadAfterElectionAsync(batcher, cancellationToken) : batcher.WaitAsync();
     }
 
-    private async Task<ReadOutcome> ReadAfterElectionAsync(ReadBatcher batcher, bool inLane, CancellationToken cancellationToken)
+    /// <summary>
+    /// The same barrier as <see cref="ReadBarrierAsync"/>, resumed in one of its batch's lanes (<see cref="ReadBatcher"/>):
+    /// the reads of a lane resume one after another on one thread-pool work item, so a round of many reads queues a
+    /// work item per core, not one per read. The caller must await the answer once (it is pooled).
+    /// </summary>
+    public ValueTask<ReadOutcome> ReadBarrierInLaneAsync(ReadConsistency consistency, CancellationToken cancellationToken)
+    {
+        if (consistency == ReadConsistency.Stale)
+        {
+            return ValueTask.FromResult(StaleOutcome());
+        }
+
+        var batcher = BatcherOf(consistency);
+        return _host.Status.Leader.IsNone
+            ? new ValueTask<ReadOutcome>(ReadAfterElectionAsync(batcher, cancellationToken))
+            : batcher.WaitInLaneAsync();
+    }
+
+    private ReadOutcome StaleOutcome() => ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
+
+    private ReadBatcher BatcherOf(ReadConsistency consistency) => consistency == ReadConsistency.Lease ? _lease : _linearizable;
+
+    private async Task<ReadOutcome> ReadAfterElectionAsync(ReadBatcher batcher, CancellationToken cancellationToken)
     {
         using (var deadline = Deadline(cancellationToken))
         {
@@ -491,7 +514,7 @@ internal sealed class CommandService
             }
         }
 
-        return await batcher.WaitAsync(inLane).ConfigureAwait(false);
+        return await batcher.WaitAsync().ConfigureAwait(false);
     }
 
     /// <summary>The time a read that passed <paramref name="barrier"/> is served at (docs/CACHE.md): the leader's
@@ -640,19 +663,23 @@ internal sealed class CommandService
 /// </summary>
 internal sealed class ReadBatcher
 {
+    // Lane waiters kept for reuse (the owner's lock held); beyond this many, a returned one is left to the GC.
+    private const int PooledWaitersMax = 1024;
+
     private readonly Func<Action, ReadRequest> _newRequest;
     private readonly Action<ReadRequest, Action> _start;
     private readonly Lock _lock = new();
     private readonly int _lanes;
+    private readonly Stack<LaneWaiter> _pool = new();
     private Batch? _open;
     private Batch? _inFlight;
     private long _rounds;
 
     /// <param name="newRequest">A request whose deadline runs, calling the action once answered.</param>
     /// <param name="start">Hands a request to the loop, with the action to run as the loop takes it.</param>
-    /// <param name="lanes">How many thread-pool work items resume a batch's reads that ask for lanes (default: one per
+    /// <param name="lanes">How many thread-pool work items resume a batch's reads that wait in lanes (default: one per
     /// core). Such reads join the lanes in turn; each lane's reads resume one after another on its work item, so a
-    /// round of many reads wakes a few pool threads, not one per read.</param>
+    /// round of many reads queues a few work items, not one per read.</param>
     public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start, int lanes = 0)
     {
         _newRequest = newRequest;
@@ -664,28 +691,16 @@ internal sealed class ReadBatcher
     public long Rounds => Interlocked.Read(ref _rounds);
 
     /// <summary>Joins the open batch (opening one if none is); answers with its round's outcome: the leader's time
-    /// when it confirmed the read index, or the failure. With <paramref name="inLane"/> the read resumes on one of
-    /// the batch's lanes (HTTP: measured faster), else on a work item of its own (RESP: measured slower in lanes).</summary>
-    public Task<ReadOutcome> WaitAsync(bool inLane = false)
+    /// when it confirmed the read index, or the failure. The read resumes on a work item of its own (RESP and the
+    /// other HTTP reads: measured slower in lanes in session 9).</summary>
+    public Task<ReadOutcome> WaitAsync()
     {
-        Batch? submit = null;
-        Batch open;
+        Batch? submit;
         TaskCompletionSource<ReadOutcome> wait;
         lock (_lock)
         {
-            if (_open is null)
-            {
-                var batch = new Batch(this);
-                batch.Request = _newRequest(batch.Finished);
-                _open = batch;
-                if (_inFlight is null)
-                {
-                    submit = _inFlight = batch;
-                }
-            }
-
-            open = _open;
-            wait = inLane ? open.Lane(_lanes) : open.Shared();
+            submit = Join(out var open);
+            wait = open.Shared();
         }
 
         if (submit is not null)
@@ -696,33 +711,117 @@ internal sealed class ReadBatcher
         return wait.Task;
     }
 
+    /// <summary>
+    /// Joins the open batch as <see cref="WaitAsync"/> does, waiting in one of its lanes: once the round is answered,
+    /// each lane's reads resume one after another, inline, on one work item of the lane. (A task shared by the
+    /// lane's reads would not do that: of several continuations on one task, .NET runs only the last inline and
+    /// queues every other one to the thread pool.) The answer is pooled: await it once.
+    /// </summary>
+    public ValueTask<ReadOutcome> WaitInLaneAsync()
+    {
+        Batch? submit;
+        LaneWaiter waiter;
+        lock (_lock)
+        {
+            submit = Join(out var open);
+            waiter = _pool.Count > 0 ? _pool.Pop() : new LaneWaiter(this);
+            open.AddToLane(waiter, _lanes);
+        }
+
+        if (submit is not null)
+        {
+            Submit(submit);
+        }
+
+        return waiter.Task;
+    }
+
+    /// <summary>The open batch, opened if none is (the lock held); returns the batch to hand to the loop, if any.</summary>
+    private Batch? Join(out Batch open)
+    {
+        Batch? submit = null;
+        if (_open is null)
+        {
+            var batch = new Batch(this);
+            batch.Request = _newRequest(batch.Finished);
+            _open = batch;
+            if (_inFlight is null)
+            {
+                submit = _inFlight = batch;
+            }
+        }
+
+        open = _open;
+        return submit;
+    }
+
     private void Submit(Batch batch)
     {
         Interlocked.Increment(ref _rounds);
         _start(batch.Request, batch.Taken);
     }
 
+    private void Return(LaneWaiter waiter)
+    {
+        lock (_lock)
+        {
+            if (_pool.Count < PooledWaitersMax)
+            {
+                _pool.Push(waiter);
+            }
+        }
+    }
+
+    /// <summary>One read waiting in a lane: its awaitable, reused once the read has taken its answer. The answer is
+    /// set on the lane's work item, which runs the read's continuation there and then.</summary>
+    private sealed class LaneWaiter(ReadBatcher owner) : IValueTaskSource<ReadOutcome>
+    {
+        private ManualResetValueTaskSourceCore<ReadOutcome> _core;
+
+        public ValueTask<ReadOutcome> Task => new(this, _core.Version);
+
+        public void SetResult(ReadOutcome outcome) => _core.SetResult(outcome);
+
+        public ReadOutcome GetResult(short token)
+        {
+            try
+            {
+                return _core.GetResult(token);
+            }
+            finally
+            {
+                _core.Reset();
+                owner.Return(this);
+            }
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+    }
+
     private sealed class Batch(ReadBatcher owner)
     {
-        // What the reads of the batch await, one per lane, opened as reads join; completed once the round is answered,
-        // each from a pool work item of its own, which runs the lane's waiting reads in turn (so the sources do not
-        // run continuations asynchronously). Guarded by the owner's lock until the batch is finished.
-        private readonly List<TaskCompletionSource<ReadOutcome>> _lanes = [];
+        // The reads waiting in lanes, one list per lane, opened as reads join; answered once the round is, each lane
+        // from a pool work item of its own that resumes its reads in turn. Guarded by the owner's lock until the
+        // batch is finished.
+        private readonly List<List<LaneWaiter>> _lanes = [];
         private TaskCompletionSource<ReadOutcome>? _shared;
         private int _joined;
 
         public ReadRequest Request { get; set; } = null!;
 
-        /// <summary>The lane the next read joins (the owner's lock held).</summary>
-        public TaskCompletionSource<ReadOutcome> Lane(int lanes)
+        /// <summary>The next read joins the next lane in turn (the owner's lock held).</summary>
+        public void AddToLane(LaneWaiter waiter, int lanes)
         {
             int index = _joined++ % lanes;
             if (index == _lanes.Count)
             {
-                _lanes.Add(new TaskCompletionSource<ReadOutcome>());
+                _lanes.Add([]);
             }
 
-            return _lanes[index];
+            _lanes[index].Add(waiter);
         }
 
         /// <summary>What the reads outside the lanes await, each resumed from a work item of its own (the owner's lock
@@ -770,7 +869,13 @@ internal sealed class ReadBatcher
             _shared?.TrySetResult(outcome);
             foreach (var lane in _lanes)
             {
-                ThreadPool.UnsafeQueueUserWorkItem(static state => state.Lane.TrySetResult(state.Outcome), (Lane: lane, Outcome: outcome), preferLocal: false);
+                ThreadPool.UnsafeQueueUserWorkItem(static state =>
+                {
+                    foreach (var waiter in state.Lane)
+                    {
+                        waiter.SetResult(state.Outcome);
+                    }
+                }, (Lane: lane, Outcome: outcome), preferLocal: false);
             }
         }
 

@@ -97,7 +97,7 @@ internal sealed partial class HttpApi
     /// waiting at that moment, HTTP and RESP alike).</summary>
     private async Task GetConfirmedAsync(HttpContext context, string key, ReadConsistency consistency, long started)
     {
-        var barrier = await service.ReadBarrierAsync(consistency, context.RequestAborted, inLane: true);
+        var barrier = await service.ReadBarrierInLaneAsync(consistency, context.RequestAborted);
         await (barrier.Succeeded
             ? AnswerEntryAsync(context, key, service.ReadTime(barrier))
             : Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none").ExecuteAsync(context));

@@ -778,6 +778,9 @@ internal sealed class ReadBatcher
     {
         private ManualResetValueTaskSourceCore<ReadOutcome> _core;
 
+        /// <summary>The next read of the same lane (the owner's lock held while the batch is open).</summary>
+        public LaneWaiter? Next { get; set; }
+
         public ValueTask<ReadOutcome> Task => new(this, _core.Version);
 
         public void SetResult(ReadOutcome outcome) => _core.SetResult(outcome);
@@ -803,10 +806,12 @@ internal sealed class ReadBatcher
 
     private sealed class Batch(ReadBatcher owner)
     {
-        // The reads waiting in lanes, one list per lane, opened as reads join; answered once the round is, each lane
+        // The reads waiting in lanes: each lane a chain of waiters in the order they joined (first and last, linked
+        // through the waiters, so no array per lane), opened as reads join; answered once the round is, each lane
         // from a pool work item of its own that resumes its reads in turn. Guarded by the owner's lock until the
         // batch is finished.
-        private readonly List<List<LaneWaiter>> _lanes = [];
+        private LaneWaiter?[]? _first;
+        private LaneWaiter?[]? _last;
         private TaskCompletionSource<ReadOutcome>? _shared;
         private int _joined;
 
@@ -815,13 +820,20 @@ internal sealed class ReadBatcher
         /// <summary>The next read joins the next lane in turn (the owner's lock held).</summary>
         public void AddToLane(LaneWaiter waiter, int lanes)
         {
+            _first ??= new LaneWaiter?[lanes];
+            _last ??= new LaneWaiter?[lanes];
             int index = _joined++ % lanes;
-            if (index == _lanes.Count)
+            waiter.Next = null;
+            if (_last[index] is { } last)
             {
-                _lanes.Add([]);
+                last.Next = waiter;
+            }
+            else
+            {
+                _first[index] = waiter;
             }
 
-            _lanes[index].Add(waiter);
+            _last[index] = waiter;
         }
 
         /// <summary>What the reads outside the lanes await, each resumed from a work item of its own (the owner's lock
@@ -867,15 +879,21 @@ internal sealed class ReadBatcher
             // No read joins a finished batch (it is neither open nor in flight), so the lanes are fixed now.
             var outcome = OutcomeOf(Request.Completion.Task);
             _shared?.TrySetResult(outcome);
-            foreach (var lane in _lanes)
+            foreach (var first in _first ?? [])
             {
-                ThreadPool.UnsafeQueueUserWorkItem(static state =>
+                if (first is not null)
                 {
-                    foreach (var waiter in state.Lane)
+                    ThreadPool.UnsafeQueueUserWorkItem(static state =>
                     {
-                        waiter.SetResult(state.Outcome);
-                    }
-                }, (Lane: lane, Outcome: outcome), preferLocal: false);
+                        // Read each link before answering: an answered waiter may go back to the pool at once.
+                        for (var waiter = state.First; waiter is not null;)
+                        {
+                            var next = waiter.Next;
+                            waiter.SetResult(state.Outcome);
+                            waiter = next;
+                        }
+                    }, (First: first, Outcome: outcome), preferLocal: false);
+                }
             }
         }
 

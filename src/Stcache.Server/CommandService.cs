@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Logging;
 using Stcache.Cache;
 using Stcache.Raft;
@@ -483,21 +482,20 @@ internal sealed class CommandService
     }
 
     /// <summary>
-    /// The same barrier as <see cref="ReadBarrierAsync"/>, resumed in one of its batch's lanes (<see cref="ReadBatcher"/>):
-    /// the reads of a lane resume one after another on one thread-pool work item, so a round of many reads queues a
-    /// work item per core, not one per read. The caller must await the answer once (it is pooled).
+    /// The same barrier as <see cref="ReadBarrierAsync"/> for a linearizable or lease read that resumes in one of its
+    /// batch's lanes (<see cref="ReadBatcher"/>): the reads of a lane are resumed one after another on one thread-pool
+    /// work item, so a round of many reads queues a work item per core, not one per read, and no read needs an async
+    /// frame of its own. False while no leader is known (the caller waits with <see cref="ReadBarrierAsync"/>).
     /// </summary>
-    public ValueTask<ReadOutcome> ReadBarrierInLaneAsync(ReadConsistency consistency, CancellationToken cancellationToken)
+    public bool TryJoinLane(ReadConsistency consistency, ReadBatcher.LaneRead read)
     {
-        if (consistency == ReadConsistency.Stale)
+        if (consistency == ReadConsistency.Stale || _host.Status.Leader.IsNone)
         {
-            return ValueTask.FromResult(StaleOutcome());
+            return false;
         }
 
-        var batcher = BatcherOf(consistency);
-        return _host.Status.Leader.IsNone
-            ? new ValueTask<ReadOutcome>(ReadAfterElectionAsync(batcher, cancellationToken))
-            : batcher.WaitInLaneAsync();
+        BatcherOf(consistency).JoinLane(read);
+        return true;
     }
 
     private ReadOutcome StaleOutcome() => ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
@@ -663,14 +661,10 @@ internal sealed class CommandService
 /// </summary>
 internal sealed class ReadBatcher
 {
-    // Lane waiters kept for reuse (the owner's lock held); beyond this many, a returned one is left to the GC.
-    private const int PooledWaitersMax = 1024;
-
     private readonly Func<Action, ReadRequest> _newRequest;
     private readonly Action<ReadRequest, Action> _start;
     private readonly Lock _lock = new();
     private readonly int _lanes;
-    private readonly Stack<LaneWaiter> _pool = new();
     private Batch? _open;
     private Batch? _inFlight;
     private long _rounds;
@@ -678,8 +672,8 @@ internal sealed class ReadBatcher
     /// <param name="newRequest">A request whose deadline runs, calling the action once answered.</param>
     /// <param name="start">Hands a request to the loop, with the action to run as the loop takes it.</param>
     /// <param name="lanes">How many thread-pool work items resume a batch's reads that wait in lanes (default: one per
-    /// core). Such reads join the lanes in turn; each lane's reads resume one after another on its work item, so a
-    /// round of many reads queues a few work items, not one per read.</param>
+    /// core). Such reads join the lanes in turn; each lane's reads are resumed one after another on its work item, so
+    /// a round of many reads queues a few work items, not one per read.</param>
     public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start, int lanes = 0)
     {
         _newRequest = newRequest;
@@ -712,28 +706,24 @@ internal sealed class ReadBatcher
     }
 
     /// <summary>
-    /// Joins the open batch as <see cref="WaitAsync"/> does, waiting in one of its lanes: once the round is answered,
-    /// each lane's reads resume one after another, inline, on one work item of the lane. (A task shared by the
-    /// lane's reads would not do that: of several continuations on one task, .NET runs only the last inline and
-    /// queues every other one to the thread pool.) The answer is pooled: await it once.
+    /// Joins the open batch as <see cref="WaitAsync"/> does, in one of its lanes: once the round is answered, each
+    /// lane's reads are resumed (<see cref="LaneRead.Resume"/>) one after another on one work item of the lane. (Reads
+    /// awaiting a task shared by the lane would not be: of several continuations on one task, .NET runs only the
+    /// last inline and queues every other one to the thread pool.)
     /// </summary>
-    public ValueTask<ReadOutcome> WaitInLaneAsync()
+    public void JoinLane(LaneRead read)
     {
         Batch? submit;
-        LaneWaiter waiter;
         lock (_lock)
         {
             submit = Join(out var open);
-            waiter = _pool.Count > 0 ? _pool.Pop() : new LaneWaiter(this);
-            open.AddToLane(waiter, _lanes);
+            open.AddToLane(read, _lanes);
         }
 
         if (submit is not null)
         {
             Submit(submit);
         }
-
-        return waiter.Task;
     }
 
     /// <summary>The open batch, opened if none is (the lock held); returns the batch to hand to the loop, if any.</summary>
@@ -761,47 +751,15 @@ internal sealed class ReadBatcher
         _start(batch.Request, batch.Taken);
     }
 
-    private void Return(LaneWaiter waiter)
+    /// <summary>A read waiting in a lane: resumed with its round's outcome on the lane's work item, in the order the
+    /// lane's reads joined. <see cref="Resume"/> must neither block nor throw (it runs on the lane's work item); the
+    /// read may be reused once it has been resumed.</summary>
+    internal abstract class LaneRead
     {
-        lock (_lock)
-        {
-            if (_pool.Count < PooledWaitersMax)
-            {
-                _pool.Push(waiter);
-            }
-        }
-    }
+        /// <summary>The next read of the same lane (the batcher's lock held while the batch is open).</summary>
+        internal LaneRead? Next { get; set; }
 
-    /// <summary>One read waiting in a lane: its awaitable, reused once the read has taken its answer. The answer is
-    /// set on the lane's work item, which runs the read's continuation there and then.</summary>
-    private sealed class LaneWaiter(ReadBatcher owner) : IValueTaskSource<ReadOutcome>
-    {
-        private ManualResetValueTaskSourceCore<ReadOutcome> _core;
-
-        /// <summary>The next read of the same lane (the owner's lock held while the batch is open).</summary>
-        public LaneWaiter? Next { get; set; }
-
-        public ValueTask<ReadOutcome> Task => new(this, _core.Version);
-
-        public void SetResult(ReadOutcome outcome) => _core.SetResult(outcome);
-
-        public ReadOutcome GetResult(short token)
-        {
-            try
-            {
-                return _core.GetResult(token);
-            }
-            finally
-            {
-                _core.Reset();
-                owner.Return(this);
-            }
-        }
-
-        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
-
-        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            _core.OnCompleted(continuation, state, token, flags);
+        public abstract void Resume(ReadOutcome outcome);
     }
 
     private sealed class Batch(ReadBatcher owner)
@@ -810,30 +768,30 @@ internal sealed class ReadBatcher
         // through the waiters, so no array per lane), opened as reads join; answered once the round is, each lane
         // from a pool work item of its own that resumes its reads in turn. Guarded by the owner's lock until the
         // batch is finished.
-        private LaneWaiter?[]? _first;
-        private LaneWaiter?[]? _last;
+        private LaneRead?[]? _first;
+        private LaneRead?[]? _last;
         private TaskCompletionSource<ReadOutcome>? _shared;
         private int _joined;
 
         public ReadRequest Request { get; set; } = null!;
 
         /// <summary>The next read joins the next lane in turn (the owner's lock held).</summary>
-        public void AddToLane(LaneWaiter waiter, int lanes)
+        public void AddToLane(LaneRead read, int lanes)
         {
-            _first ??= new LaneWaiter?[lanes];
-            _last ??= new LaneWaiter?[lanes];
+            _first ??= new LaneRead?[lanes];
+            _last ??= new LaneRead?[lanes];
             int index = _joined++ % lanes;
-            waiter.Next = null;
+            read.Next = null;
             if (_last[index] is { } last)
             {
-                last.Next = waiter;
+                last.Next = read;
             }
             else
             {
-                _first[index] = waiter;
+                _first[index] = read;
             }
 
-            _last[index] = waiter;
+            _last[index] = read;
         }
 
         /// <summary>What the reads outside the lanes await, each resumed from a work item of its own (the owner's lock
@@ -885,12 +843,12 @@ internal sealed class ReadBatcher
                 {
                     ThreadPool.UnsafeQueueUserWorkItem(static state =>
                     {
-                        // Read each link before answering: an answered waiter may go back to the pool at once.
-                        for (var waiter = state.First; waiter is not null;)
+                        // Each link is read before its read is resumed: a resumed read may be reused at once.
+                        for (var read = state.First; read is not null;)
                         {
-                            var next = waiter.Next;
-                            waiter.SetResult(state.Outcome);
-                            waiter = next;
+                            var next = read.Next;
+                            read.Resume(state.Outcome);
+                            read = next;
                         }
                     }, (First: first, Outcome: outcome), preferLocal: false);
                 }

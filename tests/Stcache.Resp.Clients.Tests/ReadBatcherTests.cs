@@ -38,6 +38,22 @@ public sealed class ReadBatcherTests
 
     private static ReadPoint At(ulong index, long time) => new(new LogIndex(index), time);
 
+    /// <summary>A read in a lane that notes which thread resumed it, and when (in the order of the list).</summary>
+    private sealed class RecordingRead(int id, List<(int Read, int Thread, bool Pool)> resumed) : ReadBatcher.LaneRead
+    {
+        public TaskCompletionSource<ReadOutcome> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Resume(ReadOutcome outcome)
+        {
+            lock (resumed)
+            {
+                resumed.Add((id, Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread));
+            }
+
+            Outcome.SetResult(outcome);
+        }
+    }
+
     [Fact]
     public async Task ReadsJoinTheOpenBatchAndTheNextGoesToTheLoopWhenTheRoundIsAnswered()
     {
@@ -90,16 +106,11 @@ public sealed class ReadBatcherTests
     {
         var (batcher, rounds) = NewBatcher(lanes: 2);
         var resumed = new List<(int Read, int Thread, bool Pool)>();
-        async Task<ReadOutcome> Read(int i)
+        Task<ReadOutcome> Read(int i)
         {
-            // Without the test framework's synchronization context (an HTTP handler has none), as Kestrel runs it.
-            var outcome = await batcher.WaitInLaneAsync().ConfigureAwait(false);
-            lock (resumed)
-            {
-                resumed.Add((i, Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread));
-            }
-
-            return outcome;
+            var read = new RecordingRead(i, resumed);
+            batcher.JoinLane(read);
+            return read.Outcome.Task;
         }
 
         var reads = Enumerable.Range(0, 8).Select(Read).ToArray();
@@ -137,7 +148,7 @@ public sealed class ReadBatcherTests
         Assert.False(nextOutside.IsCompleted);
         Assert.Equal(2, rounds.Count);
 
-        // The next rounds reuse the pooled waiters; each read gets its own round's answer.
+        // The next rounds: each read gets its own round's answer.
         for (int round = 1; round <= 3; round++)
         {
             Task<ReadOutcome>[] later = round == 1 ? [next] : [.. Enumerable.Range(0, 5).Select(Read)];

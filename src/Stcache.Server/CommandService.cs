@@ -464,24 +464,45 @@ internal sealed class CommandService
     /// <summary>
     /// Waits until a read at this moment may be served from this node's state. While a leader is known, a
     /// linearizable or lease read awaits its batch's own outcome (<see cref="ReadBatcher"/>): one task shared by the
-    /// batch, with no continuation of its own per read. The outcome's time is the leader's when it confirmed the
-    /// index; <see cref="ReadTime"/> raises it to the log time applied here by the time the read is served. With
-    /// <paramref name="inLane"/> the read resumes on one of its batch's lanes (<see cref="ReadBatcher"/>).
+    /// batch, with no continuation of its own per read; each read resumes on a thread-pool work item of its own.
+    /// The outcome's time is the leader's when it confirmed the index; <see cref="ReadTime"/> raises it to the log
+    /// time applied here by the time the read is served.
     /// </summary>
-    public Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken, bool inLane = false)
+    public Task<ReadOutcome> ReadBarrierAsync(ReadConsistency consistency, CancellationToken cancellationToken)
     {
         if (consistency == ReadConsistency.Stale)
         {
-            return Task.FromResult(ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs });
+            return Task.FromResult(StaleOutcome());
         }
 
         // The round carries the request's deadline (it starts when this read joins it, or joined an open one);
         // a caller that goes away meanwhile is not waited for separately: the round ends within that deadline.
-        var batcher = consistency == ReadConsistency.Lease ? _lease : _linearizable;
-        return _host.Status.Leader.IsNone ? ReadAfterElectionAsync(batcher, inLane, cancellationToken) : batcher.WaitAsync(inLane);
+        var batcher = BatcherOf(consistency);
+        return _host.Status.Leader.IsNone ? ReadAfterElectionAsync(batcher, cancellationToken) : batcher.WaitAsync();
     }
 
-    private async Task<ReadOutcome> ReadAfterElectionAsync(ReadBatcher batcher, bool inLane, CancellationToken cancellationToken)
+    /// <summary>
+    /// The same barrier as <see cref="ReadBarrierAsync"/> for a linearizable or lease read that resumes in one of its
+    /// batch's lanes (<see cref="ReadBatcher"/>): the reads of a lane are resumed one after another on one thread-pool
+    /// work item, so a round of many reads queues a work item per core, not one per read, and no read needs an async
+    /// frame of its own. False while no leader is known (the caller waits with <see cref="ReadBarrierAsync"/>).
+    /// </summary>
+    public bool TryJoinLane(ReadConsistency consistency, ReadBatcher.LaneRead read)
+    {
+        if (consistency == ReadConsistency.Stale || _host.Status.Leader.IsNone)
+        {
+            return false;
+        }
+
+        BatcherOf(consistency).JoinLane(read);
+        return true;
+    }
+
+    private ReadOutcome StaleOutcome() => ReadOutcome.Ok with { ReadTimeUnixMs = _host.Cache.LastLogTimeUnixMs };
+
+    private ReadBatcher BatcherOf(ReadConsistency consistency) => consistency == ReadConsistency.Lease ? _lease : _linearizable;
+
+    private async Task<ReadOutcome> ReadAfterElectionAsync(ReadBatcher batcher, CancellationToken cancellationToken)
     {
         using (var deadline = Deadline(cancellationToken))
         {
@@ -491,7 +512,7 @@ internal sealed class CommandService
             }
         }
 
-        return await batcher.WaitAsync(inLane).ConfigureAwait(false);
+        return await batcher.WaitAsync().ConfigureAwait(false);
     }
 
     /// <summary>The time a read that passed <paramref name="barrier"/> is served at (docs/CACHE.md): the leader's
@@ -650,9 +671,9 @@ internal sealed class ReadBatcher
 
     /// <param name="newRequest">A request whose deadline runs, calling the action once answered.</param>
     /// <param name="start">Hands a request to the loop, with the action to run as the loop takes it.</param>
-    /// <param name="lanes">How many thread-pool work items resume a batch's reads that ask for lanes (default: one per
-    /// core). Such reads join the lanes in turn; each lane's reads resume one after another on its work item, so a
-    /// round of many reads wakes a few pool threads, not one per read.</param>
+    /// <param name="lanes">How many thread-pool work items resume a batch's reads that wait in lanes (default: one per
+    /// core). Such reads join the lanes in turn; each lane's reads are resumed one after another on its work item, so
+    /// a round of many reads queues a few work items, not one per read.</param>
     public ReadBatcher(Func<Action, ReadRequest> newRequest, Action<ReadRequest, Action> start, int lanes = 0)
     {
         _newRequest = newRequest;
@@ -664,28 +685,16 @@ internal sealed class ReadBatcher
     public long Rounds => Interlocked.Read(ref _rounds);
 
     /// <summary>Joins the open batch (opening one if none is); answers with its round's outcome: the leader's time
-    /// when it confirmed the read index, or the failure. With <paramref name="inLane"/> the read resumes on one of
-    /// the batch's lanes (HTTP: measured faster), else on a work item of its own (RESP: measured slower in lanes).</summary>
-    public Task<ReadOutcome> WaitAsync(bool inLane = false)
+    /// when it confirmed the read index, or the failure. The read resumes on a work item of its own (RESP and the
+    /// other HTTP reads: measured slower in lanes in session 9).</summary>
+    public Task<ReadOutcome> WaitAsync()
     {
-        Batch? submit = null;
-        Batch open;
+        Batch? submit;
         TaskCompletionSource<ReadOutcome> wait;
         lock (_lock)
         {
-            if (_open is null)
-            {
-                var batch = new Batch(this);
-                batch.Request = _newRequest(batch.Finished);
-                _open = batch;
-                if (_inFlight is null)
-                {
-                    submit = _inFlight = batch;
-                }
-            }
-
-            open = _open;
-            wait = inLane ? open.Lane(_lanes) : open.Shared();
+            submit = Join(out var open);
+            wait = open.Shared();
         }
 
         if (submit is not null)
@@ -696,33 +705,93 @@ internal sealed class ReadBatcher
         return wait.Task;
     }
 
+    /// <summary>
+    /// Joins the open batch as <see cref="WaitAsync"/> does, in one of its lanes: once the round is answered, each
+    /// lane's reads are resumed (<see cref="LaneRead.Resume"/>) one after another on one work item of the lane. (Reads
+    /// awaiting a task shared by the lane would not be: of several continuations on one task, .NET runs only the
+    /// last inline and queues every other one to the thread pool.)
+    /// </summary>
+    public void JoinLane(LaneRead read)
+    {
+        Batch? submit;
+        lock (_lock)
+        {
+            submit = Join(out var open);
+            open.AddToLane(read, _lanes);
+        }
+
+        if (submit is not null)
+        {
+            Submit(submit);
+        }
+    }
+
+    /// <summary>The open batch, opened if none is (the lock held); returns the batch to hand to the loop, if any.</summary>
+    private Batch? Join(out Batch open)
+    {
+        Batch? submit = null;
+        if (_open is null)
+        {
+            var batch = new Batch(this);
+            batch.Request = _newRequest(batch.Finished);
+            _open = batch;
+            if (_inFlight is null)
+            {
+                submit = _inFlight = batch;
+            }
+        }
+
+        open = _open;
+        return submit;
+    }
+
     private void Submit(Batch batch)
     {
         Interlocked.Increment(ref _rounds);
         _start(batch.Request, batch.Taken);
     }
 
+    /// <summary>A read waiting in a lane: resumed with its round's outcome on the lane's work item, in the order the
+    /// lane's reads joined. <see cref="Resume"/> must neither block nor throw (it runs on the lane's work item); the
+    /// read may be reused once it has been resumed.</summary>
+    internal abstract class LaneRead
+    {
+        /// <summary>The next read of the same lane (the batcher's lock held while the batch is open).</summary>
+        internal LaneRead? Next { get; set; }
+
+        public abstract void Resume(ReadOutcome outcome);
+    }
+
     private sealed class Batch(ReadBatcher owner)
     {
-        // What the reads of the batch await, one per lane, opened as reads join; completed once the round is answered,
-        // each from a pool work item of its own, which runs the lane's waiting reads in turn (so the sources do not
-        // run continuations asynchronously). Guarded by the owner's lock until the batch is finished.
-        private readonly List<TaskCompletionSource<ReadOutcome>> _lanes = [];
+        // The reads waiting in lanes: each lane a chain of waiters in the order they joined (first and last, linked
+        // through the waiters, so no array per lane), opened as reads join; answered once the round is, each lane
+        // from a pool work item of its own that resumes its reads in turn. Guarded by the owner's lock until the
+        // batch is finished.
+        private LaneRead?[]? _first;
+        private LaneRead?[]? _last;
         private TaskCompletionSource<ReadOutcome>? _shared;
         private int _joined;
 
         public ReadRequest Request { get; set; } = null!;
 
-        /// <summary>The lane the next read joins (the owner's lock held).</summary>
-        public TaskCompletionSource<ReadOutcome> Lane(int lanes)
+        /// <summary>The next read joins the next lane in turn (the owner's lock held).</summary>
+        public void AddToLane(LaneRead read, int lanes)
         {
+            _first ??= new LaneRead?[lanes];
+            _last ??= new LaneRead?[lanes];
             int index = _joined++ % lanes;
-            if (index == _lanes.Count)
+            read.Next = null;
+            if (_last[index] is { } last)
             {
-                _lanes.Add(new TaskCompletionSource<ReadOutcome>());
+                last.Next = read;
+            }
+            else
+            {
+                _first[index] = read;
             }
 
-            return _lanes[index];
+            _last[index] = read;
         }
 
         /// <summary>What the reads outside the lanes await, each resumed from a work item of its own (the owner's lock
@@ -768,9 +837,21 @@ internal sealed class ReadBatcher
             // No read joins a finished batch (it is neither open nor in flight), so the lanes are fixed now.
             var outcome = OutcomeOf(Request.Completion.Task);
             _shared?.TrySetResult(outcome);
-            foreach (var lane in _lanes)
+            foreach (var first in _first ?? [])
             {
-                ThreadPool.UnsafeQueueUserWorkItem(static state => state.Lane.TrySetResult(state.Outcome), (Lane: lane, Outcome: outcome), preferLocal: false);
+                if (first is not null)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(static state =>
+                    {
+                        // Each link is read before its read is resumed: a resumed read may be reused at once.
+                        for (var read = state.First; read is not null;)
+                        {
+                            var next = read.Next;
+                            read.Resume(state.Outcome);
+                            read = next;
+                        }
+                    }, (First: first, Outcome: outcome), preferLocal: false);
+                }
             }
         }
 

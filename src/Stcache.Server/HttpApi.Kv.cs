@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -94,14 +96,157 @@ internal sealed partial class HttpApi
     }
 
     /// <summary>A linearizable or lease read: after its read barrier (one confirmation round shared by every read
-    /// waiting at that moment, HTTP and RESP alike).</summary>
-    private async Task GetConfirmedAsync(HttpContext context, string key, ReadConsistency consistency, long started)
+    /// waiting at that moment, HTTP and RESP alike). While a leader is known the read waits in a lane of its batch as
+    /// a pooled <see cref="ConfirmedGet"/>, answered on the lane's work item: no async frame per read.</summary>
+    private Task GetConfirmedAsync(HttpContext context, string key, ReadConsistency consistency, long started)
     {
-        var barrier = await service.ReadBarrierAsync(consistency, context.RequestAborted, inLane: true);
-        await (barrier.Succeeded
-            ? AnswerEntryAsync(context, key, service.ReadTime(barrier))
-            : Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none").ExecuteAsync(context));
+        var read = ConfirmedGet.Rent(this, context, key, started);
+        var answered = read.Answered;
+        if (service.TryJoinLane(consistency, read))
+        {
+            return answered;
+        }
+
+        read.Abandon();
+        return GetAfterBarrierAsync(context, key, consistency, started);
+    }
+
+    /// <summary>The read's barrier waits for a leader first (<see cref="CommandService.ReadBarrierAsync"/>).</summary>
+    private async Task GetAfterBarrierAsync(HttpContext context, string key, ReadConsistency consistency, long started)
+    {
+        var barrier = await service.ReadBarrierAsync(consistency, context.RequestAborted);
+        await AnswerConfirmedAsync(context, key, barrier);
         Record(context, started, s_getTag);
+    }
+
+    private Task AnswerConfirmedAsync(HttpContext context, string key, ReadOutcome barrier) => barrier.Succeeded
+        ? AnswerEntryAsync(context, key, service.ReadTime(barrier))
+        : Error(StatusCodes.Status503ServiceUnavailable, barrier.Detail, "none").ExecuteAsync(context);
+
+    /// <summary>
+    /// A linearizable (or lease) GET waiting in a lane: resumed with its round's outcome on the lane's work item, it
+    /// writes the answer there and completes the task the request's handler returned. Pooled: rented as the read
+    /// joins, given back before its task completes (the request, and the connection's next one, may run on as soon
+    /// as it does). The answer runs in the request's execution context, as the continuation of an await would.
+    /// </summary>
+    private sealed class ConfirmedGet : ReadBatcher.LaneRead
+    {
+        private const int PooledMax = 256;
+
+        private static readonly ConcurrentQueue<ConfirmedGet> s_pool = new();
+        private static int s_pooled;
+        private static readonly ContextCallback s_answer = static state => ((ConfirmedGet)state!).Answer();
+
+        private HttpApi? _api;
+        private HttpContext? _context;
+        private string _key = string.Empty;
+        private long _started;
+        private ExecutionContext? _executionContext;
+        private ReadOutcome _outcome;
+        private AsyncTaskMethodBuilder _answered;
+
+        /// <summary>Completes once the answer is written (the handler's task).</summary>
+        public Task Answered => _answered.Task;
+
+        public static ConfirmedGet Rent(HttpApi api, HttpContext context, string key, long started)
+        {
+            ConfirmedGet read;
+            if (s_pool.TryDequeue(out var pooled))
+            {
+                Interlocked.Decrement(ref s_pooled);
+                read = pooled;
+            }
+            else
+            {
+                read = new ConfirmedGet();
+            }
+
+            read._api = api;
+            read._context = context;
+            read._key = key;
+            read._started = started;
+            read._executionContext = ExecutionContext.Capture();
+            read._answered = AsyncTaskMethodBuilder.Create();
+            _ = read._answered.Task;
+            return read;
+        }
+
+        /// <summary>Not joined (no leader known): back to the pool, its task never completed nor handed out.</summary>
+        public void Abandon() => Return();
+
+        public override void Resume(ReadOutcome outcome)
+        {
+            _outcome = outcome;
+            if (_executionContext is { } context)
+            {
+                ExecutionContext.Run(context, s_answer, this);
+            }
+            else
+            {
+                Answer();
+            }
+        }
+
+        private void Answer()
+        {
+            var api = _api!;
+            var context = _context!;
+            string key = _key;
+            long started = _started;
+            var outcome = _outcome;
+            var answered = _answered;
+            Return();
+            try
+            {
+                var answer = api.AnswerConfirmedAsync(context, key, outcome);
+                if (answer.IsCompletedSuccessfully)
+                {
+                    Record(context, started, s_getTag);
+                    answered.SetResult();
+                }
+                else
+                {
+                    _ = CompleteAsync(answer, context, started, answered);
+                }
+            }
+            catch (Exception e)
+            {
+                answered.SetException(e);
+            }
+        }
+
+        /// <summary>An answer the transport did not take at once: the handler's task completes with it.</summary>
+        private static async Task CompleteAsync(Task answer, HttpContext context, long started, AsyncTaskMethodBuilder answered)
+        {
+            try
+            {
+                await answer.ConfigureAwait(false);
+                Record(context, started, s_getTag);
+                answered.SetResult();
+            }
+            catch (Exception e)
+            {
+                answered.SetException(e);
+            }
+        }
+
+        private void Return()
+        {
+            _api = null;
+            _context = null;
+            _key = string.Empty;
+            _executionContext = null;
+            _outcome = default;
+            _answered = default;
+            if (Interlocked.Increment(ref s_pooled) <= PooledMax)
+            {
+                s_pool.Enqueue(this);
+            }
+            else
+            {
+                Interlocked.Decrement(ref s_pooled);
+            }
+        }
     }
 
     /// <summary>The key's value as the body, its version (and expiry) in headers; 404 if it is not visible at

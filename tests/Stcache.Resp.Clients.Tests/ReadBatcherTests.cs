@@ -38,6 +38,22 @@ public sealed class ReadBatcherTests
 
     private static ReadPoint At(ulong index, long time) => new(new LogIndex(index), time);
 
+    /// <summary>A read in a lane that notes which thread resumed it, and when (in the order of the list).</summary>
+    private sealed class RecordingRead(int id, List<(int Read, int Thread, bool Pool)> resumed) : ReadBatcher.LaneRead
+    {
+        public TaskCompletionSource<ReadOutcome> Outcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Resume(ReadOutcome outcome)
+        {
+            lock (resumed)
+            {
+                resumed.Add((id, Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread));
+            }
+
+            Outcome.SetResult(outcome);
+        }
+    }
+
     [Fact]
     public async Task ReadsJoinTheOpenBatchAndTheNextGoesToTheLoopWhenTheRoundIsAnswered()
     {
@@ -86,21 +102,25 @@ public sealed class ReadBatcherTests
     }
 
     [Fact]
-    public async Task ABatchsReadsJoinItsLanesInTurnAndEveryLaneIsAnswered()
+    public async Task ReadsInLanesResumeInTurnOnOneWorkItemPerLaneAndNeverFromAnEarlierRound()
     {
-        var (batcher, rounds) = NewBatcher(lanes: 3);
-        var reads = Enumerable.Range(0, 7).Select(_ => batcher.WaitAsync(inLane: true)).ToArray();
+        var (batcher, rounds) = NewBatcher(lanes: 2);
+        var resumed = new List<(int Read, int Thread, bool Pool)>();
+        Task<ReadOutcome> Read(int i)
+        {
+            var read = new RecordingRead(i, resumed);
+            batcher.JoinLane(read);
+            return read.Outcome.Task;
+        }
+
+        var reads = Enumerable.Range(0, 8).Select(Read).ToArray();
         var outside = batcher.WaitAsync();
-        Assert.DoesNotContain(outside, reads);
-        Assert.Equal(3, reads.Distinct().Count());
-        Assert.Same(reads[0], reads[3]);
-        Assert.Same(reads[1], reads[4]);
-        Assert.NotSame(reads[0], reads[1]);
         Assert.Single(rounds);
 
+        // Taken by the loop: a read arriving now waits for the next round, in a lane or not.
         rounds[0].Taken();
-        var next = batcher.WaitAsync();
-        Assert.DoesNotContain(next, reads);
+        var next = Read(8);
+        var nextOutside = batcher.WaitAsync();
         rounds[0].Request.Complete(At(7, 7000));
         foreach (var outcome in await Task.WhenAll([.. reads, outside]))
         {
@@ -108,10 +128,47 @@ public sealed class ReadBatcherTests
             Assert.Equal(7000, outcome.ReadTimeUnixMs);
         }
 
+        // The reads joined the lanes in turn (0, 2, 4, 6 and 1, 3, 5, 7); each lane resumed its reads in the order
+        // they joined, one after another on one pool thread: one work item per lane, not one per read.
+        List<(int Read, int Thread, bool Pool)> done;
+        lock (resumed)
+        {
+            done = [.. resumed];
+        }
+
+        foreach (int lane in new[] { 0, 1 })
+        {
+            var inLane = done.Where(r => r.Read % 2 == lane).ToList();
+            Assert.Equal(Enumerable.Range(0, 4).Select(k => 2 * k + lane), inLane.Select(r => r.Read));
+            Assert.Single(inLane.Select(r => r.Thread).Distinct());
+            Assert.All(inLane, r => Assert.True(r.Pool));
+        }
+
         Assert.False(next.IsCompleted);
+        Assert.False(nextOutside.IsCompleted);
         Assert.Equal(2, rounds.Count);
-        rounds[1].Request.Fail(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
-        Assert.Equal(FailureKind.NoLeader, (await next).Failure);
+
+        // The next rounds: each read gets its own round's answer.
+        for (int round = 1; round <= 3; round++)
+        {
+            Task<ReadOutcome>[] later = round == 1 ? [next] : [.. Enumerable.Range(0, 5).Select(Read)];
+            rounds[round].Taken();
+            var after = Read(100 + round);
+            rounds[round].Request.Complete(At((ulong)(10 + round), 10_000 + round));
+            foreach (var outcome in await Task.WhenAll(later))
+            {
+                Assert.Equal(10_000 + round, outcome.ReadTimeUnixMs);
+            }
+
+            Assert.False(after.IsCompleted);
+            if (round == 3)
+            {
+                rounds[4].Request.Fail(new RaftHostException(HostErrorKind.NoLeader, "leader changed"));
+                Assert.Equal(FailureKind.NoLeader, (await after).Failure);
+            }
+        }
+
+        Assert.Equal(10_001, (await nextOutside).ReadTimeUnixMs);
     }
 
     [Fact]

@@ -96,3 +96,19 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
         Assert.True(fixture.Single.IsRunning);
     }
 }
+
+public sealed class EpollSwitchTests
+{
+    [Theory]
+    [InlineData(null, 1)]
+    [InlineData("", 1)]
+    [InlineData("1", 1)]
+    [InlineData("2", 2)]
+    [InlineData("0", 0)]
+    [InlineData("false", 0)]
+    [InlineData("1000", 64)]
+    [InlineData("-1", 1)]
+    [InlineData("many", 1)]
+    public void TheSwitchNamesTheNumberOfLoops(string? value, int loops) =>
+        Assert.Equal(loops, Stcache.Server.Resp.EpollLoop.Requested(value));
+}

@@ -22,7 +22,8 @@ namespace Stcache.Server.Resp;
 /// room while the connection still holds its data, the socket leaves the loop's read interest until the connection
 /// reads again. A reply that does not fit in the socket's send buffer waits for <c>EPOLLOUT</c>.</para>
 /// <para>Only for x64 Linux (the <c>epoll_event</c> layout is packed there) and plain text; TLS connections, and
-/// every connection elsewhere or with <c>STCACHE_RESP_EPOLL=0</c>, use the runtime's sockets through a stream.</para>
+/// every connection elsewhere or with <c>STCACHE_RESP_EPOLL=0</c>, use the runtime's sockets through a stream.
+/// <c>STCACHE_RESP_EPOLL=N</c> runs N loops, each with its share of the connections.</para>
 /// </summary>
 internal sealed unsafe partial class EpollLoop : IDisposable
 {
@@ -50,26 +51,45 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private long _nextKey;
     private volatile bool _stopping;
 
-    private EpollLoop(int epoll, ILogger logger)
+    private EpollLoop(int epoll, ILogger logger, int number)
     {
         _epoll = epoll;
         _logger = logger;
-        _thread = new Thread(Run) { IsBackground = true, Name = "resp-epoll" };
+        _thread = new Thread(Run) { IsBackground = true, Name = number == 0 ? "resp-epoll" : $"resp-epoll-{number}" };
         _thread.Start();
     }
 
-    /// <summary>The loop, or null where it does not apply (not x64 Linux, or turned off by
-    /// <see cref="Switch"/><c>=0</c>): the caller then uses the runtime's sockets.</summary>
-    public static EpollLoop? TryStart(ILogger logger)
+    /// <summary>How many loops <see cref="Switch"/> asks for: 1 by default, 0 for none (<c>0</c> or <c>false</c>),
+    /// or the number given (at most 64).</summary>
+    public static int Requested(string? value) =>
+        value is null || value.Length == 0 ? 1
+        : value is "false" ? 0
+        : int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) ? Math.Min(n, 64)
+        : 1;
+
+    /// <summary>The loops (connections are spread over them in turn), or null where they do not apply (not x64
+    /// Linux, or <see cref="Switch"/><c>=0</c>): the caller then uses the runtime's sockets.</summary>
+    public static EpollLoop[]? TryStart(ILogger logger)
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64
-            || Environment.GetEnvironmentVariable(Switch) is "0" or "false")
+        int count = Requested(Environment.GetEnvironmentVariable(Switch));
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64 || count == 0)
         {
             return null;
         }
 
-        int epoll = EpollCreate1(CloseOnExec);
-        return epoll < 0 ? null : new EpollLoop(epoll, logger);
+        var loops = new List<EpollLoop>();
+        for (int i = 0; i < count; i++)
+        {
+            int epoll = EpollCreate1(CloseOnExec);
+            if (epoll < 0)
+            {
+                break;
+            }
+
+            loops.Add(new EpollLoop(epoll, logger, i));
+        }
+
+        return loops.Count == 0 ? null : [.. loops];
     }
 
     /// <summary>Takes over <paramref name="socket"/> (connected, never used asynchronously): non-blocking, watched by

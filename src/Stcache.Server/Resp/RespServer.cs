@@ -31,7 +31,7 @@ internal sealed class RespServer : IAsyncDisposable
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<long, RespConnection>> _channels = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<long, RespConnection>> _patterns = new(StringComparer.Ordinal);
     private Socket? _listener;
-    private EpollLoop? _epoll;
+    private EpollLoop[]? _loops;
     private Task? _accepting;
     private long _nextId;
     private NodeId _announcedLeader;
@@ -78,8 +78,9 @@ internal sealed class RespServer : IAsyncDisposable
         _listener = socket;
         Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
         // Plain-text connections get their own readiness loop where it exists, unless sockets go to the pool.
-        _epoll = _certificate is null && _options.InlineIo ? EpollLoop.TryStart(_logger) : null;
-        RespLog.Listening(_logger, _options.RespAddress!, _certificate is not null, _epoll is not null ? "epoll" : "sockets");
+        _loops = _certificate is null && _options.InlineIo ? EpollLoop.TryStart(_logger) : null;
+        RespLog.Listening(_logger, _options.RespAddress!, _certificate is not null,
+            _loops is null ? "sockets" : _loops.Length == 1 ? "epoll" : $"epoll x{_loops.Length}");
         _accepting = Task.Run(AcceptLoopAsync);
     }
 
@@ -126,9 +127,9 @@ internal sealed class RespServer : IAsyncDisposable
 
             PipeReader input;
             PipeWriter output;
-            if (_epoll is not null)
+            if (_loops is not null)
             {
-                epoll = _epoll.Add(socket);
+                epoll = _loops[id % _loops.Length].Add(socket);
                 input = epoll.Input;
                 output = epoll.Output;
             }
@@ -304,7 +305,10 @@ internal sealed class RespServer : IAsyncDisposable
         _service.Host.LeadershipChanged -= OnLeadershipChanged;
         await _stopping.CancelAsync().ConfigureAwait(false);
         _listener?.Dispose();
-        _epoll?.Dispose();
+        foreach (var loop in _loops ?? [])
+        {
+            loop.Dispose();
+        }
         if (_accepting is not null)
         {
             await _accepting.ConfigureAwait(false);

@@ -427,15 +427,16 @@ internal sealed class EpollConnection
         bool ended = _eof || _inError is not null;
         bool reading = !ended && (_readPending || (_inEnd - _inStart < PauseBytes && (!_holding || _inEnd < _in.Length)));
         uint events = (reading ? EpollLoop.In | EpollLoop.RdHup : 0) | (_flushPending ? EpollLoop.Out : 0);
-        if (events == _events && (events != 0 || !ended || !_registered))
+        if (events == _events)
         {
             return;
         }
 
         _events = events;
-        if (events == 0 && ended)
+        if (events == 0)
         {
-            // A socket at EOF or failed may report EPOLLHUP whatever it is asked for: out of the set, or it spins.
+            // Out of the set rather than asked for nothing: a socket that is reset or shut down reports EPOLLHUP
+            // whatever it is asked for, and the loop would spin on it while the connection does not read.
             _registered = false;
             _loop.Remove(Fd, _key, forget: false);
         }

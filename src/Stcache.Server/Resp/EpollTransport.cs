@@ -48,8 +48,10 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
     private readonly Thread _thread;
+    private readonly Lock _closeGate = new();
     private long _nextKey;
     private volatile bool _stopping;
+    private bool _closed;
 
     private EpollLoop(int epoll, ILogger logger, int number)
     {
@@ -103,6 +105,7 @@ internal sealed unsafe partial class EpollLoop : IDisposable
         if (!Control(CtlAdd, connection.Fd, In | RdHup, key))
         {
             _connections.TryRemove(key, out _);
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _closed), this);
             throw new SocketException(Marshal.GetLastPInvokeError());
         }
 
@@ -126,8 +129,18 @@ internal sealed unsafe partial class EpollLoop : IDisposable
 
     private bool Control(int op, int fd, uint events, ulong key)
     {
-        var e = new EpollEvent { Events = events, Data = key };
-        return EpollCtl(_epoll, op, fd, &e) == 0;
+        // Under the lock the loop closes the descriptor with: a connection that ends after the loop stopped must not
+        // touch a number the process may have given to another file since.
+        lock (_closeGate)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+
+            var e = new EpollEvent { Events = events, Data = key };
+            return EpollCtl(_epoll, op, fd, &e) == 0;
+        }
     }
 
     private void Run()
@@ -168,7 +181,11 @@ internal sealed unsafe partial class EpollLoop : IDisposable
             }
         }
 
-        _ = CloseFd(_epoll);
+        lock (_closeGate)
+        {
+            _closed = true;
+            _ = CloseFd(_epoll);
+        }
     }
 
     /// <summary>Stops the loop within <see cref="StopCheckMs"/>; it closes its epoll descriptor on the way out.

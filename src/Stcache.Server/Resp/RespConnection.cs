@@ -177,7 +177,7 @@ internal sealed class RespConnection
                     RespLog.ProtocolError(_server.Logger, Id, Remote, error.Message);
                     if (error.ReplyBeforeClose)
                     {
-                        await WriteAsync(w => w.Error(error.Message), lifetime.Token).ConfigureAwait(false);
+                        await WriteAsync(ErrorReply(error.Message), lifetime.Token).ConfigureAwait(false);
                     }
 
                     return;
@@ -195,6 +195,9 @@ internal sealed class RespConnection
             await _output.CompleteAsync().ConfigureAwait(false);
         }
     }
+
+    // A method of its own: a lambda in RunAsync's loop capturing `error` would allocate its closure on every read.
+    private static Reply ErrorReply(string message) => w => w.Error(message);
 
     /// <summary>
     /// READONLY's common case without the general path's objects: the GETs at the head of what arrived, each in

@@ -31,6 +31,7 @@ internal sealed class RespServer : IAsyncDisposable
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<long, RespConnection>> _channels = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<long, RespConnection>> _patterns = new(StringComparer.Ordinal);
     private Socket? _listener;
+    private EpollLoop[]? _loops;
     private Task? _accepting;
     private long _nextId;
     private NodeId _announcedLeader;
@@ -76,7 +77,10 @@ internal sealed class RespServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(socket);
         _listener = socket;
         Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
-        RespLog.Listening(_logger, _options.RespAddress!, _certificate is not null);
+        // Plain-text connections get their own readiness loop where it exists, unless sockets go to the pool.
+        _loops = _certificate is null && _options.InlineIo ? EpollLoop.TryStart(_logger) : null;
+        RespLog.Listening(_logger, _options.RespAddress!, _certificate is not null,
+            _loops is null ? "sockets" : _loops.Length == 1 ? "epoll" : $"epoll x{_loops.Length}");
         _accepting = Task.Run(AcceptLoopAsync);
     }
 
@@ -107,7 +111,8 @@ internal sealed class RespServer : IAsyncDisposable
 
     private async Task ServeAsync(Socket socket)
     {
-        Stream stream = new NetworkStream(socket, ownsSocket: true);
+        Stream? stream = null;
+        EpollConnection? epoll = null;
         long id = Interlocked.Increment(ref _nextId);
         try
         {
@@ -115,24 +120,38 @@ internal sealed class RespServer : IAsyncDisposable
             {
                 // Redis accepts, answers and closes; the client sees why.
                 Interlocked.Increment(ref ConnectionsRejected);
+                stream = new NetworkStream(socket, ownsSocket: true);
                 await stream.WriteAsync("-ERR max number of clients reached\r\n"u8.ToArray(), _stopping.Token).ConfigureAwait(false);
                 return;
             }
 
-            if (_certificate is not null)
+            PipeReader input;
+            PipeWriter output;
+            if (_loops is not null)
             {
-                var hop = new HandshakeHopStream(stream);
-                var tls = new SslStream(hop, leaveInnerStreamOpen: false);
-                stream = tls;
-                using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-                handshake.CancelAfter(TimeSpan.FromSeconds(10));
-                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, handshake.Token).ConfigureAwait(false);
-                hop.OffSocketThread = false;
+                epoll = _loops[id % _loops.Length].Add(socket);
+                input = epoll.Input;
+                output = epoll.Output;
+            }
+            else
+            {
+                stream = new NetworkStream(socket, ownsSocket: true);
+                if (_certificate is not null)
+                {
+                    var hop = new HandshakeHopStream(stream);
+                    var tls = new SslStream(hop, leaveInnerStreamOpen: false);
+                    stream = tls;
+                    using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                    handshake.CancelAfter(TimeSpan.FromSeconds(10));
+                    await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, handshake.Token).ConfigureAwait(false);
+                    hop.OffSocketThread = false;
+                }
+
+                input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+                output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
             }
 
-            var connection = new RespConnection(this, id, socket.RemoteEndPoint, socket.LocalEndPoint,
-                PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)),
-                PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true)),
+            var connection = new RespConnection(this, id, socket.RemoteEndPoint, socket.LocalEndPoint, input, output,
                 authenticated: _options.AuthToken is null);
             _connections[id] = connection;
             try
@@ -156,7 +175,18 @@ internal sealed class RespServer : IAsyncDisposable
         }
         finally
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
+            if (stream is not null)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+            else if (epoll is not null)
+            {
+                epoll.Close();
+            }
+            else
+            {
+                socket.Dispose();
+            }
         }
     }
 
@@ -275,6 +305,10 @@ internal sealed class RespServer : IAsyncDisposable
         _service.Host.LeadershipChanged -= OnLeadershipChanged;
         await _stopping.CancelAsync().ConfigureAwait(false);
         _listener?.Dispose();
+        foreach (var loop in _loops ?? [])
+        {
+            loop.Dispose();
+        }
         if (_accepting is not null)
         {
             await _accepting.ConfigureAwait(false);
@@ -291,8 +325,8 @@ internal sealed class RespServer : IAsyncDisposable
 
 internal static partial class RespLog
 {
-    [LoggerMessage(1300, LogLevel.Information, "RESP server listen:{Address} (tls: {Tls})")]
-    public static partial void Listening(ILogger logger, string address, bool tls);
+    [LoggerMessage(1300, LogLevel.Information, "RESP server listen:{Address} (tls: {Tls}, transport: {Transport})")]
+    public static partial void Listening(ILogger logger, string address, bool tls, string transport);
 
     [LoggerMessage(1301, LogLevel.Warning, "RESP accept failed: {Reason}")]
     public static partial void AcceptFailed(ILogger logger, string reason);
@@ -305,6 +339,12 @@ internal static partial class RespLog
 
     [LoggerMessage(1304, LogLevel.Information, "RESP connection {Id} from {Remote} closed: {Reason}")]
     public static partial void ProtocolError(ILogger logger, long id, string remote, string reason);
+
+    [LoggerMessage(1305, LogLevel.Error, "RESP epoll loop stopped: epoll_wait failed with errno {Errno}; new RESP requests are not served")]
+    public static partial void EpollFailed(ILogger logger, int errno);
+
+    [LoggerMessage(1306, LogLevel.Error, "RESP connection failed on the epoll loop; only it was closed")]
+    public static partial void EpollConnectionFailed(ILogger logger, Exception exception);
 }
 
 /// <summary>Redis's glob matching (stringmatchlen): * ? [abc] [^a] [a-z] and \ escapes.</summary>

@@ -61,13 +61,18 @@ internal sealed unsafe partial class EpollLoop : IDisposable
         _thread.Start();
     }
 
-    /// <summary>How many loops <see cref="Switch"/> asks for: 1 by default, 0 for none (<c>0</c> or <c>false</c>),
-    /// or the number given (at most 64).</summary>
+    /// <summary>How many loops <see cref="Switch"/> asks for: by default one per two cores (one on a two-core
+    /// machine, where a second cost more CPU per request; each loop runs its connections' commands, so a larger
+    /// machine needs more than one to use its cores), 0 for none (<c>0</c> or <c>false</c>), or the number given
+    /// (at most 64).</summary>
     public static int Requested(string? value) =>
-        value is null || value.Length == 0 ? 1
+        value is null || value.Length == 0 ? DefaultCount
         : value is "false" ? 0
         : int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) ? Math.Min(n, 64)
-        : 1;
+        : DefaultCount;
+
+    /// <summary>One loop per two cores, at least one and at most 64.</summary>
+    public static int DefaultCount => Math.Clamp(Environment.ProcessorCount / 2, 1, 64);
 
     /// <summary>The loops (connections are spread over them in turn), or null where they do not apply (not x64
     /// Linux, or <see cref="Switch"/><c>=0</c>): the caller then uses the runtime's sockets.</summary>

@@ -1508,17 +1508,30 @@ public sealed class RaftNode
 
     public RaftStatus GetStatus()
     {
-        var progress = new List<ProgressStatus>();
+        // Built on every pass of a leader's loop (the host publishes it): one array, sorted in place, no LINQ.
+        ProgressStatus[] progress = [];
         if (_role == RaftRole.Leader)
         {
-            foreach (var (id, p) in _tracker.Progress.OrderBy(p => p.Key))
+            progress = new ProgressStatus[_tracker.Progress.Count];
+            int n = 0;
+            foreach (var (id, p) in _tracker.Progress)
             {
-                progress.Add(new ProgressStatus(id, p.IsLearner, p.Match, p.Next, p.State.ToString(), p.RecentActive));
+                progress[n++] = new ProgressStatus(id, p.IsLearner, p.Match, p.Next, StateName(p.State), p.RecentActive);
             }
+
+            Array.Sort(progress, static (a, b) => a.Id.Value.CompareTo(b.Id.Value));
         }
 
         return new RaftStatus(Id, _role, _term, _vote, _leader, _log.Committed, _log.Applied, _log.FirstIndex, _log.LastIndex, _tracker.Config, _transferTarget, progress);
     }
+
+    private static string StateName(ProgressState state) => state switch
+    {
+        ProgressState.Probe => nameof(ProgressState.Probe),
+        ProgressState.Replicate => nameof(ProgressState.Replicate),
+        ProgressState.Snapshot => nameof(ProgressState.Snapshot),
+        _ => state.ToString(),
+    };
 
     /// <summary>Checks the expensive invariants; the simulator calls it after every step.</summary>
     public void AssertInvariants()

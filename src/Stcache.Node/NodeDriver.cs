@@ -80,6 +80,11 @@ public sealed class NodeDriver
     private long _progressTick;
     private long _lastPromotionTick = -1;
 
+    // With asynchronous storage writes: jobs handed to the writer and not yet handed back, and the persisted
+    // positions handed back while a Ready was being handled (the core takes them after Advance).
+    private int _persistsInFlight;
+    private readonly List<(LogIndex Index, Term Term)> _persistedDuringReady = [];
+
     private Ready? _ready;
     private int _readyStage;
     private long _readyStarted;
@@ -390,6 +395,42 @@ public sealed class NodeDriver
         }
     }
 
+    /// <summary>Persist jobs handed to the host's writer and not yet handed back with <see cref="Persisted"/>.</summary>
+    public int PersistsInFlight => _persistsInFlight;
+
+    /// <summary>
+    /// The host's writer made <paramref name="job"/> durable (and sent its messages after persist). Jobs are handed
+    /// back in the order <see cref="INodeEffects.Persist"/> gave them. Taken also while <see cref="Waiting"/>.
+    /// </summary>
+    public void Persisted(PersistJob job)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        if (_persistsInFlight == 0)
+        {
+            throw new InvalidOperationException("no persist job is outstanding");
+        }
+
+        _persistsInFlight--;
+        _statusStale = true;
+        if (job.Entries.Count > 0)
+        {
+            var last = job.Entries[^1];
+            if (_ready is null)
+            {
+                _node.ReportPersisted(last.Index, last.Term);
+            }
+            else
+            {
+                _persistedDuringReady.Add((last.Index, last.Term));
+            }
+        }
+
+        if (Waiting == DriverWait.PersistDrain && _persistsInFlight == 0)
+        {
+            Waiting = DriverWait.None;
+        }
+    }
+
     /// <summary>The host finished <paramref name="job"/> (<see cref="SnapshotJob.Run"/> returned).</summary>
     public void SnapshotSaved(SnapshotJob job)
     {
@@ -449,6 +490,12 @@ public sealed class NodeDriver
 
             _node.Advance(_ready);
             _ready = null;
+            foreach (var (index, term) in _persistedDuringReady)
+            {
+                _node.ReportPersisted(index, term);
+            }
+
+            _persistedDuringReady.Clear();
             _effects.ReadyHandled(_time.GetElapsedTime(_readyStarted));
             GiveAnswers();
             if (_savedDuringReady is { } saved)
@@ -604,6 +651,14 @@ public sealed class NodeDriver
         {
             if (ready.Snapshot is { IsEmpty: false } snapshot)
             {
+                if (_persistsInFlight > 0)
+                {
+                    // The snapshot replaces the log: what the writer still holds goes to disk first, then the
+                    // snapshot, then this Ready's entries, synchronously (a snapshot is rare; simple beats fast).
+                    Waiting = DriverWait.PersistDrain;
+                    return false;
+                }
+
                 if (_snapshotJob is not null)
                 {
                     // The cache cannot be replaced while its own snapshot view is being written.
@@ -619,15 +674,39 @@ public sealed class NodeDriver
 
         if (_readyStage == 2)
         {
-            if ((ready.HardState is not null || ready.Entries.Count > 0) && !TrySave(ready.HardState, ready.Entries))
+            if (_options.Raft.AsyncStorageWrites && ready.Snapshot is not { IsEmpty: false })
             {
-                return false;
-            }
+                if (ready.HardState is not null || ready.Entries.Count > 0 || ready.MessagesAfterPersist.Count > 0)
+                {
+                    // Even a job with messages only goes through the writer: they may vouch for entries an earlier
+                    // job is still syncing.
+                    _persistsInFlight++;
+                    _effects.Persist(new PersistJob(ready.HardState, ready.Entries, ready.MessagesAfterPersist));
+                }
 
-            _readyStage = 3;
+                _readyStage = 4;
+            }
+            else
+            {
+                if ((ready.HardState is not null || ready.Entries.Count > 0) && !TrySave(ready.HardState, ready.Entries))
+                {
+                    return false;
+                }
+
+                if (_options.Raft.AsyncStorageWrites && ready.Entries.Count > 0)
+                {
+                    _persistedDuringReady.Add((ready.Entries[^1].Index, ready.Entries[^1].Term));
+                }
+
+                _readyStage = 3;
+            }
         }
 
-        SendAll(ready.MessagesAfterPersist);
+        if (_readyStage == 3)
+        {
+            SendAll(ready.MessagesAfterPersist);
+        }
+
         foreach (var entry in ready.CommittedEntries)
         {
             ApplyEntry(entry);

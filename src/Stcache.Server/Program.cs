@@ -272,6 +272,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ElectionTimeoutTicks = options.ElectionTicks,
                 HeartbeatIntervalTicks = options.HeartbeatTicks,
                 LeaderLostDelayTicksMax = options.EffectiveLeaderLostTicks,
+                AsyncStorageWrites = options.WalPipeline,
 #pragma warning disable CA5394 // the seed of election-timeout jitter, not a secret
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
 #pragma warning restore CA5394

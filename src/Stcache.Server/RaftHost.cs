@@ -81,7 +81,7 @@ public sealed class RaftHost : IAsyncDisposable
             // The writer's saves and the loop's snapshot calls reach the store from two threads.
             logStore = new SerializedLogStore(logStore);
             _walWriter = new RaftHostWalWriter(options.Raft.Id, logStore, network,
-                () => _raftInputs!.Writer.TryWrite(PersistedInput.Instance), logger);
+                () => _raftInputs!.Writer.TryWrite(PersistedInput.Instance), logger, _time);
         }
 
 #pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret

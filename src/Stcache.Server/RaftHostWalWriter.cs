@@ -28,13 +28,15 @@ internal sealed class RaftHostWalWriter : IDisposable
     private readonly Queue<PersistJob> _queue = new();
     private readonly ConcurrentQueue<PersistJob> _done = new();
     private readonly SemaphoreSlim _doneSignal = new(0);
-    private readonly ManualResetEventSlim _stopSignal = new(false);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TimeProvider _time;
     private readonly Thread _thread;
     private bool _stopping;
     private volatile bool _failing;
 
-    public RaftHostWalWriter(NodeId id, IRaftLogStore store, IMessageSink network, Action completed, ILogger logger)
+    public RaftHostWalWriter(NodeId id, IRaftLogStore store, IMessageSink network, Action completed, ILogger logger, TimeProvider time)
     {
+        _time = time;
         _store = store;
         _network = network;
         _completed = completed;
@@ -110,7 +112,12 @@ internal sealed class RaftHostWalWriter : IDisposable
                 {
                     _failing = true;
                     Log.WalWriterSaveFailed(_logger, e.Message, retryDelay);
-                    if (_stopSignal.Wait(retryDelay))
+                    try
+                    {
+                        // On the host's clock, as the loop's own retry (a test's fake clock runs it).
+                        Task.Delay(retryDelay, _time, _stop.Token).GetAwaiter().GetResult();
+                    }
+                    catch (OperationCanceledException)
                     {
                         return;
                     }
@@ -155,9 +162,9 @@ internal sealed class RaftHostWalWriter : IDisposable
             Monitor.Pulse(_gate);
         }
 
-        _stopSignal.Set();
+        _stop.Cancel();
         _thread.Join();
-        _stopSignal.Dispose();
+        _stop.Dispose();
         _doneSignal.Dispose();
     }
 }

@@ -674,7 +674,18 @@ public sealed class NodeDriver
 
         if (_readyStage == 2)
         {
-            if (_options.Raft.AsyncStorageWrites && ready.Snapshot is not { IsEmpty: false })
+            // A follower's acknowledgement waits for its sync either way; pipelining its writes only cuts its batches
+            // (a loop pass per append instead of the appends that queued during a sync), so by default only a leader
+            // pipelines, and a node that stops leading drains its writer first.
+            bool pipelined = _options.Raft.AsyncStorageWrites && ready.Snapshot is not { IsEmpty: false } &&
+                (_options.PipelineFollowerWrites || _softState.Role == RaftRole.Leader);
+            if (_options.Raft.AsyncStorageWrites && !pipelined && _persistsInFlight > 0)
+            {
+                Waiting = DriverWait.PersistDrain;
+                return false;
+            }
+
+            if (pipelined)
             {
                 if (ready.HardState is not null || ready.Entries.Count > 0 || ready.MessagesAfterPersist.Count > 0)
                 {

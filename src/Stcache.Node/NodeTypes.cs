@@ -49,6 +49,10 @@ public sealed record RaftHostOptions
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 
+    /// <summary>With <see cref="RaftConfig.AsyncStorageWrites"/>: followers pipeline their log writes too. Off, only
+    /// a leader does (a follower saves on its loop, as without the pipeline).</summary>
+    public bool PipelineFollowerWrites { get; init; }
+
     /// <summary>This node's <c>--max-memory</c>/<c>--eviction-policy</c>, or null when neither was given. The leader
     /// proposes it when the replicated setting differs, until the state has held it once (docs/CACHE.md).</summary>
     public MemorySetting? ConfiguredMemory { get; init; }

@@ -134,6 +134,9 @@ public sealed record ServerOptions
     /// instead of waiting in each fdatasync (<see cref="Stcache.Raft.RaftConfig.AsyncStorageWrites"/>).</summary>
     public bool WalPipeline { get; init; }
 
+    /// <summary><c>--wal-pipeline all</c>: followers pipeline their log writes too (<c>true</c>: only a leader does).</summary>
+    public bool WalPipelineFollowers { get; init; }
+
     /// <summary><c>--io-threads inline</c> (the default): socket completions run on the runtime's socket threads, not
     /// handed to the thread pool (<see cref="IoScheduling"/>); <c>pool</c> hands them over.</summary>
     public bool InlineIo { get; init; } = true;
@@ -205,7 +208,9 @@ public static class CommandLine
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
         new(["http-scheduling"], false, "where HTTP requests run under --io-threads inline: inline (on the socket thread their receive completed on) or pool (handed to the thread pool: a shorter tail when every core is busy) (default inline)", (o, v) => o with { InlineHttp = string.Equals(v.Trim(), "inline", StringComparison.OrdinalIgnoreCase) }),
-        new(["wal-pipeline"], true, "true: the Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; false: the loop waits in each fdatasync (default false)", (o, v) => o with { WalPipeline = ParseBool("wal-pipeline", v) }),
+        new(["wal-pipeline"], true, "true: a leader's Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; all: followers too; false: the loop waits in each fdatasync (default false)", (o, v) => string.Equals(v.Trim(), "all", StringComparison.OrdinalIgnoreCase)
+            ? o with { WalPipeline = true, WalPipelineFollowers = true }
+            : o with { WalPipeline = ParseBool("wal-pipeline", v), WalPipelineFollowers = false }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),

@@ -287,6 +287,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotThreshold = options.SnapshotThreshold,
                 SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
+                PipelineFollowerWrites = options.WalPipelineFollowers,
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

@@ -167,6 +167,7 @@ internal sealed partial class SimNode : INodeEffects
             SnapshotThreshold = (ulong)Math.Max(1, _settings.SnapshotThresholdEntries),
             SnapshotTrailingEntries = _settings.SnapshotTrailingEntries,
             LearnerTrailingEntriesMax = _settings.LearnerTrailingEntriesMax,
+            PipelineFollowerWrites = _settings.WalPipelineFollowers,
         };
         try
         {
@@ -858,4 +859,6 @@ internal sealed record SimNodeSettings
 
     /// <summary>Persist through a writer off the loop (<see cref="RaftConfig.AsyncStorageWrites"/>).</summary>
     public bool WalPipeline { get; init; }
+
+    public bool WalPipelineFollowers { get; init; }
 }

@@ -99,6 +99,9 @@ public sealed record SimulationOptions
     /// <summary>Nodes persist through a writer off the loop (<c>--wal-pipeline true</c>, Sim/SimNode.WalPipeline.cs).</summary>
     public bool WalPipeline { get; init; }
 
+    /// <summary>With <see cref="WalPipeline"/>: followers pipeline too (otherwise only a leader does).</summary>
+    public bool WalPipelineFollowers { get; init; }
+
     public InjectedBug Bug { get; init; }
 
     /// <summary>Model the connection resets a crash causes: the dead process's connections reset (its peers learn it
@@ -154,6 +157,7 @@ public sealed record SimulationOptions
             FsyncLatencyMsMax = random.Chance(1, 3) ? 0 : random.Between(1, 15),
             Figure8 = random.Chance(1, 2),
             WalPipeline = random.Chance(1, 2),
+            WalPipelineFollowers = random.Chance(1, 2),
         };
     }
 
@@ -162,7 +166,7 @@ public sealed record SimulationOptions
         $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} pause={PauseWeight} " +
         $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
-        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} churn={LeaderChurnPerMillion} fsync={FsyncLatencyMsMax}ms walPipeline={WalPipeline} figure8={Figure8} bug={Bug} " +
+        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} churn={LeaderChurnPerMillion} fsync={FsyncLatencyMsMax}ms walPipeline={WalPipeline}/{(WalPipelineFollowers ? "all" : "leader")} figure8={Figure8} bug={Bug} " +
         $"resets={ConnectionResets} stableLeader={ExpectStableLeader} " +
         $"net={Network} {Ttl}";
 }
@@ -518,6 +522,7 @@ internal sealed partial class Simulator : ISimEnvironment
             Preallocate = _options.Preallocate,
             FsyncLatencyMsMax = _options.FsyncLatencyMsMax,
             WalPipeline = _options.WalPipeline,
+            WalPipelineFollowers = _options.WalPipelineFollowers,
         };
         var node = new SimNode(config, settings, _oracle, this, _diskRandom.Fork())
         {

@@ -1,5 +1,6 @@
 using System.Text;
 using Stcache.Node;
+using Stcache.Raft;
 using Stcache.Server;
 
 namespace Stcache.Integration.Tests;
@@ -38,24 +39,58 @@ public sealed class WalPipelineTests
         Assert.Equal("v", Encoding.UTF8.GetString(value!.Value));
     }
 
+    /// <summary>A failing store that tells when a save next succeeds.</summary>
+    private sealed class WatchedStore(DiskFullTests.FailingLogStore inner) : IRaftLogStore
+    {
+        private TaskCompletionSource? _next;
+
+        public DiskFullTests.FailingLogStore Inner => inner;
+
+        public Task NextSaveAsync()
+        {
+            var next = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _next, next);
+            return next.Task;
+        }
+
+        public PersistentState Load() => inner.Load();
+
+        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        {
+            inner.Save(hardState, entries);
+            Interlocked.Exchange(ref _next, null)?.TrySetResult();
+        }
+
+        public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);
+
+        public void Compact(LogIndex upTo) => inner.Compact(upTo);
+    }
+
     [Fact]
     public async Task A_refused_save_is_retried_and_nothing_of_it_is_acknowledged_meanwhile()
     {
-        var store = new DiskFullTests.FailingLogStore(SingleNodeHost.Log());
+        var store = new WatchedStore(new DiskFullTests.FailingLogStore(SingleNodeHost.Log()));
         var (host, clock) = SingleNodeHost.Start(Pipelined, store);
         await using var running = host;
         Assert.True((await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "before", "1")).Succeeded);
 
-        store.Full = true;
+        store.Inner.Full = true;
         var refused = await Assert.ThrowsAsync<RaftHostException>(() => clock.RunUntilAsync(host, host.ProposeAsync(SingleNodeHost.Set("during", "2"))));
         Assert.True(refused.OutcomeUnknown, refused.Message);
         Assert.True(host.StorageFailing);
+        Assert.True(store.Inner.Refused > 0);
         Assert.False(host.Completion.IsCompleted, "the node must stay up while its disk is full");
 
-        store.Full = false;
+        // The writer retries after its back-off (at most 5 s) on the host's clock. The fake clock runs ahead of a
+        // failing node without waiting for it, so the retry is awaited before the next write is timed.
+        var saved = store.NextSaveAsync();
+        store.Inner.Full = false;
+        clock.Time.Advance(TimeSpan.FromSeconds(5));
+        await saved.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.True((await clock.RunUntilAsync(host, host.ProposeAsync(SingleNodeHost.Set("after", "3")))).Succeeded);
         Assert.False(host.StorageFailing);
         Assert.True(host.Cache.TryGet("before", out _));
+        Assert.True(host.Cache.TryGet("during", out _), "the refused batch is written once the disk takes it");
         Assert.True(host.Cache.TryGet("after", out _));
     }
 }

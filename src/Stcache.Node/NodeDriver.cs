@@ -19,7 +19,7 @@ namespace Stcache.Node;
 /// <para>
 /// Not thread-safe: one thread calls every method. When <see cref="Waiting"/> is not <see cref="DriverWait.None"/>
 /// the driver is in the middle of a Ready and takes only ticks and completions (<see cref="RetryStorage"/>,
-/// <see cref="SnapshotSaved"/>); the caller then calls <see cref="Process"/> again.
+/// <see cref="SnapshotSaved"/>, <see cref="Persisted"/>); the caller then calls <see cref="Process"/> again.
 /// </para>
 /// </summary>
 public sealed class NodeDriver

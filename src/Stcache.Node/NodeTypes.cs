@@ -357,9 +357,10 @@ public enum DriverWait : byte
     /// hand in <see cref="NodeDriver.SnapshotSaved"/> for the outstanding job.</summary>
     SnapshotSave = 2,
 
-    /// <summary>With <see cref="Raft.RaftConfig.AsyncStorageWrites"/>: a snapshot from the leader must be installed
-    /// while earlier Readies are still being persisted; hand in <see cref="NodeDriver.Persisted"/> for each job
-    /// outstanding (<see cref="NodeDriver.PersistsInFlight"/>) first.</summary>
+    /// <summary>With <see cref="Raft.RaftConfig.AsyncStorageWrites"/>: a Ready must be persisted on the loop (it
+    /// installs a snapshot, or this node no longer leads and followers do not pipeline) while earlier Readies are
+    /// still with the writer; hand in <see cref="NodeDriver.Persisted"/> for each job outstanding
+    /// (<see cref="NodeDriver.PersistsInFlight"/>) first.</summary>
     PersistDrain = 3,
 }
 

@@ -94,3 +94,26 @@ public sealed class WalPipelineTests
         Assert.True(host.Cache.TryGet("after", out _));
     }
 }
+
+/// <summary>--wal-pipeline: true (the default, a leader pipelines), all (followers too), false (the loop saves).</summary>
+public sealed class WalPipelineFlagTests
+{
+    private static readonly string[] s_base = ["--http=127.0.0.1:6000", "--raft=127.0.0.1:7000", "--node=./node0", "-bootstrap=true"];
+
+    [Fact]
+    public void The_flag_takes_true_all_or_false_and_defaults_to_true()
+    {
+        var options = CommandLine.Parse(s_base);
+        Assert.True(options.WalPipeline);
+        Assert.False(options.WalPipelineFollowers);
+
+        options = CommandLine.Parse([.. s_base, "--wal-pipeline", "false"]);
+        Assert.False(options.WalPipeline);
+
+        options = CommandLine.Parse([.. s_base, "--wal-pipeline=all"]);
+        Assert.True(options.WalPipeline);
+        Assert.True(options.WalPipelineFollowers);
+
+        Assert.Throws<UsageException>(() => CommandLine.Parse([.. s_base, "--wal-pipeline=sometimes"]));
+    }
+}

@@ -19,7 +19,7 @@ namespace Stcache.Node;
 /// <para>
 /// Not thread-safe: one thread calls every method. When <see cref="Waiting"/> is not <see cref="DriverWait.None"/>
 /// the driver is in the middle of a Ready and takes only ticks and completions (<see cref="RetryStorage"/>,
-/// <see cref="SnapshotSaved"/>); the caller then calls <see cref="Process"/> again.
+/// <see cref="SnapshotSaved"/>, <see cref="Persisted"/>); the caller then calls <see cref="Process"/> again.
 /// </para>
 /// </summary>
 public sealed class NodeDriver
@@ -79,6 +79,11 @@ public sealed class NodeDriver
     private LogIndex _progressIndex;
     private long _progressTick;
     private long _lastPromotionTick = -1;
+
+    // With asynchronous storage writes: jobs handed to the writer and not yet handed back, and the persisted
+    // positions handed back while a Ready was being handled (the core takes them after Advance).
+    private int _persistsInFlight;
+    private readonly List<(LogIndex Index, Term Term)> _persistedDuringReady = [];
 
     private Ready? _ready;
     private int _readyStage;
@@ -390,6 +395,42 @@ public sealed class NodeDriver
         }
     }
 
+    /// <summary>Persist jobs handed to the host's writer and not yet handed back with <see cref="Persisted"/>.</summary>
+    public int PersistsInFlight => _persistsInFlight;
+
+    /// <summary>
+    /// The host's writer made <paramref name="job"/> durable (and sent its messages after persist). Jobs are handed
+    /// back in the order <see cref="INodeEffects.Persist"/> gave them. Taken also while <see cref="Waiting"/>.
+    /// </summary>
+    public void Persisted(PersistJob job)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        if (_persistsInFlight == 0)
+        {
+            throw new InvalidOperationException("no persist job is outstanding");
+        }
+
+        _persistsInFlight--;
+        _statusStale = true;
+        if (job.Entries.Count > 0)
+        {
+            var last = job.Entries[^1];
+            if (_ready is null)
+            {
+                _node.ReportPersisted(last.Index, last.Term);
+            }
+            else
+            {
+                _persistedDuringReady.Add((last.Index, last.Term));
+            }
+        }
+
+        if (Waiting == DriverWait.PersistDrain && _persistsInFlight == 0)
+        {
+            Waiting = DriverWait.None;
+        }
+    }
+
     /// <summary>The host finished <paramref name="job"/> (<see cref="SnapshotJob.Run"/> returned).</summary>
     public void SnapshotSaved(SnapshotJob job)
     {
@@ -449,6 +490,12 @@ public sealed class NodeDriver
 
             _node.Advance(_ready);
             _ready = null;
+            foreach (var (index, term) in _persistedDuringReady)
+            {
+                _node.ReportPersisted(index, term);
+            }
+
+            _persistedDuringReady.Clear();
             _effects.ReadyHandled(_time.GetElapsedTime(_readyStarted));
             GiveAnswers();
             if (_savedDuringReady is { } saved)
@@ -604,6 +651,14 @@ public sealed class NodeDriver
         {
             if (ready.Snapshot is { IsEmpty: false } snapshot)
             {
+                if (_persistsInFlight > 0)
+                {
+                    // The snapshot replaces the log: what the writer still holds goes to disk first, then the
+                    // snapshot, then this Ready's entries, synchronously (a snapshot is rare; simple beats fast).
+                    Waiting = DriverWait.PersistDrain;
+                    return false;
+                }
+
                 if (_snapshotJob is not null)
                 {
                     // The cache cannot be replaced while its own snapshot view is being written.
@@ -619,15 +674,50 @@ public sealed class NodeDriver
 
         if (_readyStage == 2)
         {
-            if ((ready.HardState is not null || ready.Entries.Count > 0) && !TrySave(ready.HardState, ready.Entries))
+            // A follower's acknowledgement waits for its sync either way; pipelining its writes only cuts its batches
+            // (a loop pass per append instead of the appends that queued during a sync), so by default only a leader
+            // pipelines, and a node that stops leading drains its writer first.
+            bool pipelined = _options.Raft.AsyncStorageWrites && ready.Snapshot is not { IsEmpty: false } &&
+                (_options.PipelineFollowerWrites || _softState.Role == RaftRole.Leader);
+            if (_options.Raft.AsyncStorageWrites && !pipelined && _persistsInFlight > 0)
             {
+                Waiting = DriverWait.PersistDrain;
                 return false;
             }
 
-            _readyStage = 3;
+            if (pipelined)
+            {
+                if (ready.HardState is not null || ready.Entries.Count > 0 || ready.MessagesAfterPersist.Count > 0)
+                {
+                    // Even a job with messages only goes through the writer: they may vouch for entries an earlier
+                    // job is still syncing.
+                    _persistsInFlight++;
+                    _effects.Persist(new PersistJob(ready.HardState, ready.Entries, ready.MessagesAfterPersist));
+                }
+
+                _readyStage = 4;
+            }
+            else
+            {
+                if ((ready.HardState is not null || ready.Entries.Count > 0) && !TrySave(ready.HardState, ready.Entries))
+                {
+                    return false;
+                }
+
+                if (_options.Raft.AsyncStorageWrites && ready.Entries.Count > 0)
+                {
+                    _persistedDuringReady.Add((ready.Entries[^1].Index, ready.Entries[^1].Term));
+                }
+
+                _readyStage = 3;
+            }
         }
 
-        SendAll(ready.MessagesAfterPersist);
+        if (_readyStage == 3)
+        {
+            SendAll(ready.MessagesAfterPersist);
+        }
+
         foreach (var entry in ready.CommittedEntries)
         {
             ApplyEntry(entry);

@@ -49,6 +49,10 @@ public sealed record RaftHostOptions
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 
+    /// <summary>With <see cref="RaftConfig.AsyncStorageWrites"/>: followers pipeline their log writes too. Off, only
+    /// a leader does (a follower saves on its loop, as without the pipeline).</summary>
+    public bool PipelineFollowerWrites { get; init; }
+
     /// <summary>This node's <c>--max-memory</c>/<c>--eviction-policy</c>, or null when neither was given. The leader
     /// proposes it when the replicated setting differs, until the state has held it once (docs/CACHE.md).</summary>
     public MemorySetting? ConfiguredMemory { get; init; }
@@ -322,6 +326,12 @@ public interface INodeEffects
     /// <summary>One write-ahead log save took this long (metrics).</summary>
     void WalSaved(TimeSpan elapsed) { }
 
+    /// <summary>
+    /// With <see cref="Raft.RaftConfig.AsyncStorageWrites"/>: a Ready's persistence for the host's writer (see
+    /// <see cref="PersistJob"/>). Must not block: the writer saves it off the driver's thread.
+    /// </summary>
+    void Persist(PersistJob job) => throw new NotSupportedException("this host has no asynchronous log writer; turn AsyncStorageWrites off");
+
     /// <summary>One Ready was handled in this long (metrics).</summary>
     void ReadyHandled(TimeSpan elapsed) { }
 
@@ -346,4 +356,66 @@ public enum DriverWait : byte
     /// <summary>A snapshot from the leader must be installed, but the node's own snapshot is still being written:
     /// hand in <see cref="NodeDriver.SnapshotSaved"/> for the outstanding job.</summary>
     SnapshotSave = 2,
+
+    /// <summary>With <see cref="Raft.RaftConfig.AsyncStorageWrites"/>: a Ready must be persisted on the loop (it
+    /// installs a snapshot, or this node no longer leads and followers do not pipeline) while earlier Readies are
+    /// still with the writer; hand in <see cref="NodeDriver.Persisted"/> for each job outstanding
+    /// (<see cref="NodeDriver.PersistsInFlight"/>) first.</summary>
+    PersistDrain = 3,
+}
+
+/// <summary>
+/// One Ready's persistence, handed to the host's writer with <see cref="INodeEffects.Persist"/> when
+/// <see cref="Raft.RaftConfig.AsyncStorageWrites"/> is on. The writer saves jobs in the order it got them (it may
+/// save several with one write and one sync: a later job's entries replace an earlier one's from their first index
+/// on), then sends <see cref="MessagesAfterPersist"/> and hands the job back with <see cref="NodeDriver.Persisted"/>.
+/// Everything in it is owned by the job (no views of the log).
+/// </summary>
+public sealed class PersistJob(HardState? hardState, IReadOnlyList<Entry> entries, IReadOnlyList<Message> messagesAfterPersist)
+{
+    public HardState? HardState { get; } = hardState;
+
+    public IReadOnlyList<Entry> Entries { get; } = entries;
+
+    /// <summary>Votes and append acknowledgements: they vouch for this job's state and every earlier job's, so they
+    /// leave only after the sync that covers them.</summary>
+    public IReadOnlyList<Message> MessagesAfterPersist { get; } = messagesAfterPersist;
+
+    /// <summary>Merges consecutive jobs into what one <see cref="IRaftLogStore.Save"/> writes: the newest hard state,
+    /// and the entries with each job's replacing the earlier ones from its first index on.</summary>
+    public static (HardState? HardState, IReadOnlyList<Entry> Entries) Coalesce(IReadOnlyList<PersistJob> jobs)
+    {
+        if (jobs.Count == 1)
+        {
+            return (jobs[0].HardState, jobs[0].Entries);
+        }
+
+        HardState? hard = null;
+        var entries = new List<Entry>();
+        foreach (var job in jobs)
+        {
+            hard = job.HardState ?? hard;
+            if (job.Entries.Count == 0)
+            {
+                continue;
+            }
+
+            var first = job.Entries[0].Index;
+            if (entries.Count > 0 && first <= entries[^1].Index)
+            {
+                // Replaced entries are dropped; a job that starts before the merged ones replaces them all (Save
+                // then replaces the stored log from its first index, as it would have for the job alone).
+                int keep = first <= entries[0].Index ? 0 : (int)(first.Value - entries[0].Index.Value);
+                entries.RemoveRange(keep, entries.Count - keep);
+            }
+            else if (entries.Count > 0 && first != entries[^1].Index.Next)
+            {
+                throw new InvalidOperationException($"persist jobs leave a gap: {entries[^1].Index} then {first}");
+            }
+
+            entries.AddRange(job.Entries);
+        }
+
+        return (hard, entries);
+    }
 }

@@ -45,6 +45,16 @@ public sealed record RaftConfig
     /// <summary>Pending ReadIndex requests beyond which new ones are refused.</summary>
     public int PendingReadsMax { get; init; } = 100_000;
 
+    /// <summary>
+    /// Persistence pipelined with the loop (etcd raft's asynchronous storage writes). The host calls
+    /// <see cref="RaftNode.Advance"/> once it has handed the Ready's hard state, entries and messages after persist
+    /// to a writer, not once they are durable, and reports the sync with <see cref="RaftNode.ReportPersisted"/>.
+    /// Each Ready's entries are a copy the host may keep; they are handed out once. The leader's own copy counts
+    /// toward the commit quorum, and committed entries are handed out to apply, only once persisted. Off: the host
+    /// persists each Ready before Advance.
+    /// </summary>
+    public bool AsyncStorageWrites { get; init; }
+
     public void Validate()
     {
         if (Id.IsNone)

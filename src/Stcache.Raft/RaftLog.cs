@@ -46,6 +46,7 @@ internal sealed class RaftLog
         Committed = LogIndex.Max(commit, snapshot.Index);
         Applied = snapshot.Index;
         Stable = LastIndex;
+        InProgress = LastIndex;
     }
 
     /// <summary>The newest snapshot the host has taken or installed; followers behind it are sent this.</summary>
@@ -59,6 +60,13 @@ internal sealed class RaftLog
 
     /// <summary>Highest index known to be on stable storage. Invariant: Stable &lt;= LastIndex.</summary>
     public LogIndex Stable { get; private set; }
+
+    /// <summary>
+    /// With asynchronous storage writes: the highest index handed to the host to persist (in a Ready), durable or
+    /// not. Entries after it have not been handed out; entries in (Stable, InProgress] are being written.
+    /// Invariant: Stable &lt;= InProgress &lt;= LastIndex. Without asynchronous writes it is not used.
+    /// </summary>
+    public LogIndex InProgress { get; private set; }
 
     public LogIndex FirstIndex => _offset.Next;
 
@@ -156,6 +164,22 @@ internal sealed class RaftLog
         return _entries.View(start, _entries.Count - start);
     }
 
+    /// <summary>Copies the entries not yet handed out to be persisted ((InProgress, LastIndex]) and marks them handed
+    /// out: the host persists them while the log goes on changing, so they are a copy, not a view.</summary>
+    public Entry[] TakeUnpersisted()
+    {
+        var from = LogIndex.Max(InProgress, Stable);
+        if (from >= LastIndex)
+        {
+            return [];
+        }
+
+        int start = (int)(from.Value - _offset.Value);
+        var entries = _entries.Copy(start, _entries.Count - start);
+        InProgress = LastIndex;
+        return entries;
+    }
+
     /// <summary>Like <see cref="TrySlice"/>, but a view that stays valid until the log next changes.</summary>
     public IReadOnlyList<Entry> CommittedView(LogIndex from, LogIndex to, long bytesMax)
     {
@@ -231,6 +255,13 @@ internal sealed class RaftLog
         {
             Stable = first.Previous;
         }
+
+        if (InProgress >= first)
+        {
+            // The replaced entries may still be in the host's writer; the new ones are handed out next, and the
+            // writer's replace-from-first-index rule orders them after the old ones on disk.
+            InProgress = first.Previous;
+        }
     }
 
     /// <summary>
@@ -275,6 +306,16 @@ internal sealed class RaftLog
         }
     }
 
+    /// <summary>Asynchronous writes: a handed-out batch ending at (index, term) is durable (see <see cref="StableTo"/>).</summary>
+    public void PersistedTo(LogIndex index, Term term)
+    {
+        StableTo(index, term);
+        if (InProgress < Stable)
+        {
+            InProgress = Stable;
+        }
+    }
+
     public void AppliedTo(LogIndex index)
     {
         Invariant.Check(index <= Committed, $"applied {index} beyond commit {Committed}");
@@ -292,6 +333,7 @@ internal sealed class RaftLog
         Committed = snapshot.Index;
         Applied = snapshot.Index;
         Stable = snapshot.Index;
+        InProgress = snapshot.Index;
     }
 
     /// <summary>Records a snapshot the host took and drops entries up to <paramref name="dropUpTo"/>.</summary>
@@ -333,6 +375,7 @@ internal sealed class RaftLog
         Invariant.Check(Applied <= Committed, "applied beyond commit");
         Invariant.Check(Committed <= LastIndex, "commit beyond last index");
         Invariant.Check(Stable <= LastIndex, "stable beyond last index");
+        Invariant.Check(InProgress <= LastIndex, "in-progress beyond last index");
         Invariant.Check(Snapshot.Index <= LastIndex || _entries.Count == 0, "snapshot beyond the log");
         var previousTerm = _offsetTerm;
         for (int i = 0; i < _entries.Count; i++)

@@ -1232,11 +1232,40 @@ public sealed class RaftNode
     public bool HasReady()
     {
         return _messages.Count > 0 || _messagesAfterPersist.Count > 0 || _readStates.Count > 0 || _commitBroadcastPending ||
-            _pendingSnapshot is not null || _log.Stable < _log.LastIndex || _log.Applied < _log.Committed ||
+            _pendingSnapshot is not null || UnpersistedEnd < _log.LastIndex || _log.Applied < ApplyLimit ||
             CurrentHardState != _previousHardState || CurrentSoftState != _previousSoftState;
     }
 
     private SoftState CurrentSoftState => new(_leader, _role, _term);
+
+    // Entries up to here were handed to the host to persist (all of them, when it persists before Advance).
+    private LogIndex UnpersistedEnd => _config.AsyncStorageWrites ? LogIndex.Max(_log.InProgress, _log.Stable) : _log.Stable;
+
+    // Committed entries are handed out to apply up to here: with asynchronous writes, only what this node holds
+    // durably, so that a restart never finds applied entries missing from its own log.
+    private LogIndex ApplyLimit => _config.AsyncStorageWrites ? LogIndex.Min(_log.Committed, _log.Stable) : _log.Committed;
+
+    /// <summary>
+    /// With <see cref="RaftConfig.AsyncStorageWrites"/>: the host made the log durable up to the entry at
+    /// <paramref name="index"/> of <paramref name="term"/> (the last entry of a Ready it persisted, with that Ready's
+    /// hard state and every earlier Ready's). A leader counts its own copy toward the commit quorum only now, and
+    /// committed entries are handed out to apply only up to here. A report for entries replaced since (a follower's
+    /// conflicting suffix, a snapshot) is ignored: only a matching term proves the stored prefix is ours.
+    /// </summary>
+    public void ReportPersisted(LogIndex index, Term term)
+    {
+        EnsureNoReadyInProgress();
+        if (!_config.AsyncStorageWrites)
+        {
+            throw new InvalidOperationException("ReportPersisted needs AsyncStorageWrites: otherwise the host persists before Advance");
+        }
+
+        _log.PersistedTo(index, term);
+        if (_role == RaftRole.Leader && _tracker.Progress.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
+        {
+            _commitBroadcastPending = true;
+        }
+    }
 
     private void EnsureNoReadyInProgress()
     {
@@ -1270,7 +1299,7 @@ public sealed class RaftNode
         }
 
         ready.Snapshot = _pendingSnapshot;
-        ready.Entries = _log.Unstable();
+        ready.Entries = _config.AsyncStorageWrites ? _log.TakeUnpersisted() : _log.Unstable();
         if (_messages.Count > 0)
         {
             ready.Messages = _messages;
@@ -1289,9 +1318,9 @@ public sealed class RaftNode
             _readStates = [];
         }
 
-        if (_log.Applied < _log.Committed)
+        if (_log.Applied < ApplyLimit)
         {
-            ready.CommittedEntries = _log.CommittedView(_log.Applied.Next, _log.Committed, _config.CommittedBytesPerReadyMax);
+            ready.CommittedEntries = _log.CommittedView(_log.Applied.Next, ApplyLimit, _config.CommittedBytesPerReadyMax);
         }
 
         return ready;
@@ -1321,7 +1350,7 @@ public sealed class RaftNode
             _pendingSnapshot = null;
         }
 
-        if (ready.Entries.Count > 0)
+        if (ready.Entries.Count > 0 && !_config.AsyncStorageWrites)
         {
             var last = ready.Entries[^1];
             _log.StableTo(last.Index, last.Term);

@@ -15,6 +15,16 @@ namespace Stcache.Raft;
 /// The lists of entries are views of the node's log, valid until <see cref="RaftNode.Advance"/>: a host that
 /// keeps entries longer (say, to apply them on another thread) copies them. Between GetReady and Advance the node
 /// takes no input (Step, Tick, proposals throw InvalidOperationException).
+/// <para>
+/// With <see cref="RaftConfig.AsyncStorageWrites"/> the persist steps (3 and 4) are handed to a writer instead:
+/// the host queues <see cref="HardState"/>, <see cref="Entries"/> (then a copy the writer may keep) and
+/// <see cref="MessagesAfterPersist"/> as one job, calls Advance without waiting, and the node takes input and hands
+/// out the next Ready while the writer works. Each unstable entry is handed out once. The writer saves jobs in order
+/// (a later job's entries replace an earlier one's from their first index), sends a job's messages only after the
+/// sync that covers it, and the host reports it with <see cref="RaftNode.ReportPersisted"/>. Until then the
+/// leader's own copy does not count toward the commit quorum, and <see cref="CommittedEntries"/> stop at the last
+/// locally persisted index. A Ready with a <see cref="Snapshot"/> is handled synchronously once the writer is idle.
+/// </para>
 /// </summary>
 public sealed class Ready
 {

@@ -130,6 +130,13 @@ public sealed record ServerOptions
     /// <summary>RESP connections start in READONLY mode (stale local reads) until they send READWRITE.</summary>
     public bool RespReadOnly { get; init; }
 
+    /// <summary><c>--wal-pipeline</c>: the Raft loop hands its log writes to a writer thread (group commit) and goes on,
+    /// instead of waiting in each fdatasync (<see cref="Stcache.Raft.RaftConfig.AsyncStorageWrites"/>).</summary>
+    public bool WalPipeline { get; init; } = true;
+
+    /// <summary><c>--wal-pipeline all</c>: followers pipeline their log writes too (<c>true</c>: only a leader does).</summary>
+    public bool WalPipelineFollowers { get; init; }
+
     /// <summary><c>--io-threads inline</c> (the default): socket completions run on the runtime's socket threads, not
     /// handed to the thread pool (<see cref="IoScheduling"/>); <c>pool</c> hands them over.</summary>
     public bool InlineIo { get; init; } = true;
@@ -201,6 +208,9 @@ public static class CommandLine
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
         new(["http-scheduling"], false, "where HTTP requests run under --io-threads inline: inline (on the socket thread their receive completed on) or pool (handed to the thread pool: a shorter tail when every core is busy) (default inline)", (o, v) => o with { InlineHttp = string.Equals(v.Trim(), "inline", StringComparison.OrdinalIgnoreCase) }),
+        new(["wal-pipeline"], false, "true: a leader's Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; all: followers too; false: the loop waits in each fdatasync (default true)", (o, v) => string.Equals(v.Trim(), "all", StringComparison.OrdinalIgnoreCase)
+            ? o with { WalPipeline = true, WalPipelineFollowers = true }
+            : o with { WalPipeline = ParseBool("wal-pipeline", v), WalPipelineFollowers = false }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
@@ -353,7 +363,7 @@ public static class CommandLine
         ["forward-writes"] = "Cluster", ["resp"] = "Cluster", ["resp-readonly"] = "Cluster",
         ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
         ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
-        ["snapshot-log-bytes"] = "Storage and snapshots",
+        ["snapshot-log-bytes"] = "Storage and snapshots", ["wal-pipeline"] = "Storage and snapshots",
         ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing", ["leader-lost-ticks"] = "Raft timing",
         ["request-timeout-ms"] = "Raft timing",
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",

@@ -26,6 +26,12 @@ internal static partial class Log
 
     [LoggerMessage(1216, LogLevel.Warning, "Leadership change handler failed")]
     public static partial void HandlerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1217, LogLevel.Error, "Write-ahead log writer: the disk refused a batch ({Reason}); nothing of it or queued behind it is acknowledged; retrying in {Delay}")]
+    public static partial void WalWriterSaveFailed(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(1218, LogLevel.Warning, "Write-ahead log writer: the disk accepts writes again")]
+    public static partial void WalWriterRecovered(ILogger logger);
 }
 
 /// <summary>Node lifecycle and HTTP events, ids 1100-1199.</summary>

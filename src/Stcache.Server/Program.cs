@@ -272,6 +272,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 ElectionTimeoutTicks = options.ElectionTicks,
                 HeartbeatIntervalTicks = options.HeartbeatTicks,
                 LeaderLostDelayTicksMax = options.EffectiveLeaderLostTicks,
+                AsyncStorageWrites = options.WalPipeline,
 #pragma warning disable CA5394 // the seed of election-timeout jitter, not a secret
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
 #pragma warning restore CA5394
@@ -286,6 +287,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotThreshold = options.SnapshotThreshold,
                 SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
+                PipelineFollowerWrites = options.WalPipelineFollowers,
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

@@ -41,6 +41,9 @@ public sealed class RaftHost : IAsyncDisposable
     private readonly NodeDriver _driver;
     private readonly ProposalDeadlines _deadlines;
 
+    // --wal-pipeline true: the thread that persists the Readies the loop hands out (null: the loop saves).
+    private readonly RaftHostWalWriter? _walWriter;
+
     // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
     private readonly List<ReadOnlyMemory<byte>> _queuedCommands = [];
     private readonly List<ProposalRequest> _queuedWaiters = [];
@@ -73,6 +76,14 @@ public sealed class RaftHost : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        if (options.Raft.AsyncStorageWrites)
+        {
+            // The writer's saves and the loop's snapshot calls reach the store from two threads.
+            logStore = new SerializedLogStore(logStore);
+            _walWriter = new RaftHostWalWriter(options.Raft.Id, logStore, network,
+                () => _raftInputs!.Writer.TryWrite(PersistedInput.Instance), logger, _time);
+        }
+
 #pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret
         _driver = new NodeDriver(options, logStore, snapshotStore, new Effects(this), cache, members, logger, _time,
             readIdSeed: (ulong)Random.Shared.NextInt64());
@@ -114,7 +125,7 @@ public sealed class RaftHost : IAsyncDisposable
     public Task Completion => _loop ?? Task.CompletedTask;
 
     /// <summary>True while the write-ahead log refuses writes; /readyz reports the node not ready.</summary>
-    public bool StorageFailing => _driver.StorageFailing;
+    public bool StorageFailing => _driver.StorageFailing || (_walWriter?.Failing ?? false);
 
     /// <summary>The shortest election timeout: a follower that hears nothing from its leader for this long campaigns.</summary>
     public TimeSpan ElectionTimeout => _options.TickInterval * _options.Raft.ElectionTimeoutTicks;
@@ -408,6 +419,7 @@ public sealed class RaftHost : IAsyncDisposable
             await _snapshotTask.ConfigureAwait(false);
         }
 
+        _walWriter?.Dispose();
         _deadlines.Dispose(); // answers any write the loop never saw
         _stopping.Dispose();
     }
@@ -495,6 +507,7 @@ public sealed class RaftHost : IAsyncDisposable
             {
                 _driver.Tick(DueTicks());
                 CollectSavedSnapshot();
+                CollectPersisted();
 
                 // Raft traffic first, then clients: each at most a batch, so neither starves the other.
                 int handled = 0;
@@ -564,6 +577,21 @@ public sealed class RaftHost : IAsyncDisposable
                     await _snapshotTask!.ConfigureAwait(false);
                     CollectSavedSnapshot();
                     break;
+                case DriverWait.PersistDrain:
+                    CollectPersisted();
+                    if (_driver.Waiting == DriverWait.PersistDrain)
+                    {
+                        try
+                        {
+                            await _walWriter!.WaitForCompletedAsync(_stopping.Token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            return false;
+                        }
+                    }
+
+                    break;
             }
         }
     }
@@ -598,6 +626,20 @@ public sealed class RaftHost : IAsyncDisposable
             }
 
             _answered.Clear();
+        }
+    }
+
+    /// <summary>Hands the driver the persist jobs the writer finished (in order).</summary>
+    private void CollectPersisted()
+    {
+        if (_walWriter is null)
+        {
+            return;
+        }
+
+        while (_walWriter.TryTakeCompleted(out var job))
+        {
+            _driver.Persisted(job);
         }
     }
 
@@ -681,6 +723,9 @@ public sealed class RaftHost : IAsyncDisposable
         {
             case TickInput:
                 _driver.Tick(DueTicks());
+                break;
+            case PersistedInput:
+                CollectPersisted();
                 break;
             case PeerMessageInput peer:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(peer.QueuedAt), s_peerTag);
@@ -864,6 +909,8 @@ public sealed class RaftHost : IAsyncDisposable
         public void AccessReport(NodeId leader, IReadOnlyList<byte[]> keys) => host.AccessReported?.Invoke(leader, keys);
 
         public void WalSaved(TimeSpan elapsed) => ServerMetrics.WalSave.Record(elapsed.TotalSeconds);
+
+        public void Persist(PersistJob job) => host._walWriter!.Enqueue(job);
 
         public void ReadyHandled(TimeSpan elapsed) => ServerMetrics.Ready.Record(elapsed.TotalSeconds);
     }

@@ -54,6 +54,12 @@ internal sealed class TickInput : NodeInput
     public static readonly TickInput Instance = new();
 }
 
+/// <summary>The WAL writer handed persist jobs back (<see cref="RaftHostWalWriter"/>): the loop collects them.</summary>
+internal sealed class PersistedInput : NodeInput
+{
+    public static readonly PersistedInput Instance = new();
+}
+
 internal sealed class PeerMessageInput(Message message) : NodeInput
 {
     public Message Message { get; } = message;

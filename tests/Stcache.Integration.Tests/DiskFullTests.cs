@@ -11,7 +11,7 @@ namespace Stcache.Integration.Tests;
 /// </summary>
 public sealed class DiskFullTests
 {
-    private sealed class FailingLogStore(IRaftLogStore inner) : IRaftLogStore
+    internal sealed class FailingLogStore(IRaftLogStore inner) : IRaftLogStore
     {
         public volatile bool Full;
 

@@ -71,7 +71,10 @@ public sealed class Node : IAsyncDisposable
             UseShellExecute = false,
         };
         info.ArgumentList.Add(s_serverDll);
-        foreach (string arg in Arguments(this).Concat(extra))
+        // STCACHE_TEST_NODE_ARGS: flags every node gets too (space-separated), e.g. --wal-pipeline=true to run the
+        // process tests under the pipelined WAL.
+        var common = (Environment.GetEnvironmentVariable("STCACHE_TEST_NODE_ARGS") ?? string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        foreach (string arg in Arguments(this).Concat(common).Concat(extra))
         {
             info.ArgumentList.Add(arg);
         }

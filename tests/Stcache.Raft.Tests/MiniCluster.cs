@@ -164,6 +164,11 @@ internal sealed class MiniCluster
         }
 
         node.Advance(ready);
+        if (Configs[id].AsyncStorageWrites && ready.Entries.Count > 0)
+        {
+            // Storage here is perfect and immediate: the pipelined write is durable at once.
+            node.ReportPersisted(ready.Entries[^1].Index, ready.Entries[^1].Term);
+        }
     }
 
     /// <summary>Crashes node <paramref name="id"/> and restarts it from what it had persisted.</summary>

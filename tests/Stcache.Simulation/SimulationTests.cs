@@ -14,6 +14,8 @@ namespace Stcache.Simulation;
 /// failures, rerun after a fix).</item>
 /// <item>SIM_SEED: replay exactly one seed with a full event trace (ReplaySeed).</item>
 /// <item>SIM_PARALLEL: worker count (default: processor count).</item>
+/// <item>SIM_WAL_PIPELINE=0 or 1: every seed persists synchronously on the loop, or through the pipelined writer
+/// (default: drawn per seed).</item>
 /// <item>SIM_RESETS=0: do not model connection resets (crashes and refused dials reported as connection lost), to
 /// compare with the runs before that model.</item>
 /// </list>
@@ -160,8 +162,15 @@ public sealed class SimulationTests
             .Select(text => int.Parse(text, NumberStyles.Integer, CultureInfo.InvariantCulture))];
     }
 
-    private static SimulationOptions Options(int seed) =>
-        SimulationOptions.FromSeed(seed) with { ConnectionResets = EnvironmentInt("SIM_RESETS") != 0 };
+    private static SimulationOptions Options(int seed)
+    {
+        var drawn = SimulationOptions.FromSeed(seed);
+        return drawn with
+        {
+            ConnectionResets = EnvironmentInt("SIM_RESETS") != 0,
+            WalPipeline = EnvironmentInt("SIM_WAL_PIPELINE") is { } pipeline ? pipeline != 0 : drawn.WalPipeline,
+        };
+    }
 
     internal static int? EnvironmentInt(string name) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value : null;

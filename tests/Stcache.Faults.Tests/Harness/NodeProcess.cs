@@ -83,7 +83,9 @@ public sealed class NodeProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(DataDirectory)!,
         };
-        foreach (string argument in StcachedBinary.PrefixArguments.Concat(_arguments()))
+        // STCACHE_TEST_NODE_ARGS: flags every node gets too (as in the integration tests' Node), e.g. --wal-pipeline=true.
+        var common = (Environment.GetEnvironmentVariable("STCACHE_TEST_NODE_ARGS") ?? string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        foreach (string argument in StcachedBinary.PrefixArguments.Concat(_arguments()).Concat(common))
         {
             info.ArgumentList.Add(argument);
         }

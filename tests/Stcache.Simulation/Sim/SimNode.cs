@@ -157,7 +157,7 @@ internal sealed partial class SimNode : INodeEffects
         PreviousConfState = null;
         Applied = LogIndex.Zero;
         _completenessChecked.Clear();
-        var config = Config with { RandomSeed = Config.RandomSeed + ((ulong)_starts++ * 7919) };
+        var config = Config with { RandomSeed = Config.RandomSeed + ((ulong)_starts++ * 7919), AsyncStorageWrites = _settings.WalPipeline };
         var options = new RaftHostOptions
         {
             Raft = config,
@@ -167,6 +167,7 @@ internal sealed partial class SimNode : INodeEffects
             SnapshotThreshold = (ulong)Math.Max(1, _settings.SnapshotThresholdEntries),
             SnapshotTrailingEntries = _settings.SnapshotTrailingEntries,
             LearnerTrailingEntriesMax = _settings.LearnerTrailingEntriesMax,
+            PipelineFollowerWrites = _settings.WalPipelineFollowers,
         };
         try
         {
@@ -569,6 +570,7 @@ internal sealed partial class SimNode : INodeEffects
         _snapshots = null;
         _backlog.Clear();
         DropHeld();
+        DropWriterQueue();
         Log.Detach();
         var orphans = _outstanding.ToList();
         _outstanding.Clear();
@@ -854,4 +856,9 @@ internal sealed record SimNodeSettings
     public int FsyncLatencyMsMin { get; init; }
 
     public int FsyncLatencyMsMax { get; init; }
+
+    /// <summary>Persist through a writer off the loop (<see cref="RaftConfig.AsyncStorageWrites"/>).</summary>
+    public bool WalPipeline { get; init; }
+
+    public bool WalPipelineFollowers { get; init; }
 }

@@ -96,6 +96,12 @@ public sealed record SimulationOptions
     /// <summary>Runs the Figure 8 fault schedule (<c>Sim/Figure8.cs</c>) again and again during the safety phase.</summary>
     public bool Figure8 { get; init; }
 
+    /// <summary>Nodes persist through a writer off the loop (<c>--wal-pipeline true</c>, Sim/SimNode.WalPipeline.cs).</summary>
+    public bool WalPipeline { get; init; }
+
+    /// <summary>With <see cref="WalPipeline"/>: followers pipeline too (otherwise only a leader does).</summary>
+    public bool WalPipelineFollowers { get; init; }
+
     public InjectedBug Bug { get; init; }
 
     /// <summary>Model the connection resets a crash causes: the dead process's connections reset (its peers learn it
@@ -150,6 +156,8 @@ public sealed record SimulationOptions
             LeaderChurnPerMillion = random.Chance(1, 2) ? 0 : random.Between(200_000, 1_000_000),
             FsyncLatencyMsMax = random.Chance(1, 3) ? 0 : random.Between(1, 15),
             Figure8 = random.Chance(1, 2),
+            WalPipeline = random.Chance(1, 2),
+            WalPipelineFollowers = random.Chance(1, 2),
         };
     }
 
@@ -158,7 +166,7 @@ public sealed record SimulationOptions
         $"faults/{FaultIntervalMs}ms crash={CrashWeight} partition={PartitionWeight} membership={MembershipWeight} transfer={TransferWeight} pause={PauseWeight} " +
         $"disk={DiskFaultWeight} clock={ClockFaultWeight} wipe={WipeWeight} bitFlip={BitFlipPerMillion} strictDirs={StrictDirectories} tornGarbage={TornGarbage} " +
         $"segment={SegmentSizeBytes} prealloc={Preallocate} learnerTrailing={LearnerTrailingEntriesMax} " +
-        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} churn={LeaderChurnPerMillion} fsync={FsyncLatencyMsMax}ms figure8={Figure8} bug={Bug} " +
+        $"snapshotEvery={SnapshotIntervalEntries} trailing={SnapshotTrailingEntries} appendMax={AppendBytesMax} inflight={InflightMessagesMax} drift={ClockDriftPerMillion} churn={LeaderChurnPerMillion} fsync={FsyncLatencyMsMax}ms walPipeline={WalPipeline}/{(WalPipelineFollowers ? "all" : "leader")} figure8={Figure8} bug={Bug} " +
         $"resets={ConnectionResets} stableLeader={ExpectStableLeader} " +
         $"net={Network} {Ttl}";
 }
@@ -220,6 +228,9 @@ public sealed class SimulationStats
 
     public long StorageRefusals { get; set; }
 
+    /// <summary>Persist jobs queued for the pipelined writer that a crash discarded before their save.</summary>
+    public long PersistsLostInFlight { get; set; }
+
     public long ClockFaults { get; set; }
 
     public long Joins { get; set; }
@@ -254,6 +265,7 @@ public sealed class SimulationStats
         SyncCrashes += other.SyncCrashes;
         DiskFaults += other.DiskFaults;
         StorageRefusals += other.StorageRefusals;
+        PersistsLostInFlight += other.PersistsLostInFlight;
         ClockFaults += other.ClockFaults;
         Joins += other.Joins;
         Wipes += other.Wipes;
@@ -277,7 +289,7 @@ public sealed class SimulationStats
     public override string ToString() =>
         $"crashes={Crashes} partitions={Partitions} confChanges={ConfChangesApplied} transfers={Transfers} pauses={Pauses} snapshotsTaken={SnapshotsTaken} " +
         $"snapshotsInstalled={SnapshotsInstalled} writesAcked={WritesAcknowledged} writesLost={WritesLost} readIndexReads={ReadIndexReads} " +
-        $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} " +
+        $"leaseReads={LeaseReads} leaderTerms={LeaderTerms} syncCrashes={SyncCrashes} diskFaults={DiskFaults} storageRefusals={StorageRefusals} persistsLostInFlight={PersistsLostInFlight} " +
         $"clockFaults={ClockFaults} joins={Joins} wipes={Wipes} refusedStarts={RefusedStarts} removalsLearned={RemovalsLearned} followerWrites={FollowerWrites} " +
         $"connectionLostReports={ConnectionLostReports} leaderCrashes={LeaderCrashes} fastFailovers={FastFailovers} {Ttl}";
 }
@@ -509,6 +521,8 @@ internal sealed partial class Simulator : ISimEnvironment
             SegmentSizeBytes = _options.SegmentSizeBytes,
             Preallocate = _options.Preallocate,
             FsyncLatencyMsMax = _options.FsyncLatencyMsMax,
+            WalPipeline = _options.WalPipeline,
+            WalPipelineFollowers = _options.WalPipelineFollowers,
         };
         var node = new SimNode(config, settings, _oracle, this, _diskRandom.Fork())
         {
@@ -1760,6 +1774,7 @@ internal sealed partial class Simulator : ISimEnvironment
         _stats.SnapshotsInstalled = _nodes.Values.Sum(h => (long)h.SnapshotsInstalled);
         _stats.SyncCrashes = _nodes.Values.Sum(h => h.Disk.SyncCrashes);
         _stats.StorageRefusals = _nodes.Values.Sum(h => (long)h.StorageRefusals);
+        _stats.PersistsLostInFlight = _nodes.Values.Sum(h => (long)h.PersistsLostInFlight);
         _stats.LeaderTerms = _oracle.LeaderTermCount;
         _stats.Ttl = _ttl?.Stats ?? new TtlStats();
         return _stats;

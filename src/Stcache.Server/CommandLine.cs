@@ -131,8 +131,9 @@ public sealed record ServerOptions
     public bool RespReadOnly { get; init; }
 
     /// <summary><c>--wal-pipeline</c>: the Raft loop hands its log writes to a writer thread (group commit) and goes on,
-    /// instead of waiting in each fdatasync (<see cref="Stcache.Raft.RaftConfig.AsyncStorageWrites"/>).</summary>
-    public bool WalPipeline { get; init; } = true;
+    /// instead of waiting in each fdatasync (<see cref="Stcache.Raft.RaftConfig.AsyncStorageWrites"/>). Off by default:
+    /// on the quiet machine it was behind on seven of eight write rows (docs/PERFORMANCE.md, "Session 10 run").</summary>
+    public bool WalPipeline { get; init; }
 
     /// <summary><c>--wal-pipeline all</c>: followers pipeline their log writes too (<c>true</c>: only a leader does).</summary>
     public bool WalPipelineFollowers { get; init; }
@@ -208,7 +209,7 @@ public static class CommandLine
         new(["resp-readonly"], true, "RESP connections start in READONLY mode: stale local reads until READWRITE (default false)", (o, v) => o with { RespReadOnly = ParseBool("resp-readonly", v) }),
         new(["io-threads"], false, "where socket work runs: inline (on the runtime's socket threads, no hand-off per request) or pool (handed to the thread pool) (default inline)", (o, v) => o with { InlineIo = !string.Equals(v.Trim(), "pool", StringComparison.OrdinalIgnoreCase) }),
         new(["http-scheduling"], false, "where HTTP requests run under --io-threads inline: inline (on the socket thread their receive completed on) or pool (handed to the thread pool: a shorter tail when every core is busy) (default inline)", (o, v) => o with { InlineHttp = string.Equals(v.Trim(), "inline", StringComparison.OrdinalIgnoreCase) }),
-        new(["wal-pipeline"], false, "true: a leader's Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; all: followers too; false: the loop waits in each fdatasync (default true)", (o, v) => string.Equals(v.Trim(), "all", StringComparison.OrdinalIgnoreCase)
+        new(["wal-pipeline"], false, "true: a leader's Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; all: followers too; false: the loop waits in each fdatasync (the default)", (o, v) => string.Equals(v.Trim(), "all", StringComparison.OrdinalIgnoreCase)
             ? o with { WalPipeline = true, WalPipelineFollowers = true }
             : o with { WalPipeline = ParseBool("wal-pipeline", v), WalPipelineFollowers = false }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),

@@ -95,15 +95,19 @@ public sealed class WalPipelineTests
     }
 }
 
-/// <summary>--wal-pipeline: true (the default, a leader pipelines), all (followers too), false (the loop saves).</summary>
+/// <summary>--wal-pipeline: true (a leader pipelines), all (followers too), false (the default: the loop saves).</summary>
 public sealed class WalPipelineFlagTests
 {
     private static readonly string[] s_base = ["--http=127.0.0.1:6000", "--raft=127.0.0.1:7000", "--node=./node0", "-bootstrap=true"];
 
     [Fact]
-    public void The_flag_takes_true_all_or_false_and_defaults_to_true()
+    public void The_flag_takes_true_all_or_false_and_defaults_to_false()
     {
         var options = CommandLine.Parse(s_base);
+        Assert.False(options.WalPipeline);
+        Assert.False(options.WalPipelineFollowers);
+
+        options = CommandLine.Parse([.. s_base, "--wal-pipeline", "true"]);
         Assert.True(options.WalPipeline);
         Assert.False(options.WalPipelineFollowers);
 

@@ -68,23 +68,7 @@ L=("$(wait_leader 0)" "$(wait_leader 1)")
 URL=("http://127.0.0.1:${HTTP[0${L[0]}]}" "http://127.0.0.1:${HTTP[1${L[1]}]}")
 echo "A: ${BIN[0]} (leader pid ${PID[0${L[0]}]}), B: ${BIN[1]} (leader pid ${PID[1${L[1]}]}); out $OUT"
 preload() { # url: writes k0..k9999 once (100 B each), 16 connections, so that no read meets a missing key
-  python3 - "$1" <<'PY'
-import http.client, sys, threading
-host, port = sys.argv[1].removeprefix("http://").split(":")
-value, failed = b"v" * 100, []
-def worker(first):
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    for i in range(first, 10000, 16):
-        for _ in range(5):
-            conn.request("PUT", f"/v1/kv/k{i}", value)
-            r = conn.getresponse(); r.read()
-            if r.status == 200: break
-        else: failed.append(i)
-threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
-if failed: sys.exit(f"preload: {len(failed)} keys not written")
-PY
+  python3 bench/wrk/preload.py "$1"
 }
 wait_jobs() { local j; for j in $(jobs -p); do case " ${PID[*]} " in *" $j "*) ;; *) wait "$j" || true;; esac; done; }
 for s in 0 1; do preload "${URL[$s]}" & done

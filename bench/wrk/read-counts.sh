@@ -57,23 +57,7 @@ done
 [[ -n "$LEADER" ]] || { echo "no leader elected (logs in $OUT)" >&2; KEEP=1; exit 1; }
 ORDER="$LEADER $((LEADER % 3 + 1)) $(((LEADER + 1) % 3 + 1))"
 URL="http://127.0.0.1:${HTTP[$LEADER]}"
-python3 - "$URL" <<'PY'
-import http.client, sys, threading
-host, port = sys.argv[1].removeprefix("http://").split(":")
-value, failed = b"v" * 100, []
-def worker(first):
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    for i in range(first, 10000, 16):
-        for _ in range(5):
-            conn.request("PUT", f"/v1/kv/k{i}", value)
-            r = conn.getresponse(); r.read()
-            if r.status == 200: break
-        else: failed.append(i)
-threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
-for t in threads: t.start()
-for t in threads: t.join()
-if failed: sys.exit(f"preload: {len(failed)} keys not written")
-PY
+python3 bench/wrk/preload.py "$URL"
 
 snapshot() { # file: one line per node (leader first) with its counters, then the machine's
   local i

@@ -62,6 +62,42 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
     }
 
     [Fact]
+    public async Task ASlowReadersPipelineOfLargeRepliesIsHeldOneReplyAtATime()
+    {
+        // 300 GETs of a 1 MiB value in one pipeline from a client that reads nothing yet. The node must stop making
+        // replies once the socket is full, not build 300 MiB of them (it did: a batch's reads were all answered
+        // before the first flush). Then the client reads every reply.
+        string value = new('m', 1 << 20);
+        await using var watcher = await RawClient.ConnectAsync(fixture.Port);
+        Assert.Equal("+OK", await watcher.CommandAsync("SET", "slow-reader", value));
+        long before = await RssAsync(watcher);
+
+        await using var slow = await RawClient.ConnectAsync(fixture.Port);
+        await slow.SendAsync([.. Enumerable.Range(0, 300).SelectMany(_ => RawClient.Encode("GET", "slow-reader"))]);
+        long most = before;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(3); // an absence is observed for a bounded time
+        while (DateTime.UtcNow < until)
+        {
+            most = Math.Max(most, await RssAsync(watcher));
+            await Task.Delay(100);
+        }
+
+        Assert.True(most - before < 150L << 20, $"the node grew by {(most - before) >> 20} MiB while the replies waited");
+        string expected = $"${value.Length}\r\n{value}\r\n";
+        for (int i = 0; i < 300; i++)
+        {
+            Assert.True(expected == await slow.ReadReplyAsync(TimeSpan.FromSeconds(60)), $"reply {i} differs from the value set");
+        }
+
+        static async Task<long> RssAsync(RawClient client)
+        {
+            string info = await client.CommandAsync("INFO", "memory");
+            int at = info.IndexOf("used_memory_rss:", StringComparison.Ordinal) + "used_memory_rss:".Length;
+            return long.Parse(info.AsSpan(at, info.IndexOf('\r', at) - at), System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+
+    [Fact]
     public async Task ClientsThatVanishMidRequestOrMidReplyHurtNoOne()
     {
         await using var bystander = await RawClient.ConnectAsync(fixture.Port);

@@ -500,6 +500,12 @@ internal sealed class RespConnection
             foreach (var read in reads)
             {
                 RespCommands.Write(_writer, _server.Commands.Read(read, outcome));
+                if (_output.UnflushedBytes > FlushBytes)
+                {
+                    // Big replies leave as they are made: a pipeline of GETs of large values from a client that
+                    // reads slowly holds about one reply here, not the whole batch's (up to 1,024 of them).
+                    await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                }
             }
         }
 

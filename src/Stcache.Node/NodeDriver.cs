@@ -24,7 +24,10 @@ namespace Stcache.Node;
 /// </summary>
 public sealed class NodeDriver
 {
-    private static readonly TimeSpan s_storageRetryFirst = TimeSpan.FromMilliseconds(50);
+    /// <summary>The first wait after a refused log write; each further refusal doubles it, up to 5 s
+    /// (<see cref="NextStorageRetry"/>). The host's pipelined log writer retries on the same schedule.</summary>
+    public static readonly TimeSpan StorageRetryFirst = TimeSpan.FromMilliseconds(50);
+
     private static readonly TimeSpan s_storageRetryMax = TimeSpan.FromSeconds(5);
 
     private readonly RaftHostOptions _options;
@@ -88,7 +91,7 @@ public sealed class NodeDriver
     private Ready? _ready;
     private int _readyStage;
     private long _readyStarted;
-    private TimeSpan _storageRetryDelay = s_storageRetryFirst;
+    private TimeSpan _storageRetryDelay = StorageRetryFirst;
     private volatile bool _storageFailing;
     private volatile HostStatus _status;
     private int _removed;
@@ -765,7 +768,7 @@ public sealed class NodeDriver
             StorageError = e.Message;
             StorageRetryDelay = _storageRetryDelay;
             NodeLog.StorageSaveFailed(_logger, e.Message, _storageRetryDelay);
-            _storageRetryDelay = TimeSpan.FromTicks(Math.Min(_storageRetryDelay.Ticks * 2, s_storageRetryMax.Ticks));
+            _storageRetryDelay = NextStorageRetry(_storageRetryDelay);
             Waiting = DriverWait.StorageRetry;
             return false;
         }
@@ -776,9 +779,12 @@ public sealed class NodeDriver
             NodeLog.StorageRecovered(_logger);
         }
 
-        _storageRetryDelay = s_storageRetryFirst;
+        _storageRetryDelay = StorageRetryFirst;
         return true;
     }
+
+    /// <summary>The wait after one more refused log write: double the last, at most 5 s.</summary>
+    public static TimeSpan NextStorageRetry(TimeSpan last) => TimeSpan.FromTicks(Math.Min(last.Ticks * 2, s_storageRetryMax.Ticks));
 
     private void Track(ProposalRequest request, ProposeResult result)
     {

@@ -17,9 +17,6 @@ namespace Stcache.Server;
 /// </summary>
 internal sealed class RaftHostWalWriter : IDisposable
 {
-    private static readonly TimeSpan s_retryFirst = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan s_retryMax = TimeSpan.FromSeconds(5);
-
     private readonly IRaftLogStore _store;
     private readonly IMessageSink _network;
     private readonly Action _completed;
@@ -73,7 +70,7 @@ internal sealed class RaftHostWalWriter : IDisposable
     private void Run()
     {
         var batch = new List<PersistJob>();
-        var retryDelay = s_retryFirst;
+        var retryDelay = NodeDriver.StorageRetryFirst;
         while (true)
         {
             lock (_gate)
@@ -122,14 +119,14 @@ internal sealed class RaftHostWalWriter : IDisposable
                         return;
                     }
 
-                    retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, s_retryMax.Ticks));
+                    retryDelay = NodeDriver.NextStorageRetry(retryDelay);
                 }
             }
 
             if (_failing)
             {
                 _failing = false;
-                retryDelay = s_retryFirst;
+                retryDelay = NodeDriver.StorageRetryFirst;
                 Log.WalWriterRecovered(_logger);
             }
 

@@ -8,7 +8,10 @@
 #
 #   bench/write-counts.sh path/to/stcached [set-c50|set-P16|set-c1]
 #
-# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, KEEP=1 keeps the temporary directory.
+# With THREADS=1 it also prints, per node and thread name, the CPU time (µs) and the context switches (voluntary +
+# involuntary) per write, from /proc/PID/task/*/stat and status: where the wake-ups and hand-offs per write are.
+#
+# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, THREADS=1, KEEP=1 keeps the temporary directory.
 # Needs redis-benchmark, redis-cli, curl, python3 (and strace with STRACE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,8 +62,28 @@ counters() { # http port -> "peer_messages wal_saves wal_seconds"
     END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal), (walsum == "" ? 0 : walsum) }'
 }
 
+threads() { # pid -> one line per thread: "tid<TAB>name<TAB>cpu_ticks<TAB>context_switches"
+  python3 - "$1" <<'EOF'
+import os, sys
+root = f"/proc/{sys.argv[1]}/task"
+for tid in os.listdir(root):
+    try:
+        stat = open(f"{root}/{tid}/stat").read()
+        status = open(f"{root}/{tid}/status").read().splitlines()
+    except OSError:
+        continue
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    cs = sum(int(l.split()[1]) for l in status if l.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
+    print(f"{tid}\t{name}\t{int(fields[11]) + int(fields[12])}\t{cs}")
+EOF
+}
+
 declare -A BEFORE
 for i in $ORDER; do BEFORE[$i]=$(counters "${HTTP[$i]}"); done
+if [[ -n "${THREADS:-}" ]]; then
+  for i in $ORDER; do threads "${PID[$i]}" >"$OUT/threads0.$i"; done
+fi
 if [[ -n "${STRACE:-}" ]]; then
   for i in $LEADER $((LEADER % 3 + 1)); do
     tasks=$(ls "/proc/${PID[$i]}/task" | paste -sd,)
@@ -80,6 +103,9 @@ elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
 STRACES=()
+if [[ -n "${THREADS:-}" ]]; then
+  for i in $ORDER; do threads "${PID[$i]}" >"$OUT/threads1.$i"; done
+fi
 read -r load _ </proc/loadavg
 echo "== $ROW, $n writes, load average $load: $(tail -1 "$OUT/row")"
 role=leader
@@ -101,6 +127,30 @@ for line in open(sys.argv[1]):
 rows.sort(reverse=True)
 total = sum(c for c, _ in rows)
 print(f"           syscalls/write {total / n:.2f}: " + ", ".join(f"{name} {c / n:.2f}" for c, name in rows[:10]))
+EOF
+  fi
+  if [[ -f "$OUT/threads1.$i" ]]; then
+    python3 - "$OUT/threads0.$i" "$OUT/threads1.$i" "$n" "$(getconf CLK_TCK)" <<'EOF'
+import sys
+from collections import defaultdict
+def load(path):
+    rows = {}
+    for line in open(path):
+        tid, name, ticks, cs = line.rstrip("\n").split("\t")
+        rows[tid] = (name, int(ticks), int(cs))
+    return rows
+before, after, n, hz = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+by_name = defaultdict(lambda: [0, 0, 0])
+for tid, (name, ticks, cs) in after.items():
+    t0, c0 = before.get(tid, (name, 0, 0))[1:]
+    if ticks - t0 or cs - c0:
+        row = by_name[name]
+        row[0] += ticks - t0; row[1] += cs - c0; row[2] += 1
+total_us = sum(r[0] for r in by_name.values()) * 1e6 / hz / n
+total_cs = sum(r[1] for r in by_name.values()) / n
+print(f"           threads: CPU {total_us:.1f} µs/write, context switches {total_cs:.2f}/write")
+for name, (ticks, cs, count) in sorted(by_name.items(), key=lambda kv: -kv[1][1]):
+    print(f"             {name:18s} x{count:<3d} CPU {ticks * 1e6 / hz / n:6.1f} µs/write  switches {cs / n:5.2f}/write")
 EOF
   fi
   role=follower

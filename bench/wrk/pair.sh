@@ -11,12 +11,13 @@
 # Settings (environment): DURATION (s measured per row, default 8), WARMUP (s of unmeasured load per row, default 3),
 # CONNECTIONS (default 64), ROUNDS (default 1: every row once), OUT (default a temporary directory: logs, wrk output),
 # SEQUENTIAL=1 (drive one side at a time, alternating which goes first: a latency tail measured with the other
-# cluster idle, as compare.sh measures it, at the cost of the two sides no longer meeting the same background load).
+# cluster idle, as compare.sh measures it, at the cost of the two sides no longer meeting the same background load),
+# THREADS=1 (after each row, the leader's threads by name: CPU, run-queue wait and preemptions, bench/wrk/runqueue.py).
 # Every key (k0..k9999, 100 B) is written once before the rows. Needs wrk, curl and python3. Everything it starts
 # is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[[ $# -ge 2 ]] || { sed -n '2,17p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,18p' "$0"; exit 2; }
 BIN=("$1" "$2")
 shift 2
 ROWS=${*:-stale lin put put1}
@@ -111,6 +112,10 @@ measure() { # row round sides...: warm-up, then the measured window, of the give
   read -r idle0 total0 <<<"$(idle_total)"
   for s in "$@"; do
     wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 5s -s "bench/wrk/$script" "${URL[$s]}" -- dialect=stcache >"$OUT/$r.$round.$s.txt" 2>&1 &
+    if [[ -n "${THREADS:-}" ]]; then
+      # The measured window but its last second (the script stops before wrk does).
+      python3 bench/wrk/runqueue.py "${PID[$s${L[$s]}]}" "$(( DURATION > 2 ? DURATION - 1 : 1 ))" >"$OUT/$r.$round.$s.threads" 2>&1 &
+    fi
   done
   wait_jobs
   read -r idle1 total1 <<<"$(idle_total)"
@@ -133,6 +138,7 @@ print(f'{row:<6} {side:<4} {d["rps"]:9.0f} {d["p50_us"] / 1000:8.3f} {d["p99_us"
       f'{us(leader_ticks):12.1f} {us(all_ticks):13.1f} {(a1 - a0) / n:12.0f} {sum(d["errors"].values()):6d} '
       f'{gcs:>9} {(p1 - p0) * 1000 / secs:6.2f}  {load}')
 PY
+    if [[ -n "${THREADS:-}" ]]; then cat "$OUT/$r.$round.$s.threads"; fi
   done
 }
 

@@ -52,6 +52,7 @@ public sealed class ReceiveThreadTests
             // Both dialers stay connected: only the disposal can end the two blocked receives.
             await b.DisposeAsync();
             Assert.Equal(0, b.Transport.ReceiveThreadsRunning);
+            Assert.Equal(0, b.Transport.ReceiveThreadYields);
             if (before >= 0)
             {
                 // Other tests' transports may run their own; these two are gone (the kernel's own thread list).
@@ -70,8 +71,9 @@ public sealed class ReceiveThreadTests
     public async Task RemovingThePeerOrItsClosingEndsTheThread()
     {
         await using var b = await Node.StartAsync(2, o => o.RemovedPeerDrain = TimeSpan.Zero);
-        var a = await Node.StartAsync(1);
-        await using var c = await Node.StartAsync(3);
+        // The dialers redial only with something to send, so no new session replaces the ones that end.
+        var a = await Node.StartAsync(1, o => o.KeepConnected = false);
+        await using var c = await Node.StartAsync(3, o => o.KeepConnected = false);
         try
         {
             a.Transport.SetPeer(new NodeId(2), b.Address);
@@ -89,6 +91,7 @@ public sealed class ReceiveThreadTests
             // The dialer closing its end ends the other.
             await c.DisposeAsync();
             await Wait.UntilAsync(() => b.Transport.ReceiveThreadsRunning == 0, "the closed connection's receive thread ends");
+            Assert.Equal(0, b.Transport.ReceiveThreadYields);
         }
         finally
         {
@@ -106,6 +109,7 @@ public sealed class ReceiveThreadTests
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         Assert.Equal(0, await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token));
         await Wait.UntilAsync(() => b.Transport.InboundConnectionsRefused == 1 && b.Transport.ReceiveThreadsRunning == 0, "the silent dialer is refused");
+        Assert.Equal(0, b.Transport.ReceiveThreadYields);
 
         // A real peer still gets through.
         await using var a = await Node.StartAsync(1);

@@ -18,7 +18,9 @@ namespace Stcache.Transport;
 /// <see cref="Send"/> never blocks: it puts the message on the peer's bounded queue (or drops it, counted, and
 /// raises <see cref="PeerUnreachable"/>). A writer loop per peer connects lazily, handshakes, and drains all
 /// queued messages into one frame and one socket write. Large snapshots are streamed in chunks interleaved
-/// with ordinary messages. The message handler runs on the receiving connection's loop and must be cheap.
+/// with ordinary messages. The message handler runs on the thread that received the message (with
+/// <see cref="TransportOptions.ReceiveThreads"/>, the connection's own receive thread) and must not block long:
+/// that connection receives nothing meanwhile.
 /// </remarks>
 public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 {
@@ -45,6 +47,8 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
     private long _backgroundIds;
     private long _inboundKeys;
     private int _inboundConnections;
+    private int _receiveThreads;
+    private int _receiveThreadYields;
     private bool _started;
     private bool _disposed;
 
@@ -137,6 +141,12 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     /// <summary>Inbound connections refused or closed for a protocol violation (bad handshake, malformed frame).</summary>
     public long InboundConnectionsRefused => Interlocked.Read(ref _inboundRefused);
+
+    /// <summary>Inbound connections served on a thread of their own now (<see cref="TransportOptions.ReceiveThreads"/>).</summary>
+    public int ReceiveThreadsRunning => Volatile.Read(ref _receiveThreads);
+
+    /// <summary>Receive-thread sessions that left their thread at an await that did not complete at once (a bug: tests check it is zero).</summary>
+    internal int ReceiveThreadYields => Volatile.Read(ref _receiveThreadYields);
 
     internal TransportOptions Options => _options;
 
@@ -701,11 +711,70 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 continue;
             }
 
-            Track(ServeInboundAsync(socket, cancellationToken));
+            // Without TLS on this node every accepted peer link is plaintext (a TLS dialer is refused).
+            Track(_options.ReceiveThreads && _tls is null
+                ? ServeInboundOnThread(socket, cancellationToken)
+                : ServeInboundAsync(socket, onThread: false, cancellationToken));
         }
     }
 
-    private async Task ServeInboundAsync(Socket socket, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serves an inbound plaintext connection on a thread of its own (<see cref="TransportOptions.ReceiveThreads"/>),
+    /// from the first byte to the close, with blocking socket calls only: the socket is never handed to the runtime's
+    /// readiness engine, so the kernel wakes this thread straight from the peer's send. Shutting the socket down
+    /// (a handshake timeout, the peer's removal, the transport's disposal) ends any wait; the returned task
+    /// completes as the thread's last act.
+    /// </summary>
+    private Task ServeInboundOnThread(Socket socket, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                // Every await inside completes synchronously (blocking calls), so all of it runs on this thread and
+                // the task is complete when the call returns. Were one to yield, the rest would run on the pool.
+                var serving = ServeInboundAsync(socket, onThread: true, cancellationToken);
+                if (!serving.IsCompleted)
+                {
+                    Interlocked.Increment(ref _receiveThreadYields);
+                }
+
+                serving.GetAwaiter().GetResult();
+            }
+            catch (Exception exception)
+            {
+                Log.Unexpected(_logger, NodeId.None, exception);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _receiveThreads);
+                done.SetResult();
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "peer-rx",
+        };
+
+        Interlocked.Increment(ref _receiveThreads);
+        try
+        {
+            thread.Start();
+        }
+        catch (OutOfMemoryException exception)
+        {
+            Interlocked.Decrement(ref _receiveThreads);
+            Interlocked.Decrement(ref _inboundConnections);
+            Log.InboundRefused(_logger, SafeRemoteEndPoint(socket), $"no thread to serve it: {exception.Message}");
+            socket.Dispose();
+            return Task.CompletedTask;
+        }
+
+        return done.Task;
+    }
+
+    private async Task ServeInboundAsync(Socket socket, bool onThread, CancellationToken cancellationToken)
     {
         var remote = SafeRemoteEndPoint(socket);
         var peer = NodeId.None;
@@ -715,12 +784,29 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         try
         {
             ConfigureSocket(socket);
+
+            // On a receive thread the blocking calls cannot watch a token: the deadline or stopping shuts the socket
+            // down, which ends them.
+            using var handshakeDeadline = onThread ? new CancellationTokenSource(_options.HandshakeTimeout, _timeProvider) : null;
+            using var linkedDeadline = onThread ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, handshakeDeadline!.Token) : null;
+            var unblockHandshake = linkedDeadline?.Token.Register(static state => ShutdownQuietly((Socket)state!), socket);
             try
             {
-                stream = await WrapStreamAsync(socket, isDialer: false, targetHost: null, cancellationToken).ConfigureAwait(false);
+                stream = onThread
+                    ? WrapBlocking(socket)
+                    : await WrapStreamAsync(socket, isDialer: false, targetHost: null, cancellationToken).ConfigureAwait(false);
                 reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
                 writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
                 peer = await AcceptHandshakeAsync(reader, writer, cancellationToken).ConfigureAwait(false);
+                if (unblockHandshake is { } registration)
+                {
+                    // Unregister and wait for a shutdown already running; if it ran, the socket is unusable.
+                    registration.Dispose();
+                    if (linkedDeadline!.IsCancellationRequested)
+                    {
+                        throw new OperationCanceledException(linkedDeadline.Token);
+                    }
+                }
             }
             catch (Exception exception) when (exception is HandshakeException or OperationCanceledException or IOException or SocketException
                 or System.Security.Authentication.AuthenticationException)
@@ -731,7 +817,8 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 }
 
                 Interlocked.Increment(ref _inboundRefused);
-                string reason = exception is OperationCanceledException ? "handshake timed out" : exception.Message;
+                bool timedOut = exception is OperationCanceledException || handshakeDeadline is { IsCancellationRequested: true };
+                string reason = timedOut ? "handshake timed out" : exception.Message;
                 Log.InboundRefused(_logger, remote, reason);
                 return;
             }
@@ -748,7 +835,9 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             try
             {
                 var inbound = new InboundSession(this, peer);
-                string? violation = await inbound.ReceiveAsync(reader, close.Token).ConfigureAwait(false);
+                string? violation = onThread
+                    ? ReceiveBlocking(inbound, socket, reader, close.Token)
+                    : await inbound.ReceiveAsync(reader, close.Token).ConfigureAwait(false);
                 if (violation is not null)
                 {
                     Interlocked.Increment(ref _inboundRefused);
@@ -813,6 +902,72 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             {
                 socket.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// The plaintext check of <see cref="WrapStreamAsync"/> with blocking calls, for a receive thread: peeks at the
+    /// first byte (a TLS dialer is refused: this node has no TLS) and returns a stream of blocking calls.
+    /// </summary>
+    private static BlockingSocketStream WrapBlocking(Socket socket)
+    {
+        Span<byte> first = stackalloc byte[1];
+        if (socket.Receive(first, SocketFlags.Peek) == 0)
+        {
+            throw new HandshakeException("connection closed");
+        }
+
+        if (first[0] == PeerTls.HandshakeRecordType)
+        {
+            throw new HandshakeException("TLS connection refused: the peer uses TLS but peer TLS is not configured on this node");
+        }
+
+        return new BlockingSocketStream(socket);
+    }
+
+    /// <summary>
+    /// Receives on the calling thread (the connection's receive thread) until the peer closes or violates the
+    /// protocol. Cancelling <paramref name="close"/> shuts the socket down, which ends the blocking receive; that
+    /// then throws <see cref="OperationCanceledException"/>, as the asynchronous receive does.
+    /// </summary>
+    private static string? ReceiveBlocking(InboundSession inbound, Socket socket, PipeReader reader, CancellationToken close)
+    {
+        // What the handshake's reader took past the Proof frame (the dialer sends nothing before Accepted, so
+        // normally nothing) goes first; the reader is not used again.
+        byte[] buffered = [];
+        if (reader.TryRead(out var read))
+        {
+            buffered = read.Buffer.ToArray();
+            reader.AdvanceTo(read.Buffer.End);
+        }
+
+        string? violation;
+        using (close.Register(static state => ShutdownQuietly((Socket)state!), socket))
+        {
+            try
+            {
+                violation = inbound.Receive(socket, new ReadOnlySequence<byte>(buffered));
+            }
+            catch (Exception exception) when (close.IsCancellationRequested
+                && exception is SocketException or IOException or ObjectDisposedException)
+            {
+                throw new OperationCanceledException(close);
+            }
+        }
+
+        close.ThrowIfCancellationRequested();
+        return violation;
+    }
+
+    private static void ShutdownQuietly(Socket socket)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
+        {
+            // Already closed: whatever waited on it has ended or is ending.
         }
     }
 

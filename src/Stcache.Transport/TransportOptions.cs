@@ -90,6 +90,14 @@ public sealed class TransportOptions
     /// node never learns it is out. Zero drops the queue at once.
     /// </summary>
     public TimeSpan RemovedPeerDrain { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Serve each authenticated plaintext inbound connection on a thread of its own that blocks in the socket's
+    /// receive, decodes and delivers (a 3-node cluster has two per node), instead of asynchronous receives whose
+    /// continuations run on the runtime's socket or pool threads: the kernel wakes that thread straight from the
+    /// peer's send, with no readiness notification and no hand-off in between. TLS connections stay asynchronous.
+    /// </summary>
+    public bool ReceiveThreads { get; set; } = true;
 }
 
 /// <summary>Validates <see cref="TransportOptions"/>; use with <c>ValidateOnStart()</c> or call <see cref="ThrowIfInvalid"/>.</summary>

@@ -51,8 +51,15 @@ done
 [[ -n "$LEADER" ]] || { echo "no leader elected (logs in $OUT)" >&2; KEEP=1; exit 1; }
 ORDER="$LEADER $((LEADER % 3 + 1)) $(((LEADER + 1) % 3 + 1))"
 port=${RESP[$LEADER]}
-redis-benchmark -h 127.0.0.1 -p "$port" -n 50000 -d 100 -r 10000 -c 50 -P 16 -t set -q >/dev/null 2>&1
-redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t set -q >/dev/null 2>&1
+warm() {
+  redis-benchmark -h 127.0.0.1 -p "$port" "$@" -d 100 -r 10000 -c 50 -t set -q >"$OUT/warm" 2>&1 && return
+  echo "warm-up failed against node $LEADER (a leader change under load?); last lines and the logs in $OUT:" >&2
+  tail -3 "$OUT/warm" >&2
+  KEEP=1
+  exit 1
+}
+warm -n 50000 -P 16
+warm -n 30000
 
 counters() { # http port -> "peer_messages wal_saves wal_seconds"
   curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '

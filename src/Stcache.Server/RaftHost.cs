@@ -271,8 +271,9 @@ public sealed class RaftHost : IAsyncDisposable
         {
             input.Batch.Expire();
         }
-        catch (ChannelClosedException)
+        catch (Exception e) when (e is ChannelClosedException or ObjectDisposedException)
         {
+            // Closed, or already stopped (its stop token is gone): the write never reached the loop.
             foreach (var slot in input.Batch.Slots)
             {
                 slot.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; the write was not applied"));
@@ -335,7 +336,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             input.Request.Fail(new RaftHostException(HostErrorKind.Timeout, ReadTimeoutMessage));
         }
-        catch (ChannelClosedException)
+        catch (Exception e) when (e is ChannelClosedException or ObjectDisposedException)
         {
             input.Request.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down"));
         }

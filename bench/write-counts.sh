@@ -11,7 +11,10 @@
 # With THREADS=1 it also prints, per node and thread name, the CPU time (µs) and the context switches (voluntary +
 # involuntary) per write, from /proc/PID/task/*/stat and status: where the wake-ups and hand-offs per write are.
 #
-# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, THREADS=1, KEEP=1 keeps the temporary directory.
+# With REDIS=1 it then stops the cluster and runs the same row against one redis-server with appendonly yes and
+# appendfsync always (issue 12's yardstick), printing its CPU time and context switches per write the same way.
+#
+# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, THREADS=1, REDIS=1, KEEP=1 keeps the temporary directory.
 # Needs redis-benchmark, redis-cli, curl, python3 (and strace with STRACE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,13 +102,15 @@ if [[ -n "${STRACE:-}" ]]; then
   done
   sleep 1
 fi
-started=$(date +%s.%N)
 case $ROW in
-  set-c50) n=$N; redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -n "$n" --csv >"$OUT/row" 2>&1 ;;
-  set-P16) n=$((N * 4)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 50 -P 16 -n "$n" --csv >"$OUT/row" 2>&1 ;;
-  set-c1) n=$((N / 10)); redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n "$n" --csv >"$OUT/row" 2>&1 ;;
+  set-c50) n=$N; ROW_ARGS=(-c 50) ;;
+  set-P16) n=$((N * 4)); ROW_ARGS=(-c 50 -P 16) ;;
+  set-c1) n=$((N / 10)); ROW_ARGS=(-c 1) ;;
   *) echo "unknown row $ROW" >&2; exit 2 ;;
 esac
+run_row() { redis-benchmark -h 127.0.0.1 -p "$1" -d 100 -r 10000 -t set "${ROW_ARGS[@]}" -n "$n" --csv >"$OUT/row" 2>&1; }
+started=$(date +%s.%N)
+run_row "$port"
 elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(date +%s.%N)")
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
@@ -162,3 +167,33 @@ EOF
   fi
   role=follower
 done
+
+if [[ -n "${REDIS:-}" ]]; then
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  PIDS=()
+  port=$(free_port)
+  mkdir -p "$OUT/redis"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$OUT/redis" --appendonly yes --appendfsync always --save "" \
+    >"$OUT/redis.log" 2>&1 &
+  PIDS+=("$!")
+  rpid=$!
+  for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-benchmark -h 127.0.0.1 -p "$port" -n 30000 -d 100 -r 10000 -c 50 -t set -q >/dev/null 2>&1
+  threads "$rpid" >"$OUT/redis0"
+  run_row "$port"
+  threads "$rpid" >"$OUT/redis1"
+  read -r load _ </proc/loadavg
+  echo "== redis-server (appendfsync always), $ROW, $n writes, load average $load: $(tail -1 "$OUT/row")"
+  python3 - "$OUT/redis0" "$OUT/redis1" "$n" "$(getconf CLK_TCK)" <<'EOF'
+import sys
+def total(path):
+    ticks = cs = 0
+    for line in open(path):
+        _, _, t, c = line.rstrip("\n").split("\t")
+        ticks += int(t); cs += int(c)
+    return ticks, cs
+(t0, c0), (t1, c1) = total(sys.argv[1]), total(sys.argv[2])
+n, hz = int(sys.argv[3]), int(sys.argv[4])
+print(f"redis-server threads: CPU {(t1 - t0) * 1e6 / hz / n:.1f} µs/write, context switches {(c1 - c0) / n:.2f}/write")
+EOF
+fi

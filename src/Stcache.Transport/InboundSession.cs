@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Net.Sockets;
 using Stcache.Raft;
 
 namespace Stcache.Transport;
@@ -13,12 +14,11 @@ namespace Stcache.Transport;
 /// </summary>
 internal sealed class InboundSession
 {
-    /// <summary>The buffer size of an inbound connection's reader.</summary>
+    /// <summary>The receive buffer of a blocking session; it grows to hold one larger frame, and shrinks back after.</summary>
     internal const int ReceiveBufferBytes = 64 * 1024;
 
     private readonly PeerTransport _transport;
     private readonly NodeId _peer;
-    private readonly bool _ownThread;
     private readonly List<Message> _batch = [];
 
     // Invariant: _snapshotMessage is null exactly when _snapshotData is null; _snapshotReceived <= _snapshotData.Length.
@@ -31,14 +31,10 @@ internal sealed class InboundSession
     private ISnapshotReceiver? _fileReceiver;
     private long _fileLength;
 
-    /// <param name="ownThread">The connection is served on a thread of its own (<see cref="TransportOptions.ReceiveThreads"/>),
-    /// whose reads block and complete before they return: everything, a stored snapshot's file work included, stays
-    /// on that thread.</param>
-    public InboundSession(PeerTransport transport, NodeId peer, bool ownThread = false)
+    public InboundSession(PeerTransport transport, NodeId peer)
     {
         _transport = transport;
         _peer = peer;
-        _ownThread = ownThread;
     }
 
     /// <summary>Receives until the peer closes (returns null) or violates the protocol (returns why).</summary>
@@ -51,6 +47,93 @@ internal sealed class InboundSession
         finally
         {
             AbandonFile("the connection ended");
+        }
+    }
+
+    /// <summary>
+    /// Receives on the calling thread, which blocks in the socket's receive, until the peer closes (returns null)
+    /// or violates the protocol (returns why); a socket error throws. <paramref name="buffered"/> holds what was
+    /// read past the handshake. Shutting the socket down ends the wait.
+    /// </summary>
+    public string? Receive(Socket socket, ReadOnlySequence<byte> buffered)
+    {
+        try
+        {
+            return ReceiveFrames(socket, buffered);
+        }
+        finally
+        {
+            AbandonFile("the connection ended");
+        }
+    }
+
+    private string? ReceiveFrames(Socket socket, ReadOnlySequence<byte> buffered)
+    {
+        int frameBytesMax = _transport.Options.FrameBytesMax;
+        byte[] buffer = new byte[Math.Max(ReceiveBufferBytes, (int)buffered.Length)];
+        buffered.CopyTo(buffer);
+        int start = 0;
+        int end = (int)buffered.Length;
+        while (true)
+        {
+            var pending = new ReadOnlySequence<byte>(buffer, start, end - start);
+            while (true)
+            {
+                var status = FrameCodec.TryReadFrame(ref pending, frameBytesMax, out var type, out var body, out string? error);
+                if (status == DecodeStatus.NeedMoreData)
+                {
+                    break;
+                }
+
+                if (status == DecodeStatus.Malformed)
+                {
+                    return error ?? "malformed frame";
+                }
+
+                _transport.CountReceivedBytes(FrameCodec.HeaderBytes + body.Length);
+
+                // This thread is the connection's own: a stored snapshot's file work may block it.
+                string? violation = HandleFrame(type, body);
+                if (violation is not null)
+                {
+                    return violation;
+                }
+            }
+
+            start = end - (int)pending.Length;
+            int partial = end - start;
+
+            // A partial frame's header passed TryReadFrame's checks, so its length is within FrameBytesMax.
+            int needed = partial >= FrameCodec.HeaderBytes
+                ? FrameCodec.HeaderBytes + (int)BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(start + 2, 4))
+                : FrameCodec.HeaderBytes;
+            if (needed > buffer.Length || (buffer.Length > ReceiveBufferBytes && needed <= ReceiveBufferBytes))
+            {
+                var resized = new byte[Math.Max(ReceiveBufferBytes, needed)];
+                Buffer.BlockCopy(buffer, start, resized, 0, partial);
+                buffer = resized;
+                start = 0;
+                end = partial;
+            }
+            else if (start > 0)
+            {
+                Buffer.BlockCopy(buffer, start, buffer, 0, partial);
+                start = 0;
+                end = partial;
+            }
+
+            int received = socket.Receive(buffer, end, buffer.Length - end, SocketFlags.None);
+            if (received == 0)
+            {
+                if (partial > 0)
+                {
+                    return "connection closed inside a frame";
+                }
+
+                return _snapshotMessage is null && _fileMessage is null ? null : "connection closed inside a snapshot";
+            }
+
+            end += received;
         }
     }
 
@@ -77,7 +160,7 @@ internal sealed class InboundSession
                 }
 
                 _transport.CountReceivedBytes(FrameCodec.HeaderBytes + body.Length);
-                if (WritesToDisk(type) && !_ownThread && !Thread.CurrentThread.IsThreadPoolThread)
+                if (WritesToDisk(type) && !Thread.CurrentThread.IsThreadPoolThread)
                 {
                     // On the runtime's socket thread (--io-threads inline), which serves every other socket too: a
                     // stored snapshot's file work (create, write, sync, verify) goes to the thread pool. The body

@@ -795,7 +795,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
                 stream = onThread
                     ? WrapBlocking(socket)
                     : await WrapStreamAsync(socket, isDialer: false, targetHost: null, cancellationToken).ConfigureAwait(false);
-                reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: InboundSession.ReceiveBufferBytes, leaveOpen: true));
+                reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
                 writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
                 peer = await AcceptHandshakeAsync(reader, writer, cancellationToken).ConfigureAwait(false);
                 if (unblockHandshake is { } registration)
@@ -834,7 +834,7 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
             }
             try
             {
-                var inbound = new InboundSession(this, peer, ownThread: onThread);
+                var inbound = new InboundSession(this, peer);
                 string? violation = onThread
                     ? ReceiveBlocking(inbound, socket, reader, close.Token)
                     : await inbound.ReceiveAsync(reader, close.Token).ConfigureAwait(false);
@@ -927,18 +927,26 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
 
     /// <summary>
     /// Receives on the calling thread (the connection's receive thread) until the peer closes or violates the
-    /// protocol: the reader's stream blocks, so every read completes before it returns and the session runs to its
-    /// end here. Cancelling <paramref name="close"/> shuts the socket down, which ends the blocking receive; that
+    /// protocol. Cancelling <paramref name="close"/> shuts the socket down, which ends the blocking receive; that
     /// then throws <see cref="OperationCanceledException"/>, as the asynchronous receive does.
     /// </summary>
     private static string? ReceiveBlocking(InboundSession inbound, Socket socket, PipeReader reader, CancellationToken close)
     {
+        // What the handshake's reader took past the Proof frame (the dialer sends nothing before Accepted, so
+        // normally nothing) goes first; the reader is not used again.
+        byte[] buffered = [];
+        if (reader.TryRead(out var read))
+        {
+            buffered = read.Buffer.ToArray();
+            reader.AdvanceTo(read.Buffer.End);
+        }
+
         string? violation;
         using (close.Register(static state => ShutdownQuietly((Socket)state!), socket))
         {
             try
             {
-                violation = inbound.ReceiveAsync(reader, close).GetAwaiter().GetResult();
+                violation = inbound.Receive(socket, new ReadOnlySequence<byte>(buffered));
             }
             catch (Exception exception) when (close.IsCancellationRequested
                 && exception is SocketException or IOException or ObjectDisposedException)

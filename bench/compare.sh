@@ -19,6 +19,9 @@
 #   RESP_RUNS          redis-benchmark runs per RESP row and system; the row reports the run with the median
 #                      throughput (default 3; QUICK 1). One -c 50 run on this 2-core machine varies by 15% from the next.
 #   DURATION           seconds per measured wrk run (default 8; QUICK 2)
+#   WRK_RUNS           measured wrk runs per HTTP row and system, one after the other after one warm-up; the row
+#                      reports the run with the median throughput, all runs are kept (raw/, runs.csv) (default 3;
+#                      QUICK 1). Two runs of one binary on this 2-core VM differ by up to a quarter.
 #   WARMUP             seconds of unmeasured load before each workload (default 2; QUICK 1)
 #   WRITE_CONNECTIONS  connection counts for the write sweep (default "1 16 64 256")
 #   CONNECTIONS        connections for the other workloads (default 64)
@@ -37,12 +40,14 @@ QUICK=${QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
   DURATION=${DURATION:-2}
   WARMUP=${WARMUP:-1}
+  WRK_RUNS=${WRK_RUNS:-1}
   FAILOVER_REPS=${FAILOVER_REPS:-3}
   MEMORY_KEYS=${MEMORY_KEYS:-50000}
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
 else
   DURATION=${DURATION:-8}
   WARMUP=${WARMUP:-2}
+  WRK_RUNS=${WRK_RUNS:-3}
   FAILOVER_REPS=${FAILOVER_REPS:-10}
   MEMORY_KEYS=${MEMORY_KEYS:-1000000}
   WRITE_CONNECTIONS=${WRITE_CONNECTIONS:-"1 16 64 256"}
@@ -369,28 +374,43 @@ run_wrk() { # system workload script connections url dialect [extra lua args...]
   local system=$1 workload=$2 script=$3 connections=$4 url=$5 dialect=$6
   shift 6
   local threads=$(( connections < WRK_THREADS ? connections : WRK_THREADS ))
-  local raw="$OUT/raw/$system-$workload-c$connections.txt"
+  local raw="$OUT/raw/$system-$workload-c$connections.txt" k json rows=()
   if (( WARMUP > 0 )); then
     wrk -t"$threads" -c"$connections" -d"${WARMUP}s" --timeout 5s -s "$BENCH/wrk/$script" "$url" -- "dialect=$dialect" "$@" >/dev/null 2>&1 || true
   fi
-  wrk -t"$threads" -c"$connections" -d"${DURATION}s" --timeout 5s -s "$BENCH/wrk/$script" "$url" -- "dialect=$dialect" "$@" >"$raw" 2>&1 ||
-    log "wrk failed for $system $workload (see $raw)"
-  local json
-  json=$(sed -n 's/^WRKJSON //p' "$raw" | tail -1)
-  if [[ -z "$json" ]]; then
-    log "no result for $system $workload c=$connections"
-    return
-  fi
-  python3 - "$system" "$workload" "$connections" "$json" >>"$RESULTS_CSV" <<'PY'
+  for (( k = 1; k <= WRK_RUNS; k++ )); do
+    local run_raw="$OUT/raw/$system-$workload-c$connections.$k.txt"
+    wrk -t"$threads" -c"$connections" -d"${DURATION}s" --timeout 5s -s "$BENCH/wrk/$script" "$url" -- "dialect=$dialect" "$@" >"$run_raw" 2>&1 ||
+      log "wrk failed for $system $workload c=$connections run $k (see $run_raw)"
+    json=$(sed -n 's/^WRKJSON //p' "$run_raw" | tail -1)
+    if [[ -z "$json" ]]; then
+      log "no result for $system $workload c=$connections run $k"
+      continue
+    fi
+    rows+=("$(python3 - "$system" "$workload" "$connections" "$json" "$k" <<'PY'
 import json, sys
-system, workload, connections, raw = sys.argv[1:5]
+system, workload, connections, raw, run = sys.argv[1:6]
 d = json.loads(raw)
 errors = sum(d["errors"].values())
 ms = lambda us: f"{us / 1000:.3f}"
 print(",".join([system, workload, connections, f'{d["rps"]:.0f}', ms(d["p50_us"]), ms(d["p90_us"]), ms(d["p99_us"]),
-                ms(d["p999_us"]), ms(d["max_us"]), str(d["requests"]), str(errors)]))
+                ms(d["p999_us"]), ms(d["max_us"]), str(d["requests"]), str(errors), run]))
 PY
-  log "$(printf '%-8s %-11s c=%-3s %s' "$system" "$workload" "$connections" "$(tail -1 "$RESULTS_CSV" | cut -d, -f4,7 | sed 's/,/ ops\/s, p99 /') ms")"
+)")
+  done
+  if (( ${#rows[@]} == 0 )); then
+    return
+  fi
+  printf '%s\n' "${rows[@]}" >>"$OUT/runs.csv"
+  # The run with the median throughput (of those that produced a result) is the row; its raw output is kept under
+  # the row's own name as well.
+  local median
+  median=$(printf '%s\n' "${rows[@]}" | sort -t, -k4,4g | sed -n "$(( (${#rows[@]} + 1) / 2 ))p")
+  printf '%s\n' "${median%,*}" >>"$RESULTS_CSV"
+  cp "$OUT/raw/$system-$workload-c$connections.${median##*,}.txt" "$raw"
+  local all=""
+  (( ${#rows[@]} > 1 )) && all=" (runs $(printf '%s\n' "${rows[@]}" | cut -d, -f4 | paste -sd' '))"
+  log "$(printf '%-8s %-11s c=%-3s %s' "$system" "$workload" "$connections" "$(tail -1 "$RESULTS_CSV" | cut -d, -f4,7 | sed 's/,/ ops\/s, p99 /') ms$all")"
 }
 
 # The URL of a system's current leader (waits up to 20 s for one). Asked again before every workload: on a loaded
@@ -719,6 +739,7 @@ if has_part resp; then
 fi
 mkdir -p "$OUT/raw"
 echo "system,workload,connections,ops_per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,requests,errors" >"$RESULTS_CSV"
+echo "system,workload,connections,ops_per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,requests,errors,run" >"$OUT/runs.csv"
 echo "system,rep,ms" >"$FAILOVER_CSV"
 echo "system,node,keys,rss_kib" >"$MEMORY_CSV"
 {
@@ -733,7 +754,7 @@ echo "system,node,keys,rss_kib" >"$MEMORY_CSV"
   echo "dotnext_kv=DotNext.AspNetCore.Cluster $(sed -n 's/.*Include="DotNext.AspNetCore.Cluster" Version="\([^"]*\)".*/\1/p' "$ROOT/Directory.Packages.props")"
   echo "stcache_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "stcache_flags=$STCACHE_FLAGS"
-  echo "duration_s=$DURATION warmup_s=$WARMUP connections=$CONNECTIONS write_connections=\"$WRITE_CONNECTIONS\" failover_reps=$FAILOVER_REPS memory_keys=$MEMORY_KEYS quick=$QUICK"
+  echo "duration_s=$DURATION warmup_s=$WARMUP connections=$CONNECTIONS write_connections=\"$WRITE_CONNECTIONS\" failover_reps=$FAILOVER_REPS memory_keys=$MEMORY_KEYS quick=$QUICK wrk_runs_per_row=$WRK_RUNS (the median run reported)"
   echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 

@@ -534,16 +534,22 @@ internal sealed class CommandService
             return All(WriteOutcome.Failed(FailureKind.ForwardingDisabled, "this node is a follower and does not forward writes", leader: leader));
         }
 
-        string? address = await LeaderAddressAsync(leader, deadline).ConfigureAwait(false);
-        if (address is null)
-        {
-            // Leadership moved while this node waited: certainly not applied, so the caller retries on the new leader.
-            return All(WriteOutcome.Failed(FailureKind.NoLeader, $"node {leader} stopped leading before its HTTP address was known here; not applied", leader: leader));
-        }
-
+        string address = _host.Members.Find(leader)?.HttpAddress ?? string.Empty;
         if (address.Length == 0)
         {
-            return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
+            string? known = await LeaderAddressAsync(leader, deadline).ConfigureAwait(false);
+            if (known is null)
+            {
+                // Leadership moved while this node waited: certainly not applied, so the caller retries on the new leader.
+                return All(WriteOutcome.Failed(FailureKind.NoLeader, $"node {leader} stopped leading before its HTTP address was known here; not applied", leader: leader));
+            }
+
+            if (known.Length == 0)
+            {
+                return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
+            }
+
+            address = known;
         }
 
         using var message = HttpApi.ForwardRequest("POST", new Uri($"{_options.HttpScheme}://{address}{ProposePath}", UriKind.Absolute), WriteRequest.EncodeAll(commands), "application/octet-stream");

@@ -67,6 +67,24 @@ public sealed class LeaderAddressWaitTests
         Assert.True(elapsed.Elapsed >= timeout - TimeSpan.FromMilliseconds(50), $"answered after {elapsed.Elapsed.TotalMilliseconds:F0} ms, before the {timeout.TotalMilliseconds:F0} ms deadline");
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_write_waiting_for_the_leaders_address_goes_to_the_next_leader_when_leadership_moves()
+    {
+        await using var cluster = LocalCluster.Start(TimeSpan.FromSeconds(30));
+        var (leader, follower) = await cluster.LeaderAndFollowerAsync();
+        var service = new CommandService(follower, new ServerOptions(), new NoClients(), NullLogger.Instance);
+
+        var write = service.WriteAsync(WriteRequest.Of(CacheCommand.Set("k", "v"u8.ToArray())), CancellationToken.None);
+        Assert.False(write.IsCompleted, $"the write did not wait for the leader's address: {Describe(write)}");
+
+        // The waiting follower itself becomes the leader: woken by the leadership change, it proposes the write.
+        await leader.TransferLeadershipAsync(follower.Id);
+        var outcome = await write.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.True(outcome.Status == WriteStatus.Applied, $"{outcome.Status} {outcome.Failure}: {outcome.Detail}");
+        Assert.True(follower.Cache.TryGet("k", out var stored, follower.Cache.LastLogTimeUnixMs), "the write is not on the new leader");
+        Assert.Equal("v"u8.ToArray(), stored.Value);
+    }
+
     private static string Describe(Task<WriteOutcome> write) =>
         write.IsCompletedSuccessfully ? $"{write.Result.Status} {write.Result.Failure}: {write.Result.Detail}" : write.Status.ToString();
 

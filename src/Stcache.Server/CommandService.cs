@@ -113,6 +113,10 @@ internal sealed class CommandService
     private readonly ReadBatcher _lease;
     private TaskCompletionSource _leaderChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    // Fired on every change of the member book or of leadership: what a forward waiting for its leader's HTTP
+    // address wakes on (ForwardAsync).
+    private TaskCompletionSource _addressesChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public CommandService(RaftHost host, ServerOptions options, IHttpClientFactory clients, ILogger logger)
     {
         _host = host;
@@ -126,7 +130,9 @@ internal sealed class CommandService
         {
             var previous = Interlocked.Exchange(ref _leaderChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
             previous.TrySetResult();
+            SignalAddressesChanged();
         };
+        host.Members.Changed += _ => SignalAddressesChanged();
     }
 
     public RaftHost Host => _host;
@@ -531,7 +537,19 @@ internal sealed class CommandService
         string address = _host.Members.Find(leader)?.HttpAddress ?? string.Empty;
         if (address.Length == 0)
         {
-            return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
+            string? known = await LeaderAddressAsync(leader, deadline).ConfigureAwait(false);
+            if (known is null)
+            {
+                // Leadership moved while this node waited: certainly not applied, so the caller retries on the new leader.
+                return All(WriteOutcome.Failed(FailureKind.NoLeader, $"node {leader} stopped leading before its HTTP address was known here; not applied", leader: leader));
+            }
+
+            if (known.Length == 0)
+            {
+                return All(WriteOutcome.Failed(FailureKind.LeaderUnreachable, $"the leader (node {leader}) has not published its HTTP address yet; not applied", leader: leader));
+            }
+
+            address = known;
         }
 
         using var message = HttpApi.ForwardRequest("POST", new Uri($"{_options.HttpScheme}://{address}{ProposePath}", UriKind.Absolute), WriteRequest.EncodeAll(commands), "application/octet-stream");
@@ -596,6 +614,42 @@ internal sealed class CommandService
             return All(WriteOutcome.Failed(failure, detail, outcomeUnknown: outcome != "not-applied", leader: leader));
         }
     }
+
+    /// <summary>
+    /// The HTTP address of <paramref name="leader"/>. Right after an election a follower knows its new leader's id
+    /// before the entry with the leader's address (AddressAnnouncement) has reached it: then it waits, woken by each
+    /// change of the member book or of leadership (never polled), until the address is known (returned), leadership
+    /// moves (null: the write goes to the new leader), or the deadline passes (empty: the caller answers that the
+    /// address is not published).
+    /// </summary>
+    public async Task<string?> LeaderAddressAsync(NodeId leader, CancellationToken deadline)
+    {
+        while (true)
+        {
+            var changed = Volatile.Read(ref _addressesChanged).Task;
+            if (_host.Members.Find(leader)?.HttpAddress is { Length: > 0 } address)
+            {
+                return address;
+            }
+
+            if (_host.Status.Leader != leader)
+            {
+                return null;
+            }
+
+            try
+            {
+                await changed.WaitAsync(deadline).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return string.Empty;
+            }
+        }
+    }
+
+    private void SignalAddressesChanged() =>
+        Interlocked.Exchange(ref _addressesChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>The header in which the leader names the <see cref="FailureKind"/> of a refused forwarded command.</summary>
     public const string FailureHeader = "X-Stcache-Failure";

@@ -278,8 +278,19 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
             return null;
         }
 
-        var leader = host.Members.Find(status.Leader);
-        string leaderAddress = leader?.HttpAddress ?? string.Empty;
+        string leaderAddress = host.Members.Find(status.Leader)?.HttpAddress ?? string.Empty;
+        if (leaderAddress.Length == 0 && options.ForwardWrites && !context.Request.Headers.ContainsKey(ForwardedHeader))
+        {
+            // Just elected, its address not applied here yet: wait for it as a forwarded write does (CommandService).
+            using var deadline = service.Deadline(context.RequestAborted);
+            if (await service.LeaderAddressAsync(status.Leader, deadline.Token) is not { } known)
+            {
+                return Error(StatusCodes.Status503ServiceUnavailable, $"node {status.Leader} stopped leading before its HTTP address was known here; not applied", "not-applied");
+            }
+
+            leaderAddress = known;
+        }
+
         context.Response.Headers[LeaderHeader] = leaderAddress.Length > 0 ? leaderAddress : status.Leader.ToString();
         if (!options.ForwardWrites)
         {

@@ -19,6 +19,11 @@ public sealed record FaultRunOptions
     public TimeSpan Quiet { get; init; } = TimeSpan.FromSeconds(1);
 
     public int Seed { get; init; } = Environment.TickCount & 0x7fffffff;
+
+    /// <summary>How long the final reads after healing may take in all. A read that gets an error saying nothing
+    /// about the data (no leader yet, 503, a timeout) is asked again until then; only an answer with a wrong or
+    /// missing value is a loss.</summary>
+    public TimeSpan FinalReadTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 public sealed record FaultRunResult(bool Passed, string Report, int Operations, int Faults);
@@ -34,28 +39,46 @@ public static class FaultRun
             members => new KvWorkload(options.Workload with { Seed = options.Seed }, members),
             async (workload, members, note) =>
             {
-                bool passed = await CheckFinalStateAsync(workload, members, note);
+                bool passed = await CheckFinalStateAsync(workload, members, new FinalReads(options.FinalReadTimeout), note);
                 var summary = HistoryCheck.Check(workload.Operations);
                 note(summary.Report.TrimEnd());
                 return (passed && summary.Result.IsLinearizable, summary.Total);
             });
 
     /// <summary>Final reads (recorded into the history), acknowledged write-once keys, identical replicas.</summary>
-    private static async Task<bool> CheckFinalStateAsync(KvWorkload workload, IReadOnlyList<NodeProcess> members, Action<string> note)
+    private static async Task<bool> CheckFinalStateAsync(KvWorkload workload, IReadOnlyList<NodeProcess> members, FinalReads reads, Action<string> note)
     {
         bool passed = true;
         var used = workload.KeysUsed.ToList();
+        int unanswered = 0;
+        void Unanswered(string what, RecordedOp last)
+        {
+            Interlocked.Increment(ref unanswered);
+            note($"UNANSWERED {what} after {reads.Describe()}: last attempt {KvWorkload.Describe(last)}");
+        }
 
         // Linearizable final reads of the keys of the last epochs, through every member, go into the history.
         var recent = used.Where(k => EpochOf(k) >= workload.Epoch - 1).ToList();
-        await ForEachAsync(recent.SelectMany(k => members.Select(m => (Key: k, Member: m))), item => workload.ReadAsync(0, item.Member, item.Key));
+        await ForEachAsync(recent.SelectMany(k => members.Select(m => (Key: k, Member: m))), async item =>
+        {
+            var read = await reads.UntilAnsweredAsync(() => workload.ReadAsync(0, item.Member, item.Key));
+            if (read.Outcome != OpOutcome.Ok)
+            {
+                Unanswered($"final read of {item.Key} via {item.Member.Name}", read);
+            }
+        });
 
         int lost = 0;
         var durable = workload.DurableAcknowledged.ToList();
         await ForEachAsync(durable.Select((pair, i) => (pair.Key, pair.Value, Member: members[i % members.Count])), async item =>
         {
-            var read = await workload.ReadAsync(0, item.Member, item.Key);
-            if (read.Outcome != OpOutcome.Ok || read.Result != item.Value)
+            // An error (no leader yet after the heal, 503, a timeout) says nothing about the data: asked again.
+            var read = await reads.UntilAnsweredAsync(() => workload.ReadAsync(0, item.Member, item.Key));
+            if (read.Outcome != OpOutcome.Ok)
+            {
+                Unanswered($"read of acknowledged {item.Key}={item.Value} via {item.Member.Name}", read);
+            }
+            else if (read.Result != item.Value)
             {
                 Interlocked.Increment(ref lost);
                 note($"LOST acknowledged write: {item.Key}={item.Value}, read {KvWorkload.Describe(read)}");
@@ -72,7 +95,12 @@ public static class FaultRun
             var values = new List<string>();
             foreach (var member in members)
             {
-                var read = await workload.ReadAsync(0, member, key, "stale");
+                var read = await reads.UntilAnsweredAsync(() => workload.ReadAsync(0, member, key, "stale"));
+                if (read.Outcome != OpOutcome.Ok)
+                {
+                    Unanswered($"stale read of {key} via {member.Name}", read);
+                }
+
                 values.Add(read.Outcome == OpOutcome.Ok ? read.Result ?? "<absent>" : "<error " + read.Detail + ">");
             }
 
@@ -84,6 +112,8 @@ public static class FaultRun
         });
         note(string.Create(CultureInfo.InvariantCulture, $"replica convergence: {keys.Count} keys on {members.Count} members, {diverged} differ"));
         passed &= diverged == 0;
+        note(string.Create(CultureInfo.InvariantCulture, $"final reads: {reads.Retried} asked again after an error, {unanswered} never answered"));
+        passed &= unanswered == 0;
         return passed;
     }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Stcache.Faults.Tests.Harness;
 using Stcache.Testing;
@@ -17,19 +16,36 @@ public static class RespFaultRun
             members => new RespWorkload(options.Workload with { Seed = options.Seed }, members),
             async (workload, members, note) =>
             {
+                // A final read that got an error (no leader yet after the heal) says nothing about the data: it is
+                // asked again; every attempt goes into the history (failed ones are left out of the check).
+                var reads = new FinalReads(options.FinalReadTimeout);
                 var final = new List<RespRecordedOp>();
+                int unanswered = 0;
                 foreach (string group in workload.GroupsUsed.Where(g => RespWorkload.EpochOf(g) >= workload.Epoch - 1))
                 {
                     foreach (var member in members)
                     {
-                        final.Add(await workload.ReadGroupAsync(member, group));
+                        var read = await reads.UntilAnsweredAsync(
+                            async () =>
+                            {
+                                var attempt = await workload.ReadGroupAsync(member, group);
+                                final.Add(attempt);
+                                return attempt;
+                            },
+                            attempt => attempt.Outcome == OpOutcome.Ok);
+                        if (read.Outcome != OpOutcome.Ok)
+                        {
+                            unanswered++;
+                            note($"UNANSWERED final read of group {group} via {member.Name} after {reads.Describe()}: last attempt {read}");
+                        }
                     }
                 }
 
-                bool passed = await CheckCounterAsync(workload, members, note);
+                bool passed = await CheckCounterAsync(workload, members, reads, note);
                 var all = workload.Operations.Concat(final).ToList();
                 passed &= CheckHistories(all, note);
-                return (passed, all.Count);
+                note(string.Create(CultureInfo.InvariantCulture, $"final reads: {reads.Retried} asked again after an error, {unanswered} never answered"));
+                return (passed && unanswered == 0, all.Count);
             });
 
     /// <summary>Linearizability of every group's history; the report lists each failing group's operations.</summary>
@@ -75,28 +91,23 @@ public static class RespFaultRun
     /// No acknowledged INCR lost, none applied twice: the final counter is at least the number of acknowledged
     /// INCRs and at most that plus the unknown ones; acknowledged INCRs answered distinct values, none above it.
     /// </summary>
-    private static async Task<bool> CheckCounterAsync(RespWorkload workload, IReadOnlyList<NodeProcess> members, Action<string> note)
+    private static async Task<bool> CheckCounterAsync(RespWorkload workload, IReadOnlyList<NodeProcess> members, FinalReads reads, Action<string> note)
     {
         var acknowledged = workload.CounterAcknowledged.ToList();
         int unknown = workload.CounterUnknown;
-        long? final = null;
-        var deadline = Stopwatch.StartNew();
-        for (int attempt = 0; final is null && deadline.Elapsed < TimeSpan.FromSeconds(15); attempt++)
-        {
-            var reply = await workload.ReadCounterAsync(members[attempt % members.Count]);
-            if (reply is { Type: '$' } value)
-            {
-                final = long.Parse(value.Text!, CultureInfo.InvariantCulture);
-            }
-            else if (reply is { Type: '_' })
-            {
-                final = 0;
-            }
-        }
 
+        // Each attempt through the next member; an error or no answer says nothing about the counter: asked again.
+        int attempt = 0;
+        var reply = await reads.UntilAnsweredAsync(() => workload.ReadCounterAsync(members[attempt++ % members.Count]), r => r is { Type: '$' or '_' });
+        long? final = reply switch
+        {
+            { Type: '$' } value => long.Parse(value.Text!, CultureInfo.InvariantCulture),
+            { Type: '_' } => 0,
+            _ => null,
+        };
         if (final is null)
         {
-            note("counter: no member answered a GET of " + RespWorkload.CounterKey);
+            note($"counter: no member answered a GET of {RespWorkload.CounterKey} in {attempt} attempts, {reads.Describe()}");
             return false;
         }
 

@@ -241,26 +241,40 @@ internal sealed class CommandService
     /// new leader (the general path).</summary>
     internal ValueTask<WriteOutcome[]> FinishHereAsync(WritesHere here)
     {
-        if (here.Batch is { } batch)
+        if (here.Batch is not { } batch)
         {
-            FinishLocally(batch, here.Outcomes, here.Positions, here.Proposed);
+            return new ValueTask<WriteOutcome[]>(here.Outcomes); // nothing proposed: refused or out of time, not retried
         }
 
-        return Array.Exists(here.Outcomes, IsRetryable)
-            ? new ValueTask<WriteOutcome[]>(WriteBatchCoreAsync(here.Commands, here.Started, here.Cancellation, here.Outcomes))
-            : new ValueTask<WriteOutcome[]>(here.Outcomes);
+        var outcomes = batch.Outcomes!;
+        FinishLocally(batch, outcomes, batch.Positions, batch.Proposed);
+        return Array.Exists(outcomes, IsRetryable)
+            ? new ValueTask<WriteOutcome[]>(WriteBatchCoreAsync(batch.Commands!, batch.Started, batch.CallerToken, outcomes))
+            : new ValueTask<WriteOutcome[]>(outcomes);
     }
 
     private WritesHere StartHere(IReadOnlyList<WriteRequest> commands, long started, CancellationToken cancellationToken)
     {
         var outcomes = new WriteOutcome[commands.Count];
         var batch = StartLocally(commands, outcomes, Remaining(started), cancellationToken, out int[]? positions, out int proposed);
-        return new WritesHere(commands, outcomes, batch, positions, proposed, started, cancellationToken);
+        if (batch is not null)
+        {
+            // What finishing needs rides on the batch, so that the caller's frame keeps two references across its
+            // await, not seven (that frame is also every RESP read batch's).
+            batch.Commands = commands;
+            batch.Outcomes = outcomes;
+            batch.Positions = positions;
+            batch.Proposed = proposed;
+            batch.Started = started;
+            batch.CallerToken = cancellationToken;
+        }
+
+        return new WritesHere(batch, outcomes);
     }
 
-    /// <summary>Writes proposed on this node by <see cref="TryStartHere"/>, not finished yet.</summary>
-    internal readonly record struct WritesHere(
-        IReadOnlyList<WriteRequest> Commands, WriteOutcome[] Outcomes, ProposalBatch? Batch, int[]? Positions, int Proposed, long Started, CancellationToken Cancellation)
+    /// <summary>Writes proposed on this node by <see cref="TryStartHere"/>, not finished yet: the batch to await
+    /// (null when nothing was proposed and <see cref="Outcomes"/> are final).</summary>
+    internal readonly record struct WritesHere(ProposalBatch? Batch, WriteOutcome[] Outcomes)
     {
         /// <summary>Completes once every proposed write is answered; await once.</summary>
         public ValueTask WaitAsync() => Batch?.WaitAsync() ?? ValueTask.CompletedTask;

@@ -79,7 +79,12 @@ public sealed partial class CacheStateMachine
         _ => false,
     };
 
-    private Reply Dispatch(Invocation call)
+    // SET, the common write, is answered before the general switch: that method's lambdas capture its arguments,
+    // so entering it allocates their closure, once per applied entry.
+    private Reply Dispatch(Invocation call) =>
+        call.Op == Op.Set && call.Args.Length >= MinimumArgs(Op.Set) ? Set(call) : DispatchAny(call);
+
+    private Reply DispatchAny(Invocation call)
     {
         byte[][] a = call.Args;
         if (a.Length < MinimumArgs(call.Op))
@@ -234,7 +239,7 @@ public sealed partial class CacheStateMachine
         }
         else
         {
-            Store(key, call.Args[1], expiresAt, (flags & OpFlags.KeepTtl) != 0);
+            Store(key, call.Args[1], expiresAt, (flags & OpFlags.KeepTtl) != 0, current);
         }
 
         return (flags & OpFlags.Get) != 0 ? old : Reply.Ok;

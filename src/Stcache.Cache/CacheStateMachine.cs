@@ -575,10 +575,13 @@ public sealed partial class CacheStateMachine
     }
 
     /// <summary>Creates or overwrites a string key. Returns the entry.</summary>
-    private KeyEntry Store(byte[] key, byte[] value, long expiresAtUnixMs, bool keepTtl)
+    /// <param name="current">The key's live entry, when the caller just looked it up (<see cref="Lookup"/>, with no
+    /// removal since): it is used as it is, without a second lookup and handle.</param>
+    private KeyEntry Store(byte[] key, byte[] value, long expiresAtUnixMs, bool keepTtl, KeyEntry? current = null)
     {
-        if (_keys.TryGetValue(key, out var existing))
+        if (current is not null || _keys.TryGetValue(key, out current))
         {
+            var existing = current;
             bool expired = existing.ExpiresAtUnixMs != 0 && existing.ExpiresAtUnixMs <= _now;
             var entry = Own(existing);
             SetValue(entry, value);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 
 namespace Stcache.Raft;
 
@@ -252,5 +253,34 @@ internal static class Invariant
         {
             throw new InvariantViolationException(message);
         }
+    }
+
+    /// <summary>As <see cref="Check(bool, string)"/>, with a message formatted only when the check fails: the
+    /// checks run on every pass of the loop, and an interpolated string there was allocated for every write.</summary>
+    public static void Check(bool condition, [InterpolatedStringHandlerArgument(nameof(condition))] ref MessageHandler message)
+    {
+        if (!condition)
+        {
+            throw new InvariantViolationException(message.ToStringAndClear());
+        }
+    }
+
+    /// <summary>Formats an invariant's message only when its condition is false.</summary>
+    [InterpolatedStringHandler]
+    public ref struct MessageHandler
+    {
+        private DefaultInterpolatedStringHandler _inner;
+
+        public MessageHandler(int literalLength, int formattedCount, bool condition, out bool shouldAppend)
+        {
+            _inner = condition ? default : new DefaultInterpolatedStringHandler(literalLength, formattedCount, CultureInfo.InvariantCulture);
+            shouldAppend = !condition;
+        }
+
+        public void AppendLiteral(string value) => _inner.AppendLiteral(value);
+
+        public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+        public string ToStringAndClear() => _inner.ToStringAndClear();
     }
 }

@@ -345,7 +345,19 @@ internal sealed partial class HttpApi
                 return;
             }
 
-            var outcomes = await service.WriteBatchAsync([WriteRequestOf(command, ttl ?? 0)], context.RequestAborted);
+            WriteRequest[] requests = [WriteRequestOf(command, ttl ?? 0)];
+            WriteOutcome[] outcomes;
+            if (service.TryStartHere(requests, context.RequestAborted, out var here))
+            {
+                // Awaited in this frame: no state machine of the write path's own.
+                await here.WaitAsync();
+                outcomes = await service.FinishHereAsync(here);
+            }
+            else
+            {
+                outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
+            }
+
             await AnswerWriteAsync(context, key, outcomes[0]);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)

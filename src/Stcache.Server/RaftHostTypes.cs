@@ -257,6 +257,21 @@ internal sealed class ProposalBatch : IValueTaskSource
 
     internal CancellationTokenRegistration Cancellation { get; set; }
 
+    // The proposing caller's side (CommandService.TryStartHere), set before the batch is awaited and read after it
+    // completed, on the caller's side only: its commands, their outcomes, which commands the slots answer, how
+    // many were proposed, when it started (a Stopwatch timestamp) and its token.
+    internal IReadOnlyList<WriteRequest>? Commands { get; set; }
+
+    internal WriteOutcome[]? Outcomes { get; set; }
+
+    internal int[]? Positions { get; set; }
+
+    internal int Proposed { get; set; }
+
+    internal long Started { get; set; }
+
+    internal CancellationToken CallerToken { get; set; }
+
     /// <summary>The list that collects the batches answered on this thread until it is set back to null (the Raft
     /// loop's, around one pass of the driver).</summary>
     internal static List<ProposalBatch>? Collector

@@ -318,7 +318,17 @@ internal sealed class RespConnection
                 {
                     // Awaited here, not in a frame of its own: one state machine less per write.
                     var requests = CollectWrites(batch, ref i, parsed.Write, parsedAt);
-                    var outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
+                    WriteOutcome[] outcomes;
+                    if (_server.Service.TryStartHere(requests, cancellationToken, out var here))
+                    {
+                        await here.WaitAsync().ConfigureAwait(false);
+                        outcomes = await _server.Service.FinishHereAsync(here).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        outcomes = await _server.Service.WriteBatchAsync(requests, cancellationToken).ConfigureAwait(false);
+                    }
+
                     requests.Clear();
                     AnswerWrites(outcomes);
                 }

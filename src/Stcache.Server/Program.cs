@@ -288,6 +288,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                 PipelineFollowerWrites = options.WalPipelineFollowers,
+                InlinePeerPasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "0",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

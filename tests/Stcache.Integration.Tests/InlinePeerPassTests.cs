@@ -203,6 +203,29 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         Assert.NotEqual(secondDeliverer, stepped.Last().Thread);
     }
 
+    [Fact]
+    public async Task A_pass_that_fails_on_a_delivering_thread_stops_the_node_as_a_failure_of_the_loop_would()
+    {
+        var store = new RefusingLogStore(SingleNodeHost.Log());
+        var (host, clock) = SingleNodeHost.Start(log: store);
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        var stepped = new ConcurrentQueue<int>();
+        host.PeerMessageStepping = _ => stepped.Enqueue(Environment.CurrentManagedThreadId);
+        store.Broken = true; // not a refusal (IOException) but a bug: the driver does not catch it
+
+        int deliverer = DeliverOnThread(host, Heartbeat(host, new Term(host.Status.Term.Value + 1)));
+        Assert.Equal(new[] { deliverer }, stepped.ToArray());
+        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => host.Completion.WaitAsync(s_limit));
+        Assert.Equal(RefusingLogStore.BrokenMessage, failure.Message);
+
+        // Nothing runs a pass any more: a later message is not stepped.
+        DeliverOnThread(host, Heartbeat(host, new Term(host.Status.Term.Value + 2)));
+        Assert.Single(stepped);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -328,7 +351,8 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Refuses saves while <see cref="Full"/>; records the thread of the last save that succeeded.</summary>
+    /// <summary>Refuses saves while <see cref="Full"/>, fails them with a bug while <see cref="Broken"/>; records the
+    /// thread of the last save that succeeded.</summary>
     private sealed class RefusingLogStore(IRaftLogStore inner) : IRaftLogStore
     {
         public volatile bool Full;
@@ -337,10 +361,19 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
 
         public int SavedOn;
 
+        public volatile bool Broken;
+
+        public const string BrokenMessage = "a bug in the store (simulated)";
+
         public PersistentState Load() => inner.Load();
 
         public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
         {
+            if (Broken)
+            {
+                throw new InvalidOperationException(BrokenMessage);
+            }
+
             if (Full)
             {
                 Interlocked.Increment(ref Refused);

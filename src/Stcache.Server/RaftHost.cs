@@ -93,7 +93,8 @@ public sealed class RaftHost : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
-            SingleReader = true,
+            // Read by whoever runs a pass: the loop, or a delivering thread while the loop's wait stays pending.
+            SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
         if (options.Raft.AsyncStorageWrites)

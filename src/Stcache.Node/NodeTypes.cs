@@ -51,6 +51,10 @@ public sealed record RaftHostOptions
     /// loop. Off, every peer message is queued for the loop.</summary>
     public bool InlinePeerPasses { get; init; } = true;
 
+    /// <summary>With <see cref="InlinePeerPasses"/>: a leader handles its peer messages inline too. Off, only a
+    /// follower (or candidate) does, and a leader queues them for its loop.</summary>
+    public bool InlinePeerPassesOnLeader { get; init; } = true;
+
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 

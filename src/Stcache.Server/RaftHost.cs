@@ -174,8 +174,9 @@ public sealed class RaftHost : IAsyncDisposable
         _started = true;
     }
 
-    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0" (for
-    /// measuring both ways with one build).</summary>
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0", and
+    /// <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/> off when "followers" (for measuring each way with one
+    /// build).</summary>
     public const string InlinePassesSwitch = "STCACHE_INLINE_PEER_PASSES";
 
     /// <summary>Called in a pass with each peer message just before the driver steps it: for tests that check where
@@ -202,7 +203,7 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(_options.InlinePeerPasses && TryPassInline(message)))
+        if (!(_options.InlinePeerPasses && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader) && TryPassInline(message)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }

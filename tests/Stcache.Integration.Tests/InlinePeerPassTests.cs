@@ -49,6 +49,31 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task With_inline_passes_for_followers_only_a_leader_queues_its_peer_messages_for_the_loop()
+    {
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = false });
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        var stepped = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.PeerMessageStepping = _ => stepped.TrySetResult(Environment.CurrentManagedThreadId);
+        int deliverer = DeliverOnThread(host, new Message { Type = MessageType.Probe, From = new NodeId(2), To = host.Id, Term = host.Status.Term });
+        Assert.NotEqual(deliverer, await stepped.Task.WaitAsync(s_limit));
+
+        // Once it follows, a message is handled where it arrives again.
+        var newer = new Term(host.Status.Term.Value + 1);
+        var follows = TermReached(host, newer);
+        DeliverOnThread(host, Heartbeat(host, newer));
+        await follows.WaitAsync(s_limit);
+        await WaitUntilIdleAsync(host);
+        int onThread = 0;
+        host.PeerMessageStepping = _ => Volatile.Write(ref onThread, Environment.CurrentManagedThreadId);
+        int second = DeliverOnThread(host, Heartbeat(host, newer));
+        Assert.Equal(second, Volatile.Read(ref onThread));
+    }
+
+    [Fact]
     public async Task A_peer_message_delivered_while_the_loop_is_busy_is_queued_for_the_loop()
     {
         await using var node = await GatedNode.StartLeadingAsync();

@@ -46,6 +46,15 @@ public sealed record RaftHostOptions
     /// <summary>Inputs handled before the core is asked for a Ready; they then share one fsync (group commit).</summary>
     public int InputBatchMax { get; init; } = 4096;
 
+    /// <summary>The production host only (the simulator has no threads): a peer message delivered while the loop
+    /// is idle is handled by a pass on the delivering thread (the peer link's receive thread) instead of waking the
+    /// loop. Off, every peer message is queued for the loop.</summary>
+    public bool InlinePeerPasses { get; init; } = true;
+
+    /// <summary>With <see cref="InlinePeerPasses"/>: a leader handles its peer messages inline too. Off, only a
+    /// follower (or candidate) does, and a leader queues them for its loop.</summary>
+    public bool InlinePeerPassesOnLeader { get; init; } = true;
+
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 

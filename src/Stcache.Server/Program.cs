@@ -288,6 +288,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                 PipelineFollowerWrites = options.WalPipelineFollowers,
+                InlinePeerPasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "0",
+                InlinePeerPassesOnLeader = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "followers",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

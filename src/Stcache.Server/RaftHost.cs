@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Stcache.Cache;
@@ -8,13 +9,22 @@ using Stcache.Raft;
 namespace Stcache.Server;
 
 /// <summary>
+/// <para>
 /// The async shell around one <see cref="NodeDriver"/>: a single loop reads two bounded channels of inputs, Raft
 /// traffic (ticks, peer messages, transport reports) before client inputs (proposals, reads, membership changes), so
 /// an overload of clients delays them (back-pressure) and never crowds out heartbeats and votes. It hands every queued input to the driver before asking it to
 /// process (so a burst of proposals shares one fsync), and performs the driver's effects: messages to the network,
 /// snapshots written and streamed off the loop, waits for a refusing disk. Every decision is the driver's; this class
 /// owns only the channel, the timer and the tasks callers await. Every public method is thread-safe; all driver,
-/// core and storage calls happen on the loop.
+/// core and storage calls happen in a pass, and one pass runs at a time: whoever runs one holds the pass gate.
+/// </para>
+/// <para>
+/// Who runs a pass (<see cref="RaftHostOptions.InlinePeerPasses"/>, "flat combining"): the loop, a thread-pool task
+/// woken by what is queued, and a thread that delivers a peer message (<see cref="Deliver"/>, the peer link's receive
+/// thread) while the gate is free: that thread then runs the pass itself, with whatever is queued before its message,
+/// and saves the loop's wake-up. A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of
+/// the log writer) is handed over to the loop there: a receive thread never blocks on a wait.
+/// </para>
 /// </summary>
 public sealed class RaftHost : IAsyncDisposable
 {
@@ -34,6 +44,16 @@ public sealed class RaftHost : IAsyncDisposable
     private long _peerInputsDropped;
     private long _lastDropLogged;
 
+    // The pass gate: 1 while a pass runs (the loop's, or an inline one on a delivering thread). The loop, finding it
+    // held, parks its wait here, and delivering threads then leave the gate to it (they queue instead), so the loop
+    // is never starved; the loop holds it for good once it ends, so no pass runs after stop.
+    private int _gate;
+    private TaskCompletionSource? _loopWantsGate;
+    private volatile bool _started;
+
+    // A pass on a delivering thread failed: the loop rethrows it as its own failure.
+    private volatile ExceptionDispatchInfo? _inlineFailure;
+
     // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
     private Task<bool>? _raftWait;
     private Task<bool>? _clientWait;
@@ -44,7 +64,7 @@ public sealed class RaftHost : IAsyncDisposable
     // --wal-pipeline true: the thread that persists the Readies the loop hands out (null: the loop saves).
     private readonly RaftHostWalWriter? _walWriter;
 
-    // Loop-owned state below: touched only by the loop task (and the constructor before it starts).
+    // Pass-owned state below: touched only by whoever holds the pass gate (and the constructor before the start).
     private readonly List<ReadOnlyMemory<byte>> _queuedCommands = [];
     private readonly List<ProposalRequest> _queuedWaiters = [];
     private readonly List<ProposalBatch> _answered = [];
@@ -73,7 +93,8 @@ public sealed class RaftHost : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
-            SingleReader = true,
+            // Read by whoever runs a pass: the loop, or a delivering thread while the loop's wait stays pending.
+            SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
         if (options.Raft.AsyncStorageWrites)
@@ -150,11 +171,28 @@ public sealed class RaftHost : IAsyncDisposable
         _tickEpoch = _time.GetTimestamp();
         _loop = Task.Run(RunLoopAsync);
         _ticker = Task.Run(RunTickerAsync);
+        _started = true;
     }
 
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0", and
+    /// <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/> off when "followers" (for measuring each way with one
+    /// build).</summary>
+    public const string InlinePassesSwitch = "STCACHE_INLINE_PEER_PASSES";
+
+    /// <summary>Called in a pass with each peer message just before the driver steps it: for tests that check where
+    /// and in which order messages are handled.</summary>
+    internal Action<Message>? PeerMessageStepping { get; set; }
+
+    /// <summary>True while a pass runs (someone holds the pass gate), for tests.</summary>
+    internal bool PassRunning => Volatile.Read(ref _gate) != 0;
+
     /// <summary>
-    /// Hands a message from a peer to the core. Never blocks; drops invalid messages, and when the Raft input queue
-    /// is full (<see cref="PeerInputsDropped"/>, logged at most once a second).
+    /// Hands a message from a peer to the core: with <see cref="RaftHostOptions.InlinePeerPasses"/> and no pass
+    /// running, in a pass on this thread (which may save to the log: the caller must be a thread that may wait on
+    /// the disk, as a peer link's receive thread may), else through the Raft input queue. Never waits for another
+    /// thread; drops invalid messages, and when the Raft input queue is full (<see cref="PeerInputsDropped"/>,
+    /// logged at most once a second). One sender's messages must come from one thread at a time, in order: they are
+    /// stepped in that order.
     /// </summary>
     public void Deliver(Message message)
     {
@@ -165,7 +203,10 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        EnqueueRaftInput(new PeerMessageInput(message), "peer message");
+        if (!(_options.InlinePeerPasses && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader) && TryPassInline(message)))
+        {
+            EnqueueRaftInput(new PeerMessageInput(message), "peer message");
+        }
     }
 
     public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
@@ -500,43 +541,144 @@ public sealed class RaftHost : IAsyncDisposable
 
     private async Task RunLoopAsync()
     {
-        var raftReader = _raftInputs.Reader;
-        var clientReader = _inputs.Reader;
+        bool holding = false;
         try
         {
             while (await WaitForInputAsync().ConfigureAwait(false))
             {
-                _driver.Tick(DueTicks());
-                CollectSavedSnapshot();
-                CollectPersisted();
+                await EnterGateAsync().ConfigureAwait(false);
+                holding = true;
+                _inlineFailure?.Throw();
 
-                // Raft traffic first, then clients: each at most a batch, so neither starves the other.
-                int handled = 0;
-                while (handled < _options.InputBatchMax && raftReader.TryRead(out var input))
+                // A pass on a delivering thread left the driver waiting and handed the wait over (its wake-up input
+                // is queued): finish the Ready before the driver takes input again.
+                if (_driver.Waiting != DriverWait.None && !await ProcessAsync().ConfigureAwait(false))
                 {
-                    Handle(input);
-                    handled++;
+                    break;
                 }
 
-                handled = 0;
-                while (handled < _options.InputBatchMax && clientReader.TryRead(out var input))
+                // Woken for inputs an inline pass has taken since: nothing to do.
+                if (_raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _))
                 {
-                    if (input is ProposeInput propose)
+                    TakeInputs(null);
+                    if (!await ProcessAsync().ConfigureAwait(false))
                     {
-                        QueueProposal(propose);
+                        break;
                     }
-                    else
-                    {
-                        ProposeQueued();
-                        Handle(input);
-                    }
-
-                    handled++;
                 }
 
+                holding = false;
+                ExitGate();
+            }
+        }
+        catch (Exception e)
+        {
+            if (!holding)
+            {
+                await EnterGateAsync().ConfigureAwait(false);
+            }
+
+            Log.LoopFailed(_logger, e);
+            FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node stopped: " + e.Message, outcomeUnknown: true));
+            throw;
+        }
+
+        // The gate stays held from here on: no pass after stop.
+        if (!holding)
+        {
+            await EnterGateAsync().ConfigureAwait(false);
+        }
+
+        FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
+    }
+
+    /// <summary>
+    /// One pass's inputs, under the gate: due ticks and what the log writer and the snapshot writer finished, then
+    /// Raft traffic, then clients, each at most a batch so neither starves the other, proposals held back to be
+    /// proposed together. <paramref name="delivered"/> (an inline pass's own message) is stepped after the Raft queue
+    /// is drained, or queued behind it if the queue holds more than a batch: a sender's messages stay in order.
+    /// </summary>
+    private void TakeInputs(Message? delivered)
+    {
+        _driver.Tick(DueTicks());
+        CollectSavedSnapshot();
+        CollectPersisted();
+
+        var raftReader = _raftInputs.Reader;
+        int handled = 0;
+        while (handled < _options.InputBatchMax && raftReader.TryRead(out var input))
+        {
+            Handle(input);
+            handled++;
+        }
+
+        if (delivered is not null)
+        {
+            if (handled < _options.InputBatchMax)
+            {
+                StepPeer(delivered);
+            }
+            else
+            {
+                EnqueueRaftInput(new PeerMessageInput(delivered), "peer message");
+            }
+        }
+
+        var clientReader = _inputs.Reader;
+        handled = 0;
+        while (handled < _options.InputBatchMax && clientReader.TryRead(out var input))
+        {
+            if (input is ProposeInput propose)
+            {
+                QueueProposal(propose);
+            }
+            else
+            {
                 ProposeQueued();
+                Handle(input);
+            }
 
-                if (!await ProcessAsync().ConfigureAwait(false))
+            handled++;
+        }
+
+        ProposeQueued();
+    }
+
+    /// <summary>
+    /// Runs passes on this (delivering) thread if no pass is running and the loop is not waiting for the gate:
+    /// <paramref name="message"/> is stepped in the first. Goes on while inputs are queued, until the loop asks for
+    /// the gate (it was woken for them anyway) or after <see cref="RaftHostOptions.InputBatchMax"/> passes. A pass
+    /// that leaves the driver waiting wakes the loop to do the wait. False: nothing was done, queue the message.
+    /// </summary>
+    private bool TryPassInline(Message message)
+    {
+        if (!_started || _stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null
+            || Interlocked.CompareExchange(ref _gate, 1, 0) != 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (_inlineFailure is not null || _driver.Waiting != DriverWait.None)
+            {
+                return false; // the loop was woken for what it must do first; the message queues behind it
+            }
+
+            Message? delivered = message;
+            for (int pass = 0; pass < _options.InputBatchMax; pass++)
+            {
+                TakeInputs(delivered);
+                delivered = null;
+                ProcessAnswering();
+                if (_driver.Waiting != DriverWait.None)
+                {
+                    _raftInputs.Writer.TryWrite(WakeInput.Instance); // if full, the loop wakes for what fills it
+                    break;
+                }
+
+                if (_stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null
+                    || !(_raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _)))
                 {
                     break;
                 }
@@ -544,12 +686,41 @@ public sealed class RaftHost : IAsyncDisposable
         }
         catch (Exception e)
         {
-            Log.LoopFailed(_logger, e);
-            FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node stopped: " + e.Message, outcomeUnknown: true));
-            throw;
+            // The loop's failure, as if its own pass had thrown: it logs it, fails what waits and stops.
+            _inlineFailure = ExceptionDispatchInfo.Capture(e);
+            _raftInputs.Writer.TryWrite(WakeInput.Instance);
+        }
+        finally
+        {
+            ExitGate();
         }
 
-        FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
+        return true;
+    }
+
+    /// <summary>Takes the pass gate for the loop, waiting (asynchronously) for a pass on a delivering thread to end;
+    /// while the loop waits, delivering threads queue instead of taking the gate.</summary>
+    private async ValueTask EnterGateAsync()
+    {
+        while (Interlocked.CompareExchange(ref _gate, 1, 0) != 0)
+        {
+            var wants = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _loopWantsGate, wants);
+            if (Interlocked.CompareExchange(ref _gate, 1, 0) == 0)
+            {
+                break; // released in between: its holder may have missed the request
+            }
+
+            await wants.Task.ConfigureAwait(false);
+        }
+
+        Volatile.Write(ref _loopWantsGate, null);
+    }
+
+    private void ExitGate()
+    {
+        Volatile.Write(ref _gate, 0);
+        Interlocked.Exchange(ref _loopWantsGate, null)?.TrySetResult();
     }
 
     /// <summary>Lets the driver process, performing the waits it asks for; false when stopping cut a wait short.</summary>
@@ -603,6 +774,8 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     private void ProcessAnswering()
     {
+        // A pass may run inside another host's (an in-process network delivers in its sender's pass): keep its list.
+        var outer = ProposalBatch.Collector;
         ProposalBatch.Collector = _answered;
         try
         {
@@ -610,7 +783,7 @@ public sealed class RaftHost : IAsyncDisposable
         }
         finally
         {
-            ProposalBatch.Collector = null;
+            ProposalBatch.Collector = outer;
             if (_answered.Count == 1)
             {
                 _answered[0].Complete(inline: false);
@@ -730,7 +903,7 @@ public sealed class RaftHost : IAsyncDisposable
                 break;
             case PeerMessageInput peer:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(peer.QueuedAt), s_peerTag);
-                _driver.Step(peer.Message);
+                StepPeer(peer.Message);
                 break;
             case ProposeInput propose:
                 QueueProposal(propose);
@@ -771,6 +944,12 @@ public sealed class RaftHost : IAsyncDisposable
                 _driver.ReportNotAMember(told.Peer, told.AsOf);
                 break;
         }
+    }
+
+    private void StepPeer(Message message)
+    {
+        PeerMessageStepping?.Invoke(message);
+        _driver.Step(message);
     }
 
     /// <summary>Writes a snapshot the driver captured, off the loop, then wakes the loop to hand it back.</summary>

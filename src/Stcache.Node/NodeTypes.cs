@@ -51,9 +51,11 @@ public sealed record RaftHostOptions
     /// loop. Off, every peer message is queued for the loop.</summary>
     public bool InlinePeerPasses { get; init; } = true;
 
-    /// <summary>With <see cref="InlinePeerPasses"/>: a leader handles its peer messages inline too. Off, only a
-    /// follower (or candidate) does, and a leader queues them for its loop.</summary>
-    public bool InlinePeerPassesOnLeader { get; init; } = true;
+    /// <summary>With <see cref="InlinePeerPasses"/>: a leader handles its peer messages inline too. Off (the
+    /// default), only a follower (or candidate) does, and a leader queues them for its loop: on the quiet machine a
+    /// leader that answered each acknowledgement where it arrived wrote 7-14% slower over HTTP
+    /// (docs/PERFORMANCE.md, "Peer messages handled where they arrive, session 12").</summary>
+    public bool InlinePeerPassesOnLeader { get; init; }
 
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;

@@ -289,7 +289,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                 PipelineFollowerWrites = options.WalPipelineFollowers,
                 InlinePeerPasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "0",
-                InlinePeerPassesOnLeader = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "followers",
+                InlinePeerPassesOnLeader = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) == "all",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

@@ -175,7 +175,7 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0", and
-    /// <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/> off when "followers" (for measuring each way with one
+    /// <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/> on when "all" (for measuring each way with one
     /// build).</summary>
     public const string InlinePassesSwitch = "STCACHE_INLINE_PEER_PASSES";
 

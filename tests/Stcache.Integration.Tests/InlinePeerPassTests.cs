@@ -22,7 +22,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [InlineData(false)]
     public async Task A_peer_message_delivered_while_the_loop_is_idle_is_handled_where_it_arrives(bool inline)
     {
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline });
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline, InlinePeerPassesOnLeader = true });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
@@ -103,7 +103,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     public async Task Each_senders_messages_are_stepped_in_order_under_contention(bool inline)
     {
         const int perPeer = 3000;
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline });
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline, InlinePeerPassesOnLeader = true });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         var term = host.Status.Term;
@@ -256,7 +256,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [InlineData(false)]
     public async Task Stopping_while_receive_threads_deliver_and_clients_write_leaves_nothing_hanging(bool inline)
     {
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline });
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPasses = inline, InlinePeerPassesOnLeader = true });
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         var term = host.Status.Term;
 

@@ -186,7 +186,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     public async Task A_pass_that_must_wait_for_storage_hands_the_wait_to_the_loop()
     {
         var store = new RefusingLogStore(SingleNodeHost.Log());
-        var (host, clock) = SingleNodeHost.Start(log: store);
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true }, log: store);
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
@@ -232,7 +232,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     public async Task A_pass_that_fails_on_a_delivering_thread_stops_the_node_as_a_failure_of_the_loop_would()
     {
         var store = new RefusingLogStore(SingleNodeHost.Log());
-        var (host, clock) = SingleNodeHost.Start(log: store);
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true }, log: store);
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);

@@ -290,6 +290,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 PipelineFollowerWrites = options.WalPipelineFollowers,
                 InlinePeerPasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "0",
                 InlinePeerPassesOnLeader = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) == "all",
+                InlinePeerAppends = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) is "appends" or "all",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

@@ -174,7 +174,8 @@ public sealed class RaftHost : IAsyncDisposable
         _started = true;
     }
 
-    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0", and
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlinePeerPasses"/> off when "0",
+    /// <see cref="RaftHostOptions.InlinePeerAppends"/> on when "appends", and both it and
     /// <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/> on when "all" (for measuring each way with one
     /// build).</summary>
     public const string InlinePassesSwitch = "STCACHE_INLINE_PEER_PASSES";
@@ -203,7 +204,8 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(_options.InlinePeerPasses && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader) && TryPassInline(message)))
+        if (!(_options.InlinePeerPasses && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader)
+            && (_options.InlinePeerAppends || message.Type != MessageType.Append || message.Entries.Length == 0) && TryPassInline(message)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }

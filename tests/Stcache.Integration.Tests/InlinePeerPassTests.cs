@@ -73,6 +73,49 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         Assert.Equal(second, Volatile.Read(ref onThread));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_follower_queues_an_append_with_entries_for_its_loop_unless_appends_are_handled_inline(bool appendsInline)
+    {
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerAppends = appendsInline });
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        // It follows node 2 (a heartbeat is handled where it arrives either way), then node 2 sends it an entry.
+        var newer = new Term(host.Status.Term.Value + 1);
+        var follows = TermReached(host, newer);
+        DeliverOnThread(host, Heartbeat(host, newer));
+        await follows.WaitAsync(s_limit);
+        await WaitUntilIdleAsync(host);
+
+        var stepped = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.PeerMessageStepping = m =>
+        {
+            if (m.Type == MessageType.Append)
+            {
+                stepped.TrySetResult(Environment.CurrentManagedThreadId);
+            }
+        };
+        var last = host.Status.LastIndex;
+        var append = new Message
+        {
+            Type = MessageType.Append, From = new NodeId(2), To = host.Id, Term = newer, Index = last, LogTerm = new Term(newer.Value - 1),
+            Entries = [new Entry(newer, last.Next, EntryType.Normal, "x"u8.ToArray())],
+        };
+        int deliverer = DeliverOnThread(host, append);
+        int stepper = await stepped.Task.WaitAsync(s_limit);
+        if (appendsInline)
+        {
+            Assert.Equal(deliverer, stepper);
+        }
+        else
+        {
+            Assert.NotEqual(deliverer, stepper);
+        }
+    }
+
     [Fact]
     public async Task A_peer_message_delivered_while_the_loop_is_busy_is_queued_for_the_loop()
     {

@@ -277,6 +277,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 RandomSeed = (ulong)Random.Shared.NextInt64(1, long.MaxValue),
 #pragma warning restore CA5394
             };
+            string? inlinePasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch);
             var hostOptions = new RaftHostOptions
             {
                 Raft = raftConfig,
@@ -288,9 +289,9 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 SnapshotLogBytes = options.SnapshotLogBytes,
                 SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                 PipelineFollowerWrites = options.WalPipelineFollowers,
-                InlinePeerPasses = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) != "0",
-                InlinePeerPassesOnLeader = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) == "all",
-                InlinePeerAppends = Environment.GetEnvironmentVariable(RaftHost.InlinePassesSwitch) is "appends" or "all",
+                InlinePeerPasses = inlinePasses != "0",
+                InlinePeerPassesOnLeader = inlinePasses == "all",
+                InlinePeerAppends = inlinePasses is "appends" or "all",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };

@@ -187,6 +187,9 @@ public sealed class RaftHost : IAsyncDisposable
     /// <summary>True while a pass runs (someone holds the pass gate), for tests.</summary>
     internal bool PassRunning => Volatile.Read(ref _gate) != 0;
 
+    /// <summary>Called each time a pass releases the gate: for tests that wait for the host to be idle.</summary>
+    internal Action? PassEnded { get; set; }
+
     /// <summary>
     /// Hands a message from a peer to the core: with <see cref="RaftHostOptions.InlinePeerPasses"/> and no pass
     /// running, in a pass on this thread (which may save to the log: the caller must be a thread that may wait on
@@ -204,12 +207,19 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(_options.InlinePeerPasses && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader)
-            && (_options.InlinePeerAppends || message.Type != MessageType.Append || message.Entries.Length == 0) && TryPassInline(message)))
+        if (!(MayPassInline(message) && TryPassInline(message)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }
     }
+
+    /// <summary>Whether the options let <paramref name="message"/> be handled on its delivering thread: on a follower
+    /// unless <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/>, and an append with entries only with
+    /// <see cref="RaftHostOptions.InlinePeerAppends"/>.</summary>
+    private bool MayPassInline(Message message) =>
+        _options.InlinePeerPasses
+        && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader)
+        && (_options.InlinePeerAppends || message.Type != MessageType.Append || message.Entries.Length == 0);
 
     public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
 
@@ -723,6 +733,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         Volatile.Write(ref _gate, 0);
         Interlocked.Exchange(ref _loopWantsGate, null)?.TrySetResult();
+        PassEnded?.Invoke();
     }
 
     /// <summary>Lets the driver process, performing the waits it asks for; false when stopping cut a wait short.</summary>

@@ -228,11 +228,8 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [Fact]
     public async Task A_pass_that_must_wait_for_storage_hands_the_wait_to_the_loop()
     {
-        var store = new RefusingLogStore(SingleNodeHost.Log());
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true }, log: store);
+        var (host, clock, store) = await StartIdleLeaderAsync();
         await using var running = host;
-        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
-        await WaitUntilIdleAsync(host);
 
         var stepped = new ConcurrentQueue<(ulong Round, int Thread)>();
         var second = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -274,11 +271,8 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [Fact]
     public async Task A_pass_that_fails_on_a_delivering_thread_stops_the_node_as_a_failure_of_the_loop_would()
     {
-        var store = new RefusingLogStore(SingleNodeHost.Log());
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true }, log: store);
+        var (host, clock, store) = await StartIdleLeaderAsync();
         await using var running = host;
-        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
-        await WaitUntilIdleAsync(host);
 
         var stepped = new ConcurrentQueue<int>();
         host.PeerMessageStepping = _ => stepped.Enqueue(Environment.CurrentManagedThreadId);
@@ -396,15 +390,44 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
 
     /// <summary>The loop ends its pass a moment after the answer it gave: nothing else wakes it (the clock is
     /// fake), so a pass that runs after this is the test's own.</summary>
-    private static Task WaitUntilIdleAsync(RaftHost host) => WaitUntilAsync(() => !host.PassRunning);
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
+    /// <summary>A single-node host (a leader, handling its peer messages inline) over a log store the test can make
+    /// refuse or break, written to once and idle.</summary>
+    private static async Task<(RaftHost Host, FakeRaftClock Clock, RefusingLogStore Store)> StartIdleLeaderAsync()
     {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!condition())
+        var store = new RefusingLogStore(SingleNodeHost.Log());
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true }, log: store);
+        try
         {
-            Assert.True(waited.Elapsed < s_limit, "condition not reached");
-            await Task.Delay(1);
+            await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+            await WaitUntilIdleAsync(host);
+            return (host, clock, store);
+        }
+        catch
+        {
+            await host.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task WaitUntilIdleAsync(RaftHost host)
+    {
+        try
+        {
+            while (true)
+            {
+                var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                host.PassEnded = () => ended.TrySetResult();
+                if (!host.PassRunning)
+                {
+                    return;
+                }
+
+                await ended.Task.WaitAsync(s_limit);
+            }
+        }
+        finally
+        {
+            host.PassEnded = null;
         }
     }
 

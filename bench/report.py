@@ -33,6 +33,48 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def http_targets(results):
+    """Issue 16's targets, each MET, MISSED or n/a (a row this run lacks), from one run's rows."""
+    def row(workload, conns, system):
+        return results.get((workload, conns, system))
+
+    def value(workload, conns, system, field="ops_per_second"):
+        r = row(workload, conns, system)
+        return float(r[field]) if r else None
+
+    def check(name, v, goal, met):
+        if v is None or goal is None:
+            return (name, v, goal, "n/a")
+        return (name, v, goal, "MET" if met(v, goal) else "MISSED")
+
+    if not any(k[2] == "stcache" for k in results):
+        return []
+    at_least = lambda v, g: v >= g
+    at_most = lambda v, g: v <= g
+    out = []
+    base_stale = value("stale-gets", 64, "baseline")
+    out.append(check("stale reads ops/s >= 95% of the baseline's", value("stale-gets", 64, "stcache"),
+                     base_stale * 0.95 if base_stale else None, at_least))
+    dn_lin = value("gets", 64, "dotnext")
+    out.append(check("linearizable reads ops/s >= 1.5 x DotNext's", value("gets", 64, "stcache"),
+                     dn_lin * 1.5 if dn_lin else None, at_least))
+    base_lin = value("gets", 64, "baseline")
+    out.append(check("linearizable reads ops/s >= 70% of the baseline's GET", value("gets", 64, "stcache"),
+                     base_lin * 0.70 if base_lin else None, at_least))
+    dn_put = value("puts", 64, "dotnext")
+    out.append(check("writes ops/s >= 3 x DotNext's", value("puts", 64, "stcache"), dn_put * 3 if dn_put else None, at_least))
+    out.append(check("writes ops/s >= 30,000", value("puts", 64, "stcache"), 30000.0, at_least))
+    for workload, conns in sorted({(w, c) for (w, c, s) in results if s == "stcache"}, key=lambda k: (list(WORKLOAD_NAMES).index(k[0]) if k[0] in WORKLOAD_NAMES else 99, k[1])):
+        dn = row(workload, conns, "dotnext")
+        # A DotNext row with errors, or with no request answered, sets no p99 to meet: its failed requests are not
+        # in its latencies.
+        goal = float(dn["p99_ms"]) if dn and int(dn["errors"]) == 0 and float(dn["ops_per_second"]) > 0 else None
+        out.append(check(f"p99 ms <= DotNext's: {WORKLOAD_NAMES.get(workload, workload)}, {conns} connections",
+                         value(workload, conns, "stcache", "p99_ms"), goal, at_most))
+    out.append(check("one connection: write p50 ms <= 0.5", value("puts", 1, "stcache", "p50_ms"), 0.5, at_most))
+    return out
+
+
 def main(run):
     rows = read_csv(run / "results.csv")
     failover = read_csv(run / "failover.csv")
@@ -84,6 +126,16 @@ def main(run):
         if nodes:
             summary["memory"][s] = [{"node": int(r["node"]), "keys": int(r["keys"]), "rss_kib": int(r["rss_kib"])} for r in nodes]
             lines.append(f"  {s:<10} keys={nodes[0]['keys']}: " + ", ".join(f"node {r['node']} {int(r['rss_kib']) / 1024:.0f} MiB" for r in nodes))
+
+    targets = http_targets(results)
+    if targets:
+        summary["targets"] = [{"target": name, "value": value, "goal": goal, "state": state} for name, value, goal, state in targets]
+        lines.append("")
+        lines.append("targets (issue 16; 64 connections unless named; a target needs both systems' rows in this run)")
+        for name, value, goal, state in targets:
+            shown = "-" if value is None else f"{value:,.2f}"
+            wanted = "-" if goal is None else f"{goal:,.2f}"
+            lines.append(f"  {state:<7} {name}: {shown} (goal {wanted})")
 
     table = "\n".join(lines)
     print(table)

@@ -19,6 +19,10 @@
 #   READS        share of linearizable reads among the requests (default 0.5)
 #   KEYS         keys written and read (default 1000); a write-only warm-up of WARMUP seconds (default 5) writes
 #                them first, so that reads find them (a 404 would count as an error)
+#   STALLS       whole-cluster stalls during the load (default 0): STALLS times, evenly spread, all three nodes are
+#                frozen together with SIGSTOP for STALL_SECONDS (default 3, several election timeouts) and resumed
+#                with SIGCONT, as a frozen VM or machine would be. Each node collapses the ticks due after it to one
+#                (docs/RAFT.md, "Ticks after a stall"), so these too must cost no leader change
 #   KEEP=1       keep the temporary directory (node logs, status samples)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,21 +35,27 @@ READS=${READS:-0.5}
 KEYS=${KEYS:-1000}
 WARMUP=${WARMUP:-5}
 KEEP=${KEEP:-0}
+STALLS=${STALLS:-0}
+STALL_SECONDS=${STALL_SECONDS:-3}
 
 log() { printf '[no-spurious-elections %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
 [[ -x "$STCACHED" ]] || die "no stcached at $STCACHED (run ./build.sh)"
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -gt 0 ]] || die "DURATION must be a positive number of seconds"
+[[ "$STALLS" =~ ^[0-9]+$ && "$STALL_SECONDS" =~ ^[0-9]+$ ]] || die "STALLS and STALL_SECONDS must be whole numbers"
+(( STALLS == 0 || DURATION > STALLS * STALL_SECONDS )) || die "the stalls do not fit in DURATION"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/stcache-elections.XXXXXX")
 pids=()
 watcher=""
+staller=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
+  [[ -n "$staller" ]] && kill "$staller" 2>/dev/null || true
   (( ${#pids[@]} )) && kill -9 "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   if [[ "$KEEP" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
@@ -106,10 +116,35 @@ timeout $((WARMUP + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --time
   "http://127.0.0.1:${http[$leader]}" -- dialect=stcache reads=0 keys="$KEYS" >"$work/warmup.txt" 2>&1 || log "warm-up failed"
 declare -a cpu0=()
 for i in 0 1 2; do cpu0[$i]=$(cpu_ticks "${pids[$i]}"); done
+if (( STALLS > 0 )); then
+  (
+    gap=$(( DURATION / (STALLS + 1) ))
+    for n in $(seq 1 "$STALLS"); do
+      sleep "$gap"
+      kill -STOP "${pids[@]}"
+      echo "stall $n: all nodes stopped at $(date -u +%H:%M:%S) for ${STALL_SECONDS}s" >>"$work/stalls.txt"
+      sleep "$STALL_SECONDS"
+      kill -CONT "${pids[@]}"
+    done
+  ) &
+  staller=$!
+  log "$STALLS whole-cluster stalls of ${STALL_SECONDS}s during the load"
+fi
 timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/wrk/kv.lua \
   "http://127.0.0.1:${http[$leader]}" -- dialect=stcache reads="$READS" keys="$KEYS" consistency=linearizable >"$work/wrk.txt" 2>&1 ||
   log "wrk failed (see $work/wrk.txt)"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+if [[ -n "$staller" ]]; then
+  kill "$staller" 2>/dev/null || true
+  wait "$staller" 2>/dev/null || true
+  staller=""
+  kill -CONT "${pids[@]}" 2>/dev/null || true
+  jumps=""
+  for i in 0 1 2; do
+    jumps+=" $(curl -sf --max-time 2 "http://127.0.0.1:${http[$i]}/metrics" | awk '/^stcache_raft_clock_jumps_total/ { print $NF }' | tail -1)"
+  done
+  log "stalls done: $(wc -l <"$work/stalls.txt" 2>/dev/null || echo 0); clock jumps per node (stcache_raft_clock_jumps_total):$jumps"
+fi
 kill "$watcher" 2>/dev/null || true
 wait "$watcher" 2>/dev/null || true
 watcher=""

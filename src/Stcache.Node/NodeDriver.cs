@@ -75,8 +75,12 @@ public sealed class NodeDriver
     private SnapshotJob? _savedDuringReady;
     private bool _announceAddress;
 
+    // The host's clock in ticks (_ticksDue) is the ticks delivered plus those skipped when a stall was collapsed.
+    // Invariant: _ticksDone + _ticksSkipped <= _ticksDue.
     private long _ticksDone;
     private long _ticksDue;
+    private long _ticksSkipped;
+    private long _clockJumps;
     private bool _removalApplied;
     private bool _removalNoticed;
     private LogIndex _progressIndex;
@@ -164,8 +168,19 @@ public sealed class NodeDriver
     /// <summary>The snapshot being written off the loop, if any.</summary>
     public SnapshotJob? OutstandingSnapshot => _snapshotJob;
 
-    /// <summary>Raft ticks delivered to the core.</summary>
+    /// <summary>Raft ticks delivered to the core (the host's clock minus <see cref="TicksSkipped"/>).</summary>
     public long Ticks => _ticksDone;
+
+    /// <summary>Ticks of the host's clock not delivered because a stall was collapsed (<see cref="Tick"/>).</summary>
+    public long TicksSkipped => _ticksSkipped;
+
+    /// <summary>Stalls after which the due ticks were collapsed (<see cref="Tick"/>).</summary>
+    public long ClockJumps => _clockJumps;
+
+    /// <summary>More due ticks than this at once are a stall, and are collapsed to one (docs/RAFT.md, "Ticks after a
+    /// stall"). Half the election timeout: a burst this size runs at most one check-quorum window on a leader and
+    /// cannot take a follower that heard its leader within the last half timeout to its election timeout.</summary>
+    public int StallTicksMin => Math.Max(1, _options.Raft.ElectionTimeoutTicks / 2);
 
     /// <summary>The core, for invariant checks and inspection by tests. Feed it only through the driver.</summary>
     public RaftNode Core => _node;
@@ -178,8 +193,12 @@ public sealed class NodeDriver
 
     /// <summary>
     /// The node's Raft clock reached <paramref name="dueTicks"/> ticks since start. Missed ticks are delivered now,
-    /// all of them, before anything else the caller hands in: a paused leader then sees its lease and check-quorum
-    /// window expire before it serves another read. While <see cref="Waiting"/>, they are delivered once it ends.
+    /// before anything else the caller hands in; while <see cref="Waiting"/>, once it ends. A burst of more than
+    /// <see cref="StallTicksMin"/> at once is a stall (a long GC, SIGSTOP, a frozen VM, a loop stuck behind a slow
+    /// fsync) and is collapsed to one tick, as a Go ticker drops the ticks a slow receiver missed: the messages that
+    /// waited through the stall (the leader's heartbeats, the followers' acknowledgements) then arrive before any
+    /// timer runs out, instead of behind an election timeout's worth of ticks. The core is told of the skipped
+    /// ticks (<see cref="RaftNode.ClockJumped"/>): its tick count stays exact and a leader's lease ends.
     /// </summary>
     public void Tick(long dueTicks)
     {
@@ -605,7 +624,17 @@ public sealed class NodeDriver
 
     private void DeliverTicks()
     {
-        while (_ticksDone < _ticksDue)
+        long pending = _ticksDue - _ticksSkipped - _ticksDone;
+        if (pending > StallTicksMin)
+        {
+            long skipped = pending - 1;
+            _node.ClockJumped(skipped);
+            _ticksSkipped += skipped;
+            _clockJumps++;
+            NodeLog.ClockJumped(_logger, (long)(pending * _options.TickInterval.TotalMilliseconds), pending, 1, _node.Role);
+        }
+
+        while (_ticksDone + _ticksSkipped < _ticksDue)
         {
             _node.Tick();
             _ticksDone++;
@@ -1224,6 +1253,8 @@ public sealed class NodeDriver
             status.LastIndex, _lastSnapshot.Index, status.ConfState, status.Progress)
         {
             Ticks = _ticksDone,
+            TicksSkipped = _ticksSkipped,
+            ClockJumps = _clockJumps,
         };
     }
 

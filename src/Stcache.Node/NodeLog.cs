@@ -27,6 +27,9 @@ internal static partial class NodeLog
     [LoggerMessage(1047, LogLevel.Debug, "Dropped a {MessageType} from node {PeerId}, which was removed from the cluster")]
     public static partial void MessageFromRemovedDropped(ILogger logger, MessageType messageType, NodeId peerId);
 
+    [LoggerMessage(1048, LogLevel.Information, "The node's clock jumped {StallMs} ms (a stall): {DueTicks} ticks collapsed to {DeliveredTicks} as {Role}; a leader's lease ends here and its next quorum round renews it")]
+    public static partial void ClockJumped(ILogger logger, long stallMs, long dueTicks, long deliveredTicks, RaftRole role);
+
     [LoggerMessage(1040, LogLevel.Information, "Learner {NodeId} has caught up (match {Match}); proposing it as a voter")]
     public static partial void PromotingLearner(ILogger logger, NodeId nodeId, LogIndex match);
 

@@ -204,6 +204,12 @@ public sealed record HostStatus(
 
     /// <summary>Raft ticks delivered since start: the node's logical clock (heartbeats, elections, leases).</summary>
     public long Ticks { get; init; }
+
+    /// <summary>Ticks of the host's clock skipped because a stall was collapsed (docs/RAFT.md, "Ticks after a stall").</summary>
+    public long TicksSkipped { get; init; }
+
+    /// <summary>Stalls after which this node's due ticks were collapsed to one.</summary>
+    public long ClockJumps { get; init; }
 }
 
 /// <summary>

@@ -41,7 +41,9 @@ public sealed class RaftNode
     // and an acknowledgement of it.
     private bool _commitBroadcastPending;
 
-    // Monotonic tick counter: the core's only notion of time (leases).
+    // Monotonic tick counter: the core's only notion of time (leases). It counts every tick of the host's clock,
+    // the ones a stall made the host skip included (ClockJumped), so times measured in it stay exact; the timers
+    // (_electionElapsed, _heartbeatElapsed) count only the ticks delivered.
     private long _ticks;
     private int _electionElapsed;
     private int _heartbeatElapsed;
@@ -165,6 +167,23 @@ public sealed class RaftNode
                 SendProbes(learnersOnly: false);
             }
         }
+    }
+
+    /// <summary>
+    /// The host's clock moved on by <paramref name="skippedTicks"/> ticks that it does not deliver: after a stall (a
+    /// long GC, SIGSTOP, a frozen VM, a loop stuck behind a slow fsync) it collapses the burst of due ticks to one,
+    /// so that the messages that waited through the stall are heard before any timer runs out (docs/RAFT.md, "Ticks
+    /// after a stall"). The tick count takes the skipped ticks, so everything measured in it stays exact: a lease
+    /// from a round sent before the stall is as old as it really is. No timer advances: a follower waits longer
+    /// than the election timeout before it campaigns or votes for another, which is the direction the leaders'
+    /// leases rely on. A leader's lease ends here regardless; the next quorum round renews it.
+    /// </summary>
+    public void ClockJumped(long skippedTicks)
+    {
+        EnsureNoReadyInProgress();
+        ArgumentOutOfRangeException.ThrowIfNegative(skippedTicks);
+        _ticks += skippedTicks;
+        _leaseUntilTick = 0;
     }
 
     /// <summary>

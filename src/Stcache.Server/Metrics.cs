@@ -110,6 +110,8 @@ internal sealed class NodeMetrics : IDisposable
         _meter.CreateObservableGauge("stcache.storage_failing", () => _host.StorageFailing ? 1 : 0, null, "1 while the write-ahead log refuses writes");
         _meter.CreateObservableGauge("stcache.members", () => (long)_host.Status.ConfState.Voters.Count, null, "voters in the configuration");
         _meter.CreateObservableCounter("stcache.raft.ticks", () => _host.Status.Ticks, null, "Raft ticks delivered since start");
+        _meter.CreateObservableCounter("stcache.raft.clock_jumps", () => _host.Status.ClockJumps, null,
+            "stalls after which the due Raft ticks were collapsed to one");
         _meter.CreateObservableCounter("stcache.raft.inputs_dropped", () => _host.PeerInputsDropped, null,
             "peer messages and transport reports the Raft loop's queue could not take (each also logged, at most once a second)");
         _meter.CreateObservableGauge("stcache.memory.used", () => Environment.WorkingSet, "By", "process working set");

@@ -536,7 +536,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
-                // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (CatchUpTicks).
+                // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (DueTicks).
                 _raftInputs.Writer.TryWrite(TickInput.Instance);
             }
         }
@@ -547,7 +547,8 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>
     /// Ticks by the monotonic clock, not by timer callbacks: after a pause (a long GC, SIGSTOP, a stalled VM) every
-    /// missed tick is due at once, and the driver delivers them before any queued input is handled.
+    /// missed tick is due at once. The driver delivers a few late ticks as they are, and collapses a stall's burst to
+    /// one tick, telling the core how many it skipped (NodeDriver.Tick; docs/RAFT.md, "Ticks after a stall").
     /// </summary>
     private long DueTicks() => (long)(_time.GetElapsedTime(_tickEpoch) / _options.TickInterval);
 

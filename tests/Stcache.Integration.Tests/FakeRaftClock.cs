@@ -51,7 +51,7 @@ internal sealed class FakeRaftClock
             advanced += Tick;
             long due = ++_advancedTicks;
             var given = Stopwatch.StartNew();
-            while (!task.IsCompleted && host.Status.Ticks < due && !host.StorageFailing && given.Elapsed < s_tickTaken)
+            while (!task.IsCompleted && host.Status.Ticks + host.Status.TicksSkipped < due && !host.StorageFailing && given.Elapsed < s_tickTaken)
             {
                 await Task.WhenAny(task, Task.Delay(1));
             }

@@ -102,6 +102,17 @@ public sealed class Node : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends <paramref name="signal"/> (e.g. <c>STOP</c>, <c>CONT</c>) to every running node of
+    /// <paramref name="nodes"/> with one <c>kill</c>, so they receive it at nearly the same moment. A stopped node is
+    /// still killed on dispose: SIGKILL ends a stopped process.</summary>
+    public static async Task SignalAsync(string signal, params Node[] nodes)
+    {
+        var pids = nodes.Where(n => n.IsRunning).Select(n => n._process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        using var kill = Process.Start("kill", ["-" + signal, .. pids]);
+        await kill!.WaitForExitAsync();
+        Assert.True(kill.ExitCode == 0, $"kill -{signal} {string.Join(' ', pids)} failed");
+    }
+
     /// <summary>SIGTERM and wait for a clean exit (bounded), then kill.</summary>
     public async Task StopAsync()
     {

@@ -392,7 +392,8 @@ internal sealed partial class SimNode : INodeEffects
     }
 
     /// <summary>The node's Raft clock moved on by <paramref name="count"/> ticks (more than one after a pause or a
-    /// stalled timer: the driver delivers them all before anything else).</summary>
+    /// stalled timer: the driver delivers a few late ticks before anything else and collapses a stall's burst to one,
+    /// as production's host does).</summary>
     public void Tick(int count = 1)
     {
         if (Driver is null)

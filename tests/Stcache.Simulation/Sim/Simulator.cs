@@ -47,7 +47,8 @@ public sealed record SimulationOptions
     public int TransferWeight { get; init; } = 1;
 
     /// <summary>Process pauses (GC, VM stall): the node neither ticks nor receives; on resume it first catches up
-    /// the missed ticks (as a host counting ticks from a monotonic clock must), then handles queued messages.</summary>
+    /// the missed ticks (as a host counting ticks from a monotonic clock must; the driver collapses a stall's burst to
+    /// one tick), then handles queued messages.</summary>
     public int PauseWeight { get; init; }
 
     /// <summary>A disk that fills up (ENOSPC) or fails (EIO) for a while.</summary>

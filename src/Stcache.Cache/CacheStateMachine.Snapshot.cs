@@ -56,7 +56,7 @@ public sealed partial class CacheStateMachine
                 return new ApplyResult(ApplyStatus.Ok, index, existed);
             }
 
-            Store(key, command.Value.ToArray(), command.ExpiresAtUnixMs, keepTtl: false);
+            Store(key, command.Value.Span, command.ExpiresAtUnixMs, keepTtl: false);
             return new ApplyResult(ApplyStatus.Ok, index, existed);
         }
 

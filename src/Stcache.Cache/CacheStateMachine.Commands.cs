@@ -207,11 +207,13 @@ public sealed partial class CacheStateMachine
         return start > end || length == 0 ? Reply.BulkOf(Array.Empty<byte>()) : Reply.BulkOf(text.Slice((int)start, (int)(end - start + 1)));
     });
 
-    private Reply Set(Invocation call)
+    private Reply Set(Invocation call) => Set(call.Args[0], call.Args[1], call.Flags, call.Number);
+
+    /// <summary>SET of an applied entry (<see cref="_index"/> is not 0), from its key and value as they are: the
+    /// decoded command's arrays, or the entry's own bytes (<see cref="Apply"/>).</summary>
+    private Reply Set(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, OpFlags flags, long number)
     {
-        byte[] key = call.Args[0];
-        var flags = call.Flags;
-        var current = Lookup(key);
+        var current = LookupForWrite(key);
         Reply old = Reply.Nil;
         if ((flags & OpFlags.Get) != 0)
         {
@@ -228,7 +230,7 @@ public sealed partial class CacheStateMachine
             return (flags & OpFlags.Get) != 0 ? old : Reply.Nil;
         }
 
-        long expiresAt = (flags & OpFlags.HasExpiry) != 0 ? call.Number : 0;
+        long expiresAt = (flags & OpFlags.HasExpiry) != 0 ? number : 0;
         if (expiresAt != 0 && expiresAt <= _now)
         {
             // Already expired at the entry's time: the key is gone, as if set and expired at once.
@@ -239,7 +241,7 @@ public sealed partial class CacheStateMachine
         }
         else
         {
-            Store(key, call.Args[1], expiresAt, (flags & OpFlags.KeepTtl) != 0, current);
+            Store(key, value, expiresAt, (flags & OpFlags.KeepTtl) != 0, current);
         }
 
         return (flags & OpFlags.Get) != 0 ? old : Reply.Ok;

@@ -25,8 +25,11 @@ public sealed partial class CacheStateMachine
 
         _now = _lastLogTimeUnixMs;
         _index = index;
-        byte[] key = Encoding.UTF8.GetBytes(command.Key);
-        var current = Lookup(key);
+        // The key's bytes on the stack when short (an HTTP write's key usually is): the lookup and the store copy them.
+        int length = Encoding.UTF8.GetByteCount(command.Key);
+        Span<byte> key = length <= 256 ? stackalloc byte[256] : new byte[length];
+        key = key[..Encoding.UTF8.GetBytes(command.Key, key)];
+        var current = LookupForWrite(key);
         bool existed = current is not null;
         ulong currentVersion = current?.Version ?? 0;
         switch (command.Compare)
@@ -56,7 +59,7 @@ public sealed partial class CacheStateMachine
                 return new ApplyResult(ApplyStatus.Ok, index, existed);
             }
 
-            Store(key, command.Value.ToArray(), command.ExpiresAtUnixMs, keepTtl: false);
+            Store(key, command.Value.Span, command.ExpiresAtUnixMs, keepTtl: false);
             return new ApplyResult(ApplyStatus.Ok, index, existed);
         }
 

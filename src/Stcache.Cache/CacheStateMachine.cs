@@ -246,7 +246,17 @@ public sealed partial class CacheStateMachine
         {
             CheckNextIndex(index);
             ApplyResult result;
-            if (!data.IsEmpty && data.Span[0] == WriteCommand.FormatVersion)
+            if (WriteCommand.TryReadSet(data.Span, out long setTime, out var setFlags, out long setNumber, out var setKey, out var setValue))
+            {
+                // The common write, applied from the entry's bytes: no command, argument arrays or value copy.
+                long time = Math.Max(setTime, _lastLogTimeUnixMs);
+                Interlocked.Exchange(ref _lastLogTimeUnixMs, time);
+                _now = time;
+                _index = index.Value;
+                var reply = MakeRoom() ? Set(setKey, setValue, setFlags, setNumber) : s_outOfMemory;
+                result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
+            }
+            else if (!data.IsEmpty && data.Span[0] == WriteCommand.FormatVersion)
             {
                 if (!WriteCommand.TryDecode(data.Span, out var command, out long logTime, out string? error))
                 {
@@ -444,6 +454,11 @@ public sealed partial class CacheStateMachine
     /// deleted (deterministic: the entry's log time decides); one met by a read is reported for lazy expiry.</summary>
     private KeyEntry? Lookup(byte[] key)
     {
+        if (_index != 0)
+        {
+            return LookupForWrite(key);
+        }
+
         if (!_keys.TryGetValue(key, out var entry))
         {
             return null;
@@ -451,23 +466,33 @@ public sealed partial class CacheStateMachine
 
         if (entry.ExpiresAtUnixMs != 0 && entry.ExpiresAtUnixMs <= _now)
         {
-            if (_index != 0)
-            {
-                Remove(entry);
-                Interlocked.Increment(ref _expiredKeys);
-            }
-            else
-            {
-                _expiredSeen?.Add(key);
-                NoteLazyExpired(key);
-            }
-
+            _expiredSeen?.Add(key);
+            NoteLazyExpired(key);
             return null;
         }
 
-        if (_index == 0 && TracksAccess)
+        if (TracksAccess)
         {
             AccessRecorder.Record(key);
+        }
+
+        return entry;
+    }
+
+    /// <summary><see cref="Lookup"/> for a write (an entry being applied, so <see cref="_index"/> is not 0): an entry
+    /// past its expiry at the entry's log time is deleted, and nothing is recorded.</summary>
+    private KeyEntry? LookupForWrite(ReadOnlySpan<byte> key)
+    {
+        if (!_keys.TryGetValue(key, out var entry))
+        {
+            return null;
+        }
+
+        if (entry.ExpiresAtUnixMs != 0 && entry.ExpiresAtUnixMs <= _now)
+        {
+            Remove(entry);
+            Interlocked.Increment(ref _expiredKeys);
+            return null;
         }
 
         return entry;
@@ -494,9 +519,15 @@ public sealed partial class CacheStateMachine
             hash.Generation = _keys.Generation;
         }
 
+        return AddComposed(key, KeyData.Compose(key, value));
+    }
+
+    /// <summary>Adds <paramref name="data"/> (from <see cref="KeyData"/>) under <paramref name="key"/>.</summary>
+    private KeyEntry AddComposed(ReadOnlySpan<byte> key, object data)
+    {
         var slot = new KeySlot
         {
-            Data = KeyData.Compose(key, value),
+            Data = data,
             Version = _index,
             VolatileSlot = -1,
             AccessSeconds = NowSeconds,
@@ -558,6 +589,15 @@ public sealed partial class CacheStateMachine
         Interlocked.Add(ref _usedBytes, Cost(entry) - before);
     }
 
+    /// <summary>Changes an owned entry's value to a string of <paramref name="text"/> (copied), keeping the accounting
+    /// right.</summary>
+    private void SetText(KeyEntry entry, ReadOnlySpan<byte> text)
+    {
+        long before = Cost(entry);
+        entry.SetText(text);
+        Interlocked.Add(ref _usedBytes, Cost(entry) - before);
+    }
+
     private void SetExpiry(KeyEntry entry, long expiresAtUnixMs)
     {
         if (entry.ExpiresAtUnixMs == 0 && expiresAtUnixMs != 0)
@@ -577,14 +617,14 @@ public sealed partial class CacheStateMachine
     /// <summary>Creates or overwrites a string key. Returns the entry.</summary>
     /// <param name="current">The key's live entry, when the caller just looked it up (<see cref="Lookup"/>, with no
     /// removal since): it is used as it is, without a second lookup and handle.</param>
-    private KeyEntry Store(byte[] key, byte[] value, long expiresAtUnixMs, bool keepTtl, KeyEntry? current = null)
+    private KeyEntry Store(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, long expiresAtUnixMs, bool keepTtl, KeyEntry? current = null)
     {
         if (current is not null || _keys.TryGetValue(key, out current))
         {
             var existing = current;
             bool expired = existing.ExpiresAtUnixMs != 0 && existing.ExpiresAtUnixMs <= _now;
             var entry = Own(existing);
-            SetValue(entry, value);
+            SetText(entry, value);
             entry.Version = _index;
             if (!keepTtl || expired)
             {
@@ -595,7 +635,7 @@ public sealed partial class CacheStateMachine
             return entry;
         }
 
-        var added = Add(key, value);
+        var added = AddComposed(key, KeyData.ComposeText(key, value));
         SetExpiry(added, expiresAtUnixMs);
         return added;
     }

@@ -140,7 +140,12 @@ internal static class KeyData
             return hash;
         }
 
-        var text = (byte[])value;
+        return ComposeText(key, (byte[])value);
+    }
+
+    /// <summary>A string's data: <paramref name="key"/> and <paramref name="text"/> copied into one array.</summary>
+    public static byte[] ComposeText(ReadOnlySpan<byte> key, ReadOnlySpan<byte> text)
+    {
         int prefix = KeyLengthBytes(key.Length);
         byte[] bytes = GC.AllocateUninitializedArray<byte>(prefix + key.Length + text.Length);
         WriteKeyLength(bytes, key.Length);
@@ -267,6 +272,13 @@ internal sealed class KeyEntry
     public void SetValue(object value)
     {
         object data = KeyData.Compose(Key, value);
+        Write.Data = data;
+    }
+
+    /// <summary>Replaces the value with a string of <paramref name="text"/> (copied).</summary>
+    public void SetText(ReadOnlySpan<byte> text)
+    {
+        object data = KeyData.ComposeText(Key, text);
         Write.Data = data;
     }
 

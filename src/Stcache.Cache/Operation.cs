@@ -398,6 +398,49 @@ public sealed class WriteCommand
         return true;
     }
 
+    /// <summary>
+    /// Reads an entry written by <see cref="Encode"/> that holds one SET with a key and a value (the common write)
+    /// without decoding it: <paramref name="key"/> and <paramref name="value"/> are views of
+    /// <paramref name="data"/>. False for anything else, well-formed or not: <see cref="TryDecode"/> decides those.
+    /// What it accepts, <see cref="TryDecode"/> accepts as the same operation.
+    /// </summary>
+    public static bool TryReadSet(ReadOnlySpan<byte> data, out long logTimeUnixMs, out OpFlags flags, out long number,
+        out ReadOnlySpan<byte> key, out ReadOnlySpan<byte> value)
+    {
+        logTimeUnixMs = 0;
+        flags = OpFlags.None;
+        number = 0;
+        key = value = default;
+
+        // [format][log time i64] [op][flags u16][number i64][count i32] [length i32][key] [length i32][value]
+        const int Header = 9 + 15;
+        if (data.Length < Header + 8 || data[0] != FormatVersion || data[9] != (byte)Op.Set
+            || BinaryPrimitives.ReadInt32LittleEndian(data[20..]) != 2)
+        {
+            return false;
+        }
+
+        int keyLength = BinaryPrimitives.ReadInt32LittleEndian(data[Header..]);
+        if (keyLength < 0 || keyLength > data.Length - Header - 8)
+        {
+            return false;
+        }
+
+        int valueAt = Header + 4 + keyLength;
+        int valueLength = BinaryPrimitives.ReadInt32LittleEndian(data[valueAt..]);
+        if (valueLength != data.Length - valueAt - 4)
+        {
+            return false; // negative, short, or trailing bytes
+        }
+
+        logTimeUnixMs = BinaryPrimitives.ReadInt64LittleEndian(data[1..]);
+        flags = (OpFlags)BinaryPrimitives.ReadUInt16LittleEndian(data[10..]);
+        number = BinaryPrimitives.ReadInt64LittleEndian(data[12..]);
+        key = data.Slice(Header + 4, keyLength);
+        value = data.Slice(valueAt + 4, valueLength);
+        return true;
+    }
+
     /// <summary>The log time stamped in an entry of this format, or null for other entries.</summary>
     public static long? ReadLogTime(ReadOnlySpan<byte> data) =>
         data.Length >= 9 && data[0] == FormatVersion ? BinaryPrimitives.ReadInt64LittleEndian(data[1..]) : null;

@@ -6,7 +6,7 @@
 # (dotnet_gc_heap_total_allocated on /metrics), and the leader's collections of each generation in the measured window
 # and its GC pause time per second.
 #
-#   bench/wrk/pair.sh A/stcached B/stcached [rows...]     rows: stale lin put put16 put1 (default: stale lin put put1)
+#   bench/wrk/pair.sh A/stcached B/stcached [rows...]     rows: stale lin put put16 put1 put1k (default: stale lin put put1)
 #
 # Settings (environment): DURATION (s measured per row, default 8), WARMUP (s of unmeasured load per row, default 3),
 # CONNECTIONS (default 64), ROUNDS (default 1: every row once), OUT (default a temporary directory: logs, wrk output),
@@ -89,6 +89,7 @@ row() { # name -> threads connections script consistency
     put) echo "2 $CONNECTIONS puts.lua";;
     put16) echo "2 16 puts.lua";;
     put1) echo "1 1 puts.lua";;
+    put1k) echo "2 $CONNECTIONS puts-1k.lua";;
     *) echo "unknown row $1" >&2; exit 2;;
   esac
 }

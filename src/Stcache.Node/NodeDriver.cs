@@ -1122,12 +1122,18 @@ public sealed class NodeDriver
     }
 
     /// <summary>The entries applied since the last snapshot hold <see cref="RaftHostOptions.SnapshotLogBytes"/> and a
-    /// share of the cache's accounted memory (they stay in the in-memory log until a snapshot covers them).</summary>
+    /// share of the cache's accounted memory (they stay in the in-memory log until a snapshot covers them), plus this
+    /// node's stagger (<see cref="RaftHostOptions.SnapshotLogStaggerEighths"/>).</summary>
     private bool LogHoldsTooMuch()
     {
+        if (_options.SnapshotLogBytes <= 0)
+        {
+            return false;
+        }
+
         long logBytes = _cache.AppliedEntryBytes - _entryBytesAtSnapshot;
-        return _options.SnapshotLogBytes > 0 &&
-            logBytes >= Math.Max(_options.SnapshotLogBytes, _cache.UsedMemoryBytes / RaftHostOptions.SnapshotLogShareDivisor);
+        long threshold = Math.Max(_options.SnapshotLogBytes, _cache.UsedMemoryBytes / RaftHostOptions.SnapshotLogShareDivisor);
+        return logBytes >= threshold + threshold / 8 * RaftHostOptions.SnapshotLogStaggerEighths(Id);
     }
 
     private void OnSnapshotSaved(SnapshotJob job)

@@ -33,6 +33,13 @@ public sealed record RaftHostOptions
     /// <see cref="SnapshotLogBytes"/>): 4 means a quarter.</summary>
     public const int SnapshotLogShareDivisor = 4;
 
+    /// <summary>Eighths added to this node's <see cref="SnapshotLogBytes"/> threshold: 0, 1 or 2 by node id (1, 2, 3,
+    /// then again). Every replica applies the same entries, so with one threshold all nodes crossed it at the same
+    /// index and wrote their snapshots at the same moment, all contending for the disk and the cores the write path
+    /// needs, under a steady load of 1 KiB writes about once a second (docs/PERFORMANCE.md, "Write tail latency,
+    /// session 13"). Staggered, the leader and the nearest follower seldom write one together.</summary>
+    public static long SnapshotLogStaggerEighths(NodeId id) => (long)((id.Value + 2) % 3);
+
     public ulong SnapshotTrailingEntries { get; init; } = 1024;
 
     /// <summary>Client inputs (proposals, reads, membership changes) waiting for the loop; a full queue makes

@@ -16,17 +16,31 @@ public sealed class SnapshotLogBytesTests
     private const int ValueBytes = 4096;
     private const long LogBytes = 256 * 1024;
 
-    [Fact]
-    public async Task A_burst_of_writes_is_snapshotted_once_the_log_holds_the_bytes_not_before()
+    /// <summary>Node 1 snapshots at the bytes, node 2 an eighth later, node 3 two eighths later
+    /// (<see cref="RaftHostOptions.SnapshotLogStaggerEighths"/>): replicas that apply the same entries do not all
+    /// write a snapshot at the same moment.</summary>
+    [Theory]
+    [InlineData(1UL, LogBytes)]
+    [InlineData(2UL, LogBytes + LogBytes / 8)]
+    [InlineData(3UL, LogBytes + LogBytes / 4)]
+    public async Task A_burst_of_writes_is_snapshotted_once_the_log_holds_the_nodes_bytes_not_before(ulong id, long threshold)
     {
         var store = new SignallingSnapshotStore();
-        var options = SingleNodeHost.Options with { SnapshotInterval = TimeSpan.FromHours(1), SnapshotLogBytes = LogBytes };
-        var (host, clock) = SingleNodeHost.Start(options, snapshots: store);
+        var self = new MemberInfo(id, "n" + id.ToString(CultureInfo.InvariantCulture), "127.0.0.1:1", "127.0.0.1:2");
+        var options = SingleNodeHost.Options with
+        {
+            Raft = new RaftConfig { Id = new NodeId(id) },
+            Self = self,
+            SnapshotInterval = TimeSpan.FromHours(1),
+            SnapshotLogBytes = LogBytes,
+        };
+        var log = new MemoryLogStore(PersistentState.Bootstrap([new ConfChange(ConfChangeType.AddVoter, new NodeId(id), self.ToContext())]));
+        var (host, clock) = SingleNodeHost.Start(options, log, store);
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "first", "v");
 
-        // Writes of 4 KiB until the applied entries hold three quarters of the bytes: ten ticks later (each checks
-        // the policy), no snapshot.
+        // Writes of 4 KiB until the applied entries hold the node's bytes less a sixteenth of the base (past the
+        // bytes of a node staggered less): ten ticks later (each checks the policy), no snapshot.
         var value = new byte[ValueBytes];
         int writes = 0;
         async Task<ulong> WriteAsync()
@@ -36,24 +50,24 @@ public sealed class SnapshotLogBytesTests
             return result.Version;
         }
 
-        while (host.Cache.AppliedEntryBytes < LogBytes * 3 / 4)
+        while (host.Cache.AppliedEntryBytes < threshold - LogBytes / 16)
         {
             await WriteAsync();
         }
 
         await clock.AdvanceUntilAsync(host, TicksTakenAsync(host, 10));
-        Assert.False(store.Saved.IsCompleted, $"a snapshot after {writes} writes of {ValueBytes} B, below {LogBytes} B");
+        Assert.False(store.Saved.IsCompleted, $"a snapshot after {writes} writes of {ValueBytes} B, below {threshold} B");
 
         // Up to the bytes: then a tick takes a snapshot, though the hour-long interval is far.
         ulong crossedAt = 0;
-        while (host.Cache.AppliedEntryBytes < LogBytes)
+        while (host.Cache.AppliedEntryBytes < threshold)
         {
             crossedAt = await WriteAsync();
         }
 
         await clock.AdvanceUntilAsync(host, store.Saved, TimeSpan.FromSeconds(10));
         var saved = await store.Saved;
-        Assert.True(saved.Index.Value >= crossedAt, $"snapshot at {saved.Index}, before the entries held {LogBytes} B at {crossedAt}");
+        Assert.True(saved.Index.Value >= crossedAt, $"snapshot at {saved.Index}, before the entries held {threshold} B at {crossedAt}");
     }
 
     /// <summary>Completes once the host took <paramref name="ticks"/> more ticks (polled like <see cref="FakeRaftClock"/>).</summary>

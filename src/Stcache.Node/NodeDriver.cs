@@ -159,6 +159,11 @@ public sealed class NodeDriver
     /// <summary>What the driver waits for before it takes inputs again.</summary>
     public DriverWait Waiting { get; private set; }
 
+    /// <summary>False while a Ready is being handled (its stages, or a wait inside one): the driver takes no input
+    /// then. True between Readys, including while <see cref="Process"/> gives a Ready's answers: an answer's callback
+    /// may hand the driver its next input (a read round) there.</summary>
+    public bool TakesInput => _ready is null;
+
     /// <summary>With <see cref="DriverWait.StorageRetry"/>: how long to wait before <see cref="RetryStorage"/>.</summary>
     public TimeSpan StorageRetryDelay { get; private set; }
 

@@ -51,6 +51,11 @@ public sealed class RaftHost : IAsyncDisposable
     private TaskCompletionSource? _loopWantsGate;
     private volatile bool _started;
 
+    // The managed thread id of the thread inside the driver's Process (0 outside it): a read round handed over there
+    // (StartReadRound, from the answer to the last round) starts in the same pass.
+    private int _processingThread;
+    private bool _roundStartedInPass; // guarded by the pass gate
+
     // A pass on a delivering thread failed: the loop rethrows it as its own failure.
     private volatile ExceptionDispatchInfo? _inlineFailure;
 
@@ -361,6 +366,20 @@ public sealed class RaftHost : IAsyncDisposable
     /// </summary>
     internal void StartReadRound(bool lease, ReadRequest request, Action taken)
     {
+        // Handed over inside this host's pass, by the answer to the last round (the batcher hands the next batch
+        // over as the last is answered): the round starts in the same pass, whose Process then sends its heartbeat,
+        // instead of going through the input queue to a pass of its own. Only between Readys (the driver takes no
+        // input while one is handled), once per pass (a lone voter answers a round in the Ready that follows, and
+        // reads arriving all the while must not keep one Process going), and not for lease reads, which the loop
+        // takes after the due ticks (a lease must not outlive the ticks that expire it).
+        if (!lease && Volatile.Read(ref _processingThread) == Environment.CurrentManagedThreadId && _driver.TakesInput
+            && !_roundStartedInPass)
+        {
+            _roundStartedInPass = true;
+            StartRead(lease, request, taken);
+            return;
+        }
+
         var input = new ReadInput(lease, request) { Taken = taken };
         if (!_inputs.Writer.TryWrite(input))
         {
@@ -791,12 +810,15 @@ public sealed class RaftHost : IAsyncDisposable
         // A pass may run inside another host's (an in-process network delivers in its sender's pass): keep its list.
         var outer = ProposalBatch.Collector;
         ProposalBatch.Collector = _answered;
+        _roundStartedInPass = false;
+        Volatile.Write(ref _processingThread, Environment.CurrentManagedThreadId);
         try
         {
             _driver.Process();
         }
         finally
         {
+            Volatile.Write(ref _processingThread, 0);
             ProposalBatch.Collector = outer;
             if (_answered.Count == 1)
             {
@@ -928,9 +950,7 @@ public sealed class RaftHost : IAsyncDisposable
                 break;
             case ReadInput read:
                 ServerMetrics.InputWait.Record(ServerMetrics.Seconds(read.QueuedAt), s_readTag);
-                read.Request.StartedAt = Stopwatch.GetTimestamp();
-                read.Taken?.Invoke();
-                _driver.ReadBarrier(read.Lease, read.Request);
+                StartRead(read.Lease, read.Request, read.Taken);
                 break;
             case TransferInput transfer:
                 transfer.Completion.TrySetResult(_driver.TransferLeadership(transfer.Target));
@@ -958,6 +978,15 @@ public sealed class RaftHost : IAsyncDisposable
                 _driver.ReportNotAMember(told.Peer, told.AsOf);
                 break;
         }
+    }
+
+    /// <summary>Closes the read's batch (<paramref name="taken"/>), then asks the driver for its round: every read of
+    /// the batch arrived before the round started.</summary>
+    private void StartRead(bool lease, ReadRequest request, Action? taken)
+    {
+        request.StartedAt = Stopwatch.GetTimestamp();
+        taken?.Invoke();
+        _driver.ReadBarrier(lease, request);
     }
 
     private void StepPeer(Message message)

@@ -32,10 +32,6 @@
 #   STCACHE_FLAGS      extra flags for every stcached node
 #   STCACHED           use this stcached binary instead of building with ./build.sh
 #   KEEP=1             keep the temporary directory (logs, data) for inspection
-#   MAX_MAP_COUNT      vm.max_map_count while DotNext runs (default 262144; 0 leaves the kernel's value). DotNext's
-#                      write-ahead log maps every page file of its log into memory; on the kernel's default of
-#                      65530 mappings a node fails with "Out of memory." after a few minutes of 1 KiB writes.
-#                      Raised only when lower and when run as root, and restored on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,7 +58,6 @@ CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 STCACHE_FLAGS=${STCACHE_FLAGS:-}
 KEEP=${KEEP:-0}
-MAX_MAP_COUNT=${MAX_MAP_COUNT:-262144}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-"$BENCH/results/$STAMP"}
 
@@ -110,7 +105,6 @@ cleanup() {
     kill -KILL "${PIDS[$name]}" 2>/dev/null || true
     wait "${PIDS[$name]}" 2>/dev/null || true
   done
-  restore_map_count
   if [[ "$KEEP" == 1 ]]; then
     log "kept $WORK"
   else
@@ -330,35 +324,9 @@ dotnext_start_node() { # index (1-based)
 
 dotnext_healthy() { curl -sf --max-time 1 "http://127.0.0.1:${DN_HTTP[$1]}/v1/status" | grep -q '"leader":"http'; }
 
-# DotNext's write-ahead log keeps each page file of its log mapped (one mapping per page, released when a snapshot
-# compacts the log): 1 KiB writes at a few thousand a second pass the kernel's default limit of 65530 mappings per
-# process within minutes, and the node then dies with "Out of memory." (session 12's run). Databases that map their
-# files ask operators for vm.max_map_count=262144 (Elasticsearch, MongoDB, Kafka); so does this run, for DotNext.
-MAP_COUNT_BEFORE=
-raise_map_count() {
-  local current
-  current=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
-  if (( MAX_MAP_COUNT == 0 || current >= MAX_MAP_COUNT )); then
-    return
-  fi
-  if [[ $(id -u) == 0 ]] && echo "$MAX_MAP_COUNT" >/proc/sys/vm/max_map_count 2>/dev/null; then
-    MAP_COUNT_BEFORE=$current
-    log "vm.max_map_count $current -> $MAX_MAP_COUNT for DotNext's mapped log (restored on exit)"
-  else
-    log "warning: vm.max_map_count is $current and cannot be raised (not root?): DotNext may run out of mappings in the 1 KiB rows"
-  fi
-}
-restore_map_count() {
-  if [[ -n "$MAP_COUNT_BEFORE" ]]; then
-    echo "$MAP_COUNT_BEFORE" >/proc/sys/vm/max_map_count 2>/dev/null || true
-    MAP_COUNT_BEFORE=
-  fi
-}
-
 dotnext_start() {
   local i
   dotnext_build
-  raise_map_count
   for i in 1 2 3; do
     DN_HTTP[$i]=$(free_port)
   done
@@ -787,7 +755,6 @@ echo "system,node,keys,rss_kib" >"$MEMORY_CSV"
   echo "stcache_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "stcache_flags=$STCACHE_FLAGS"
   echo "duration_s=$DURATION warmup_s=$WARMUP connections=$CONNECTIONS write_connections=\"$WRITE_CONNECTIONS\" failover_reps=$FAILOVER_REPS memory_keys=$MEMORY_KEYS quick=$QUICK wrk_runs_per_row=$WRK_RUNS (the median run reported)"
-  echo "vm_max_map_count=$(cat /proc/sys/vm/max_map_count 2>/dev/null) (raised to $MAX_MAP_COUNT while DotNext runs, if lower)"
   echo "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -815,7 +782,6 @@ if has_system dotnext; then
   if has_part failover; then measure_failover dotnext dotnext_start_node dotnext_leader dotnext_put; fi
   if has_part memory; then measure_memory dotnext v1 "$(leader_url dotnext)" $(dotnext_pids); fi
   for i in 1 2 3; do stop_process "dotnext$i" TERM; done
-  restore_map_count
 fi
 
 if has_system stcache; then

@@ -159,7 +159,10 @@ return 0;
 
 /// <summary>
 /// The whole state in memory (DotNext's <see cref="SimpleStateMachine"/>): a dictionary of keys to values,
-/// persisted as a snapshot every <see cref="SnapshotEveryEntries"/> entries. A command is
+/// persisted as a snapshot every <see cref="SnapshotEveryEntries"/> entries, or sooner once the entries applied since
+/// the last one hold <see cref="SnapshotLogBytes"/> (stcache's default <c>--snapshot-log-bytes</c>). Without the byte
+/// limit, 1 KiB writes grew the log to 100 MB between snapshots: DotNext keeps each 4 KiB page file of its log open
+/// and mapped until a snapshot compacts it, and a node ran out of file descriptors, then of mappings. A command is
 /// <c>[key length u16][key UTF-8][value]</c>; applying one is an idempotent set, so replaying entries over a
 /// snapshot that already holds some of them gives the same state.
 /// </summary>
@@ -168,6 +171,8 @@ internal sealed class KvStateMachine(IConfiguration configuration)
 {
     public const string DataKey = "kvData";
     private const long SnapshotEveryEntries = 100_000;
+    private const long SnapshotLogBytes = 16L << 20;
+    private long _bytesSinceSnapshot;
 
     private readonly ConcurrentDictionary<string, byte[]> _values = new(StringComparer.Ordinal);
 
@@ -181,9 +186,16 @@ internal sealed class KvStateMachine(IConfiguration configuration)
             int keyLength = BinaryPrimitives.ReadUInt16LittleEndian(command);
             string key = Encoding.UTF8.GetString(command, 2, keyLength);
             _values[key] = command[(2 + keyLength)..];
+            _bytesSinceSnapshot += command.Length;
         }
 
-        return new(entry.Index % SnapshotEveryEntries == 0);
+        if (entry.Index % SnapshotEveryEntries != 0 && _bytesSinceSnapshot < SnapshotLogBytes)
+        {
+            return new(false);
+        }
+
+        _bytesSinceSnapshot = 0;
+        return new(true);
     }
 
     protected override async ValueTask PersistAsync(IAsyncBinaryWriter writer, CancellationToken token)

@@ -18,12 +18,7 @@ public sealed partial class CacheStateMachine
 
     private ApplyResult ApplyLegacy(ulong index, CacheCommand command)
     {
-        if (command.LogTimeUnixMs > _lastLogTimeUnixMs)
-        {
-            Interlocked.Exchange(ref _lastLogTimeUnixMs, command.LogTimeUnixMs);
-        }
-
-        _now = _lastLogTimeUnixMs;
+        _now = AdvanceLogTime(command.LogTimeUnixMs);
         _index = index;
         // The key's bytes on the stack when short (an HTTP write's key usually is): the lookup and the store copy them.
         int length = Encoding.UTF8.GetByteCount(command.Key);

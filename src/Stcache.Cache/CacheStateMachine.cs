@@ -249,9 +249,7 @@ public sealed partial class CacheStateMachine
             if (WriteCommand.TryReadSet(data.Span, out long setTime, out var setFlags, out long setNumber, out var setKey, out var setValue))
             {
                 // The common write, applied from the entry's bytes: no command, argument arrays or value copy.
-                long time = Math.Max(setTime, _lastLogTimeUnixMs);
-                Interlocked.Exchange(ref _lastLogTimeUnixMs, time);
-                _now = time;
+                _now = AdvanceLogTime(setTime);
                 _index = index.Value;
                 var reply = MakeRoom() ? Set(setKey, setValue, setFlags, setNumber) : s_outOfMemory;
                 result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
@@ -264,10 +262,7 @@ public sealed partial class CacheStateMachine
                 }
                 else
                 {
-                    // Log time never runs backwards, whatever a new leader's clock says.
-                    long time = Math.Max(logTime, _lastLogTimeUnixMs);
-                    Interlocked.Exchange(ref _lastLogTimeUnixMs, time);
-                    var reply = Execute(command!.Invocation, index.Value, time);
+                    var reply = Execute(command!.Invocation, index.Value, AdvanceLogTime(logTime));
                     result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
                 }
             }
@@ -285,6 +280,15 @@ public sealed partial class CacheStateMachine
             AssertInvariantsCheap();
             return result;
         }
+    }
+
+    /// <summary>The time an entry with <paramref name="logTime"/> is applied at: log time never runs backwards,
+    /// whatever a new leader's clock says.</summary>
+    private long AdvanceLogTime(long logTime)
+    {
+        long time = Math.Max(logTime, _lastLogTimeUnixMs);
+        Interlocked.Exchange(ref _lastLogTimeUnixMs, time);
+        return time;
     }
 
     /// <summary>Records that an entry with no effect on the cache (no-op, membership change) was applied.</summary>

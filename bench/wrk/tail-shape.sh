@@ -8,7 +8,8 @@
 #   bench/wrk/tail-shape.sh DIR/stcached [extra stcached flags...]
 #
 # Settings (environment): CONNECTIONS (default 64), DURATION (s measured, default 10), WARMUP (s, default 3),
-# VALUE (bytes, default 100), OUT (default a temporary directory: logs, trace). Set DOTNET_STARTUP_HOOKS and
+# VALUE (bytes, default 100), OUT (default a temporary directory: logs, trace), LOG_LEVEL (the nodes', default
+# Information: snapshots and WAL segment cuts are printed with their time in the run). Set DOTNET_STARTUP_HOOKS and
 # GCHOOK_OUT (bench/GcHook) to log every collection of the nodes as well. Needs gcc (or cc), curl and python3.
 # Everything it starts is stopped on exit.
 set -euo pipefail
@@ -33,7 +34,7 @@ cluster=""
 for i in 1 2 3; do HTTP[$i]=$(free_port); RAFT[$i]=$(free_port); cluster+="${cluster:+,}$i/127.0.0.1:${RAFT[$i]}"; done
 for i in 1 2 3; do
   "$BIN" --http_addr="127.0.0.1:${HTTP[$i]}" --raft_addr="127.0.0.1:${RAFT[$i]}" --raft_id=$i --raft_cluster="$cluster" \
-    --node="$OUT/n$i" --log-level=Warning "$@" >"$OUT/n$i.log" 2>&1 &
+    --node="$OUT/n$i" --log-level="${LOG_LEVEL:-Information}" "$@" >"$OUT/n$i.log" 2>&1 &
   NODE[$i]=$!
   PIDS+=($!)
 done
@@ -75,4 +76,11 @@ if [[ -n "${GCHOOK_OUT:-}" ]]; then
   done
 fi
 python3 bench/wrk/tail-shape.py "$OUT/trace.txt" "$WARMUP" "$(sed -n 's/.*started at \([0-9.]*\).*/\1/p' "$OUT/putlat.err")" "${GC[@]}"
+start=$(sed -n 's/.*started at \([0-9.]*\).*/\1/p' "$OUT/putlat.err")
+echo "snapshots and WAL segment cuts (s since the client started; n$L leads):"
+for i in 1 2 3; do
+  grep -h 'cut new segment\|Snapshot taken' "$OUT/n$i.log" 2>/dev/null | while read -r ts rest; do
+    python3 -c 'import sys, datetime; t = datetime.datetime.fromisoformat(sys.argv[1]).replace(tzinfo=datetime.timezone.utc).timestamp(); print(f"  n{sys.argv[3]} {t - float(sys.argv[2]):7.2f} s {sys.argv[4]}")' "$ts" "$start" "$i" "$(grep -q "segment" <<<"$rest" && echo segment || echo snapshot)"
+  done
+done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

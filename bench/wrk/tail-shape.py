@@ -7,9 +7,10 @@ warmup_seconds (default 2) are left out. Prints ops/s and percentiles; how evenl
 (answers per connection, each connection's own p99); the gaps in which no answer at all arrived (a stall holds
 every connection); and for the requests above the p99, how many other answers arrived while each waited, as a share
 of what the mean rate would give in that time ("served while waiting": near 0 means it waited through a stall, near
-1 means the server went on answering others while this one waited, i.e. unfair queueing). Then the slowest 100 ms
-bins. With the trace's start (Unix time, printed by putlat) and bench/GcHook's files of the nodes, it also prints each
-node's collections and how many of the requests above the p99 overlapped a pause of each node.
+1 means the server went on answering others while this one waited, i.e. unfair queueing); the bursts in which a
+round's answers arrive and how long each takes to come out. Then the slowest 100 ms bins. With the trace's start
+(Unix time, printed by putlat) and bench/GcHook's files of the nodes, it also prints each node's collections and how
+many of the requests above the p99 overlapped a pause of each node.
 """
 import re
 import sys
@@ -58,6 +59,20 @@ for limit in (2, 5, 10, 20):
     g = [x for x in gaps if x >= limit * 1e3]
     print(f"gaps without any answer >= {limit} ms: {len(g)} ({len(g) / span:.1f}/s), {sum(g) / 1e3:.0f} ms in all "
           f"({sum(g) / 1e4 / span:.2f}% of the time)")
+
+# A commit round's writes are answered together: answers less than 1 ms apart form one burst. How long a burst takes
+# to reach the client is the cost of answering a round's writes one after another.
+bursts, first, last, n = [], ends[0], ends[0], 1
+for e in ends[1:]:
+    if e - last > 1000:
+        bursts.append((n, last - first))
+        first, n = e, 0
+    last, n = e, n + 1
+bursts.append((n, last - first))
+sizes = sorted(b[0] for b in bursts)
+spans = sorted(b[1] for b in bursts)
+print(f"bursts of answers (< 1 ms apart): {len(bursts)}, answers each p50 {pct(sizes, 50)} p90 {pct(sizes, 90)} max {sizes[-1]}; "
+      f"spread over ms p50 {pct(spans, 50) / 1e3:.2f} p90 {pct(spans, 90) / 1e3:.2f} p99 {pct(spans, 99) / 1e3:.2f}")
 
 p99 = pct(lats, 99)
 slow = [r for r in recs if r[2] >= p99]

@@ -8,8 +8,9 @@ connections (default 64) against the leader. Beside it, a probe writes a value o
 its own, back to back, and records each write's start and latency; a poller reads the leader's and one follower's
 /metrics every 100 ms (GC collections per generation, GC pause time, snapshot index). It prints one line per 100 ms
 bin in which the probe saw a write slower than SLOW_MS (default 15) or something else happened: the probe's slowest
-write, the collections and pause time of each node, and the snapshot lines of the node logs. Then a summary: how many
-slow probe writes fell in a bin with a gen1/gen2 collection or a snapshot of either node, and wrk's own figures.
+write, the collections and pause time of each node, and the snapshot and WAL segment-cut lines of the node logs. Then a
+summary: how many slow probe writes fell in a bin with a gen1/gen2 collection, a snapshot or a segment cut of either
+node, and wrk's own figures.
 Everything it starts is stopped on exit. Needs wrk, curl-free: only python3.
 """
 import http.client
@@ -154,7 +155,7 @@ try:
     snap_lines = []
     for i, path in enumerate(logs):
         for line in open(path):
-            if "napshot" in line or "ompact" in line:
+            if "napshot" in line or "ompact" in line or "cut new segment" in line:
                 m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})", line)
                 if m:
                     ts = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float(m.group(1)[19:]) - time.timezone
@@ -189,13 +190,13 @@ try:
         if worst >= slow_ms:
             slow_bins += 1
             near = events[max(b - 1, 0)] + events[b]
-            if any(("gc" in e and e.split(" gc ")[1].split()[0].split("/")[1:] != ["0", "0"]) or "napshot" in e or "snap->" in e for e in near):
+            if any(("gc" in e and e.split(" gc ")[1].split()[0].split("/")[1:] != ["0", "0"]) or "napshot" in e or "snap->" in e or "segment" in e for e in near):
                 heavy_bins += 1
     lat = sorted(l for t, l in probes if start <= t < end)
     if lat:
         print(f"probe: {len(lat)} writes, p50 {1000 * lat[len(lat) // 2]:.2f} ms, p99 {1000 * lat[int(len(lat) * 0.99)]:.2f} ms, "
               f"max {1000 * lat[-1]:.1f} ms; {slow_bins} bins with a write >= {slow_ms} ms, {heavy_bins} of them with a gen1/gen2 "
-              f"collection or a snapshot in that bin or the one before")
+              f"collection, a snapshot or a WAL segment cut in that bin or the one before")
     for line in wrk_out.splitlines():
         if line.startswith("WRKJSON "):
             d = json.loads(line[8:])

@@ -43,6 +43,38 @@ internal sealed class FaultyFileSystem : IFileSystem
 
     public int Writes { get; private set; }
 
+    private readonly Dictionary<string, (long Pending, long Most)> _unsynced = [];
+
+    /// <summary>The most bytes written to <paramref name="path"/> between two of its syncs (its writes may come from
+    /// another thread: the WAL prepares segments in the background).</summary>
+    public long MostUnsyncedBytes(string path)
+    {
+        lock (_unsynced)
+        {
+            return _unsynced.TryGetValue(path, out var written) ? written.Most : 0;
+        }
+    }
+
+    private void Wrote(string path, long bytes)
+    {
+        lock (_unsynced)
+        {
+            var (pending, most) = _unsynced.GetValueOrDefault(path);
+            _unsynced[path] = (pending + bytes, Math.Max(most, pending + bytes));
+        }
+    }
+
+    private void Synced(string path)
+    {
+        lock (_unsynced)
+        {
+            if (_unsynced.TryGetValue(path, out var written))
+            {
+                _unsynced[path] = (0, written.Most);
+            }
+        }
+    }
+
     public IStorageFile Open(string path, FileMode mode, FileAccess access, FileShare share) =>
         new FaultyFile(this, PhysicalFileSystem.Instance.Open(path, mode, access, share));
 
@@ -83,6 +115,7 @@ internal sealed class FaultyFileSystem : IFileSystem
             }
 
             inner.Write(offset, data);
+            owner.Wrote(Path, data.Length);
         }
 
         public void Sync()
@@ -94,6 +127,7 @@ internal sealed class FaultyFileSystem : IFileSystem
             }
 
             inner.Sync();
+            owner.Synced(Path);
         }
 
         public void Dispose() => inner.Dispose();

@@ -155,6 +155,37 @@ public sealed class WriteAheadLogTests : IDisposable
     }
 
     [Fact]
+    public void TheNextSegmentIsZeroedAMebibyteAtATimeEachSynced()
+    {
+        // One sync of a whole 64 MiB segment of zeros queued all of it on the disk at once, and every Raft loop's
+        // next fdatasync waited behind it (docs/PERFORMANCE.md, "Write tail latency, session 14").
+        const long segmentBytes = 4L * 1024 * 1024;
+        var fileSystem = new FaultyFileSystem();
+        Entry[] entries = Range(1, 1, 5, new string('x', 1024 * 1024));
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, new WalOptions { SegmentSizeBytes = segmentBytes }, NullLogger.Instance))
+        {
+            foreach (Entry entry in entries)
+            {
+                wal.Save(Hard(1, 1, entry.Index.Value - 1), [entry]);
+            }
+
+            Assert.True(wal.SegmentCount >= 2, $"expected a cut, got {wal.SegmentCount} segment(s)");
+        }
+
+        // The first cut took the segment prepared at open: fully zeroed, never more than a mebibyte unsynced.
+        string prepared = Path.Combine(WalPath, "next-0000000000000001.tmp");
+        long most = fileSystem.MostUnsyncedBytes(prepared);
+        Assert.InRange(most, 1, 1024 * 1024);
+        string second = Directory.GetFiles(WalPath, "0000000000000001-*.wal").Single();
+        Assert.Equal(segmentBytes, new FileInfo(second).Length);
+
+        using (WriteAheadLog wal = Open(new WalOptions { SegmentSizeBytes = segmentBytes }))
+        {
+            AssertSame(entries, wal.Load().Entries);
+        }
+    }
+
+    [Fact]
     public void CompactionDeletesWholeSegmentsUpToTheGivenIndexNeverPastTheSnapshot()
     {
         var options = new WalOptions { SegmentSizeBytes = 4096 };

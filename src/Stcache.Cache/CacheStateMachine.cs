@@ -251,7 +251,9 @@ public sealed partial class CacheStateMachine
                 // The common write, applied from the entry's bytes: no command, argument arrays or value copy.
                 _now = AdvanceLogTime(setTime);
                 _index = index.Value;
-                var reply = MakeRoom() ? Set(setKey, setValue, setFlags, setNumber) : s_outOfMemory;
+                var reply = !MakeRoom() ? s_outOfMemory
+                    : setFlags == OpFlags.None ? SetPlain(setKey, setValue)
+                    : Set(setKey, setValue, setFlags, setNumber);
                 result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
             }
             else if (!data.IsEmpty && data.Span[0] == WriteCommand.FormatVersion)
@@ -527,7 +529,10 @@ public sealed partial class CacheStateMachine
     }
 
     /// <summary>Adds <paramref name="data"/> (from <see cref="KeyData"/>) under <paramref name="key"/>.</summary>
-    private KeyEntry AddComposed(ReadOnlySpan<byte> key, object data)
+    private KeyEntry AddComposed(ReadOnlySpan<byte> key, object data) => new(_keys, AddSlot(key, data));
+
+    /// <summary><see cref="AddComposed"/> without a handle: returns the new key's position.</summary>
+    private int AddSlot(ReadOnlySpan<byte> key, object data)
     {
         var slot = new KeySlot
         {
@@ -543,10 +548,12 @@ public sealed partial class CacheStateMachine
             throw new InvalidOperationException("key already present");
         }
 
-        var entry = new KeyEntry(_keys, position);
-        Interlocked.Add(ref _usedBytes, Cost(entry));
-        return entry;
+        Interlocked.Add(ref _usedBytes, KeyOverheadBytes + key.Length + ValueBytesOf(data));
+        return position;
     }
+
+    /// <summary>A string's length, or a hash's accounted bytes (<see cref="KeyEntry.ValueBytes"/> of a slot's data).</summary>
+    private static long ValueBytesOf(object data) => data is HashValue hash ? hash.Bytes : KeyData.TextOf(data).Length;
 
     /// <summary>Removes the key; any handle taken before is stale afterwards (the last key moves into its place).</summary>
     private void Remove(KeyEntry entry)
@@ -644,6 +651,37 @@ public sealed partial class CacheStateMachine
         return added;
     }
 
+    /// <summary>
+    /// SET without options from an applied entry's bytes: the effect of <c>Set(key, value, OpFlags.None, 0)</c>
+    /// (<see cref="Store"/>), done on the key's slot, with no <see cref="KeyEntry"/> handle and one lookup. A key
+    /// with an expiry (live or past) takes the general path, which keeps the volatile list and lazy expiry.
+    /// </summary>
+    private Reply SetPlain(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        int position = _keys.Find(key);
+        if (position < 0)
+        {
+            AddSlot(key, KeyData.ComposeText(key, value));
+            return Reply.Ok;
+        }
+
+        if (_keys.At(position).ExpiresAtUnixMs != 0)
+        {
+            return Set(key, value, OpFlags.None, 0);
+        }
+
+        // A hash is replaced whole, so it needs no clone for an open snapshot (Own): Writable copies the slot's chunk.
+        ref var slot = ref _keys.Writable(position);
+        long before = ValueBytesOf(slot.Data);
+        slot.Data = KeyData.ComposeText(key, value);
+        Interlocked.Add(ref _usedBytes, value.Length - before);
+        slot.Version = _index;
+        uint nowSeconds = NowSeconds;
+        slot.Frequency = LfuAfterAccess(key, slot.Frequency, slot.AccessSeconds, nowSeconds);
+        slot.AccessSeconds = nowSeconds;
+        return Reply.Ok;
+    }
+
     private void Changed(KeyEntry entry)
     {
         entry.Version = _index;
@@ -660,14 +698,17 @@ public sealed partial class CacheStateMachine
 
     // Redis's LFU: the counter decays by one per minute idle (lfu-decay-time 1), then grows logarithmically
     // (lfu-log-factor 10). The coin is a hash of the index and key, so every replica draws the same.
-    private byte LfuAfterAccess(KeyEntry entry, uint nowSeconds)
+    private byte LfuAfterAccess(KeyEntry entry, uint nowSeconds) =>
+        LfuAfterAccess(entry.Key, entry.Frequency, entry.AccessSeconds, nowSeconds);
+
+    private byte LfuAfterAccess(ReadOnlySpan<byte> key, byte frequency, uint accessSeconds, uint nowSeconds)
     {
-        int counter = DecayedFrequency(entry, nowSeconds);
+        int counter = DecayedFrequency(frequency, accessSeconds, nowSeconds);
         if (counter < 255)
         {
             double baseValue = Math.Max(0, counter - LfuInitialValue);
             double probability = 1.0 / ((baseValue * 10) + 1);
-            ulong coin = ByteStringComparer.Mix(ByteStringComparer.StableHash(entry.Key) ^ (_index * 0x9E3779B97F4A7C15UL) ^ nowSeconds);
+            ulong coin = ByteStringComparer.Mix(ByteStringComparer.StableHash(key) ^ (_index * 0x9E3779B97F4A7C15UL) ^ nowSeconds);
             if ((coin >> 11) * (1.0 / (1UL << 53)) < probability)
             {
                 counter++;
@@ -679,10 +720,13 @@ public sealed partial class CacheStateMachine
 
     private uint NowSeconds => (uint)Math.Clamp(_now / 1000, 0, uint.MaxValue);
 
-    private static int DecayedFrequency(KeyEntry entry, uint nowSeconds)
+    private static int DecayedFrequency(KeyEntry entry, uint nowSeconds) =>
+        DecayedFrequency(entry.Frequency, entry.AccessSeconds, nowSeconds);
+
+    private static int DecayedFrequency(byte frequency, uint accessSeconds, uint nowSeconds)
     {
-        long idleMinutes = nowSeconds > entry.AccessSeconds ? (nowSeconds - entry.AccessSeconds) / 60 : 0;
-        return (int)Math.Max(0, entry.Frequency - Math.Min(idleMinutes, 255));
+        long idleMinutes = nowSeconds > accessSeconds ? (nowSeconds - accessSeconds) / 60 : 0;
+        return (int)Math.Max(0, frequency - Math.Min(idleMinutes, 255));
     }
 }
 

@@ -150,6 +150,85 @@ public sealed class SetEntryTests
         Assert.Equal(Snapshot(decoded), Snapshot(direct));
     }
 
+    /// <summary>A SET without options is applied on the key's slot (no handle): over absent keys, strings, hashes and
+    /// keys with a live or past expiry, under an LFU limit that evicts, with a snapshot open while half of the
+    /// entries apply, it leaves what the decoding path leaves: replies, memory, evictions, the snapshot taken at
+    /// its index, and the final state.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void PlainSetAppliesAsTheDecodingPathDoes(int seed)
+    {
+        var random = new Random(seed);
+        var direct = new CacheStateMachine();
+        var decoded = new CacheStateMachine();
+        foreach (var machine in new[] { direct, decoded })
+        {
+            var policy = WriteCommand.MemoryPolicy(3_500, EvictionPolicy.AllKeysLfu);
+            machine.Apply(new LogIndex(1), policy.Encode(Now));
+        }
+
+        long now = Now;
+        CacheSnapshot? directSnapshot = null, decodedSnapshot = null;
+        byte[]? expected = null;
+        for (ulong index = 2; index < 3_000; index++)
+        {
+            now += random.Next(0, 30_000);
+            if (index == 1_000)
+            {
+                expected = Snapshot(decoded);
+                directSnapshot = direct.BeginSnapshot();
+                decodedSnapshot = decoded.BeginSnapshot();
+            }
+
+            string key = "k" + random.Next(30);
+            string[] other = random.Next(5) switch
+            {
+                0 => ["HSET", key, "f" + random.Next(4), new string('h', random.Next(0, 60))],
+                1 => ["SET", key, "v", "PX", random.Next(1, 60_000).ToString(System.Globalization.CultureInfo.InvariantCulture)],
+                2 => ["DEL", key],
+                _ => [],
+            };
+            if (other.Length > 0)
+            {
+                // Not a plain SET: the same entry to both (a wrong type or a past expiry is what the plain SET meets next).
+                byte[] same = CommandParser.Parse(now, other).Write!.Encode(now);
+                Assert.Equal(decoded.Apply(new LogIndex(index), same).Reply!.ToString(), direct.Apply(new LogIndex(index), same).Reply!.ToString());
+                continue;
+            }
+
+            var write = CommandParser.Parse(now, "SET", key, new string('v', random.Next(0, 200))).Write!;
+            byte[] entry = write.Encode(now);
+            Assert.True(WriteCommand.TryReadSet(entry, out _, out var flags, out _, out _, out _));
+            Assert.Equal(OpFlags.None, flags);
+            var one = direct.Apply(new LogIndex(index), entry);
+            var batched = decoded.Apply(new LogIndex(index), WriteCommand.Batch([write.Invocation]).Encode(now));
+            Assert.Equal(batched.Reply!.Items[0].ToString(), one.Reply!.ToString());
+            Assert.Equal(decoded.UsedMemoryBytes, direct.UsedMemoryBytes);
+        }
+
+        Assert.Equal(expected, Write(decodedSnapshot!));
+        Assert.Equal(expected, Write(directSnapshot!));
+        Assert.Equal(decoded.Count, direct.Count);
+        Assert.Equal(decoded.EvictedKeys, direct.EvictedKeys);
+        Assert.True(direct.EvictedKeys > 0, "the memory limit never evicted");
+        Assert.True(direct.ExpiredKeys > 0, "no plain SET met a key past its expiry");
+        Assert.Equal(Snapshot(decoded), Snapshot(direct));
+        direct.AssertInvariants();
+    }
+
+    private static byte[] Write(CacheSnapshot snapshot)
+    {
+        var stream = new MemoryStream();
+        using (snapshot)
+        {
+            snapshot.WriteTo(stream);
+        }
+
+        return stream.ToArray();
+    }
+
     private static WriteCommand Parse(string[] argv) => CommandParser.Parse(Now, argv).Write!;
 
     private static byte[] Snapshot(CacheStateMachine machine)

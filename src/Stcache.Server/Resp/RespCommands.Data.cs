@@ -74,6 +74,12 @@ internal sealed partial class RespCommands
     /// <summary>Writes the cache's reply in the connection's protocol.</summary>
     public static void Write(RespWriter w, Stcache.Cache.Reply reply)
     {
+        if (ReferenceEquals(reply, Stcache.Cache.Reply.Ok))
+        {
+            w.Ok(); // a SET's reply: its bytes as they are, not "OK" encoded again for every write
+            return;
+        }
+
         switch (reply.Kind)
         {
             case ReplyKind.SimpleString:

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using System.Text.Unicode;
 
 namespace Stcache.Cache;
 
@@ -40,8 +41,6 @@ public sealed record CacheCommand
 
     private const byte FlagHasExpiry = 1;
 
-    // Throws on invalid bytes; made once (an encoding and its two fallbacks per decode were 95 bytes per entry).
-    private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
     private const byte FlagHasLogTime = 2;
 
     public required CommandKind Kind { get; init; }
@@ -204,22 +203,48 @@ public sealed record CacheCommand
     public static bool TryDecode(ReadOnlyMemory<byte> data, out CacheCommand? command, out string? error)
     {
         command = null;
-        var span = data.Span;
-        if (span.Length < 6)
+        if (!TryRead(data.Span, out var view, out error))
+        {
+            return false;
+        }
+
+        command = new CacheCommand
+        {
+            Kind = view.Kind,
+            Key = Encoding.UTF8.GetString(view.Key), // valid UTF-8: TryRead checked it
+            Value = view.Kind == CommandKind.Set ? data.Slice(view.ValueOffset, view.Value.Length) : ReadOnlyMemory<byte>.Empty,
+            ExpiresAtUnixMs = view.ExpiresAtUnixMs,
+            LogTimeUnixMs = view.LogTimeUnixMs,
+            Compare = view.Compare,
+            ExpectedVersion = view.ExpectedVersion,
+            ExpectedValue = view.Compare == CompareKind.Value ? data.Slice(view.ExpectedValueOffset, view.ExpectedValue.Length) : ReadOnlyMemory<byte>.Empty,
+        };
+        return true;
+    }
+
+    /// <summary>
+    /// Reads and validates a command in place: what <see cref="TryDecode"/> accepts, with the same fields, but as
+    /// spans of <paramref name="data"/> (no command object, no key string, no copy). The state machine applies an
+    /// HTTP write this way on every node. Never throws on bad bytes; returns false with a reason instead.
+    /// </summary>
+    public static bool TryRead(ReadOnlySpan<byte> data, out View command, out string? error)
+    {
+        command = default;
+        if (data.Length < 6)
         {
             error = "command too short";
             return false;
         }
 
-        if (span[0] != FormatVersion)
+        if (data[0] != FormatVersion)
         {
             error = "unknown command format version";
             return false;
         }
 
-        var kind = (CommandKind)span[1];
-        var compare = (CompareKind)span[2];
-        byte flags = span[3];
+        var kind = (CommandKind)data[1];
+        var compare = (CompareKind)data[2];
+        byte flags = data[3];
         if (kind is not (CommandKind.Set or CommandKind.Delete))
         {
             error = "unknown command kind";
@@ -232,46 +257,40 @@ public sealed record CacheCommand
             return false;
         }
 
-        int keyBytes = BinaryPrimitives.ReadUInt16LittleEndian(span[4..]);
+        int keyBytes = BinaryPrimitives.ReadUInt16LittleEndian(data[4..]);
         int offset = 6;
-        if (keyBytes == 0 || keyBytes > KeyBytesMax || span.Length - offset < keyBytes)
+        if (keyBytes == 0 || keyBytes > KeyBytesMax || data.Length - offset < keyBytes)
         {
             error = "bad key length";
             return false;
         }
 
-        string key;
-        try
-        {
-            key = s_strictUtf8.GetString(span.Slice(offset, keyBytes));
-        }
-        catch (DecoderFallbackException)
+        var key = data.Slice(offset, keyBytes);
+        if (!Utf8.IsValid(key))
         {
             error = "key is not valid utf-8";
             return false;
         }
 
         offset += keyBytes;
-        ReadOnlyMemory<byte> value = ReadOnlyMemory<byte>.Empty;
-        if (kind == CommandKind.Set)
+        int valueOffset = offset;
+        int valueLength = 0;
+        if (kind == CommandKind.Set && !TryReadBlob(data, ref offset, out valueOffset, out valueLength))
         {
-            if (!TryReadBlob(data, ref offset, out value))
-            {
-                error = "bad value length";
-                return false;
-            }
+            error = "bad value length";
+            return false;
         }
 
         long expires = 0;
         if ((flags & FlagHasExpiry) != 0)
         {
-            if (span.Length - offset < 8)
+            if (data.Length - offset < 8)
             {
                 error = "truncated expiry";
                 return false;
             }
 
-            expires = BinaryPrimitives.ReadInt64LittleEndian(span[offset..]);
+            expires = BinaryPrimitives.ReadInt64LittleEndian(data[offset..]);
             offset += 8;
             if (expires <= 0)
             {
@@ -283,13 +302,13 @@ public sealed record CacheCommand
         long logTime = 0;
         if ((flags & FlagHasLogTime) != 0)
         {
-            if (span.Length - offset < 8)
+            if (data.Length - offset < 8)
             {
                 error = "truncated log time";
                 return false;
             }
 
-            logTime = BinaryPrimitives.ReadInt64LittleEndian(span[offset..]);
+            logTime = BinaryPrimitives.ReadInt64LittleEndian(data[offset..]);
             offset += 8;
             if (logTime <= 0)
             {
@@ -299,61 +318,102 @@ public sealed record CacheCommand
         }
 
         ulong expectedVersion = 0;
-        ReadOnlyMemory<byte> expectedValue = ReadOnlyMemory<byte>.Empty;
+        int expectedOffset = offset;
+        int expectedLength = 0;
         if (compare == CompareKind.Version)
         {
-            if (span.Length - offset < 8)
+            if (data.Length - offset < 8)
             {
                 error = "truncated expected version";
                 return false;
             }
 
-            expectedVersion = BinaryPrimitives.ReadUInt64LittleEndian(span[offset..]);
+            expectedVersion = BinaryPrimitives.ReadUInt64LittleEndian(data[offset..]);
             offset += 8;
         }
-        else if (compare == CompareKind.Value && !TryReadBlob(data, ref offset, out expectedValue))
+        else if (compare == CompareKind.Value && !TryReadBlob(data, ref offset, out expectedOffset, out expectedLength))
         {
             error = "bad expected value length";
             return false;
         }
 
-        if (offset != span.Length)
+        if (offset != data.Length)
         {
             error = "trailing bytes after command";
             return false;
         }
 
-        command = new CacheCommand
-        {
-            Kind = kind,
-            Key = key,
-            Value = value,
-            ExpiresAtUnixMs = expires,
-            LogTimeUnixMs = logTime,
-            Compare = compare,
-            ExpectedVersion = expectedVersion,
-            ExpectedValue = expectedValue,
-        };
+        command = new View(data, kind, compare, keyBytes, valueOffset, valueLength, expires, logTime, expectedVersion, expectedOffset, expectedLength);
         error = null;
         return true;
     }
 
-    private static bool TryReadBlob(ReadOnlyMemory<byte> data, ref int offset, out ReadOnlyMemory<byte> blob)
+    /// <summary>A command as <see cref="TryRead"/> found it in its entry's bytes (its spans alias them).</summary>
+    public readonly ref struct View
     {
-        blob = ReadOnlyMemory<byte>.Empty;
+        private const int KeyOffset = 6;
+        private readonly ReadOnlySpan<byte> _data;
+        private readonly int _keyLength;
+        private readonly int _valueLength;
+        private readonly int _expectedValueLength;
+
+        internal View(ReadOnlySpan<byte> data, CommandKind kind, CompareKind compare, int keyLength, int valueOffset, int valueLength,
+            long expiresAtUnixMs, long logTimeUnixMs, ulong expectedVersion, int expectedValueOffset, int expectedValueLength)
+        {
+            _data = data;
+            Kind = kind;
+            Compare = compare;
+            _keyLength = keyLength;
+            ValueOffset = valueOffset;
+            _valueLength = valueLength;
+            ExpiresAtUnixMs = expiresAtUnixMs;
+            LogTimeUnixMs = logTimeUnixMs;
+            ExpectedVersion = expectedVersion;
+            ExpectedValueOffset = expectedValueOffset;
+            _expectedValueLength = expectedValueLength;
+        }
+
+        public CommandKind Kind { get; }
+
+        public CompareKind Compare { get; }
+
+        /// <summary>The key's UTF-8 bytes (valid UTF-8, not empty).</summary>
+        public ReadOnlySpan<byte> Key => _data.Slice(KeyOffset, _keyLength);
+
+        /// <summary>A set's value (empty for a delete).</summary>
+        public ReadOnlySpan<byte> Value => _data.Slice(ValueOffset, _valueLength);
+
+        public long ExpiresAtUnixMs { get; }
+
+        public long LogTimeUnixMs { get; }
+
+        public ulong ExpectedVersion { get; }
+
+        public ReadOnlySpan<byte> ExpectedValue => _data.Slice(ExpectedValueOffset, _expectedValueLength);
+
+        internal int ValueOffset { get; }
+
+        internal int ExpectedValueOffset { get; }
+    }
+
+    private static bool TryReadBlob(ReadOnlySpan<byte> data, ref int offset, out int blobOffset, out int blobLength)
+    {
+        blobOffset = offset;
+        blobLength = 0;
         if (data.Length - offset < 4)
         {
             return false;
         }
 
-        int length = BinaryPrimitives.ReadInt32LittleEndian(data.Span[offset..]);
+        int length = BinaryPrimitives.ReadInt32LittleEndian(data[offset..]);
         offset += 4;
         if (length < 0 || length > ValueBytesMax || data.Length - offset < length)
         {
             return false;
         }
 
-        blob = data.Slice(offset, length);
+        blobOffset = offset;
+        blobLength = length;
         offset += length;
         return true;
     }

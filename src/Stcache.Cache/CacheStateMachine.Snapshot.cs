@@ -16,14 +16,13 @@ public sealed partial class CacheStateMachine
     private const byte TypeHash = 2;
     private const int HashFieldsMax = 1 << 24;
 
-    private ApplyResult ApplyLegacy(ulong index, CacheCommand command)
+    /// <summary>An HTTP API command (<see cref="CacheCommand"/>), applied from its entry's bytes: no command object
+    /// and no key string on any node (the lookup and the store copy what they keep).</summary>
+    private ApplyResult ApplyLegacy(ulong index, in CacheCommand.View command)
     {
         _now = AdvanceLogTime(command.LogTimeUnixMs);
         _index = index;
-        // The key's bytes on the stack when short (an HTTP write's key usually is): the lookup and the store copy them.
-        int length = Encoding.UTF8.GetByteCount(command.Key);
-        Span<byte> key = length <= 256 ? stackalloc byte[256] : new byte[length];
-        key = key[..Encoding.UTF8.GetBytes(command.Key, key)];
+        var key = command.Key;
         var current = LookupForWrite(key);
         bool existed = current is not null;
         ulong currentVersion = current?.Version ?? 0;
@@ -31,7 +30,7 @@ public sealed partial class CacheStateMachine
         {
             case CompareKind.Version when command.ExpectedVersion != currentVersion:
                 return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
-            case CompareKind.Value when current is not { IsString: true } || !command.ExpectedValue.Span.SequenceEqual(current.Text):
+            case CompareKind.Value when current is not { IsString: true } || !command.ExpectedValue.SequenceEqual(current.Text):
                 return new ApplyResult(ApplyStatus.CompareFailed, currentVersion, existed);
         }
 
@@ -54,7 +53,7 @@ public sealed partial class CacheStateMachine
                 return new ApplyResult(ApplyStatus.Ok, index, existed);
             }
 
-            Store(key, command.Value.Span, command.ExpiresAtUnixMs, keepTtl: false);
+            Store(key, command.Value, command.ExpiresAtUnixMs, keepTtl: false);
             return new ApplyResult(ApplyStatus.Ok, index, existed);
         }
 

@@ -268,13 +268,13 @@ public sealed partial class CacheStateMachine
                     result = new ApplyResult(ApplyStatus.Ok, index.Value, false) { Reply = reply };
                 }
             }
-            else if (!CacheCommand.TryDecode(data, out var command, out string? error))
+            else if (!CacheCommand.TryRead(data.Span, out var command, out string? error))
             {
                 result = new ApplyResult(ApplyStatus.Invalid, 0, false, error);
             }
             else
             {
-                result = ApplyLegacy(index.Value, command!);
+                result = ApplyLegacy(index.Value, command);
             }
 
             Volatile.Write(ref _appliedIndex, (long)index.Value);

@@ -270,15 +270,47 @@ internal sealed partial class HttpApi
     }
 
     /// <summary>
-    /// A PUT (or POST) in one async frame down to the proposal's (no frame per step): the body is read into a pooled
-    /// buffer when its length is known (the entry's encoding copies it, and nothing holds it once the write is
-    /// answered), and a body the client sends too slowly or malformed is refused here as the first middleware
+    /// A PUT (or POST) in two parts: <see cref="PreparePutAsync"/> checks the request and reads the body (its awaits
+    /// complete at once when the body is already in, as a small one nearly always is), then
+    /// <see cref="ProposePutAsync"/> proposes the write and waits for it. Only the second suspends, and its frame holds
+    /// only what the wait needs, not the request's parsing state (about 100 bytes less per PUT). The body is read into
+    /// a pooled buffer when its length is known (the entry's encoding copies it, and nothing holds it once the write
+    /// is answered), and a body the client sends too slowly or malformed is refused here as the first middleware
     /// refuses it for other paths.
     /// </summary>
-    private async Task PutKeyAsync(HttpContext context, string key)
+    private Task PutKeyAsync(HttpContext context, string key)
     {
         long started = Stopwatch.GetTimestamp();
+        var prepared = PreparePutAsync(context, key, started);
+        if (!prepared.IsCompletedSuccessfully)
+        {
+            return ProposeAfterBodyAsync(context, key, prepared, started);
+        }
+
+        var put = prepared.Result;
+        return put.Requests is null ? Task.CompletedTask : ProposePutAsync(context, key, put, started);
+    }
+
+    /// <summary>A PUT whose body was still on its way.</summary>
+    private async Task ProposeAfterBodyAsync(HttpContext context, string key, ValueTask<PreparedPut> prepared, long started)
+    {
+        var put = await prepared;
+        if (put.Requests is not null)
+        {
+            await ProposePutAsync(context, key, put, started);
+        }
+    }
+
+    /// <summary>A checked PUT, ready to propose: its one write request and the pooled buffer its body is in (null
+    /// when not pooled). No requests: the PUT was answered already (refused), and its buffer given back.</summary>
+    private readonly record struct PreparedPut(WriteRequest[]? Requests, byte[]? Rented);
+
+    /// <summary>Checks a PUT and reads its body. A refused PUT is answered and recorded here; an accepted one is handed
+    /// to <see cref="ProposePutAsync"/>, which gives its buffer back and records it.</summary>
+    private async ValueTask<PreparedPut> PreparePutAsync(HttpContext context, string key, long started)
+    {
         byte[]? rented = null;
+        bool handedOff = false;
         try
         {
             ulong? prevVersion = null;
@@ -290,7 +322,7 @@ internal sealed partial class HttpApi
                 if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
                 {
                     await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
-                    return;
+                    return default;
                 }
 
                 prevValue = query["prevValue"];
@@ -299,14 +331,14 @@ internal sealed partial class HttpApi
             if (ttl is <= 0 or > MaxTtlSeconds)
             {
                 await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
-                return;
+                return default;
             }
 
             long? length = context.Request.ContentLength;
             if (length > options.ValueBytesMax)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return;
+                return default;
             }
 
             ReadOnlyMemory<byte> body;
@@ -327,13 +359,13 @@ internal sealed partial class HttpApi
             catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return;
+                return default;
             }
 
             if (prevVersion is not null && prevValue is not null)
             {
                 await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
-                return;
+                return default;
             }
 
             var command = prevVersion is { } version
@@ -342,10 +374,32 @@ internal sealed partial class HttpApi
             if (WriteProblem(command) is { } problem)
             {
                 await problem.ExecuteAsync(context);
-                return;
+                return default;
             }
 
-            WriteRequest[] requests = [WriteRequestOf(command, ttl ?? 0)];
+            handedOff = true;
+            return new PreparedPut([WriteRequestOf(command, ttl ?? 0)], rented);
+        }
+        catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+        {
+            await RefuseAsync(context, e);
+            return default;
+        }
+        finally
+        {
+            if (!handedOff)
+            {
+                ReturnAndRecordPut(context, rented, started);
+            }
+        }
+    }
+
+    /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it.</summary>
+    private async Task ProposePutAsync(HttpContext context, string key, PreparedPut put, long started)
+    {
+        try
+        {
+            var requests = put.Requests!;
             WriteOutcome[] outcomes;
             if (service.TryStartHere(requests, context.RequestAborted, out var here))
             {
@@ -366,13 +420,18 @@ internal sealed partial class HttpApi
         }
         finally
         {
-            if (rented is not null)
-            {
-                ArrayPool<byte>.Shared.Return(rented);
-            }
-
-            Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
+            ReturnAndRecordPut(context, put.Rented, started);
         }
+    }
+
+    private static void ReturnAndRecordPut(HttpContext context, byte[]? rented, long started)
+    {
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
     }
 
     private async Task DeleteKeyAsync(HttpContext context, string key)

@@ -186,6 +186,55 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_write_answered_by_a_pass_on_a_receive_thread_is_resumed_there_after_the_pass_or_else_on_the_pool(bool resume)
+    {
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true, ResumeOnDeliveringThread = resume });
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        // The receive thread's pass is held while it steps its message; a write queued meanwhile is taken by that
+        // pass (the loop, woken for it, waits for the gate), committed there (one voter) and answered.
+        using var stepping = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        host.PeerMessageStepping = _ =>
+        {
+            stepping.Set();
+            Assert.True(release.Wait(s_limit));
+        };
+        int deliverer = 0;
+        var thread = new Thread(() =>
+        {
+            deliverer = Environment.CurrentManagedThreadId;
+            host.Deliver(new Message { Type = MessageType.Probe, From = new NodeId(2), To = host.Id, Term = host.Status.Term });
+        });
+        thread.Start();
+        Assert.True(stepping.Wait(s_limit), "the message was not stepped");
+
+        var batch = host.StartProposals([SingleNodeHost.Set("lone").Encode()], s_limit, CancellationToken.None);
+        var resumed = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+#pragma warning disable CA2012 // awaited once, through its awaiter
+        batch.WaitAsync().GetAwaiter().UnsafeOnCompleted(() => resumed.TrySetResult(Environment.CurrentManagedThreadId));
+#pragma warning restore CA2012
+        host.PeerMessageStepping = null;
+        release.Set();
+        Assert.True(thread.Join(s_limit), "Deliver did not return");
+
+        int resumedOn = await resumed.Task.WaitAsync(s_limit);
+        Assert.Null(batch.Slots[0].Error);
+        if (resume)
+        {
+            Assert.Equal(deliverer, resumedOn);
+        }
+        else
+        {
+            Assert.NotEqual(deliverer, resumedOn);
+        }
+    }
+
     [Fact]
     public async Task A_peer_message_delivered_while_the_loop_is_busy_is_queued_for_the_loop()
     {

@@ -65,7 +65,8 @@ for line in sys.stdin:
     if m:
         (sums if m.group(2) == "sum" else counts)[m.group(1) + (m.group(3) or "")] = float(m.group(4))
 for key in sorted(counts):
-    if counts[key] > 1:
+    # Only histograms have both a _sum and a _count (a gauge such as dotnet_assembly_count has no _sum).
+    if key in sums and counts[key] > 1:
         print(f"  {key:58s} n={int(counts[key]):7d}  mean={sums[key] / counts[key] * 1e6:8.1f} us")
 '
 done

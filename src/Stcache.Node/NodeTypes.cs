@@ -71,6 +71,18 @@ public sealed record RaftHostOptions
     /// write rate at 16 HTTP connections (docs/PERFORMANCE.md, "Session 12 run").</summary>
     public bool InlinePeerAppends { get; init; }
 
+    /// <summary>With <see cref="InlinePeerPasses"/>: a message the two options above leave to the loop (an append
+    /// with entries on a follower, any message on a leader) is handled inline anyway while the host is idle: no pass
+    /// runs, both input queues are empty, and the sender's next message has not already arrived. That spares the
+    /// loop's wake-up on each hop of a lone write (docs/PERFORMANCE.md, "One-connection writes, session 14"); under
+    /// load the queues are rarely empty and the loop still takes such messages in batches.</summary>
+    public bool InlinePeerPassesWhenIdle { get; init; } = true;
+
+    /// <summary>A pass on a delivering thread that answers exactly one write batch (a lone write's acknowledgement on
+    /// an idle leader) resumes that batch's caller on the same thread once the pass has released the gate, instead of
+    /// through a thread-pool work item. Off, every answered write is resumed on the thread pool.</summary>
+    public bool ResumeOnDeliveringThread { get; init; } = true;
+
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 

@@ -292,6 +292,8 @@ internal sealed class NodeRuntime : IAsyncDisposable
                 InlinePeerPasses = inlinePasses != "0",
                 InlinePeerPassesOnLeader = inlinePasses == "all",
                 InlinePeerAppends = inlinePasses is "appends" or "all",
+                InlinePeerPassesWhenIdle = inlinePasses != "busy",
+                ResumeOnDeliveringThread = Environment.GetEnvironmentVariable(RaftHost.ResumeOnDeliveringThreadSwitch) != "0",
                 ConfiguredMemory = options.MaxMemoryBytes is null && options.EvictionPolicy is null ? null
                     : new MemorySetting(options.MaxMemoryBytes ?? 0, options.EvictionPolicy ?? EvictionPolicy.NoEviction),
             };
@@ -309,7 +311,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
             var transport = new PeerTransport(transportOptions, message =>
             {
                 peers.OnReceive(message);
-                host?.Deliver(message);
+                host?.Deliver(message, PeerTransport.MoreReceived);
             }, loggerFactory.CreateLogger<PeerTransport>());
             var network = new TransportNetwork(transport, options.PeerDial.ToDictionary(p => p.Id, p => CommandLine.NormalizeAddress(p.RaftAddress)), peers);
             try

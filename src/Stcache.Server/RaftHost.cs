@@ -22,8 +22,9 @@ namespace Stcache.Server;
 /// Who runs a pass (<see cref="RaftHostOptions.InlinePeerPasses"/>, "flat combining"): the loop, a thread-pool task
 /// woken by what is queued, and a thread that delivers a peer message (<see cref="Deliver"/>, the peer link's receive
 /// thread) while the gate is free: that thread then runs the pass itself, with whatever is queued before its message,
-/// and saves the loop's wake-up. A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of
-/// the log writer) is handed over to the loop there: a receive thread never blocks on a wait.
+/// and saves the loop's wake-up. Which messages may be handled so: see <see cref="MayPassInline"/> (on an idle host,
+/// all of them). A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of the log writer)
+/// is handed over to the loop there: a receive thread never blocks on a wait.
 /// </para>
 /// </summary>
 public sealed class RaftHost : IAsyncDisposable
@@ -55,6 +56,11 @@ public sealed class RaftHost : IAsyncDisposable
     // (StartReadRound, from the answer to the last round) starts in the same pass.
     private int _processingThread;
     private bool _roundStartedInPass; // guarded by the pass gate
+
+    // Pass-owned: set while a pass runs on a delivering thread; the one batch such a pass answered, resumed on that
+    // thread once the gate is released (see ProcessAnswering).
+    private bool _passOnDeliveringThread;
+    private ProposalBatch? _answerAfterPass;
 
     // A pass on a delivering thread failed: the loop rethrows it as its own failure.
     private volatile ExceptionDispatchInfo? _inlineFailure;
@@ -185,6 +191,10 @@ public sealed class RaftHost : IAsyncDisposable
     /// build).</summary>
     public const string InlinePassesSwitch = "STCACHE_INLINE_PEER_PASSES";
 
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.ResumeOnDeliveringThread"/> off when
+    /// "0" (for measuring each way with one build).</summary>
+    public const string ResumeOnDeliveringThreadSwitch = "STCACHE_RESUME_ON_RECEIVE";
+
     /// <summary>Called in a pass with each peer message just before the driver steps it: for tests that check where
     /// and in which order messages are handled.</summary>
     internal Action<Message>? PeerMessageStepping { get; set; }
@@ -203,7 +213,14 @@ public sealed class RaftHost : IAsyncDisposable
     /// logged at most once a second). One sender's messages must come from one thread at a time, in order: they are
     /// stepped in that order.
     /// </summary>
-    public void Deliver(Message message)
+    public void Deliver(Message message) => Deliver(message, moreReceived: false);
+
+    /// <summary>
+    /// As <see cref="Deliver(Message)"/>; <paramref name="moreReceived"/>: the delivering thread has already received
+    /// another message behind this one and delivers it next (the transport's <c>PeerTransport.MoreReceived</c>), so
+    /// this one is not handled alone on that account (<see cref="RaftHostOptions.InlinePeerPassesWhenIdle"/>).
+    /// </summary>
+    public void Deliver(Message message, bool moreReceived)
     {
         string? problem = message.Validate();
         if (problem is not null || message.To != Id)
@@ -212,7 +229,7 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(MayPassInline(message) && TryPassInline(message)))
+        if (!(MayPassInline(message, moreReceived) && TryPassInline(message)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }
@@ -220,11 +237,27 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>Whether the options let <paramref name="message"/> be handled on its delivering thread: on a follower
     /// unless <see cref="RaftHostOptions.InlinePeerPassesOnLeader"/>, and an append with entries only with
-    /// <see cref="RaftHostOptions.InlinePeerAppends"/>.</summary>
-    private bool MayPassInline(Message message) =>
-        _options.InlinePeerPasses
-        && (_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader)
-        && (_options.InlinePeerAppends || message.Type != MessageType.Append || message.Entries.Length == 0);
+    /// <see cref="RaftHostOptions.InlinePeerAppends"/>; and any message, with
+    /// <see cref="RaftHostOptions.InlinePeerPassesWhenIdle"/>, while the host is idle: no pass runs (checked again
+    /// when the gate is taken), nothing is queued for it, and the sender's next message is not already here. That
+    /// is the one-connection write's case, where queueing only costs the loop's wake-up; under load the queues are
+    /// rarely empty, and such messages still go to the loop, which takes them in batches.</summary>
+    private bool MayPassInline(Message message, bool moreReceived)
+    {
+        if (!_options.InlinePeerPasses)
+        {
+            return false;
+        }
+
+        if ((_options.InlinePeerPassesOnLeader || !_driver.Status.IsLeader)
+            && (_options.InlinePeerAppends || message.Type != MessageType.Append || message.Entries.Length == 0))
+        {
+            return true;
+        }
+
+        return _options.InlinePeerPassesWhenIdle && !moreReceived && Volatile.Read(ref _gate) == 0
+            && !_raftInputs.Reader.TryPeek(out _) && !_inputs.Reader.TryPeek(out _);
+    }
 
     public void ReportUnreachable(NodeId peer) => EnqueueRaftInput(new UnreachableInput(peer), "unreachable report");
 
@@ -690,6 +723,7 @@ public sealed class RaftHost : IAsyncDisposable
             return false;
         }
 
+        ProposalBatch? answered = null;
         try
         {
             if (_inlineFailure is not null || _driver.Waiting != DriverWait.None)
@@ -697,6 +731,7 @@ public sealed class RaftHost : IAsyncDisposable
                 return false; // the loop was woken for what it must do first; the message queues behind it
             }
 
+            _passOnDeliveringThread = true;
             Message? delivered = message;
             for (int pass = 0; pass < _options.InputBatchMax; pass++)
             {
@@ -724,9 +759,14 @@ public sealed class RaftHost : IAsyncDisposable
         }
         finally
         {
+            _passOnDeliveringThread = false;
+            answered = _answerAfterPass;
+            _answerAfterPass = null;
             ExitGate();
         }
 
+        // Outside the gate: the caller's continuation (a front end's reply) runs here, and passes go on meanwhile.
+        answered?.Complete(inline: true);
         return true;
     }
 
@@ -820,7 +860,13 @@ public sealed class RaftHost : IAsyncDisposable
         {
             Volatile.Write(ref _processingThread, 0);
             ProposalBatch.Collector = outer;
-            if (_answered.Count == 1)
+            if (_answered.Count == 1 && _passOnDeliveringThread && _answerAfterPass is null && _options.ResumeOnDeliveringThread)
+            {
+                // A pass on a receive thread that answered one batch (a lone write's acknowledgement): its caller is
+                // resumed on this thread after the pass, instead of waking a pool worker for it.
+                _answerAfterPass = _answered[0];
+            }
+            else if (_answered.Count == 1)
             {
                 _answered[0].Complete(inline: false);
             }

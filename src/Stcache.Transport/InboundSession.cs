@@ -93,7 +93,7 @@ internal sealed class InboundSession
                 _transport.CountReceivedBytes(FrameCodec.HeaderBytes + body.Length);
 
                 // This thread is the connection's own: a stored snapshot's file work may block it.
-                string? violation = HandleFrame(type, body);
+                string? violation = HandleFrame(type, body, moreReceived: !pending.IsEmpty);
                 if (violation is not null)
                 {
                     return violation;
@@ -168,7 +168,7 @@ internal sealed class InboundSession
                     await Task.Yield();
                 }
 
-                violation = HandleFrame(type, body);
+                violation = HandleFrame(type, body, moreReceived: !buffer.IsEmpty);
             }
 
             reader.AdvanceTo(buffer.Start, buffer.End);
@@ -193,12 +193,14 @@ internal sealed class InboundSession
     private bool WritesToDisk(FrameType type) =>
         type == FrameType.SnapshotFileBegin || (type == FrameType.SnapshotChunk && _fileReceiver is not null);
 
-    internal string? HandleFrame(FrameType type, ReadOnlySequence<byte> body)
+    /// <summary>Handles one frame; <paramref name="moreReceived"/>: more bytes of this connection are already read
+    /// behind it (see <see cref="PeerTransport.MoreReceived"/>).</summary>
+    internal string? HandleFrame(FrameType type, ReadOnlySequence<byte> body, bool moreReceived = false)
     {
         switch (type)
         {
             case FrameType.Messages:
-                return HandleMessages(body);
+                return HandleMessages(body, moreReceived);
             case FrameType.SnapshotBegin:
                 return HandleSnapshotBegin(body);
             case FrameType.SnapshotFileBegin:
@@ -218,7 +220,7 @@ internal sealed class InboundSession
         }
     }
 
-    private string? HandleMessages(ReadOnlySequence<byte> body)
+    private string? HandleMessages(ReadOnlySequence<byte> body, bool moreReceived)
     {
         if (FrameCodec.TryDecodeMessages(body, _batch, out string? error) != DecodeStatus.Complete)
         {
@@ -235,9 +237,9 @@ internal sealed class InboundSession
             }
         }
 
-        foreach (var message in _batch)
+        for (int i = 0; i < _batch.Count; i++)
         {
-            _transport.Deliver(message, _peer);
+            _transport.Deliver(_batch[i], _peer, moreReceived || i < _batch.Count - 1);
         }
 
         _batch.Clear();

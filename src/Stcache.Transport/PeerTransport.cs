@@ -1025,6 +1025,30 @@ public sealed class PeerTransport : IMessageSink, IAsyncDisposable
         return hello.From;
     }
 
+    /// <summary>
+    /// True while the message handler runs for a message that is not the last one this thread has already received
+    /// on its connection: another message of the same sender (in the same frame, or a later frame already read from
+    /// the socket) is delivered right after it. A handler may then leave the message queued, to be handled together
+    /// with the ones that follow, rather than handle it alone (docs/RAFT.md, "Who runs the host's passes").
+    /// </summary>
+    public static bool MoreReceived => s_moreReceived;
+
+    [ThreadStatic]
+    private static bool s_moreReceived;
+
+    internal void Deliver(Message message, NodeId peer, bool moreReceived)
+    {
+        s_moreReceived = moreReceived;
+        try
+        {
+            Deliver(message, peer);
+        }
+        finally
+        {
+            s_moreReceived = false;
+        }
+    }
+
     internal void Deliver(Message message, NodeId peer)
     {
         Interlocked.Increment(ref _messagesReceived);

@@ -51,7 +51,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [Fact]
     public async Task With_inline_passes_for_followers_only_a_leader_queues_its_peer_messages_for_the_loop()
     {
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = false });
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = false, InlinePeerPassesWhenIdle = false });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
@@ -78,7 +78,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [InlineData(true)]
     public async Task A_follower_queues_an_append_with_entries_for_its_loop_unless_appends_are_handled_inline(bool appendsInline)
     {
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerAppends = appendsInline });
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerAppends = appendsInline, InlinePeerPassesWhenIdle = false });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
@@ -113,6 +113,125 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         else
         {
             Assert.NotEqual(deliverer, stepper);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_idle_leader_handles_a_peer_message_where_it_arrives_unless_the_senders_next_is_already_here(bool moreReceived)
+    {
+        // Followers-only inline passes (the default), with the idle rule (the default too).
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options);
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+        Assert.True(host.Status.IsLeader);
+
+        var stepped = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.PeerMessageStepping = _ => stepped.TrySetResult(Environment.CurrentManagedThreadId);
+        int deliverer = DeliverOnThread(host, new Message { Type = MessageType.Probe, From = new NodeId(2), To = host.Id, Term = host.Status.Term }, moreReceived);
+        int stepper = await stepped.Task.WaitAsync(s_limit);
+        if (moreReceived)
+        {
+            Assert.NotEqual(deliverer, stepper); // queued, to be taken with the message behind it
+        }
+        else
+        {
+            Assert.Equal(deliverer, stepper);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_idle_follower_saves_an_append_with_entries_where_it_arrives_unless_the_senders_next_is_already_here(bool moreReceived)
+    {
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options);
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        var newer = new Term(host.Status.Term.Value + 1);
+        var follows = TermReached(host, newer);
+        DeliverOnThread(host, Heartbeat(host, newer));
+        await follows.WaitAsync(s_limit);
+        await WaitUntilIdleAsync(host);
+
+        var stepped = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.PeerMessageStepping = m =>
+        {
+            if (m.Type == MessageType.Append)
+            {
+                stepped.TrySetResult(Environment.CurrentManagedThreadId);
+            }
+        };
+        var last = host.Status.LastIndex;
+        var append = new Message
+        {
+            Type = MessageType.Append, From = new NodeId(2), To = host.Id, Term = newer, Index = last, LogTerm = new Term(newer.Value - 1),
+            Entries = [new Entry(newer, last.Next, EntryType.Normal, "x"u8.ToArray())],
+        };
+        int deliverer = DeliverOnThread(host, append, moreReceived);
+        int stepper = await stepped.Task.WaitAsync(s_limit);
+        if (moreReceived)
+        {
+            Assert.NotEqual(deliverer, stepper);
+        }
+        else
+        {
+            // Stepped, saved and published before Deliver returned.
+            Assert.Equal(deliverer, stepper);
+            Assert.Equal(last.Next, host.Status.LastIndex);
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_write_answered_by_a_pass_on_a_receive_thread_is_resumed_there_after_the_pass_or_else_on_the_pool(bool resume)
+    {
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlinePeerPassesOnLeader = true, ResumeOnDeliveringThread = resume });
+        await using var running = host;
+        await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
+        await WaitUntilIdleAsync(host);
+
+        // The receive thread's pass is held while it steps its message; a write queued meanwhile is taken by that
+        // pass (the loop, woken for it, waits for the gate), committed there (one voter) and answered.
+        using var stepping = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        host.PeerMessageStepping = _ =>
+        {
+            stepping.Set();
+            Assert.True(release.Wait(s_limit));
+        };
+        int deliverer = 0;
+        var thread = new Thread(() =>
+        {
+            deliverer = Environment.CurrentManagedThreadId;
+            host.Deliver(new Message { Type = MessageType.Probe, From = new NodeId(2), To = host.Id, Term = host.Status.Term });
+        });
+        thread.Start();
+        Assert.True(stepping.Wait(s_limit), "the message was not stepped");
+
+        var batch = host.StartProposals([SingleNodeHost.Set("lone").Encode()], s_limit, CancellationToken.None);
+        var resumed = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+#pragma warning disable CA2012 // awaited once, through its awaiter
+        batch.WaitAsync().GetAwaiter().UnsafeOnCompleted(() => resumed.TrySetResult(Environment.CurrentManagedThreadId));
+#pragma warning restore CA2012
+        host.PeerMessageStepping = null;
+        release.Set();
+        Assert.True(thread.Join(s_limit), "Deliver did not return");
+
+        int resumedOn = await resumed.Task.WaitAsync(s_limit);
+        Assert.Null(batch.Slots[0].Error);
+        if (resume)
+        {
+            Assert.Equal(deliverer, resumedOn);
+        }
+        else
+        {
+            Assert.NotEqual(deliverer, resumedOn);
         }
     }
 
@@ -362,13 +481,13 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
 
     /// <summary>Delivers on a new thread, as a receive thread does, and returns that thread's managed id once
     /// <see cref="RaftHost.Deliver"/> returned.</summary>
-    private static int DeliverOnThread(RaftHost host, Message message)
+    private static int DeliverOnThread(RaftHost host, Message message, bool moreReceived = false)
     {
         int id = 0;
         var thread = new Thread(() =>
         {
             id = Environment.CurrentManagedThreadId;
-            host.Deliver(message);
+            host.Deliver(message, moreReceived);
         });
         thread.Start();
         Assert.True(thread.Join(s_limit), "Deliver did not return");

@@ -548,12 +548,9 @@ public sealed partial class CacheStateMachine
             throw new InvalidOperationException("key already present");
         }
 
-        Interlocked.Add(ref _usedBytes, KeyOverheadBytes + key.Length + ValueBytesOf(data));
+        Interlocked.Add(ref _usedBytes, KeyOverheadBytes + key.Length + KeyData.ValueBytesOf(data));
         return position;
     }
-
-    /// <summary>A string's length, or a hash's accounted bytes (<see cref="KeyEntry.ValueBytes"/> of a slot's data).</summary>
-    private static long ValueBytesOf(object data) => data is HashValue hash ? hash.Bytes : KeyData.TextOf(data).Length;
 
     /// <summary>Removes the key; any handle taken before is stale afterwards (the last key moves into its place).</summary>
     private void Remove(KeyEntry entry)
@@ -672,7 +669,7 @@ public sealed partial class CacheStateMachine
 
         // A hash is replaced whole, so it needs no clone for an open snapshot (Own): Writable copies the slot's chunk.
         ref var slot = ref _keys.Writable(position);
-        long before = ValueBytesOf(slot.Data);
+        long before = KeyData.ValueBytesOf(slot.Data);
         slot.Data = KeyData.ComposeText(key, value);
         Interlocked.Add(ref _usedBytes, value.Length - before);
         slot.Version = _index;

@@ -172,6 +172,9 @@ internal static class KeyData
         return bytes.AsSpan(start + length);
     }
 
+    /// <summary>The bytes a value is accounted at: a string's length, or a hash's accounted bytes.</summary>
+    public static long ValueBytesOf(object data) => data is HashValue hash ? hash.Bytes : TextOf(data).Length;
+
     private static int KeyLengthBytes(int length)
     {
         int bytes = 1;
@@ -263,7 +266,7 @@ internal sealed class KeyEntry
     public HashValue Hash => (HashValue)Read.Data;
 
     /// <summary>A string's length, or a hash's accounted bytes.</summary>
-    public long ValueBytes => Read.Data is HashValue hash ? hash.Bytes : Text.Length;
+    public long ValueBytes => KeyData.ValueBytesOf(Read.Data);
 
     /// <summary>The value for another key (COPY, RENAME): a copy of the string's bytes or a clone of the hash.</summary>
     public object CopyValue() => Read.Data is HashValue hash ? hash.Clone() : TextArray();

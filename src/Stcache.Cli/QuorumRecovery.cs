@@ -40,7 +40,8 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
         {
             var identity = NodeIdentity.Load(directory.Path) ?? throw new InvalidDataException($"{directory.Path} holds no node identity ({NodeIdentity.FileName})");
             var self = new MemberInfo(identity.Id, identity.Name, identity.RaftAddress, identity.HttpAddress);
-            using var wal = directory.OpenLog();
+            // A one-shot tool: no next segment prepared in the background (the node prepares its own when it starts).
+            using var wal = directory.OpenLog(new WalOptions { PrepareSegmentsAhead = false });
             var snapshots = directory.OpenSnapshots();
             var committedLog = new EverythingCommitted(wal);
             var options = new RaftHostOptions

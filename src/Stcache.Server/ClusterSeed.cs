@@ -25,7 +25,7 @@ public static class ClusterSeed
         File.Copy(snapshotFile, Path.Combine(directory.SnapshotPath, FileSnapshotStore.FileName(verified.Metadata)));
         var snapshots = directory.OpenSnapshots();
         var snapshot = snapshots.LoadNewest() ?? throw new InvalidDataException($"{snapshotFile} could not be read back");
-        using var wal = directory.OpenLog();
+        using var wal = directory.OpenLog(new WalOptions { PrepareSegmentsAhead = false });
         var metadata = WriteSingleMember(snapshots, wal, snapshot, self, snapshot.Metadata.Term);
         new NodeIdentity(self.Id, self.Name, self.RaftAddress, self.HttpAddress, clusterId, true).Save(directory.Path);
         return metadata;

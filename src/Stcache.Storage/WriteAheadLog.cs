@@ -47,6 +47,10 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
     // A zero-filled, synced temporary file being prepared to become the next segment; null when none.
     private Task<string>? _nextSegment;
+
+    // Stops the preparation between chunks when the log is disposed: closing a node (or a one-shot tool such as
+    // stcachectl recover) never waits for 64 MiB of zeros it will not use.
+    private readonly CancellationTokenSource _preparing = new();
     private long _syncCount;
     private long _syncedBytes;
     private long _lastSyncBytes;
@@ -317,11 +321,14 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
 
         _disposed = true;
+        _preparing.Cancel();
         _active.Dispose();
         if (TakePreparedSegment() is { } prepared)
         {
             TryDelete(prepared);
         }
+
+        _preparing.Dispose();
     }
 
     private void Append(ReadOnlySpan<byte> records, ulong nextIndex, bool sync = true)
@@ -442,6 +449,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         string temp = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"next-{_segments[^1].Sequence + 1:x16}.tmp"));
         IFileSystem fileSystem = _fileSystem;
         long size = _options.SegmentSizeBytes;
+        CancellationToken stop = _preparing.Token;
         _nextSegment = Task.Run(() =>
         {
             try
@@ -453,6 +461,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
                 // docs/PERFORMANCE.md, "Write tail latency, session 14"). Now a WAL sync waits behind one chunk.
                 for (long offset = 0; offset < size; offset += ZeroChunkBytes)
                 {
+                    stop.ThrowIfCancellationRequested();
                     ZeroRange(file, offset, Math.Min(size, offset + ZeroChunkBytes));
                     file.Sync();
                 }
@@ -464,7 +473,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
                 TryDelete(fileSystem, temp);
                 throw;
             }
-        });
+        }, stop);
     }
 
     /// <summary>The prepared file's path, or null when preparation failed (the caller then zero-fills inline).</summary>
@@ -482,6 +491,11 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             // Normally long finished: a segment takes far longer to fill than to zero. Blocking here is the rare
             // case of a burst that fills a whole segment while the previous zero-fill still runs.
             return task.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            // Disposed while preparing: the temporary file is already deleted.
+            return null;
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {

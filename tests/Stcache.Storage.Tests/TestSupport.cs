@@ -43,6 +43,23 @@ internal sealed class FaultyFileSystem : IFileSystem
 
     public int Writes { get; private set; }
 
+    /// <summary>Called with the file's path before each sync, on the syncing thread.</summary>
+    public Action<string>? BeforeSync { get; set; }
+
+    /// <summary>Called with the file's path when it is closed.</summary>
+    public Action<string>? Closed { get; set; }
+
+    private readonly Dictionary<string, int> _syncs = [];
+
+    /// <summary>How many times <paramref name="path"/> was synced.</summary>
+    public int SyncsOf(string path)
+    {
+        lock (_syncs)
+        {
+            return _syncs.GetValueOrDefault(path);
+        }
+    }
+
     private readonly Dictionary<string, (long Pending, long Most)> _unsynced = [];
 
     /// <summary>The most bytes written to <paramref name="path"/> between two of its syncs (its writes may come from
@@ -126,11 +143,20 @@ internal sealed class FaultyFileSystem : IFileSystem
                 throw new IOException("Input/output error (injected)");
             }
 
+            owner.BeforeSync?.Invoke(Path);
             inner.Sync();
             owner.Synced(Path);
+            lock (owner._syncs)
+            {
+                owner._syncs[Path] = owner._syncs.GetValueOrDefault(Path) + 1;
+            }
         }
 
-        public void Dispose() => inner.Dispose();
+        public void Dispose()
+        {
+            inner.Dispose();
+            owner.Closed?.Invoke(Path);
+        }
     }
 }
 

@@ -186,6 +186,41 @@ public sealed class WriteAheadLogTests : IDisposable
     }
 
     [Fact]
+    public async Task ClosingTheLogStopsPreparingTheNextSegmentAfterTheChunkInHand()
+    {
+        // Closing a node, or a one-shot tool such as stcachectl recover, waited for all 64 MiB of the next segment's
+        // zeros, a chunk and a sync at a time; on a busy disk that took minutes.
+        var fileSystem = new FaultyFileSystem();
+        string prepared = Path.Combine(WalPath, "next-0000000000000001.tmp");
+        using var firstChunk = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        fileSystem.BeforeSync = path =>
+        {
+            if (path == prepared && !firstChunk.IsSet)
+            {
+                firstChunk.Set();
+                release.Wait();
+            }
+        };
+
+        // The active segment is closed after the preparation was told to stop: only then is the first chunk's sync let go.
+        fileSystem.Closed = path =>
+        {
+            if (path.EndsWith(".wal", StringComparison.Ordinal))
+            {
+                release.Set();
+            }
+        };
+
+        var wal = WriteAheadLog.Open(fileSystem, WalPath, new WalOptions(), NullLogger.Instance);
+        Assert.True(firstChunk.Wait(TimeSpan.FromSeconds(30)), "the preparation never synced its first chunk");
+        await Task.Run(wal.Dispose).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(1, fileSystem.SyncsOf(prepared));
+        Assert.False(File.Exists(prepared));
+    }
+
+    [Fact]
     public void CompactionDeletesWholeSegmentsUpToTheGivenIndexNeverPastTheSnapshot()
     {
         var options = new WalOptions { SegmentSizeBytes = 4096 };

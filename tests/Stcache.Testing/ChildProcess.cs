@@ -42,10 +42,25 @@ public static class ChildProcess
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish within {timeout.TotalSeconds:F0} s");
+
+            // What it printed before it was stopped says where it hung.
+            string printed = await DrainAsync(stdout) + await DrainAsync(stderr);
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish within {timeout.TotalSeconds:F0} s; it printed: {printed}");
         }
 
         return new ChildProcessResult(process.ExitCode, await stdout, await stderr);
+    }
+
+    private static async Task<string> DrainAsync(Task<string> output)
+    {
+        try
+        {
+            return await output.WaitAsync(TimeSpan.FromSeconds(5));
+        }
+        catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
+        {
+            return $"[{e.GetType().Name}]";
+        }
     }
 
     /// <summary>Runs one of the test's own .NET programs (e.g. <c>stcachectl.dll</c>), copied beside the test assembly.</summary>

@@ -2,7 +2,8 @@
 # Per-write counts on the consensus side (docs/PERFORMANCE.md, "Consensus-side writes, session 9"): starts one
 # 3-node cluster of the given build on free loopback ports, warms it, then runs one redis-benchmark SET row against
 # the leader and prints, per node (leader first), per acknowledged write: the peer messages its Raft loop took
-# (stcache_host_input_wait_seconds_count{kind="peer"}), its WAL saves (stcache_wal_save_seconds_count) and, with
+# (stcache_host_input_wait_seconds_count{kind="peer"}), its WAL saves (stcache_wal_save_seconds_count), the work
+# items its thread pool ran (dotnet_thread_pool_work_item_count: each one a hand-off to a pool worker) and, with
 # STRACE=1, its system calls by name (strace -c over every thread of the leader and of one follower; strace slows
 # the nodes, so ops/s under it mean nothing, the counts per write do).
 #
@@ -64,12 +65,13 @@ warm() {
 warm -n 50000 -P 16
 warm -n 30000
 
-counters() { # http port -> "peer_messages wal_saves wal_seconds"
+counters() { # http port -> "peer_messages wal_saves wal_seconds pool_work_items"
   curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
     /^stcache_host_input_wait_seconds_count/ && /kind="peer"/ { peer = $NF }
     /^stcache_wal_save_seconds_count/ { wal = $NF }
     /^stcache_wal_save_seconds_sum/ { walsum = $NF }
-    END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal), (walsum == "" ? 0 : walsum) }'
+    /^dotnet_thread_pool_work_item_count/ { items = $NF }
+    END { print (peer == "" ? 0 : peer), (wal == "" ? 0 : wal), (walsum == "" ? 0 : walsum), (items == "" ? 0 : items) }'
 }
 
 threads() { # pid -> one line per thread: "tid<TAB>name<TAB>cpu_ticks<TAB>context_switches"
@@ -122,10 +124,10 @@ read -r load _ </proc/loadavg
 echo "== $ROW, $n writes, load average $load: $(tail -1 "$OUT/row")"
 role=leader
 for i in $ORDER; do
-  read -r p0 w0 s0 <<<"${BEFORE[$i]}"
-  read -r p1 w1 s1 <<<"$(counters "${HTTP[$i]}")"
-  python3 -c "import sys; n,p,w=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); busy=(float(sys.argv[7])-float(sys.argv[6]))/float(sys.argv[8]); print(f'{sys.argv[4]:8s} node {sys.argv[5]}: peer messages/write {p/n:.3f}  WAL saves/write {w/n:.4f} ({n/max(w,1):.1f} writes/save)  loop in WAL save {busy:.0%} of the row')" \
-    "$n" "$((${p1%.*} - ${p0%.*}))" "$((${w1%.*} - ${w0%.*}))" "$role" "$i" "$s0" "$s1" "$elapsed"
+  read -r p0 w0 s0 q0 <<<"${BEFORE[$i]}"
+  read -r p1 w1 s1 q1 <<<"$(counters "${HTTP[$i]}")"
+  python3 -c "import sys; n,p,w=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); busy=(float(sys.argv[7])-float(sys.argv[6]))/float(sys.argv[8]); q=(float(sys.argv[10])-float(sys.argv[9]))/n; print(f'{sys.argv[4]:8s} node {sys.argv[5]}: peer messages/write {p/n:.3f}  WAL saves/write {w/n:.4f} ({n/max(w,1):.1f} writes/save)  loop in WAL save {busy:.0%} of the row  pool work items/write {q:.2f}')" \
+    "$n" "$((${p1%.*} - ${p0%.*}))" "$((${w1%.*} - ${w0%.*}))" "$role" "$i" "$s0" "$s1" "$elapsed" "$q0" "$q1"
   if [[ -f "$OUT/strace.$i" ]]; then
     python3 - "$OUT/strace.$i" "$n" <<'EOF'
 import sys

@@ -20,10 +20,11 @@ namespace Stcache.Server;
 /// </para>
 /// <para>
 /// Who runs a pass (<see cref="RaftHostOptions.InlinePeerPasses"/>, "flat combining"): the loop, a thread-pool task
-/// woken by what is queued, and a thread that delivers a peer message (<see cref="Deliver"/>, the peer link's receive
-/// thread) while the gate is free: that thread then runs the pass itself, with whatever is queued before its message,
-/// and saves the loop's wake-up. Which messages may be handled so: see <see cref="MayPassInline"/> (on an idle host,
-/// all of them). A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of the log writer)
+/// rung by whoever queues an input while no pass runs (<see cref="LoopBell"/>), and a thread that delivers a peer
+/// message (<see cref="Deliver"/>, the peer link's receive thread) while the gate is free: that thread then runs the
+/// pass itself, with whatever is queued before its message, and saves the loop's wake-up (with
+/// <see cref="RaftHostOptions.InlineClientPassesWhenIdle"/>, a thread that proposes on an idle leader too). Which
+/// messages may be handled so: see <see cref="MayPassInline"/> (on an idle host, all of them). A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of the log writer)
 /// is handed over to the loop there: a receive thread never blocks on a wait.
 /// </para>
 /// </summary>
@@ -57,17 +58,20 @@ public sealed class RaftHost : IAsyncDisposable
     private int _processingThread;
     private bool _roundStartedInPass; // guarded by the pass gate
 
-    // Pass-owned: set while a pass runs on a delivering thread; the one batch such a pass answered, resumed on that
-    // thread once the gate is released (see ProcessAnswering).
+    // Pass-owned: set while a pass runs on a delivering or proposing thread; the one batch a pass answered, resumed
+    // on the thread that ran it once the gate is released (see ProcessAnswering).
     private bool _passOnDeliveringThread;
     private ProposalBatch? _answerAfterPass;
+
+    // RaftHostOptions.ResumeOnLoop and InlineClientPassesWhenIdle, as the environment switches leave them.
+    private readonly bool _resumeOnLoop;
+    private readonly bool _inlineClientPasses;
 
     // A pass on a delivering thread failed: the loop rethrows it as its own failure.
     private volatile ExceptionDispatchInfo? _inlineFailure;
 
-    // Loop-owned: the pending waits on the two channels (see WaitForInputAsync).
-    private Task<bool>? _raftWait;
-    private Task<bool>? _clientWait;
+    // The loop's wake-up, rung by whoever queues an input while no pass runs (see WakeLoop).
+    private readonly LoopBell _bell = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly NodeDriver _driver;
     private readonly ProposalDeadlines _deadlines;
@@ -104,7 +108,7 @@ public sealed class RaftHost : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
-            // Read by whoever runs a pass: the loop, or a delivering thread while the loop's wait stays pending.
+            // Read by whoever runs a pass: the loop, or a delivering or proposing thread.
             SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
@@ -113,7 +117,7 @@ public sealed class RaftHost : IAsyncDisposable
             // The writer's saves and the loop's snapshot calls reach the store from two threads.
             logStore = new SerializedLogStore(logStore);
             _walWriter = new RaftHostWalWriter(options.Raft.Id, logStore, network,
-                () => _raftInputs!.Writer.TryWrite(PersistedInput.Instance), logger, _time);
+                () => TryQueueRaft(PersistedInput.Instance), logger, _time);
         }
 
 #pragma warning disable CA5394 // read ids only need to differ between incarnations, not be secret
@@ -121,9 +125,11 @@ public sealed class RaftHost : IAsyncDisposable
             readIdSeed: (ulong)Random.Shared.NextInt64());
 #pragma warning restore CA5394
         _deadlines = new ProposalDeadlines(_time);
+        _resumeOnLoop = options.ResumeOnLoop && Environment.GetEnvironmentVariable(ResumeOnLoopSwitch) != "0";
+        _inlineClientPasses = options.InlineClientPassesWhenIdle && Environment.GetEnvironmentVariable(InlineClientPassesSwitch) != "0";
         _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
-            // The loop may leave a wait on this channel pending while it serves the other one.
+            // Read by whoever runs a pass: the loop, or a delivering or proposing thread.
             SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
@@ -195,9 +201,21 @@ public sealed class RaftHost : IAsyncDisposable
     /// "0" (for measuring each way with one build).</summary>
     public const string ResumeOnDeliveringThreadSwitch = "STCACHE_RESUME_ON_RECEIVE";
 
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.ResumeOnLoop"/> off when "0" (for
+    /// measuring each way with one build).</summary>
+    public const string ResumeOnLoopSwitch = "STCACHE_RESUME_ON_LOOP";
+
+    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlineClientPassesWhenIdle"/> off when
+    /// "0" (for measuring each way with one build).</summary>
+    public const string InlineClientPassesSwitch = "STCACHE_INLINE_CLIENT_PASSES";
+
     /// <summary>Called in a pass with each peer message just before the driver steps it: for tests that check where
     /// and in which order messages are handled.</summary>
     internal Action<Message>? PeerMessageStepping { get; set; }
+
+    /// <summary>Called in a pass with each proposal batch as the pass takes it: for tests that check which thread
+    /// proposes.</summary>
+    internal Action<ProposalBatch>? ProposalTaking { get; set; }
 
     /// <summary>True while a pass runs (someone holds the pass gate), for tests.</summary>
     internal bool PassRunning => Volatile.Read(ref _gate) != 0;
@@ -229,7 +247,7 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(MayPassInline(message, moreReceived) && TryPassInline(message)))
+        if (!(MayPassInline(message, moreReceived) && TryPassInline(message, null)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }
@@ -275,7 +293,7 @@ public sealed class RaftHost : IAsyncDisposable
 
     private void EnqueueRaftInput(NodeInput input, string kind)
     {
-        if (_raftInputs.Writer.TryWrite(input) || _stopping.IsCancellationRequested)
+        if (TryQueueRaft(input) || _stopping.IsCancellationRequested)
         {
             return;
         }
@@ -341,7 +359,12 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         var input = new ProposeInput(batch);
-        if (!_inputs.Writer.TryWrite(input))
+        if (_inlineClientPasses && Volatile.Read(ref _gate) == 0 && TryPassInline(null, input))
+        {
+            return batch;
+        }
+
+        if (!TryQueueClient(input))
         {
             _ = WriteProposalsAsync(input, timeout, cancellationToken);
         }
@@ -356,7 +379,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             using var deadline = new CancellationTokenSource(timeout, _time);
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token, cancellationToken);
-            await _inputs.Writer.WriteAsync(input, stopping.Token).ConfigureAwait(false);
+            await QueueClientAsync(input, stopping.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -414,7 +437,7 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         var input = new ReadInput(lease, request) { Taken = taken };
-        if (!_inputs.Writer.TryWrite(input))
+        if (!TryQueueClient(input))
         {
             _ = WriteReadInputAsync(input);
         }
@@ -435,7 +458,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             using var deadline = new CancellationTokenSource(_options.RequestTimeout, _time);
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token);
-            await _inputs.Writer.WriteAsync(input, stopping.Token).ConfigureAwait(false);
+            await QueueClientAsync(input, stopping.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -503,6 +526,7 @@ public sealed class RaftHost : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         _inputs.Writer.TryComplete();
         _raftInputs.Writer.TryComplete();
+        _bell.Ring(); // the loop sees both queues closed once it has drained them
         try
         {
             if (_ticker is not null)
@@ -536,7 +560,7 @@ public sealed class RaftHost : IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
         try
         {
-            await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
+            await QueueClientAsync(input, timeout.Token).ConfigureAwait(false);
             return await completion.WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -555,7 +579,7 @@ public sealed class RaftHost : IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
         try
         {
-            await _inputs.Writer.WriteAsync(input, timeout.Token).ConfigureAwait(false);
+            await QueueClientAsync(input, timeout.Token).ConfigureAwait(false);
             return await waiter.Completion.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
@@ -573,7 +597,7 @@ public sealed class RaftHost : IAsyncDisposable
     {
         try
         {
-            await _inputs.Writer.WriteAsync(input, cancellationToken).ConfigureAwait(false);
+            await QueueClientAsync(input, cancellationToken).ConfigureAwait(false);
         }
         catch (ChannelClosedException)
         {
@@ -589,7 +613,7 @@ public sealed class RaftHost : IAsyncDisposable
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
                 // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (DueTicks).
-                _raftInputs.Writer.TryWrite(TickInput.Instance);
+                TryQueueRaft(TickInput.Instance);
             }
         }
         catch (OperationCanceledException)
@@ -623,7 +647,7 @@ public sealed class RaftHost : IAsyncDisposable
                 }
 
                 // Woken for inputs an inline pass has taken since: nothing to do.
-                if (_raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _))
+                if (HasQueuedInput())
                 {
                     TakeInputs(null);
                     if (!await ProcessAsync().ConfigureAwait(false))
@@ -633,7 +657,14 @@ public sealed class RaftHost : IAsyncDisposable
                 }
 
                 holding = false;
+                var answered = _answerAfterPass;
+                _answerAfterPass = null;
                 ExitGate();
+
+                // The one batch this pass answered (ResumeOnLoop): its caller's continuation (a front end's reply) runs
+                // here, after the gate is released, unless inputs wait for the loop: then a pool worker runs it and
+                // the loop goes on at once.
+                answered?.Complete(inline: !HasQueuedInput());
             }
         }
         catch (Exception e)
@@ -642,6 +673,8 @@ public sealed class RaftHost : IAsyncDisposable
             {
                 await EnterGateAsync().ConfigureAwait(false);
             }
+
+            ReleaseHeldAnswer();
 
             Log.LoopFailed(_logger, e);
             FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node stopped: " + e.Message, outcomeUnknown: true));
@@ -653,6 +686,8 @@ public sealed class RaftHost : IAsyncDisposable
         {
             await EnterGateAsync().ConfigureAwait(false);
         }
+
+        ReleaseHeldAnswer();
 
         FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
     }
@@ -710,12 +745,14 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs passes on this (delivering) thread if no pass is running and the loop is not waiting for the gate:
-    /// <paramref name="message"/> is stepped in the first. Goes on while inputs are queued, until the loop asks for
-    /// the gate (it was woken for them anyway) or after <see cref="RaftHostOptions.InputBatchMax"/> passes. A pass
-    /// that leaves the driver waiting wakes the loop to do the wait. False: nothing was done, queue the message.
+    /// Runs passes on this thread if no pass is running and the loop is not waiting for the gate: a delivering
+    /// thread's <paramref name="message"/>, or a proposing thread's <paramref name="proposal"/> (only while the host
+    /// is idle, see <see cref="IdleForProposal"/>), is handled in the first. If inputs were queued meanwhile (a lone
+    /// write's acknowledgements, which arrive while this pass syncs), one more pass takes them here; what is queued
+    /// after that is left to the loop, which is rung for it. A pass that leaves the driver waiting wakes the loop to
+    /// do the wait. False: nothing was done, queue the input.
     /// </summary>
-    private bool TryPassInline(Message message)
+    private bool TryPassInline(Message? message, ProposeInput? proposal)
     {
         if (!_started || _stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null
             || Interlocked.CompareExchange(ref _gate, 1, 0) != 0)
@@ -728,24 +765,35 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (_inlineFailure is not null || _driver.Waiting != DriverWait.None)
             {
-                return false; // the loop was woken for what it must do first; the message queues behind it
+                return false; // the loop was woken for what it must do first; the input queues behind it
+            }
+
+            if (proposal is not null && !IdleForProposal())
+            {
+                return false;
             }
 
             _passOnDeliveringThread = true;
             Message? delivered = message;
-            for (int pass = 0; pass < _options.InputBatchMax; pass++)
+            for (int pass = 0; pass <= InlineFollowUpPassesMax; pass++)
             {
                 TakeInputs(delivered);
                 delivered = null;
+                if (proposal is not null)
+                {
+                    QueueProposal(proposal);
+                    ProposeQueued();
+                    proposal = null;
+                }
+
                 ProcessAnswering();
                 if (_driver.Waiting != DriverWait.None)
                 {
-                    _raftInputs.Writer.TryWrite(WakeInput.Instance); // if full, the loop wakes for what fills it
+                    TryQueueRaft(WakeInput.Instance); // if full, the loop wakes for what fills it
                     break;
                 }
 
-                if (_stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null
-                    || !(_raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _)))
+                if (_stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null || !HasQueuedInput())
                 {
                     break;
                 }
@@ -755,7 +803,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             // The loop's failure, as if its own pass had thrown: it logs it, fails what waits and stops.
             _inlineFailure = ExceptionDispatchInfo.Capture(e);
-            _raftInputs.Writer.TryWrite(WakeInput.Instance);
+            TryQueueRaft(WakeInput.Instance);
         }
         finally
         {
@@ -763,11 +811,87 @@ public sealed class RaftHost : IAsyncDisposable
             answered = _answerAfterPass;
             _answerAfterPass = null;
             ExitGate();
+
+            // Inputs queued while this thread held the gate rang no one (WakeLoop): the loop takes them.
+            if (HasQueuedInput())
+            {
+                _bell.Ring();
+            }
         }
 
         // Outside the gate: the caller's continuation (a front end's reply) runs here, and passes go on meanwhile.
         answered?.Complete(inline: true);
         return true;
+    }
+
+    /// <summary>Passes a thread other than the loop runs after its own, for what was queued meanwhile.</summary>
+    private const int InlineFollowUpPassesMax = 1;
+
+    /// <summary>
+    /// Under the gate: whether a proposal may be handled on its proposing thread (<see cref="RaftHostOptions.InlineClientPassesWhenIdle"/>):
+    /// this node leads, nothing is queued for a pass, and every entry of its log is committed, so no other write is
+    /// in flight that the loop could batch this one with. That is the one-connection write's case: the loop's
+    /// wake-up is all that queueing would buy. Under load some write is always in flight, and proposals go to the
+    /// loop as before, to share its batches.
+    /// </summary>
+    private bool IdleForProposal() =>
+        _driver.Status.IsLeader && !HasQueuedInput() && _driver.Core.CommitIndex == _driver.Core.LastIndex;
+
+    private bool HasQueuedInput() => _raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _);
+
+    /// <summary>Queues a Raft input for the loop and rings it (<see cref="WakeLoop"/>); false when the queue is full or closed.</summary>
+    private bool TryQueueRaft(NodeInput input)
+    {
+        if (!_raftInputs.Writer.TryWrite(input))
+        {
+            return false;
+        }
+
+        WakeLoop();
+        return true;
+    }
+
+    /// <summary>Queues a client input for the loop and rings it (<see cref="WakeLoop"/>); false when the queue is full or closed.</summary>
+    private bool TryQueueClient(NodeInput input)
+    {
+        if (!_inputs.Writer.TryWrite(input))
+        {
+            return false;
+        }
+
+        WakeLoop();
+        return true;
+    }
+
+    /// <summary>Queues a client input, waiting for room, and rings the loop.</summary>
+    private async ValueTask QueueClientAsync(NodeInput input, CancellationToken cancellationToken)
+    {
+        await _inputs.Writer.WriteAsync(input, cancellationToken).ConfigureAwait(false);
+        WakeLoop();
+    }
+
+    /// <summary>
+    /// An input was just queued: rings the loop, unless a pass runs. Whoever holds the gate looks at the queues after
+    /// releasing it (the loop before it parks, a thread's inline pass in <see cref="TryPassInline"/>), so an input
+    /// queued meanwhile wakes nobody and is taken by the next pass. The fences order this thread's write before its
+    /// look at the gate, and the holder's release before its look at the queues: one of the two sees the other.
+    /// </summary>
+    private void WakeLoop()
+    {
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _gate) == 0)
+        {
+            _bell.Ring();
+        }
+    }
+
+    /// <summary>A batch held for the loop to resume after its pass goes to the thread pool instead (the loop is about
+    /// to wait, or stops).</summary>
+    private void ReleaseHeldAnswer()
+    {
+        var held = _answerAfterPass;
+        _answerAfterPass = null;
+        held?.Complete(inline: false);
     }
 
     /// <summary>Takes the pass gate for the loop, waiting (asynchronously) for a pass on a delivering thread to end;
@@ -802,6 +926,11 @@ public sealed class RaftHost : IAsyncDisposable
         while (true)
         {
             ProcessAnswering();
+            if (_driver.Waiting != DriverWait.None)
+            {
+                ReleaseHeldAnswer(); // not held through a wait
+            }
+
             switch (_driver.Waiting)
             {
                 case DriverWait.None:
@@ -860,10 +989,12 @@ public sealed class RaftHost : IAsyncDisposable
         {
             Volatile.Write(ref _processingThread, 0);
             ProposalBatch.Collector = outer;
-            if (_answered.Count == 1 && _passOnDeliveringThread && _answerAfterPass is null && _options.ResumeOnDeliveringThread)
+            if (_answered.Count == 1 && _answerAfterPass is null
+                && (_passOnDeliveringThread ? _options.ResumeOnDeliveringThread : _resumeOnLoop))
             {
-                // A pass on a receive thread that answered one batch (a lone write's acknowledgement): its caller is
-                // resumed on this thread after the pass, instead of waking a pool worker for it.
+                // A pass that answered one batch (a lone write's acknowledgement): its caller is resumed on this
+                // thread after the pass (the loop's, a receive thread's or a proposing thread's), instead of waking
+                // a pool worker for it.
                 _answerAfterPass = _answered[0];
             }
             else if (_answered.Count == 1)
@@ -909,48 +1040,41 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits until either channel holds an input (true), or both are closed and drained (false). The wait on the
-    /// channel that did not fire stays pending and is reused next time, so an idle channel never collects waits.
+    /// Waits until either channel holds an input (true), or both are closed and drained (false). Parks on the bell,
+    /// looks once more, and sleeps only if nothing came in between: a writer that queued after that look rings it.
     /// </summary>
     private async ValueTask<bool> WaitForInputAsync()
     {
-        var raftReader = _raftInputs.Reader;
-        var clientReader = _inputs.Reader;
         while (true)
         {
-            if (raftReader.TryPeek(out _) || clientReader.TryPeek(out _))
+            if (HasQueuedInput())
             {
                 return true;
             }
 
-            bool raftDone = raftReader.Completion.IsCompleted;
-            bool clientDone = clientReader.Completion.IsCompleted;
-            if (raftDone && clientDone)
+            if (InputsClosed())
             {
                 return false;
             }
 
-            if (!raftDone && _raftWait is not { IsCompleted: false })
+            _bell.Park();
+            if ((HasQueuedInput() || InputsClosed()) && _bell.TryUnpark())
             {
-                _raftWait = raftReader.WaitToReadAsync().AsTask();
+                continue;
             }
 
-            if (!clientDone && _clientWait is not { IsCompleted: false })
-            {
-                _clientWait = clientReader.WaitToReadAsync().AsTask();
-            }
-
-            // Shutting down (one channel closed): only the other can still hold something.
-            Task wait = raftDone ? _clientWait! : clientDone ? _raftWait! : Task.WhenAny(_raftWait!, _clientWait!);
-            await wait.ConfigureAwait(false);
+            await _bell.WaitAsync().ConfigureAwait(false);
         }
     }
+
+    private bool InputsClosed() => _raftInputs.Reader.Completion.IsCompleted && _inputs.Reader.Completion.IsCompleted;
 
     /// <summary>Holds a proposal back until the next input of another kind, or the end of the drained batch, so
     /// that consecutive proposals reach the core as one batch (<see cref="ProposeQueued"/>).</summary>
     private void QueueProposal(ProposeInput propose)
     {
         ServerMetrics.InputWait.Record(ServerMetrics.Seconds(propose.QueuedAt), s_proposeTag);
+        ProposalTaking?.Invoke(propose.Batch);
         long now = Stopwatch.GetTimestamp();
         foreach (var slot in propose.Batch.Slots)
         {
@@ -1047,7 +1171,7 @@ public sealed class RaftHost : IAsyncDisposable
         _snapshotTask = Task.Run(() =>
         {
             job.Run();
-            _raftInputs.Writer.TryWrite(WakeInput.Instance); // if the queue is full, the loop wakes for what fills it
+            TryQueueRaft(WakeInput.Instance); // if the queue is full, the loop wakes for what fills it
         });
     }
 

@@ -181,6 +181,53 @@ internal sealed class SnapshotRequestInput : NodeInput
     public TaskRequest<SnapshotMetadata> Request { get; } = new();
 }
 
+/// <summary>
+/// The Raft loop's wake-up: one waiter (the loop), rung by whoever queues an input for it. The loop parks
+/// (<see cref="Park"/>), looks at its queues once more, and either takes itself back (<see cref="TryUnpark"/>) or
+/// waits (<see cref="WaitAsync"/>); a ringer that finds it parked takes it off and resumes it on the thread pool.
+/// A ring while the loop is not parked costs nothing: the loop looks at its queues before it parks again. Unlike a
+/// wait on each channel, a wait is never left pending on one queue while the loop serves the other, so an input
+/// queued while a pass runs wakes no thread (docs/PERFORMANCE.md, "Leader one-connection writes, session 15").
+/// </summary>
+internal sealed class LoopBell : IValueTaskSource
+{
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+
+    // 1 while the loop is parked and nobody has rung since: whoever swaps it to 0 (a ringer, or the loop itself)
+    // owns the wake-up.
+    private int _parked;
+
+    /// <summary>The loop is about to wait: from here a ring resumes it. The loop must then look at its queues again
+    /// and either <see cref="TryUnpark"/> or await <see cref="WaitAsync"/>.</summary>
+    public void Park()
+    {
+        _core.Reset();
+        Interlocked.Exchange(ref _parked, 1); // a full fence: the loop's next look at the queues follows it
+    }
+
+    /// <summary>The loop takes itself off (it found input after parking); false: a ringer already did, and the loop
+    /// must await <see cref="WaitAsync"/>, which that ring completes.</summary>
+    public bool TryUnpark() => Interlocked.Exchange(ref _parked, 0) == 1;
+
+    public ValueTask WaitAsync() => new(this, _core.Version);
+
+    /// <summary>Resumes the loop (on the thread pool) if it is parked; otherwise nothing.</summary>
+    public void Ring()
+    {
+        if (Volatile.Read(ref _parked) == 1 && Interlocked.Exchange(ref _parked, 0) == 1)
+        {
+            _core.SetResult(true);
+        }
+    }
+
+    void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}
+
 /// <summary>Wakes the loop (a snapshot finished writing off the loop); carries nothing.</summary>
 internal sealed class WakeInput : NodeInput
 {

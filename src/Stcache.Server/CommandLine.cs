@@ -130,6 +130,10 @@ public sealed record ServerOptions
     /// <summary>RESP connections start in READONLY mode (stale local reads) until they send READWRITE.</summary>
     public bool RespReadOnly { get; init; }
 
+    /// <summary><c>--wal-segment-size</c>: the write-ahead log's segment size. Each segment is zero-filled when it is
+    /// created and the next one is prepared ahead, so a fresh node writes two segments' worth of zeros.</summary>
+    public long WalSegmentSizeBytes { get; init; } = Stcache.Storage.WalOptions.SegmentSizeBytesDefault;
+
     /// <summary><c>--wal-pipeline</c>: the Raft loop hands its log writes to a writer thread (group commit) and goes on,
     /// instead of waiting in each fdatasync (<see cref="Stcache.Raft.RaftConfig.AsyncStorageWrites"/>). Off by default:
     /// on the quiet machine it was behind on seven of eight write rows (docs/PERFORMANCE.md, "Session 10 run").</summary>
@@ -200,7 +204,7 @@ public static class CommandLine
         new(["tls-ca"], false, "HTTPS: CA that signs the other members' API certificates (for forwarded requests)", (o, v) => o with { TlsCa = v }),
         new(["auth-token"], false, "require 'Authorization: Bearer <token>' on every API call but /healthz and /readyz (or set STCACHE_AUTH_TOKEN)", (o, v) => o with { AuthToken = v }),
         new(["auth-token-file"], false, "file holding the API token", (o, v) => o with { AuthTokenFile = v }),
-        new(["max-memory", "maxmemory"], false, "memory limit in bytes, with Redis's units (100mb, 2gb; 0 = none); the leader evicts by --eviction-policy", (o, v) => o with { MaxMemoryBytes = ParseBytes("max-memory", v) }),
+        new(["max-memory", "maxmemory"], false, "memory limit in bytes, with Redis's units (100mb, 2gb; 0 = none); the leader evicts by --eviction-policy", (o, v) => o with { MaxMemoryBytes = ParseBytes("max-memory", v, "no limit") }),
         new(["eviction-policy", "maxmemory-policy"], false, "noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl (default noeviction)", (o, v) => o with { EvictionPolicy = ParsePolicy("eviction-policy", v) }),
         new(["max-connections"], false, "concurrent HTTP connections accepted; the excess is refused (default 1024)", (o, v) => o with { ConnectionsMax = ParseInt(v) }),
         new(["resp", "resp-address"], false, "Redis protocol (RESP) listen address host:port (default: none)", (o, v) => o with { RespAddress = v }),
@@ -212,6 +216,7 @@ public static class CommandLine
         new(["wal-pipeline"], false, "true: a leader's Raft loop hands log writes to a writer thread that syncs whatever is queued at once, and goes on; all: followers too; false: the loop waits in each fdatasync (the default)", (o, v) => string.Equals(v.Trim(), "all", StringComparison.OrdinalIgnoreCase)
             ? o with { WalPipeline = true, WalPipelineFollowers = true }
             : o with { WalPipeline = ParseBool("wal-pipeline", v), WalPipelineFollowers = false }),
+        new(["wal-segment-size"], false, "write-ahead log segment size, in bytes or with Redis's units (16mb, 1gb; from 4kb to 2gb less a byte): each new segment is zero-filled up front and the next one prepared in the background, so a fresh node writes twice this (default 64mb)", (o, v) => o with { WalSegmentSizeBytes = ParseBytes("wal-segment-size", v) }),
         new(["idle-gc-compaction"], true, "once the node turns idle after a large growth, a compacting full GC gives free memory back (pauses the node for it; default false)", (o, v) => o with { IdleGcCompaction = ParseBool("idle-gc-compaction", v) }),
         new(["warmup"], false, "on or off: before serving, run the failover code paths once on a scratch in-process cluster, so the first failover does not compile them (default on; off starts sooner)", (o, v) => o with { Warmup = !string.Equals(v.Trim(), "off", StringComparison.OrdinalIgnoreCase) }),
         new(["log-level"], false, "Trace, Debug, Information, Warning, Error (default Information)", (o, v) => o with { LogLevel = v }),
@@ -365,6 +370,7 @@ public static class CommandLine
         ["node"] = "Storage and snapshots", ["snapshot-interval-s"] = "Storage and snapshots",
         ["snapshot-threshold"] = "Storage and snapshots", ["snapshot-trailing"] = "Storage and snapshots",
         ["snapshot-log-bytes"] = "Storage and snapshots", ["wal-pipeline"] = "Storage and snapshots",
+        ["wal-segment-size"] = "Storage and snapshots",
         ["tick-ms"] = "Raft timing", ["election-ticks"] = "Raft timing", ["heartbeat-ticks"] = "Raft timing", ["leader-lost-ticks"] = "Raft timing",
         ["request-timeout-ms"] = "Raft timing",
         ["cluster-secret"] = "Security", ["cluster-secret-file"] = "Security", ["peer-tls-cert"] = "Security",
@@ -523,8 +529,15 @@ public static class CommandLine
         int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int result) ? result : 0;
 
     /// <summary>A byte count as Redis's config takes it: digits with an optional unit, k/m/g (powers of 1000) or
-    /// kb/mb/gb (powers of 1024), any case.</summary>
-    internal static long ParseBytes(string flag, string value)
+    /// kb/mb/gb (powers of 1024), any case. <paramref name="zero"/> says what 0 means, for the message (empty:
+    /// nothing special).</summary>
+    internal static long ParseBytes(string flag, string value, string zero = "") =>
+        TryParseBytes(value, out long bytes)
+            ? bytes
+            : throw new UsageException($"--{flag}: '{value}' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb{(zero.Length > 0 ? "; 0 = " + zero : string.Empty)})");
+
+    /// <summary><see cref="ParseBytes"/> without the exception: false for text that is no size.</summary>
+    internal static bool TryParseBytes(string value, out long bytes)
     {
         string text = value.Trim().ToLowerInvariant();
         (string Suffix, long Factor)[] units = [("kb", 1L << 10), ("mb", 1L << 20), ("gb", 1L << 30), ("k", 1000), ("m", 1000_000), ("g", 1000_000_000), ("b", 1)];
@@ -541,10 +554,12 @@ public static class CommandLine
 
         if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long number) || number > long.MaxValue / factor)
         {
-            throw new UsageException($"--{flag}: '{value}' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb; 0 = no limit)");
+            bytes = 0;
+            return false;
         }
 
-        return number * factor;
+        bytes = number * factor;
+        return true;
     }
 
     internal static Stcache.Cache.EvictionPolicy ParsePolicy(string flag, string value) =>

@@ -237,7 +237,7 @@ internal sealed class NodeRuntime : IAsyncDisposable
         var directory = DataDirectory.Open(path, loggerFactory);
         try
         {
-            var wal = directory.OpenLog();
+            var wal = directory.OpenLog(new WalOptions { SegmentSizeBytes = options.WalSegmentSizeBytes });
             var snapshots = directory.OpenSnapshots();
             var identity = NodeIdentity.Load(directory.Path);
             bool joinPending = false;

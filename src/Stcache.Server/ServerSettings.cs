@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Stcache.Storage;
 
 namespace Stcache.Server;
 
@@ -71,6 +72,10 @@ public sealed class ServerSettings
     [ConfigurationKeyName("snapshot-trailing")]
     [FlagRange("snapshot-trailing", 0, int.MaxValue)]
     public string? SnapshotTrailing { get; set; }
+
+    [ConfigurationKeyName("wal-segment-size")]
+    [ByteSizeRange("wal-segment-size", WalOptions.SegmentSizeBytesMin, WalOptions.SegmentSizeBytesMax)]
+    public string? WalSegmentSize { get; set; }
 
     // ---- Limits (memory limits and the eviction policy belong here too)
     [ConfigurationKeyName("max-value-bytes")]
@@ -219,6 +224,20 @@ public sealed class FlagRangeAttribute(string flag, int minimum, int maximum) : 
         int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int number) && number >= Minimum && number <= Maximum
             ? null
             : $"'{value}' must be an integer in [{Minimum}, {Maximum}]";
+}
+
+/// <summary>A byte count in [min, max], in bytes or with Redis's units (<see cref="CommandLine.ParseBytes"/>, which
+/// reports text that is no size when the flag is parsed).</summary>
+public sealed class ByteSizeRangeAttribute(string flag, long minimum, long maximum) : FlagCheckAttribute(flag)
+{
+    public long Minimum { get; } = minimum;
+
+    public long Maximum { get; } = maximum;
+
+    protected override string? Problem(string value) =>
+        CommandLine.TryParseBytes(value, out long bytes) && bytes >= Minimum && bytes <= Maximum
+            ? null
+            : string.Create(CultureInfo.InvariantCulture, $"'{value}' must be a size from {Minimum} to {Maximum} bytes (units as in Redis: 16mb, 1gb)");
 }
 
 /// <summary>host:port (an empty host means every interface).</summary>

@@ -5,6 +5,12 @@ public sealed class WalOptions
 {
     public const long SegmentSizeBytesDefault = 64L * 1024 * 1024;
 
+    /// <summary>The smallest segment accepted: one page.</summary>
+    public const long SegmentSizeBytesMin = 4096;
+
+    /// <summary>The largest segment accepted (2 GiB - 1 byte).</summary>
+    public const long SegmentSizeBytesMax = int.MaxValue;
+
     /// <summary>A segment is cut when the next batch would grow it past this size. A single larger batch still
     /// goes into one segment.</summary>
     public long SegmentSizeBytes { get; init; } = SegmentSizeBytesDefault;
@@ -29,9 +35,9 @@ public sealed class WalOptions
 
     internal void Validate()
     {
-        if (SegmentSizeBytes < 4096 || SegmentSizeBytes > int.MaxValue)
+        if (SegmentSizeBytes < SegmentSizeBytesMin || SegmentSizeBytes > SegmentSizeBytesMax)
         {
-            throw new ArgumentOutOfRangeException(nameof(SegmentSizeBytes), SegmentSizeBytes, "must be between 4 KiB and 2 GiB");
+            throw new ArgumentOutOfRangeException(nameof(SegmentSizeBytes), SegmentSizeBytes, "must be between 4 KiB and 2 GiB - 1 byte");
         }
     }
 }

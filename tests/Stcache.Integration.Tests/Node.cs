@@ -41,6 +41,10 @@ public sealed class Node : IAsyncDisposable
 
     public Func<Node, string[]> Arguments { get; set; }
 
+    /// <summary>The WAL segment size the node gets from its environment (<see cref="TestNodeSettings.WalSegmentSize"/>);
+    /// null: none, the node's own default (64 MiB).</summary>
+    public string? WalSegmentSize { get; set; } = TestNodeSettings.WalSegmentSize;
+
     public bool IsRunning => _process is { HasExited: false };
 
     public string Output
@@ -77,6 +81,11 @@ public sealed class Node : IAsyncDisposable
         foreach (string arg in Arguments(this).Concat(common).Concat(extra))
         {
             info.ArgumentList.Add(arg);
+        }
+
+        if (WalSegmentSize is not null)
+        {
+            info.Environment[TestNodeSettings.WalSegmentSizeVariable] = WalSegmentSize;
         }
 
         Directory.CreateDirectory(WorkDirectory);

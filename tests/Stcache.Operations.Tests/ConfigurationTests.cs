@@ -1,6 +1,7 @@
 using System.Collections;
 using Stcache.Integration.Tests;
 using Stcache.Server;
+using Stcache.Storage;
 using Stcache.Testing;
 
 namespace Stcache.Operations.Tests;
@@ -76,6 +77,10 @@ public sealed class ConfigurationTests : ClusterTest
     [InlineData("address", "", "", """{ "join": "no port" }""", "\"join\": --join: 'no port' is not host:port")]
     [InlineData("enum", "--log-level=loud", "", "", "--log-level: unknown value 'loud' (one of Trace, Debug, Information, Warning, Error, Critical, None)")]
     [InlineData("enum", "", "", """{ "log-level": "verbose" }""", "\"log-level\": --log-level: unknown value 'verbose'")]
+    [InlineData("size", "--wal-segment-size=1kb", "", "", "--wal-segment-size: '1kb' must be a size from 4096 to 2147483647 bytes (units as in Redis: 16mb, 1gb)")]
+    [InlineData("size", "", "STCACHE_WAL_SEGMENT_SIZE=2gb", "", "STCACHE_WAL_SEGMENT_SIZE: --wal-segment-size: '2gb' must be a size from 4096 to 2147483647 bytes")]
+    [InlineData("size", "", "", """{ "wal-segment-size": 0 }""", "\"wal-segment-size\": --wal-segment-size: '0' must be a size from 4096")]
+    [InlineData("size", "", "STCACHE_WAL_SEGMENT_SIZE=lots", "", "STCACHE_WAL_SEGMENT_SIZE: --wal-segment-size: 'lots' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb)")]
     [InlineData("file", "--auth-token-file=/nonexistent/stcache-token", "", "", "--auth-token-file: cannot read '/nonexistent/stcache-token'")]
     [InlineData("file", "", "STCACHE_TLS_CA=/nonexistent/ca.pem", "", "STCACHE_TLS_CA: --tls-ca: cannot read '/nonexistent/ca.pem'")]
     public void Each_kind_of_bad_value_is_one_line_naming_the_flag_as_given(string kind, string flag, string variable, string json, string expected)
@@ -90,6 +95,23 @@ public sealed class ConfigurationTests : ClusterTest
         var error = Assert.Throws<UsageException>(() => ConfigurationSources.Parse(args, environment));
         Assert.True(error.Message.Contains(expected, StringComparison.Ordinal), $"{kind}: {error.Message}");
         Assert.DoesNotContain('\n', error.Message);
+    }
+
+    /// <summary>--wal-segment-size from each source, in bytes or with Redis's units; 64 MiB when not given. The test
+    /// harnesses set it through the variable this names (<see cref="TestNodeSettings"/>).</summary>
+    [Fact]
+    public void The_wal_segment_size_comes_from_any_source_with_units()
+    {
+        Assert.Equal(WalOptions.SegmentSizeBytesDefault, ConfigurationSources.Parse([], new Hashtable()).WalSegmentSizeBytes);
+        Assert.Equal(64L << 20, WalOptions.SegmentSizeBytesDefault);
+        Assert.Equal(1L << 20, ConfigurationSources.Parse(["--wal-segment-size=1mb"], new Hashtable()).WalSegmentSizeBytes);
+        Assert.Equal(4096L, ConfigurationSources.Parse(["--wal-segment-size", "4096"], new Hashtable()).WalSegmentSizeBytes);
+        Assert.Equal(TestNodeSettings.WalSegmentSizeVariable, ConfigurationSources.VariableName("wal-segment-size"));
+        var environment = new Hashtable { [TestNodeSettings.WalSegmentSizeVariable] = TestNodeSettings.WalSegmentSize };
+        Assert.Equal(1L << 20, ConfigurationSources.Parse([], environment).WalSegmentSizeBytes);
+        Assert.Equal(16L << 10, ConfigurationSources.Parse(["--wal-segment-size=16KB"], environment).WalSegmentSizeBytes);
+        Assert.Equal(65536L, ConfigurationSources.Parse(["--config", WriteConfig("""{ "wal-segment-size": 65536 }""")], new Hashtable()).WalSegmentSizeBytes);
+        Assert.Equal(2_000_000_000L, ConfigurationSources.Parse(["--config", WriteConfig("""{ "wal-segment-size": "2g" }""")], new Hashtable()).WalSegmentSizeBytes);
     }
 
     [Fact]
@@ -128,6 +150,7 @@ public sealed class ConfigurationTests : ClusterTest
         Assert.All(positions, p => Assert.True(p >= 0, usage));
         Assert.Equal(positions.Order(), positions);
         Assert.True(usage.IndexOf("--tick-ms", StringComparison.Ordinal) > positions[2] && usage.IndexOf("--tick-ms", StringComparison.Ordinal) < positions[3]);
+        Assert.True(usage.IndexOf("--wal-segment-size", StringComparison.Ordinal) > positions[1] && usage.IndexOf("--wal-segment-size", StringComparison.Ordinal) < positions[2]);
         Assert.Contains("--config <value>", usage, StringComparison.Ordinal);
     }
 
@@ -164,6 +187,8 @@ public sealed class ConfigurationTests : ClusterTest
     [InlineData("--raft_addr=127.0.0.1", "stcached: --raft_addr: '127.0.0.1' is not host:port (see stcached --help)")]
     [InlineData("--log-level=chatty", "stcached: --log-level: unknown value 'chatty' (one of Trace, Debug, Information, Warning, Error, Critical, None) (see stcached --help)")]
     [InlineData("--peer-tls-ca=/nonexistent/peer-ca.pem", "stcached: --peer-tls-ca: cannot read '/nonexistent/peer-ca.pem'")]
+    [InlineData("--wal-segment-size=3gb", "stcached: --wal-segment-size: '3gb' must be a size from 4096 to 2147483647 bytes (units as in Redis: 16mb, 1gb) (see stcached --help)")]
+    [InlineData("--wal-segment-size=big", "stcached: --wal-segment-size: 'big' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb) (see stcached --help)")]
     public async Task The_process_refuses_a_bad_value_with_one_line(string flag, string expected)
     {
         var bad = await ChildProcess.RunDotnetAsync("stcached.dll", TimeSpan.FromSeconds(60), flag);

@@ -90,6 +90,7 @@ public sealed class NodeProcess : IDisposable
             info.ArgumentList.Add(argument);
         }
 
+        info.Environment[TestNodeSettings.WalSegmentSizeVariable] = TestNodeSettings.WalSegmentSize;
         info.Environment["DOTNET_gcServer"] = "0";
         info.Environment["DOTNET_TieredPGO"] = "0";
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };

@@ -20,7 +20,7 @@ public sealed record SnapshotFileInfo(string Path, SnapshotMetadata Metadata, lo
 /// <summary>
 /// Snapshot files <c>{term:x16}-{index:x16}.snap</c>. Layout: header (magic, version, metadata length, metadata:
 /// index, term, voters, learners), the data, then a trailer (data length u64, CRC-32C u32 over everything before
-/// it, end magic u32). Written under a temporary name, synced, renamed, directory synced.
+/// it, end magic u32). Written under a temporary name, synced a mebibyte at a time, renamed, directory synced.
 /// </summary>
 public sealed class FileSnapshotStore : ISnapshotStore
 {
@@ -36,9 +36,12 @@ public sealed class FileSnapshotStore : ISnapshotStore
     private const uint TrailerMagic = 0x444E4553; // "SEND"
     private const int CopyBufferBytes = 256 * 1024;
 
-    // A received snapshot is synced every this many bytes: one sync of hundreds of megabytes at the end would
-    // stall every other sync on the disk (the write-ahead log's) for seconds, as Redis's incremental fsync avoids.
-    private const long ReceiveSyncBytes = 8 * 1024 * 1024;
+    // A snapshot file, saved or received, is synced every this many bytes as it is written: the kernel starts no
+    // write-back of its own below gigabytes of dirty pages, so one sync at the end put the whole file (10 MB at 10,000
+    // keys of 1 KiB, hundreds of megabytes for a large cache) on the disk at once, and every write-ahead log
+    // fdatasync of the node waited behind it (docs/PERFORMANCE.md, "Write tail latency, session 15"); Redis's
+    // incremental fsync avoids the same. The write-ahead log prepares its segments in chunks of the same size.
+    internal const long SyncIntervalBytes = 1024 * 1024;
 
     private static long s_tempCounter;
 
@@ -95,7 +98,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
         {
             using (IStorageFile file = _fileSystem.Open(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
             {
-                using var stream = new ChecksumStream(file);
+                using var stream = new ChecksumStream(file, SyncIntervalBytes);
                 int metadataBytes = WalFormat.MetadataBytes(metadata);
                 var header = new byte[FixedHeaderBytes + metadataBytes];
                 Magic.CopyTo(header);
@@ -684,7 +687,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
 
         private void MaybeSync()
         {
-            if (_flushed - _synced >= ReceiveSyncBytes)
+            if (_flushed - _synced >= SyncIntervalBytes)
             {
                 _file.Sync();
                 _synced = _flushed;
@@ -693,17 +696,22 @@ public sealed class FileSnapshotStore : ISnapshotStore
     }
 
     /// <summary>A write-only stream over a storage file that checksums and counts what passes through it, with a
-    /// small buffer so callers may write in tiny pieces.</summary>
+    /// small buffer so callers may write in tiny pieces; it syncs the file whenever <c>syncIntervalBytes</c> more have
+    /// reached it since the last sync (the caller syncs the rest at the end).</summary>
     private sealed class ChecksumStream : Stream
     {
         private readonly IStorageFile _file;
+        private readonly long _syncIntervalBytes;
         private readonly byte[] _buffer = new byte[CopyBufferBytes];
         private int _buffered;
         private long _flushed;
+        private long _synced;
 
-        public ChecksumStream(IStorageFile file)
+        public ChecksumStream(IStorageFile file, long syncIntervalBytes)
         {
+            ArgumentOutOfRangeException.ThrowIfLessThan(syncIntervalBytes, CopyBufferBytes);
             _file = file;
+            _syncIntervalBytes = syncIntervalBytes;
         }
 
         public uint Crc { get; private set; }
@@ -755,6 +763,11 @@ public sealed class FileSnapshotStore : ISnapshotStore
                 _file.Write(_flushed, _buffer.AsSpan(0, _buffered));
                 _flushed += _buffered;
                 _buffered = 0;
+                if (_flushed - _synced >= _syncIntervalBytes)
+                {
+                    _file.Sync();
+                    _synced = _flushed;
+                }
             }
         }
 

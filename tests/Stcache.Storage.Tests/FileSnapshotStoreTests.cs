@@ -9,6 +9,8 @@ public sealed class FileSnapshotStoreTests : IDisposable
 
     public void Dispose() => _temp.Dispose();
 
+    private const int Mebibyte = 1024 * 1024;
+
     private string SnapPath => _temp.Combine("snap");
 
     private static SnapshotMetadata Meta(ulong index, ulong term) =>
@@ -60,6 +62,62 @@ public sealed class FileSnapshotStoreTests : IDisposable
         Assert.Equal(chunks * 1001, loaded.Data.Length);
         Assert.Equal(unchecked((byte)(2999 * 3)), loaded.Data.Span[^1]);
         Assert.Equal((byte)17, loaded.Data.Span[17 * 1001]);
+    }
+
+    [Fact]
+    public void ALargeSnapshotIsSyncedAMebibyteAtATimeAsItIsWritten()
+    {
+        // One sync of the whole file at the end put all of it on the disk at once, and the node's write-ahead log
+        // fdatasyncs waited behind it (docs/PERFORMANCE.md, "Write tail latency, session 15").
+        var fileSystem = new FaultyFileSystem();
+        string? temp = null;
+        fileSystem.BeforeSync = path => temp ??= path.EndsWith(".tmp", StringComparison.Ordinal) ? path : null;
+        FileSnapshotStore store = FileSnapshotStore.Open(fileSystem, SnapPath, new SnapshotStoreOptions(), NullLogger.Instance);
+        var piece = new byte[100_000];
+        const int pieces = 60; // 6 MB
+        store.Save(Meta(5, 1), stream =>
+        {
+            for (int i = 0; i < pieces; i++)
+            {
+                piece.AsSpan().Fill((byte)i);
+                stream.Write(piece);
+            }
+        });
+
+        Assert.NotNull(temp);
+        Assert.InRange(fileSystem.MostUnsyncedBytes(temp), 1, Mebibyte);
+        Assert.InRange(fileSystem.SyncsOf(temp), pieces * piece.Length / Mebibyte, int.MaxValue);
+        Snapshot loaded = Open().LoadNewest()!;
+        Assert.Equal(pieces * piece.Length, loaded.Data.Length);
+        Assert.Equal((byte)59, loaded.Data.Span[^1]);
+    }
+
+    [Fact]
+    public void AReceivedSnapshotIsSyncedAMebibyteAtATimeAsItArrives()
+    {
+        var fileSystem = new FaultyFileSystem();
+        FileSnapshotStore leader = Open();
+        byte[] data = new byte[5_000_000];
+        Random.Shared.NextBytes(data);
+        leader.Save(Meta(100, 4), s => s.Write(data));
+        byte[] stored = File.ReadAllBytes(Directory.GetFiles(SnapPath, "*.snap").Single());
+        string? temp = null;
+        fileSystem.BeforeSync = path => temp ??= path.EndsWith(".recv.tmp", StringComparison.Ordinal) ? path : null;
+        FileSnapshotStore follower = FileSnapshotStore.Open(fileSystem, _temp.Combine("follower"), new SnapshotStoreOptions(), NullLogger.Instance);
+        using (ISnapshotReceiver receiver = follower.BeginReceive(Meta(100, 4), stored.Length))
+        {
+            for (int offset = 0; offset < stored.Length; offset += 64 * 1024)
+            {
+                receiver.Write(stored.AsSpan(offset, Math.Min(64 * 1024, stored.Length - offset)));
+            }
+
+            receiver.Complete();
+        }
+
+        Assert.NotNull(temp);
+        Assert.InRange(fileSystem.MostUnsyncedBytes(temp), 1, Mebibyte);
+        using SnapshotReader reader = follower.InstallReceived(Meta(100, 4));
+        Assert.Equal(new LogIndex(100), reader.Metadata.Index);
     }
 
     [Fact]

@@ -5,6 +5,8 @@
  *
  * Each of CONNECTIONS keep-alive connections sends PUT /v1/kv/k{random below KEYS} with a body of VALUE_BYTES
  * (default 100 and 10000, as bench/wrk/puts.lua), waits for the whole answer, and sends the next, for SECONDS.
+ * With PUTLAT_GET=CONSISTENCY in the environment it sends GET /v1/kv/k{...}?consistency=CONSISTENCY instead (the
+ * stale-read row's request, as bench/wrk/stale-gets.lua sends it with PUTLAT_GET=stale).
  * One thread, epoll, so it costs less CPU than wrk's two threads at these rates. At the end it prints one line per
  * request: "connection start_us latency_us status" (start relative to the first request). wrk reports percentiles
  * only; this trace shows whether a slow request waited while other connections were being answered (unfair
@@ -98,9 +100,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < value; i++) body[i] = (char)('a' + rand() % 26);
     requests = calloc((size_t)keys, sizeof *requests);
     request_lens = calloc((size_t)keys, sizeof *request_lens);
+    const char *get = getenv("PUTLAT_GET");
+    if (get && *get) value = 0;
     for (int k = 0; k < keys; k++) {
         char head[256];
-        int h = snprintf(head, sizeof head,
+        int h = get && *get ? snprintf(head, sizeof head, "GET /v1/kv/k%d?consistency=%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", k, get, argv[1], argv[2])
+                            : snprintf(head, sizeof head,
                          "PUT /v1/kv/k%d HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", k,
                          argv[1], argv[2], value);
         requests[k] = malloc((size_t)h + (size_t)value);

@@ -9,7 +9,8 @@
 #
 # Settings (environment): CONNECTIONS (default 64), DURATION (s measured, default 10), WARMUP (s, default 3),
 # VALUE (bytes, default 100), OUT (default a temporary directory: logs, trace), LOG_LEVEL (the nodes', default
-# Information: snapshots and WAL segment cuts are printed with their time in the run). Set DOTNET_STARTUP_HOOKS and
+# Information: snapshots and WAL segment cuts are printed with their time in the run), PUTLAT_GET (stale, lease or
+# linearizable: GETs of the preloaded keys at that consistency instead of writes). Set DOTNET_STARTUP_HOOKS and
 # GCHOOK_OUT (bench/GcHook) to log every collection of the nodes as well. Needs gcc (or cc), curl and python3.
 # Everything it starts is stopped on exit.
 set -euo pipefail

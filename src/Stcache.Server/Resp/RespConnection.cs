@@ -140,9 +140,21 @@ internal sealed class RespConnection
                 batch.Clear();
                 RespProtocolError? error = null;
                 bool more = false;
-                if (StaleReads)
+                if (TryHoldForLeadingGets(buffer, limitsAuthenticated.BulkBytesMax))
                 {
-                    buffer = ServeLeadingGets(buffer, limitsAuthenticated.BulkBytesMax);
+                    try
+                    {
+                        // One confirmation for the GETs at the head: they all arrived before it started, so each
+                        // sees every write acknowledged before it was sent. A stale read needs none.
+                        var barrier = StaleReads
+                            ? ReadOutcome.Ok
+                            : await _server.Service.ReadBarrierAsync(ReadConsistency.Linearizable, lifetime.Token).ConfigureAwait(false);
+                        buffer = AnswerLeadingGets(buffer, limitsAuthenticated.BulkBytesMax, barrier);
+                    }
+                    finally
+                    {
+                        _writeLock.Release();
+                    }
                 }
 
                 while (true)
@@ -200,35 +212,46 @@ internal sealed class RespConnection
     private static Reply ErrorReply(string message) => w => w.Error(message);
 
     /// <summary>
-    /// READONLY's common case without the general path's objects: the GETs at the head of what arrived, each in
-    /// its exact multibulk form, are answered straight from this node's state (a stale read needs no confirmation
-    /// round), the value copied from the cache into the reply. Returns what is left for the general path: anything
-    /// else (another command, an inline or partial one, a connection not authenticated, in MULTI or subscribed)
-    /// stops it, as does a batch's worth of replies, so that the answers stay in order and are flushed as usual.
+    /// Whether the GET shortcut applies to what arrived: it starts with a whole plain GET (<see cref="TryMatchGet"/>)
+    /// on a connection that is authenticated, not in MULTI and not subscribed. When it does, the caller holds
+    /// <c>_writeLock</c> until <see cref="AnswerLeadingGets"/> returned; a connection whose lock is busy (a push
+    /// being written) takes the general path.
     /// </summary>
-    private ReadOnlySequence<byte> ServeLeadingGets(ReadOnlySequence<byte> buffer, long keyBytesMax)
+    private bool TryHoldForLeadingGets(in ReadOnlySequence<byte> buffer, long keyBytesMax) =>
+        Authenticated && Queued is null && !Subscribed && !_closeAfterReply
+        && TryMatchGet(buffer.FirstSpan, keyBytesMax, out _, out _) && _writeLock.Wait(0);
+
+    /// <summary>
+    /// The common case without the general path's objects: the GETs at the head of what arrived, each in its exact
+    /// multibulk form, are answered straight from the request bytes at <paramref name="barrier"/>'s read time (for a
+    /// stale read, <see cref="ReadOutcome.Ok"/>: this node's applied log time), the value copied from the cache into
+    /// the reply; a failed barrier gives each the general path's error. Returns what is left for the general path:
+    /// anything else (another command, an inline or partial one) stops it, as does a batch's worth of replies, so
+    /// that the answers stay in order and are flushed as usual.
+    /// </summary>
+    private ReadOnlySequence<byte> AnswerLeadingGets(ReadOnlySequence<byte> buffer, long keyBytesMax, ReadOutcome barrier)
     {
-        if (!Authenticated || Queued is not null || Subscribed || _closeAfterReply || !_writeLock.Wait(0))
+        var service = _server.Service;
+        var cache = service.Host.Cache;
+        var sink = new BulkSink(_writer);
+        var failure = barrier.Succeeded ? null : RespCommands.ReadFailure(barrier);
+        for (int served = 0; served < BatchCommandsMax && _output.UnflushedBytes <= FlushBytes; served++)
         {
-            return buffer;
-        }
-
-        try
-        {
-            var cache = _server.Service.Host.Cache;
-            var sink = new BulkSink(_writer);
-            for (int served = 0; served < BatchCommandsMax && _output.UnflushedBytes <= FlushBytes; served++)
+            var span = buffer.FirstSpan;
+            if (!TryMatchGet(span, keyBytesMax, out int keyStart, out int keyLength))
             {
-                var span = buffer.FirstSpan;
-                if (!TryMatchGet(span, keyBytesMax, out int keyStart, out int keyLength))
-                {
-                    break;
-                }
+                break;
+            }
 
-                Interlocked.Increment(ref _server.CommandsProcessed);
-                LastCommand = "get";
-                var key = span.Slice(keyStart, keyLength);
-                switch (cache.ReadString(key, cache.LastLogTimeUnixMs, ref sink))
+            Interlocked.Increment(ref _server.CommandsProcessed);
+            LastCommand = "get";
+            if (failure is not null)
+            {
+                failure(_writer);
+            }
+            else
+            {
+                switch (cache.ReadString(span.Slice(keyStart, keyLength), service.ReadTime(barrier), ref sink))
                 {
                     case StringRead.Missing:
                         _writer.Null();
@@ -237,13 +260,9 @@ internal sealed class RespConnection
                         _writer.CodedError(RedisErrors.WrongType);
                         break;
                 }
-
-                buffer = buffer.Slice(keyStart + keyLength + 2);
             }
-        }
-        finally
-        {
-            _writeLock.Release();
+
+            buffer = buffer.Slice(keyStart + keyLength + 2);
         }
 
         return buffer;

@@ -483,19 +483,27 @@ internal static class Cli
         var raft = new Option<string>("--raft") { Description = "the new node's raft address", DefaultValueFactory = _ => "127.0.0.1:7000" };
         var http = new Option<string>("--http") { Description = "the new node's API address", DefaultValueFactory = _ => "127.0.0.1:6000" };
         var clusterId = new Option<string>("--cluster-id") { Description = "the new cluster's id", DefaultValueFactory = _ => "stcache" };
+        var walSegmentSize = new Option<string?>("--wal-segment-size")
+        {
+            Description = "the write-ahead log segment size the node will run with, as stcached's --wal-segment-size (default 64mb)",
+        };
         var restore = new Command("restore", "seed a new cluster's first node from a snapshot file; start stcached on --data-dir, then join others to it")
         {
-            restoreFile, dataDir, name, raft, http, clusterId,
+            restoreFile, dataDir, name, raft, http, clusterId, walSegmentSize,
         };
         restore.SetAction(async parse =>
         {
+            // Checked before anything is read or written: a bad size is a usage error, as stcached would report it.
+            string? segmentSize = parse.GetValue(walSegmentSize);
+            long segmentSizeBytes = segmentSize is null ? WalOptions.SegmentSizeBytesDefault : Stcache.Server.CommandLine.ParseWalSegmentSize(segmentSize);
             string raftAddress = Stcache.Server.CommandLine.NormalizeAddress(parse.GetValue(raft)!);
             string memberName = parse.GetValue(name) ?? raftAddress;
             var self = new MemberInfo(MemberInfo.IdFromName(memberName), memberName, raftAddress, Stcache.Server.CommandLine.NormalizeAddress(parse.GetValue(http)!));
-            var metadata = ClusterSeed.Restore(parse.GetValue(restoreFile)!, parse.GetValue(dataDir)!, self, parse.GetValue(clusterId)!);
+            var metadata = ClusterSeed.Restore(parse.GetValue(restoreFile)!, parse.GetValue(dataDir)!, self, parse.GetValue(clusterId)!, segmentSizeBytes);
             await io.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                 $"restored snapshot at index {metadata.Index.Value} (term {metadata.Term.Value}) into {Path.GetFullPath(parse.GetValue(dataDir)!)} as member {self.Name} ({self.Id})"));
-            await io.Out.WriteLineAsync($"start it with: stcached --data-dir {parse.GetValue(dataDir)} --raft {self.RaftAddress} --http {self.HttpAddress}");
+            await io.Out.WriteLineAsync($"start it with: stcached --data-dir {parse.GetValue(dataDir)} --raft {self.RaftAddress} --http {self.HttpAddress}"
+                + (segmentSize is null ? string.Empty : $" --wal-segment-size {segmentSize}"));
             return ExitOk;
         });
 

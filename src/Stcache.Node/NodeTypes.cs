@@ -89,16 +89,6 @@ public sealed record RaftHostOptions
     /// queued, the batch is resumed on the thread pool and the loop goes on at once.</summary>
     public bool ResumeOnLoop { get; init; } = true;
 
-    /// <summary>A write proposed while the host is idle (it leads, no pass runs, nothing is queued for one, and every
-    /// entry of its log is committed) is handled by a pass on the proposing thread (a front end's: the RESP
-    /// connections' loop, an HTTP request's thread), which appends it, sends it to the followers and syncs it, and
-    /// takes the acknowledgements that arrived meanwhile, instead of waking the loop. Off by default: it took the
-    /// leader's pool work items per one-connection write from 2.6 to 0.4, but cost SET -c 50 28% of its rate (a
-    /// burst of writes after a drained round found the host idle, and the RESP loop sat in the first one's fsync
-    /// while the rest waited unread), and a proposing thread waits through its fsync, however long the disk takes
-    /// (docs/PERFORMANCE.md, "Leader one-connection writes, session 15").</summary>
-    public bool InlineClientPassesWhenIdle { get; init; }
-
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>
     public int LearnerTrailingEntriesMax { get; init; } = 256;
 

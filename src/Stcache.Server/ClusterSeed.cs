@@ -12,8 +12,10 @@ namespace Stcache.Server;
 public static class ClusterSeed
 {
     /// <summary>Creates <paramref name="dataDirectory"/> (which must not exist or be empty) from a snapshot file
-    /// saved by <c>stcachectl snapshot save</c>. Returns the restored snapshot's metadata.</summary>
-    public static SnapshotMetadata Restore(string snapshotFile, string dataDirectory, MemberInfo self, string clusterId)
+    /// saved by <c>stcachectl snapshot save</c>, its write-ahead log in segments of
+    /// <paramref name="walSegmentSizeBytes"/> (the node's <c>--wal-segment-size</c>). Returns the restored snapshot's
+    /// metadata.</summary>
+    public static SnapshotMetadata Restore(string snapshotFile, string dataDirectory, MemberInfo self, string clusterId, long walSegmentSizeBytes)
     {
         var verified = FileSnapshotStore.Verify(snapshotFile);
         if (Directory.Exists(dataDirectory) && Directory.EnumerateFileSystemEntries(dataDirectory).Any())
@@ -25,7 +27,7 @@ public static class ClusterSeed
         File.Copy(snapshotFile, Path.Combine(directory.SnapshotPath, FileSnapshotStore.FileName(verified.Metadata)));
         var snapshots = directory.OpenSnapshots();
         var snapshot = snapshots.LoadNewest() ?? throw new InvalidDataException($"{snapshotFile} could not be read back");
-        using var wal = directory.OpenLog(new WalOptions { PrepareSegmentsAhead = false });
+        using var wal = directory.OpenLog(new WalOptions { SegmentSizeBytes = walSegmentSizeBytes, PrepareSegmentsAhead = false });
         var metadata = WriteSingleMember(snapshots, wal, snapshot, self, snapshot.Metadata.Term);
         new NodeIdentity(self.Id, self.Name, self.RaftAddress, self.HttpAddress, clusterId, true).Save(directory.Path);
         return metadata;

@@ -536,6 +536,16 @@ public static class CommandLine
             ? bytes
             : throw new UsageException($"--{flag}: '{value}' is not a size (bytes, or with a unit as in Redis: 100mb, 2gb{(zero.Length > 0 ? "; 0 = " + zero : string.Empty)})");
 
+    /// <summary>A <c>--wal-segment-size</c> value as stcached parses and checks it (bytes or Redis's units, within the
+    /// write-ahead log's limits), for a tool that writes a data directory for such a node. A bad value throws the
+    /// <see cref="UsageException"/> stcached reports for it, in the same words.</summary>
+    public static long ParseWalSegmentSize(string value)
+    {
+        long bytes = ParseBytes("wal-segment-size", value);
+        ServerSettings.Validate(new Dictionary<string, string>(StringComparer.Ordinal) { ["wal-segment-size"] = value }, new Dictionary<string, string>());
+        return bytes;
+    }
+
     /// <summary><see cref="ParseBytes"/> without the exception: false for text that is no size.</summary>
     internal static bool TryParseBytes(string value, out long bytes)
     {

@@ -22,8 +22,7 @@ namespace Stcache.Server;
 /// Who runs a pass (<see cref="RaftHostOptions.InlinePeerPasses"/>, "flat combining"): the loop, a thread-pool task
 /// rung by whoever queues an input while no pass runs (<see cref="LoopBell"/>), and a thread that delivers a peer
 /// message (<see cref="Deliver"/>, the peer link's receive thread) while the gate is free: that thread then runs the
-/// pass itself, with whatever is queued before its message, and saves the loop's wake-up (with
-/// <see cref="RaftHostOptions.InlineClientPassesWhenIdle"/>, a thread that proposes on an idle leader too). Which
+/// pass itself, with whatever is queued before its message, and saves the loop's wake-up. Which
 /// messages may be handled so: see <see cref="MayPassInline"/> (on an idle host, all of them). A pass that leaves the driver waiting (a storage retry, a snapshot save, a drain of the log writer)
 /// is handed over to the loop there: a receive thread never blocks on a wait.
 /// </para>
@@ -58,14 +57,13 @@ public sealed class RaftHost : IAsyncDisposable
     private int _processingThread;
     private bool _roundStartedInPass; // guarded by the pass gate
 
-    // Pass-owned: set while a pass runs on a delivering or proposing thread; the one batch a pass answered, resumed
+    // Pass-owned: set while a pass runs on a delivering thread; the one batch a pass answered, resumed
     // on the thread that ran it once the gate is released (see ProcessAnswering).
     private bool _passOnDeliveringThread;
     private ProposalBatch? _answerAfterPass;
 
-    // RaftHostOptions.ResumeOnLoop and InlineClientPassesWhenIdle, as the environment switches leave them.
+    // RaftHostOptions.ResumeOnLoop, as the environment switch leaves it.
     private readonly bool _resumeOnLoop;
-    private readonly bool _inlineClientPasses;
 
     // A pass on a delivering thread failed: the loop rethrows it as its own failure.
     private volatile ExceptionDispatchInfo? _inlineFailure;
@@ -108,7 +106,7 @@ public sealed class RaftHost : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
-            // Read by whoever runs a pass: the loop, or a delivering or proposing thread.
+            // Read by whoever runs a pass: the loop, or a delivering thread.
             SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
@@ -126,10 +124,9 @@ public sealed class RaftHost : IAsyncDisposable
 #pragma warning restore CA5394
         _deadlines = new ProposalDeadlines(_time);
         _resumeOnLoop = options.ResumeOnLoop && Environment.GetEnvironmentVariable(ResumeOnLoopSwitch) != "0";
-        _inlineClientPasses = options.InlineClientPassesWhenIdle && Environment.GetEnvironmentVariable(InlineClientPassesSwitch) != "0";
         _raftInputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.PeerInputQueueCapacity)
         {
-            // Read by whoever runs a pass: the loop, or a delivering or proposing thread.
+            // Read by whoever runs a pass: the loop, or a delivering thread.
             SingleReader = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
@@ -205,10 +202,6 @@ public sealed class RaftHost : IAsyncDisposable
     /// measuring each way with one build).</summary>
     public const string ResumeOnLoopSwitch = "STCACHE_RESUME_ON_LOOP";
 
-    /// <summary>The environment variable that turns <see cref="RaftHostOptions.InlineClientPassesWhenIdle"/> off when
-    /// "0" (for measuring each way with one build).</summary>
-    public const string InlineClientPassesSwitch = "STCACHE_INLINE_CLIENT_PASSES";
-
     /// <summary>Called in a pass with each peer message just before the driver steps it: for tests that check where
     /// and in which order messages are handled.</summary>
     internal Action<Message>? PeerMessageStepping { get; set; }
@@ -247,7 +240,7 @@ public sealed class RaftHost : IAsyncDisposable
             return;
         }
 
-        if (!(MayPassInline(message, moreReceived) && TryPassInline(message, null)))
+        if (!(MayPassInline(message, moreReceived) && TryPassInline(message)))
         {
             EnqueueRaftInput(new PeerMessageInput(message), "peer message");
         }
@@ -359,11 +352,6 @@ public sealed class RaftHost : IAsyncDisposable
         }
 
         var input = new ProposeInput(batch);
-        if (_inlineClientPasses && Volatile.Read(ref _gate) == 0 && TryPassInline(null, input))
-        {
-            return batch;
-        }
-
         if (!TryQueueClient(input))
         {
             _ = WriteProposalsAsync(input, timeout, cancellationToken);
@@ -745,14 +733,12 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs passes on this thread if no pass is running and the loop is not waiting for the gate: a delivering
-    /// thread's <paramref name="message"/>, or a proposing thread's <paramref name="proposal"/> (only while the host
-    /// is idle, see <see cref="IdleForProposal"/>), is handled in the first. If inputs were queued meanwhile (a lone
-    /// write's acknowledgements, which arrive while this pass syncs), one more pass takes them here; what is queued
-    /// after that is left to the loop, which is rung for it. A pass that leaves the driver waiting wakes the loop to
-    /// do the wait. False: nothing was done, queue the input.
+    /// Runs passes on this (delivering) thread if no pass is running and the loop is not waiting for the gate:
+    /// <paramref name="message"/> is stepped in the first. If inputs were queued meanwhile, one more pass takes them
+    /// here; what is queued after that is left to the loop, which is rung for it. A pass that leaves the driver
+    /// waiting wakes the loop to do the wait. False: nothing was done, queue the message.
     /// </summary>
-    private bool TryPassInline(Message? message, ProposeInput? proposal)
+    private bool TryPassInline(Message message)
     {
         if (!_started || _stopping.IsCancellationRequested || Volatile.Read(ref _loopWantsGate) is not null
             || Interlocked.CompareExchange(ref _gate, 1, 0) != 0)
@@ -765,12 +751,7 @@ public sealed class RaftHost : IAsyncDisposable
         {
             if (_inlineFailure is not null || _driver.Waiting != DriverWait.None)
             {
-                return false; // the loop was woken for what it must do first; the input queues behind it
-            }
-
-            if (proposal is not null && !IdleForProposal())
-            {
-                return false;
+                return false; // the loop was woken for what it must do first; the message queues behind it
             }
 
             _passOnDeliveringThread = true;
@@ -779,13 +760,6 @@ public sealed class RaftHost : IAsyncDisposable
             {
                 TakeInputs(delivered);
                 delivered = null;
-                if (proposal is not null)
-                {
-                    QueueProposal(proposal);
-                    ProposeQueued();
-                    proposal = null;
-                }
-
                 ProcessAnswering();
                 if (_driver.Waiting != DriverWait.None)
                 {
@@ -826,16 +800,6 @@ public sealed class RaftHost : IAsyncDisposable
 
     /// <summary>Passes a thread other than the loop runs after its own, for what was queued meanwhile.</summary>
     private const int InlineFollowUpPassesMax = 1;
-
-    /// <summary>
-    /// Under the gate: whether a proposal may be handled on its proposing thread (<see cref="RaftHostOptions.InlineClientPassesWhenIdle"/>):
-    /// this node leads, nothing is queued for a pass, and every entry of its log is committed, so no other write is
-    /// in flight that the loop could batch this one with. That is the one-connection write's case: the loop's
-    /// wake-up is all that queueing would buy. Under load some write is always in flight, and proposals go to the
-    /// loop as before, to share its batches.
-    /// </summary>
-    private bool IdleForProposal() =>
-        _driver.Status.IsLeader && !HasQueuedInput() && _driver.Core.CommitIndex == _driver.Core.LastIndex;
 
     private bool HasQueuedInput() => _raftInputs.Reader.TryPeek(out _) || _inputs.Reader.TryPeek(out _);
 
@@ -993,7 +957,7 @@ public sealed class RaftHost : IAsyncDisposable
                 && (_passOnDeliveringThread ? _options.ResumeOnDeliveringThread : _resumeOnLoop))
             {
                 // A pass that answered one batch (a lone write's acknowledgement): its caller is resumed on this
-                // thread after the pass (the loop's, a receive thread's or a proposing thread's), instead of waking
+                // thread after the pass (the loop's or a receive thread's), instead of waking
                 // a pool worker for it.
                 _answerAfterPass = _answered[0];
             }

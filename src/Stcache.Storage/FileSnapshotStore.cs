@@ -571,10 +571,9 @@ public sealed class FileSnapshotStore : ISnapshotStore
         private readonly string _temp;
         private readonly SnapshotMetadata _announced;
         private readonly long _expected;
+        private readonly SyncingWriter _writer;
         private readonly byte[] _buffer = new byte[CopyBufferBytes];
         private int _buffered;
-        private long _flushed;
-        private long _synced;
         private bool _done;
 
         public Receiver(FileSnapshotStore store, IStorageFile file, string temp, SnapshotMetadata announced, long expected)
@@ -584,9 +583,10 @@ public sealed class FileSnapshotStore : ISnapshotStore
             _temp = temp;
             _announced = announced;
             _expected = expected;
+            _writer = new SyncingWriter(file, SyncIntervalBytes);
         }
 
-        public long Received => _flushed + _buffered;
+        public long Received => _writer.Written + _buffered;
 
         public void Write(ReadOnlySpan<byte> piece)
         {
@@ -598,9 +598,7 @@ public sealed class FileSnapshotStore : ISnapshotStore
 
             if (_buffered == 0 && piece.Length >= _buffer.Length)
             {
-                _file.Write(_flushed, piece);
-                _flushed += piece.Length;
-                MaybeSync();
+                _writer.Write(piece);
                 return;
             }
 
@@ -678,19 +676,8 @@ public sealed class FileSnapshotStore : ISnapshotStore
         {
             if (_buffered > 0)
             {
-                _file.Write(_flushed, _buffer.AsSpan(0, _buffered));
-                _flushed += _buffered;
+                _writer.Write(_buffer.AsSpan(0, _buffered));
                 _buffered = 0;
-                MaybeSync();
-            }
-        }
-
-        private void MaybeSync()
-        {
-            if (_flushed - _synced >= SyncIntervalBytes)
-            {
-                _file.Sync();
-                _synced = _flushed;
             }
         }
     }
@@ -700,18 +687,14 @@ public sealed class FileSnapshotStore : ISnapshotStore
     /// reached it since the last sync (the caller syncs the rest at the end).</summary>
     private sealed class ChecksumStream : Stream
     {
-        private readonly IStorageFile _file;
-        private readonly long _syncIntervalBytes;
+        private readonly SyncingWriter _writer;
         private readonly byte[] _buffer = new byte[CopyBufferBytes];
         private int _buffered;
-        private long _flushed;
-        private long _synced;
 
         public ChecksumStream(IStorageFile file, long syncIntervalBytes)
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(syncIntervalBytes, CopyBufferBytes);
-            _file = file;
-            _syncIntervalBytes = syncIntervalBytes;
+            _writer = new SyncingWriter(file, syncIntervalBytes);
         }
 
         public uint Crc { get; private set; }
@@ -722,11 +705,11 @@ public sealed class FileSnapshotStore : ISnapshotStore
 
         public override bool CanWrite => true;
 
-        public override long Length => _flushed + _buffered;
+        public override long Length => _writer.Written + _buffered;
 
         public override long Position
         {
-            get => _flushed + _buffered;
+            get => _writer.Written + _buffered;
             set => throw new NotSupportedException();
         }
 
@@ -760,14 +743,8 @@ public sealed class FileSnapshotStore : ISnapshotStore
         {
             if (_buffered > 0)
             {
-                _file.Write(_flushed, _buffer.AsSpan(0, _buffered));
-                _flushed += _buffered;
+                _writer.Write(_buffer.AsSpan(0, _buffered));
                 _buffered = 0;
-                if (_flushed - _synced >= _syncIntervalBytes)
-                {
-                    _file.Sync();
-                    _synced = _flushed;
-                }
             }
         }
 
@@ -776,5 +753,36 @@ public sealed class FileSnapshotStore : ISnapshotStore
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
         public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    /// <summary>Writes a storage file front to back and syncs it whenever <c>intervalBytes</c> more have reached it
+    /// since the last sync, so a large file never leaves the disk with all of it dirty at once (the owner syncs the
+    /// rest at the end).</summary>
+    private sealed class SyncingWriter
+    {
+        private readonly IStorageFile _file;
+        private readonly long _intervalBytes;
+        private long _synced; // Invariant: _synced <= Written
+
+        public SyncingWriter(IStorageFile file, long intervalBytes)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(intervalBytes, 1);
+            _file = file;
+            _intervalBytes = intervalBytes;
+        }
+
+        /// <summary>The bytes written so far; the next write goes at this offset.</summary>
+        public long Written { get; private set; }
+
+        public void Write(ReadOnlySpan<byte> bytes)
+        {
+            _file.Write(Written, bytes);
+            Written += bytes.Length;
+            if (Written - _synced >= _intervalBytes)
+            {
+                _file.Sync();
+                _synced = Written;
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Stcache.Integration.Tests;
+using Stcache.Storage;
 using Stcache.Testing;
 
 namespace Stcache.Cli.Tests;
@@ -109,6 +110,7 @@ public sealed class AgainstANodeTests : ProcessTest
         var restore = await CliRunner.RunAsync("snapshot", "restore", backup, "--data-dir", Path.Combine(WorkDirectory.Path, "r1"),
             "--raft", restored.Raft, "--http", restored.Http, "--name", "restored");
         Assert.True(restore.ExitCode == 0, restore.ToString());
+        Assert.Equal(WalOptions.SegmentSizeBytesDefault, new FileInfo(Segment(Path.Combine(WorkDirectory.Path, "r1"))).Length);
 
         var again = await CliRunner.RunAsync("snapshot", "restore", backup, "--data-dir", Path.Combine(WorkDirectory.Path, "r1"));
         Assert.Equal(1, again.ExitCode);
@@ -142,7 +144,26 @@ public sealed class AgainstANodeTests : ProcessTest
         var refused = await CliRunner.RunAsync("snapshot", "restore", corrupt, "--data-dir", Path.Combine(WorkDirectory.Path, "r3"));
         Assert.Equal(1, refused.ExitCode);
         Assert.False(Directory.Exists(Path.Combine(WorkDirectory.Path, "r3")));
+
+        // Seeded for a node that runs with --wal-segment-size 256kb: its log's segment is that size on disk.
+        string sized = Path.Combine(WorkDirectory.Path, "r4");
+        var withSize = await CliRunner.RunAsync("snapshot", "restore", backup, "--data-dir", sized, "--wal-segment-size", "256kb");
+        Assert.True(withSize.ExitCode == 0, withSize.ToString());
+        Assert.Contains("--wal-segment-size 256kb", withSize.Out, StringComparison.Ordinal);
+        Assert.Equal(256 * 1024, new FileInfo(Segment(sized)).Length);
+
+        // A size stcached would refuse is a usage error, and nothing is written.
+        string unsized = Path.Combine(WorkDirectory.Path, "r5");
+        var badSize = await CliRunner.RunAsync("snapshot", "restore", backup, "--data-dir", unsized, "--wal-segment-size", "1kb");
+        Assert.True(badSize.ExitCode == 2, badSize.ToString());
+        Assert.StartsWith("stcachectl: --wal-segment-size: '1kb' must be a size from 4096 to 2147483647 bytes", badSize.Error, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, badSize.Out);
+        Assert.False(Directory.Exists(unsized));
     }
+
+    /// <summary>The one write-ahead log segment of a freshly restored data directory.</summary>
+    private static string Segment(string dataDirectory) =>
+        Assert.Single(Directory.GetFiles(Path.Combine(dataDirectory, DataDirectory.WalDirectoryName), "*.wal"));
 
     [Fact]
     public async Task Bench_runs_and_reports_throughput()

@@ -41,6 +41,33 @@ public sealed class ParsingAndOutputTests
         Assert.Equal(string.Empty, result.Out);
     }
 
+    /// <summary><c>snapshot restore --wal-segment-size</c> takes what stcached takes, and refuses the rest in stcached's
+    /// words, with the usage exit code, before it reads the backup or creates the data directory.</summary>
+    [Theory]
+    [InlineData("1kb")]
+    [InlineData("3gb")]
+    [InlineData("big")]
+    public async Task Restore_refuses_a_wal_segment_size_as_stcached_does(string size)
+    {
+        string expected = Assert.Throws<UsageException>(() => CommandLine.Parse(["--wal-segment-size=" + size])).Message;
+        string dataDirectory = Path.Combine(Path.GetTempPath(), "stcache-restore-" + Guid.NewGuid().ToString("N"));
+        var result = await CliRunner.RunAsync("snapshot", "restore", "no-such-backup.snap", "--data-dir", dataDirectory, "--wal-segment-size", size);
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Equal("stcachectl: " + expected + "\n", result.Error);
+        Assert.Equal(string.Empty, result.Out);
+        Assert.False(Directory.Exists(dataDirectory));
+    }
+
+    [Theory]
+    [InlineData("256kb", 256 * 1024)]
+    [InlineData("4096", 4096)]
+    [InlineData("1MB", 1 << 20)]
+    public void The_wal_segment_size_parses_as_stcached_parses_it(string size, long bytes)
+    {
+        Assert.Equal(bytes, CommandLine.ParseWalSegmentSize(size));
+        Assert.Equal(bytes, CommandLine.Parse(["--wal-segment-size=" + size]).WalSegmentSizeBytes);
+    }
+
     [Fact]
     public async Task A_non_positive_ttl_is_refused_before_any_request()
     {

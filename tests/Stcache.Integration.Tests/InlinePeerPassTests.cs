@@ -197,13 +197,12 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         }
     }
 
-    [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public async Task An_idle_leader_proposes_saves_and_answers_a_lone_write_on_the_proposing_thread_unless_told_not_to(bool inline)
+    [Fact]
+    public async Task An_idle_leader_proposes_and_saves_a_lone_write_on_the_loop_not_the_proposing_thread()
     {
+        // A proposing thread (a front end's) only queues: it never waits through a pass's fsync.
         var store = new RefusingLogStore(SingleNodeHost.Log());
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlineClientPassesWhenIdle = inline }, log: store);
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options, log: store);
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
@@ -212,62 +211,18 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
         host.ProposalTaking = _ => Volatile.Write(ref taker, Environment.CurrentManagedThreadId);
         int proposer = 0;
         ProposalBatch? batch = null;
-        bool answeredOnReturn = false;
         var thread = new Thread(() =>
         {
             proposer = Environment.CurrentManagedThreadId;
             batch = host.StartProposals([SingleNodeHost.Set("lone").Encode()], s_limit, CancellationToken.None);
-            answeredOnReturn = host.Cache.TryGet("lone", out _);
         });
         thread.Start();
         Assert.True(thread.Join(s_limit), "StartProposals did not return");
         await batch!.WaitAsync().AsTask().WaitAsync(s_limit);
         Assert.Null(batch.Slots[0].Error);
-        if (inline)
-        {
-            // One voter: proposed, synced, committed and applied in the proposing thread's pass, before it returned.
-            Assert.Equal(proposer, Volatile.Read(ref taker));
-            Assert.Equal(proposer, store.SavedOn);
-            Assert.True(answeredOnReturn);
-        }
-        else
-        {
-            Assert.NotEqual(proposer, Volatile.Read(ref taker));
-            Assert.NotEqual(proposer, store.SavedOn);
-        }
-    }
-
-    [Fact]
-    public async Task A_write_proposed_while_another_is_in_flight_is_queued_for_the_loop()
-    {
-        // With the log writer held in a save, the first write is appended and in flight (not committed) while no pass
-        // runs: the next one must go to the loop, to be batched there, not be proposed on its own thread.
-        await using var node = await GatedNode.StartLeadingAsync(SingleNodeHost.Options with
-        {
-            Raft = SingleNodeHost.Options.Raft with { AsyncStorageWrites = true },
-            InlineClientPassesWhenIdle = true,
-        });
-        var (host, store, clock) = node;
-        var held = await node.HoldInSaveAsync("held");
-        await WaitUntilIdleAsync(host);
-        Assert.True(host.Status.Commit < host.Status.LastIndex);
-
-        var taken = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        host.ProposalTaking = _ => taken.TrySetResult(Environment.CurrentManagedThreadId);
-        int proposer = 0;
-        Task<ApplyResult>? queued = null;
-        var thread = new Thread(() =>
-        {
-            proposer = Environment.CurrentManagedThreadId;
-            queued = host.ProposeAsync(SingleNodeHost.Set("queued"));
-        });
-        thread.Start();
-        Assert.True(thread.Join(s_limit), "ProposeAsync did not return");
-        Assert.NotEqual(proposer, await taken.Task.WaitAsync(s_limit));
-
-        store.Open();
-        Assert.True((await clock.RunUntilAsync(host, held)).Succeeded);
-        Assert.True((await clock.RunUntilAsync(host, queued!)).Succeeded);
+        Assert.NotEqual(0, Volatile.Read(ref taker));
+        Assert.NotEqual(proposer, Volatile.Read(ref taker));
+        Assert.NotEqual(proposer, store.SavedOn);
     }
 
     [Theory]
@@ -275,8 +230,8 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     [InlineData(false)]
     public async Task A_write_the_loop_answers_alone_is_resumed_on_the_loop_after_its_pass_or_else_on_the_pool(bool resume)
     {
-        // Proposals queued for the loop (no inline client passes), so the loop's pass answers the write.
-        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { InlineClientPassesWhenIdle = false, ResumeOnLoop = resume });
+        // Proposals are queued for the loop, so the loop's pass answers the write.
+        var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { ResumeOnLoop = resume });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);

@@ -38,12 +38,8 @@ public sealed class FailoverMeasurement(ITestOutputHelper output) : ProcessTest
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {
-            // Warm-up on, as in production: it is part of what a failover's time depends on.
             var node = new Node($"n{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
-                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", $"--resp=127.0.0.1:{p.Resp}", .. extraFlags])
-            {
-                Warmup = true,
-            };
+                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}", $"--resp=127.0.0.1:{p.Resp}", .. extraFlags]);
             Nodes.Add(node);
             node.Start();
             return node;

@@ -45,10 +45,6 @@ public sealed class Node : IAsyncDisposable
     /// null: none, the node's own default (64 MiB).</summary>
     public string? WalSegmentSize { get; set; } = TestNodeSettings.WalSegmentSize;
 
-    /// <summary>Whether the node runs its start-up warm-up. Off by default here (<see cref="TestNodeSettings.Warmup"/>):
-    /// it costs seconds of CPU per start; the warm-up's own tests and failover timing tests turn it on.</summary>
-    public bool Warmup { get; set; }
-
     public bool IsRunning => _process is { HasExited: false };
 
     public string Output
@@ -90,11 +86,6 @@ public sealed class Node : IAsyncDisposable
         if (WalSegmentSize is not null)
         {
             info.Environment[TestNodeSettings.WalSegmentSizeVariable] = WalSegmentSize;
-        }
-
-        if (!Warmup)
-        {
-            info.Environment[TestNodeSettings.WarmupVariable] = TestNodeSettings.Warmup;
         }
 
         Directory.CreateDirectory(WorkDirectory);

@@ -21,12 +21,8 @@ public sealed class TtlFailoverTests : ProcessTest
         string cluster = string.Join(',', ports.Select((p, i) => $"{i + 1}/127.0.0.1:{p.Raft}"));
         var nodes = ports.Select((p, i) =>
         {
-            // Warm-up on, as in production: the failover must finish well within the TTL.
             var node = new Node($"n{i + 1}", WorkDirectory.Path, p.Http, p.Raft, n =>
-                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}"])
-            {
-                Warmup = true,
-            };
+                [$"--http_addr={n.Http}", $"--raft_addr={n.Raft}", $"--raft_id={i + 1}", $"--raft_cluster={cluster}"]);
             Nodes.Add(node);
             node.Start();
             return node;

@@ -25,12 +25,8 @@ public sealed class WarmupOptionTests : ProcessTest
 
     private Node Single(string name, params string[] extra)
     {
-        // Not the harness's test default (off): each node is started as production starts it, but for its own flags.
         var node = new Node(name, WorkDirectory.Path, FreePorts.Next(), FreePorts.Next(),
-            n => ["--http=" + n.Http, "--raft=" + n.Raft, "--node=" + Path.Combine(WorkDirectory.Path, name), "--bootstrap=true", .. extra])
-        {
-            Warmup = true,
-        };
+            n => ["--http=" + n.Http, "--raft=" + n.Raft, "--node=" + Path.Combine(WorkDirectory.Path, name), "--bootstrap=true", .. extra]);
         Nodes.Add(node);
         node.Start();
         return node;

@@ -114,18 +114,6 @@ public sealed class ConfigurationTests : ClusterTest
         Assert.Equal(2_000_000_000L, ConfigurationSources.Parse(["--config", WriteConfig("""{ "wal-segment-size": "2g" }""")], new Hashtable()).WalSegmentSizeBytes);
     }
 
-    /// <summary>--warmup from the environment, as the test harnesses turn it off (<see cref="TestNodeSettings"/>); a
-    /// test's own flag wins.</summary>
-    [Fact]
-    public void The_harnesses_warmup_variable_turns_it_off_and_a_flag_wins()
-    {
-        Assert.True(ConfigurationSources.Parse([], new Hashtable()).Warmup);
-        Assert.Equal(TestNodeSettings.WarmupVariable, ConfigurationSources.VariableName("warmup"));
-        var environment = new Hashtable { [TestNodeSettings.WarmupVariable] = TestNodeSettings.Warmup };
-        Assert.False(ConfigurationSources.Parse([], environment).Warmup);
-        Assert.True(ConfigurationSources.Parse(["--warmup=on"], environment).Warmup);
-    }
-
     [Fact]
     public void Two_bad_values_are_two_lines()
     {

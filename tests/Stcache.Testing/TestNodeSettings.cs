@@ -13,15 +13,4 @@ public static class TestNodeSettings
 
     /// <summary>The environment variable stcached reads <c>--wal-segment-size</c> from.</summary>
     public const string WalSegmentSizeVariable = "STCACHE_WAL_SEGMENT_SIZE";
-
-    /// <summary>
-    /// The start-up warm-up of a test node (Warmup.cs), given as <see cref="WarmupVariable"/> in the child's
-    /// environment so that a test's own <c>--warmup</c> flag wins. Each warm-up runs a scratch in-process cluster,
-    /// seconds of CPU per node start, and the suites start hundreds of nodes; production keeps the default (on). The
-    /// harnesses let a test keep it on: the tests of the warm-up itself and of failover timing do.
-    /// </summary>
-    public const string Warmup = "off";
-
-    /// <summary>The environment variable stcached reads <c>--warmup</c> from.</summary>
-    public const string WarmupVariable = "STCACHE_WARMUP";
 }

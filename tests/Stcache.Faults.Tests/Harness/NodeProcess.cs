@@ -66,10 +66,6 @@ public sealed class NodeProcess : IDisposable
 
     public Uri BaseUri => new("http://" + HttpAddress);
 
-    /// <summary>Whether the node runs its start-up warm-up. Off by default here (<see cref="TestNodeSettings.Warmup"/>):
-    /// it costs seconds of CPU per start, and these tests time no failover against it.</summary>
-    public bool Warmup { get; set; }
-
     public void SetArguments(Func<IReadOnlyList<string>> arguments) => _arguments = arguments;
 
     public void Start()
@@ -95,11 +91,6 @@ public sealed class NodeProcess : IDisposable
         }
 
         info.Environment[TestNodeSettings.WalSegmentSizeVariable] = TestNodeSettings.WalSegmentSize;
-        if (!Warmup)
-        {
-            info.Environment[TestNodeSettings.WarmupVariable] = TestNodeSettings.Warmup;
-        }
-
         info.Environment["DOTNET_gcServer"] = "0";
         info.Environment["DOTNET_TieredPGO"] = "0";
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };

@@ -7,7 +7,10 @@
 # STRACE=1, its system calls by name (strace -c over every thread of the leader and of one follower; strace slows
 # the nodes, so ops/s under it mean nothing, the counts per write do).
 #
-#   bench/write-counts.sh path/to/stcached [set-c50|set-P16|set-c1]
+#   bench/write-counts.sh path/to/stcached [set-c50|set-P16|set-c1|http-put-c1]
+#
+# http-put-c1 is the HTTP counterpart of set-c1: wrk -t1 -c1 with bench/wrk/puts.lua (100 B values) against the
+# leader's HTTP port for WRK_SECONDS (default 10), its writes counted from wrk's total; its p50 and p99 are wrk's.
 #
 # With THREADS=1 it also prints, per node and thread name, the CPU time (µs) and the context switches (voluntary +
 # involuntary) per write, from /proc/PID/task/*/stat and status: where the wake-ups and hand-offs per write are.
@@ -15,8 +18,8 @@
 # With REDIS=1 it then stops the cluster and runs the same row against one redis-server with appendonly yes and
 # appendfsync always (issue 12's yardstick), printing its CPU time and context switches per write the same way.
 #
-# Env: N (writes, default 30000; x4 for set-P16), STRACE=1, THREADS=1, REDIS=1, KEEP=1 keeps the temporary directory.
-# Needs redis-benchmark, redis-cli, curl, python3 (and strace with STRACE=1).
+# Env: N (writes, default 30000; x4 for set-P16), WRK_SECONDS (http-put-c1), STRACE=1, THREADS=1, REDIS=1, KEEP=1 keeps the temporary directory.
+# Needs redis-benchmark, redis-cli, curl, python3 (wrk for http-put-c1, strace with STRACE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:?usage: bench/write-counts.sh path/to/stcached [row]}
@@ -64,6 +67,9 @@ warm() {
 }
 warm -n 50000 -P 16
 warm -n 30000
+if [[ $ROW == http-* ]]; then
+  wrk -t1 -c8 -d2s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$LEADER]}" -- dialect=stcache >/dev/null 2>&1 || true
+fi
 
 counters() { # http port -> "peer_messages wal_saves wal_seconds pool_work_items"
   curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
@@ -108,11 +114,19 @@ case $ROW in
   set-c50) n=$N; ROW_ARGS=(-c 50) ;;
   set-P16) n=$((N * 4)); ROW_ARGS=(-c 50 -P 16) ;;
   set-c1) n=$((N / 10)); ROW_ARGS=(-c 1) ;;
+  http-put-c1) n=0 ;;
   *) echo "unknown row $ROW" >&2; exit 2 ;;
 esac
 run_row() { redis-benchmark -h 127.0.0.1 -p "$1" -d 100 -r 10000 -t set "${ROW_ARGS[@]}" -n "$n" --csv >"$OUT/row" 2>&1; }
 started=$(date +%s.%N)
-run_row "$port"
+if [[ $ROW == http-put-c1 ]]; then
+  wrk -t1 -c1 -d"${WRK_SECONDS:-10}s" --latency -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$LEADER]}" -- dialect=stcache >"$OUT/wrk" 2>&1
+  n=$(awk '/requests in/ { print $1 }' "$OUT/wrk")
+  [[ -n "$n" && "$n" -gt 0 ]] || { echo "wrk made no requests; its output:" >&2; cat "$OUT/wrk" >&2; exit 1; }
+  awk '/Requests\/sec/ { rate = $2 } /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 } END { printf "\"PUT\",\"%s\",\"p50 %s\",\"p99 %s\"\n", rate, p50, p99 }' "$OUT/wrk" >"$OUT/row"
+else
+  run_row "$port"
+fi
 elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(date +%s.%N)")
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && kill -INT "$p" 2>/dev/null || true; done
 for p in "${STRACES[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done

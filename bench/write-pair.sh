@@ -9,7 +9,8 @@
 #
 #   bench/write-pair.sh A/stcached B/stcached [rows...]
 #
-# Rows: set-c50 set-P16 set-c1 http-put (the default), the RESP reads get-c50 (linearizable GET at the leader)
+# Rows: set-c50 set-P16 set-c1 http-put (the default), http-put-c1 (wrk -t1 -c1 with bench/wrk/puts.lua: the
+# one-connection HTTP write, set-c1's counterpart), the RESP reads get-c50 (linearizable GET at the leader)
 # and ro-get-c50 (READONLY GET at a follower: both clusters start with --resp-readonly=true for that row), and
 # http-stale-get (wrk -t2 -c64 with bench/wrk/stale-gets.lua at the leader, as compare.sh's stale row: k0..k9999
 # written once first with bench/wrk/preload.py, so that no read meets a missing key).
@@ -110,6 +111,7 @@ client() { # side row output-file
     set-c1) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t set -c 1 -n $((N / 20)) --csv >"$out" 2>&1 ;;
     get-c50) redis-benchmark -h 127.0.0.1 -p "$port" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
     ro-get-c50) redis-benchmark -h 127.0.0.1 -p "$follower" -d 100 -r 10000 -t get -c 50 -n "$N" --csv >"$out" 2>&1 ;;
+    http-put-c1) wrk -t1 -c1 -d"${WRK_SECONDS}s" --latency --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
     http-put) wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency --timeout 5s -s bench/wrk/puts.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
     http-stale-get) wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency --timeout 5s -s bench/wrk/stale-gets.lua "http://127.0.0.1:${HTTP[$side$l]}" -- dialect=stcache >"$out" 2>&1 ;;
   esac

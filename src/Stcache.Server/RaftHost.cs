@@ -994,9 +994,13 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
+    /// <remarks>Decided by the job alone: the save's task queues the wake after <see cref="SnapshotJob.Run"/> returns
+    /// but before the task itself completes, so a loop that looked at the task could take that wake, see the task
+    /// still running and collect nothing; with no later input (a recovery's host takes no ticks) the snapshot's
+    /// requester waited for good.</remarks>
     private void CollectSavedSnapshot()
     {
-        if (_snapshotTask is { IsCompleted: true } && _driver.OutstandingSnapshot is { Done: true } job)
+        if (_snapshotTask is not null && _driver.OutstandingSnapshot is { Done: true } job)
         {
             _snapshotTask = null;
             _driver.SnapshotSaved(job);

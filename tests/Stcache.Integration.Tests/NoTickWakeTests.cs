@@ -1,0 +1,167 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Stcache.Cache;
+using Stcache.Raft;
+using Stcache.Server;
+
+namespace Stcache.Integration.Tests;
+
+/// <summary>
+/// Every hand-off between threads wakes whoever waits for it, with no tick to rescue a lost one: after the election
+/// the clock stands still, so a write, a read barrier, a wait for an applied index or a snapshot that depended on a
+/// later tick would never be answered (the class of stcachectl recover's hang, SnapshotWakeTests). Covers the
+/// pipelined log writer (its persisted jobs reach the loop only through their wake-up: with ticks, the next tick's
+/// pass collects them and hides a lost one, which is why WalPipelineTests, ticking, cannot tell), and three hosts
+/// whose messages cross over in process, handled on the sending thread (inline passes) or through the loops' queues.
+/// </summary>
+public sealed class NoTickWakeTests : IDisposable
+{
+    private const int Rounds = 300;
+    private static readonly TimeSpan s_answered = TimeSpan.FromSeconds(10);
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "stcache-notick-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory))
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_lone_voter_answers_writes_reads_waits_and_snapshots_without_ticks(bool pipelined)
+    {
+        var options = SingleNodeHost.Options with
+        {
+            Raft = SingleNodeHost.Options.Raft with { AsyncStorageWrites = pipelined },
+            SnapshotInterval = TimeSpan.FromDays(1),
+            SnapshotThreshold = ulong.MaxValue,
+        };
+        var (host, clock) = SingleNodeHost.Start(options, snapshots: Stcache.Storage.FileSnapshotStore.Open(_directory));
+        await using (host)
+        {
+            await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "first", "v");
+            for (int round = 0; round < Rounds; round++)
+            {
+                // Several writers at once: their batches meet the writer thread's jobs in flight.
+                await AnsweredAsync(WriteAsync(host, round), $"writes of round {round}");
+                await AnsweredAsync(host.ReadBarrierAsync(lease: false), $"read of round {round}");
+                await AnsweredAsync(host.WaitForLogAppliedAsync(TimeSpan.FromSeconds(30)), $"applied wait of round {round}");
+                if (round % 10 == 0)
+                {
+                    await AnsweredAsync(host.SnapshotAsync(), $"snapshot of round {round}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    [InlineData(true, false)]
+    public async Task Three_hosts_answer_writes_reads_and_waits_on_every_node_without_ticks(bool pipelined, bool inlinePasses)
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var members = Enumerable.Range(1, 3).Select(i => new MemberInfo((ulong)i, "n" + i, "127.0.0.1:" + i, string.Empty)).ToArray();
+        var initial = PersistentState.Bootstrap([.. members.Select(m => new ConfChange(ConfChangeType.AddVoter, new NodeId(m.Id), m.ToContext()))]);
+        var network = new InProcessNetwork();
+        var hosts = new List<RaftHost>();
+        foreach (var member in members)
+        {
+            var options = new RaftHostOptions
+            {
+                Raft = new RaftConfig { Id = new NodeId(member.Id), ElectionTimeoutTicks = 10, HeartbeatIntervalTicks = 2, RandomSeed = member.Id, AsyncStorageWrites = pipelined },
+                Self = member,
+                TickInterval = TimeSpan.FromMilliseconds(10),
+                RequestTimeout = TimeSpan.FromSeconds(30),
+                PipelineFollowerWrites = pipelined,
+                InlinePeerPasses = inlinePasses,
+            };
+            var host = new RaftHost(options, new MemoryLogStore(initial), new MemorySnapshotStore(), network, new CacheStateMachine(),
+                new MemberBook(), NullLogger<RaftHost>.Instance, time);
+            network.Hosts[host.Id] = host;
+            hosts.Add(host);
+        }
+
+        hosts.ForEach(h => h.Start());
+        try
+        {
+            var leader = await ElectAsync(hosts, time);
+            var followers = hosts.Where(h => h != leader).ToArray();
+            for (int round = 0; round < Rounds; round++)
+            {
+                await AnsweredAsync(WriteAsync(leader, round), $"writes of round {round}");
+                var index = leader.Status.Applied;
+                foreach (var follower in followers)
+                {
+                    await AnsweredAsync(follower.WaitForAppliedAsync(index, TimeSpan.FromSeconds(30)), $"node {follower.Id} applying {index} in round {round}");
+                    await AnsweredAsync(follower.ReadBarrierAsync(lease: false), $"read on node {follower.Id} in round {round}");
+                }
+
+                await AnsweredAsync(leader.ReadBarrierAsync(lease: false), $"read on the leader in round {round}");
+            }
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
+
+    private static Task WriteAsync(RaftHost host, int round) =>
+        Task.WhenAll(Enumerable.Range(0, 3).Select(i => Task.Run(() => host.ProposeAsync(SingleNodeHost.Set($"k{round}-{i}")))));
+
+    private static async Task AnsweredAsync(Task task, string what)
+    {
+        Assert.True(await Task.WhenAny(task, Task.Delay(s_answered)) == task, $"{what} was never answered (no ticks are given)");
+        await task;
+    }
+
+    /// <summary>Ticks until one host leads and the others follow it; from then on the clock stands still.</summary>
+    private static async Task<RaftHost> ElectAsync(List<RaftHost> hosts, FakeTimeProvider time)
+    {
+        for (int tick = 0; tick < 3000; tick++)
+        {
+            if (hosts.FirstOrDefault(h => h.Status.IsLeader && hosts.All(o => o.Status.Leader == h.Id)) is { } leader)
+            {
+                await AnsweredAsync(leader.ProposeAsync(SingleNodeHost.Set("first")), "the leader's first write");
+                return leader;
+            }
+
+            time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(2);
+        }
+
+        throw new InvalidOperationException("no leader after 3000 ticks");
+    }
+
+    /// <summary>Hands each message to its receiver on the sending thread; snapshots are never sent here.</summary>
+    private sealed class InProcessNetwork : IPeerNetwork
+    {
+        public Dictionary<NodeId, RaftHost> Hosts { get; } = [];
+
+        public void Send(Message message)
+        {
+            if (Hosts.TryGetValue(message.To, out var to))
+            {
+                to.Deliver(message);
+            }
+        }
+
+        public void SendSnapshot(Message header, Stream stored) => stored.Dispose();
+
+        public void SetPeer(NodeId id, string address)
+        {
+        }
+
+        public void RemovePeer(NodeId id)
+        {
+        }
+    }
+}

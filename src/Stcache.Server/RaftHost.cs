@@ -71,6 +71,10 @@ public sealed class RaftHost : IAsyncDisposable
     // The loop's wake-up, rung by whoever queues an input while no pass runs (see WakeLoop).
     private readonly LoopBell _bell = new();
     private readonly CancellationTokenSource _stopping = new();
+
+    // _stopping's token, taken at construction: the source's Token throws once DisposeAsync disposed it, and a
+    // request that arrives after that must hear "shutting down" (a cancelled token), not ObjectDisposedException.
+    private readonly CancellationToken _stoppingToken;
     private readonly NodeDriver _driver;
     private readonly ProposalDeadlines _deadlines;
 
@@ -104,6 +108,7 @@ public sealed class RaftHost : IAsyncDisposable
         _members = members;
         _logger = logger;
         _time = time ?? TimeProvider.System;
+        _stoppingToken = _stopping.Token;
         _inputs = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
             // Read by whoever runs a pass: the loop, or a delivering thread.
@@ -366,16 +371,16 @@ public sealed class RaftHost : IAsyncDisposable
         try
         {
             using var deadline = new CancellationTokenSource(timeout, _time);
-            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token, cancellationToken);
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stoppingToken, deadline.Token, cancellationToken);
             await QueueClientAsync(input, stopping.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
         {
             input.Batch.Expire();
         }
-        catch (Exception e) when (e is ChannelClosedException or ObjectDisposedException)
+        catch (Exception e) when (e is ChannelClosedException or OperationCanceledException)
         {
-            // Closed, or already stopped (its stop token is gone): the write never reached the loop.
+            // Closed, or stopping: the write never reached the loop.
             foreach (var slot in input.Batch.Slots)
             {
                 slot.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; the write was not applied"));
@@ -445,14 +450,14 @@ public sealed class RaftHost : IAsyncDisposable
         try
         {
             using var deadline = new CancellationTokenSource(_options.RequestTimeout, _time);
-            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, deadline.Token);
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(_stoppingToken, deadline.Token);
             await QueueClientAsync(input, stopping.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
         {
             input.Request.Fail(new RaftHostException(HostErrorKind.Timeout, ReadTimeoutMessage));
         }
-        catch (Exception e) when (e is ChannelClosedException or ObjectDisposedException)
+        catch (Exception e) when (e is ChannelClosedException or OperationCanceledException)
         {
             input.Request.Fail(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down"));
         }
@@ -545,7 +550,7 @@ public sealed class RaftHost : IAsyncDisposable
     private async Task<T> AwaitInputAsync<T>(NodeInput input, Task<T> completion, TimeSpan limit, string timeoutMessage, CancellationToken cancellationToken)
     {
         using var deadline = new CancellationTokenSource(limit, _time);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stoppingToken, deadline.Token);
         try
         {
             await QueueClientAsync(input, timeout.Token).ConfigureAwait(false);
@@ -553,7 +558,10 @@ public sealed class RaftHost : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new RaftHostException(HostErrorKind.Timeout, timeoutMessage);
+            // The node stopping cancels the wait before its loop answers it: that is the stop, not a timeout.
+            throw _stopping.IsCancellationRequested
+                ? new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down")
+                : new RaftHostException(HostErrorKind.Timeout, timeoutMessage);
         }
         catch (ChannelClosedException)
         {
@@ -564,7 +572,7 @@ public sealed class RaftHost : IAsyncDisposable
     private async Task<ApplyResult> WaitForWriteAsync(NodeInput input, ProposalWaiter waiter, CancellationToken cancellationToken)
     {
         using var deadline = new CancellationTokenSource(_options.RequestTimeout, _time);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token, deadline.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stoppingToken, deadline.Token);
         try
         {
             await QueueClientAsync(input, timeout.Token).ConfigureAwait(false);
@@ -572,12 +580,17 @@ public sealed class RaftHost : IAsyncDisposable
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {
+            bool stopping = _stopping.IsCancellationRequested;
             if (waiter.TryAbandon())
             {
-                throw new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotProposedMessage);
+                throw stopping
+                    ? new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; the change was not applied")
+                    : new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotProposedMessage);
             }
 
-            throw new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotCommittedMessage, outcomeUnknown: true);
+            throw stopping
+                ? new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true)
+                : new RaftHostException(HostErrorKind.Timeout, ProposalSlot.NotCommittedMessage, outcomeUnknown: true);
         }
     }
 
@@ -598,7 +611,7 @@ public sealed class RaftHost : IAsyncDisposable
         using var timer = new PeriodicTimer(_options.TickInterval, _time);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            while (await timer.WaitForNextTickAsync(_stoppingToken).ConfigureAwait(false))
             {
                 // A tick lost to a full queue costs nothing: the loop counts ticks by the clock (DueTicks).
                 TryQueueRaft(TickInput.Instance);
@@ -902,7 +915,7 @@ public sealed class RaftHost : IAsyncDisposable
                 case DriverWait.StorageRetry:
                     try
                     {
-                        await Task.Delay(_driver.StorageRetryDelay, _time, _stopping.Token).ConfigureAwait(false);
+                        await Task.Delay(_driver.StorageRetryDelay, _time, _stoppingToken).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -921,7 +934,7 @@ public sealed class RaftHost : IAsyncDisposable
                     {
                         try
                         {
-                            await _walWriter!.WaitForCompletedAsync(_stopping.Token).ConfigureAwait(false);
+                            await _walWriter!.WaitForCompletedAsync(_stoppingToken).ConfigureAwait(false);
                         }
                         catch (OperationCanceledException)
                         {

@@ -11,7 +11,8 @@ public interface IRaftLogStore
 
     /// <summary>
     /// Appends entries and records the hard state, durably, with one sync, before returning (a change of the commit
-    /// index alone may skip the sync: a lower commit index after a crash is safe). If the first entry's
+    /// index alone need not be durable: a store may keep it in memory until its next write, since a lower commit
+    /// index after a crash is safe). If the first entry's
     /// index is already in the log, that entry and every later one are replaced. Either argument may be empty.
     /// Throws <see cref="IOException"/> when the batch could not be made durable; nothing of it then counts.
     /// </summary>

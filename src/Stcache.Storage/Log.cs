@@ -44,4 +44,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 2010, Level = LogLevel.Warning,
         Message = "Preparing the next WAL segment in the background failed; it will be created when needed")]
     public static partial void PrepareFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Warning,
+        Message = "WAL closed without writing commit index {CommitIndex}; the node relearns it from its leader")]
+    public static partial void CommitNotWritten(ILogger logger, Exception exception, ulong commitIndex);
 }

@@ -9,8 +9,9 @@ namespace Stcache.Storage;
 
 /// <summary>
 /// The Raft log and hard state on disk: CRC-framed records in preallocated segment files
-/// (<c>{seq:x16}-{firstIndex:x16}.wal</c>). Every <see cref="Save"/> is one write and one fdatasync. Not
-/// thread-safe: the Raft host calls it from its loop only (the counters may be read from any thread).
+/// (<c>{seq:x16}-{firstIndex:x16}.wal</c>). Every <see cref="Save"/> that writes is one write and one fdatasync;
+/// a save that only moves the commit index writes nothing (see <see cref="Save"/>). Not thread-safe: the Raft host
+/// calls it from its loop only (the counters may be read from any thread).
 /// </summary>
 public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 {
@@ -30,7 +31,6 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     private IStorageFile _active;
 
     // Invariant: _activeDataStart <= _activeOffset; records end at _activeOffset, zeros follow.
-    private bool _activeUnsynced;
     private long _activeOffset;
     private long _activeDataStart;
 
@@ -38,7 +38,12 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     private long _dirtyStart = -1;
     private long _dirtyEnd = -1;
 
+    // The newest hard state given to Save. Its term and vote are always on disk; its commit index may not be yet.
     private HardState _hardState;
+
+    // True while _hardState's commit index is newer than the hard state on disk (a commit-only save, kept in memory
+    // until the next write: see Save). Invariant: when true, only the commit index differs from the stored one.
+    private bool _commitUnwritten;
     private SnapshotMetadata _snapshot;
 
     // Invariant: _lastIndex >= _snapshot.Index.
@@ -87,7 +92,11 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     /// <summary>Index of the last entry in the log (or of the snapshot when the log after it is empty).</summary>
     public LogIndex LastIndex => new(_lastIndex);
 
+    /// <summary>The newest hard state saved, including a commit index not yet written (see <see cref="Save"/>).</summary>
     public HardState HardState => _hardState;
+
+    /// <summary>True while the commit index of <see cref="HardState"/> is not yet written; for tests.</summary>
+    internal bool CommitUnwritten => _commitUnwritten;
 
     /// <summary>Where the next record goes; for tests.</summary>
     internal string ActiveSegmentPath => _active.Path;
@@ -174,7 +183,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
     /// <summary>
     /// The state recovered at open: hard state, the newest snapshot recorded in the WAL, and every entry after it.
-    /// Later calls re-read the files.
+    /// Later calls re-read the files (with the commit index held in memory, if one is not yet written).
     /// </summary>
     public PersistentState Load()
     {
@@ -188,17 +197,45 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
         var reader = new WalReader(_fileSystem);
         reader.ReadAll(_segments);
-        return reader.Finish(_segments);
+        PersistentState state = reader.Finish(_segments);
+        return _commitUnwritten ? state with { HardState = _hardState } : state;
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Appends <paramref name="entries"/> and records <paramref name="hardState"/> with one write and one fdatasync,
+    /// except when the only change is the commit index: then nothing is written, and the commit index waits in
+    /// memory until the next save that writes (entries, a term or a vote) carries it, or <see cref="Dispose"/>
+    /// writes it.
+    /// </summary>
+    /// <remarks>
+    /// Why a commit index may wait: Raft keeps the term, the vote and the log on stable storage, not the commit
+    /// index (thesis §3.8; etcd's <c>MustSync</c>). This log used to write a commit-only hard state without a sync,
+    /// so a power failure could already lose it, and everything that reads the stored commit index copes with one
+    /// that is behind: the core restarts from it (a follower relearns the rest from its leader's next append, a
+    /// single voter from the entry it commits on election), recovery raises it to the snapshot's index, and
+    /// <c>stcachectl recover</c> replays the whole log. Keeping it in memory leaves, after any crash, a log that a
+    /// power failure under the old rule could have left: the commit-only records since the last sync, lost. etcd's
+    /// WAL does the same: its encoder buffers records in memory and writes them at the next sync. What it gives
+    /// up: after a process crash (not only a power failure) the stored commit index can be behind by the rounds
+    /// since the last write. What it gives: one write per consensus round instead of two on every node, and on
+    /// the leader none between the acknowledgements and the answer.
+    /// The commit index written with entries never covers entries the batch does not hold or that are not already
+    /// stored: it goes after them, and a commit index given alone is at most the last index then stored.
+    /// </remarks>
     public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(entries);
-        bool writeHardState = hardState is { } state && state != _hardState;
-        if (!writeHardState && entries.Count == 0)
+        HardState target = hardState ?? _hardState;
+        bool termOrVoteChanged = target.Term != _hardState.Term || target.Vote != _hardState.Vote;
+        if (entries.Count == 0 && !termOrVoteChanged)
         {
+            if (target != _hardState)
+            {
+                _hardState = target;
+                _commitUnwritten = true;
+            }
+
             return;
         }
 
@@ -211,13 +248,12 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         // recovered entries of term T under an older term (a node restarted at term 2 holding term 3 entries).
         // Its commit index stops below the batch, so that prefix never claims entries it lost; the full hard state
         // follows the entries when its commit index covers them.
-        bool writeLeadingHardState = writeHardState && entries.Count > 0 &&
-            (hardState!.Value.Term != _hardState.Term || hardState.Value.Vote != _hardState.Vote);
-        HardState leading = default;
-        if (writeLeadingHardState)
+        bool writeHardState = target != _hardState || _commitUnwritten;
+        HardState? leading = null;
+        if (termOrVoteChanged && entries.Count > 0)
         {
-            leading = hardState!.Value with { Commit = LogIndex.Min(hardState.Value.Commit, entries[0].Index.Previous) };
-            WalFormat.AppendHardState(_buffer, leading);
+            leading = target with { Commit = LogIndex.Min(target.Commit, entries[0].Index.Previous) };
+            WalFormat.AppendHardState(_buffer, leading.Value);
         }
 
         for (int i = 0; i < entries.Count; i++)
@@ -225,18 +261,14 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             WalFormat.AppendEntry(_buffer, entries[i]);
         }
 
-        if (writeHardState && (!writeLeadingHardState || leading != hardState!.Value))
+        if (writeHardState && leading != target)
         {
-            WalFormat.AppendHardState(_buffer, hardState!.Value);
+            WalFormat.AppendHardState(_buffer, target);
         }
 
-        // Entries, a term and a vote must be on disk before anyone hears of them. A commit index alone need not
-        // (etcd's MustSync rule): after a crash a lower commit index is relearned from the leader, and the record
-        // reaches the disk with the next synced batch. Without this, every write cost the leader and each
-        // follower a second fdatasync when its commit index moved.
-        bool sync = entries.Count > 0 || (writeHardState && (hardState!.Value.Term != _hardState.Term || hardState.Value.Vote != _hardState.Vote));
+        // Entries, a term and a vote must be on disk before anyone hears of them: every write here is synced.
         ulong nextIndex = entries.Count > 0 ? Math.Min(entries[0].Index.Value, _lastIndex + 1) : _lastIndex + 1;
-        Append(_buffer.WrittenSpan, nextIndex, sync);
+        Append(_buffer.WrittenSpan, nextIndex);
 
         // Durable: now the in-memory view may move.
         for (int i = 0; i < entries.Count; i++)
@@ -249,10 +281,8 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             _lastIndex = entries[^1].Index.Value;
         }
 
-        if (writeHardState)
-        {
-            _hardState = hardState!.Value;
-        }
+        _hardState = target;
+        _commitUnwritten = false;
     }
 
     /// <inheritdoc />
@@ -320,6 +350,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
             return;
         }
 
+        WriteUnwrittenCommit();
         _disposed = true;
         _preparing.Cancel();
         _active.Dispose();
@@ -329,6 +360,30 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
 
         _preparing.Dispose();
+    }
+
+    /// <summary>
+    /// A clean close writes the commit index still held in memory, without a sync (a power failure may lose it, as
+    /// it may lose any commit index: see <see cref="Save"/>). A failure is logged, not thrown: the index is relearned.
+    /// </summary>
+    private void WriteUnwrittenCommit()
+    {
+        if (!_commitUnwritten)
+        {
+            return;
+        }
+
+        try
+        {
+            _buffer.ResetWrittenCount();
+            WalFormat.AppendHardState(_buffer, _hardState);
+            Append(_buffer.WrittenSpan, _lastIndex + 1, sync: false);
+            _commitUnwritten = false;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            Log.CommitNotWritten(_logger, exception, _hardState.Commit.Value);
+        }
     }
 
     private void Append(ReadOnlySpan<byte> records, ulong nextIndex, bool sync = true)
@@ -367,7 +422,6 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         }
 
         _activeOffset = offset + records.Length;
-        _activeUnsynced = !sync || _options.SkipSync;
         if (!sync)
         {
             return;
@@ -406,15 +460,9 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
     private void CutSegment(ulong nextIndex)
     {
-        // A record written without a sync (a commit-only hard state) must be durable before its segment is sealed:
-        // after a crash, a torn record in a segment that is not the last is corruption, and the node would refuse
-        // to start (found by the simulator).
-        if (_activeUnsynced && !_options.SkipSync)
-        {
-            _active.Sync();
-            _activeUnsynced = false;
-        }
-
+        // Every record before a cut is synced (the one unsynced write, at Dispose, is the log's last): a torn record
+        // in a segment that is not the last is corruption, and the node would refuse to start. The new segment
+        // restates _hardState, a commit index not yet written included: that is at most the last stored index.
         ulong sequence = _segments[^1].Sequence + 1;
         string? prepared = TakePreparedSegment();
         WalSegment segment = CreateSegment(_fileSystem, _directory, _options, sequence, nextIndex, _hardState, _snapshot, prepared);

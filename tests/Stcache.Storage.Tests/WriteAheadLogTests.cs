@@ -62,9 +62,10 @@ public sealed class WriteAheadLogTests : IDisposable
             wal.Save(null, []);
             Assert.Equal(1, wal.SyncCount);
 
-            // A new commit index alone is written but not synced (etcd's MustSync rule)...
+            // A new commit index alone is not even written (it waits in memory for the next write)...
             wal.Save(Hard(1, 0, 3), []);
             Assert.Equal(1, wal.SyncCount);
+            Assert.True(wal.CommitUnwritten);
 
             // ...a new vote or term is synced, and so are entries.
             wal.Save(Hard(1, 2, 3), []);
@@ -77,11 +78,157 @@ public sealed class WriteAheadLogTests : IDisposable
             Assert.Equal(4, wal.SyncCount);
         }
 
-        // The unsynced commit record was still written: a clean reopen reads it.
+        // Dispose wrote the commit index held in memory: a clean reopen reads it.
         using (WriteAheadLog wal = Open())
         {
             Assert.Equal(Hard(2, 0, 5), wal.Load().HardState);
         }
+    }
+
+    [Fact]
+    public void ACommitOnlySaveWritesNothingAndTheNextWriteCarriesIt()
+    {
+        var fileSystem = new FaultyFileSystem();
+        using WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false }, NullLogger.Instance);
+        wal.Save(Hard(1, 2, 0), Range(1, 1, 3));
+        int writes = fileSystem.Writes;
+        long syncs = wal.SyncCount;
+        long offset = wal.ActiveOffset;
+
+        // The commit index moves: no write, no sync, and the file does not change.
+        wal.Save(Hard(1, 2, 3), []);
+        Assert.Equal(writes, fileSystem.Writes);
+        Assert.Equal(syncs, wal.SyncCount);
+        Assert.Equal(offset, wal.ActiveOffset);
+        Assert.True(wal.CommitUnwritten);
+        Assert.Equal(Hard(1, 2, 3), wal.HardState);
+        Assert.Equal(Hard(1, 2, 3), wal.Load().HardState); // a re-read gives the commit index held in memory
+
+        // A crash now (the files as the kernel holds them; this process's memory gone) finds the older commit index
+        // and the whole log: consistent, and the commit index never above the last entry.
+        PersistentState crashed = StateAfterACrash();
+        Assert.Equal(Hard(1, 2, 0), crashed.HardState);
+        AssertSame(Range(1, 1, 3), crashed.Entries);
+
+        // The next save with entries writes the commit index after them: one write, one sync.
+        wal.Save(null, Range(1, 4, 4));
+        Assert.Equal(writes + 1, fileSystem.Writes);
+        Assert.Equal(syncs + 1, wal.SyncCount);
+        Assert.False(wal.CommitUnwritten);
+        long recordBytes = WalFormat.AlignedRecordBytes(WalFormat.EntryPayloadHeaderBytes + Range(1, 4, 4)[0].Data.Length) +
+            WalFormat.AlignedRecordBytes(WalFormat.HardStatePayloadBytes);
+        Assert.Equal(offset + recordBytes, wal.ActiveOffset);
+        crashed = StateAfterACrash();
+        Assert.Equal(Hard(1, 2, 3), crashed.HardState);
+        AssertSame(Range(1, 1, 4), crashed.Entries);
+
+        // A save of a new term or vote alone carries it too.
+        wal.Save(Hard(1, 2, 4), []);
+        Assert.Equal(writes + 1, fileSystem.Writes);
+        Assert.Equal(Hard(1, 2, 3), StateAfterACrash().HardState);
+        wal.Save(Hard(2, 0, 4), []);
+        Assert.Equal(writes + 2, fileSystem.Writes);
+        Assert.Equal(syncs + 2, wal.SyncCount);
+        Assert.Equal(Hard(2, 0, 4), StateAfterACrash().HardState);
+    }
+
+    [Fact]
+    public void DisposeWritesTheCommitIndexHeldInMemoryWithoutASync()
+    {
+        var fileSystem = new FaultyFileSystem();
+        string segment;
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false }, NullLogger.Instance))
+        {
+            wal.Save(Hard(1, 2, 0), Range(1, 1, 5));
+            wal.Save(Hard(1, 2, 4), []);
+            wal.Save(Hard(1, 2, 5), []);
+            segment = wal.ActiveSegmentPath;
+            int writes = fileSystem.Writes;
+            int syncs = fileSystem.SyncsOf(segment);
+            wal.Dispose();
+            Assert.Equal(writes + 1, fileSystem.Writes);
+            Assert.Equal(syncs, fileSystem.SyncsOf(segment));
+        }
+
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(Hard(1, 2, 5), state.HardState);
+            AssertSame(Range(1, 1, 5), state.Entries);
+        }
+    }
+
+    [Fact]
+    public void DisposeThatCannotWriteTheCommitIndexLogsItAndTheLogStaysReadable()
+    {
+        var fileSystem = new FaultyFileSystem();
+        var logger = new ListLogger();
+        using (WriteAheadLog wal = WriteAheadLog.Open(fileSystem, WalPath, new WalOptions { SegmentSizeBytes = 64 * 1024, PrepareSegmentsAhead = false }, logger))
+        {
+            wal.Save(Hard(1, 2, 0), Range(1, 1, 5));
+            wal.Save(Hard(1, 2, 5), []);
+            fileSystem.FailNextWriteAfterBytes = 7;
+            wal.Dispose(); // does not throw
+        }
+
+        Assert.Contains(logger.Lines, line => line.Contains("without writing commit index 5", StringComparison.Ordinal));
+        using (WriteAheadLog wal = Open())
+        {
+            PersistentState state = wal.Load();
+            Assert.Equal(Hard(1, 2, 0), state.HardState);
+            AssertSame(Range(1, 1, 5), state.Entries);
+        }
+    }
+
+    [Fact]
+    public void ACrashAtAnyRoundFindsTheLogAndACommitIndexNoOlderThanTheLastWrite()
+    {
+        // Rounds as a follower sees them: entries, then the commit index that covers them alone; small segments, so
+        // cuts restate a commit index held in memory.
+        var options = new WalOptions { SegmentSizeBytes = 4096, PrepareSegmentsAhead = false };
+        var random = new Random(19);
+        var all = new List<Entry>();
+        using WriteAheadLog wal = Open(options);
+        ulong commitWritten = 0;
+        for (ulong index = 1; index <= 120; index++)
+        {
+            Entry entry = Make(1, index, new string('x', random.Next(0, 200)));
+            all.Add(entry);
+            wal.Save(Hard(1, 1, wal.HardState.Commit.Value), [entry]);
+            commitWritten = wal.HardState.Commit.Value;
+            if (random.Next(4) != 0)
+            {
+                wal.Save(Hard(1, 1, index), []);
+            }
+
+            PersistentState crashed = StateAfterACrash();
+            AssertSame(all, crashed.Entries);
+            Assert.InRange(crashed.HardState.Commit.Value, commitWritten, index);
+        }
+
+        Assert.True(wal.SegmentCount > 3, $"expected several segments, got {wal.SegmentCount}");
+    }
+
+    /// <summary>
+    /// What a restart after a process crash finds: the WAL files as they are now (the kernel keeps what was written),
+    /// opened elsewhere while this process's log, and what it holds in memory, is left as it is.
+    /// </summary>
+    private PersistentState StateAfterACrash()
+    {
+        string copy = _temp.Combine("crashed-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(copy);
+        foreach (string file in Directory.GetFiles(WalPath, "*.wal"))
+        {
+            using var source = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var target = new FileStream(Path.Combine(copy, Path.GetFileName(file)), FileMode.CreateNew);
+            source.CopyTo(target);
+        }
+
+        using WriteAheadLog reopened = WriteAheadLog.Open(PhysicalFileSystem.Instance, copy, new WalOptions { PrepareSegmentsAhead = false }, NullLogger.Instance);
+        PersistentState state = reopened.Load();
+        Assert.True(state.Entries.Count == 0 || state.HardState.Commit <= state.Entries[^1].Index,
+            $"stored commit {state.HardState.Commit} beyond the stored log");
+        return state;
     }
 
     [Fact]

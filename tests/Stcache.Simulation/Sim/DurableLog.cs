@@ -29,7 +29,7 @@ internal sealed class DurableLog : IRaftLogStore
 
     public NodeId Id { get; }
 
-    /// <summary>The last hard state the WAL accepted (a commit-only change may not be durable; term and vote are).</summary>
+    /// <summary>The last hard state the WAL accepted (a commit-only change is not durable; term and vote are).</summary>
     public HardState HardState { get; private set; } = HardState.Empty;
 
     public SnapshotMetadata SnapshotMetadata { get; private set; } = SnapshotMetadata.Empty;
@@ -39,11 +39,20 @@ internal sealed class DurableLog : IRaftLogStore
     /// <summary>Attaches the WAL of a new incarnation; <see cref="Load"/> then checks it against the shadow.</summary>
     public void Attach(WriteAheadLog wal) => _wal = wal;
 
+    /// <summary>The incarnation stops cleanly: the WAL is disposed, which writes a commit index it held in memory.</summary>
     public void Detach()
     {
         _wal?.Dispose();
         _wal = null;
     }
+
+    /// <summary>
+    /// The incarnation crashed: nothing of it runs any more, so its WAL is dropped, not disposed. Disposing would
+    /// write the commit index the WAL keeps in memory (a commit-only save writes nothing), through a file handle of
+    /// a process that no longer exists, onto the disk the crash just left behind. The simulated files hold no
+    /// resources, and the simulator prepares no segments in the background.
+    /// </summary>
+    public void Abandon() => _wal = null;
 
     /// <summary>Forgets the shadow (the operator wiped the disk).</summary>
     public void Reset()

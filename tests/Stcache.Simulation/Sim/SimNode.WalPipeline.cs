@@ -74,7 +74,7 @@ internal sealed partial class SimNode
         {
             _env.Trace($"n{Id} power loss during the writer's sync ({batch.Length} jobs)");
             Disk.Crash();
-            Down();
+            Down(crashed: true);
             return;
         }
         catch (IOException e)

@@ -197,7 +197,7 @@ internal sealed partial class SimNode : INodeEffects
             // The disk is full or failing at start, or the power failed again: the process exits; restart later.
             _env.Trace($"n{Id} failed to start: {e.Message}");
             Disk.Crash();
-            Down();
+            Down(crashed: true);
             return false;
         }
 
@@ -219,7 +219,7 @@ internal sealed partial class SimNode : INodeEffects
 
         _env.Trace($"n{Id} crash");
         Disk.Crash();
-        Down();
+        Down(crashed: true);
     }
 
     /// <summary>The node was removed from the cluster and shuts itself down for good.</summary>
@@ -228,7 +228,7 @@ internal sealed partial class SimNode : INodeEffects
         if (Driver is not null)
         {
             _env.Trace($"n{Id} stops (removed)");
-            Down();
+            Down(crashed: false);
         }
 
         IsStopped = true;
@@ -521,7 +521,7 @@ internal sealed partial class SimNode : INodeEffects
         {
             _env.Trace($"n{Id} power loss during a sync");
             Disk.Crash();
-            Down();
+            Down(crashed: true);
         }
         catch (IOException e)
         {
@@ -529,7 +529,7 @@ internal sealed partial class SimNode : INodeEffects
             // and the process exits, as in production; a supervisor restarts it.
             _env.Trace($"n{Id} stops on a storage error: {e.Message}");
             Disk.Crash();
-            Down();
+            Down(crashed: true);
         }
     }
 
@@ -562,7 +562,9 @@ internal sealed partial class SimNode : INodeEffects
         }
     }
 
-    private void Down()
+    /// <summary>The incarnation ends: <paramref name="crashed"/> when the process died (its WAL is abandoned, not
+    /// disposed: see <see cref="DurableLog.Abandon"/>), false when it stopped cleanly.</summary>
+    private void Down(bool crashed)
     {
         GoingDown?.Invoke(this);
         _incarnation++;
@@ -572,7 +574,15 @@ internal sealed partial class SimNode : INodeEffects
         _backlog.Clear();
         DropHeld();
         DropWriterQueue();
-        Log.Detach();
+        if (crashed)
+        {
+            Log.Abandon();
+        }
+        else
+        {
+            Log.Detach();
+        }
+
         var orphans = _outstanding.ToList();
         _outstanding.Clear();
         foreach (var proposal in orphans)
@@ -631,7 +641,7 @@ internal sealed partial class SimNode : INodeEffects
             {
                 _env.Trace($"n{Id} power loss while writing a snapshot");
                 Disk.Crash();
-                Down();
+                Down(crashed: true);
                 return;
             }
 

@@ -99,7 +99,7 @@ public sealed class LeaderAddressWaitTests
             var cluster = new LocalCluster();
             var members = Enumerable.Range(1, 3).Select(i => new MemberInfo((ulong)i, "n" + i, "127.0.0.1:" + i, string.Empty)).ToArray();
             var initial = PersistentState.Bootstrap([.. members.Select(m => new ConfChange(ConfChangeType.AddVoter, new NodeId(m.Id), m.ToContext()))]);
-            var network = new LocalNetwork();
+            var network = new InProcessPeerNetwork();
             foreach (var member in members)
             {
                 var options = new RaftHostOptions
@@ -148,29 +148,6 @@ public sealed class LeaderAddressWaitTests
             {
                 await host.DisposeAsync();
             }
-        }
-    }
-
-    private sealed class LocalNetwork : IPeerNetwork
-    {
-        public Dictionary<NodeId, RaftHost> Hosts { get; } = [];
-
-        public void Send(Message message)
-        {
-            if (Hosts.TryGetValue(message.To, out var to))
-            {
-                to.Deliver(message);
-            }
-        }
-
-        public void SendSnapshot(Message header, Stream stored) => stored.Dispose();
-
-        public void SetPeer(NodeId id, string address)
-        {
-        }
-
-        public void RemovePeer(NodeId id)
-        {
         }
     }
 

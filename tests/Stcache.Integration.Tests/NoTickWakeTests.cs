@@ -68,7 +68,7 @@ public sealed class NoTickWakeTests : IDisposable
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
         var members = Enumerable.Range(1, 3).Select(i => new MemberInfo((ulong)i, "n" + i, "127.0.0.1:" + i, string.Empty)).ToArray();
         var initial = PersistentState.Bootstrap([.. members.Select(m => new ConfChange(ConfChangeType.AddVoter, new NodeId(m.Id), m.ToContext()))]);
-        var network = new InProcessNetwork();
+        var network = new InProcessPeerNetwork();
         var hosts = new List<RaftHost>();
         foreach (var member in members)
         {
@@ -139,29 +139,5 @@ public sealed class NoTickWakeTests : IDisposable
         }
 
         throw new InvalidOperationException("no leader after 3000 ticks");
-    }
-
-    /// <summary>Hands each message to its receiver on the sending thread; snapshots are never sent here.</summary>
-    private sealed class InProcessNetwork : IPeerNetwork
-    {
-        public Dictionary<NodeId, RaftHost> Hosts { get; } = [];
-
-        public void Send(Message message)
-        {
-            if (Hosts.TryGetValue(message.To, out var to))
-            {
-                to.Deliver(message);
-            }
-        }
-
-        public void SendSnapshot(Message header, Stream stored) => stored.Dispose();
-
-        public void SetPeer(NodeId id, string address)
-        {
-        }
-
-        public void RemovePeer(NodeId id)
-        {
-        }
     }
 }

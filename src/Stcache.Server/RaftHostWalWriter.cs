@@ -31,6 +31,9 @@ internal sealed class RaftHostWalWriter : IDisposable
     private bool _stopping;
     private volatile bool _failing;
 
+    // The hard state last handed to the store, on the writer's thread; null before the first save.
+    private HardState? _savedHardState;
+
     public RaftHostWalWriter(NodeId id, IRaftLogStore store, IMessageSink network, Action completed, ILogger logger, TimeProvider time)
     {
         _time = time;
@@ -98,9 +101,15 @@ internal sealed class RaftHostWalWriter : IDisposable
                 {
                     if (hardState is not null || entries.Count > 0)
                     {
+                        // Timed only when the store writes (see NodeDriver.TrySave); the first save is, to be sure.
+                        bool writes = entries.Count > 0 || hardState is { } next && (_savedHardState is not { } saved || next.TermOrVoteDiffers(saved));
                         long started = Stopwatch.GetTimestamp();
                         _store.Save(hardState, entries);
-                        ServerMetrics.WalSave.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                        _savedHardState = hardState ?? _savedHardState;
+                        if (writes)
+                        {
+                            ServerMetrics.WalSave.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                        }
                     }
 
                     break;

@@ -227,7 +227,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(entries);
         HardState target = hardState ?? _hardState;
-        bool termOrVoteChanged = target.Term != _hardState.Term || target.Vote != _hardState.Vote;
+        bool termOrVoteChanged = target.TermOrVoteDiffers(_hardState);
         if (entries.Count == 0 && !termOrVoteChanged)
         {
             if (target != _hardState)

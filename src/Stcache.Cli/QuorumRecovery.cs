@@ -184,14 +184,14 @@ internal sealed class QuorumRecovery(string dataDirectory, TimeSpan probeTimeout
             return state with { HardState = state.HardState with { Commit = LastIndex } };
         }
 
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
         {
             if (!Decided && hardState is { } hard && hard.Commit > _storedCommit)
             {
                 hardState = hard with { Commit = _storedCommit };
             }
 
-            wal.Save(hardState, entries);
+            return wal.Save(hardState, entries);
         }
 
         public void ApplySnapshot(SnapshotMetadata snapshot) => wal.ApplySnapshot(snapshot);

@@ -67,9 +67,6 @@ public sealed class NodeDriver
     private SoftState _softState;
     private ulong _nextReadId;
     private SnapshotMetadata _lastSnapshot = SnapshotMetadata.Empty;
-
-    // The hard state last handed to the log store (TrySave): what decides whether the next save writes.
-    private HardState _savedHardState;
     private long _lastSnapshotTick;
 
     // AppliedEntryBytes when the newest snapshot was begun or installed: the log entries in memory since then.
@@ -131,7 +128,6 @@ public sealed class NodeDriver
         _time = time;
         _nextReadId = readIdSeed;
         var state = Recover();
-        _savedHardState = state.HardState;
         _node = new RaftNode(options.Raft, state);
         _housekeeper = new CacheHousekeeper(options, cache, time);
         _status = new HostStatus(Id, options.Self.Name, "follower", state.HardState.Term, NodeId.None,
@@ -796,13 +792,9 @@ public sealed class NodeDriver
     {
         try
         {
-            // Timed only when the store writes: one that keeps a commit-only hard state in memory (the WAL) makes
-            // no write for it, and a zero among the fsync latencies would hide slow disks from the histogram.
-            bool writes = entries.Count > 0 || hardState is { } next && next.TermOrVoteDiffers(_savedHardState);
+            // Timed only when the store writes: a commit-only hard state the WAL keeps in memory is no fsync.
             long started = _time.GetTimestamp();
-            _logStore.Save(hardState, entries);
-            _savedHardState = hardState ?? _savedHardState;
-            if (writes)
+            if (_logStore.Save(hardState, entries))
             {
                 _effects.WalSaved(_time.GetElapsedTime(started));
             }

@@ -15,8 +15,10 @@ public interface IRaftLogStore
     /// index after a crash is safe). If the first entry's
     /// index is already in the log, that entry and every later one are replaced. Either argument may be empty.
     /// Throws <see cref="IOException"/> when the batch could not be made durable; nothing of it then counts.
+    /// Returns false when nothing needed writing (a commit index kept in memory): the host times only the saves
+    /// that write, so that the fsync latencies it reports hold no zeros.
     /// </summary>
-    void Save(HardState? hardState, IReadOnlyList<Entry> entries);
+    bool Save(HardState? hardState, IReadOnlyList<Entry> entries);
 
     /// <summary>Records that a snapshot at <paramref name="snapshot"/> was installed: entries up to its index are
     /// discarded, and every entry after it too unless it matches the snapshot's term at that index.</summary>

@@ -92,10 +92,6 @@ public readonly record struct HardState(Term Term, NodeId Vote, LogIndex Commit)
     public static readonly HardState Empty = new(Term.Zero, NodeId.None, LogIndex.Zero);
 
     public bool IsEmpty => this == Empty;
-
-    /// <summary>True when the term or the vote differs from <paramref name="previous"/>: a hard state that must be
-    /// made durable before anyone hears of it (etcd's MustSync). A change of the commit index alone need not be.</summary>
-    public bool TermOrVoteDiffers(HardState previous) => Term != previous.Term || Vote != previous.Vote;
 }
 
 /// <summary>The voting and non-voting members of the cluster.</summary>

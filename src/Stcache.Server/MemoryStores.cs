@@ -21,7 +21,7 @@ public sealed class MemoryLogStore : IRaftLogStore
 
     public PersistentState Load() => new(_hardState, _snapshot, [.. _entries]);
 
-    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         if (entries.Count > 0)
         {
@@ -39,6 +39,8 @@ public sealed class MemoryLogStore : IRaftLogStore
         {
             _hardState = state;
         }
+
+        return entries.Count > 0 || hardState is not null;
     }
 
     public void ApplySnapshot(SnapshotMetadata snapshot)

@@ -31,9 +31,6 @@ internal sealed class RaftHostWalWriter : IDisposable
     private bool _stopping;
     private volatile bool _failing;
 
-    // The hard state last handed to the store, on the writer's thread; null before the first save.
-    private HardState? _savedHardState;
-
     public RaftHostWalWriter(NodeId id, IRaftLogStore store, IMessageSink network, Action completed, ILogger logger, TimeProvider time)
     {
         _time = time;
@@ -101,12 +98,8 @@ internal sealed class RaftHostWalWriter : IDisposable
                 {
                     if (hardState is not null || entries.Count > 0)
                     {
-                        // Timed only when the store writes (see NodeDriver.TrySave); the first save is, to be sure.
-                        bool writes = entries.Count > 0 || hardState is { } next && (_savedHardState is not { } saved || next.TermOrVoteDiffers(saved));
                         long started = Stopwatch.GetTimestamp();
-                        _store.Save(hardState, entries);
-                        _savedHardState = hardState ?? _savedHardState;
-                        if (writes)
+                        if (_store.Save(hardState, entries))
                         {
                             ServerMetrics.WalSave.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                         }
@@ -192,11 +185,11 @@ internal sealed class SerializedLogStore(IRaftLogStore inner) : IRaftLogStore
         }
     }
 
-    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         lock (_gate)
         {
-            inner.Save(hardState, entries);
+            return inner.Save(hardState, entries);
         }
     }
 

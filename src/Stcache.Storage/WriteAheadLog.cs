@@ -205,7 +205,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     /// Appends <paramref name="entries"/> and records <paramref name="hardState"/> with one write and one fdatasync,
     /// except when the only change is the commit index: then nothing is written, and the commit index waits in
     /// memory until the next save that writes (entries, a term or a vote) carries it, or <see cref="Dispose"/>
-    /// writes it.
+    /// writes it. Returns whether it wrote.
     /// </summary>
     /// <remarks>
     /// Why a commit index may wait: Raft keeps the term, the vote and the log on stable storage, not the commit
@@ -222,12 +222,12 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
     /// The commit index written with entries never covers entries the batch does not hold or that are not already
     /// stored: it goes after them, and a commit index given alone is at most the last index then stored.
     /// </remarks>
-    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(entries);
         HardState target = hardState ?? _hardState;
-        bool termOrVoteChanged = target.TermOrVoteDiffers(_hardState);
+        bool termOrVoteChanged = target.Term != _hardState.Term || target.Vote != _hardState.Vote;
         if (entries.Count == 0 && !termOrVoteChanged)
         {
             if (target != _hardState)
@@ -236,7 +236,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
                 _commitUnwritten = true;
             }
 
-            return;
+            return false;
         }
 
         ValidateEntries(entries);
@@ -283,6 +283,7 @@ public sealed class WriteAheadLog : IRaftLogStore, IDisposable
 
         _hardState = target;
         _commitUnwritten = false;
+        return true;
     }
 
     /// <inheritdoc />

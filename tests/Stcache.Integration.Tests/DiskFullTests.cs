@@ -19,7 +19,7 @@ public sealed class DiskFullTests
 
         public PersistentState Load() => inner.Load();
 
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
         {
             if (Full)
             {
@@ -27,7 +27,7 @@ public sealed class DiskFullTests
                 throw new IOException("No space left on device (simulated)");
             }
 
-            inner.Save(hardState, entries);
+            return inner.Save(hardState, entries);
         }
 
         public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);

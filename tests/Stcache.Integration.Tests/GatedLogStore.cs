@@ -23,7 +23,7 @@ internal sealed class GatedLogStore(IRaftLogStore inner) : IRaftLogStore, IDispo
 
     public PersistentState Load() => inner.Load();
 
-    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         if (!_open.IsSet)
         {
@@ -31,7 +31,7 @@ internal sealed class GatedLogStore(IRaftLogStore inner) : IRaftLogStore, IDispo
             _open.Wait();
         }
 
-        inner.Save(hardState, entries);
+        return inner.Save(hardState, entries);
     }
 
     public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);

@@ -597,7 +597,7 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
 
         public PersistentState Load() => inner.Load();
 
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
         {
             if (Broken)
             {
@@ -610,8 +610,9 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
                 throw new IOException("No space left on device (simulated)");
             }
 
-            inner.Save(hardState, entries);
+            bool wrote = inner.Save(hardState, entries);
             Volatile.Write(ref SavedOn, Environment.CurrentManagedThreadId);
+            return wrote;
         }
 
         public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 using Stcache.Cache;
 using Stcache.Raft;
 using Stcache.Server;
@@ -65,7 +64,7 @@ public sealed class NoTickWakeTests : IDisposable
     [InlineData(true, false)]
     public async Task Three_hosts_answer_writes_reads_and_waits_on_every_node_without_ticks(bool pipelined, bool inlinePasses)
     {
-        var time = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var clock = new FakeRaftClock(TimeSpan.FromMilliseconds(10));
         var members = Enumerable.Range(1, 3).Select(i => new MemberInfo((ulong)i, "n" + i, "127.0.0.1:" + i, string.Empty)).ToArray();
         var initial = PersistentState.Bootstrap([.. members.Select(m => new ConfChange(ConfChangeType.AddVoter, new NodeId(m.Id), m.ToContext()))]);
         var network = new InProcessPeerNetwork();
@@ -82,7 +81,7 @@ public sealed class NoTickWakeTests : IDisposable
                 InlinePeerPasses = inlinePasses,
             };
             var host = new RaftHost(options, new MemoryLogStore(initial), new MemorySnapshotStore(), network, new CacheStateMachine(),
-                new MemberBook(), NullLogger<RaftHost>.Instance, time);
+                new MemberBook(), NullLogger<RaftHost>.Instance, clock.Time);
             network.Hosts[host.Id] = host;
             hosts.Add(host);
         }
@@ -90,7 +89,7 @@ public sealed class NoTickWakeTests : IDisposable
         hosts.ForEach(h => h.Start());
         try
         {
-            var leader = await ElectAsync(hosts, time);
+            var leader = await ElectAsync(hosts, clock);
             var followers = hosts.Where(h => h != leader).ToArray();
             for (int round = 0; round < Rounds; round++)
             {
@@ -123,21 +122,29 @@ public sealed class NoTickWakeTests : IDisposable
         await task;
     }
 
-    /// <summary>Ticks until one host leads and the others follow it; from then on the clock stands still.</summary>
-    private static async Task<RaftHost> ElectAsync(List<RaftHost> hosts, FakeTimeProvider time)
+    /// <summary>Ticks until one host leads and the others follow it (each host publishes its status before it
+    /// raises LeadershipChanged); from then on the clock stands still.</summary>
+    private static async Task<RaftHost> ElectAsync(List<RaftHost> hosts, FakeRaftClock clock)
     {
-        for (int tick = 0; tick < 3000; tick++)
+        var settled = new TaskCompletionSource<RaftHost>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Look(LeadershipChange change)
         {
             if (hosts.FirstOrDefault(h => h.Status.IsLeader && hosts.All(o => o.Status.Leader == h.Id)) is { } leader)
             {
-                await AnsweredAsync(leader.ProposeAsync(SingleNodeHost.Set("first")), "the leader's first write");
-                return leader;
+                settled.TrySetResult(leader);
             }
-
-            time.Advance(TimeSpan.FromMilliseconds(10));
-            await Task.Delay(2);
         }
 
-        throw new InvalidOperationException("no leader after 3000 ticks");
+        hosts.ForEach(h => h.LeadershipChanged += Look);
+        try
+        {
+            var leader = await clock.RunUntilAsync(hosts[0], settled.Task);
+            await AnsweredAsync(leader.ProposeAsync(SingleNodeHost.Set("first")), "the leader's first write");
+            return leader;
+        }
+        finally
+        {
+            hosts.ForEach(h => h.LeadershipChanged -= Look);
+        }
     }
 }

@@ -55,10 +55,11 @@ public sealed class WalPipelineTests
 
         public PersistentState Load() => inner.Load();
 
-        public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+        public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
         {
-            inner.Save(hardState, entries);
+            bool wrote = inner.Save(hardState, entries);
             Interlocked.Exchange(ref _next, null)?.TrySetResult();
+            return wrote;
         }
 
         public void ApplySnapshot(SnapshotMetadata snapshot) => inner.ApplySnapshot(snapshot);

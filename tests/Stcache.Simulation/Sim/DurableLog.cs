@@ -75,10 +75,10 @@ internal sealed class DurableLog : IRaftLogStore
         return state;
     }
 
-    public void Save(HardState? hardState, IReadOnlyList<Entry> entries)
+    public bool Save(HardState? hardState, IReadOnlyList<Entry> entries)
     {
         _inFlight = [.. entries];
-        Wal.Save(hardState, entries);
+        bool wrote = Wal.Save(hardState, entries);
         _inFlight = null;
         if (entries.Count > 0)
         {
@@ -100,6 +100,8 @@ internal sealed class DurableLog : IRaftLogStore
         {
             HardState = state;
         }
+
+        return wrote;
     }
 
     public void ApplySnapshot(SnapshotMetadata snapshot)

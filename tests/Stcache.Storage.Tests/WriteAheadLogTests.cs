@@ -96,7 +96,7 @@ public sealed class WriteAheadLogTests : IDisposable
         long offset = wal.ActiveOffset;
 
         // The commit index moves: no write, no sync, and the file does not change.
-        wal.Save(Hard(1, 2, 3), []);
+        Assert.False(wal.Save(Hard(1, 2, 3), []));
         Assert.Equal(writes, fileSystem.Writes);
         Assert.Equal(syncs, wal.SyncCount);
         Assert.Equal(offset, wal.ActiveOffset);
@@ -111,7 +111,7 @@ public sealed class WriteAheadLogTests : IDisposable
         AssertSame(Range(1, 1, 3), crashed.Entries);
 
         // The next save with entries writes the commit index after them: one write, one sync.
-        wal.Save(null, Range(1, 4, 4));
+        Assert.True(wal.Save(null, Range(1, 4, 4)));
         Assert.Equal(writes + 1, fileSystem.Writes);
         Assert.Equal(syncs + 1, wal.SyncCount);
         Assert.False(wal.CommitUnwritten);

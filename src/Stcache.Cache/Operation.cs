@@ -398,6 +398,41 @@ public sealed class WriteCommand
         return true;
     }
 
+    // A lone SET's entry: [format][log time i64] [op][flags u16][number i64][count i32], then the key and the value.
+    private const int SetHeaderBytes = 9 + 15;
+
+    /// <summary>
+    /// The entry of <c>SET key value</c> with no option: the bytes <see cref="Encode"/> writes for that command and
+    /// <see cref="TryReadSet"/> reads, made straight from <paramref name="key"/> and <paramref name="value"/> (a RESP
+    /// front end's request bytes: one copy each, no argument arrays or command objects).
+    /// </summary>
+    public static byte[] EncodeSet(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, long logTimeUnixMs)
+    {
+        var entry = new byte[SetHeaderBytes + 4 + key.Length + 4 + value.Length];
+        entry[0] = FormatVersion;
+        BinaryPrimitives.WriteInt64LittleEndian(entry.AsSpan(1), logTimeUnixMs);
+        entry[9] = (byte)Op.Set;
+        BinaryPrimitives.WriteInt32LittleEndian(entry.AsSpan(20), 2); // flags and number stay 0: no option
+        BinaryPrimitives.WriteInt32LittleEndian(entry.AsSpan(SetHeaderBytes), key.Length);
+        key.CopyTo(entry.AsSpan(SetHeaderBytes + 4));
+        int valueAt = SetHeaderBytes + 4 + key.Length;
+        BinaryPrimitives.WriteInt32LittleEndian(entry.AsSpan(valueAt), value.Length);
+        value.CopyTo(entry.AsSpan(valueAt + 4));
+        return entry;
+    }
+
+    /// <summary>Sets the log time of an entry of this format (one made before its log time was known, not proposed
+    /// yet).</summary>
+    public static void StampLogTime(Span<byte> entry, long logTimeUnixMs)
+    {
+        if (entry.Length < 9 || entry[0] != FormatVersion)
+        {
+            throw new ArgumentException("not a version 2 write command", nameof(entry));
+        }
+
+        BinaryPrimitives.WriteInt64LittleEndian(entry[1..], logTimeUnixMs);
+    }
+
     /// <summary>
     /// Reads an entry written by <see cref="Encode"/> that holds one SET with a key and a value (the common write)
     /// without decoding it: <paramref name="key"/> and <paramref name="value"/> are views of
@@ -413,7 +448,7 @@ public sealed class WriteCommand
         key = value = default;
 
         // [format][log time i64] [op][flags u16][number i64][count i32] [length i32][key] [length i32][value]
-        const int Header = 9 + 15;
+        const int Header = SetHeaderBytes;
         if (data.Length < Header + 8 || data[0] != FormatVersion || data[9] != (byte)Op.Set
             || BinaryPrimitives.ReadInt32LittleEndian(data[20..]) != 2)
         {

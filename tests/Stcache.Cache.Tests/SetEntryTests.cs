@@ -38,6 +38,39 @@ public sealed class SetEntryTests
         Assert.Equal(call.Args[1], value.ToArray());
     }
 
+    /// <summary><see cref="WriteCommand.EncodeSet"/> (a RESP plain SET's entry, made from the request's bytes) writes
+    /// exactly the entry of the parsed command, and <see cref="WriteCommand.StampLogTime"/> only its log time.</summary>
+    [Theory]
+    [InlineData("k", "v")]
+    [InlineData("k", "")]
+    [InlineData("", "v")]
+    [InlineData("", "")]
+    [InlineData("key:000000001234", "a value of some length, with spaces\r\nand line ends")]
+    public void EncodeSetWritesTheParsedSetsEntry(string key, string value)
+    {
+        byte[] entry = WriteCommand.EncodeSet(System.Text.Encoding.UTF8.GetBytes(key), System.Text.Encoding.UTF8.GetBytes(value), Now);
+        Assert.Equal(Parse(["SET", key, value]).Encode(Now), entry);
+
+        WriteCommand.StampLogTime(entry, Now + 7);
+        Assert.Equal(Parse(["SET", key, value]).Encode(Now + 7), entry);
+    }
+
+    [Fact]
+    public void EncodeSetKeepsEveryByteOfABinaryValue()
+    {
+        byte[] value = new byte[256];
+        for (int i = 0; i < value.Length; i++)
+        {
+            value[i] = (byte)i;
+        }
+
+        byte[] entry = WriteCommand.EncodeSet([0x00, 0xFF], value, Now);
+        Assert.Equal(new WriteCommand(new Invocation(Op.Set, OpFlags.None, 0, [[0x00, 0xFF], value])).Encode(Now), entry);
+        Assert.True(WriteCommand.TryReadSet(entry, out _, out _, out _, out var key, out var read));
+        Assert.Equal(new byte[] { 0x00, 0xFF }, key.ToArray());
+        Assert.Equal(value, read.ToArray());
+    }
+
     [Fact]
     public void RefusesEverythingButALoneSet()
     {

@@ -16,6 +16,12 @@ public sealed class WriteRequest
     private const byte KindPrepared = 3;
     private const byte KindCommandWithTtl = 4;
 
+    private WriteRequest(byte[] setEntry)
+        : this(null, null, false)
+    {
+        _setEntry = setEntry;
+    }
+
     private WriteRequest(CacheCommand? command, byte[][][]? argv, bool transaction, WriteCommand? prepared = null, (byte[] Key, ulong Version)[]? watched = null, byte[][]? single = null)
     {
         Command = command;
@@ -42,8 +48,16 @@ public sealed class WriteRequest
     private readonly byte[][][]? _argv;
     private readonly byte[][]? _single;
 
-    /// <summary>Redis commands: one write, or the queued commands of a MULTI (<see cref="Transaction"/>).</summary>
-    public byte[][][]? Argv => _argv ?? (_single is { } one ? [one] : null);
+    // A plain SET (PlainSet): its entry, made from the request's bytes before its log time was known.
+    private readonly byte[]? _setEntry;
+
+    // Whether ToEntry handed _setEntry out (to be proposed): a later entry (a retry on a new leader) is a copy, so
+    // that an array that may sit in the log is never written again.
+    private bool _setEntryTaken;
+
+    /// <summary>Redis commands: one write, or the queued commands of a MULTI (<see cref="Transaction"/>). For a
+    /// <see cref="PlainSet"/>, made again from its entry (when it is forwarded, or queued in a transaction).</summary>
+    public byte[][][]? Argv => _argv ?? (_single is { } one ? [one] : _setEntry is { } set ? [SetArguments(set)] : null);
 
     public bool Transaction { get; }
 
@@ -65,6 +79,19 @@ public sealed class WriteRequest
     internal static WriteRequest Redis(byte[][] argv, WriteCommand? parsed, long parsedAtUnixMs) =>
         new(null, null, false, single: argv) { Parsed = parsed, ParsedAtUnixMs = parsedAtUnixMs };
 
+    /// <summary><c>SET key value</c> with no option, its entry made at once from the request's bytes (one copy of the
+    /// key and of the value, no argument arrays or parsed command): the entry <see cref="ToEntry"/> gives is exactly
+    /// the one it gives for <see cref="Redis(byte[][])"/> of the same command.</summary>
+    internal static WriteRequest PlainSet(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) =>
+        new(WriteCommand.EncodeSet(key, value, logTimeUnixMs: 0));
+
+    private static byte[][] SetArguments(byte[] entry)
+    {
+        bool read = WriteCommand.TryReadSet(entry, out _, out _, out _, out var key, out var value);
+        System.Diagnostics.Debug.Assert(read, "a plain SET's entry reads as a SET");
+        return ["SET"u8.ToArray(), key.ToArray(), value.ToArray()];
+    }
+
     private WriteCommand? Parsed { get; init; }
 
     private long ParsedAtUnixMs { get; init; }
@@ -84,6 +111,12 @@ public sealed class WriteRequest
         if (Prepared is not null)
         {
             return null;
+        }
+
+        if (_setEntry is { } set)
+        {
+            WriteCommand.TryReadSet(set, out _, out _, out _, out var key, out var value);
+            return key.Length > valueBytesMax || value.Length > valueBytesMax ? RedisErrors.StringTooLong : null;
         }
 
         if (_single is { } single)
@@ -129,6 +162,14 @@ public sealed class WriteRequest
         if (Prepared is { } prepared)
         {
             return (prepared.Encode(logTimeUnixMs), null);
+        }
+
+        if (_setEntry is { } set)
+        {
+            byte[] entry = _setEntryTaken ? (byte[])set.Clone() : set;
+            _setEntryTaken = true;
+            WriteCommand.StampLogTime(entry, logTimeUnixMs);
+            return (entry, null);
         }
 
         if (!Transaction && Parsed is { } already && ParsedAtUnixMs == logTimeUnixMs)

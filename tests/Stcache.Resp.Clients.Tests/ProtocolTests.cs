@@ -352,6 +352,50 @@ public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<Proto
         }
     }
 
+    /// <summary>Plain SETs in a pipeline are made into their entries as they are read: they must still be queued
+    /// after MULTI, refused while subscribed or after RESET drops the authentication, and answered in order among
+    /// other writes, as the general path answers them.</summary>
+    [Fact]
+    public async Task PlainSetsInAPipelineAreAnsweredAsTheGeneralPathAnswersThem()
+    {
+        await using var client = await ConnectAsync();
+        await client.SendAsync([.. RawClient.Encode("SET", "ps-m", "1"), .. RawClient.Encode("INCR", "ps-m"), .. RawClient.Encode("SET", "ps-m", "5", "XX", "GET"),
+            .. RawClient.Encode("set", "ps-m", "7"), .. RawClient.Encode("SET", "ps-empty", ""), .. RawClient.Encode("GET", "ps-m"), .. RawClient.Encode("GET", "ps-empty")]);
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal(":2", await client.ReadReplyAsync());
+        Assert.Equal("$1\r\n2\r\n", await client.ReadReplyAsync());
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal("$1\r\n7\r\n", await client.ReadReplyAsync());
+        Assert.Equal("$0\r\n\r\n", await client.ReadReplyAsync());
+        Assert.Contains(" cmd=set ", await client.CommandAsync("CLIENT", "INFO"), StringComparison.Ordinal);
+
+        string largest = new('v', 1024);
+        await client.SendAsync([.. RawClient.Encode("SET", "ps-large", largest), .. RawClient.Encode("GET", "ps-large")]);
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal($"$1024\r\n{largest}\r\n", await client.ReadReplyAsync());
+
+        await client.SendAsync([.. RawClient.Encode("MULTI"), .. RawClient.Encode("SET", "ps-tx", "a"), .. RawClient.Encode("SET", "ps-tx", "b", "GET"), .. RawClient.Encode("EXEC")]);
+        Assert.Equal("+OK", await client.ReadReplyAsync());
+        Assert.Equal("+QUEUED", await client.ReadReplyAsync());
+        Assert.Equal("+QUEUED", await client.ReadReplyAsync());
+        Assert.Equal("*2\r\n+OK\r\n$1\r\na\r\n", await client.ReadReplyAsync());
+
+        await using var subscriber = await ConnectAsync();
+        await subscriber.SendAsync([.. RawClient.Encode("SUBSCRIBE", "ps-news"), .. RawClient.Encode("SET", "ps-sub", "x")]);
+        Assert.Equal("*3\r\n$9\r\nsubscribe\r\n$7\r\nps-news\r\n:1\r\n", await subscriber.ReadReplyAsync());
+        Assert.StartsWith("-ERR Can't execute 'set'", await subscriber.ReadReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal("$-1", await client.CommandAsync("GET", "ps-sub"));
+
+        await using var secured = await RawClient.ConnectAsync(fixture.SecuredPort);
+        Assert.Equal("+OK", await secured.CommandAsync("AUTH", ProtocolFixture.Token));
+        await secured.SendAsync([.. RawClient.Encode("RESET"), .. RawClient.Encode("SET", "ps-secret", "x")]);
+        Assert.Equal("+RESET", await secured.ReadReplyAsync());
+        Assert.Equal("-NOAUTH Authentication required.", await secured.ReadReplyAsync());
+        Assert.Equal("+OK", await secured.CommandAsync("AUTH", ProtocolFixture.Token));
+        Assert.Equal("$-1", await secured.CommandAsync("GET", "ps-secret"));
+    }
+
     [Fact]
     public async Task MaxClientsRefusesTheExcess()
     {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Stcache.Cache;
 using Stcache.Resp;
@@ -33,7 +34,7 @@ internal sealed class RespConnection
     private bool _closeAfterReply;
 
     // Reused by each batch (batches of one connection run one at a time, under _writeLock).
-    private readonly List<byte[][]> _batch = [];
+    private readonly List<Request> _batch = [];
     private readonly List<ParsedCommand> _reads = [];
     private readonly List<WriteRequest> _writes = [];
 
@@ -159,18 +160,28 @@ internal sealed class RespConnection
 
                 while (true)
                 {
-                    // Before AUTH, Redis's small limits apply, and AUTH must run before the next command is parsed.
-                    var limits = Authenticated ? limitsAuthenticated : new RespLimits(limitsAuthenticated.BulkBytesMax, limitsAuthenticated.QueryBufferBytesMax, authenticated: false);
-                    var status = RespParser.TryParse(buffer, limits, out var consumed, out var arguments, out error);
-                    if (status == ParseStatus.NeedMoreData || status == ParseStatus.Malformed)
+                    if (Authenticated && TryMatchSet(buffer.FirstSpan, limitsAuthenticated.BulkBytesMax, out var key, out var value, out int length))
                     {
-                        break;
+                        // A plain SET becomes its log entry here, from the request's bytes.
+                        var span = buffer.FirstSpan;
+                        batch.Add(new Request(null, WriteRequest.PlainSet(span[key], span[value])));
+                        buffer = buffer.Slice(length);
                     }
-
-                    buffer = buffer.Slice(consumed);
-                    if (arguments.Length > 0)
+                    else
                     {
-                        batch.Add(arguments);
+                        // Before AUTH, Redis's small limits apply, and AUTH must run before the next command is parsed.
+                        var limits = Authenticated ? limitsAuthenticated : new RespLimits(limitsAuthenticated.BulkBytesMax, limitsAuthenticated.QueryBufferBytesMax, authenticated: false);
+                        var status = RespParser.TryParse(buffer, limits, out var consumed, out var arguments, out error);
+                        if (status == ParseStatus.NeedMoreData || status == ParseStatus.Malformed)
+                        {
+                            break;
+                        }
+
+                        buffer = buffer.Slice(consumed);
+                        if (arguments.Length > 0)
+                        {
+                            batch.Add(new Request(arguments, null));
+                        }
                     }
 
                     if (batch.Count >= BatchCommandsMax || (!Authenticated && batch.Count > 0))
@@ -275,21 +286,61 @@ internal sealed class RespConnection
     {
         keyStart = 0;
         keyLength = 0;
-        if (s.Length < 19 || !s.StartsWith("*2\r\n$3\r\n"u8) || (s[8] | 0x20) != 'g' || (s[9] | 0x20) != 'e'
-            || (s[10] | 0x20) != 't' || !s[11..].StartsWith("\r\n$"u8))
+        int at = 13;
+        if (!s.StartsWith("*2\r\n$3\r\n"u8) || !IsName(s, 'g', 'e', 't') || !TryMatchBulk(s, ref at, keyBytesMax, out var key))
         {
             return false;
         }
 
-        int i = 14;
+        (keyStart, keyLength) = key.GetOffsetAndLength(s.Length);
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="s"/> starts with a whole <c>*3\r\n$3\r\nSET\r\n$n\r\nkey\r\n$m\r\nvalue\r\n</c>
+    /// (the name in any case, n and m without leading zeros and at most <paramref name="bulkBytesMax"/>), a SET with
+    /// no option: <paramref name="length"/> is its length. Anything else, valid or not, is left to the general
+    /// parser, which would read this command as these same three arguments.</summary>
+    internal static bool TryMatchSet(ReadOnlySpan<byte> s, long bulkBytesMax, out Range key, out Range value, out int length)
+    {
+        key = value = default;
+        length = 0;
+        int at = 13;
+        if (!s.StartsWith("*3\r\n$3\r\n"u8) || !IsName(s, 's', 'e', 't')
+            || !TryMatchBulk(s, ref at, bulkBytesMax, out key) || !TryMatchBulk(s, ref at, bulkBytesMax, out value))
+        {
+            return false;
+        }
+
+        length = at;
+        return true;
+    }
+
+    /// <summary>Whether the three-letter command name at offset 8 (after <c>*N\r\n$3\r\n</c>) is the given one in
+    /// any case, followed by CRLF.</summary>
+    private static bool IsName(ReadOnlySpan<byte> s, char first, char second, char third) =>
+        s.Length >= 13 && (s[8] | 0x20) == first && (s[9] | 0x20) == second && (s[10] | 0x20) == third
+        && s[11] == '\r' && s[12] == '\n';
+
+    /// <summary>Reads a whole <c>$n\r\n</c> + n bytes + <c>\r\n</c> at <paramref name="at"/> (n without leading zeros,
+    /// at most nine digits and <paramref name="bytesMax"/>) and moves <paramref name="at"/> past it.</summary>
+    private static bool TryMatchBulk(ReadOnlySpan<byte> s, ref int at, long bytesMax, out Range bulk)
+    {
+        bulk = default;
+        int first = at + 1;
+        if (first >= s.Length || s[at] != '$')
+        {
+            return false;
+        }
+
+        int i = first;
         long length = 0;
-        for (; i < s.Length && i < 14 + 9 && (uint)(s[i] - '0') <= 9; i++)
+        for (; i < s.Length && i < first + 9 && (uint)(s[i] - '0') <= 9; i++)
         {
             length = (length * 10) + (s[i] - '0');
         }
 
-        bool digits = i > 14 && (s[14] != '0' || i == 15);
-        if (!digits || length > keyBytesMax || i + 1 >= s.Length || s[i] != '\r' || s[i + 1] != '\n')
+        bool digits = i > first && (s[first] != '0' || i == first + 1);
+        if (!digits || length > bytesMax || i + 1 >= s.Length || s[i] != '\r' || s[i + 1] != '\n')
         {
             return false;
         }
@@ -300,8 +351,8 @@ internal sealed class RespConnection
             return false;
         }
 
-        keyStart = start;
-        keyLength = (int)length;
+        bulk = start..(start + (int)length);
+        at = start + (int)length + 2;
         return true;
     }
 
@@ -311,8 +362,23 @@ internal sealed class RespConnection
         public void Value(ReadOnlySpan<byte> value) => writer.Bulk(value);
     }
 
-    /// <summary>Runs a batch in order: groups of data writes together, groups of data reads behind one confirmation.</summary>
-    public async Task ExecuteAsync(IReadOnlyList<byte[][]> batch, CancellationToken cancellationToken)
+    /// <summary>A command as parsed: its arguments, or a plain SET already made into its write
+    /// (<see cref="TryMatchSet"/>).</summary>
+    private readonly record struct Request(byte[][]? Arguments, WriteRequest? PlainSet)
+    {
+        /// <summary>The arguments, made again for a plain SET that takes the general path (queued after MULTI,
+        /// refused before AUTH).</summary>
+        public byte[][] ArgumentsOrRebuilt => Arguments ?? PlainSet!.Argv![0];
+    }
+
+    /// <summary>Whether a data command would pass <see cref="Admit"/>'s checks of the connection's state now.</summary>
+    private bool AdmitsData => Authenticated && Queued is null && !(Subscribed && Protocol < 3);
+
+    /// <summary>Runs a batch in order: groups of data writes together, groups of data reads behind one confirmation.
+    /// A pooled state machine: one batch, run on every read that completes a command, would otherwise allocate it
+    /// each time it waits (every write does).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ExecuteAsync(List<Request> batch, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -320,23 +386,43 @@ internal sealed class RespConnection
             int i = 0;
             while (i < batch.Count && !_closeAfterReply)
             {
-                long parsedAt = _server.Service.LogTime();
-                var (command, parsed, refusal) = Admit(batch[i], parsedAt);
-                if (refusal is not null)
+                List<WriteRequest>? requests = null;
+                if (batch[i].PlainSet is { } set && AdmitsData)
                 {
-                    refusal(_writer);
-                    i++;
+                    // What Admit does for a SET the connection's state lets through.
+                    Interlocked.Increment(ref _server.CommandsProcessed);
+                    LastCommand = "set";
+                    requests = CollectWrites(batch, ref i, set);
                 }
-                else if (command is not null)
+                else
                 {
-                    var reply = await command.Run!(this, batch[i], cancellationToken).ConfigureAwait(false);
-                    reply(_writer);
-                    i++;
+                    byte[][] arguments = batch[i].ArgumentsOrRebuilt;
+                    long parsedAt = _server.Service.LogTime();
+                    var (command, parsed, refusal) = Admit(arguments, parsedAt);
+                    if (refusal is not null)
+                    {
+                        refusal(_writer);
+                        i++;
+                    }
+                    else if (command is not null)
+                    {
+                        var reply = await command.Run!(this, arguments, cancellationToken).ConfigureAwait(false);
+                        reply(_writer);
+                        i++;
+                    }
+                    else if (parsed.IsWrite)
+                    {
+                        requests = CollectWrites(batch, ref i, WriteRequest.Redis(arguments, parsed.Write, parsedAt));
+                    }
+                    else
+                    {
+                        i = await RunReadsAsync(batch, i, parsed, cancellationToken).ConfigureAwait(false);
+                    }
                 }
-                else if (parsed.IsWrite)
+
+                if (requests is not null)
                 {
                     // Awaited here, not in a frame of its own: one state machine less per write.
-                    var requests = CollectWrites(batch, ref i, parsed.Write, parsedAt);
                     WriteOutcome[] outcomes;
                     if (_server.Service.TryStartHere(requests, cancellationToken, out var here))
                     {
@@ -350,10 +436,6 @@ internal sealed class RespConnection
 
                     requests.Clear();
                     AnswerWrites(outcomes);
-                }
-                else
-                {
-                    i = await RunReadsAsync(batch, i, parsed, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (_output.UnflushedBytes > FlushBytes)
@@ -450,11 +532,12 @@ internal sealed class RespConnection
     private static Reply NotWhileSubscribed(string name) =>
         w => w.Error($"Can't execute '{name.ToLowerInvariant()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
 
-    /// <summary>The next command parsed if it is a data command of the given kind that Admit would let through.</summary>
-    private bool TryNextData(byte[][] arguments, bool write, long parsedAt, out ParsedCommand parsed)
+    /// <summary>The next command parsed if it is a data command of the given kind that Admit would let through
+    /// (never a plain SET, which is parsed already).</summary>
+    private bool TryNextData(byte[][]? arguments, bool write, long parsedAt, out ParsedCommand parsed)
     {
         parsed = default;
-        if (!Authenticated || Queued is not null || (Subscribed && Protocol < 3)
+        if (arguments is null || !AdmitsData
             || _server.Commands.Resolve(arguments[0]) is not { Command: null, IsData: true } resolved)
         {
             return false;
@@ -468,21 +551,38 @@ internal sealed class RespConnection
 
     /// <summary>The write at <paramref name="i"/> and the data writes right after it, as one proposal batch;
     /// <paramref name="i"/> moves past them. The list is the connection's, reused by every batch.</summary>
-    private List<WriteRequest> CollectWrites(IReadOnlyList<byte[][]> batch, ref int i, WriteCommand? first, long parsedAt)
+    private List<WriteRequest> CollectWrites(List<Request> batch, ref int i, WriteRequest first)
     {
         var requests = _writes;
         requests.Clear();
-        requests.Add(WriteRequest.Redis(batch[i], first, parsedAt));
+        requests.Add(first);
         for (i++; i < batch.Count; i++)
         {
-            long nextAt = _server.Service.LogTime();
-            if (!TryNextData(batch[i], write: true, nextAt, out var next))
+            WriteRequest next;
+            if (batch[i].PlainSet is { } set)
             {
-                break;
+                if (!AdmitsData)
+                {
+                    break;
+                }
+
+                LastCommand = "set";
+                next = set;
+            }
+            else
+            {
+                long nextAt = _server.Service.LogTime();
+                var arguments = batch[i].Arguments;
+                if (!TryNextData(arguments, write: true, nextAt, out var parsed))
+                {
+                    break;
+                }
+
+                next = WriteRequest.Redis(arguments!, parsed.Write, nextAt);
             }
 
             Interlocked.Increment(ref _server.CommandsProcessed);
-            requests.Add(WriteRequest.Redis(batch[i], next.Write, nextAt));
+            requests.Add(next);
         }
 
         return requests;
@@ -503,13 +603,13 @@ internal sealed class RespConnection
         }
     }
 
-    private async Task<int> RunReadsAsync(IReadOnlyList<byte[][]> batch, int start, ParsedCommand first, CancellationToken cancellationToken)
+    private async Task<int> RunReadsAsync(List<Request> batch, int start, ParsedCommand first, CancellationToken cancellationToken)
     {
         var reads = _reads;
         reads.Clear();
         reads.Add(first);
         int end = start + 1;
-        for (; end < batch.Count && TryNextData(batch[end], write: false, _server.Service.LogTime(), out var parsed); end++)
+        for (; end < batch.Count && TryNextData(batch[end].Arguments, write: false, _server.Service.LogTime(), out var parsed); end++)
         {
             Interlocked.Increment(ref _server.CommandsProcessed);
             reads.Add(parsed);

@@ -359,6 +359,7 @@ public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<Proto
     public async Task PlainSetsInAPipelineAreAnsweredAsTheGeneralPathAnswersThem()
     {
         await using var client = await ConnectAsync();
+        string id = (await client.CommandAsync("CLIENT", "ID"))[1..];
         await client.SendAsync([.. RawClient.Encode("SET", "ps-m", "1"), .. RawClient.Encode("INCR", "ps-m"), .. RawClient.Encode("SET", "ps-m", "5", "XX", "GET"),
             .. RawClient.Encode("set", "ps-m", "7"), .. RawClient.Encode("SET", "ps-empty", ""), .. RawClient.Encode("GET", "ps-m"), .. RawClient.Encode("GET", "ps-empty")]);
         Assert.Equal("+OK", await client.ReadReplyAsync());
@@ -368,7 +369,11 @@ public sealed class ProtocolTests(ProtocolFixture fixture) : IClassFixture<Proto
         Assert.Equal("+OK", await client.ReadReplyAsync());
         Assert.Equal("$1\r\n7\r\n", await client.ReadReplyAsync());
         Assert.Equal("$0\r\n\r\n", await client.ReadReplyAsync());
-        Assert.Contains(" cmd=set ", await client.CommandAsync("CLIENT", "INFO"), StringComparison.Ordinal);
+        Assert.Equal("+OK", await client.CommandAsync("SET", "ps-last", "x"));
+        await using (var observer = await ConnectAsync())
+        {
+            Assert.Contains(" cmd=set ", await observer.CommandAsync("CLIENT", "LIST", "ID", id), StringComparison.Ordinal);
+        }
 
         string largest = new('v', 1024);
         await client.SendAsync([.. RawClient.Encode("SET", "ps-large", largest), .. RawClient.Encode("GET", "ps-large")]);

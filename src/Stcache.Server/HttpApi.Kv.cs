@@ -40,8 +40,8 @@ internal sealed partial class HttpApi
         // Served by ServeKvAsync before routing; mapped all the same, so that routing answers another method on
         // these paths with 405, and "/v1/kv" without a key reaches the handlers' checks.
         v1.MapGet("/kv/{**key}", context => GetKeyAsync(context, KeyOf(context)));
-        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
-        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context).AsMemory()));
+        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context).AsMemory()));
         v1.MapDelete("/kv/{**key}", context => DeleteKeyAsync(context, KeyOf(context)));
     }
 
@@ -50,7 +50,7 @@ internal sealed partial class HttpApi
     /// <c>/v1/kv/{key}</c> go straight to their handler, without the route match and its route-value dictionary per
     /// request; null for anything else, which goes on to routing. The key is the rest of the path, as the catch-all
     /// route value was (decoded, a literal <c>%2F</c> kept; the prefix matched without regard to case, as routing
-    /// matches).
+    /// matches). A PUT's key stays a part of the path: it is written into the entry and the answer, never kept.
     /// </summary>
     private Task? ServeKv(HttpContext context)
     {
@@ -62,18 +62,17 @@ internal sealed partial class HttpApi
         }
 
         string method = context.Request.Method;
-        string key = path[Prefix.Length..];
-        if (HttpMethods.IsGet(method))
-        {
-            return GetKeyAsync(context, key);
-        }
-
         if (HttpMethods.IsPut(method) || HttpMethods.IsPost(method))
         {
-            return PutKeyAsync(context, key);
+            return PutKeyAsync(context, path.AsMemory(Prefix.Length));
         }
 
-        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : null;
+        if (HttpMethods.IsGet(method))
+        {
+            return GetKeyAsync(context, path[Prefix.Length..]);
+        }
+
+        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, path[Prefix.Length..]) : null;
     }
 
     private Task GetKeyAsync(HttpContext context, string key)
@@ -273,12 +272,12 @@ internal sealed partial class HttpApi
     /// A PUT (or POST) in two parts: <see cref="PreparePutAsync"/> checks the request and reads the body (its awaits
     /// complete at once when the body is already in, as a small one nearly always is), then
     /// <see cref="ProposePutAsync"/> proposes the write and waits for it. Only the second suspends, and its frame holds
-    /// only what the wait needs, not the request's parsing state (about 100 bytes less per PUT). The body is read into
-    /// a pooled buffer when its length is known (the entry's encoding copies it, and nothing holds it once the write
-    /// is answered), and a body the client sends too slowly or malformed is refused here as the first middleware
-    /// refuses it for other paths.
+    /// only what the wait needs, not the request's parsing state (about 100 bytes less per PUT). A body whose length
+    /// is known is read straight into the write's entry (<see cref="CacheCommand.SetFrame"/>: no command object, no
+    /// buffer to copy it from), and a body the client sends too slowly or malformed is refused here as the first
+    /// middleware refuses it for other paths.
     /// </summary>
-    private Task PutKeyAsync(HttpContext context, string key)
+    private Task PutKeyAsync(HttpContext context, ReadOnlyMemory<char> key)
     {
         long started = Stopwatch.GetTimestamp();
         var prepared = PreparePutAsync(context, key, started);
@@ -287,29 +286,24 @@ internal sealed partial class HttpApi
             return ProposeAfterBodyAsync(context, key, prepared, started);
         }
 
-        var put = prepared.Result;
-        return put.Requests is null ? Task.CompletedTask : ProposePutAsync(context, key, put, started);
+        var requests = prepared.Result;
+        return requests is null ? Task.CompletedTask : ProposePutAsync(context, key, requests, started);
     }
 
     /// <summary>A PUT whose body was still on its way.</summary>
-    private async Task ProposeAfterBodyAsync(HttpContext context, string key, ValueTask<PreparedPut> prepared, long started)
+    private async Task ProposeAfterBodyAsync(HttpContext context, ReadOnlyMemory<char> key, ValueTask<WriteRequest[]?> prepared, long started)
     {
-        var put = await prepared;
-        if (put.Requests is not null)
+        var requests = await prepared;
+        if (requests is not null)
         {
-            await ProposePutAsync(context, key, put, started);
+            await ProposePutAsync(context, key, requests, started);
         }
     }
 
-    /// <summary>A checked PUT, ready to propose: its one write request and the pooled buffer its body is in (null
-    /// when not pooled). No requests: the PUT was answered already (refused), and its buffer given back.</summary>
-    private readonly record struct PreparedPut(WriteRequest[]? Requests, byte[]? Rented);
-
-    /// <summary>Checks a PUT and reads its body. A refused PUT is answered and recorded here; an accepted one is handed
-    /// to <see cref="ProposePutAsync"/>, which gives its buffer back and records it.</summary>
-    private async ValueTask<PreparedPut> PreparePutAsync(HttpContext context, string key, long started)
+    /// <summary>Checks a PUT and reads its body: its one write request, ready to propose. Null: the PUT was refused,
+    /// answered and recorded here; an accepted one is recorded by <see cref="ProposePutAsync"/>.</summary>
+    private async ValueTask<WriteRequest[]?> PreparePutAsync(HttpContext context, ReadOnlyMemory<char> key, long started)
     {
-        byte[]? rented = null;
         bool handedOff = false;
         try
         {
@@ -322,7 +316,7 @@ internal sealed partial class HttpApi
                 if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
                 {
                     await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
-                    return default;
+                    return null;
                 }
 
                 prevValue = query["prevValue"];
@@ -331,25 +325,29 @@ internal sealed partial class HttpApi
             if (ttl is <= 0 or > MaxTtlSeconds)
             {
                 await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
-                return default;
+                return null;
             }
 
             long? length = context.Request.ContentLength;
             if (length > options.ValueBytesMax)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            ReadOnlyMemory<byte> body;
+            bool both = prevVersion is not null && prevValue is not null;
+            byte[] expected = prevValue is null ? [] : Encoding.UTF8.GetBytes(prevValue);
+            var compare = prevVersion is not null ? CompareKind.Version : prevValue is not null ? CompareKind.Value : CompareKind.None;
+            CacheCommand.Frame frame = default;
+            byte[]? body = null;
             try
             {
-                if (length is > 0 and <= ExactBodyBytesMax)
+                if (length is > 0 and <= ExactBodyBytesMax && !both
+                    && CacheCommand.Validate(CommandKind.Set, key.Span, (int)length.Value, expected.Length) is null)
                 {
                     // A body that ends before its length is a client error Kestrel throws for (refused below).
-                    rented = ArrayPool<byte>.Shared.Rent((int)length.Value);
-                    body = rented.AsMemory(0, (int)length.Value);
-                    await context.Request.Body.ReadExactlyAsync(rented.AsMemory(0, (int)length.Value), context.RequestAborted);
+                    frame = CacheCommand.SetFrame(key.Span, (int)length.Value, ttl is not null, compare, prevVersion ?? 0, expected);
+                    await context.Request.Body.ReadExactlyAsync(frame.Value, context.RequestAborted);
                 }
                 else
                 {
@@ -359,47 +357,49 @@ internal sealed partial class HttpApi
             catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            if (prevVersion is not null && prevValue is not null)
+            if (both)
             {
                 await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            var command = prevVersion is { } version
-                ? CacheCommand.SetIfVersion(key, body, version)
-                : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-            if (WriteProblem(command) is { } problem)
+            if (body is not null)
             {
-                await problem.ExecuteAsync(context);
-                return default;
+                if (WriteProblem(CommandKind.Set, key.Span, body.Length, expected.Length) is { } problem)
+                {
+                    await problem.ExecuteAsync(context);
+                    return null;
+                }
+
+                frame = CacheCommand.SetFrame(key.Span, body.Length, ttl is not null, compare, prevVersion ?? 0, expected);
+                body.CopyTo(frame.Value);
             }
 
             handedOff = true;
-            return new PreparedPut([WriteRequestOf(command, ttl ?? 0)], rented);
+            return [WriteRequest.Of(frame, ttl * 1000 ?? 0)];
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
             await RefuseAsync(context, e);
-            return default;
+            return null;
         }
         finally
         {
             if (!handedOff)
             {
-                ReturnAndRecordPut(context, rented, started);
+                RecordPut(context, started);
             }
         }
     }
 
     /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it.</summary>
-    private async Task ProposePutAsync(HttpContext context, string key, PreparedPut put, long started)
+    private async Task ProposePutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
     {
         try
         {
-            var requests = put.Requests!;
             WriteOutcome[] outcomes;
             if (service.TryStartHere(requests, context.RequestAborted, out var here))
             {
@@ -412,7 +412,7 @@ internal sealed partial class HttpApi
                 outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
             }
 
-            await AnswerWriteAsync(context, key, outcomes[0]);
+            await AnswerWriteAsync(context, key.Span, outcomes[0]);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
@@ -420,19 +420,12 @@ internal sealed partial class HttpApi
         }
         finally
         {
-            ReturnAndRecordPut(context, put.Rented, started);
+            RecordPut(context, started);
         }
     }
 
-    private static void ReturnAndRecordPut(HttpContext context, byte[]? rented, long started)
-    {
-        if (rented is not null)
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
-
+    private static void RecordPut(HttpContext context, long started) =>
         Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
-    }
 
     private async Task DeleteKeyAsync(HttpContext context, string key)
     {
@@ -497,7 +490,7 @@ internal sealed partial class HttpApi
 
     /// <summary>A <c>/v1/kv</c> write's answer: its JSON view, or its failure (no await of its own: the body goes
     /// out in one write).</summary>
-    private Task AnswerWriteAsync(HttpContext context, string key, WriteOutcome outcome)
+    private Task AnswerWriteAsync(HttpContext context, ReadOnlySpan<char> key, WriteOutcome outcome)
     {
         if (FailureOf(context, outcome) is { } failure)
         {
@@ -527,7 +520,7 @@ internal sealed partial class HttpApi
 
     /// <summary>A write's <see cref="KvWriteView"/> as its JSON (the same bytes as the serializer's: its properties in
     /// order, default escaping), written without a view object or an array per answer.</summary>
-    private static Task WriteViewAsync(HttpResponse response, string key, ApplyResult result)
+    private static Task WriteViewAsync(HttpResponse response, ReadOnlySpan<char> key, ApplyResult result)
     {
         var buffer = s_viewBuffer ??= new ArrayBufferWriter<byte>(256);
         buffer.ResetWrittenCount();

@@ -130,10 +130,6 @@ internal sealed partial class HttpApi
     /// </summary>
     private sealed class ConfirmedGet : ReadBatcher.LaneRead
     {
-        private const int PooledMax = 256;
-
-        private static readonly ConcurrentQueue<ConfirmedGet> s_pool = new();
-        private static int s_pooled;
         private static readonly ContextCallback s_answer = static state => ((ConfirmedGet)state!).Answer();
 
         private HttpApi? _api;
@@ -149,17 +145,7 @@ internal sealed partial class HttpApi
 
         public static ConfirmedGet Rent(HttpApi api, HttpContext context, string key, long started)
         {
-            ConfirmedGet read;
-            if (s_pool.TryDequeue(out var pooled))
-            {
-                Interlocked.Decrement(ref s_pooled);
-                read = pooled;
-            }
-            else
-            {
-                read = new ConfirmedGet();
-            }
-
+            var read = SharedPool<ConfirmedGet>.Rent();
             read._api = api;
             read._context = context;
             read._key = key;
@@ -237,9 +223,36 @@ internal sealed partial class HttpApi
             _executionContext = null;
             _outcome = default;
             _answered = default;
+            SharedPool<ConfirmedGet>.Return(this);
+        }
+    }
+
+    /// <summary>A bounded pool of a handler's waiting objects, shared by every thread: one is rented on the request's
+    /// thread and given back on whichever thread resumed it.</summary>
+    private static class SharedPool<T>
+        where T : class, new()
+    {
+        private const int PooledMax = 256;
+
+        private static readonly ConcurrentQueue<T> s_pool = new();
+        private static int s_pooled;
+
+        public static T Rent()
+        {
+            if (s_pool.TryDequeue(out var pooled))
+            {
+                Interlocked.Decrement(ref s_pooled);
+                return pooled;
+            }
+
+            return new T();
+        }
+
+        public static void Return(T item)
+        {
             if (Interlocked.Increment(ref s_pooled) <= PooledMax)
             {
-                s_pool.Enqueue(this);
+                s_pool.Enqueue(item);
             }
             else
             {
@@ -395,28 +408,222 @@ internal sealed partial class HttpApi
         }
     }
 
-    /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it.</summary>
-    private async Task ProposePutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
+    /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it. On the leader the
+    /// PUT waits for its batch as a pooled <see cref="ProposedPut"/>, not in an async frame of its own (the largest
+    /// object a PUT allocated).</summary>
+    private Task ProposePutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
+    {
+        CommandService.WritesHere here;
+        try
+        {
+            if (!service.TryStartHere(requests, context.RequestAborted, out here))
+            {
+                return ForwardPutAsync(context, key, requests, started);
+            }
+        }
+        catch
+        {
+            RecordPut(context, started);
+            throw;
+        }
+
+        return ProposedPut.Start(this, context, key, here, started);
+    }
+
+    /// <summary>A PUT this node does not lead for: forwarded to the leader, or waiting for one.</summary>
+    private async Task ForwardPutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
     {
         try
         {
-            WriteOutcome[] outcomes;
-            if (service.TryStartHere(requests, context.RequestAborted, out var here))
-            {
-                // Awaited in this frame: no state machine of the write path's own.
-                await here.WaitAsync();
-                outcomes = await service.FinishHereAsync(here);
-            }
-            else
-            {
-                outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
-            }
-
+            var outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
             await AnswerWriteAsync(context, key.Span, outcomes[0]);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
             await RefuseAsync(context, e);
+        }
+        finally
+        {
+            RecordPut(context, started);
+        }
+    }
+
+    /// <summary>The rest of a proposed PUT that could not finish at once: its outcomes retried on a new leader, or an
+    /// answer the transport did not take at once.</summary>
+    private async Task FinishPutAsync(HttpContext context, ReadOnlyMemory<char> key, Task<WriteOutcome[]>? outcomes, Task? answer,
+        long started)
+    {
+        try
+        {
+            if (outcomes is not null)
+            {
+                var results = await outcomes;
+                answer = AnswerWriteAsync(context, key.Span, results[0]);
+            }
+
+            await answer!;
+        }
+        catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+        {
+            await RefuseAsync(context, e);
+        }
+        finally
+        {
+            RecordPut(context, started);
+        }
+    }
+
+    /// <summary>
+    /// A PUT proposed on this node, waiting for its batch: resumed by the batch's completion (on the thread that
+    /// answers it), it writes the answer there and completes the task the request's handler returned. Pooled: rented
+    /// as the PUT is proposed, given back before its task completes. The answer runs in the request's execution
+    /// context, as the continuation of an await would. Whatever cannot finish at once goes on in
+    /// <see cref="FinishPutAsync"/>.
+    /// </summary>
+    private sealed class ProposedPut
+    {
+        private static readonly ContextCallback s_answer = static state => ((ProposedPut)state!).Answer();
+
+        private readonly Action _resume;
+        private HttpApi? _api;
+        private HttpContext? _context;
+        private ReadOnlyMemory<char> _key;
+        private CommandService.WritesHere _here;
+        private long _started;
+        private ExecutionContext? _executionContext;
+        private AsyncTaskMethodBuilder _answered;
+
+        public ProposedPut() => _resume = Resume;
+
+        /// <summary>Waits for <paramref name="here"/>'s batch; the task completes once the PUT is answered.</summary>
+        public static Task Start(HttpApi api, HttpContext context, ReadOnlyMemory<char> key, CommandService.WritesHere here, long started)
+        {
+            var put = SharedPool<ProposedPut>.Rent();
+            put._api = api;
+            put._context = context;
+            put._key = key;
+            put._here = here;
+            put._started = started;
+            put._executionContext = ExecutionContext.Capture();
+            put._answered = AsyncTaskMethodBuilder.Create();
+            var answered = put._answered.Task;
+#pragma warning disable CA2012 // the batch's wait, consumed once: resumed through its awaiter, its result taken in AnswerProposedPut
+            var wait = here.WaitAsync().GetAwaiter();
+#pragma warning restore CA2012
+            if (wait.IsCompleted)
+            {
+                put.Answer(); // nothing proposed (refused, or out of time): answered here, as an await would go on
+            }
+            else
+            {
+                wait.UnsafeOnCompleted(put._resume);
+            }
+
+            return answered;
+        }
+
+        private void Resume()
+        {
+            if (_executionContext is { } context)
+            {
+                ExecutionContext.Run(context, s_answer, this);
+            }
+            else
+            {
+                Answer();
+            }
+        }
+
+        private void Answer()
+        {
+            var api = _api!;
+            var context = _context!;
+            var key = _key;
+            var here = _here;
+            long started = _started;
+            var answered = _answered;
+            Return();
+            var rest = api.AnswerProposedPut(context, key, here, started);
+            if (rest.IsCompletedSuccessfully)
+            {
+                answered.SetResult();
+            }
+            else
+            {
+                _ = CompleteAsync(rest, answered);
+            }
+        }
+
+        /// <summary>Completes the handler's task with the rest of the PUT.</summary>
+        private static async Task CompleteAsync(Task rest, AsyncTaskMethodBuilder answered)
+        {
+            try
+            {
+                await rest.ConfigureAwait(false);
+                answered.SetResult();
+            }
+            catch (Exception e)
+            {
+                answered.SetException(e);
+            }
+        }
+
+        private void Return()
+        {
+            _api = null;
+            _context = null;
+            _key = default;
+            _here = default;
+            _executionContext = null;
+            _answered = default;
+            SharedPool<ProposedPut>.Return(this);
+        }
+    }
+
+    /// <summary>A proposed PUT once its batch completed: its outcome answered and the PUT recorded, at once when the
+    /// outcome is final and the transport takes the answer at once (nearly always), else in
+    /// <see cref="FinishPutAsync"/>.</summary>
+    private Task AnswerProposedPut(HttpContext context, ReadOnlyMemory<char> key, CommandService.WritesHere here, long started)
+    {
+        try
+        {
+#pragma warning disable CA2012 // the batch completed (ProposedPut resumes only then): its result, taken once
+            here.WaitAsync().GetAwaiter().GetResult();
+#pragma warning restore CA2012
+            var outcomes = service.FinishHereAsync(here);
+            if (!outcomes.IsCompletedSuccessfully)
+            {
+                return FinishPutAsync(context, key, outcomes.AsTask(), null, started); // retried on a new leader
+            }
+
+            var answer = AnswerWriteAsync(context, key.Span, outcomes.Result[0]);
+            if (answer.IsCompletedSuccessfully)
+            {
+                RecordPut(context, started);
+                return Task.CompletedTask;
+            }
+
+            return FinishPutAsync(context, key, null, answer, started);
+        }
+        catch (Exception e)
+        {
+            return FailPutAsync(context, e, started);
+        }
+    }
+
+    /// <summary>A proposed PUT whose finishing threw: refused as a bad request when it is one, else the exception is the
+    /// handler's (as it was from an await).</summary>
+    private async Task FailPutAsync(HttpContext context, Exception e, long started)
+    {
+        try
+        {
+            if (e is BadHttpRequestException bad && !context.Response.HasStarted)
+            {
+                await RefuseAsync(context, bad);
+                return;
+            }
+
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
         }
         finally
         {

@@ -162,14 +162,7 @@ internal sealed partial class HttpApi
         public override void Resume(ReadOutcome outcome)
         {
             _outcome = outcome;
-            if (_executionContext is { } context)
-            {
-                ExecutionContext.Run(context, s_answer, this);
-            }
-            else
-            {
-                Answer();
-            }
+            RunIn(_executionContext, s_answer, this);
         }
 
         private void Answer()
@@ -183,31 +176,7 @@ internal sealed partial class HttpApi
             Return();
             try
             {
-                var answer = api.AnswerConfirmedAsync(context, key, outcome);
-                if (answer.IsCompletedSuccessfully)
-                {
-                    Record(context, started, s_getTag);
-                    answered.SetResult();
-                }
-                else
-                {
-                    _ = CompleteAsync(answer, context, started, answered);
-                }
-            }
-            catch (Exception e)
-            {
-                answered.SetException(e);
-            }
-        }
-
-        /// <summary>An answer the transport did not take at once: the handler's task completes with it.</summary>
-        private static async Task CompleteAsync(Task answer, HttpContext context, long started, AsyncTaskMethodBuilder answered)
-        {
-            try
-            {
-                await answer.ConfigureAwait(false);
-                Record(context, started, s_getTag);
-                answered.SetResult();
+                CompleteWith(Finish(context, started, s_getTag, api.AnswerConfirmedAsync(context, key, outcome)), answered);
             }
             catch (Exception e)
             {
@@ -224,6 +193,46 @@ internal sealed partial class HttpApi
             _outcome = default;
             _answered = default;
             SharedPool<ConfirmedGet>.Return(this);
+        }
+    }
+
+    /// <summary>Runs a pooled waiter's answer in the request's execution context, as the continuation of an await would
+    /// run (here, when none was captured).</summary>
+    private static void RunIn(ExecutionContext? context, ContextCallback answer, object waiter)
+    {
+        if (context is not null)
+        {
+            ExecutionContext.Run(context, answer, waiter);
+        }
+        else
+        {
+            answer(waiter);
+        }
+    }
+
+    /// <summary>Completes a pooled waiter's handler task with <paramref name="rest"/>: at once when it already
+    /// completed (nearly always), else when it does.</summary>
+    private static void CompleteWith(Task rest, AsyncTaskMethodBuilder answered)
+    {
+        if (rest.IsCompletedSuccessfully)
+        {
+            answered.SetResult();
+            return;
+        }
+
+        _ = CompleteAsync(rest, answered);
+
+        static async Task CompleteAsync(Task rest, AsyncTaskMethodBuilder answered)
+        {
+            try
+            {
+                await rest.ConfigureAwait(false);
+                answered.SetResult();
+            }
+            catch (Exception e)
+            {
+                answered.SetException(e);
+            }
         }
     }
 
@@ -522,17 +531,7 @@ internal sealed partial class HttpApi
             return answered;
         }
 
-        private void Resume()
-        {
-            if (_executionContext is { } context)
-            {
-                ExecutionContext.Run(context, s_answer, this);
-            }
-            else
-            {
-                Answer();
-            }
-        }
+        private void Resume() => RunIn(_executionContext, s_answer, this);
 
         private void Answer()
         {
@@ -543,29 +542,7 @@ internal sealed partial class HttpApi
             long started = _started;
             var answered = _answered;
             Return();
-            var rest = api.AnswerProposedPut(context, key, here, started);
-            if (rest.IsCompletedSuccessfully)
-            {
-                answered.SetResult();
-            }
-            else
-            {
-                _ = CompleteAsync(rest, answered);
-            }
-        }
-
-        /// <summary>Completes the handler's task with the rest of the PUT.</summary>
-        private static async Task CompleteAsync(Task rest, AsyncTaskMethodBuilder answered)
-        {
-            try
-            {
-                await rest.ConfigureAwait(false);
-                answered.SetResult();
-            }
-            catch (Exception e)
-            {
-                answered.SetException(e);
-            }
+            CompleteWith(api.AnswerProposedPut(context, key, here, started), answered);
         }
 
         private void Return()

@@ -74,26 +74,29 @@ public sealed record CacheCommand
         new() { Kind = CommandKind.Set, Key = key, Value = value, Compare = CompareKind.Value, ExpectedValue = expectedValue };
 
     /// <summary>Checks the limits a command must respect before it is proposed. Returns null when valid.</summary>
-    public string? Validate() => Validate(ExpiresAtUnixMs, LogTimeUnixMs);
+    public string? Validate() => Validate(Kind, Key, Value.Length, ExpectedValue.Length, ExpiresAtUnixMs, LogTimeUnixMs);
 
-    private string? Validate(long expiresAtUnixMs, long logTimeUnixMs)
+    /// <summary>What <see cref="Validate()"/> checks, from a command's parts: for a caller that makes no command
+    /// object (an HTTP PUT laid out as its entry, <see cref="SetFrame"/>). Returns null when valid.</summary>
+    public static string? Validate(CommandKind kind, ReadOnlySpan<char> key, int valueLength, int expectedValueLength,
+        long expiresAtUnixMs = 0, long logTimeUnixMs = 0)
     {
-        if (Key.Length == 0)
+        if (key.IsEmpty)
         {
             return "key must not be empty";
         }
 
-        if (Encoding.UTF8.GetByteCount(Key) > KeyBytesMax)
+        if (Encoding.UTF8.GetByteCount(key) > KeyBytesMax)
         {
             return "key too large";
         }
 
-        if (Value.Length > ValueBytesMax || ExpectedValue.Length > ValueBytesMax)
+        if (valueLength > ValueBytesMax || expectedValueLength > ValueBytesMax)
         {
             return "value too large";
         }
 
-        if (Kind == CommandKind.Delete && !Value.IsEmpty)
+        if (kind == CommandKind.Delete && valueLength != 0)
         {
             return "delete carries no value";
         }
@@ -117,76 +120,89 @@ public sealed record CacheCommand
     /// <see cref="Encode()"/> would give, without the copy of the command).</summary>
     public byte[] Encode(long expiresAtUnixMs, long logTimeUnixMs)
     {
-        string? error = Validate(expiresAtUnixMs, logTimeUnixMs);
+        string? error = Validate(Kind, Key, Value.Length, ExpectedValue.Length, expiresAtUnixMs, logTimeUnixMs);
         if (error is not null)
         {
             throw new ArgumentException(error);
         }
 
-        int keyBytes = Encoding.UTF8.GetByteCount(Key);
+        byte[] buffer = Layout(Kind, Key, Value.Length, expiresAtUnixMs != 0, logTimeUnixMs != 0, Compare, ExpectedVersion,
+            ExpectedValue.Span, out int valueOffset);
+        Value.Span.CopyTo(buffer.AsSpan(valueOffset));
+        WriteStamp(buffer, valueOffset + Value.Length, expiresAtUnixMs, logTimeUnixMs);
+        return buffer;
+    }
+
+    /// <summary>
+    /// A set laid out as its entry before its value is read and before the leader stamps it: an HTTP PUT reads its body
+    /// straight into <see cref="Frame.Value"/>, and the leader writes its log time (and the expiry, when
+    /// <paramref name="expires"/>) into it when it makes the entry (<see cref="Frame.Stamp"/>): no command object and
+    /// no copy of the value. Stamped, it is what <see cref="Encode(long, long)"/> gives for the same command. Throws
+    /// for a command <see cref="Validate(CommandKind, ReadOnlySpan{char}, int, int, long, long)"/> refuses.
+    /// </summary>
+    public static Frame SetFrame(ReadOnlySpan<char> key, int valueLength, bool expires, CompareKind compare, ulong expectedVersion,
+        ReadOnlySpan<byte> expectedValue)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(valueLength);
+        string? error = Validate(CommandKind.Set, key, valueLength, expectedValue.Length);
+        if (error is not null)
+        {
+            throw new ArgumentException(error);
+        }
+
+        byte[] buffer = Layout(CommandKind.Set, key, valueLength, expires, hasLogTime: true, compare, expectedVersion, expectedValue,
+            out _);
+        return new Frame(buffer);
+    }
+
+    /// <summary>A command's bytes with everything but its value and its stamp (expiry, log time) written: the value
+    /// goes at <paramref name="valueOffset"/>, the stamp right after it (<see cref="WriteStamp"/>).</summary>
+    private static byte[] Layout(CommandKind kind, ReadOnlySpan<char> key, int valueLength, bool hasExpiry, bool hasLogTime,
+        CompareKind compare, ulong expectedVersion, ReadOnlySpan<byte> expectedValue, out int valueOffset)
+    {
+        int keyBytes = Encoding.UTF8.GetByteCount(key);
         int size = 4 + 2 + keyBytes;
-        if (Kind == CommandKind.Set)
+        if (kind == CommandKind.Set)
         {
-            size += 4 + Value.Length;
+            size += 4 + valueLength;
         }
 
-        if (expiresAtUnixMs != 0)
-        {
-            size += 8;
-        }
-
-        if (logTimeUnixMs != 0)
-        {
-            size += 8;
-        }
-
-        size += Compare switch
+        size += StampBytes(hasExpiry, hasLogTime);
+        size += compare switch
         {
             CompareKind.Version => 8,
-            CompareKind.Value => 4 + ExpectedValue.Length,
+            CompareKind.Value => 4 + expectedValue.Length,
             _ => 0,
         };
 
         var buffer = new byte[size];
         var span = buffer.AsSpan();
         span[0] = FormatVersion;
-        span[1] = (byte)Kind;
-        span[2] = (byte)Compare;
-        span[3] = (byte)((expiresAtUnixMs != 0 ? FlagHasExpiry : 0) | (logTimeUnixMs != 0 ? FlagHasLogTime : 0));
+        span[1] = (byte)kind;
+        span[2] = (byte)compare;
+        span[3] = (byte)((hasExpiry ? FlagHasExpiry : 0) | (hasLogTime ? FlagHasLogTime : 0));
         BinaryPrimitives.WriteUInt16LittleEndian(span[4..], (ushort)keyBytes);
         int offset = 6;
-        offset += Encoding.UTF8.GetBytes(Key, span[offset..]);
-        if (Kind == CommandKind.Set)
+        offset += Encoding.UTF8.GetBytes(key, span[offset..]);
+        if (kind == CommandKind.Set)
         {
-            BinaryPrimitives.WriteInt32LittleEndian(span[offset..], Value.Length);
+            BinaryPrimitives.WriteInt32LittleEndian(span[offset..], valueLength);
             offset += 4;
-            Value.Span.CopyTo(span[offset..]);
-            offset += Value.Length;
         }
 
-        if (expiresAtUnixMs != 0)
-        {
-            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], expiresAtUnixMs);
-            offset += 8;
-        }
-
-        if (logTimeUnixMs != 0)
-        {
-            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], logTimeUnixMs);
-            offset += 8;
-        }
-
-        switch (Compare)
+        valueOffset = offset;
+        offset += (kind == CommandKind.Set ? valueLength : 0) + StampBytes(hasExpiry, hasLogTime);
+        switch (compare)
         {
             case CompareKind.Version:
-                BinaryPrimitives.WriteUInt64LittleEndian(span[offset..], ExpectedVersion);
+                BinaryPrimitives.WriteUInt64LittleEndian(span[offset..], expectedVersion);
                 offset += 8;
                 break;
             case CompareKind.Value:
-                BinaryPrimitives.WriteInt32LittleEndian(span[offset..], ExpectedValue.Length);
+                BinaryPrimitives.WriteInt32LittleEndian(span[offset..], expectedValue.Length);
                 offset += 4;
-                ExpectedValue.Span.CopyTo(span[offset..]);
-                offset += ExpectedValue.Length;
+                expectedValue.CopyTo(span[offset..]);
+                offset += expectedValue.Length;
                 break;
         }
 
@@ -196,6 +212,83 @@ public sealed record CacheCommand
         }
 
         return buffer;
+    }
+
+    private static int StampBytes(bool hasExpiry, bool hasLogTime) => (hasExpiry ? 8 : 0) + (hasLogTime ? 8 : 0);
+
+    /// <summary>Writes the expiry and the log time (each when not 0, as the flags say) at <paramref name="offset"/>.</summary>
+    private static void WriteStamp(Span<byte> span, int offset, long expiresAtUnixMs, long logTimeUnixMs)
+    {
+        if (expiresAtUnixMs != 0)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], expiresAtUnixMs);
+            offset += 8;
+        }
+
+        if (logTimeUnixMs != 0)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(span[offset..], logTimeUnixMs);
+        }
+    }
+
+    /// <summary>A set laid out as its entry, its stamp still to write (<see cref="SetFrame"/>). Only its bytes: where
+    /// the value and the stamp are is read from them (one reference to carry per write).</summary>
+    public readonly struct Frame
+    {
+        private readonly byte[] _bytes;
+
+        internal Frame(byte[] bytes) => _bytes = bytes;
+
+        /// <summary>False for the default value (no frame).</summary>
+        public bool HasValue => _bytes is not null;
+
+        /// <summary>Where the value's bytes go.</summary>
+        public Memory<byte> Value => _bytes.AsMemory(ValueOffset, ValueLength);
+
+        /// <summary>Whether the frame has room for an expiry: the stamp must give one exactly when it has.</summary>
+        public bool Expires => (_bytes[3] & FlagHasExpiry) != 0;
+
+        private int ValueOffset => 6 + BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(4)) + 4;
+
+        private int ValueLength => BinaryPrimitives.ReadInt32LittleEndian(_bytes.AsSpan(ValueOffset - 4));
+
+        private int StampOffset => ValueOffset + ValueLength;
+
+        private int StampLength => StampBytes(Expires, hasLogTime: true);
+
+        /// <summary>Writes the leader's log time (and the expiry) into the frame and returns its bytes: the entry. The
+        /// frame is the entry from then on: stamp a <see cref="Copy"/> to make another.</summary>
+        public byte[] Stamp(long expiresAtUnixMs, long logTimeUnixMs)
+        {
+            if (logTimeUnixMs <= 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(logTimeUnixMs), "a frame is stamped with a log time");
+            }
+
+            if (Expires ? expiresAtUnixMs <= 0 : expiresAtUnixMs != 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(expiresAtUnixMs), "a frame's expiry is given exactly when it has room for one");
+            }
+
+            WriteStamp(_bytes, StampOffset, expiresAtUnixMs, logTimeUnixMs);
+            return _bytes;
+        }
+
+        /// <summary>The same frame in a new array.</summary>
+        public Frame Copy() => new((byte[])_bytes.Clone());
+
+        /// <summary>The command without its stamp (what <see cref="Encode()"/> gives for it unstamped): how a follower
+        /// forwards it to the leader, which stamps it with its own clock.</summary>
+        public byte[] Unstamped()
+        {
+            int stampOffset = StampOffset;
+            int stampLength = StampLength;
+            byte[] command = new byte[_bytes.Length - stampLength];
+            _bytes.AsSpan(0, stampOffset).CopyTo(command);
+            _bytes.AsSpan(stampOffset + stampLength).CopyTo(command.AsSpan(stampOffset));
+            command[3] = 0;
+            return command;
+        }
     }
 
     /// <summary>Decodes and validates a command. Never throws on bad bytes; returns false with a reason instead.

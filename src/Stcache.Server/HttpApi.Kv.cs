@@ -40,8 +40,8 @@ internal sealed partial class HttpApi
         // Served by ServeKvAsync before routing; mapped all the same, so that routing answers another method on
         // these paths with 405, and "/v1/kv" without a key reaches the handlers' checks.
         v1.MapGet("/kv/{**key}", context => GetKeyAsync(context, KeyOf(context)));
-        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
-        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context)));
+        v1.MapPut("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context).AsMemory()));
+        v1.MapPost("/kv/{**key}", context => PutKeyAsync(context, KeyOf(context).AsMemory()));
         v1.MapDelete("/kv/{**key}", context => DeleteKeyAsync(context, KeyOf(context)));
     }
 
@@ -50,7 +50,7 @@ internal sealed partial class HttpApi
     /// <c>/v1/kv/{key}</c> go straight to their handler, without the route match and its route-value dictionary per
     /// request; null for anything else, which goes on to routing. The key is the rest of the path, as the catch-all
     /// route value was (decoded, a literal <c>%2F</c> kept; the prefix matched without regard to case, as routing
-    /// matches).
+    /// matches). A PUT's key stays a part of the path: it is written into the entry and the answer, never kept.
     /// </summary>
     private Task? ServeKv(HttpContext context)
     {
@@ -62,18 +62,17 @@ internal sealed partial class HttpApi
         }
 
         string method = context.Request.Method;
-        string key = path[Prefix.Length..];
-        if (HttpMethods.IsGet(method))
-        {
-            return GetKeyAsync(context, key);
-        }
-
         if (HttpMethods.IsPut(method) || HttpMethods.IsPost(method))
         {
-            return PutKeyAsync(context, key);
+            return PutKeyAsync(context, path.AsMemory(Prefix.Length));
         }
 
-        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, key) : null;
+        if (HttpMethods.IsGet(method))
+        {
+            return GetKeyAsync(context, path[Prefix.Length..]);
+        }
+
+        return HttpMethods.IsDelete(method) ? DeleteKeyAsync(context, path[Prefix.Length..]) : null;
     }
 
     private Task GetKeyAsync(HttpContext context, string key)
@@ -131,10 +130,6 @@ internal sealed partial class HttpApi
     /// </summary>
     private sealed class ConfirmedGet : ReadBatcher.LaneRead
     {
-        private const int PooledMax = 256;
-
-        private static readonly ConcurrentQueue<ConfirmedGet> s_pool = new();
-        private static int s_pooled;
         private static readonly ContextCallback s_answer = static state => ((ConfirmedGet)state!).Answer();
 
         private HttpApi? _api;
@@ -150,17 +145,7 @@ internal sealed partial class HttpApi
 
         public static ConfirmedGet Rent(HttpApi api, HttpContext context, string key, long started)
         {
-            ConfirmedGet read;
-            if (s_pool.TryDequeue(out var pooled))
-            {
-                Interlocked.Decrement(ref s_pooled);
-                read = pooled;
-            }
-            else
-            {
-                read = new ConfirmedGet();
-            }
-
+            var read = SharedPool<ConfirmedGet>.Rent();
             read._api = api;
             read._context = context;
             read._key = key;
@@ -177,14 +162,7 @@ internal sealed partial class HttpApi
         public override void Resume(ReadOutcome outcome)
         {
             _outcome = outcome;
-            if (_executionContext is { } context)
-            {
-                ExecutionContext.Run(context, s_answer, this);
-            }
-            else
-            {
-                Answer();
-            }
+            RunIn(_executionContext, s_answer, this);
         }
 
         private void Answer()
@@ -198,31 +176,7 @@ internal sealed partial class HttpApi
             Return();
             try
             {
-                var answer = api.AnswerConfirmedAsync(context, key, outcome);
-                if (answer.IsCompletedSuccessfully)
-                {
-                    Record(context, started, s_getTag);
-                    answered.SetResult();
-                }
-                else
-                {
-                    _ = CompleteAsync(answer, context, started, answered);
-                }
-            }
-            catch (Exception e)
-            {
-                answered.SetException(e);
-            }
-        }
-
-        /// <summary>An answer the transport did not take at once: the handler's task completes with it.</summary>
-        private static async Task CompleteAsync(Task answer, HttpContext context, long started, AsyncTaskMethodBuilder answered)
-        {
-            try
-            {
-                await answer.ConfigureAwait(false);
-                Record(context, started, s_getTag);
-                answered.SetResult();
+                CompleteWith(Finish(context, started, s_getTag, api.AnswerConfirmedAsync(context, key, outcome)), answered);
             }
             catch (Exception e)
             {
@@ -238,9 +192,76 @@ internal sealed partial class HttpApi
             _executionContext = null;
             _outcome = default;
             _answered = default;
+            SharedPool<ConfirmedGet>.Return(this);
+        }
+    }
+
+    /// <summary>Runs a pooled waiter's answer in the request's execution context, as the continuation of an await would
+    /// run (here, when none was captured).</summary>
+    private static void RunIn(ExecutionContext? context, ContextCallback answer, object waiter)
+    {
+        if (context is not null)
+        {
+            ExecutionContext.Run(context, answer, waiter);
+        }
+        else
+        {
+            answer(waiter);
+        }
+    }
+
+    /// <summary>Completes a pooled waiter's handler task with <paramref name="rest"/>: at once when it already
+    /// completed (nearly always), else when it does.</summary>
+    private static void CompleteWith(Task rest, AsyncTaskMethodBuilder answered)
+    {
+        if (rest.IsCompletedSuccessfully)
+        {
+            answered.SetResult();
+            return;
+        }
+
+        _ = CompleteAsync(rest, answered);
+
+        static async Task CompleteAsync(Task rest, AsyncTaskMethodBuilder answered)
+        {
+            try
+            {
+                await rest.ConfigureAwait(false);
+                answered.SetResult();
+            }
+            catch (Exception e)
+            {
+                answered.SetException(e);
+            }
+        }
+    }
+
+    /// <summary>A bounded pool of a handler's waiting objects, shared by every thread: one is rented on the request's
+    /// thread and given back on whichever thread resumed it.</summary>
+    private static class SharedPool<T>
+        where T : class, new()
+    {
+        private const int PooledMax = 256;
+
+        private static readonly ConcurrentQueue<T> s_pool = new();
+        private static int s_pooled;
+
+        public static T Rent()
+        {
+            if (s_pool.TryDequeue(out var pooled))
+            {
+                Interlocked.Decrement(ref s_pooled);
+                return pooled;
+            }
+
+            return new T();
+        }
+
+        public static void Return(T item)
+        {
             if (Interlocked.Increment(ref s_pooled) <= PooledMax)
             {
-                s_pool.Enqueue(this);
+                s_pool.Enqueue(item);
             }
             else
             {
@@ -273,12 +294,12 @@ internal sealed partial class HttpApi
     /// A PUT (or POST) in two parts: <see cref="PreparePutAsync"/> checks the request and reads the body (its awaits
     /// complete at once when the body is already in, as a small one nearly always is), then
     /// <see cref="ProposePutAsync"/> proposes the write and waits for it. Only the second suspends, and its frame holds
-    /// only what the wait needs, not the request's parsing state (about 100 bytes less per PUT). The body is read into
-    /// a pooled buffer when its length is known (the entry's encoding copies it, and nothing holds it once the write
-    /// is answered), and a body the client sends too slowly or malformed is refused here as the first middleware
-    /// refuses it for other paths.
+    /// only what the wait needs, not the request's parsing state (about 100 bytes less per PUT). A body whose length
+    /// is known is read straight into the write's entry (<see cref="CacheCommand.SetFrame"/>: no command object, no
+    /// buffer to copy it from), and a body the client sends too slowly or malformed is refused here as the first
+    /// middleware refuses it for other paths.
     /// </summary>
-    private Task PutKeyAsync(HttpContext context, string key)
+    private Task PutKeyAsync(HttpContext context, ReadOnlyMemory<char> key)
     {
         long started = Stopwatch.GetTimestamp();
         var prepared = PreparePutAsync(context, key, started);
@@ -287,29 +308,24 @@ internal sealed partial class HttpApi
             return ProposeAfterBodyAsync(context, key, prepared, started);
         }
 
-        var put = prepared.Result;
-        return put.Requests is null ? Task.CompletedTask : ProposePutAsync(context, key, put, started);
+        var requests = prepared.Result;
+        return requests is null ? Task.CompletedTask : ProposePutAsync(context, key, requests, started);
     }
 
     /// <summary>A PUT whose body was still on its way.</summary>
-    private async Task ProposeAfterBodyAsync(HttpContext context, string key, ValueTask<PreparedPut> prepared, long started)
+    private async Task ProposeAfterBodyAsync(HttpContext context, ReadOnlyMemory<char> key, ValueTask<WriteRequest[]?> prepared, long started)
     {
-        var put = await prepared;
-        if (put.Requests is not null)
+        var requests = await prepared;
+        if (requests is not null)
         {
-            await ProposePutAsync(context, key, put, started);
+            await ProposePutAsync(context, key, requests, started);
         }
     }
 
-    /// <summary>A checked PUT, ready to propose: its one write request and the pooled buffer its body is in (null
-    /// when not pooled). No requests: the PUT was answered already (refused), and its buffer given back.</summary>
-    private readonly record struct PreparedPut(WriteRequest[]? Requests, byte[]? Rented);
-
-    /// <summary>Checks a PUT and reads its body. A refused PUT is answered and recorded here; an accepted one is handed
-    /// to <see cref="ProposePutAsync"/>, which gives its buffer back and records it.</summary>
-    private async ValueTask<PreparedPut> PreparePutAsync(HttpContext context, string key, long started)
+    /// <summary>Checks a PUT and reads its body: its one write request, ready to propose. Null: the PUT was refused,
+    /// answered and recorded here; an accepted one is recorded by <see cref="ProposePutAsync"/>.</summary>
+    private async ValueTask<WriteRequest[]?> PreparePutAsync(HttpContext context, ReadOnlyMemory<char> key, long started)
     {
-        byte[]? rented = null;
         bool handedOff = false;
         try
         {
@@ -322,7 +338,7 @@ internal sealed partial class HttpApi
                 if (!TryParseQuery(query, "prevVersion", out prevVersion) || !TryParseQuery(query, "ttl", out ttl))
                 {
                     await Error(StatusCodes.Status400BadRequest, "prevVersion and ttl must be whole numbers", "not-applied").ExecuteAsync(context);
-                    return default;
+                    return null;
                 }
 
                 prevValue = query["prevValue"];
@@ -331,25 +347,29 @@ internal sealed partial class HttpApi
             if (ttl is <= 0 or > MaxTtlSeconds)
             {
                 await Error(StatusCodes.Status400BadRequest, $"ttl must be a whole number of seconds from 1 to {MaxTtlSeconds}", "not-applied").ExecuteAsync(context);
-                return default;
+                return null;
             }
 
             long? length = context.Request.ContentLength;
             if (length > options.ValueBytesMax)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            ReadOnlyMemory<byte> body;
+            bool both = prevVersion is not null && prevValue is not null;
+            byte[] expected = prevValue is null ? [] : Encoding.UTF8.GetBytes(prevValue);
+            var compare = prevVersion is not null ? CompareKind.Version : prevValue is not null ? CompareKind.Value : CompareKind.None;
+            CacheCommand.Frame frame = default;
+            byte[]? body = null;
             try
             {
-                if (length is > 0 and <= ExactBodyBytesMax)
+                if (length is > 0 and <= ExactBodyBytesMax && !both
+                    && CacheCommand.Validate(CommandKind.Set, key.Span, (int)length.Value, expected.Length) is null)
                 {
                     // A body that ends before its length is a client error Kestrel throws for (refused below).
-                    rented = ArrayPool<byte>.Shared.Rent((int)length.Value);
-                    body = rented.AsMemory(0, (int)length.Value);
-                    await context.Request.Body.ReadExactlyAsync(rented.AsMemory(0, (int)length.Value), context.RequestAborted);
+                    frame = CacheCommand.SetFrame(key.Span, (int)length.Value, ttl is not null, compare, prevVersion ?? 0, expected);
+                    await context.Request.Body.ReadExactlyAsync(frame.Value, context.RequestAborted);
                 }
                 else
                 {
@@ -359,60 +379,73 @@ internal sealed partial class HttpApi
             catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
                 await ValueTooLarge().ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            if (prevVersion is not null && prevValue is not null)
+            if (both)
             {
                 await Error(StatusCodes.Status400BadRequest, "give prevVersion or prevValue, not both", "not-applied").ExecuteAsync(context);
-                return default;
+                return null;
             }
 
-            var command = prevVersion is { } version
-                ? CacheCommand.SetIfVersion(key, body, version)
-                : prevValue is not null ? CacheCommand.SetIfValue(key, body, Encoding.UTF8.GetBytes(prevValue)) : CacheCommand.Set(key, body);
-            if (WriteProblem(command) is { } problem)
+            if (body is not null)
             {
-                await problem.ExecuteAsync(context);
-                return default;
+                if (WriteProblem(CommandKind.Set, key.Span, body.Length, expected.Length) is { } problem)
+                {
+                    await problem.ExecuteAsync(context);
+                    return null;
+                }
+
+                frame = CacheCommand.SetFrame(key.Span, body.Length, ttl is not null, compare, prevVersion ?? 0, expected);
+                body.CopyTo(frame.Value);
             }
 
             handedOff = true;
-            return new PreparedPut([WriteRequestOf(command, ttl ?? 0)], rented);
+            return [WriteRequest.Of(frame, ttl * 1000 ?? 0)];
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
             await RefuseAsync(context, e);
-            return default;
+            return null;
         }
         finally
         {
             if (!handedOff)
             {
-                ReturnAndRecordPut(context, rented, started);
+                RecordPut(context, started);
             }
         }
     }
 
-    /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it.</summary>
-    private async Task ProposePutAsync(HttpContext context, string key, PreparedPut put, long started)
+    /// <summary>Proposes a checked PUT (on this node when it leads, else forwarded) and answers it. On the leader the
+    /// PUT waits for its batch as a pooled <see cref="ProposedPut"/>, not in an async frame of its own (the largest
+    /// object a PUT allocated).</summary>
+    private Task ProposePutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
+    {
+        CommandService.WritesHere here;
+        try
+        {
+            if (!service.TryStartHere(requests, context.RequestAborted, out here))
+            {
+                return ForwardPutAsync(context, key, requests, started);
+            }
+        }
+        catch
+        {
+            RecordPut(context, started);
+            throw;
+        }
+
+        return ProposedPut.Start(this, context, key, here, started);
+    }
+
+    /// <summary>A PUT this node does not lead for: forwarded to the leader, or waiting for one.</summary>
+    private async Task ForwardPutAsync(HttpContext context, ReadOnlyMemory<char> key, WriteRequest[] requests, long started)
     {
         try
         {
-            var requests = put.Requests!;
-            WriteOutcome[] outcomes;
-            if (service.TryStartHere(requests, context.RequestAborted, out var here))
-            {
-                // Awaited in this frame: no state machine of the write path's own.
-                await here.WaitAsync();
-                outcomes = await service.FinishHereAsync(here);
-            }
-            else
-            {
-                outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
-            }
-
-            await AnswerWriteAsync(context, key, outcomes[0]);
+            var outcomes = await service.WriteBatchAsync(requests, context.RequestAborted);
+            await AnswerWriteAsync(context, key.Span, outcomes[0]);
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
@@ -420,19 +453,163 @@ internal sealed partial class HttpApi
         }
         finally
         {
-            ReturnAndRecordPut(context, put.Rented, started);
+            RecordPut(context, started);
         }
     }
 
-    private static void ReturnAndRecordPut(HttpContext context, byte[]? rented, long started)
+    /// <summary>The rest of a proposed PUT that could not finish at once: its outcomes retried on a new leader, or an
+    /// answer the transport did not take at once.</summary>
+    private async Task FinishPutAsync(HttpContext context, ReadOnlyMemory<char> key, Task<WriteOutcome[]>? outcomes, Task? answer,
+        long started)
     {
-        if (rented is not null)
+        try
         {
-            ArrayPool<byte>.Shared.Return(rented);
+            if (outcomes is not null)
+            {
+                var results = await outcomes;
+                answer = AnswerWriteAsync(context, key.Span, results[0]);
+            }
+
+            await answer!;
+        }
+        catch (BadHttpRequestException e) when (!context.Response.HasStarted)
+        {
+            await RefuseAsync(context, e);
+        }
+        finally
+        {
+            RecordPut(context, started);
+        }
+    }
+
+    /// <summary>
+    /// A PUT proposed on this node, waiting for its batch: resumed by the batch's completion (on the thread that
+    /// answers it), it writes the answer there and completes the task the request's handler returned. Pooled: rented
+    /// as the PUT is proposed, given back before its task completes. The answer runs in the request's execution
+    /// context, as the continuation of an await would. Whatever cannot finish at once goes on in
+    /// <see cref="FinishPutAsync"/>.
+    /// </summary>
+    private sealed class ProposedPut
+    {
+        private static readonly ContextCallback s_answer = static state => ((ProposedPut)state!).Answer();
+
+        private readonly Action _resume;
+        private HttpApi? _api;
+        private HttpContext? _context;
+        private ReadOnlyMemory<char> _key;
+        private CommandService.WritesHere _here;
+        private long _started;
+        private ExecutionContext? _executionContext;
+        private AsyncTaskMethodBuilder _answered;
+
+        public ProposedPut() => _resume = Resume;
+
+        /// <summary>Waits for <paramref name="here"/>'s batch; the task completes once the PUT is answered.</summary>
+        public static Task Start(HttpApi api, HttpContext context, ReadOnlyMemory<char> key, CommandService.WritesHere here, long started)
+        {
+            var put = SharedPool<ProposedPut>.Rent();
+            put._api = api;
+            put._context = context;
+            put._key = key;
+            put._here = here;
+            put._started = started;
+            put._executionContext = ExecutionContext.Capture();
+            put._answered = AsyncTaskMethodBuilder.Create();
+            var answered = put._answered.Task;
+#pragma warning disable CA2012 // the batch's wait, consumed once: resumed through its awaiter, its result taken in AnswerProposedPut
+            var wait = here.WaitAsync().GetAwaiter();
+#pragma warning restore CA2012
+            if (wait.IsCompleted)
+            {
+                put.Answer(); // nothing proposed (refused, or out of time): answered here, as an await would go on
+            }
+            else
+            {
+                wait.UnsafeOnCompleted(put._resume);
+            }
+
+            return answered;
         }
 
-        Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
+        private void Resume() => RunIn(_executionContext, s_answer, this);
+
+        private void Answer()
+        {
+            var api = _api!;
+            var context = _context!;
+            var key = _key;
+            var here = _here;
+            long started = _started;
+            var answered = _answered;
+            Return();
+            CompleteWith(api.AnswerProposedPut(context, key, here, started), answered);
+        }
+
+        private void Return()
+        {
+            _api = null;
+            _context = null;
+            _key = default;
+            _here = default;
+            _executionContext = null;
+            _answered = default;
+            SharedPool<ProposedPut>.Return(this);
+        }
     }
+
+    /// <summary>A proposed PUT once its batch completed: its outcome answered and the PUT recorded, at once when the
+    /// outcome is final and the transport takes the answer at once (nearly always), else in
+    /// <see cref="FinishPutAsync"/>.</summary>
+    private Task AnswerProposedPut(HttpContext context, ReadOnlyMemory<char> key, CommandService.WritesHere here, long started)
+    {
+        try
+        {
+#pragma warning disable CA2012 // the batch completed (ProposedPut resumes only then): its result, taken once
+            here.WaitAsync().GetAwaiter().GetResult();
+#pragma warning restore CA2012
+            var outcomes = service.FinishHereAsync(here);
+            if (!outcomes.IsCompletedSuccessfully)
+            {
+                return FinishPutAsync(context, key, outcomes.AsTask(), null, started); // retried on a new leader
+            }
+
+            var answer = AnswerWriteAsync(context, key.Span, outcomes.Result[0]);
+            if (answer.IsCompletedSuccessfully)
+            {
+                RecordPut(context, started);
+                return Task.CompletedTask;
+            }
+
+            return FinishPutAsync(context, key, null, answer, started);
+        }
+        catch (Exception e)
+        {
+            return FailPutAsync(context, e, started);
+        }
+    }
+
+    /// <summary>A proposed PUT whose finishing threw: refused as a bad request when it is one, else the exception is the
+    /// handler's (as it was from an await).</summary>
+    private async Task FailPutAsync(HttpContext context, Exception e, long started)
+    {
+        try
+        {
+            if (e is BadHttpRequestException bad && !context.Response.HasStarted)
+            {
+                await RefuseAsync(context, bad);
+                return;
+            }
+
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        }
+        finally
+        {
+            RecordPut(context, started);
+        }
+    }
+
+    private static void RecordPut(HttpContext context, long started) =>
+        Record(context, started, HttpMethods.IsPost(context.Request.Method) ? s_postTag : s_putTag);
 
     private async Task DeleteKeyAsync(HttpContext context, string key)
     {
@@ -497,7 +674,7 @@ internal sealed partial class HttpApi
 
     /// <summary>A <c>/v1/kv</c> write's answer: its JSON view, or its failure (no await of its own: the body goes
     /// out in one write).</summary>
-    private Task AnswerWriteAsync(HttpContext context, string key, WriteOutcome outcome)
+    private Task AnswerWriteAsync(HttpContext context, ReadOnlySpan<char> key, WriteOutcome outcome)
     {
         if (FailureOf(context, outcome) is { } failure)
         {
@@ -527,7 +704,7 @@ internal sealed partial class HttpApi
 
     /// <summary>A write's <see cref="KvWriteView"/> as its JSON (the same bytes as the serializer's: its properties in
     /// order, default escaping), written without a view object or an array per answer.</summary>
-    private static Task WriteViewAsync(HttpResponse response, string key, ApplyResult result)
+    private static Task WriteViewAsync(HttpResponse response, ReadOnlySpan<char> key, ApplyResult result)
     {
         var buffer = s_viewBuffer ??= new ArrayBufferWriter<byte>(256);
         buffer.ResetWrittenCount();

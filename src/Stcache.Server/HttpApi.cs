@@ -213,17 +213,22 @@ internal sealed partial class HttpApi(RaftHost host, CommandService service, Ser
     }
 
     /// <summary>The answer to a write that breaks a limit (413 for a size, 400 for the rest), or null.</summary>
-    private IResult? WriteProblem(CacheCommand command)
+    private IResult? WriteProblem(CacheCommand command) => WriteProblem(command.Kind, command.Key, command.Value.Length,
+        command.ExpectedValue.Length, command.ExpiresAtUnixMs, command.LogTimeUnixMs);
+
+    /// <summary>The same, from a write's parts (a PUT makes no command object).</summary>
+    private IResult? WriteProblem(CommandKind kind, ReadOnlySpan<char> key, int valueLength, int expectedValueLength,
+        long expiresAtUnixMs = 0, long logTimeUnixMs = 0)
     {
-        string? problem = command.Validate();
+        string? problem = CacheCommand.Validate(kind, key, valueLength, expectedValueLength, expiresAtUnixMs, logTimeUnixMs);
         if (problem is not null)
         {
-            bool tooLarge = Encoding.UTF8.GetByteCount(command.Key) > CacheCommand.KeyBytesMax
-                || command.Value.Length > CacheCommand.ValueBytesMax || command.ExpectedValue.Length > CacheCommand.ValueBytesMax;
+            bool tooLarge = Encoding.UTF8.GetByteCount(key) > CacheCommand.KeyBytesMax
+                || valueLength > CacheCommand.ValueBytesMax || expectedValueLength > CacheCommand.ValueBytesMax;
             return Error(tooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, problem, "not-applied");
         }
 
-        return command.Value.Length > options.ValueBytesMax
+        return valueLength > options.ValueBytesMax
             ? Error(StatusCodes.Status413PayloadTooLarge, $"value larger than {options.ValueBytesMax} bytes", "not-applied")
             : null;
     }

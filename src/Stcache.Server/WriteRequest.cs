@@ -67,8 +67,28 @@ public sealed class WriteRequest
     /// <c>?ttl=</c>): the leader turns it into an absolute expiry when it makes the entry.</summary>
     public static WriteRequest Of(CacheCommand command, long ttlMs) => new(command, null, false) { TtlMs = ttlMs };
 
-    /// <summary>For <see cref="Command"/>: a relative expiry in ms, resolved by the leader's clock; 0: none.</summary>
+    /// <summary>An HTTP PUT laid out as its entry, its value in (<see cref="CacheCommand.SetFrame"/>), that expires
+    /// <paramref name="ttlMs"/> after the leader's log time (0: never; the frame must have room for an expiry exactly
+    /// when it does): the leader stamps the frame itself into the entry, with no command object and no copy.</summary>
+    internal static WriteRequest Of(CacheCommand.Frame frame, long ttlMs)
+    {
+        if (!frame.HasValue || frame.Expires != ttlMs > 0)
+        {
+            throw new ArgumentException("a frame has room for an expiry exactly when the write has a TTL", nameof(frame));
+        }
+
+        return new(null, null, false) { Frame = frame, TtlMs = ttlMs };
+    }
+
+    /// <summary>For <see cref="Command"/> and <see cref="Frame"/>: a relative expiry in ms, resolved by the leader's
+    /// clock; 0: none.</summary>
     public long TtlMs { get; private init; }
+
+    private CacheCommand.Frame Frame { get; init; }
+
+    // Whether the frame became an entry already: a later entry (a retry after leadership moved) is made from a copy,
+    // so that an entry once proposed never changes.
+    private bool _frameProposed;
 
     public static WriteRequest Redis(byte[][] argv) => new(null, null, false, single: argv);
 
@@ -105,7 +125,12 @@ public sealed class WriteRequest
     {
         if (Command is { } command)
         {
-            return command.Validate() ?? (command.Value.Length > valueBytesMax ? $"value larger than {valueBytesMax} bytes" : null);
+            return command.Validate() ?? TooLarge(command.Value.Length, valueBytesMax);
+        }
+
+        if (Frame.HasValue)
+        {
+            return TooLarge(Frame.Value.Length, valueBytesMax); // the rest was checked when it was laid out
         }
 
         if (Prepared is not null)
@@ -134,6 +159,9 @@ public sealed class WriteRequest
 
         return null;
 
+        static string? TooLarge(int valueLength, int valueBytesMax) =>
+            valueLength > valueBytesMax ? $"value larger than {valueBytesMax} bytes" : null;
+
         static bool TooLong(byte[][] argv, int valueBytesMax)
         {
             for (int i = 1; i < argv.Length; i++)
@@ -157,6 +185,13 @@ public sealed class WriteRequest
             // The leader's log time, unless the caller already stamped it; a relative TTL counts from it.
             long stamped = command.LogTimeUnixMs == 0 ? logTimeUnixMs : command.LogTimeUnixMs;
             return (command.Encode(TtlMs > 0 ? stamped + TtlMs : command.ExpiresAtUnixMs, stamped), null);
+        }
+
+        if (Frame.HasValue)
+        {
+            var frame = _frameProposed ? Frame.Copy() : Frame;
+            _frameProposed = true;
+            return (frame.Stamp(TtlMs > 0 ? logTimeUnixMs + TtlMs : 0, logTimeUnixMs), null);
         }
 
         if (Prepared is { } prepared)
@@ -223,7 +258,7 @@ public sealed class WriteRequest
         Int(requests.Count);
         foreach (var request in requests)
         {
-            if (request.Command is { } command)
+            if (request.Command is not null || request.Frame.HasValue)
             {
                 if (request.TtlMs > 0)
                 {
@@ -237,7 +272,7 @@ public sealed class WriteRequest
                     buffer.WriteByte(KindCommand);
                 }
 
-                byte[] encoded = command.Encode();
+                byte[] encoded = request.Command?.Encode() ?? request.Frame.Unstamped();
                 Int(encoded.Length);
                 buffer.Write(encoded);
                 continue;

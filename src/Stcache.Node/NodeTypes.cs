@@ -83,10 +83,11 @@ public sealed record RaftHostOptions
     /// through a thread-pool work item. Off, every answered write is resumed on the thread pool.</summary>
     public bool ResumeOnDeliveringThread { get; init; } = true;
 
-    /// <summary>A pass of the loop that answers exactly one write batch resumes that batch's caller on the loop's
-    /// thread once the pass has released the gate, when nothing is queued for the loop by then, instead of through a
-    /// thread-pool work item: a lone write's reply is sent without waking another worker. Off, or with inputs
-    /// queued, the batch is resumed on the thread pool and the loop goes on at once.</summary>
+    /// <summary>The write batches a pass of the loop answers are resumed on the loop's thread once the pass has
+    /// released the gate, before the loop takes its next inputs, instead of through a thread-pool work item: the
+    /// replies are sent without waking another worker, whose wake-up and spinning cost more than the replies
+    /// (docs/PERFORMANCE.md, "Answers resumed on the loop, session 20"). Off, they are resumed on the thread pool and
+    /// the loop goes on at once.</summary>
     public bool ResumeOnLoop { get; init; } = true;
 
     /// <summary>A learner this close to the commit index (in entries) is promoted to voter.</summary>

@@ -62,6 +62,10 @@ public sealed class RaftHost : IAsyncDisposable
     private bool _passOnDeliveringThread;
     private ProposalBatch? _answerAfterPass;
 
+    // Loop-owned (only the loop's passes add to it, only the loop takes from it): the batches the loop's passes
+    // answered, resumed by the loop once it has released the gate (ResumeOnLoop).
+    private readonly List<ProposalBatch> _loopAnswers = [];
+
     // RaftHostOptions.ResumeOnLoop, as the environment switch leaves it.
     private readonly bool _resumeOnLoop;
 
@@ -658,14 +662,12 @@ public sealed class RaftHost : IAsyncDisposable
                 }
 
                 holding = false;
-                var answered = _answerAfterPass;
-                _answerAfterPass = null;
                 ExitGate();
 
-                // The one batch this pass answered (ResumeOnLoop): its caller's continuation (a front end's reply) runs
-                // here, after the gate is released, unless inputs wait for the loop: then a pool worker runs it and
-                // the loop goes on at once.
-                answered?.Complete(inline: !HasQueuedInput());
+                // The batches this pass answered (ResumeOnLoop): their callers' continuations (a front end's replies)
+                // run here, after the gate is released, instead of on a pool worker woken for them; inputs queued
+                // meanwhile wait for the next pass, which takes them together with what the replies bring.
+                ResumeLoopAnswers(inline: true);
             }
         }
         catch (Exception e)
@@ -675,7 +677,7 @@ public sealed class RaftHost : IAsyncDisposable
                 await EnterGateAsync().ConfigureAwait(false);
             }
 
-            ReleaseHeldAnswer();
+            ResumeLoopAnswers(inline: false);
 
             Log.LoopFailed(_logger, e);
             FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node stopped: " + e.Message, outcomeUnknown: true));
@@ -688,7 +690,7 @@ public sealed class RaftHost : IAsyncDisposable
             await EnterGateAsync().ConfigureAwait(false);
         }
 
-        ReleaseHeldAnswer();
+        ResumeLoopAnswers(inline: false);
 
         FailAll(new RaftHostException(HostErrorKind.ShuttingDown, "node is shutting down; outcome unknown", outcomeUnknown: true));
     }
@@ -862,13 +864,48 @@ public sealed class RaftHost : IAsyncDisposable
         }
     }
 
-    /// <summary>A batch held for the loop to resume after its pass goes to the thread pool instead (the loop is about
-    /// to wait, or stops).</summary>
-    private void ReleaseHeldAnswer()
+    /// <summary>Resumes the batches the loop's passes answered: here (the loop, outside the gate), or from the thread
+    /// pool when the loop is about to wait (they are not held through a wait) or stops.</summary>
+    private void ResumeLoopAnswers(bool inline)
     {
-        var held = _answerAfterPass;
-        _answerAfterPass = null;
-        held?.Complete(inline: false);
+        if (_loopAnswers.Count == 0)
+        {
+            return;
+        }
+
+        if (inline)
+        {
+            foreach (var batch in _loopAnswers)
+            {
+                batch.Complete(inline: true);
+            }
+        }
+        else
+        {
+            ResumeOnPool(_loopAnswers);
+        }
+
+        _loopAnswers.Clear();
+    }
+
+    /// <summary>Resumes answered batches off this thread: a lone one through its own work item, several together
+    /// from one.</summary>
+    private static void ResumeOnPool(List<ProposalBatch> answered)
+    {
+        if (answered.Count == 1)
+        {
+            answered[0].Complete(inline: false);
+        }
+        else if (answered.Count > 1)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static batches =>
+            {
+                foreach (var batch in batches)
+                {
+                    batch.Complete(inline: true);
+                }
+            }, answered.ToArray(), preferLocal: false);
+        }
     }
 
     /// <summary>Takes the pass gate for the loop, waiting (asynchronously) for a pass on a delivering thread to end;
@@ -905,7 +942,7 @@ public sealed class RaftHost : IAsyncDisposable
             ProcessAnswering();
             if (_driver.Waiting != DriverWait.None)
             {
-                ReleaseHeldAnswer(); // not held through a wait
+                ResumeLoopAnswers(inline: false); // not held through a wait
             }
 
             switch (_driver.Waiting)
@@ -948,8 +985,9 @@ public sealed class RaftHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Lets the driver process once. The write batches it answers are resumed together, from one thread-pool work
-    /// item, instead of one work item each; a lone batch is resumed as before.
+    /// Lets the driver process once. The write batches it answers are resumed after the pass by the thread that ran
+    /// it: all of them on the loop (<see cref="RaftHostOptions.ResumeOnLoop"/>), a lone one on a delivering thread
+    /// (<see cref="RaftHostOptions.ResumeOnDeliveringThread"/>); otherwise together, from one thread-pool work item.
     /// </summary>
     private void ProcessAnswering()
     {
@@ -966,27 +1004,21 @@ public sealed class RaftHost : IAsyncDisposable
         {
             Volatile.Write(ref _processingThread, 0);
             ProposalBatch.Collector = outer;
-            if (_answered.Count == 1 && _answerAfterPass is null
-                && (_passOnDeliveringThread ? _options.ResumeOnDeliveringThread : _resumeOnLoop))
+            if (!_passOnDeliveringThread && _resumeOnLoop)
             {
-                // A pass that answered one batch (a lone write's acknowledgement): its caller is resumed on this
-                // thread after the pass (the loop's or a receive thread's), instead of waking
-                // a pool worker for it.
+                // The loop's pass: its callers are resumed by the loop after the pass, instead of waking a pool
+                // worker for them.
+                _loopAnswers.AddRange(_answered);
+            }
+            else if (_answered.Count == 1 && _answerAfterPass is null && _passOnDeliveringThread && _options.ResumeOnDeliveringThread)
+            {
+                // A pass on a receive thread that answered one batch (a lone write's acknowledgement): its caller is
+                // resumed on this thread after the pass, instead of waking a pool worker for it.
                 _answerAfterPass = _answered[0];
             }
-            else if (_answered.Count == 1)
+            else
             {
-                _answered[0].Complete(inline: false);
-            }
-            else if (_answered.Count > 1)
-            {
-                ThreadPool.UnsafeQueueUserWorkItem(static batches =>
-                {
-                    foreach (var batch in batches)
-                    {
-                        batch.Complete(inline: true);
-                    }
-                }, _answered.ToArray(), preferLocal: false);
+                ResumeOnPool(_answered);
             }
 
             _answered.Clear();

@@ -226,32 +226,46 @@ public sealed class InlinePeerPassTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public async Task A_write_the_loop_answers_alone_is_resumed_on_the_loop_after_its_pass_or_else_on_the_pool(bool resume)
+    [InlineData(true, 1)]
+    [InlineData(false, 1)]
+    [InlineData(true, 3)]
+    [InlineData(false, 3)]
+    public async Task Writes_the_loop_answers_are_all_resumed_on_the_loop_after_its_pass_or_else_on_the_pool(bool resume, int batchCount)
     {
-        // Proposals are queued for the loop, so the loop's pass answers the write.
+        // Proposals are queued for the loop, so the loop's pass answers the writes.
         var (host, clock) = SingleNodeHost.Start(SingleNodeHost.Options with { ResumeOnLoop = resume });
         await using var running = host;
         await SingleNodeHost.WriteWhenLeaderAsync(host, clock, "warm", "up");
         await WaitUntilIdleAsync(host);
 
-        // The loop's pass waits, as it takes the write, until the test is waiting for the answer.
-        using var waiting = new ManualResetEventSlim();
-        host.ProposalTaking = _ => Assert.True(waiting.Wait(s_limit));
-        var batch = host.StartProposals([SingleNodeHost.Set("lone").Encode()], s_limit, CancellationToken.None);
-        var resumed = new TaskCompletionSource<(bool InLoop, bool PassRunning)>(TaskCreationOptions.RunContinuationsAsynchronously);
-#pragma warning disable CA2012 // awaited once, through its awaiter
-        batch.WaitAsync().GetAwaiter().UnsafeOnCompleted(() =>
-            resumed.TrySetResult((new System.Diagnostics.StackTrace().ToString().Contains("RunLoopAsync", StringComparison.Ordinal), host.PassRunning)));
-#pragma warning restore CA2012
-        waiting.Set();
-        var (inLoop, passRunning) = await resumed.Task.WaitAsync(s_limit);
-        Assert.Null(batch.Slots[0].Error);
-        Assert.Equal(resume, inLoop);
-        if (resume)
+        // The loop's pass waits as it takes the first batch until every batch is queued and awaited: it takes them
+        // all, proposes them together and answers them in one pass.
+        using var queued = new ManualResetEventSlim();
+        host.ProposalTaking = _ => Assert.True(queued.Wait(s_limit));
+        var resumed = new List<Task<(bool InLoop, bool PassRunning)>>();
+        var batches = new List<ProposalBatch>();
+        for (int i = 0; i < batchCount; i++)
         {
-            Assert.False(passRunning); // after the loop released the gate
+            var batch = host.StartProposals([SingleNodeHost.Set("together" + i).Encode()], s_limit, CancellationToken.None);
+            var where = new TaskCompletionSource<(bool InLoop, bool PassRunning)>(TaskCreationOptions.RunContinuationsAsynchronously);
+#pragma warning disable CA2012 // awaited once, through its awaiter
+            batch.WaitAsync().GetAwaiter().UnsafeOnCompleted(() =>
+                where.TrySetResult((new System.Diagnostics.StackTrace().ToString().Contains("RunLoopAsync", StringComparison.Ordinal), host.PassRunning)));
+#pragma warning restore CA2012
+            batches.Add(batch);
+            resumed.Add(where.Task);
+        }
+
+        queued.Set();
+        foreach (var (batch, where) in batches.Zip(resumed))
+        {
+            var (inLoop, passRunning) = await where.WaitAsync(s_limit);
+            Assert.Null(batch.Slots[0].Error);
+            Assert.Equal(resume, inLoop);
+            if (resume)
+            {
+                Assert.False(passRunning); // after the loop released the gate
+            }
         }
     }
 

@@ -342,8 +342,9 @@ internal sealed class ProposalBatch : IValueTaskSource
 
     /// <summary>One more slot is answered. <paramref name="inline"/>: the answer came from the deadline's timer or
     /// the caller's cancellation, not from the Raft loop, so the caller's continuation may run right here (as a
-    /// cancelled wait's would); an answer from the loop hands the continuation to the thread pool, so that the
-    /// loop never runs a front end's reply.</summary>
+    /// cancelled wait's would); an answer from a pass of the loop is collected and resumed once the pass is over
+    /// (<c>RaftHost.ProcessAnswering</c>), never inside it: on the loop's thread after it released the gate, or on
+    /// the thread pool.</summary>
     internal void SlotAnswered(bool inline = false)
     {
         if (Interlocked.Decrement(ref _remaining) == 0)
@@ -352,7 +353,7 @@ internal sealed class ProposalBatch : IValueTaskSource
             Cancellation.Unregister();
             if (!inline && s_collector is { } answered)
             {
-                answered.Add(this); // the loop hands it to the thread pool with the others it answers now
+                answered.Add(this); // resumed after the pass, with the others it answers
                 return;
             }
 

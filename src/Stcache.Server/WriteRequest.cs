@@ -51,9 +51,9 @@ public sealed class WriteRequest
     // A plain SET (PlainSet): its entry, made from the request's bytes before its log time was known.
     private readonly byte[]? _setEntry;
 
-    // Whether ToEntry handed _setEntry out (to be proposed): a later entry (a retry on a new leader) is a copy, so
-    // that an array that may sit in the log is never written again.
-    private bool _setEntryTaken;
+    // Whether ToEntry handed out the entry laid out in advance (a PlainSet's _setEntry or a PUT's Frame): a later
+    // entry (a retry on a new leader) is made from a copy, so that an array that may sit in the log never changes.
+    private bool _laidOutEntryTaken;
 
     /// <summary>Redis commands: one write, or the queued commands of a MULTI (<see cref="Transaction"/>). For a
     /// <see cref="PlainSet"/>, made again from its entry (when it is forwarded, or queued in a transaction).</summary>
@@ -85,10 +85,6 @@ public sealed class WriteRequest
     public long TtlMs { get; private init; }
 
     private CacheCommand.Frame Frame { get; init; }
-
-    // Whether the frame became an entry already: a later entry (a retry after leadership moved) is made from a copy,
-    // so that an entry once proposed never changes.
-    private bool _frameProposed;
 
     public static WriteRequest Redis(byte[][] argv) => new(null, null, false, single: argv);
 
@@ -189,8 +185,8 @@ public sealed class WriteRequest
 
         if (Frame.HasValue)
         {
-            var frame = _frameProposed ? Frame.Copy() : Frame;
-            _frameProposed = true;
+            var frame = _laidOutEntryTaken ? Frame.Copy() : Frame;
+            _laidOutEntryTaken = true;
             return (frame.Stamp(TtlMs > 0 ? logTimeUnixMs + TtlMs : 0, logTimeUnixMs), null);
         }
 
@@ -201,8 +197,8 @@ public sealed class WriteRequest
 
         if (_setEntry is { } set)
         {
-            byte[] entry = _setEntryTaken ? (byte[])set.Clone() : set;
-            _setEntryTaken = true;
+            byte[] entry = _laidOutEntryTaken ? (byte[])set.Clone() : set;
+            _laidOutEntryTaken = true;
             WriteCommand.StampLogTime(entry, logTimeUnixMs);
             return (entry, null);
         }
